@@ -1,0 +1,178 @@
+"""Settings, read once from the environment (and from a .env file when present).
+
+Every value is checked here, so the rest of the bot can trust it. A missing or malformed
+value raises ConfigError naming the variable and what it expects; main.py prints that one
+line and exits with status 2. Secret values are never echoed, not even in an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Optional
+
+from dotenv import dotenv_values
+
+DEFAULT_DB_PATH = "/tmp/bot_database.db"
+DEFAULT_API_URL = "https://api.telegram.org"
+TOKEN_PATTERN = re.compile(r"^\d+:[A-Za-z0-9_-]{20,}$")
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names it and says what it expects."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    bot_token: str = field(repr=False)
+    admin_ids: tuple[int, ...] = ()
+    db_path: str = DEFAULT_DB_PATH
+    backup_dir: str = ""
+    backup_keep: int = 10
+    backup_interval_hours: float = 6.0
+    backup_chat_id: Optional[int] = None  # None: the Telegram destination is off
+    backup_passphrase: Optional[str] = field(default=None, repr=False)
+    s3_bucket: Optional[str] = None
+    s3_prefix: str = ""
+    s3_endpoint_url: Optional[str] = None
+    telegram_api_url: str = DEFAULT_API_URL
+    port: Optional[int] = None
+    log_level: str = "INFO"
+    flood_max_messages: int = 20
+    flood_window_seconds: int = 60
+    flood_block_minutes: int = 10
+    tracking_retention_hours: float = 24.0
+
+    def is_admin(self, user_id: int) -> bool:
+        return user_id in self.admin_ids
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never reach a log line or a message."""
+        return tuple(s for s in (self.bot_token, self.backup_passphrase) if s)
+
+
+def load_settings(environ: Optional[Mapping[str, str]] = None, *, require_token: bool = True,
+                  dotenv_path: Optional[Path] = None) -> Settings:
+    """Build Settings from `environ` (default: os.environ over ./.env; the environment wins)."""
+    env = _merged_environment(environ, dotenv_path)
+    reader = _Reader(env)
+    token = reader.text("BOT_TOKEN")
+    if token is None and require_token:
+        raise ConfigError("BOT_TOKEN is required: the token from @BotFather, like 123456:ABC-DEF...")
+    if token is not None and not TOKEN_PATTERN.match(token):
+        raise ConfigError("BOT_TOKEN is malformed: expected the token from @BotFather, "
+                          "digits, a colon, then letters (value not shown)")
+    admin_ids = reader.id_list("ADMIN_IDS")
+    db_path = reader.text("DB_PATH") or DEFAULT_DB_PATH
+    return Settings(
+        bot_token=token or "",
+        admin_ids=admin_ids,
+        db_path=db_path,
+        backup_dir=reader.text("BACKUP_DIR") or str(Path(db_path).parent / "backups"),
+        backup_keep=reader.integer("BACKUP_KEEP", 10, minimum=1),
+        backup_interval_hours=reader.number("BACKUP_INTERVAL_HOURS", 6.0, minimum=0.001),
+        backup_chat_id=reader.backup_chat_id(admin_ids),
+        backup_passphrase=reader.text("BACKUP_PASSPHRASE"),
+        s3_bucket=reader.text("S3_BUCKET"),
+        s3_prefix=reader.text("S3_PREFIX") or "",
+        s3_endpoint_url=reader.url("S3_ENDPOINT_URL", None),
+        telegram_api_url=reader.url("TELEGRAM_API_URL", DEFAULT_API_URL),
+        port=reader.port("PORT"),
+        log_level=reader.log_level("LOG_LEVEL"),
+        flood_max_messages=reader.integer("FLOOD_MAX_MESSAGES", 20, minimum=1),
+        flood_window_seconds=reader.integer("FLOOD_WINDOW_SECONDS", 60, minimum=1),
+        flood_block_minutes=reader.integer("FLOOD_BLOCK_MINUTES", 10, minimum=1),
+        tracking_retention_hours=reader.number("TRACKING_RETENTION_HOURS", 24.0, minimum=0.01),
+    )
+
+
+def _merged_environment(environ: Optional[Mapping[str, str]],
+                        dotenv_path: Optional[Path]) -> dict[str, str]:
+    if environ is not None:
+        return dict(environ)
+    path = dotenv_path or Path.cwd() / ".env"
+    from_file = {k: v for k, v in dotenv_values(path).items() if v is not None} if path.is_file() else {}
+    return {**from_file, **os.environ}
+
+
+class _Reader:
+    """Reads one variable at a time and raises ConfigError with the variable's name."""
+
+    def __init__(self, env: Mapping[str, str]):
+        self.env = env
+
+    def text(self, name: str) -> Optional[str]:
+        value = self.env.get(name, "").strip()
+        return value or None
+
+    def integer(self, name: str, default: int, *, minimum: int) -> int:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number >= {minimum}, got {raw!r}") from None
+        if value < minimum:
+            raise ConfigError(f"{name} must be a whole number >= {minimum}, got {raw!r}")
+        return value
+
+    def number(self, name: str, default: float, *, minimum: float) -> float:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number >= {minimum} (decimals allowed), got {raw!r}") from None
+        if not value >= minimum or value == float("inf"):
+            raise ConfigError(f"{name} must be a number >= {minimum} (decimals allowed), got {raw!r}")
+        return value
+
+    def id_list(self, name: str) -> tuple[int, ...]:
+        raw = self.text(name)
+        if raw is None:
+            return ()
+        try:
+            return tuple(int(part) for part in raw.replace(" ", "").split(",") if part)
+        except ValueError:
+            raise ConfigError(f"{name} must be Telegram user ids separated by commas, "
+                              f"like 12345,67890, got {raw!r}") from None
+
+    def backup_chat_id(self, admin_ids: tuple[int, ...]) -> Optional[int]:
+        raw = self.text("BACKUP_CHAT_ID")
+        if raw is None:
+            return admin_ids[0] if admin_ids else None
+        if raw.lower() == "off":
+            return None
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"BACKUP_CHAT_ID must be a chat id (like -1001234567890) or 'off', "
+                              f"got {raw!r}") from None
+
+    def url(self, name: str, default: Optional[str]) -> Optional[str]:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        if not re.match(r"^https?://[^/\s]+", raw):
+            raise ConfigError(f"{name} must be an http:// or https:// URL, got {raw!r}")
+        return raw.rstrip("/")
+
+    def port(self, name: str) -> Optional[int]:
+        raw = self.text(name)
+        if raw is None:
+            return None
+        if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+            raise ConfigError(f"{name} must be a TCP port from 1 to 65535, got {raw!r}")
+        return int(raw)
+
+    def log_level(self, name: str) -> str:
+        raw = (self.text(name) or "INFO").upper()
+        if not isinstance(logging.getLevelName(raw), int):
+            raise ConfigError(f"{name} must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got {raw!r}")
+        return raw

@@ -1,0 +1,362 @@
+"""The only module that speaks SQL.
+
+open_database() probes the storage folder before trusting it and falls back to an in-memory
+database (loudly, with the reason kept) when the folder cannot hold one. One connection, shared
+by every thread behind a lock, is the only way an in-memory database can be shared at all, and it
+keeps file mode simple: every unit of work is a short transaction under that lock.
+
+Times are stored as UTC text, 'YYYY-MM-DD HH:MM:SS' (SQLite's own format), so the sqlite3 shell
+shows and compares them without help.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sqlite3
+import threading
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator, Optional
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+MIGRATION_NAME = re.compile(r"^(\d{4})_[A-Za-z0-9_]+\.sql$")
+MEMORY = ":memory:"
+BUSY_TIMEOUT_MS = 5000
+
+
+class DatabaseError(Exception):
+    """Base for the errors this module reports in plain words."""
+
+
+class DamagedDatabaseError(DatabaseError):
+    """The database file exists but SQLite cannot use it (not a database, or corrupt)."""
+
+
+class MigrationError(DatabaseError):
+    """A migration failed (the database is left as it was) or the migrations folder is wrong."""
+
+
+class SchemaTooNewError(MigrationError):
+    """The database was written by a newer version of the bot; it is refused and left untouched."""
+
+
+@dataclass(frozen=True)
+class Storage:
+    mode: str  # "file" or "memory"
+    path: str  # the database file, or ":memory:"
+    reason: Optional[str] = None  # why the bot fell back to memory
+
+    @property
+    def in_memory(self) -> bool:
+        return self.mode == "memory"
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    path: Path
+
+
+@dataclass(frozen=True)
+class UserState:
+    """What the gate needs to know about a user right after recording their message."""
+    user_id: int
+    blocked_until: Optional[datetime]
+    block_reason: Optional[str]
+    block_notified: bool
+    recent_messages: int  # messages in the flood window, this one included
+
+    def is_blocked(self, now: datetime) -> bool:
+        return self.blocked_until is not None and self.blocked_until > now
+
+
+def timestamp(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def parse_timestamp(text: Optional[str]) -> Optional[datetime]:
+    if text is None:
+        return None
+    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
+
+
+# --- opening: storage probe and in-memory fallback -------------------------------------------
+
+def open_database(path: str) -> "Database":
+    """Open the database at `path`, or an in-memory one when the folder fails the probe.
+
+    Raises DamagedDatabaseError when the storage works but the file there is not a usable
+    database: that is a job for restore, not a reason to run from memory.
+    """
+    problem = probe_storage(path)
+    if problem is not None:
+        log.error("storage at %s is not usable (%s); running on an IN-MEMORY database: "
+                  "data will be lost when the process stops", path, problem)
+        return Database(_connect(MEMORY), Storage("memory", MEMORY, problem))
+    try:
+        connection = _connect(path)
+    except sqlite3.DatabaseError as error:
+        raise DamagedDatabaseError(f"{path} is not a usable SQLite database: {error}") from error
+    return Database(connection, Storage("file", path))
+
+
+def probe_storage(path: str) -> Optional[str]:
+    """None when the folder of `path` can keep a SQLite database; otherwise the reason why not.
+
+    Writes, fsyncs, reads back and deletes a probe file, then does the same through SQLite on a
+    scratch database (WAL included), so a folder that accepts files but not SQLite's locking is
+    caught too. The real database file is not touched.
+    """
+    target = Path(path)
+    folder = target.parent
+    scratch = folder / f".storage-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    scratch_db = Path(f"{scratch}.db")
+    try:
+        if target.exists() and not target.is_file():
+            return f"{target} exists and is not a regular file"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            return f"{folder} exists and is not a folder (Not a directory)"
+        except OSError as error:
+            return f"cannot create the folder {folder}: {error.strerror}"
+        try:
+            _probe_file(scratch)
+        except OSError as error:
+            return f"cannot write, sync and read back a file in {folder}: {error.strerror or error}"
+        try:
+            _probe_sqlite(scratch_db)
+        except sqlite3.Error as error:
+            return f"SQLite cannot keep a database in {folder}: {error}"
+        return None
+    finally:
+        for leftover in (scratch, scratch_db, Path(f"{scratch_db}-wal"), Path(f"{scratch_db}-shm")):
+            try:
+                leftover.unlink()
+            except OSError:
+                pass
+
+
+def _probe_file(path: Path) -> None:
+    payload = os.urandom(64)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, payload)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if path.read_bytes() != payload:
+        raise OSError(f"read back different bytes from {path}")
+
+
+def _probe_sqlite(path: Path) -> None:
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("CREATE TABLE probe (value TEXT)")
+        token = uuid.uuid4().hex
+        connection.execute("INSERT INTO probe VALUES (?)", (token,))
+        if connection.execute("SELECT value FROM probe").fetchone() != (token,):
+            raise sqlite3.OperationalError("probe row read back wrong")
+    finally:
+        connection.close()
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a transaction means exactly
+    # what transaction() says. check_same_thread=False: the lock below serialises access.
+    connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
+                                 timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        connection.execute("PRAGMA foreign_keys=ON")
+        connection.execute("SELECT count(*) FROM sqlite_master").fetchone()  # is it a database?
+    except sqlite3.Error:
+        connection.close()
+        raise
+    return connection
+
+
+# --- the shared connection --------------------------------------------------------------------
+
+class Database:
+    def __init__(self, connection: sqlite3.Connection, storage: Storage):
+        self.connection = connection  # for the backup engine's online backup API; use the lock
+        self.storage = storage
+        self.lock = threading.RLock()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One short unit of work: the lock, BEGIN IMMEDIATE, then COMMIT or ROLLBACK."""
+        with self.lock:
+            self.connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.connection
+            except BaseException:
+                self.connection.execute("ROLLBACK")
+                raise
+            self.connection.execute("COMMIT")
+
+    def close(self) -> None:
+        with self.lock:
+            self.connection.close()
+
+    def health_problem(self) -> Optional[str]:
+        """None when PRAGMA quick_check passes; otherwise what it (or SQLite) reported."""
+        try:
+            with self.lock:
+                rows = self.connection.execute("PRAGMA quick_check").fetchall()
+        except sqlite3.DatabaseError as error:
+            return str(error)
+        results = [row[0] for row in rows]
+        return None if results == ["ok"] else "; ".join(results[:5])
+
+    # --- schema and migrations ---
+
+    def schema_version(self) -> int:
+        with self.lock:
+            return self.connection.execute("PRAGMA user_version").fetchone()[0]
+
+    def migrate(self, migrations_dir: Path = MIGRATIONS_DIR) -> list[str]:
+        """Apply the pending migrations in order, each in its own transaction.
+
+        Returns the file names applied. A failing migration is rolled back and raises
+        MigrationError naming its file; earlier ones stay applied. A database newer than the
+        newest migration raises SchemaTooNewError and is not modified.
+        """
+        migrations = find_migrations(migrations_dir)
+        newest = migrations[-1].version if migrations else 0
+        current = self.schema_version()
+        if current > newest:
+            raise SchemaTooNewError(
+                f"the database has schema version {current}, newer than this code knows "
+                f"({newest}); it was left untouched: run the newer bot or restore an older backup")
+        self._use_wal()  # only now: a refused database is left byte for byte as it was
+        applied = []
+        for migration in migrations:
+            if migration.version > current:
+                self._apply(migration)
+                applied.append(migration.path.name)
+        return applied
+
+    def _use_wal(self) -> None:
+        if self.storage.in_memory:
+            return
+        with self.lock:
+            mode = self.connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode != "wal":
+            log.warning("WAL journal not available on this storage; using %s", mode)
+
+    def _apply(self, migration: Migration) -> None:
+        sql = migration.path.read_text(encoding="utf-8")
+        # executescript would COMMIT a transaction opened with execute(); so BEGIN and COMMIT
+        # are part of the script, and a failure leaves it open for the ROLLBACK below.
+        script = f"BEGIN IMMEDIATE;\n{sql}\n;PRAGMA user_version = {migration.version};\nCOMMIT;"
+        with self.lock:
+            try:
+                self.connection.executescript(script)
+            except sqlite3.Error as error:
+                if self.connection.in_transaction:
+                    self.connection.execute("ROLLBACK")
+                raise MigrationError(f"migration {migration.path.name} failed and was rolled "
+                                     f"back: {error}") from error
+        log.info("applied migration %s", migration.path.name)
+
+    # --- users, blocks and tracking ---
+
+    def track_message(self, user_id: int, username: Optional[str], first_name: Optional[str],
+                      chat_id: int, kind: str, now: datetime, window_start: datetime) -> UserState:
+        """Register or refresh the user, record one action, and report their block state."""
+        at = timestamp(now)
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO users (user_id, username, first_name, first_seen, last_seen)"
+                " VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT(user_id) DO UPDATE SET username = excluded.username,"
+                " first_name = excluded.first_name, last_seen = excluded.last_seen",
+                (user_id, username, first_name, at, at))
+            db.execute("INSERT INTO tracking (user_id, chat_id, kind, created_at) VALUES (?, ?, ?, ?)",
+                       (user_id, chat_id, kind, at))
+            blocked_until, reason, notified = db.execute(
+                "SELECT blocked_until, block_reason, block_notified FROM users WHERE user_id = ?",
+                (user_id,)).fetchone()
+            (recent,) = db.execute(
+                "SELECT count(*) FROM tracking WHERE user_id = ? AND kind = 'message'"
+                " AND created_at >= ?", (user_id, timestamp(window_start))).fetchone()
+        return UserState(user_id, parse_timestamp(blocked_until), reason, bool(notified), recent)
+
+    def block_user(self, user_id: int, until: datetime, reason: str, *, notified: bool,
+                   now: datetime) -> None:
+        at = timestamp(now)
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO users (user_id, first_seen, last_seen, blocked_until, block_reason,"
+                " block_notified) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(user_id) DO UPDATE SET blocked_until = excluded.blocked_until,"
+                " block_reason = excluded.block_reason, block_notified = excluded.block_notified",
+                (user_id, at, at, timestamp(until), reason, int(notified)))
+
+    def mark_block_notified(self, user_id: int) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE users SET block_notified = 1 WHERE user_id = ?", (user_id,))
+
+    def unblock_user(self, user_id: int) -> bool:
+        """Lift a block now; False when the user was not blocked."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "UPDATE users SET blocked_until = NULL, block_reason = NULL, block_notified = 0"
+                " WHERE user_id = ? AND blocked_until IS NOT NULL", (user_id,))
+        return cursor.rowcount > 0
+
+    def lift_expired_blocks(self, now: datetime) -> list[int]:
+        """Unblock every user whose block has ended; returns their ids."""
+        at = timestamp(now)
+        with self.transaction() as db:
+            expired = [row[0] for row in db.execute(
+                "SELECT user_id FROM users WHERE blocked_until IS NOT NULL AND blocked_until <= ?"
+                " ORDER BY user_id", (at,))]
+            db.executemany(
+                "UPDATE users SET blocked_until = NULL, block_reason = NULL, block_notified = 0"
+                " WHERE user_id = ?", [(user_id,) for user_id in expired])
+        return expired
+
+    def delete_tracking_before(self, cutoff: datetime) -> int:
+        with self.transaction() as db:
+            return db.execute("DELETE FROM tracking WHERE created_at < ?",
+                              (timestamp(cutoff),)).rowcount
+
+    def user(self, user_id: int) -> Optional[dict]:
+        with self.lock:
+            cursor = self.connection.execute("SELECT * FROM users WHERE user_id = ?", (user_id,))
+            row = cursor.fetchone()
+            return None if row is None else dict(zip([c[0] for c in cursor.description], row))
+
+    def table_row_counts(self) -> dict[str, int]:
+        with self.transaction() as db:
+            tables = [row[0] for row in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+                " AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+            return {name: db.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
+                    for name in tables}
+
+
+def find_migrations(migrations_dir: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """The migration files, in order; numbered 0001, 0002, ... with no gaps or repeats."""
+    migrations = []
+    for path in sorted(Path(migrations_dir).glob("*.sql")):
+        match = MIGRATION_NAME.match(path.name)
+        if not match:
+            raise MigrationError(f"migration file {path.name} is not named NNNN_name.sql")
+        migrations.append(Migration(int(match.group(1)), path))
+    for expected, migration in enumerate(migrations, start=1):
+        if migration.version != expected:
+            raise MigrationError(f"migration {migration.path.name} should be numbered "
+                                 f"{expected:04d}: migrations run in order without gaps")
+    return migrations

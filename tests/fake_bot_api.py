@@ -1,0 +1,465 @@
+"""A local stand-in for the Telegram Bot API server, for end-to-end tests.
+
+Run the real bot with TELEGRAM_API_URL=<FakeBotAPI.url>: it calls {url}/bot{token}/{method}
+and downloads from {url}/file/bot{token}/{path}. Tests queue updates with send_text() and
+send_document(), then inspect requests(), messages(), pinned_message() or block in the
+wait_for*() helpers, which re-check on every recorded call (no sleep-polling).
+
+Limits: standard library only; a subset of the API (see self._handlers; anything else
+answers 404 "Not Found"); only text and document updates; no webhooks, media groups or
+rate limiting (inject errors with fail_next()). Calls are recorded when they complete (a
+long poll shows up when it returns) with an extra "status" key; file downloads are
+recorded as method "downloadFile".
+"""
+import copy
+import json
+import os
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+MAX_LONG_POLL = 10.0
+TEXT_KEYS = {"text", "caption", "description", "short_description", "title", "query"}
+INT_KEYS = {"chat_id", "message_id", "offset", "limit", "user_id", "from_chat_id", "message_thread_id"}
+BOOL_WORDS = {"True": True, "true": True, "False": False, "false": False}
+SIMPLE_TRUE = ("sendChatAction", "deleteWebhook", "setMyCommands", "answerCallbackQuery")
+
+
+class ApiError(Exception):
+    def __init__(self, code, description):
+        super().__init__(description)
+        self.code, self.description = code, description
+
+
+def _decode_value(key, value):
+    """Turn the strings pyTelegramBotAPI sends back into ints, bools and JSON objects."""
+    if not isinstance(value, str) or key in TEXT_KEYS:
+        return value
+    if key in INT_KEYS and re.fullmatch(r"-?\d+", value):
+        return int(value)
+    if value in BOOL_WORDS:
+        return BOOL_WORDS[value]
+    if value[:1] in "{[":
+        try:
+            return json.loads(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _header_param(header, key):
+    """A parameter of a Content-Disposition header; pyTelegramBotAPI sends filename unquoted."""
+    quoted = re.search(r';\s*%s="((?:[^"\\]|\\.)*)"' % key, header)
+    if quoted:
+        return re.sub(r"\\(.)", r"\1", quoted.group(1)).replace("%22", '"')
+    bare = re.search(r";\s*%s=(%s)" % (key, ".*" if key == "filename" else "[^;]*"), header)
+    return bare.group(1).strip() if bare else None
+
+
+def parse_multipart(content_type, body):
+    """Split a multipart/form-data body into ({name: str}, {name: (filename, bytes)})."""
+    match = re.search(r'boundary="?([^";]+)"?', content_type)
+    if not match:
+        raise ApiError(400, "Bad Request: multipart boundary is missing")
+    fields, files = {}, {}
+    for part in (b"\r\n" + body).split(b"\r\n--" + match.group(1).encode())[1:]:
+        if part.startswith(b"--"):
+            break
+        head, sep, data = part.partition(b"\r\n\r\n")
+        disposition = next((line.split(":", 1)[1] for line in head.decode("utf-8", "replace").split("\r\n")
+                            if line.lower().startswith("content-disposition:")), None)
+        if not sep or disposition is None:
+            continue
+        name, filename = _header_param(disposition, "name"), _header_param(disposition, "filename")
+        if filename is None:
+            fields[name] = data.decode("utf-8")
+        else:
+            files[name] = (filename, data)
+    return fields, files
+
+
+class FakeBotAPI:
+    def __init__(self, token="123456:TEST-TOKEN-abcdefghijklmnopqrstuvwxyz", bot_username="backup_test_bot",
+                 upload_limit=50 * 1024 * 1024, download_limit=20 * 1024 * 1024):
+        self.token, self.bot_username = token, bot_username
+        self.upload_limit, self.download_limit = upload_limit, download_limit
+        self.bot_user = {"id": int(token.split(":")[0]), "is_bot": True, "first_name": "Test Bot",
+                         "username": bot_username}
+        self.url = None
+        self._cond = threading.Condition()
+        self._version = 0          # bumped on every change; wait_for() waits for it to move
+        self._stopping = False
+        self._calls, self._updates, self._next_update_id = [], [], 1
+        self._sent = {}            # chat_id -> [messages the bot sent]
+        self._by_id = {}           # (chat_id, message_id) -> message (sent or received)
+        self._last_message_id = {}
+        self._files, self._paths = {}, {}
+        self._pins, self._failures = {}, {}
+        self._server = self._thread = None
+        self._handlers = {"getMe": self._get_me, "getUpdates": self._get_updates, "sendMessage": self._send_message,
+                          "sendDocument": self._send_document, "pinChatMessage": self._pin,
+                          "unpinChatMessage": self._unpin, "getChat": self._get_chat,
+                          "getFile": self._get_file, "editMessageText": self._edit_text,
+                          "deleteMessage": self._delete}
+        self._handlers.update({name: lambda p, f: True for name in SIMPLE_TRUE})
+
+    # ---- lifecycle ----
+    def start(self):
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        self._server.daemon_threads = True
+        self.url = "http://127.0.0.1:%d" % self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="FakeBotAPI", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        with self._cond:
+            self._stopping = True
+            self._changed()
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(5)
+            self._server = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # ---- driving the bot ----
+    def send_text(self, user_id, text, *, username=None, first_name="User", chat_id=None):
+        content = {"text": text}
+        if text.startswith("/"):
+            content["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
+        return self._incoming(user_id, chat_id, content, username=username, first_name=first_name)
+
+    def send_document(self, user_id, filename, content, *, caption=None, chat_id=None):
+        fields = {"document": self._store_file(filename, content)}
+        if caption is not None:
+            fields["caption"] = caption
+        return self._incoming(user_id, chat_id, fields)
+
+    def fail_next(self, method, error_code=500, description="Internal Server Error", times=1):
+        with self._cond:
+            self._failures.setdefault(method, []).extend([(error_code, description)] * times)
+
+    # ---- what the bot did ----
+    def requests(self, method=None):
+        with self._cond:
+            return [dict(c) for c in self._calls if method is None or c["method"] == method]
+
+    def messages(self, chat_id=None):
+        with self._cond:
+            chats = [self._sent.get(chat_id, [])] if chat_id is not None else self._sent.values()
+            return copy.deepcopy([m for msgs in chats for m in msgs])
+
+    def file_bytes(self, file_id):
+        with self._cond:
+            return self._files[file_id]["bytes"]
+
+    def pinned_message(self, chat_id):
+        with self._cond:
+            return copy.deepcopy(self._pins.get(chat_id))
+
+    def wait_for(self, predicate, timeout=10.0, what=None):
+        """Return the first truthy predicate() value, re-checked after every recorded call."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._cond:
+                version = self._version
+            value = predicate()
+            if value:
+                return value
+            with self._cond:
+                while self._version == version:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise AssertionError(self._timeout_report(what or repr(predicate), timeout))
+                    self._cond.wait(remaining)
+
+    def wait_for_message(self, chat_id, contains=None, *, after=0, timeout=10.0):
+        def find():
+            for message in self.messages(chat_id)[after:]:
+                body = message.get("text") or message.get("caption") or ""
+                if contains is None or contains in body:
+                    return message
+        return self.wait_for(find, timeout, "a message to chat %r (index >= %d) containing %r"
+                             % (chat_id, after, contains))
+
+    def wait_for_request(self, method, *, after_count=0, timeout=10.0):
+        def find():
+            calls = self.requests(method)
+            return calls[after_count] if len(calls) > after_count else None
+        return self.wait_for(find, timeout, "call #%d to %s" % (after_count + 1, method))
+
+    def _timeout_report(self, what, timeout):
+        lines = ["  %s %s -> %s" % (c["method"], _short(c["params"]), c.get("status")) for c in self._calls[-10:]]
+        return "Timed out after %.1fs waiting for %s. Last %d recorded calls:\n%s" % (
+            timeout, what, len(lines), "\n".join(lines) or "  (none)")
+
+    # ---- state helpers (call with self._cond held) ----
+    def _changed(self):
+        self._version += 1
+        self._cond.notify_all()
+
+    def _new_message_id(self, chat_id):
+        self._last_message_id[chat_id] = self._last_message_id.get(chat_id, 0) + 1
+        return self._last_message_id[chat_id]
+
+    def _message(self, chat_id, sender, fields):
+        message = {"message_id": self._new_message_id(chat_id), "from": sender,
+                   "chat": _chat(chat_id), "date": int(time.time()), **fields}
+        self._by_id[(chat_id, message["message_id"])] = message
+        return message
+
+    def _incoming(self, user_id, chat_id, fields, username=None, first_name="User"):
+        sender = {"id": user_id, "is_bot": False, "first_name": first_name}
+        if username:
+            sender["username"] = username
+        with self._cond:
+            update = {"update_id": self._next_update_id,
+                      "message": self._message(user_id if chat_id is None else chat_id, sender, fields)}
+            self._next_update_id += 1
+            self._updates.append(update)
+            self._changed()
+            return copy.deepcopy(update)
+
+    def _store_file(self, filename, content):
+        with self._cond:
+            n = len(self._files) + 1
+            file_id, path = "BQACAgIAAxkB-file-%d" % n, "documents/file_%d%s" % (n, os.path.splitext(filename)[1])
+            self._files[file_id] = {"bytes": bytes(content), "name": filename, "path": path, "n": n}
+            self._paths[path] = file_id
+            return self._document(file_id)
+
+    def _document(self, file_id):
+        stored = self._files.get(file_id)
+        if stored is None:
+            raise ApiError(400, "Bad Request: wrong file identifier/HTTP URL specified")
+        return {"file_id": file_id, "file_unique_id": "AgAD-%d" % stored["n"], "file_name": stored["name"],
+                "mime_type": "application/octet-stream", "file_size": len(stored["bytes"])}
+
+    def _bot_message(self, chat_id, fields, params):
+        with self._cond:
+            message = self._message(chat_id, self.bot_user, fields)
+            message["reply_markup"] = params.get("reply_markup")
+            self._sent.setdefault(chat_id, []).append(message)
+            return _public(message)
+
+    def _find(self, params, error):
+        message = self._by_id.get((params["chat_id"], params.get("message_id")))
+        if message is None:
+            raise ApiError(400, "Bad Request: " + error)
+        return message
+
+    # ---- API methods: (params, files) -> result, or raise ApiError ----
+    def _get_me(self, p, files):
+        return dict(self.bot_user, can_join_groups=True, can_read_all_group_messages=False,
+                    supports_inline_queries=False)
+
+    def _get_updates(self, p, files):
+        offset, limit = p.get("offset") or 0, min(max(p.get("limit") or 100, 1), 100)
+        allowed = p.get("allowed_updates") or None
+        deadline = time.monotonic() + min(float(p.get("timeout") or 0), MAX_LONG_POLL)
+        with self._cond:
+            if offset < 0:
+                self._updates = self._updates[offset:]
+            else:
+                self._updates = [u for u in self._updates if u["update_id"] >= offset]
+            while True:
+                ready = [u for u in self._updates if not allowed or any(k in allowed for k in u)]
+                remaining = deadline - time.monotonic()
+                if ready or remaining <= 0 or self._stopping:
+                    return copy.deepcopy(ready[:limit])
+                self._cond.wait(remaining)
+
+    def _send_message(self, p, files):
+        text = p.get("text") or ""
+        if not text.strip():
+            raise ApiError(400, "Bad Request: message text is empty")
+        if len(text) > 4096:
+            raise ApiError(400, "Bad Request: message is too long")
+        return self._bot_message(p["chat_id"], {"text": text}, p)
+
+    def _send_document(self, p, files):
+        if "document" in files:
+            filename, content = files["document"]
+            if len(content) > self.upload_limit:
+                raise ApiError(413, "Request Entity Too Large")
+            document = self._store_file(filename, content)
+        else:
+            with self._cond:
+                document = self._document(p.get("document"))
+        fields = {"document": document}
+        if p.get("caption"):
+            if len(p["caption"]) > 1024:
+                raise ApiError(400, "Bad Request: message caption is too long")
+            fields["caption"] = p["caption"]
+        return self._bot_message(p["chat_id"], fields, p)
+
+    def _pin(self, p, files):
+        with self._cond:
+            self._pins[p["chat_id"]] = self._find(p, "message to pin not found")
+        return True
+
+    def _unpin(self, p, files):
+        with self._cond:
+            pinned = self._pins.get(p["chat_id"])
+            if pinned and p.get("message_id") in (None, pinned["message_id"]):
+                del self._pins[p["chat_id"]]
+        return True
+
+    def _get_chat(self, p, files):
+        chat = dict(_chat(p["chat_id"]), accent_color_id=0, max_reaction_count=0)
+        with self._cond:
+            if p["chat_id"] in self._pins:
+                chat["pinned_message"] = _public(self._pins[p["chat_id"]])
+        return chat
+
+    def _get_file(self, p, files):
+        with self._cond:
+            stored = self._files.get(p.get("file_id"))
+            if stored is None:
+                raise ApiError(400, "Bad Request: invalid file_id")
+            if len(stored["bytes"]) > self.download_limit:
+                raise ApiError(400, "Bad Request: file is too big")
+            document = self._document(p["file_id"])
+        return dict({k: document[k] for k in ("file_id", "file_unique_id", "file_size")}, file_path=stored["path"])
+
+    def _edit_text(self, p, files):
+        with self._cond:
+            message = self._find(p, "message to edit not found")
+            new = {"text": p.get("text")}
+            if "reply_markup" in p or "inline_keyboard" in (message.get("reply_markup") or {}):
+                new["reply_markup"] = p.get("reply_markup")  # Telegram drops an inline keyboard not re-sent
+            if all(message.get(k) == v for k, v in new.items()):
+                raise ApiError(400, "Bad Request: message is not modified: specified new message content and "
+                                    "reply markup are exactly the same as a current content and reply markup "
+                                    "of the message")
+            message.update(new, edit_date=int(time.time()))
+            return _public(message)
+
+    def _delete(self, p, files):
+        with self._cond:
+            self._find(p, "message to delete not found")["deleted"] = True
+        return True
+
+    # ---- HTTP plumbing ----
+    def _serve(self, handler):
+        url = urlsplit(handler.path)
+        body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+        match = re.fullmatch(r"/(file/)?bot([^/]+)/(.+)", url.path)
+        if not match:
+            return _reply(handler, 404, _error(404, "Not Found"))
+        is_file, token, name = match.group(1), unquote(match.group(2)), unquote(match.group(3))
+        if is_file:
+            return self._download(handler, token, name)
+        arrived = time.time()
+        try:
+            params, files = self._parse_params(url.query, handler.headers.get("Content-Type", ""), body)
+            status, payload = self._dispatch(token, name, params, files)
+        except (ApiError, ValueError) as e:
+            error = e if isinstance(e, ApiError) else ApiError(400, "Bad Request: %s" % e)
+            params, files, status, payload = {}, {}, error.code, _error(error.code, error.description)
+        for key, (filename, content) in files.items():
+            params[key] = {"file_name": filename, "file_size": len(content)}
+        self._record(name, params, arrived, status)
+        _reply(handler, status, payload)
+
+    def _parse_params(self, query, content_type, body):
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        files, mime = {}, content_type.split(";")[0].strip().lower()
+        if mime == "multipart/form-data":
+            fields, files = parse_multipart(content_type, body)
+            params.update(fields)
+        elif mime == "application/json" and body:
+            params.update(json.loads(body))
+        elif body:
+            params.update(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+        return {k: _decode_value(k, v) for k, v in params.items()}, files
+
+    def _dispatch(self, token, method, params, files):
+        if token != self.token:
+            return 401, _error(401, "Unauthorized")
+        with self._cond:
+            failures = self._failures.get(method)
+            failure = failures.pop(0) if failures else None
+        if failure:
+            return failure[0], _error(*failure)
+        if method not in self._handlers:
+            return 404, _error(404, "Not Found")
+        try:
+            return 200, {"ok": True, "result": self._handlers[method](params, files)}
+        except ApiError as e:
+            return e.code, _error(e.code, e.description)
+        except KeyError as e:
+            return 400, _error(400, "Bad Request: parameter %s is required" % e)
+        except (TypeError, ValueError) as e:
+            return 400, _error(400, "Bad Request: %s" % e)
+        except Exception as e:  # a bug in the stand-in: answer rather than drop the connection
+            return 500, _error(500, "Internal Server Error: %r" % e)
+
+    def _download(self, handler, token, path):
+        with self._cond:
+            file_id = self._paths.get(path) if token == self.token else None
+            content = self._files[file_id]["bytes"] if file_id else None
+        self._record("downloadFile", {"file_path": path}, time.time(), 200 if content is not None else 404)
+        if content is None:
+            return _reply(handler, 404, _error(404, "Not Found"))
+        _reply(handler, 200, content, "application/octet-stream")
+
+    def _record(self, method, params, arrived, status):
+        with self._cond:
+            self._calls.append({"method": method, "params": params, "time": arrived, "status": status})
+            self._changed()
+
+
+def _chat(chat_id):
+    kind = "private" if isinstance(chat_id, int) and chat_id > 0 else "supergroup"
+    return {"id": chat_id, "type": kind}
+
+
+def _public(message):
+    """A copy fit for the bot: Telegram only echoes inline keyboards back."""
+    result = {k: v for k, v in copy.deepcopy(message).items() if v is not None and k != "deleted"}
+    if "inline_keyboard" not in (result.get("reply_markup") or {}):
+        result.pop("reply_markup", None)
+    return result
+
+
+def _error(code, description):
+    return {"ok": False, "error_code": code, "description": description}
+
+
+def _short(value, limit=200):
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _reply(handler, status, payload, content_type="application/json"):
+    body = payload if isinstance(payload, bytes) else json.dumps(payload, ensure_ascii=False).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def _make_handler(fake):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            fake._serve(self)
+
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    return Handler

@@ -1,0 +1,173 @@
+import sqlite3
+from datetime import timedelta
+
+import pytest
+
+import database
+from conftest import NOW
+from database import MigrationError, SchemaTooNewError
+
+# --- storage probe and in-memory fallback ---
+
+
+def test_a_writable_folder_gives_file_mode_and_leaves_no_probe_behind(tmp_path):
+    path = tmp_path / "data" / "bot.db"
+    db = database.open_database(str(path))
+    assert db.storage.mode == "file" and db.storage.reason is None
+    db.migrate()
+    db.track_message(1, "ann", "Ann", 1, "message", NOW, NOW)
+    db.close()
+    assert sorted(p.name for p in path.parent.iterdir() if "probe" in p.name) == []
+    assert sqlite3.connect(path).execute("SELECT username FROM users").fetchall() == [("ann",)]
+
+
+def test_a_path_under_a_regular_file_falls_back_to_memory_with_the_reason(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("I am a file")
+    db = database.open_database(str(blocker / "bot.db"))
+    assert db.storage.in_memory
+    assert "Not a directory" in db.storage.reason or "exists" in db.storage.reason
+    db.migrate()  # and the bot can still keep its data for now
+    db.track_message(7, None, "Bo", 7, "message", NOW, NOW)
+    assert db.table_row_counts() == {"tracking": 1, "users": 1}
+
+
+def test_a_read_only_mount_falls_back_to_memory_with_the_reason(read_only_dir):
+    db = database.open_database(str(read_only_dir / "bot.db"))
+    assert db.storage.in_memory
+    assert "Read-only file system" in db.storage.reason
+
+
+def test_a_directory_in_place_of_the_database_file_falls_back_to_memory(tmp_path):
+    (tmp_path / "bot.db").mkdir()
+    db = database.open_database(str(tmp_path / "bot.db"))
+    assert db.storage.in_memory and "not a regular file" in db.storage.reason
+
+
+def test_a_file_that_is_not_a_database_is_reported_as_damaged_not_as_bad_storage(tmp_path):
+    path = tmp_path / "bot.db"
+    path.write_bytes(b"this is not a database, it is a shopping list" * 100)
+    with pytest.raises(database.DamagedDatabaseError, match="not a usable SQLite database"):
+        database.open_database(str(path))
+    assert path.read_bytes().startswith(b"this is not a database")  # untouched
+
+
+def test_file_mode_uses_wal_busy_timeout_and_foreign_keys(db):
+    pragma = lambda name: db.connection.execute(f"PRAGMA {name}").fetchone()[0]
+    assert pragma("journal_mode") == "wal"
+    assert pragma("busy_timeout") == database.BUSY_TIMEOUT_MS
+    assert pragma("foreign_keys") == 1
+
+
+# --- migrations ---
+
+
+def write_migrations(folder, *bodies):
+    folder.mkdir(exist_ok=True)
+    for number, body in enumerate(bodies, start=1):
+        (folder / f"{number:04d}_step{number}.sql").write_text(body)
+    return folder
+
+
+def test_a_fresh_database_gets_every_migration(tmp_path):
+    db = database.open_database(str(tmp_path / "bot.db"))
+    assert db.migrate() == ["0001_initial.sql"]
+    assert db.schema_version() == 1
+    assert set(db.table_row_counts()) == {"users", "tracking"}
+    assert db.migrate() == []  # idempotent
+
+
+def test_an_older_database_is_upgraded_from_its_version(tmp_path):
+    folder = write_migrations(tmp_path / "m", "CREATE TABLE a (x);")
+    db = database.open_database(str(tmp_path / "bot.db"))
+    db.migrate(folder)
+    db.connection.execute("INSERT INTO a VALUES (41)")
+    write_migrations(folder, "CREATE TABLE a (x);", "ALTER TABLE a ADD COLUMN y DEFAULT 1;",
+                     "UPDATE a SET x = x + 1;")
+    assert db.migrate(folder) == ["0002_step2.sql", "0003_step3.sql"]
+    assert db.schema_version() == 3
+    assert db.connection.execute("SELECT x, y FROM a").fetchall() == [(42, 1)]
+
+
+def test_a_broken_migration_rolls_back_names_its_file_and_leaves_the_database_as_it_was(tmp_path):
+    folder = write_migrations(tmp_path / "m", "CREATE TABLE a (x); INSERT INTO a VALUES (1);")
+    db = database.open_database(str(tmp_path / "bot.db"))
+    db.migrate(folder)
+    write_migrations(folder, "CREATE TABLE a (x); INSERT INTO a VALUES (1);",
+                     "CREATE TABLE b (y); INSERT INTO a VALUES (2); THIS IS NOT SQL;")
+    with pytest.raises(MigrationError, match="0002_step2.sql"):
+        db.migrate(folder)
+    assert db.schema_version() == 1
+    assert db.connection.execute("SELECT x FROM a").fetchall() == [(1,)]
+    assert db.connection.execute("SELECT name FROM sqlite_master WHERE name = 'b'").fetchall() == []
+    assert not db.connection.in_transaction
+
+
+def test_a_newer_database_is_refused_untouched(tmp_path):
+    path = tmp_path / "bot.db"
+    with sqlite3.connect(path) as raw:
+        raw.execute("CREATE TABLE future (x)")
+        raw.execute("PRAGMA user_version = 99")
+    before = path.read_bytes()
+    db = database.open_database(str(path))
+    with pytest.raises(SchemaTooNewError, match="schema version 99, newer than this code knows"):
+        db.migrate()
+    db.close()
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 99
+    assert sqlite3.connect(path).execute("SELECT name FROM sqlite_master").fetchall() == [("future",)]
+    assert path.read_bytes()[:100] == before[:100]
+
+
+def test_misnumbered_migrations_are_reported(tmp_path):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "0001_a.sql").write_text("CREATE TABLE a (x);")
+    (folder / "0003_c.sql").write_text("CREATE TABLE c (x);")
+    with pytest.raises(MigrationError, match="0003_c.sql should be numbered 0002"):
+        database.find_migrations(folder)
+
+
+# --- users, blocks, tracking ---
+
+
+def test_track_message_registers_then_refreshes_the_user(db):
+    db.track_message(5, "old", "Ann", 5, "message", NOW, NOW)
+    later = NOW + timedelta(minutes=3)
+    state = db.track_message(5, "new", "Ann", 5, "message", later, NOW - timedelta(minutes=1))
+    user = db.user(5)
+    assert (user["username"], user["first_seen"], user["last_seen"]) == (
+        "new", "2026-11-26 12:00:00", "2026-11-26 12:03:00")
+    assert state.recent_messages == 2 and not state.is_blocked(later)
+
+
+def test_the_flood_window_counts_only_recent_messages(db):
+    for second in range(0, 100, 10):
+        db.track_message(5, None, "Ann", 5, "message", NOW + timedelta(seconds=second), NOW)
+    state = db.track_message(5, None, "Ann", 5, "message", NOW + timedelta(seconds=100),
+                             NOW + timedelta(seconds=45))
+    assert state.recent_messages == 6  # at 50, 60, 70, 80, 90 and 100 seconds
+
+
+def test_lift_expired_blocks_lifts_exactly_the_expired_ones(db):
+    for user_id, minutes in [(1, -5), (2, 0), (3, 5)]:
+        db.block_user(user_id, NOW + timedelta(minutes=minutes), "test", notified=True, now=NOW)
+    assert db.lift_expired_blocks(NOW) == [1, 2]
+    assert db.user(1)["blocked_until"] is None and db.user(2)["blocked_until"] is None
+    assert db.user(3)["blocked_until"] == "2026-11-26 12:05:00"
+    assert db.lift_expired_blocks(NOW) == []
+
+
+def test_delete_tracking_before_removes_exactly_the_old_rows(db):
+    for hours in (30, 25, 24, 1):
+        db.track_message(9, None, "Cy", 9, "message", NOW - timedelta(hours=hours), NOW)
+    assert db.delete_tracking_before(NOW - timedelta(hours=24)) == 2
+    kept = [row[0] for row in db.connection.execute("SELECT created_at FROM tracking ORDER BY 1")]
+    assert kept == ["2026-11-25 12:00:00", "2026-11-26 11:00:00"]
+
+
+def test_a_failed_unit_of_work_is_rolled_back(db):
+    with pytest.raises(ZeroDivisionError):
+        with db.transaction() as conn:
+            conn.execute("INSERT INTO users (user_id, first_seen, last_seen) VALUES (1, 'a', 'a')")
+            1 / 0
+    assert db.table_row_counts()["users"] == 0

@@ -1,0 +1,144 @@
+"""End to end: the real main.py process against the local Bot API stand-in."""
+
+import json
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+
+from bot_process import ADMIN_ID, PROJECT, BotProcess
+from fake_bot_api import FakeBotAPI
+
+pytestmark = pytest.mark.e2e
+USER = 4242
+
+
+@pytest.fixture
+def fake():
+    with FakeBotAPI() as api:
+        yield api
+
+
+@pytest.fixture
+def run_bot(tmp_path, fake):
+    started = []
+
+    def run(api_url=None, **env):
+        bot = BotProcess(tmp_path, api_url or fake.url, fake.token, **env).start()
+        started.append(bot)
+        return bot
+
+    yield run
+    for bot in started:
+        bot.kill()
+
+
+def assert_no_secret_in(log: str, token: str) -> None:
+    assert token not in log
+    assert token.split(":", 1)[1] not in log
+
+
+def test_start_registers_the_user_and_sigterm_exits_cleanly(fake, run_bot):
+    bot = run_bot()
+    fake.send_text(USER, "/start", username="ann", first_name="Ann")
+    assert "Hello, Ann! You are registered" in fake.wait_for_message(USER, "registered")["text"]
+
+    code, seconds = bot.stop(signal.SIGTERM)
+    assert code == 0 and seconds < 10
+    row = sqlite3.connect(bot.db_path).execute(
+        "SELECT username, first_name FROM users WHERE user_id = ?", (USER,)).fetchone()
+    assert row == ("ann", "Ann")
+    log = bot.log()
+    assert "stopped cleanly" in log
+    assert "urllib3" in log and "getUpdates" in log  # DEBUG really logged the requests...
+    assert_no_secret_in(log, fake.token)  # ...and not the token inside their URLs
+
+
+def test_flooding_blocks_the_user(fake, run_bot):
+    bot = run_bot(FLOOD_MAX_MESSAGES="3")
+    for n in range(4):
+        fake.send_text(USER, f"message {n}")
+    notice = fake.wait_for_message(USER, "too fast")["text"]
+    assert "You are blocked until" in notice
+    fake.send_text(USER, "/start")
+    fake.send_text(ADMIN_ID, "/start")  # handled after the user's /start: a barrier
+    fake.wait_for_message(ADMIN_ID, "registered")
+    assert not any("registered" in (m.get("text") or "") for m in fake.messages(USER))
+    assert bot.stop()[0] == 0
+    blocked_until, reason = sqlite3.connect(bot.db_path).execute(
+        "SELECT blocked_until, block_reason FROM users WHERE user_id = ?", (USER,)).fetchone()
+    assert blocked_until is not None and reason == "flood"
+
+
+def test_an_unusable_storage_path_runs_in_memory_and_still_serves(tmp_path, fake, run_bot):
+    (tmp_path / "a-file").write_text("not a folder")
+    bot = run_bot(DB_PATH=str(tmp_path / "a-file" / "bot.db"))
+    fake.send_text(USER, "/start", first_name="Ann")
+    fake.wait_for_message(USER, "registered")
+    assert bot.stop()[0] == 0
+    log = bot.log()
+    assert "ERROR" in log and "IN-MEMORY" in log and "Not a directory" in log
+
+
+def test_no_log_line_holds_the_token_when_the_api_is_unreachable(fake, run_bot):
+    # requests' connection errors spell out the whole URL, token included.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    bot = run_bot(api_url=f"http://127.0.0.1:{closed_port}")
+    bot.wait_for_log("Max retries exceeded")  # polling failed at least once and said so
+    code, _ = bot.stop()
+    log = bot.log()
+    assert code == 0
+    assert "Max retries exceeded" in log or "Connection refused" in log
+    assert_no_secret_in(log, fake.token)
+
+
+def test_health_endpoint_reports_the_storage_mode(fake, run_bot):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    bot = run_bot(PORT=str(port))
+    fake.send_text(USER, "/start")
+    fake.wait_for_message(USER, "registered")  # the bot is up, health server included
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+        assert response.status == 200
+        status = json.loads(response.read())
+    assert status["ok"] is True and status["storage"] == "file"
+    assert bot.stop()[0] == 0
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({}, "BOT_TOKEN is required"),
+    ({"BOT_TOKEN": "123:short"}, "BOT_TOKEN is malformed"),
+    ({"BOT_TOKEN": "123456:AAbbCCddEEffGGhhIIjjKKll", "BACKUP_KEEP": "many"}, "BACKUP_KEEP"),
+])
+def test_bad_configuration_is_one_line_and_exit_2(tmp_path, env, expected):
+    result = subprocess.run([sys.executable, str(PROJECT / "main.py")], cwd=tmp_path,
+                            env={"PATH": "/usr/bin:/bin", **env}, capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0] and "Traceback" not in result.stderr
+
+
+def test_a_rejected_token_is_reported_and_exits_2(tmp_path, fake):
+    bot = BotProcess(tmp_path, fake.url, "999999:WrongWrongWrongWrongWrong").start()
+    try:
+        assert bot.wait() == 2
+    finally:
+        bot.kill()
+    assert "Telegram rejected BOT_TOKEN (401 Unauthorized)" in bot.log()
+    assert "WrongWrongWrongWrongWrong" not in bot.log()
+
+
+def test_a_read_only_mount_runs_in_memory_and_still_serves(read_only_dir, fake, run_bot):
+    bot = run_bot(DB_PATH=str(read_only_dir / "bot.db"))
+    fake.send_text(USER, "/start", first_name="Ann")
+    fake.wait_for_message(USER, "registered")
+    assert bot.stop()[0] == 0
+    assert "Read-only file system" in bot.wait_for_log("IN-MEMORY")

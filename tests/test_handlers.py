@@ -1,0 +1,117 @@
+"""The gate, flood control and the moderation commands, driven through a real TeleBot whose
+replies go to the local Bot API stand-in; the clock is a plain variable the test moves."""
+
+from datetime import timedelta
+
+import pytest
+import telebot
+from telebot import types
+
+import handlers
+from config import load_settings
+from conftest import NOW
+from fake_bot_api import FakeBotAPI
+
+ADMIN = 1000
+USER = 2000
+
+
+class Harness:
+    def __init__(self, fake, db, **env):
+        self.fake, self.db, self.now = fake, db, NOW
+        self.settings = load_settings({"BOT_TOKEN": fake.token, "ADMIN_IDS": str(ADMIN),
+                                       "FLOOD_MAX_MESSAGES": "3", "FLOOD_WINDOW_SECONDS": "60",
+                                       "FLOOD_BLOCK_MINUTES": "10", **env})
+        self.bot = telebot.TeleBot(fake.token, threaded=False, use_class_middlewares=True)
+        handlers.register(self.bot, db, self.settings, clock=lambda: self.now)
+
+    def say(self, user_id, text, seconds_later=0):
+        """Deliver one message to the bot and return the replies to that chat it caused."""
+        self.now += timedelta(seconds=seconds_later)
+        before = len(self.fake.messages(user_id))
+        update = self.fake.send_text(user_id, text, first_name=f"U{user_id}")
+        self.bot.process_new_updates([types.Update.de_json(update)])
+        return [m["text"] for m in self.fake.messages(user_id)[before:] if m["from"]["is_bot"]]
+
+
+@pytest.fixture
+def harness(db, monkeypatch):
+    with FakeBotAPI() as fake:
+        monkeypatch.setattr(telebot.apihelper, "API_URL", fake.url + "/bot{0}/{1}")
+        monkeypatch.setattr(telebot.apihelper, "FILE_URL", fake.url + "/file/bot{0}/{1}")
+        yield Harness(fake, db)
+
+
+def test_start_registers_the_user_and_answers(harness):
+    replies = harness.say(USER, "/start")
+    assert replies and "registered" in replies[0]
+    user = harness.db.user(USER)
+    assert user["first_name"] == f"U{USER}" and user["first_seen"] == "2026-11-26 12:00:00"
+
+
+def test_every_message_is_tracked(harness):
+    harness.say(USER, "hello")
+    harness.say(USER, "/start", seconds_later=5)
+    assert harness.db.table_row_counts()["tracking"] == 2
+
+
+def test_flooding_blocks_the_user_tells_them_once_then_ignores_them(harness):
+    for _ in range(3):
+        assert "blocked" not in " ".join(harness.say(USER, "hi", seconds_later=1))
+    replies = harness.say(USER, "/start", seconds_later=1)  # the 4th message within 60 s
+    assert replies == ["You are sending messages too fast. You are blocked until "
+                       "2026-11-26 12:10 UTC; messages until then are ignored."]
+    assert harness.db.user(USER)["block_reason"] == "flood"
+    assert harness.say(USER, "/start", seconds_later=120) == []  # ignored, no second notice
+
+
+def test_messages_spread_over_the_window_are_not_flooding(harness):
+    for _ in range(10):
+        harness.say(USER, "hi", seconds_later=30)
+    assert harness.db.user(USER)["blocked_until"] is None
+
+
+def test_admins_are_never_flood_blocked(harness):
+    for _ in range(10):
+        harness.say(ADMIN, "hi")
+    assert harness.db.user(ADMIN)["blocked_until"] is None
+    assert "registered" in harness.say(ADMIN, "/start")[0]
+
+
+def test_block_and_unblock_by_an_admin(harness):
+    harness.say(USER, "/start")
+    reply = harness.say(ADMIN, f"/block {USER} 30 spamming links")
+    assert reply == [f"User {USER} is blocked until 2026-11-26 12:30 UTC (spamming links)."]
+    told = harness.fake.messages(USER)[-1]["text"]
+    assert "blocked until 2026-11-26 12:30 UTC (spamming links)" in told
+    assert harness.say(USER, "/start") == []  # already told once: silently ignored
+
+    assert harness.say(ADMIN, f"/unblock {USER}") == [f"User {USER} is unblocked."]
+    assert harness.fake.messages(USER)[-1]["text"] == "Your block was lifted; you can write again."
+    assert "registered" in harness.say(USER, "/start")[0]
+
+
+def test_block_defaults_to_the_flood_block_length(harness):
+    assert harness.say(ADMIN, f"/block {USER}") == [
+        f"User {USER} is blocked until 2026-11-26 12:10 UTC (blocked by an admin)."]
+
+
+@pytest.mark.parametrize("command, expected", [
+    ("/block", handlers.BLOCK_USAGE),
+    ("/block someone", handlers.BLOCK_USAGE),
+    (f"/block {USER} 0", "MINUTES must be from 1"),
+    (f"/block {ADMIN}", "admins cannot be blocked"),
+    ("/unblock", handlers.UNBLOCK_USAGE),
+    (f"/unblock {USER} extra", handlers.UNBLOCK_USAGE),
+    (f"/unblock {USER}", f"User {USER} is not blocked."),
+])
+def test_bad_moderation_commands_get_a_clear_answer_and_change_nothing(harness, command, expected):
+    replies = harness.say(ADMIN, command)
+    assert len(replies) == 1 and expected in replies[0]
+    assert harness.db.user(USER) is None or harness.db.user(USER)["blocked_until"] is None
+
+
+def test_non_admins_cannot_block(harness):
+    harness.say(USER, "/start")
+    assert harness.say(USER, f"/block {ADMIN + 1}") == []
+    assert harness.db.user(ADMIN + 1) is None

@@ -1,0 +1,34 @@
+import logging
+
+import pytest
+import requests
+
+from logs import REDACTED, setup_logging
+
+TOKEN = "123456:AAbbCCddEEffGGhhIIjjKKll"
+
+
+@pytest.fixture(autouse=True)
+def restore_logging():
+    root, telebot_logger = logging.getLogger(), logging.getLogger("TeleBot")
+    saved = (root.handlers[:], root.level, telebot_logger.handlers[:], telebot_logger.propagate)
+    yield
+    root.handlers[:], _, telebot_logger.handlers[:], telebot_logger.propagate = saved
+    root.setLevel(saved[1])
+
+
+def test_secrets_are_redacted_from_messages_arguments_and_tracebacks(capsys):
+    setup_logging("DEBUG", [TOKEN, "my passphrase"])
+    log = logging.getLogger("anything")
+    log.info("calling https://api.telegram.org/bot%s/getMe", TOKEN)
+    log.debug("passphrase is my passphrase")
+    try:
+        raise requests.ConnectionError(f"Max retries exceeded with url: /bot{TOKEN}/getUpdates")
+    except requests.ConnectionError:
+        log.exception("polling failed")
+    # pyTelegramBotAPI's own logger used to print through a handler of its own
+    logging.getLogger("TeleBot").error("url quoted: /bot123456%3AAAbbCCddEEffGGhhIIjjKKll/x")
+    output = capsys.readouterr().err
+    assert output.count(REDACTED) == 4  # the traceback shows the raise line's source, not the URL
+    assert "AAbbCCddEEffGGhhIIjjKKll" not in output and "my passphrase" not in output
+    assert "Traceback" in output and "getUpdates" in output

@@ -1,0 +1,96 @@
+import threading
+from datetime import timedelta
+
+from freezegun import freeze_time
+
+import handlers
+import tasks
+from config import load_settings
+from conftest import NOW
+
+SETTINGS = load_settings({"BOT_TOKEN": "1:abcdefghijklmnopqrstuvwxyz", "TRACKING_RETENTION_HOURS": "24"})
+
+
+def test_auto_unblock_lifts_exactly_the_expired_blocks_and_tells_each_user(db):
+    for user_id, minutes in [(1, -1), (2, 0), (3, 1)]:
+        db.block_user(user_id, NOW + timedelta(minutes=minutes), "flood", notified=True, now=NOW)
+    told = []
+    assert tasks.auto_unblock(db, lambda user_id, text: told.append(user_id), lambda: NOW) == [1, 2]
+    assert told == [1, 2]
+    assert [db.user(u)["blocked_until"] is None for u in (1, 2, 3)] == [True, True, False]
+
+
+def test_cleanup_tracking_removes_exactly_the_rows_past_retention(db):
+    for hours in (48, 24.5, 23.5, 0):
+        db.track_message(9, None, "Cy", 9, "message", NOW - timedelta(hours=hours), NOW)
+    assert tasks.cleanup_tracking(db, 24, lambda: NOW) == 2
+    assert db.table_row_counts()["tracking"] == 2
+
+
+def test_the_scheduler_runs_unblock_every_minute_and_cleanup_every_hour(db):
+    told = []
+    with freeze_time("2026-11-26 12:00:00") as clock:
+        runner = tasks.build_runner(db, SETTINGS, notify=lambda user_id, text: told.append(user_id),
+                                    clock=handlers.utc_now)
+        assert {s.name: s.interval_seconds for s in runner.statuses()} == {
+            "auto_unblock": 60, "cleanup_tracking": 3600}
+        db.block_user(1, NOW + timedelta(seconds=30), "flood", notified=True, now=NOW)
+        db.block_user(2, NOW + timedelta(seconds=90), "flood", notified=True, now=NOW)
+        db.track_message(3, None, "Cy", 3, "message", NOW - timedelta(hours=23.5), NOW)
+
+        clock.tick(59)
+        runner.run_pending()
+        assert told == []  # the block of user 1 has ended, but the job has not run yet
+        clock.tick(1)
+        runner.run_pending()
+        assert told == [1]
+        clock.tick(60)
+        runner.run_pending()
+        assert told == [1, 2]
+
+        for _ in range(57):
+            clock.tick(60)
+            runner.run_pending()
+        assert db.table_row_counts()["tracking"] == 1  # 23.5 + 0.98 hours old: kept
+        clock.tick(60)
+        runner.run_pending()  # 13:00, the first hourly cleanup: now 24.5 hours old
+        assert db.table_row_counts()["tracking"] == 0
+    statuses = {s.name: s for s in runner.statuses()}
+    assert statuses["auto_unblock"].runs == 60 and statuses["cleanup_tracking"].runs == 1
+
+
+def test_a_raising_job_is_logged_kept_in_its_status_and_runs_again(caplog):
+    runner = tasks.JobRunner()
+    runner.add("broken", 60, lambda: 1 / 0)
+    with freeze_time("2026-11-26 12:00:00") as clock:
+        for _ in range(3):
+            clock.tick(60)
+            runner.run_pending()
+    (status,) = runner.statuses()
+    assert (status.runs, status.failures) == (3, 3)
+    assert status.last_error == "ZeroDivisionError: division by zero"
+    assert "job broken failed" in caplog.text and "Traceback" in caplog.text
+    assert status.next_run is not None  # still scheduled
+
+
+def test_a_raising_job_stops_neither_the_other_jobs_nor_the_thread():
+    failures, healthy_runs = threading.Semaphore(0), threading.Semaphore(0)
+
+    def broken():
+        failures.release()
+        raise RuntimeError("boom")
+
+    runner = tasks.JobRunner()
+    runner.add("broken", 0.02, broken)
+    runner.add("healthy", 0.02, healthy_runs.release)
+    runner.start()
+    try:
+        for _ in range(3):  # the broken job fails again and again; both keep running
+            assert failures.acquire(timeout=5)
+            assert healthy_runs.acquire(timeout=5)
+        assert runner._thread.is_alive()
+    finally:
+        runner.stop()
+    assert not runner._thread.is_alive()
+    statuses = {s.name: s for s in runner.statuses()}
+    assert statuses["broken"].failures >= 3 and statuses["healthy"].failures == 0
