@@ -13,6 +13,7 @@ from functools import partial
 
 import telebot
 
+import backup
 import database
 import handlers
 import tasks
@@ -23,7 +24,7 @@ from logs import setup_logging
 log = logging.getLogger("main")
 
 LONG_POLLING_SECONDS = 10
-SHUTDOWN_GRACE_SECONDS = 4  # for handlers in progress; the whole shutdown must fit in 10 s
+SHUTDOWN_GRACE_SECONDS = 3  # for handlers and the job in progress; all of shutdown fits in 10 s
 
 
 class HandlerErrorLogger(telebot.ExceptionHandler):
@@ -55,23 +56,24 @@ def main() -> int:
     _install_signal_handlers(stop_requested)
 
     try:
-        db = database.open_database(settings.db_path)
-        applied = db.migrate()
+        db, engine, startup = backup.prepare_database(settings)
     except database.DatabaseError as error:
         log.error("cannot start: %s", error)
         return 1
+    applied = startup.applied_migrations
     log.info("database: %s (%s); schema version %d%s", db.storage.path, db.storage.mode,
              db.schema_version(), f", applied {', '.join(applied)}" if applied else "")
+    _backup_quietly(engine, "startup")
     if not settings.admin_ids:
         log.warning("ADMIN_IDS is empty: nobody can use the admin commands")
 
     bot = _make_bot(settings)
     if not _token_accepted(bot):
-        db.close()
+        _close(db, startup)
         return 2
     handlers.register(bot, db, settings)
     runner = tasks.build_runner(db, settings, notify=partial(handlers.send_quietly, bot),
-                                clock=handlers.utc_now)
+                                clock=handlers.utc_now, backup=lambda: engine.create("scheduled"))
     runner.start()
     if settings.port:
         start_health_server(settings.port, lambda: {"storage": db.storage.mode})
@@ -82,8 +84,25 @@ def main() -> int:
     polling.start()
     log.info("bot started; polling for updates")
     stop_requested.wait()
-    _shutdown(bot, runner, db)
+    _shutdown(bot, runner)
+    _backup_quietly(engine, "shutdown")
+    _close(db, startup)
+    log.info("stopped cleanly")
     return 0
+
+
+def _backup_quietly(engine: backup.BackupEngine, reason: str) -> None:
+    """A failed backup is logged, never fatal: the bot keeps serving and the next one retries."""
+    try:
+        engine.create(reason)
+    except Exception as error:
+        log.error("%s backup failed: %s", reason, error)
+
+
+def _close(db: database.Database, startup: backup.StartupReport) -> None:
+    db.close()
+    if startup.lock:
+        startup.lock.release()
 
 
 def _make_bot(settings: Settings) -> telebot.TeleBot:
@@ -120,7 +139,7 @@ def _install_signal_handlers(stop_requested: threading.Event) -> None:
     signal.signal(signal.SIGINT, request_stop)
 
 
-def _shutdown(bot: telebot.TeleBot, runner: tasks.JobRunner, db: database.Database) -> None:
+def _shutdown(bot: telebot.TeleBot, runner: tasks.JobRunner) -> None:
     # The long-poll request in flight is abandoned, not awaited: updates it brings back are not
     # acknowledged to Telegram, which delivers them again to the next start.
     bot.stop_polling()
@@ -131,8 +150,6 @@ def _shutdown(bot: telebot.TeleBot, runner: tasks.JobRunner, db: database.Databa
     if closer.is_alive():
         log.warning("a handler was still running after %d s; stopping anyway", SHUTDOWN_GRACE_SECONDS)
     runner.stop(timeout=SHUTDOWN_GRACE_SECONDS)
-    db.close()
-    log.info("stopped cleanly")
 
 
 def _finish_handlers(pool) -> None:

@@ -109,9 +109,12 @@ def cleanup_tracking(db: Database, retention_hours: float, clock: Clock) -> int:
     return deleted
 
 
-def build_runner(db: Database, settings: Settings, notify: Notify, clock: Clock) -> JobRunner:
+def build_runner(db: Database, settings: Settings, notify: Notify, clock: Clock,
+                 backup: Optional[Callable[[], object]] = None) -> JobRunner:
     runner = JobRunner()
     runner.add("auto_unblock", 60, lambda: auto_unblock(db, notify, clock))
     runner.add("cleanup_tracking", 3600,
                lambda: cleanup_tracking(db, settings.tracking_retention_hours, clock))
+    if backup is not None:
+        runner.add("backup", settings.backup_interval_hours * 3600, backup)
     return runner

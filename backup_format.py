@@ -1,0 +1,119 @@
+"""The backup file format: a zstd file whose first frame describes the backup.
+
+    backup-20261126T120000123Z-manual.db.zst
+    = [zstd skippable frame: JSON header] + [zstd frame: the SQLite database file]
+
+A skippable frame is part of the zstd format: `zstd -d` (and every conforming decoder) passes
+over it, so `zstd -d FILE -o bot.db && sqlite3 bot.db` opens a backup without this project. The
+header says when and why the backup was taken, its schema version, row counts per table, and the
+SHA-256 and size of the database inside, so a backup can be checked on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from typing import BinaryIO, Optional
+
+FORMAT = "telegram-bot-backup/1"
+SKIPPABLE_MAGIC = 0x184D2A50  # the first of zstd's sixteen skippable-frame magic numbers
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+SQLITE_MAGIC = b"SQLite format 3\x00"
+MAX_HEADER_BYTES = 1 << 20
+SUFFIX = ".db.zst"
+NAME_PATTERN = re.compile(r"^backup-(\d{8}T\d{9}Z)-([a-z-]+)\.db\.zst$")
+REASONS = ("startup", "scheduled", "manual", "shutdown", "pre-restore")
+
+
+class NotABackupError(ValueError):
+    """The bytes are not a backup in this format."""
+
+
+@dataclass(frozen=True)
+class BackupInfo:
+    """What a backup says about itself, and where this copy of it is."""
+    created_at: datetime  # UTC
+    reason: str
+    schema_version: int
+    row_counts: dict[str, int]
+    sha256: str  # of the SQLite file inside; "" when unknown (a plain SQLite file)
+    db_size: int  # bytes of the SQLite file inside
+    size: int = 0  # bytes of this backup file as stored
+    destination: str = ""  # "local", "telegram", "s3", ...
+    location: str = ""  # path, file id or key, within the destination
+    name: str = ""
+    extra: dict = field(default_factory=dict)  # anything a newer format adds, kept as it came
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.row_counts.values())
+
+    def at(self, destination: str, location: str, size: int) -> "BackupInfo":
+        return replace(self, destination=destination, location=location, size=size)
+
+
+def file_name(created_at: datetime, reason: str) -> str:
+    stamp = created_at.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return f"backup-{stamp}{created_at.microsecond // 1000:03d}Z-{reason}{SUFFIX}"
+
+
+def header_bytes(info: BackupInfo) -> bytes:
+    """The skippable frame that starts a backup file."""
+    payload = json.dumps({
+        "format": FORMAT,
+        "created_at": info.created_at.astimezone(timezone.utc).isoformat(timespec="milliseconds"),
+        "reason": info.reason,
+        "schema_version": info.schema_version,
+        "row_counts": info.row_counts,
+        "sha256": info.sha256,
+        "db_size": info.db_size,
+        **info.extra,
+    }, sort_keys=True).encode()
+    return struct.pack("<II", SKIPPABLE_MAGIC, len(payload)) + payload
+
+
+def read_header(stream: BinaryIO) -> BackupInfo:
+    """Read the header frame; the stream is left at the start of the compressed database."""
+    start = stream.read(8)
+    if len(start) < 8 or struct.unpack("<I", start[:4])[0] != SKIPPABLE_MAGIC:
+        raise NotABackupError("it does not start with a backup header")
+    (length,) = struct.unpack("<I", start[4:])
+    if length > MAX_HEADER_BYTES:
+        raise NotABackupError("its header is implausibly large")
+    payload = stream.read(length)
+    try:
+        fields = json.loads(payload)
+        if fields.pop("format") != FORMAT:
+            raise NotABackupError("it is in an unknown backup format")
+        return BackupInfo(
+            created_at=datetime.fromisoformat(fields.pop("created_at")).astimezone(timezone.utc),
+            reason=str(fields.pop("reason")),
+            schema_version=int(fields.pop("schema_version")),
+            row_counts={str(k): int(v) for k, v in fields.pop("row_counts").items()},
+            sha256=str(fields.pop("sha256")),
+            db_size=int(fields.pop("db_size")),
+            extra=fields,
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise NotABackupError(f"its header is damaged ({type(error).__name__})") from None
+
+
+def sniff(stream: BinaryIO) -> str:
+    """'backup', 'sqlite' or 'unknown', from the first bytes; the stream is rewound."""
+    start = stream.read(16)
+    stream.seek(0)
+    if len(start) >= 4 and struct.unpack("<I", start[:4])[0] == SKIPPABLE_MAGIC:
+        return "backup"
+    if start == SQLITE_MAGIC:
+        return "sqlite"
+    return "unknown"
+
+
+def info_as_dict(info: BackupInfo) -> dict:
+    """Plain data for captions, object metadata and the command line's --json."""
+    data = asdict(info)
+    data["created_at"] = info.created_at.isoformat(timespec="milliseconds")
+    return data
