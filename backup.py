@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence
+from typing import BinaryIO, Callable, Iterator, Optional, Sequence
 
 import zstandard
 
@@ -30,7 +30,8 @@ from backup_format import (BackupInfo, NotABackupError, file_name, header_bytes,
                            sniff)
 from config import ConfigError, Settings, load_settings
 from database import Database
-from destinations import Destination, DestinationError, LocalFolder, write_atomically
+from destinations import (Destination, DestinationError, LocalFolder, remove_stale_temporaries,
+                          write_atomically)
 
 log = logging.getLogger("backup")
 
@@ -80,6 +81,8 @@ class BackupEngine:
         with self._busy, self._workdir() as workdir:
             started = time.monotonic()
             created_at = self.clock()
+            for folder in (self.local.folder, self.plain_copy.parent):
+                remove_stale_temporaries(folder)
             snapshot = workdir / "snapshot.db"
             self._snapshot(snapshot)
             schema_version, row_counts = inspect_snapshot(snapshot)
@@ -91,9 +94,13 @@ class BackupEngine:
             info = BackupInfo(created_at, reason, schema_version, row_counts, digest, db_size,
                               name=file_name(created_at, reason))
             packed = workdir / info.name
-            write_backup_file(snapshot, info, packed)
-            stored, failures = self._store(packed, info)
-            self._keep_plain_copy(snapshot)
+            with open(snapshot, "rb") as content:
+                # Checked and hashed: from here on only the open descriptor is needed. Unlinked,
+                # the complete snapshot cannot outlive a killed process as a stray database.
+                snapshot.unlink()
+                write_backup_file(content, info, packed)
+                stored, failures = self._store(packed, info)
+                self._keep_plain_copy(content)
             self.local.prune(self.settings.backup_keep)
             result = CreateResult(stored[0] if stored else None, time.monotonic() - started,
                                   stored, failures)
@@ -134,10 +141,11 @@ class BackupEngine:
             raise BackupError(f"the backup could not be written: {failures.get(self.local.name)}")
         return stored, failures
 
-    def _keep_plain_copy(self, snapshot: Path) -> None:
+    def _keep_plain_copy(self, content: BinaryIO) -> None:
         """DB_PATH + '.backup': the newest snapshot as a plain SQLite file (the seed's path)."""
+        content.seek(0)
         try:
-            write_atomically(self.plain_copy, lambda out: _copy_file(snapshot, out))
+            write_atomically(self.plain_copy, lambda out: shutil.copyfileobj(content, out, CHUNK))
         except OSError as error:
             log.warning("could not update %s: %s", self.plain_copy, error.strerror or error)
 
@@ -235,23 +243,28 @@ class BackupEngine:
         folder = Path(self.settings.backup_dir)
         try:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            scratch = tempfile.TemporaryDirectory(prefix=".work-", dir=folder)
+            scratch = tempfile.TemporaryDirectory(prefix=f".tmp-work-{os.getpid()}-", dir=folder)
         except OSError:  # an unusable backup folder must not stop verify or restore
-            scratch = tempfile.TemporaryDirectory(prefix="bot-backup-")
+            scratch = tempfile.TemporaryDirectory(prefix=f"bot-backup-{os.getpid()}-")
         with scratch as path:
             yield Path(path)
 
 
 # --- the pieces, as plain functions -------------------------------------------------------------
 
-def write_backup_file(snapshot: Path, info: BackupInfo, target: Path) -> None:
+def write_backup_file(source: BinaryIO, info: BackupInfo, target: Path) -> None:
     """Header frame, then the snapshot compressed with zstd (content size and checksum included)."""
     compressor = zstandard.ZstdCompressor(level=COMPRESSION_LEVEL, threads=-1, write_checksum=True,
                                           write_content_size=True)
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out, open(snapshot, "rb") as source:
+    with os.fdopen(fd, "wb") as out:
         out.write(header_bytes(info))
-        compressor.copy_stream(source, out, size=info.db_size, read_size=CHUNK, write_size=CHUNK)
+        with compressor.stream_writer(out, size=info.db_size, closefd=False) as packer:
+            done = 0
+            while chunk := source.read(CHUNK):
+                packer.write(chunk)
+                done += len(chunk)
+                log.debug("compress progress: %d of %d bytes", done, info.db_size)
         out.flush()
         os.fsync(out.fileno())
 
@@ -352,10 +365,6 @@ def sha256_of(path: Path) -> tuple[str, int]:
 def _page_size(connection: sqlite3.Connection) -> int:
     return connection.execute("PRAGMA page_size").fetchone()[0]
 
-
-def _copy_file(source: Path, out) -> None:
-    with open(source, "rb") as stream:
-        shutil.copyfileobj(stream, out, CHUNK)
 
 
 # --- startup: restore only when the database needs it ----------------------------------------

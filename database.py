@@ -312,11 +312,14 @@ class Database:
         """None when PRAGMA quick_check passes; otherwise what it (or SQLite) reported."""
         try:
             with self.lock:
-                rows = self.connection.execute("PRAGMA quick_check").fetchall()
+                rows = self.connection.execute("PRAGMA quick_check(3)").fetchall()
         except sqlite3.DatabaseError as error:
             return str(error)
         results = [row[0] for row in rows]
-        return None if results == ["ok"] else "; ".join(results[:5])
+        if results == ["ok"]:
+            return None
+        first_lines = [line for result in results for line in result.splitlines() if line.strip()]
+        return "quick_check: " + "; ".join(first_lines[:3])[:300]
 
     # --- schema and migrations ---
 

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, BinaryIO, Protocol
+from typing import BinaryIO, Callable, Optional, Protocol
 
 from backup_format import NAME_PATTERN, BackupInfo, NotABackupError, read_header
 
@@ -112,6 +113,40 @@ def write_atomically(target: Path, write: Callable[[BinaryIO], None]) -> None:
         temporary.unlink(missing_ok=True)
         raise
     fsync_folder(target.parent)
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """Delete the '.tmp-' files and folders that a killed process left in `folder`.
+
+    Their names end with (or, for work folders, carry) the pid of the process writing them;
+    those of live processes, such as a backup command running beside the bot, are kept.
+    """
+    if not folder.is_dir():
+        return
+    for path in folder.glob(".tmp-*"):
+        pid = _pid_in(path.name)
+        if pid is None or _alive(pid):
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        log.info("removed %s, left by a process that stopped mid-write", path.name)
+
+
+def _pid_in(name: str) -> Optional[int]:
+    match = re.match(r"^\.tmp-work-(\d+)-", name) or re.search(r"-(\d+)$", name)
+    return int(match.group(1)) if match else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def fsync_folder(folder: Path) -> None:

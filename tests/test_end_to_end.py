@@ -11,6 +11,7 @@ import urllib.request
 import pytest
 
 from bot_process import ADMIN_ID, PROJECT, BotProcess
+from conftest import NOW
 from fake_bot_api import FakeBotAPI
 
 pytestmark = pytest.mark.e2e
@@ -142,3 +143,50 @@ def test_a_read_only_mount_runs_in_memory_and_still_serves(read_only_dir, fake, 
     fake.wait_for_message(USER, "registered")
     assert bot.stop()[0] == 0
     assert "Read-only file system" in bot.wait_for_log("IN-MEMORY")
+
+
+def test_sigterm_takes_a_shutdown_backup_that_the_sqlite3_shell_opens(fake, run_bot):
+    bot = run_bot()
+    for user_id in (501, 502, 503):
+        fake.send_text(user_id, "/start", first_name=f"U{user_id}")
+        fake.wait_for_message(user_id, "registered")
+    code, seconds = bot.stop()
+    assert code == 0 and seconds < 10
+    shell = subprocess.run(["sqlite3", f"{bot.db_path}.backup", "SELECT user_id FROM users ORDER BY 1"],
+                           capture_output=True, text=True, check=True)
+    assert shell.stdout.split() == ["501", "502", "503"]
+    assert "shutdown backup backup-" in bot.log()
+
+
+def test_the_shutdown_backup_of_tens_of_megabytes_fits_in_ten_seconds(tmp_path, fake, run_bot):
+    import database
+    db = database.open_database(str(tmp_path / "data" / "bot.db"))
+    db.migrate()
+    db.track_message(1, None, "N", 1, "message", NOW, NOW)
+    with db.transaction() as conn:  # about 40 MB of tracking rows
+        conn.execute("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 400000)"
+                     " INSERT INTO tracking (user_id, chat_id, kind, created_at)"
+                     " SELECT 1, i, hex(randomblob(16)), '2026-11-26 12:00:00' FROM n")
+    db.close()
+    bot = run_bot()
+    fake.send_text(USER, "/start")
+    fake.wait_for_message(USER, "registered")
+    code, seconds = bot.stop()
+    assert code == 0 and seconds < 10, bot.log()
+    assert "shutdown backup backup-" in bot.log()
+
+
+def test_a_second_bot_on_the_same_database_is_refused(tmp_path, fake, run_bot):
+    first = run_bot()
+    fake.send_text(USER, "/start")
+    fake.wait_for_message(USER, "registered")
+    second = BotProcess(tmp_path / "second", fake.url, fake.token, DB_PATH=str(first.db_path))
+    (tmp_path / "second").mkdir()
+    second.start()
+    try:
+        assert second.wait() == 1
+    finally:
+        second.kill()
+    assert "is already in use by a running bot (pid" in second.log()
+    assert first.process.poll() is None  # the first one is unharmed
+    assert first.stop()[0] == 0
