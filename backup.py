@@ -117,6 +117,10 @@ class BackupEngine:
         """
         copy = sqlite3.connect(target)
         try:
+            # The copy is scratch until it is checked and packed (and the packed file is fsynced):
+            # no journal and no syncs for it, which roughly halves the time it takes.
+            copy.execute("PRAGMA journal_mode=OFF")
+            copy.execute("PRAGMA synchronous=OFF")
             with self.db.lock:
                 self.db.connection.backup(copy, pages=self.step_pages, progress=self._between_steps)
             copy.execute("PRAGMA journal_mode=DELETE")  # a single self-contained file
@@ -161,22 +165,23 @@ class BackupEngine:
                 log.warning("cannot list backups in %s: %s", destination.name, error)
         return sorted(found, key=lambda info: info.created_at, reverse=True)
 
-    def verify(self, source: Path | BackupInfo) -> BackupInfo:
-        """Check a backup completely (checksum, integrity, tables, schema); returns its info."""
+    def verify(self, source: Path | BackupInfo, thorough: bool = False) -> BackupInfo:
+        """Check a backup (checksum, integrity, tables, schema); returns its info."""
         with self._workdir() as workdir:
-            info, _ = self._unpack(source, workdir)
+            info, _ = self._unpack(source, workdir, thorough)
             return info
 
-    def _unpack(self, source: Path | BackupInfo, workdir: Path) -> tuple[BackupInfo, Path]:
+    def _unpack(self, source: Path | BackupInfo, workdir: Path,
+                thorough: bool = False) -> tuple[BackupInfo, Path]:
         """Fetch, decompress and verify a backup; returns its info and the verified SQLite file."""
         if not isinstance(source, BackupInfo):
-            return unpack_and_verify(Path(source), workdir)
+            return unpack_and_verify(Path(source), workdir, thorough)
         destination = next(d for d in self.destinations if d.name == source.destination)
         try:
             path = destination.fetch(source, workdir)
         except (DestinationError, OSError) as error:
             raise BackupError(f"cannot fetch {source.name} from {source.destination}: {error}") from error
-        info, snapshot = unpack_and_verify(path, workdir)
+        info, snapshot = unpack_and_verify(path, workdir, thorough)
         return replace(info, name=source.name, destination=source.destination,
                        location=source.location, size=source.size), snapshot
 
@@ -205,9 +210,12 @@ class BackupEngine:
         try:
             with self.db.lock:
                 live = self.db.connection
-                # A WAL database cannot take pages of another size; leave WAL for the copy.
-                if _page_size(source) != _page_size(live) and not self.db.storage.in_memory:
-                    live.execute("PRAGMA journal_mode=DELETE")
+                # Out of WAL for the copy: pages then go straight to the file instead of through
+                # the WAL and a checkpoint (twice as fast), and a WAL database could not take
+                # pages of another size. The rollback journal still makes it all or nothing.
+                # migrate() switches WAL back on.
+                if not self.db.storage.in_memory:
+                    _leave_wal_if_alone(live)
                 source.backup(live)  # one step, under the lock: no reader sees half of it
         except sqlite3.Error as error:
             raise BackupError(f"could not load the backup into the database: {error}") from error
@@ -254,7 +262,8 @@ class BackupEngine:
 
 def write_backup_file(source: BinaryIO, info: BackupInfo, target: Path) -> None:
     """Header frame, then the snapshot compressed with zstd (content size and checksum included)."""
-    compressor = zstandard.ZstdCompressor(level=COMPRESSION_LEVEL, threads=-1, write_checksum=True,
+    # Single-threaded: zstd's worker threads would be faster but take about 45 MB more memory.
+    compressor = zstandard.ZstdCompressor(level=COMPRESSION_LEVEL, threads=0, write_checksum=True,
                                           write_content_size=True)
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
@@ -269,7 +278,7 @@ def write_backup_file(source: BinaryIO, info: BackupInfo, target: Path) -> None:
         os.fsync(out.fileno())
 
 
-def unpack_and_verify(path: Path, workdir: Path) -> tuple[BackupInfo, Path]:
+def unpack_and_verify(path: Path, workdir: Path, thorough: bool = False) -> tuple[BackupInfo, Path]:
     """Verify the backup at `path` and return its info and a verified SQLite file.
 
     Accepts this project's backups and plain SQLite files (the DB_PATH.backup copy). Raises
@@ -292,7 +301,7 @@ def unpack_and_verify(path: Path, workdir: Path) -> tuple[BackupInfo, Path]:
             _decompress(stream, snapshot, info)
         else:
             raise BackupError("not a backup: the file is neither a backup of this bot nor a SQLite database")
-    schema_version, row_counts = inspect_snapshot(snapshot)
+    schema_version, row_counts = inspect_snapshot(snapshot, thorough)
     if info is None:
         digest, db_size = sha256_of(snapshot)
         modified = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
@@ -321,10 +330,12 @@ def _decompress(stream, target: Path, info: BackupInfo) -> None:
         raise BackupError("damaged backup: the SHA-256 checksum does not match")
 
 
-def inspect_snapshot(path: Path) -> tuple[int, dict[str, int]]:
-    """Integrity-check a SQLite file and make sure it is a database of this bot.
+def inspect_snapshot(path: Path, thorough: bool = False) -> tuple[int, dict[str, int]]:
+    """Check a SQLite file's integrity and make sure it is a database of this bot.
 
-    Returns its schema version and row counts; raises BackupError otherwise.
+    Returns its schema version and row counts; raises BackupError otherwise. quick_check reads
+    every page and b-tree (about ten times faster than integrity_check, which also matches each
+    index against its table); `thorough` runs the full integrity_check.
     """
     newest = len(database.find_migrations())
     try:
@@ -332,9 +343,10 @@ def inspect_snapshot(path: Path) -> tuple[int, dict[str, int]]:
     except sqlite3.Error as error:
         raise BackupError(f"not a usable SQLite database: {error}") from error
     try:
-        check = [row[0] for row in connection.execute("PRAGMA integrity_check(5)")]
+        pragma = "integrity_check" if thorough else "quick_check"
+        check = [row[0] for row in connection.execute(f"PRAGMA {pragma}(5)")]
         if check != ["ok"]:
-            raise BackupError(f"damaged backup: the integrity check failed ({check[0]})")
+            raise BackupError(f"damaged backup: the integrity check failed ({check[0].splitlines()[0]})")
         version = connection.execute("PRAGMA user_version").fetchone()[0]
         tables = [row[0] for row in connection.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
@@ -353,6 +365,14 @@ def inspect_snapshot(path: Path) -> tuple[int, dict[str, int]]:
         connection.close()
 
 
+def _leave_wal_if_alone(connection: sqlite3.Connection) -> None:
+    """Leave WAL when no other process has the database open (e.g. a sqlite3 shell); else stay."""
+    try:
+        connection.execute("PRAGMA journal_mode=DELETE")
+    except sqlite3.OperationalError as error:
+        log.debug("staying in WAL for the restore: %s", error)
+
+
 def sha256_of(path: Path) -> tuple[str, int]:
     digest, size = hashlib.sha256(), 0
     with open(path, "rb") as stream:
@@ -360,10 +380,6 @@ def sha256_of(path: Path) -> tuple[str, int]:
             digest.update(chunk)
             size += len(chunk)
     return digest.hexdigest(), size
-
-
-def _page_size(connection: sqlite3.Connection) -> int:
-    return connection.execute("PRAGMA page_size").fetchone()[0]
 
 
 
@@ -460,7 +476,8 @@ def _parser() -> argparse.ArgumentParser:
         "List every backup, newest first: time, reason, size, rows, where."))
     listing.set_defaults(run=_cli_list)
     verify = commands.add_parser("verify", help="check a backup completely", description=(
-        "Check a backup: checksum, integrity, tables, schema version. Default: the newest."))
+        "Check a backup: checksum, full integrity check, tables, schema version. "
+        "Default: the newest."))
     verify.add_argument("file", nargs="?", help="a backup file; default: the newest backup")
     verify.set_defaults(run=_cli_verify)
     restore = commands.add_parser("restore", help="replace the database with a backup", description=(
@@ -507,7 +524,7 @@ def _cli_list(settings: Settings, args) -> int:
 def _cli_verify(settings: Settings, args) -> int:
     engine = BackupEngine(None, settings)
     source = Path(args.file) if args.file else _newest(engine)
-    info = engine.verify(source)
+    info = engine.verify(source, thorough=True)
     tables = ", ".join(f"{name} {rows}" for name, rows in info.row_counts.items())
     print(f"ok: {info.name}: {info.created_at:%Y-%m-%d %H:%M:%S} UTC, {info.reason}, "
           f"schema version {info.schema_version}, rows: {tables}")

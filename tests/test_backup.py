@@ -344,3 +344,16 @@ def test_a_second_process_on_the_same_database_is_refused(settings):
     finally:
         report.lock.release()
     backup.prepare_database(settings)[2].lock.release()  # free again once released
+
+
+def test_restore_works_while_another_process_reads_the_database(engine, live, good_backup, settings):
+    # e.g. someone looking at the data with the sqlite3 shell: the restore cannot leave WAL then
+    reader = sqlite3.connect(settings.db_path)
+    try:
+        assert reader.execute("SELECT count(*) FROM users").fetchone() == (3,)
+        engine.restore(good_backup)
+        assert user_ids(live) == [1, 2]
+        assert reader.execute("SELECT count(*) FROM users").fetchone() == (2,)
+    finally:
+        reader.close()
+    assert live.connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)

@@ -5,7 +5,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from datetime import timedelta
+from contextlib import closing
 
 import pytest
 
@@ -43,7 +43,8 @@ def make_database(path, users=(), tracking_rows=0):
 
 
 def users_in(path):
-    return [r[0] for r in sqlite3.connect(path).execute("SELECT user_id FROM users ORDER BY 1")]
+    with closing(sqlite3.connect(path)) as conn:
+        return [r[0] for r in conn.execute("SELECT user_id FROM users ORDER BY 1")]
 
 
 def test_create_list_verify_restore_without_a_bot_token(env, tmp_path):
