@@ -1,4 +1,5 @@
 import subprocess
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
 import pytest
@@ -17,14 +18,29 @@ def db(tmp_path):
     opened.close()
 
 
-@pytest.fixture
-def read_only_dir(tmp_path):
-    """A folder on a read-only tmpfs mount: root ignores file permissions, so chmod is no test."""
-    folder = tmp_path / "read-only"
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)],
+@contextmanager
+def tmpfs(folder, options):
+    """A real tmpfs mounted on `folder` (skips the test where mounting is not allowed)."""
+    folder.mkdir(exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
                              capture_output=True, text=True)
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.strip()}")
-    yield folder
-    subprocess.run(["umount", str(folder)], check=True)
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A folder on a read-only mount: root ignores file permissions, so chmod is no test."""
+    with tmpfs(tmp_path / "read-only", "ro,size=1m") as folder:
+        yield folder
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 512 KB file system: a real full disk, not a simulated one."""
+    with tmpfs(tmp_path / "small", "size=512k") as folder:
+        yield folder

@@ -159,19 +159,6 @@ def test_a_backup_taken_while_a_writer_inserts_is_consistent(live, settings):
     assert engine.verify(result.info).row_counts["tracking"] == backed_up
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 512 KB tmpfs: a real full disk, not a simulated one."""
-    folder = tmp_path / "small"
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(folder)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
-    yield folder
-    subprocess.run(["umount", str(folder)], check=True)
-
-
 def test_a_full_disk_fails_the_backup_in_one_line_and_keeps_the_earlier_ones(live, tmp_path, small_disk):
     engine = BackupEngine(live, make_settings(tmp_path, BACKUP_DIR=str(small_disk)), clock=Clock())
     add_users(live, 1)
