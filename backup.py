@@ -1,13 +1,16 @@
-"""Backups: snapshot -> verify -> compress -> store -> rotate; verify and restore; startup restore.
+"""Backups: snapshot -> verify -> compress -> store -> rotate; verify and restore.
 
-Also a command line that works without BOT_TOKEN, on the configured DB_PATH:
+Every backup is kept locally (BACKUP_DIR, and DB_PATH.backup) and sent to every off-site
+destination (a Telegram chat, an S3 bucket): encrypted there when BACKUP_PASSPHRASE is set, then
+fetched back and verified. An off-site failure never fails the local backup.
 
-    python backup.py create | list | verify [FILE] | restore FILE|latest [--yes]
+Also a command line (backup_cli.py) that works without BOT_TOKEN, on the configured DB_PATH:
+
+    python backup.py create | list | verify [FILE] | restore FILE|latest [--yes] [--from WHERE]
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import logging
 import os
@@ -26,12 +29,12 @@ from typing import BinaryIO, Callable, Iterator, Optional, Sequence
 import zstandard
 
 import database
-from backup_format import (BackupInfo, NotABackupError, file_name, header_bytes, read_header,
-                           sniff)
-from config import ConfigError, Settings, load_settings
+from backup_format import (ENCRYPTED_SUFFIX, BackupInfo, DecryptionError, NotABackupError,
+                           decrypt_file, encrypt_file, file_name, header_bytes, read_header, sniff)
+from config import Settings
 from database import Database
-from destinations import (Destination, DestinationError, LocalFolder, remove_stale_temporaries,
-                          write_atomically)
+from destinations import (Destination, DestinationError, LocalFolder, TooBigForTelegram,
+                          remove_stale_temporaries, write_atomically)
 
 log = logging.getLogger("backup")
 
@@ -40,6 +43,7 @@ SKIPPABLE_REASONS = ("startup", "scheduled")  # the others always run
 STEP_PAGES = 256  # pages copied per snapshot step while holding the lock (1 MB at 4 KB pages)
 COMPRESSION_LEVEL = 3
 CHUNK = 1 << 20
+PAUSE_KEY = "offsite_paused"
 Clock = Callable[[], datetime]
 
 
@@ -59,6 +63,15 @@ class CreateResult:
         return self.info is None
 
 
+@dataclass
+class DestinationStatus:
+    """How storing backups in one destination has gone, for the admin panel and the alerts."""
+    last_success: Optional[datetime] = None
+    last_error: Optional[str] = None
+    last_error_at: Optional[datetime] = None
+    failing: bool = False  # the last attempt failed
+
+
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -66,12 +79,17 @@ def utc_now() -> datetime:
 class BackupEngine:
     """Creates, lists, verifies and restores backups of one live database."""
 
-    def __init__(self, db: Database, settings: Settings, extra_destinations: Sequence[Destination] = (),
-                 clock: Clock = utc_now, step_pages: int = STEP_PAGES):
+    def __init__(self, db: Optional[Database], settings: Settings, offsite: Sequence[Destination] = (),
+                 clock: Clock = utc_now, step_pages: int = STEP_PAGES,
+                 alert: Optional[Callable[[str], object]] = None):
         self.db, self.settings, self.clock, self.step_pages = db, settings, clock, step_pages
         self.local = LocalFolder(settings.backup_dir)
-        self.destinations: list[Destination] = [self.local, *extra_destinations]
+        self.offsite = list(offsite)
+        self.destinations: list[Destination] = [self.local, *self.offsite]
+        self.status = {destination.name: DestinationStatus() for destination in self.destinations}
+        self.listing_errors: dict[str, str] = {}  # from the last backups() call
         self.plain_copy = Path(f"{settings.db_path}.backup")
+        self.alert = alert or (lambda text: None)  # tells the admins; main.py sends it to each
         self._busy = threading.RLock()  # one backup or restore at a time
 
     # --- create ---
@@ -99,13 +117,19 @@ class BackupEngine:
                 # the complete snapshot cannot outlive a killed process as a stray database.
                 snapshot.unlink()
                 write_backup_file(content, info, packed)
-                stored, failures = self._store(packed, info)
-                self._keep_plain_copy(content)
+                stored, failures = self._store(self.local, packed, info)
+                if stored:
+                    self._keep_plain_copy(content)
             self.local.prune(self.settings.backup_keep)
-            result = CreateResult(stored[0] if stored else None, time.monotonic() - started,
-                                  stored, failures)
-            log.info("%s backup %s: %d bytes, %d rows, %.2f s", reason, info.name,
-                     stored[0].size if stored else 0, info.total_rows, result.seconds)
+            sent, offsite_failures = self._send_offsite(packed, info, workdir)
+            if not stored:
+                elsewhere = f"; it did reach {', '.join(i.destination for i in sent)}" if sent else ""
+                raise BackupError(f"the backup could not be written: {failures['local']}{elsewhere}")
+            result = CreateResult(stored[0], time.monotonic() - started, stored + sent,
+                                  {**failures, **offsite_failures})
+            log.info("%s backup %s: %d bytes, %d rows, %.2f s, stored in %s", reason, info.name,
+                     stored[0].size, info.total_rows, result.seconds,
+                     ", ".join(i.destination for i in result.stored))
             return result
 
     def _snapshot(self, target: Path) -> None:
@@ -133,17 +157,91 @@ class BackupEngine:
         log.debug("snapshot progress: %d of %d pages copied", total - remaining, total)
         self.db.lock.yield_to_waiters()
 
-    def _store(self, packed: Path, info: BackupInfo) -> tuple[list[BackupInfo], dict[str, str]]:
-        stored, failures = [], {}
-        for destination in self.destinations:
-            try:
-                stored.append(destination.put(packed, info))
-            except (DestinationError, OSError) as error:
-                failures[destination.name] = str(error)
-                log.error("backup %s not stored in %s: %s", info.name, destination.name, error)
-        if not stored or stored[0].destination != self.local.name:
-            raise BackupError(f"the backup could not be written: {failures.get(self.local.name)}")
-        return stored, failures
+    def _store(self, destination: Destination, packed: Path,
+               info: BackupInfo) -> tuple[list[BackupInfo], dict[str, str]]:
+        """Put one copy; a failure is recorded, alerted once per streak, and returned, not raised."""
+        try:
+            placed = destination.put(packed, info)
+        except (DestinationError, OSError) as error:
+            self._failed(destination.name, str(error))
+            return [], {destination.name: str(error)}
+        self._succeeded(destination.name)
+        return [placed], {}
+
+    def _send_offsite(self, packed: Path, info: BackupInfo,
+                      workdir: Path) -> tuple[list[BackupInfo], dict[str, str]]:
+        """Copies that leave the machine: encrypted when a passphrase is set, then read back."""
+        if not self.offsite:
+            return [], {}
+        paused = self.offsite_paused()
+        if paused:
+            log.warning("backup %s kept on this machine only: %s", info.name, paused)
+            return [], {d.name: f"paused: {paused}" for d in self.offsite}
+        copy, copy_info = packed, info
+        if self.settings.backup_passphrase:
+            copy_info = replace(info, name=info.name + ENCRYPTED_SUFFIX, encrypted=True)
+            copy = workdir / copy_info.name
+            encrypt_file(packed, copy, self.settings.backup_passphrase)
+        sent, failures = [], {}
+        for destination in self.offsite:
+            placed, failed = self._store(destination, copy, copy_info)
+            if placed and self._should_read_back(info):
+                failed = self._read_back(destination, placed[0], info)
+                placed = [] if failed else placed
+            sent += placed
+            failures.update(failed)
+        return sent, failures
+
+    def _should_read_back(self, info: BackupInfo) -> bool:
+        # Not at shutdown: the host gives a stopping instance only seconds.
+        return self.settings.backup_read_back and info.reason != "shutdown"
+
+    def _read_back(self, destination: Destination, placed: BackupInfo,
+                   original: BackupInfo) -> dict[str, str]:
+        """Fetch the copy back and verify it: a backup nobody has read back is not a backup."""
+        try:
+            with self._workdir() as scratch:
+                fetched, _ = self._unpack(placed, scratch)
+            if fetched.sha256 != original.sha256:
+                raise BackupError("the copy read back differs from the backup sent")
+        except TooBigForTelegram as error:
+            self.alert(f"⚠️ Backup {original.name} was sent to Telegram, but {error}.")
+            return {}
+        except BackupError as error:
+            message = f"read-back failed: {error}"
+            self._failed(destination.name, message)
+            return {destination.name: message}
+        return {}
+
+    def _succeeded(self, name: str) -> None:
+        status = self.status[name]
+        if status.failing:
+            self.alert(f"✅ Backups to {name} work again.")
+        status.failing, status.last_success = False, self.clock()
+
+    def _failed(self, name: str, error: str) -> None:
+        status = self.status[name]
+        log.error("backup not stored in %s: %s", name, error)
+        if not status.failing:  # once per streak of failures
+            where = "the local backup folder" if name == "local" else name
+            self.alert(f"⚠️ A backup could not be stored in {where}: {error}. "
+                       "It is retried at the next backup.")
+        status.failing, status.last_error, status.last_error_at = True, error, self.clock()
+
+    # --- keeping an empty database from burying a real off-site backup ---
+
+    def offsite_paused(self) -> Optional[str]:
+        """Why copies are kept from leaving the machine, or None when they may leave."""
+        try:
+            return self.db.get_state(PAUSE_KEY) if self.db else None
+        except sqlite3.Error:  # before the migration that adds bot_state
+            return None
+
+    def pause_offsite(self, why: str) -> None:
+        self.db.set_state(PAUSE_KEY, why)
+
+    def resume_offsite(self) -> None:
+        self.db.set_state(PAUSE_KEY, None)
 
     def _keep_plain_copy(self, content: BinaryIO) -> None:
         """DB_PATH + '.backup': the newest snapshot as a plain SQLite file (the seed's path)."""
@@ -155,14 +253,18 @@ class BackupEngine:
 
     # --- list and verify ---
 
-    def backups(self) -> list[BackupInfo]:
-        """Every backup in every destination, newest first by its own created-at."""
-        found = []
+    def backups(self, only: Optional[str] = None) -> list[BackupInfo]:
+        """Every backup in every destination (or only the one named), newest first by its own
+        created-at. A destination that cannot be listed is skipped and noted in listing_errors."""
+        found, self.listing_errors = [], {}
         for destination in self.destinations:
+            if only and destination.name != only:
+                continue
             try:
                 found.extend(destination.list())
             except (DestinationError, OSError) as error:
                 log.warning("cannot list backups in %s: %s", destination.name, error)
+                self.listing_errors[destination.name] = str(error)
         return sorted(found, key=lambda info: info.created_at, reverse=True)
 
     def verify(self, source: Path | BackupInfo, thorough: bool = False) -> BackupInfo:
@@ -174,26 +276,34 @@ class BackupEngine:
     def _unpack(self, source: Path | BackupInfo, workdir: Path,
                 thorough: bool = False) -> tuple[BackupInfo, Path]:
         """Fetch, decompress and verify a backup; returns its info and the verified SQLite file."""
+        passphrase = self.settings.backup_passphrase
         if not isinstance(source, BackupInfo):
-            return unpack_and_verify(Path(source), workdir, thorough)
+            return unpack_and_verify(Path(source), workdir, thorough, passphrase)
         destination = next(d for d in self.destinations if d.name == source.destination)
         try:
             path = destination.fetch(source, workdir)
+        except TooBigForTelegram:
+            raise
         except (DestinationError, OSError) as error:
             raise BackupError(f"cannot fetch {source.name} from {source.destination}: {error}") from error
-        info, snapshot = unpack_and_verify(path, workdir, thorough)
+        info, snapshot = unpack_and_verify(path, workdir, thorough, passphrase)
         return replace(info, name=source.name, destination=source.destination,
                        location=source.location, size=source.size), snapshot
 
     # --- restore ---
 
-    def restore(self, source: Path | BackupInfo, *, safety_backup: bool = True) -> BackupInfo:
+    def restore(self, source: Path | BackupInfo, *, safety_backup: bool = True,
+                resume_offsite: bool = True) -> BackupInfo:
         """Replace the live data with a verified backup, after a 'pre-restore' safety backup.
 
-        Every refusal raises BackupError and leaves the live database untouched.
+        Every refusal raises BackupError and leaves the live database untouched. A restore asked
+        for by a person also lets copies leave the machine again (see pause_offsite).
         """
         with self._busy, self._workdir() as workdir:
-            info, snapshot = self._unpack(source, workdir)
+            try:
+                info, snapshot = self._unpack(source, workdir)
+            except TooBigForTelegram as error:
+                raise BackupError(str(error)) from error
             if safety_backup and not self.db.is_empty():
                 try:
                     self.create("pre-restore")
@@ -201,8 +311,10 @@ class BackupEngine:
                     raise BackupError(f"the safety backup failed, so nothing was restored: {error}") from error
             self._load_into_live(snapshot)
             self.db.migrate()
+            if resume_offsite:
+                self.resume_offsite()
             log.info("restored %s (%s, %d rows) from %s", info.name, info.reason,
-                        info.total_rows, info.destination)
+                     info.total_rows, info.destination)
             return info
 
     def _load_into_live(self, snapshot: Path) -> None:
@@ -231,7 +343,8 @@ class BackupEngine:
         passed_over = []
         for candidate in self.backups() + self._plain_copy_candidate():
             try:
-                return self.restore(candidate, safety_backup=False), passed_over
+                # resume_offsite=False: a backup taken while copies were paused stays paused
+                return self.restore(candidate, safety_backup=False, resume_offsite=False), passed_over
             except BackupError as error:
                 where = f"{candidate.name or candidate.location} ({candidate.destination})"
                 log.warning("cannot restore %s: %s", where, error)
@@ -278,11 +391,12 @@ def write_backup_file(source: BinaryIO, info: BackupInfo, target: Path) -> None:
         os.fsync(out.fileno())
 
 
-def unpack_and_verify(path: Path, workdir: Path, thorough: bool = False) -> tuple[BackupInfo, Path]:
+def unpack_and_verify(path: Path, workdir: Path, thorough: bool = False,
+                      passphrase: Optional[str] = None) -> tuple[BackupInfo, Path]:
     """Verify the backup at `path` and return its info and a verified SQLite file.
 
-    Accepts this project's backups and plain SQLite files (the DB_PATH.backup copy). Raises
-    BackupError with one line saying what is wrong.
+    Accepts this project's backups, encrypted or not, and plain SQLite files (the DB_PATH.backup
+    copy). Raises BackupError with one line saying what is wrong.
     """
     try:
         stream = open(path, "rb")
@@ -290,6 +404,16 @@ def unpack_and_verify(path: Path, workdir: Path, thorough: bool = False) -> tupl
         raise BackupError(f"cannot read {path}: {error.strerror or error}") from error
     with stream:
         kind = sniff(stream)
+    if kind == "encrypted":
+        opened = workdir / "decrypted.db.zst"
+        try:
+            decrypt_file(path, opened, passphrase)
+        except DecryptionError as error:
+            raise BackupError(str(error)) from None
+        info, snapshot = unpack_and_verify(opened, workdir, thorough)
+        return replace(info, name=path.name, location=str(path), size=path.stat().st_size,
+                       encrypted=True), snapshot
+    with open(path, "rb") as stream:
         if kind == "sqlite":
             snapshot, info = path, None
         elif kind == "backup":
@@ -382,216 +506,7 @@ def sha256_of(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-
-# --- startup: restore only when the database needs it ----------------------------------------
-
-@dataclass
-class StartupReport:
-    lock: Optional[database.InstanceLock] = None
-    moved_aside: Optional[Path] = None  # where a damaged database went
-    restore_reason: Optional[str] = None  # why a restore was attempted; None: the database was kept
-    restored: Optional[BackupInfo] = None
-    passed_over: list[str] = field(default_factory=list)  # candidates that failed verification
-    applied_migrations: list[str] = field(default_factory=list)
-
-
-def prepare_database(settings: Settings, extra_destinations: Sequence[Destination] = (),
-                     clock: Clock = utc_now) -> tuple[Database, BackupEngine, StartupReport]:
-    """DESIGN.md's startup steps 2 to 4: open (probe), restore if needed, migrate.
-
-    A healthy database is never rolled back. A damaged one is moved aside, never deleted.
-    Raises database.AlreadyRunningError when another bot holds DB_PATH, and MigrationError
-    (SchemaTooNewError included) when the schema cannot be brought up to date.
-    """
-    report = StartupReport(lock=_lock_if_possible(settings.db_path, "a running bot"))
-    db = _open_or_move_aside(settings.db_path, clock, report)
-    if db.storage.in_memory:
-        report.restore_reason = "the database is in memory"
-    elif report.moved_aside is not None:
-        report.restore_reason = "the database was damaged"
-    elif db.is_empty():
-        report.restore_reason = "the database is missing or empty"
-    engine = BackupEngine(db, settings, extra_destinations, clock)
-    if report.restore_reason:
-        log.warning("%s: looking for a backup to restore", report.restore_reason)
-        report.restored, report.passed_over = engine.restore_newest()
-        if report.restored is None:
-            log.warning("no backup could be restored: starting with a fresh database")
-    report.applied_migrations = db.migrate()
-    return db, engine, report
-
-
-def _lock_if_possible(db_path: str, holder: str) -> Optional[database.InstanceLock]:
-    try:
-        Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-        return database.InstanceLock(db_path, holder)
-    except OSError:
-        return None  # the folder is unusable: the probe will say why and memory mode follows
-
-
-def _open_or_move_aside(path: str, clock: Clock, report: StartupReport) -> Database:
-    try:
-        db = database.open_database(path)
-    except database.DamagedDatabaseError as error:
-        return _reopen_after_moving_aside(path, str(error), clock, report)
-    problem = None if db.storage.in_memory else db.health_problem()
-    if problem is None:
-        return db
-    db.close()
-    return _reopen_after_moving_aside(path, problem, clock, report)
-
-
-def _reopen_after_moving_aside(path: str, problem: str, clock: Clock, report: StartupReport) -> Database:
-    report.moved_aside = database.move_aside(path, clock())
-    log.error("the database is damaged (%s); moved it aside to %s", problem, report.moved_aside)
-    return database.open_database(path)
-
-
-# --- the command line -----------------------------------------------------------------------------
-
-def cli(argv: Optional[Sequence[str]] = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        settings = load_settings(require_token=False)
-    except ConfigError as error:
-        print(f"configuration error: {error}", file=sys.stderr)
-        return 2
-    from logs import setup_logging
-    setup_logging(settings.log_level if settings.log_level == "DEBUG" else "WARNING", settings.secrets)
-    try:
-        return args.run(settings, args)
-    except (BackupError, database.DatabaseError, DestinationError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python backup.py", description=(
-        "Back up and restore the bot's database (DB_PATH) without the bot and without BOT_TOKEN."))
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    create = commands.add_parser("create", help="take a backup now", description=(
-        "Take a backup of DB_PATH now (also while the bot runs) into BACKUP_DIR."))
-    create.set_defaults(run=_cli_create)
-    listing = commands.add_parser("list", help="list the backups, newest first", description=(
-        "List every backup, newest first: time, reason, size, rows, where."))
-    listing.set_defaults(run=_cli_list)
-    verify = commands.add_parser("verify", help="check a backup completely", description=(
-        "Check a backup: checksum, full integrity check, tables, schema version. "
-        "Default: the newest."))
-    verify.add_argument("file", nargs="?", help="a backup file; default: the newest backup")
-    verify.set_defaults(run=_cli_verify)
-    restore = commands.add_parser("restore", help="replace the database with a backup", description=(
-        "Verify a backup, take a 'pre-restore' safety backup, then replace DB_PATH's data with "
-        "it. Refused while the bot runs."))
-    restore.add_argument("source", metavar="FILE|latest", help="a backup file, or 'latest'")
-    restore.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    restore.set_defaults(run=_cli_restore)
-    return parser
-
-
-def _cli_create(settings: Settings, args) -> int:
-    if not Path(settings.db_path).is_file():
-        raise BackupError(f"there is no database at {settings.db_path} (DB_PATH)")
-    try:
-        lock = database.InstanceLock(settings.db_path, "python backup.py create")
-        step_pages = STEP_PAGES
-    except database.AlreadyRunningError:
-        # The bot is running: read the file through our own connection in one step, one read
-        # transaction; WAL lets the bot keep writing meanwhile.
-        lock, step_pages = None, -1
-    db = _open_existing(settings.db_path)
-    try:
-        result = BackupEngine(db, settings, step_pages=step_pages).create("manual")
-    finally:
-        db.close()
-        if lock:
-            lock.release()
-    print(f"created {result.info.location}: {_size(result.info.size)}, {result.info.total_rows} rows, "
-          f"{result.seconds:.2f} s")
-    return 0
-
-
-def _cli_list(settings: Settings, args) -> int:
-    backups = BackupEngine(None, settings).backups()
-    if not backups:
-        print(f"no backups in {settings.backup_dir}")
-    for info in backups:
-        print(f"{info.created_at:%Y-%m-%d %H:%M:%S} UTC  {info.reason:<11}  {_size(info.size):>9}  "
-              f"{info.total_rows:>9} rows  {info.destination}  {info.location}")
-    return 0
-
-
-def _cli_verify(settings: Settings, args) -> int:
-    engine = BackupEngine(None, settings)
-    source = Path(args.file) if args.file else _newest(engine)
-    info = engine.verify(source, thorough=True)
-    tables = ", ".join(f"{name} {rows}" for name, rows in info.row_counts.items())
-    print(f"ok: {info.name}: {info.created_at:%Y-%m-%d %H:%M:%S} UTC, {info.reason}, "
-          f"schema version {info.schema_version}, rows: {tables}")
-    return 0
-
-
-def _cli_restore(settings: Settings, args) -> int:
-    try:
-        Path(settings.db_path).parent.mkdir(parents=True, exist_ok=True)
-        lock = database.InstanceLock(settings.db_path, "python backup.py restore")
-    except OSError as error:
-        raise BackupError(f"cannot use the folder of {settings.db_path}: {error.strerror}") from None
-    except database.AlreadyRunningError as error:
-        raise BackupError(f"refused: {error}; stop the bot first, or restore from the admin panel") from None
-    try:
-        probe_engine = BackupEngine(None, settings)
-        source = _newest(probe_engine) if args.source == "latest" else Path(args.source)
-        info = probe_engine.verify(source)  # refuse a bad file before asking anything
-        if not args.yes and not _confirmed(info, settings.db_path):
-            print("nothing restored (add --yes to skip this question)", file=sys.stderr)
-            return 1
-        report = StartupReport(lock=lock)
-        db = _open_or_move_aside(settings.db_path, utc_now, report)
-        try:
-            restored = BackupEngine(db, settings).restore(source)
-        finally:
-            db.close()
-    finally:
-        lock.release()
-    print(f"restored {restored.name} ({restored.created_at:%Y-%m-%d %H:%M:%S} UTC, "
-          f"{restored.total_rows} rows) into {settings.db_path}")
-    return 0
-
-
-def _open_existing(path: str) -> Database:
-    db = database.open_database(path)
-    if db.storage.in_memory:
-        raise BackupError(f"cannot use {path}: {db.storage.reason}")
-    problem = db.health_problem()
-    if problem:
-        db.close()
-        raise BackupError(f"the database at {path} is damaged: {problem}")
-    return db
-
-
-def _newest(engine: BackupEngine) -> BackupInfo:
-    backups = engine.backups()
-    if not backups:
-        raise BackupError(f"there are no backups in {engine.settings.backup_dir}")
-    return backups[0]
-
-
-def _confirmed(info: BackupInfo, db_path: str) -> bool:
-    if not sys.stdin.isatty():
-        return False
-    answer = input(f"Replace the data in {db_path} with {info.name} "
-                   f"({info.created_at:%Y-%m-%d %H:%M} UTC, {info.total_rows} rows)? [y/N] ")
-    return answer.strip().lower() in ("y", "yes")
-
-
-def _size(size: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size} B"
-
-
 if __name__ == "__main__":
+    from backup_cli import cli
+
     sys.exit(cli())

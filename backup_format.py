@@ -3,6 +3,8 @@
     backup-20261126T120000123Z-manual.db.zst
     = [zstd skippable frame: JSON header] + [zstd frame: the SQLite database file]
 
+Copies that leave the machine may be encrypted whole with age (FILE.db.zst.age, see below).
+
 A skippable frame is part of the zstd format: `zstd -d` (and every conforming decoder) passes
 over it, so `zstd -d FILE -o bot.db && sqlite3 bot.db` opens a backup without this project. The
 header says when and why the backup was taken, its schema version, row counts per table, and the
@@ -12,24 +14,34 @@ SHA-256 and size of the database inside, so a backup can be checked on its own.
 from __future__ import annotations
 
 import json
+import os
 import re
 import struct
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import BinaryIO, Optional
+
+import pyrage
 
 FORMAT = "telegram-bot-backup/1"
 SKIPPABLE_MAGIC = 0x184D2A50  # the first of zstd's sixteen skippable-frame magic numbers
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 SQLITE_MAGIC = b"SQLite format 3\x00"
+AGE_MAGIC = b"age-encryption.org/v1\n"
+ENCRYPTED_SUFFIX = ".age"
 MAX_HEADER_BYTES = 1 << 20
 SUFFIX = ".db.zst"
-NAME_PATTERN = re.compile(r"^backup-(\d{8}T\d{9}Z)-([a-z-]+)\.db\.zst$")
+NAME_PATTERN = re.compile(r"^backup-(\d{8}T\d{9}Z)-([a-z-]+)\.db\.zst(\.age)?$")
 REASONS = ("startup", "scheduled", "manual", "shutdown", "pre-restore")
 
 
 class NotABackupError(ValueError):
     """The bytes are not a backup in this format."""
+
+
+class DecryptionError(ValueError):
+    """An encrypted backup could not be opened (no passphrase, a wrong one, or damage)."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,7 @@ class BackupInfo:
     destination: str = ""  # "local", "telegram", "s3", ...
     location: str = ""  # path, file id or key, within the destination
     name: str = ""
+    encrypted: bool = False  # this copy is age-encrypted (copies that leave the machine)
     extra: dict = field(default_factory=dict)  # anything a newer format adds, kept as it came
 
     @property
@@ -102,14 +115,72 @@ def read_header(stream: BinaryIO) -> BackupInfo:
 
 
 def sniff(stream: BinaryIO) -> str:
-    """'backup', 'sqlite' or 'unknown', from the first bytes; the stream is rewound."""
-    start = stream.read(16)
+    """'backup', 'encrypted', 'sqlite' or 'unknown', from the first bytes; the stream is rewound."""
+    start = stream.read(len(AGE_MAGIC))
     stream.seek(0)
     if len(start) >= 4 and struct.unpack("<I", start[:4])[0] == SKIPPABLE_MAGIC:
         return "backup"
-    if start == SQLITE_MAGIC:
+    if start == AGE_MAGIC:
+        return "encrypted"
+    if start[:16] == SQLITE_MAGIC:
         return "sqlite"
     return "unknown"
+
+
+# --- encryption: age (https://age-encryption.org), passphrase mode ------------------------------
+#
+# Copies that leave the machine are wrapped whole in age's format: scrypt key derivation and
+# ChaCha20-Poly1305, authenticated in 64 KiB chunks. `age -d FILE.age > FILE` (or rage) opens one
+# with the passphrase. pyrage's passphrase mode works on bytes, not streams: the file is held in
+# memory (twice, plain and encrypted) while it is encrypted or decrypted.
+
+def encrypt_file(source: Path, target: Path, passphrase: str) -> None:
+    sealed = pyrage.passphrase.encrypt(source.read_bytes(), passphrase)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(sealed)
+
+
+def decrypt_file(source: Path, target: Path, passphrase: Optional[str]) -> None:
+    if not passphrase:
+        raise DecryptionError("the backup is encrypted: set BACKUP_PASSPHRASE to open it")
+    try:
+        opened = pyrage.passphrase.decrypt(source.read_bytes(), passphrase)
+    except pyrage.DecryptError:
+        raise DecryptionError("cannot decrypt the backup: wrong BACKUP_PASSPHRASE, or the "
+                              "encrypted file is damaged") from None
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(opened)
+
+
+def info_to_metadata(info: BackupInfo) -> dict[str, str]:
+    """The header as flat ASCII strings, for S3 object metadata (listed without downloading)."""
+    return {
+        "created-at": info.created_at.astimezone(timezone.utc).isoformat(timespec="milliseconds"),
+        "reason": info.reason,
+        "schema-version": str(info.schema_version),
+        "row-counts": json.dumps(info.row_counts, separators=(",", ":")),
+        "sha256": info.sha256,
+        "db-size": str(info.db_size),
+        "encrypted": "yes" if info.encrypted else "no",
+    }
+
+
+def info_from_metadata(metadata: dict[str, str]) -> BackupInfo:
+    """The reverse of info_to_metadata; raises NotABackupError when something is missing."""
+    try:
+        return BackupInfo(
+            created_at=datetime.fromisoformat(metadata["created-at"]).astimezone(timezone.utc),
+            reason=metadata["reason"],
+            schema_version=int(metadata["schema-version"]),
+            row_counts={str(k): int(v) for k, v in json.loads(metadata["row-counts"]).items()},
+            sha256=metadata["sha256"],
+            db_size=int(metadata["db-size"]),
+            encrypted=metadata.get("encrypted") == "yes",
+        )
+    except (KeyError, ValueError, TypeError, AttributeError) as error:
+        raise NotABackupError(f"its metadata is incomplete ({type(error).__name__}: {error})") from None
 
 
 def info_as_dict(info: BackupInfo) -> dict:

@@ -35,6 +35,7 @@ class Settings:
     backup_interval_hours: float = 6.0
     backup_chat_id: Optional[int] = None  # None: the Telegram destination is off
     backup_passphrase: Optional[str] = field(default=None, repr=False)
+    backup_read_back: bool = True  # fetch every off-site copy back and verify it
     s3_bucket: Optional[str] = None
     s3_prefix: str = ""
     s3_endpoint_url: Optional[str] = None
@@ -77,6 +78,7 @@ def load_settings(environ: Optional[Mapping[str, str]] = None, *, require_token:
         backup_interval_hours=reader.number("BACKUP_INTERVAL_HOURS", 6.0, minimum=0.001),
         backup_chat_id=reader.backup_chat_id(admin_ids),
         backup_passphrase=reader.text("BACKUP_PASSPHRASE"),
+        backup_read_back=reader.switch("BACKUP_READBACK", True),
         s3_bucket=reader.text("S3_BUCKET"),
         s3_prefix=reader.text("S3_PREFIX") or "",
         s3_endpoint_url=reader.url("S3_ENDPOINT_URL", None),
@@ -132,6 +134,16 @@ class _Reader:
         if not value >= minimum or value == float("inf"):
             raise ConfigError(f"{name} must be a number >= {minimum} (decimals allowed), got {raw!r}")
         return value
+
+    def switch(self, name: str, default: bool) -> bool:
+        raw = (self.text(name) or "").lower()
+        if not raw:
+            return default
+        if raw in ("1", "on", "yes", "true"):
+            return True
+        if raw in ("0", "off", "no", "false"):
+            return False
+        raise ConfigError(f"{name} must be on or off, got {raw!r}")
 
     def id_list(self, name: str) -> tuple[int, ...]:
         raw = self.text(name)

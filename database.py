@@ -435,6 +435,20 @@ class Database:
             return db.execute("DELETE FROM tracking WHERE created_at < ?",
                               (timestamp(cutoff),)).rowcount
 
+    def get_state(self, key: str) -> Optional[str]:
+        with self.lock:
+            row = self.connection.execute("SELECT value FROM bot_state WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_state(self, key: str, value: Optional[str]) -> None:
+        """Remember `value` under `key`; None forgets it."""
+        with self.transaction() as db:
+            if value is None:
+                db.execute("DELETE FROM bot_state WHERE key = ?", (key,))
+            else:
+                db.execute("INSERT INTO bot_state (key, value) VALUES (?, ?) ON CONFLICT(key)"
+                           " DO UPDATE SET value = excluded.value", (key, value))
+
     def user(self, user_id: int) -> Optional[dict]:
         with self.lock:
             cursor = self.connection.execute("SELECT * FROM users WHERE user_id = ?", (user_id,))

@@ -16,6 +16,7 @@ import requests
 import telebot
 from telebot.handler_backends import BaseMiddleware, CancelUpdate
 
+from backup import BackupEngine, BackupError
 from config import Settings
 from database import Database
 
@@ -43,6 +44,13 @@ def send_quietly(bot: telebot.TeleBot, chat_id: int, text: str, **kwargs) -> boo
     except (telebot.apihelper.ApiException, requests.RequestException) as error:
         log.warning("could not send a message to chat %s: %s", chat_id, error)
         return False
+
+
+def alert_admins(bot: telebot.TeleBot, admin_ids, text: str) -> None:
+    """Tell every admin; also logged, so an alert is never lost when Telegram is unreachable."""
+    log.warning("alert: %s", text)
+    for admin_id in admin_ids:
+        send_quietly(bot, admin_id, text)
 
 
 class ActivityGate(BaseMiddleware):
@@ -112,6 +120,47 @@ def register(bot: telebot.TeleBot, db: Database, settings: Settings, clock: Cloc
     @bot.message_handler(commands=["unblock"], func=is_admin)
     def unblock(message):
         bot.send_message(message.chat.id, unblock_command(bot, db, message.text))
+
+
+def register_backup_commands(bot: telebot.TeleBot, engine: BackupEngine, settings: Settings) -> None:
+    """/backup and /start_fresh for admins, until the admin panel offers them as buttons."""
+
+    def is_admin(message) -> bool:
+        return message.from_user is not None and settings.is_admin(message.from_user.id)
+
+    @bot.message_handler(commands=["backup"], func=is_admin)
+    def backup_now(message):
+        bot.send_chat_action(message.chat.id, "upload_document")
+        bot.send_message(message.chat.id, backup_command(engine))
+
+    @bot.message_handler(commands=["start_fresh"], func=is_admin)
+    def start_fresh(message):
+        bot.send_message(message.chat.id, start_fresh_command(engine, message.text))
+
+
+def backup_command(engine: BackupEngine) -> str:
+    try:
+        result = engine.create("manual")
+    except BackupError as error:
+        return f"❌ Backup failed: {error}"
+    lines = [f"✅ Backup {result.info.name}: {result.info.size / 2**20:.1f} MB, "
+             f"{result.info.total_rows} rows, {result.seconds:.1f} s; stored in "
+             + ", ".join(info.destination for info in result.stored)]
+    lines += [f"⚠️ not in {name}: {error}" for name, error in result.failures.items()]
+    return "\n".join(lines)
+
+
+def start_fresh_command(engine: BackupEngine, text: str) -> str:
+    paused = engine.offsite_paused()
+    if not paused:
+        return "Backups already leave the machine as usual; there is nothing to confirm."
+    if text.split()[1:] != ["YES"]:
+        return (f"Backups are kept on this machine because the bot {paused}.\n"
+                "Restore a backup instead if you can. To keep the current database and let the "
+                "next backup replace the pinned one off the machine, send: /start_fresh YES")
+    engine.resume_offsite()
+    log.warning("an admin chose to start fresh: off-site backups resume")
+    return "Done: the next backup leaves the machine again (and is pinned in the backup chat)."
 
 
 def block_command(bot: telebot.TeleBot, db: Database, settings: Settings, text: str,

@@ -16,8 +16,10 @@ import telebot
 import backup
 import database
 import handlers
+import startup
 import tasks
 from config import ConfigError, Settings, load_settings
+from destinations import offsite_destinations, telegram_bot
 from health import start_health_server
 from logs import setup_logging
 
@@ -55,23 +57,25 @@ def main() -> int:
     stop_requested = threading.Event()
     _install_signal_handlers(stop_requested)
 
+    bot = _make_bot(settings)
+    if not _token_accepted(bot):
+        return 2
+    alert = partial(handlers.alert_admins, bot, settings.admin_ids)
     try:
-        db, engine, startup = backup.prepare_database(settings)
+        db, engine, report = startup.prepare_database(
+            settings, offsite_destinations(settings, bot), alert=alert)
     except database.DatabaseError as error:
         log.error("cannot start: %s", error)
         return 1
-    applied = startup.applied_migrations
+    applied = report.applied_migrations
     log.info("database: %s (%s); schema version %d%s", db.storage.path, db.storage.mode,
              db.schema_version(), f", applied {', '.join(applied)}" if applied else "")
     _backup_quietly(engine, "startup")
     if not settings.admin_ids:
-        log.warning("ADMIN_IDS is empty: nobody can use the admin commands")
+        log.warning("ADMIN_IDS is empty: nobody can use the admin commands or get alerts")
 
-    bot = _make_bot(settings)
-    if not _token_accepted(bot):
-        _close(db, startup)
-        return 2
     handlers.register(bot, db, settings)
+    handlers.register_backup_commands(bot, engine, settings)
     runner = tasks.build_runner(db, settings, notify=partial(handlers.send_quietly, bot),
                                 clock=handlers.utc_now, backup=lambda: engine.create("scheduled"))
     runner.start()
@@ -86,7 +90,7 @@ def main() -> int:
     stop_requested.wait()
     _shutdown(bot, runner)
     _backup_quietly(engine, "shutdown")
-    _close(db, startup)
+    _close(db, report)
     log.info("stopped cleanly")
     return 0
 
@@ -99,18 +103,16 @@ def _backup_quietly(engine: backup.BackupEngine, reason: str) -> None:
         log.error("%s backup failed: %s", reason, error)
 
 
-def _close(db: database.Database, startup: backup.StartupReport) -> None:
+def _close(db: database.Database, report: startup.StartupReport) -> None:
     db.close()
-    if startup.lock:
-        startup.lock.release()
+    if report.lock:
+        report.lock.release()
 
 
 def _make_bot(settings: Settings) -> telebot.TeleBot:
-    telebot.apihelper.API_URL = settings.telegram_api_url + "/bot{0}/{1}"
-    telebot.apihelper.FILE_URL = settings.telegram_api_url + "/file/bot{0}/{1}"
     bot_ref: list = []
-    bot = telebot.TeleBot(settings.bot_token, threaded=True, num_threads=4,
-                          use_class_middlewares=True, exception_handler=HandlerErrorLogger(bot_ref))
+    bot = telegram_bot(settings, threaded=True, num_threads=4, use_class_middlewares=True,
+                       exception_handler=HandlerErrorLogger(bot_ref))
     bot_ref.append(bot)
     return bot
 

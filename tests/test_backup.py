@@ -4,19 +4,21 @@ import sqlite3
 import stat
 import subprocess
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 import backup
 import database
+import startup
 from backup import BackupEngine, BackupError
 from backup_format import BackupInfo, file_name, read_header
 from config import load_settings
 from conftest import NOW
 
 TOKEN = "123456:AAbbCCddEEffGGhhIIjjKKll"
+CURRENT_SCHEMA = len(database.find_migrations())
 
 
 def make_settings(tmp_path, **env):
@@ -83,7 +85,8 @@ def test_a_backup_describes_itself_and_opens_with_common_tools(engine, live, set
     path = Path(result.info.location)
     with open(path, "rb") as stream:
         info = read_header(stream)
-    assert (info.reason, info.schema_version, info.row_counts) == ("manual", 1, {"tracking": 3, "users": 3})
+    assert (info.reason, info.schema_version) == ("manual", CURRENT_SCHEMA)
+    assert info.row_counts == {"bot_state": 0, "tracking": 3, "users": 3}
     assert info.created_at == NOW + timedelta(seconds=1) and len(info.sha256) == 64
     # without this project: zstd, then the sqlite3 shell
     plain = path.with_suffix(".plain")
@@ -219,7 +222,7 @@ def bad_files(tmp_path, good_backup):
         "a bit-flipped backup": (tmp_path / "flipped.db.zst", "damaged backup"),
         "a SQLite file without the tables": (tmp_path / "other.db", "the table users is missing"),
         "a backup from a newer schema": (packed_backup(tmp_path, tmp_path / "future.db"),
-                                         r"schema version 99, newer than this code knows \(1\)"),
+                                         rf"schema version 99, newer than this code knows \({CURRENT_SCHEMA}\)"),
     }
 
 
@@ -250,7 +253,7 @@ def test_restore_takes_a_safety_backup_then_brings_the_data_back(engine, live, g
 
 
 def start(settings):
-    db, engine, report = backup.prepare_database(settings, clock=Clock())
+    db, engine, report = startup.prepare_database(settings, clock=Clock())
     report.lock.release()
     return db, report
 
@@ -319,18 +322,19 @@ def test_startup_uses_the_older_backup_when_the_newest_is_damaged(engine, live, 
 def test_startup_without_any_backup_gives_a_fresh_database_and_a_warning(settings, caplog):
     db, report = start(settings)
     assert report.restored is None and report.restore_reason == "the database is missing or empty"
-    assert db.schema_version() == 1 and db.table_row_counts() == {"tracking": 0, "users": 0}
+    assert db.schema_version() == CURRENT_SCHEMA
+    assert db.table_row_counts() == {"bot_state": 0, "tracking": 0, "users": 0}
     assert "no backup could be restored: starting with a fresh database" in caplog.text
 
 
 def test_a_second_process_on_the_same_database_is_refused(settings):
-    db, engine, report = backup.prepare_database(settings)
+    db, engine, report = startup.prepare_database(settings)
     try:
         with pytest.raises(database.AlreadyRunningError, match="already in use by a running bot"):
-            backup.prepare_database(settings)
+            startup.prepare_database(settings)
     finally:
         report.lock.release()
-    backup.prepare_database(settings)[2].lock.release()  # free again once released
+    startup.prepare_database(settings)[2].lock.release()  # free again once released
 
 
 def test_restore_works_while_another_process_reads_the_database(engine, live, good_backup, settings):

@@ -29,7 +29,7 @@ def test_a_path_under_a_regular_file_falls_back_to_memory_with_the_reason(tmp_pa
     assert "Not a directory" in db.storage.reason or "exists" in db.storage.reason
     db.migrate()  # and the bot can still keep its data for now
     db.track_message(7, None, "Bo", 7, "message", NOW, NOW)
-    assert db.table_row_counts() == {"tracking": 1, "users": 1}
+    assert db.table_row_counts() == {"bot_state": 0, "tracking": 1, "users": 1}
 
 
 def test_a_read_only_mount_falls_back_to_memory_with_the_reason(read_only_dir):
@@ -71,9 +71,9 @@ def write_migrations(folder, *bodies):
 
 def test_a_fresh_database_gets_every_migration(tmp_path):
     db = database.open_database(str(tmp_path / "bot.db"))
-    assert db.migrate() == ["0001_initial.sql"]
-    assert db.schema_version() == 1
-    assert set(db.table_row_counts()) == {"users", "tracking"}
+    assert db.migrate() == ["0001_initial.sql", "0002_bot_state.sql"]
+    assert db.schema_version() == 2
+    assert set(db.table_row_counts()) == {"users", "tracking", "bot_state"}
     assert db.migrate() == []  # idempotent
 
 
