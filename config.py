@@ -39,6 +39,8 @@ class Settings:
     s3_bucket: Optional[str] = None
     s3_prefix: str = ""
     s3_endpoint_url: Optional[str] = None
+    s3_secret_key: Optional[str] = field(default=None, repr=False)  # boto3 reads it itself; kept
+    # here only so that logging can redact it
     telegram_api_url: str = DEFAULT_API_URL
     port: Optional[int] = None
     log_level: str = "INFO"
@@ -53,7 +55,7 @@ class Settings:
     @property
     def secrets(self) -> tuple[str, ...]:
         """Values that must never reach a log line or a message."""
-        return tuple(s for s in (self.bot_token, self.backup_passphrase) if s)
+        return tuple(s for s in (self.bot_token, self.backup_passphrase, self.s3_secret_key) if s)
 
 
 def load_settings(environ: Optional[Mapping[str, str]] = None, *, require_token: bool = True,
@@ -82,6 +84,7 @@ def load_settings(environ: Optional[Mapping[str, str]] = None, *, require_token:
         s3_bucket=reader.text("S3_BUCKET"),
         s3_prefix=reader.text("S3_PREFIX") or "",
         s3_endpoint_url=reader.url("S3_ENDPOINT_URL", None),
+        s3_secret_key=reader.text("AWS_SECRET_ACCESS_KEY"),
         telegram_api_url=reader.url("TELEGRAM_API_URL", DEFAULT_API_URL),
         port=reader.port("PORT"),
         log_level=reader.log_level("LOG_LEVEL"),

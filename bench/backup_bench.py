@@ -176,7 +176,7 @@ def run(work: Path, rows: int, runs: int) -> None:
     ours_median = {key: median([o[key] for o in ours]) for key in ours[0] if key != "file"}
     restore_median = {key: median([r[key] for r in restores]) for key in restores[0]}
     print(f"database: {db_mb:.0f} MB, {rows} tracking rows; median of {runs} runs\n")
-    print(f"| what | seconds | notes |\n|---|---|---|")
+    print("| what | seconds | notes |\n|---|---|---|")
     print(f"| shell `.backup` | {median(rows_out['shell .backup']):.2f} | |")
     print(f"| `cp` | {median(rows_out['cp']):.2f} | not a consistent copy of a live database |")
     print(f"| snapshot (online backup API, {backup.STEP_PAGES} pages a step) | "

@@ -6,6 +6,8 @@ import pytest
 
 import database
 
+pytest_plugins = ["seaweed"]  # s3_server and s3_env: a real S3 server (SeaweedFS) on loopback
+
 NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=timezone.utc)
 
 

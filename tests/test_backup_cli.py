@@ -1,6 +1,7 @@
 """`python backup.py`, run as a person would: a separate process, exit codes, one-line errors."""
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -133,3 +134,22 @@ def test_a_create_killed_midway_leaves_no_backup_that_verifies_and_the_next_one_
     assert again.returncode == 0, again.stderr
     assert len(run(env, "list").stdout.splitlines()) == 2
     assert not [p for p in tmp_path.rglob(".tmp-*")]  # the next create cleaned up after the dead one
+
+
+def test_list_and_restore_reach_the_telegram_chat(env, tmp_path):
+    from fake_bot_api import FakeBotAPI
+    with FakeBotAPI() as fake:
+        env = {**env, "BOT_TOKEN": fake.token, "TELEGRAM_API_URL": fake.url, "BACKUP_CHAT_ID": "-100777"}
+        db_path = tmp_path / "data" / "bot.db"
+        make_database(db_path, users=[1, 2])
+        created = run(env, "create")
+        assert created.returncode == 0 and "stored in local, telegram" in created.stdout, created.stderr
+        listed = run(env, "list", "--from", "telegram")
+        assert listed.returncode == 0 and "telegram" in listed.stdout and "4 rows" in listed.stdout
+        assert "local" not in listed.stdout.replace("telegram", "")
+
+        shutil.rmtree(tmp_path / "data")  # an empty disk
+        restored = run(env, "restore", "latest", "--from", "telegram", "--yes")
+        assert restored.returncode == 0, restored.stderr
+        assert "from telegram" in restored.stdout and users_in(db_path) == [1, 2]
+        assert fake.token.split(":")[1] not in restored.stdout + restored.stderr

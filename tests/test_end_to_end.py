@@ -1,12 +1,14 @@
 """End to end: the real main.py process against the local Bot API stand-in."""
 
 import json
+import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
 import urllib.request
+from contextlib import closing
 
 import pytest
 
@@ -190,3 +192,75 @@ def test_a_second_bot_on_the_same_database_is_refused(tmp_path, fake, run_bot):
     assert "is already in use by a running bot (pid" in second.log()
     assert first.process.poll() is None  # the first one is unharmed
     assert first.stop()[0] == 0
+
+
+# --- off-site: the disk of a host like Koyeb is wiped on every redeploy ---
+
+BACKUP_CHAT = -1009876543210
+
+
+def users_in(db_path):
+    with closing(sqlite3.connect(db_path)) as conn:
+        return [row[0] for row in conn.execute("SELECT user_id FROM users WHERE user_id != ? ORDER BY 1",
+                                               (ADMIN_ID,))]
+
+
+def backup_by_admin(fake):
+    before = len(fake.messages(ADMIN_ID))
+    fake.send_text(ADMIN_ID, "/backup")
+    return fake.wait_for_message(ADMIN_ID, "Backup", after=before, timeout=30)["text"]
+
+
+def test_a_wiped_disk_comes_back_from_the_telegram_chat(tmp_path, fake, run_bot):
+    bot = run_bot(BACKUP_CHAT_ID=str(BACKUP_CHAT))
+    for user_id in (601, 602, 603):
+        fake.send_text(user_id, "/start", first_name=f"U{user_id}")
+        fake.wait_for_message(user_id, "registered")
+    reply = backup_by_admin(fake)
+    assert reply.startswith("✅ Backup") and "local, telegram" in reply
+    pinned = fake.pinned_message(BACKUP_CHAT)
+    assert "users 4" in pinned["caption"]  # three users and the admin
+    bot.kill()  # SIGKILL: no shutdown backup
+    shutil.rmtree(tmp_path / "data")  # a redeploy: an empty disk
+
+    told = len(fake.messages(ADMIN_ID))
+    again = run_bot(BACKUP_CHAT_ID=str(BACKUP_CHAT))
+    alert = fake.wait_for_message(ADMIN_ID, "Restored at startup", after=told)["text"]
+    assert pinned["document"]["file_name"].split("-", 1)[1] in alert and "from telegram" in alert
+    seen = len(fake.messages(601))
+    fake.send_text(601, "/start")  # the bot serves the restored data
+    fake.wait_for_message(601, "registered", after=seen)
+    assert again.stop()[0] == 0
+    assert users_in(again.db_path) == [601, 602, 603]
+
+
+def test_encrypted_off_site_copies_and_a_wrong_passphrase(tmp_path, fake, run_bot):
+    secret = "correct horse battery staple"
+    bot = run_bot(BACKUP_CHAT_ID=str(BACKUP_CHAT), BACKUP_PASSPHRASE=secret)
+    fake.send_text(701, "/start", username="alice_secret_name")
+    fake.wait_for_message(701, "registered")
+    backup_by_admin(fake)
+    pinned = fake.pinned_message(BACKUP_CHAT)
+    sent = fake.file_bytes(pinned["document"]["file_id"])
+    assert sent.startswith(b"age-encryption.org/v1") and b"SQLite format 3" not in sent
+    assert b"alice_secret_name" not in sent
+    bot.kill()
+    assert secret not in bot.log()
+
+    shutil.rmtree(tmp_path / "data")
+    told = len(fake.messages(ADMIN_ID))
+    wrong = run_bot(BACKUP_CHAT_ID=str(BACKUP_CHAT), BACKUP_PASSPHRASE="not the passphrase")
+    alert = fake.wait_for_message(ADMIN_ID, "Nothing is sent off the machine", after=told)["text"]
+    assert "wrong BACKUP_PASSPHRASE" in alert
+    fake.send_text(702, "/start")  # the bot runs anyway
+    fake.wait_for_message(702, "registered")
+    assert wrong.stop()[0] == 0  # its shutdown backup stays on this machine
+    assert fake.pinned_message(BACKUP_CHAT) == pinned  # nothing new pinned
+    assert users_in(wrong.db_path) == [702]
+
+    shutil.rmtree(tmp_path / "data")
+    told = len(fake.messages(ADMIN_ID))
+    right = run_bot(BACKUP_CHAT_ID=str(BACKUP_CHAT), BACKUP_PASSPHRASE=secret)
+    fake.wait_for_message(ADMIN_ID, "Restored at startup", after=told)
+    assert right.stop()[0] == 0
+    assert users_in(right.db_path) == [701]

@@ -1,0 +1,174 @@
+"""Backups as objects in an S3 bucket: AWS, or any S3-compatible store (MinIO, SeaweedFS, R2, ...).
+
+Each backup is the object PREFIX + its file name, carrying the backup's header as object metadata
+(info_to_metadata), so listing needs no downloads. Encrypted copies (NAME.age) are listed too.
+Credentials come the AWS way (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_DEFAULT_REGION or
+~/.aws files); this module never takes, logs or prints them. Every failure is a DestinationError
+with one line that says what to fix.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Iterator, Optional
+
+import boto3
+from boto3.exceptions import RetriesExceededError, S3UploadFailedError
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import NoCredentialsError, PartialCredentialsError, ReadTimeoutError
+
+from backup_format import NAME_PATTERN, BackupInfo, NotABackupError, info_from_metadata, info_to_metadata
+from destinations import DestinationError
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT, READ_TIMEOUT = 5, 60  # seconds: an unreachable endpoint fails within seconds
+TRANSFER = TransferConfig(multipart_chunksize=8 << 20, max_concurrency=2)  # streamed, ~16 MB at most
+CREDENTIALS = {
+    "SignatureDoesNotMatch": "check AWS_SECRET_ACCESS_KEY",
+    "InvalidAccessKeyId": "check AWS_ACCESS_KEY_ID",
+    "ExpiredToken": "the session token has expired: renew AWS_SESSION_TOKEN",
+    "InvalidToken": "check AWS_SESSION_TOKEN",
+}
+
+
+def is_backup_name(name: str) -> bool:
+    """A backup's file name, plain or age-encrypted (NAME_PATTERN + '.age')."""
+    return bool(NAME_PATTERN.match(name.removesuffix(".age")))
+
+
+class S3Bucket:
+    """Backups as objects under `prefix` in one bucket."""
+
+    name = "s3"
+
+    def __init__(self, bucket: str, prefix: str = "", endpoint_url: Optional[str] = None, client=None):
+        self.bucket, self.endpoint_url, self._client = bucket, endpoint_url, client
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+
+    @property
+    def client(self):
+        if self._client is None:
+            compatible = {"s3": {"addressing_style": "path"}, "request_checksum_calculation":
+                          "when_required", "response_checksum_validation": "when_required"}
+            config = Config(connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT,
+                            retries={"max_attempts": 2, "mode": "standard"},
+                            **(compatible if self.endpoint_url else {}))
+            try:
+                self._client = boto3.session.Session().client("s3", endpoint_url=self.endpoint_url,
+                                                              config=config)
+            except ValueError as error:  # botocore says "Invalid endpoint: URL"
+                raise DestinationError(f"cannot use S3 endpoint {self.endpoint_url!r}: {error}") from error
+        return self._client
+
+    def put(self, path: Path, info: BackupInfo) -> BackupInfo:
+        key = self.prefix + info.name
+        with self._errors():
+            self.client.upload_file(str(path), self.bucket, key, Config=TRANSFER,
+                                    ExtraArgs={"Metadata": info_to_metadata(info)})
+            size = Path(path).stat().st_size
+        return info.at(self.name, key, size)
+
+    def list(self) -> list[BackupInfo]:
+        found = []
+        with self._errors():
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.prefix, Delimiter="/")
+            for page in pages:
+                for item in page.get("Contents", []):
+                    info = self._describe(item["Key"], item["Size"])
+                    if info is not None:
+                        found.append(info)
+        return sorted(found, key=lambda i: (i.created_at, i.name), reverse=True)
+
+    def fetch(self, info: BackupInfo, workdir: Path) -> Path:
+        target = Path(workdir) / info.name
+        with self._errors(info.location):
+            self.client.download_file(self.bucket, info.location, str(target), Config=TRANSFER)
+        return target
+
+    def prune(self, keep: int) -> list[BackupInfo]:
+        removed = self.list()[keep:]
+        for info in removed:
+            with self._errors(info.location):
+                self.client.delete_object(Bucket=self.bucket, Key=info.location)
+            log.info("rotated out s3://%s/%s", self.bucket, info.location)
+        return removed
+
+    def _describe(self, key: str, size: int) -> Optional[BackupInfo]:
+        """The backup at `key` from its metadata; None (and a warning) when it is not one."""
+        name = key.rsplit("/", 1)[-1]
+        if not is_backup_name(name):
+            return None
+        try:
+            metadata = self.client.head_object(Bucket=self.bucket, Key=key).get("Metadata", {})
+            info = info_from_metadata(metadata)
+        except NotABackupError as error:
+            log.warning("ignoring s3://%s/%s: %s", self.bucket, key, error)
+            return None
+        except ClientError as error:
+            if _code(error) not in ("404", "NoSuchKey"):
+                raise
+            return None  # deleted since the listing
+        return replace(info.at(self.name, key, size), name=name)
+
+    @contextmanager
+    def _errors(self, key: str = "") -> Iterator[None]:
+        try:
+            yield
+        except (BotoCoreError, ClientError, S3UploadFailedError, RetriesExceededError, OSError) as error:
+            raise DestinationError(self._explain(error, key)) from error
+
+    def _explain(self, error: BaseException, key: str) -> str:
+        """One line, without secrets, saying what went wrong and what to check."""
+        if isinstance(error, (S3UploadFailedError, RetriesExceededError)):
+            cause = getattr(error, "last_exception", None) or error.__context__
+            return self._explain(cause, key) if cause else f"S3 transfer failed: {error}".splitlines()[0]
+        if isinstance(error, (NoCredentialsError, PartialCredentialsError)):
+            return "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        if isinstance(error, (BotoConnectionError, HTTPClientError)):
+            return f"cannot reach S3 at {self.endpoint_url or self.client.meta.endpoint_url}: {_reason(error)}"
+        if isinstance(error, ClientError):
+            return self._explain_code(_code(error), error, key)
+        if isinstance(error, OSError):
+            where = f" ({error.filename})" if error.filename else ""
+            return f"S3 transfer failed on this machine{where}: {error.strerror or error}"
+        return f"S3 request failed: {type(error).__name__}"
+
+    def _explain_code(self, code: str, error: ClientError, key: str) -> str:
+        if code in CREDENTIALS:
+            return f"S3 rejected the credentials ({code}): {CREDENTIALS[code]}"
+        if code in ("AccessDenied", "403"):
+            return (f"S3 denied access to bucket '{self.bucket}' ({code}): check the credentials "
+                    "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) and their permissions")
+        if code == "NoSuchBucket":
+            return f"S3 bucket '{self.bucket}' does not exist (NoSuchBucket)"
+        if code in ("404", "NoSuchKey"):
+            where = f"object '{key}' in bucket '{self.bucket}'" if key else f"bucket '{self.bucket}'"
+            return f"S3 has no {where} ({code})"
+        if code in ("PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException"):
+            return f"S3 bucket '{self.bucket}' is in another region ({code}): set AWS_DEFAULT_REGION"
+        if code == "RequestTimeTooSkewed":
+            return "S3 refused the request (RequestTimeTooSkewed): this machine's clock is wrong"
+        message = str(error.response.get("Error", {}).get("Message") or "").splitlines()[:1]
+        return f"S3 refused the request ({code})" + (f": {message[0][:200]}" if message else "")
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", "unknown"))
+
+
+def _reason(error: BotoCoreError) -> str:
+    if isinstance(error, ConnectTimeoutError):
+        return f"no connection within {CONNECT_TIMEOUT} s"
+    if isinstance(error, ReadTimeoutError):
+        return f"no answer within {READ_TIMEOUT} s"
+    match = re.search(r"\[Errno -?\d+\] ([^)'\"]+)", str(getattr(error, "kwargs", {}).get("error", "")))
+    return match.group(1).strip() if match else type(error).__name__

@@ -1,0 +1,231 @@
+"""Off-site copies through the Telegram chat destination, against the local Bot API stand-in:
+sending and pinning, read-back, encryption, Telegram's size limits, and the startup search."""
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+import telebot
+
+import database
+import startup
+from backup import BackupEngine
+from backup_format import AGE_MAGIC, SQLITE_MAGIC
+from config import load_settings
+from conftest import NOW
+from destinations import TelegramChat, offsite_destinations
+from fake_bot_api import FakeBotAPI
+
+CHAT = -1001234567890  # a channel the bot is an admin of
+MB = 1 << 20
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    with FakeBotAPI() as api:
+        monkeypatch.setattr(telebot.apihelper, "API_URL", api.url + "/bot{0}/{1}")
+        monkeypatch.setattr(telebot.apihelper, "FILE_URL", api.url + "/file/bot{0}/{1}")
+        yield api
+
+
+def settings_for(tmp_path, fake, **env):
+    return load_settings({"BOT_TOKEN": fake.token, "TELEGRAM_API_URL": fake.url,
+                          "DB_PATH": str(tmp_path / "data" / "bot.db"), "ADMIN_IDS": "1000",
+                          "BACKUP_CHAT_ID": str(CHAT), **env})
+
+
+class Setup:
+    """A live database, its engine with the Telegram chat as off-site destination, and the
+    alerts the admins would have received."""
+
+    def __init__(self, tmp_path, fake, **env):
+        self.settings = settings_for(tmp_path, fake, **env)
+        self.db = database.open_database(self.settings.db_path)
+        self.db.migrate()
+        self.alerts = []
+        self.engine = BackupEngine(self.db, self.settings, offsite_destinations(self.settings),
+                                   alert=self.alerts.append)
+
+    def add_users(self, *user_ids):
+        for user_id in user_ids:
+            self.db.track_message(user_id, f"user{user_id}", "N", user_id, "message", NOW, NOW)
+
+    def pad(self, megabytes):
+        """Incompressible rows, so the backup file really is that large."""
+        with self.db.transaction() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS padding (blob BLOB)")
+            conn.executemany("INSERT INTO padding VALUES (randomblob(?))", [(MB,)] * megabytes)
+
+
+def test_a_backup_is_sent_without_sound_pinned_and_read_back(tmp_path, fake):
+    s = Setup(tmp_path, fake)
+    s.add_users(1, 2)
+    result = s.engine.create("manual")
+    assert [info.destination for info in result.stored] == ["local", "telegram"]
+    (sent,) = fake.requests("sendDocument")
+    assert sent["params"]["disable_notification"] is True
+    pinned = fake.pinned_message(CHAT)
+    assert pinned["document"]["file_name"] == f"backup_test_bot-{result.info.name}"
+    assert "manual" in pinned["caption"] and "users 2" in pinned["caption"]
+    assert fake.requests("getFile") and fake.requests("downloadFile")  # the read-back
+    assert fake.file_bytes(pinned["document"]["file_id"]) == Path(result.info.location).read_bytes()
+    assert s.engine.status["telegram"].last_success is not None and s.alerts == []
+
+
+def test_older_backups_stay_in_the_chat_and_the_newest_is_pinned(tmp_path, fake):
+    s = Setup(tmp_path, fake)
+    for user_id in (1, 2, 3):
+        s.add_users(user_id)
+        s.engine.create("manual")
+    documents = [m for m in fake.messages(CHAT) if m.get("document")]
+    assert len(documents) == 3
+    assert fake.pinned_message(CHAT)["message_id"] == documents[-1]["message_id"]
+    (listed,) = s.engine.backups(only="telegram")
+    assert listed.row_counts["users"] == 3 and listed.reason == "manual"
+
+
+def test_encrypted_copies_hold_nothing_readable_and_restore_with_the_passphrase(tmp_path, fake):
+    s = Setup(tmp_path, fake, BACKUP_PASSPHRASE="correct horse battery staple")
+    s.add_users(11, 12)
+    s.engine.create("manual")
+    pinned = fake.pinned_message(CHAT)
+    sent = fake.file_bytes(pinned["document"]["file_id"])
+    assert sent.startswith(AGE_MAGIC) and SQLITE_MAGIC not in sent and b"user11" not in sent
+    assert pinned["document"]["file_name"].endswith(".db.zst.age")
+    local = s.engine.backups(only="local")[0]
+    assert SQLITE_MAGIC not in Path(local.location).read_bytes()[:64]  # local copy: zstd, not age
+    assert Path(local.location).read_bytes()[:4] != AGE_MAGIC[:4]
+    with sqlite3.connect(f"{s.settings.db_path}.backup") as plain:  # never encrypted on this disk
+        assert plain.execute("SELECT count(*) FROM users").fetchone() == (2,)
+
+    s.add_users(13)
+    restored = s.engine.restore(s.engine.backups(only="telegram")[0])
+    assert restored.encrypted and restored.row_counts["users"] == 2
+    assert s.db.table_row_counts()["users"] == 2
+
+
+def test_a_telegram_failure_never_fails_the_local_backup_and_is_alerted_once(tmp_path, fake):
+    s = Setup(tmp_path, fake)
+    s.add_users(1)
+    fake.fail_next("sendDocument", 500, "Internal Server Error", times=2)
+    first = s.engine.create("manual")
+    second = s.engine.create("manual")
+    for result in (first, second):
+        assert [i.destination for i in result.stored] == ["local"]
+        assert "Internal Server Error" in result.failures["telegram"]
+    assert len(s.alerts) == 1 and "telegram" in s.alerts[0]  # once per streak
+    assert s.engine.status["telegram"].failing
+    third = s.engine.create("manual")  # retried at the next backup
+    assert [i.destination for i in third.stored] == ["local", "telegram"]
+    assert s.alerts[-1] == "✅ Backups to telegram work again."
+
+
+def test_a_copy_that_reads_back_wrong_is_a_failure(tmp_path, fake):
+    s = Setup(tmp_path, fake)
+    s.add_users(1)
+    fake.fail_next("getFile", 400, "Bad Request: invalid file_id")
+    result = s.engine.create("manual")
+    assert "read-back failed" in result.failures["telegram"]
+    assert [i.destination for i in result.stored] == ["local"]
+
+
+def test_over_20_mb_is_sent_and_the_admins_are_told_restoring_it_needs_s3(tmp_path, fake):
+    s = Setup(tmp_path, fake)
+    s.add_users(1)
+    s.pad(21)
+    result = s.engine.create("manual")
+    assert result.info.size > 20 * MB
+    assert "telegram" in [i.destination for i in result.stored]  # sent and pinned
+    assert fake.pinned_message(CHAT) is not None
+    (alert,) = s.alerts
+    assert "over the 20 MB a bot may download" in alert and "S3" in alert
+
+
+def test_over_50_mb_is_not_sent_and_the_failure_is_reported(tmp_path, fake):
+    s = Setup(tmp_path, fake)
+    s.add_users(1)
+    s.pad(51)
+    result = s.engine.create("manual")
+    assert [i.destination for i in result.stored] == ["local"]
+    assert "Request Entity Too Large" in result.failures["telegram"]
+    assert fake.pinned_message(CHAT) is None
+    assert len(s.alerts) == 1 and "telegram" in s.alerts[0]
+
+
+def test_against_telegram_itself_an_over_50_mb_backup_is_refused_before_uploading(tmp_path, fake):
+    big = tmp_path / "big.db.zst"
+    with open(big, "wb") as out:
+        out.truncate(51 * MB)  # sparse: no need to write 51 MB
+    chat = TelegramChat(telebot.TeleBot(fake.token), CHAT, official_api=True)
+    from backup_format import BackupInfo
+    with pytest.raises(Exception, match="over the 50 MB a bot may upload"):
+        chat.put(big, BackupInfo(NOW, "manual", 1, {}, "", 0, name="backup-x.db.zst"))
+    assert fake.requests("sendDocument") == []
+
+
+def test_startup_on_an_empty_disk_restores_the_pinned_backup(tmp_path, fake):
+    s = Setup(tmp_path, fake)
+    s.add_users(1, 2, 3)
+    s.engine.create("manual")
+    s.db.close()
+    empty_disk = settings_for(tmp_path / "new-instance", fake, BACKUP_CHAT_ID=str(CHAT))
+    alerts = []
+    db, engine, report = startup.prepare_database(empty_disk, offsite_destinations(empty_disk),
+                                                  alert=alerts.append)
+    report.lock.release()
+    assert report.restored.destination == "telegram"
+    assert db.table_row_counts()["users"] == 3
+    assert len(alerts) == 1 and "Restored at startup" in alerts[0] and "telegram" in alerts[0]
+
+
+def test_startup_takes_the_newest_of_all_destinations_and_survives_a_failing_one(tmp_path, fake):
+    s = Setup(tmp_path, fake)
+    s.add_users(1)
+    s.engine.create("manual")  # local and telegram
+    s.engine.offsite = []  # the next one only locally: the newest overall
+    s.add_users(2)
+    s.engine.create("manual")
+    s.db.close()
+    Path(s.settings.db_path).unlink()
+    fake.fail_next("getChat", 502, "Bad Gateway")
+    db, engine, report = startup.prepare_database(s.settings, offsite_destinations(s.settings))
+    report.lock.release()
+    assert report.restored.destination == "local" and db.table_row_counts()["users"] == 2
+    assert "telegram" in engine.listing_errors
+
+
+def test_an_empty_database_never_buries_a_real_backup(tmp_path, fake):
+    s = Setup(tmp_path, fake)
+    s.add_users(1, 2)
+    s.engine.create("manual")
+    real = fake.pinned_message(CHAT)
+    s.db.close()
+    new_disk = settings_for(tmp_path / "new-instance", fake)
+    fake.fail_next("getChat", 502, "Bad Gateway")  # Telegram cannot even be asked
+    alerts = []
+    db, engine, report = startup.prepare_database(new_disk, offsite_destinations(new_disk),
+                                                  alert=alerts.append)
+    assert report.restored is None and "Bad Gateway" in report.offsite_paused
+    assert any("Nothing is sent off the machine" in a for a in alerts)
+    db.track_message(9, None, "N", 9, "message", NOW, NOW)
+    result = engine.create("manual")
+    assert [i.destination for i in result.stored] == ["local"]
+    assert fake.pinned_message(CHAT) == real  # nothing new pinned
+    # the pause outlives a restart on the same disk, where the database is no longer empty
+    db.close()
+    report.lock.release()
+    db, engine, report = startup.prepare_database(new_disk, offsite_destinations(new_disk))
+    assert report.restore_reason is None and engine.offsite_paused()
+    engine.resume_offsite()  # what /start_fresh YES does
+    engine.create("manual")
+    assert fake.pinned_message(CHAT) != real
+    report.lock.release()
+
+
+def test_a_restore_asked_for_by_a_person_lets_copies_leave_again(tmp_path, fake):
+    s = Setup(tmp_path, fake)
+    s.add_users(1)
+    s.engine.create("manual")
+    s.engine.pause_offsite("test")
+    s.engine.restore(s.engine.backups(only="telegram")[0])
+    assert s.engine.offsite_paused() is None

@@ -1,0 +1,191 @@
+"""S3Bucket against a real S3 server (SeaweedFS on loopback, SigV4 enforced): no mocks."""
+
+import logging
+import time
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+import backup
+import database
+from config import load_settings
+from conftest import NOW
+from destinations import DestinationError
+from s3_destination import S3Bucket
+from seaweed import free_ports
+
+TOKEN = "123456:AAbbCCddEEffGGhhIIjjKKll"
+
+
+@pytest.fixture
+def make_backups(tmp_path):
+    """make_backups(n): n real backup files, one second apart, each with one more user."""
+    settings = load_settings({"BOT_TOKEN": TOKEN, "DB_PATH": str(tmp_path / "bot.db"),
+                              "BACKUP_DIR": str(tmp_path / "backups"), "BACKUP_KEEP": "100"})
+    db = database.open_database(settings.db_path)
+    db.migrate()
+    times = iter(NOW + timedelta(seconds=i) for i in range(1000))
+    engine = backup.BackupEngine(db, settings, clock=lambda: next(times))
+    users = iter(range(1, 1000))
+
+    def make(count=1):
+        made = []
+        for _ in range(count):
+            user = next(users)
+            db.track_message(user, f"user{user}", "Name", user, "message", NOW, NOW)
+            made.append(engine.create("manual").info)
+        return made
+
+    yield make
+    db.close()
+
+
+@pytest.fixture
+def bucket(s3_server, s3_env):
+    return S3Bucket(s3_server.bucket, prefix=s3_env, endpoint_url=s3_server.endpoint_url)
+
+
+def test_put_then_list_gives_the_backup_with_its_metadata(bucket, make_backups):
+    (local,) = make_backups(1)
+    stored = bucket.put(Path(local.location), local)
+    assert (stored.destination, stored.location, stored.name) == ("s3", bucket.prefix + local.name, local.name)
+    assert stored.size == local.size == Path(local.location).stat().st_size
+
+    (listed,) = bucket.list()
+    assert listed == replace(local, destination="s3", location=stored.location)
+    assert listed.created_at == NOW and listed.reason == "manual"
+    assert listed.row_counts["users"] == 1 and listed.sha256 == local.sha256
+
+
+def test_list_is_newest_first(bucket, make_backups):
+    made = make_backups(3)
+    for info in (made[1], made[2], made[0]):
+        bucket.put(Path(info.location), info)
+    assert [i.name for i in bucket.list()] == [i.name for i in reversed(made)]
+
+
+def test_fetch_returns_the_same_bytes(bucket, make_backups, tmp_path):
+    (local,) = make_backups(1)
+    bucket.put(Path(local.location), local)
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    fetched = bucket.fetch(bucket.list()[0], workdir)
+    assert fetched == workdir / local.name
+    assert fetched.read_bytes() == Path(local.location).read_bytes()
+
+
+def test_prune_keeps_the_newest(bucket, make_backups):
+    made = make_backups(4)
+    for info in made:
+        bucket.put(Path(info.location), info)
+    removed = bucket.prune(2)
+    assert [i.name for i in removed] == [made[1].name, made[0].name]
+    assert [i.name for i in bucket.list()] == [made[3].name, made[2].name]
+
+
+def test_encrypted_copies_are_listed(bucket, make_backups):
+    (local,) = make_backups(1)
+    encrypted = replace(local, name=local.name + ".age", encrypted=True)
+    bucket.put(Path(local.location), encrypted)
+    (listed,) = bucket.list()
+    assert listed.name.endswith(".db.zst.age") and listed.encrypted
+
+
+def test_other_objects_are_ignored_and_bad_metadata_skipped(bucket, s3_server, make_backups, caplog):
+    (local,) = make_backups(1)
+    bucket.put(Path(local.location), local)
+    client = s3_server.client()
+    for key in ("notes.txt", "nested/" + local.name, "backup-20200101T000000000Z-manual.db.zst"):
+        client.put_object(Bucket=s3_server.bucket, Key=bucket.prefix + key, Body=b"x")
+    with caplog.at_level(logging.WARNING):
+        assert [i.name for i in bucket.list()] == [local.name]
+    assert "metadata is incomplete" in caplog.text
+
+
+def test_wrong_secret_key_is_reported_without_the_secret(bucket, make_backups, monkeypatch):
+    (local,) = make_backups(1)
+    wrong = "wRoNgSeCrEt" + "x" * 29
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", wrong)
+    for attempt in (bucket.list, lambda: bucket.put(Path(local.location), local)):
+        with pytest.raises(DestinationError) as caught:
+            attempt()
+        message = str(caught.value)
+        assert "credentials" in message and "SignatureDoesNotMatch" in message
+        assert wrong not in message and "\n" not in message
+
+
+def test_unknown_access_key_is_reported(s3_server, s3_env, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKNOBODY")
+    with pytest.raises(DestinationError, match=r"credentials \(InvalidAccessKeyId\): check AWS_ACCESS_KEY_ID"):
+        S3Bucket(s3_server.bucket, s3_env, s3_server.endpoint_url).list()
+
+
+def test_missing_bucket_is_reported(s3_server, s3_env, make_backups):
+    (local,) = make_backups(1)
+    missing = S3Bucket("no-such-bucket", s3_env, s3_server.endpoint_url)
+    for attempt in (missing.list, lambda: missing.put(Path(local.location), local)):
+        with pytest.raises(DestinationError, match=r"^S3 bucket 'no-such-bucket' does not exist \(NoSuchBucket\)$"):
+            attempt()
+
+
+def test_missing_object_is_reported(bucket, make_backups, tmp_path):
+    (local,) = make_backups(1)
+    ghost = replace(local, destination="s3", location=bucket.prefix + local.name)
+    with pytest.raises(DestinationError, match="S3 has no object"):
+        bucket.fetch(ghost, tmp_path)
+
+
+def test_unreachable_endpoint_fails_within_seconds(s3_env, make_backups):
+    (local,) = make_backups(1)
+    (port,) = free_ports(1)  # closed: nothing listens there
+    unreachable = S3Bucket("backups", s3_env, f"http://127.0.0.1:{port}")
+    for attempt in (unreachable.list, lambda: unreachable.put(Path(local.location), local)):
+        started = time.monotonic()
+        with pytest.raises(DestinationError, match=rf"^cannot reach S3 at http://127.0.0.1:{port}: Connection refused$"):
+            attempt()
+        assert time.monotonic() - started < 5
+
+
+def test_missing_credentials_are_reported(s3_server, s3_env, monkeypatch, tmp_path):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    for name in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"):
+        monkeypatch.setenv(name, str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", raising=False)
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", raising=False)
+    with pytest.raises(DestinationError, match="^no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY$"):
+        S3Bucket(s3_server.bucket, s3_env, s3_server.endpoint_url).list()
+
+
+@pytest.mark.parametrize("given, used", [("", ""), ("/", ""), ("bot", "bot/"), ("/bot/db//", "bot/db/")])
+def test_prefix_is_a_folder(given, used):
+    assert S3Bucket("backups", given).prefix == used
+
+
+def test_a_wiped_disk_comes_back_from_the_bucket(s3_server, s3_env, tmp_path):
+    import startup
+    from destinations import offsite_destinations
+
+    def settings(folder):
+        return load_settings({"BOT_TOKEN": "123456:AAbbCCddEEffGGhhIIjjKKll",
+                              "DB_PATH": str(tmp_path / folder / "bot.db"), "BACKUP_CHAT_ID": "off",
+                              "S3_BUCKET": s3_server.bucket, "S3_PREFIX": s3_env,
+                              "S3_ENDPOINT_URL": s3_server.endpoint_url})
+
+    first = settings("first-instance")
+    db, engine, report = startup.prepare_database(first, offsite_destinations(first))
+    db.track_message(42, "ann", "Ann", 42, "message", NOW, NOW)
+    result = engine.create("manual")
+    assert [info.destination for info in result.stored] == ["local", "s3"]
+    db.close()
+    report.lock.release()
+
+    second = settings("second-instance")  # nothing on this disk
+    db, engine, report = startup.prepare_database(second, offsite_destinations(second))
+    assert report.restored.destination == "s3" and report.restored.name == result.info.name
+    assert db.user(42)["username"] == "ann"
+    db.close()
+    report.lock.release()
