@@ -91,6 +91,7 @@ class BackupEngine:
         self.plain_copy = Path(f"{settings.db_path}.backup")
         self.alert = alert or (lambda text: None)  # tells the admins; main.py sends it to each
         self._busy = threading.RLock()  # one backup or restore at a time
+        self._restored: Optional[BackupInfo] = None  # what the live data equals after a restore
 
     # --- create ---
 
@@ -105,7 +106,7 @@ class BackupEngine:
             self._snapshot(snapshot)
             schema_version, row_counts = inspect_snapshot(snapshot)
             digest, db_size = sha256_of(snapshot)
-            newest = next(iter(self.local.list()), None)
+            newest = next(iter(self.local.list()), None) or self._restored
             if reason in SKIPPABLE_REASONS and newest is not None and newest.sha256 == digest:
                 log.info("%s backup skipped: nothing changed since %s", reason, newest.name)
                 return CreateResult(None, time.monotonic() - started)
@@ -314,6 +315,7 @@ class BackupEngine:
             self.db.migrate()
             if resume_offsite:
                 self.resume_offsite()
+            self._restored = info
             log.info("restored %s (%s, %d rows) from %s", info.name, info.reason,
                      info.total_rows, info.destination)
             return info

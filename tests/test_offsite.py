@@ -229,3 +229,15 @@ def test_a_restore_asked_for_by_a_person_lets_copies_leave_again(tmp_path, fake)
     s.engine.pause_offsite("test")
     s.engine.restore(s.engine.backups(only="telegram")[0])
     assert s.engine.offsite_paused() is None
+
+
+def test_after_a_startup_restore_an_unchanged_database_is_not_sent_again(tmp_path, fake):
+    s = Setup(tmp_path, fake)
+    s.add_users(1)
+    s.engine.create("manual")
+    s.db.close()
+    empty_disk = settings_for(tmp_path / "new-instance", fake)
+    db, engine, report = startup.prepare_database(empty_disk, offsite_destinations(empty_disk))
+    report.lock.release()
+    assert engine.create("startup").skipped
+    assert len(fake.requests("sendDocument")) == 1
