@@ -10,7 +10,7 @@ from typing import Optional, Sequence
 
 import database
 from backup import STEP_PAGES, BackupEngine, BackupError, utc_now
-from backup_format import BackupInfo
+from backup_format import BackupInfo, human_size
 from config import ConfigError, Settings, load_settings
 from database import Database
 from destinations import DestinationError, offsite_destinations
@@ -91,7 +91,7 @@ def _create(settings: Settings, args) -> int:
         if lock:
             lock.release()
     where = ", ".join(info.destination for info in result.stored)
-    print(f"created {result.info.location}: {_size(result.info.size)}, {result.info.total_rows} rows, "
+    print(f"created {result.info.location}: {human_size(result.info.size)}, {result.info.total_rows} rows, "
           f"{result.seconds:.2f} s; stored in {where}")
     for name, error in result.failures.items():
         print(f"not stored in {name}: {error}", file=sys.stderr)
@@ -106,7 +106,7 @@ def _list(settings: Settings, args) -> int:
     if not backups:
         print("no backups found")
     for info in backups:
-        print(f"{info.created_at:%Y-%m-%d %H:%M:%S} UTC  {info.reason:<11}  {_size(info.size):>9}  "
+        print(f"{info.created_at:%Y-%m-%d %H:%M:%S} UTC  {info.reason:<11}  {human_size(info.size):>9}  "
               f"{info.total_rows:>9} rows  {info.destination:<8}  {info.location}")
     return 0
 
@@ -175,13 +175,3 @@ def _confirmed(info: BackupInfo, db_path: str) -> bool:
     answer = input(f"Replace the data in {db_path} with {info.name} "
                    f"({info.created_at:%Y-%m-%d %H:%M} UTC, {info.total_rows} rows)? [y/N] ")
     return answer.strip().lower() in ("y", "yes")
-
-
-def _size(size: int) -> str:
-    if size < 1024:
-        return f"{size} B"
-    for unit in ("KB", "MB", "GB"):
-        size /= 1024
-        if size < 1024 or unit == "GB":
-            return f"{size:.1f} {unit}"
-    return f"{size} B"

@@ -154,6 +154,17 @@ def decrypt_file(source: Path, target: Path, passphrase: Optional[str]) -> None:
         out.write(opened)
 
 
+def human_size(size: float) -> str:
+    """1017 B, 18.0 KB, 24.4 MB: for people, in captions, replies and listings."""
+    if size < 1024:
+        return f"{size:.0f} B"
+    for unit in ("KB", "MB", "GB"):
+        size /= 1024
+        if size < 1024 or unit == "GB":
+            return f"{size:.1f} {unit}"
+    return f"{size:.1f} GB"
+
+
 def info_to_metadata(info: BackupInfo) -> dict[str, str]:
     """The header as flat ASCII strings, for S3 object metadata (listed without downloading)."""
     return {

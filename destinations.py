@@ -26,7 +26,7 @@ from typing import BinaryIO, Callable, Iterator, Optional, Protocol
 import requests
 import telebot
 
-from backup_format import NAME_PATTERN, BackupInfo, NotABackupError, read_header
+from backup_format import NAME_PATTERN, BackupInfo, NotABackupError, human_size, read_header
 from config import DEFAULT_API_URL, Settings
 
 log = logging.getLogger(__name__)
@@ -197,7 +197,7 @@ def caption(info: BackupInfo, size: int) -> str:
     rows = ", ".join(f"{table} {count}" for table, count in info.row_counts.items())
     lock = " (encrypted)" if info.encrypted else ""
     return (f"💾 Backup {info.created_at.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC, "
-            f"{info.reason}{lock}\n{size / 2**20:.1f} MB; rows: {rows}\n"
+            f"{info.reason}{lock}\n{human_size(size)}; rows: {rows}\n"
             f"schema {info.schema_version}; sha256 {info.sha256}")
 
 

@@ -17,6 +17,7 @@ import telebot
 from telebot.handler_backends import BaseMiddleware, CancelUpdate
 
 from backup import BackupEngine, BackupError
+from backup_format import human_size
 from config import Settings
 from database import Database
 
@@ -143,7 +144,7 @@ def backup_command(engine: BackupEngine) -> str:
         result = engine.create("manual")
     except BackupError as error:
         return f"❌ Backup failed: {error}"
-    lines = [f"✅ Backup {result.info.name}: {result.info.size / 2**20:.1f} MB, "
+    lines = [f"✅ Backup {result.info.name}: {human_size(result.info.size)}, "
              f"{result.info.total_rows} rows, {result.seconds:.1f} s; stored in "
              + ", ".join(info.destination for info in result.stored)]
     lines += [f"⚠️ not in {name}: {error}" for name, error in result.failures.items()]
