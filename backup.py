@@ -92,11 +92,23 @@ class BackupEngine:
         self.alert = alert or (lambda text: None)  # tells the admins; main.py sends it to each
         self._busy = threading.RLock()  # one backup or restore at a time
         self._restored: Optional[BackupInfo] = None  # what the live data equals after a restore
+        self._oversize_told = False  # the admins know backups are too big to fetch from Telegram
 
     # --- create ---
 
     def create(self, reason: str) -> CreateResult:
-        """Take a backup now. Startup and scheduled backups are skipped when nothing changed."""
+        """Take a backup now. Startup and scheduled backups are skipped when nothing changed.
+
+        Raises BackupError when no local backup could be made (the admins are told once per
+        streak of failures); off-site failures are in the result, never raised.
+        """
+        try:
+            return self._create(reason)
+        except BackupError as error:
+            self._failed("local", str(error))
+            raise
+
+    def _create(self, reason: str) -> CreateResult:
         with self._busy, self._workdir() as workdir:
             started = time.monotonic()
             created_at = self.clock()
@@ -207,12 +219,16 @@ class BackupEngine:
             if fetched != expected:
                 raise DestinationError("the copy read back differs from the one sent")
         except TooBigForTelegram as error:
-            self.alert(f"⚠️ Backup {placed.name} was sent to Telegram, but {error}.")
+            if not self._oversize_told:  # once, when backups grow past the limit
+                self.alert(f"⚠️ Backup {placed.name} was sent to Telegram, but {error}.")
+                self._oversize_told = True
             return {}
         except (DestinationError, OSError) as error:
             message = f"read-back failed: {error}"
             self._failed(destination.name, message)
             return {destination.name: message}
+        if destination.name == "telegram":
+            self._oversize_told = False  # back under the limit: tell again if it grows past it
         return {}
 
     def _succeeded(self, name: str) -> None:

@@ -40,33 +40,32 @@ def _parser() -> argparse.ArgumentParser:
         "Back up and restore the bot's database (DB_PATH) without the bot. BOT_TOKEN is needed "
         "only to reach the Telegram chat."))
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    create = commands.add_parser("create", help="take a backup now", description=(
-        "Take a backup of DB_PATH now (also while the bot runs) into BACKUP_DIR and every "
-        "off-site destination."))
-    create.set_defaults(run=_create)
-    listing = commands.add_parser("list", help="list the backups, newest first", description=(
-        "List the backups of every destination, newest first: time, reason, size, rows, where."))
-    _add_from(listing)
-    listing.set_defaults(run=_list)
-    verify = commands.add_parser("verify", help="check a backup completely", description=(
-        "Check a backup: checksum, full integrity check, tables, schema version. "
-        "Default: the newest."))
+    _command(commands, "create", _create, "take a backup now",
+             "Take a backup of DB_PATH now (also while the bot runs) into BACKUP_DIR and every "
+             "off-site destination.")
+    _command(commands, "list", _list, "list the backups, newest first",
+             "List the backups of every destination, newest first: time, reason, size, rows, where.",
+             where=True)
+    verify = _command(commands, "verify", _verify, "check a backup completely",
+                      "Check a backup: checksum, full integrity check, tables, schema version. "
+                      "Default: the newest.", where=True)
     verify.add_argument("file", nargs="?", help="a backup file; default: the newest backup")
-    _add_from(verify)
-    verify.set_defaults(run=_verify)
-    restore = commands.add_parser("restore", help="replace the database with a backup", description=(
-        "Verify a backup, take a 'pre-restore' safety backup, then replace DB_PATH's data with "
-        "it. Refused while the bot runs."))
+    restore = _command(commands, "restore", _restore, "replace the database with a backup",
+                       "Verify a backup, take a 'pre-restore' safety backup, then replace DB_PATH's "
+                       "data with it. Refused while the bot runs.", where=True)
     restore.add_argument("source", metavar="FILE|latest", help="a backup file, or 'latest'")
     restore.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    _add_from(restore)
-    restore.set_defaults(run=_restore)
     return parser
 
 
-def _add_from(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--from", dest="where", choices=WHERE,
-                        help="only this destination (default: all of them)")
+def _command(commands, name: str, run, summary: str, description: str,
+             where: bool = False) -> argparse.ArgumentParser:
+    command = commands.add_parser(name, help=summary, description=description)
+    command.set_defaults(run=run)
+    if where:
+        command.add_argument("--from", dest="where", choices=WHERE,
+                             help="only this destination (default: all of them)")
+    return command
 
 
 def _engine(settings: Settings, db: Optional[Database] = None, **options) -> BackupEngine:

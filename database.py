@@ -21,7 +21,7 @@ import uuid
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -454,6 +454,23 @@ class Database:
             cursor = self.connection.execute("SELECT * FROM users WHERE user_id = ?", (user_id,))
             row = cursor.fetchone()
             return None if row is None else dict(zip([c[0] for c in cursor.description], row))
+
+    def user_statistics(self, now: datetime, hours: float = 24) -> dict[str, int]:
+        """Users, users blocked now, and actions tracked in the last `hours`."""
+        since = timestamp(now - timedelta(hours=hours))
+        with self.transaction() as db:
+            (users,) = db.execute("SELECT count(*) FROM users").fetchone()
+            (blocked,) = db.execute("SELECT count(*) FROM users WHERE blocked_until > ?",
+                                    (timestamp(now),)).fetchone()
+            (actions,) = db.execute("SELECT count(*) FROM tracking WHERE created_at >= ?",
+                                    (since,)).fetchone()
+        return {"users": users, "blocked": blocked, "actions": actions}
+
+    def size_bytes(self) -> int:
+        """The database's size: its pages (in file mode, the WAL may hold a little more)."""
+        with self.lock:
+            pages = self.connection.execute("PRAGMA page_count").fetchone()[0]
+            return pages * self.connection.execute("PRAGMA page_size").fetchone()[0]
 
     def table_row_counts(self) -> dict[str, int]:
         with self.transaction() as db:

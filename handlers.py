@@ -16,8 +16,6 @@ import requests
 import telebot
 from telebot.handler_backends import BaseMiddleware, CancelUpdate
 
-from backup import BackupEngine, BackupError
-from backup_format import human_size
 from config import Settings
 from database import Database
 
@@ -111,7 +109,8 @@ def register(bot: telebot.TeleBot, db: Database, settings: Settings, clock: Cloc
     def help_(message):
         lines = ["/start: register with the bot", "/help: this list"]
         if is_admin(message):
-            lines += [BLOCK_USAGE.removeprefix("Usage: "), UNBLOCK_USAGE.removeprefix("Usage: ")]
+            lines += ["/admin: the admin panel", "/backup: take a backup now",
+                      BLOCK_USAGE.removeprefix("Usage: "), UNBLOCK_USAGE.removeprefix("Usage: ")]
         bot.send_message(message.chat.id, "\n".join(lines))
 
     @bot.message_handler(commands=["block"], func=is_admin)
@@ -121,47 +120,6 @@ def register(bot: telebot.TeleBot, db: Database, settings: Settings, clock: Cloc
     @bot.message_handler(commands=["unblock"], func=is_admin)
     def unblock(message):
         bot.send_message(message.chat.id, unblock_command(bot, db, message.text))
-
-
-def register_backup_commands(bot: telebot.TeleBot, engine: BackupEngine, settings: Settings) -> None:
-    """/backup and /start_fresh for admins, until the admin panel offers them as buttons."""
-
-    def is_admin(message) -> bool:
-        return message.from_user is not None and settings.is_admin(message.from_user.id)
-
-    @bot.message_handler(commands=["backup"], func=is_admin)
-    def backup_now(message):
-        bot.send_chat_action(message.chat.id, "upload_document")
-        bot.send_message(message.chat.id, backup_command(engine))
-
-    @bot.message_handler(commands=["start_fresh"], func=is_admin)
-    def start_fresh(message):
-        bot.send_message(message.chat.id, start_fresh_command(engine, message.text))
-
-
-def backup_command(engine: BackupEngine) -> str:
-    try:
-        result = engine.create("manual")
-    except BackupError as error:
-        return f"❌ Backup failed: {error}"
-    lines = [f"✅ Backup {result.info.name}: {human_size(result.info.size)}, "
-             f"{result.info.total_rows} rows, {result.seconds:.1f} s; stored in "
-             + ", ".join(info.destination for info in result.stored)]
-    lines += [f"⚠️ not in {name}: {error}" for name, error in result.failures.items()]
-    return "\n".join(lines)
-
-
-def start_fresh_command(engine: BackupEngine, text: str) -> str:
-    paused = engine.offsite_paused()
-    if not paused:
-        return "Backups already leave the machine as usual; there is nothing to confirm."
-    if text.split()[1:] != ["YES"]:
-        return (f"Backups are kept on this machine because the bot {paused}.\n"
-                "Restore a backup instead if you can. To keep the current database and let the "
-                "next backup replace the pinned one off the machine, send: /start_fresh YES")
-    engine.resume_offsite()
-    log.warning("an admin chose to start fresh: off-site backups resume")
-    return "Done: the next backup leaves the machine again (and is pinned in the backup chat)."
 
 
 def block_command(bot: telebot.TeleBot, db: Database, settings: Settings, text: str,

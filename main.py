@@ -18,6 +18,7 @@ import database
 import handlers
 import startup
 import tasks
+from admin_panel import AdminPanel
 from config import ConfigError, Settings, load_settings
 from destinations import offsite_destinations, telegram_bot
 from health import start_health_server
@@ -74,10 +75,11 @@ def main() -> int:
     if not settings.admin_ids:
         log.warning("ADMIN_IDS is empty: nobody can use the admin commands or get alerts")
 
-    handlers.register(bot, db, settings)
-    handlers.register_backup_commands(bot, engine, settings)
     runner = tasks.build_runner(db, settings, notify=partial(handlers.send_quietly, bot),
                                 clock=handlers.utc_now, backup=lambda: engine.create("scheduled"))
+    panel = AdminPanel(bot, db, engine, runner, settings, handlers.utc_now)
+    panel.register()  # first: an admin's /start opens the panel
+    handlers.register(bot, db, settings)
     runner.start()
     if settings.port:
         start_health_server(settings.port, lambda: {"storage": db.storage.mode})
@@ -89,6 +91,7 @@ def main() -> int:
     log.info("bot started; polling for updates")
     stop_requested.wait()
     _shutdown(bot, runner)
+    panel.close()
     _backup_quietly(engine, "shutdown")
     _close(db, report)
     log.info("stopped cleanly")

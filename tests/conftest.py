@@ -5,6 +5,8 @@ from datetime import datetime, timezone
 import pytest
 
 import database
+from bot_process import BotProcess
+from fake_bot_api import FakeBotAPI
 
 pytest_plugins = ["seaweed"]  # s3_server and s3_env: a real S3 server (SeaweedFS) on loopback
 
@@ -46,3 +48,25 @@ def small_disk(tmp_path):
     """A 512 KB file system: a real full disk, not a simulated one."""
     with tmpfs(tmp_path / "small", "size=512k") as folder:
         yield folder
+
+
+@pytest.fixture
+def fake():
+    """The local Bot API stand-in."""
+    with FakeBotAPI() as api:
+        yield api
+
+
+@pytest.fixture
+def run_bot(tmp_path, fake):
+    """Starts the real `python main.py` against the stand-in; every one is killed at the end."""
+    started = []
+
+    def run(api_url=None, **env):
+        bot = BotProcess(tmp_path, api_url or fake.url, fake.token, **env).start()
+        started.append(bot)
+        return bot
+
+    yield run
+    for bot in started:
+        bot.kill()

@@ -14,30 +14,9 @@ import pytest
 
 from bot_process import ADMIN_ID, PROJECT, BotProcess
 from conftest import NOW
-from fake_bot_api import FakeBotAPI
 
 pytestmark = pytest.mark.e2e
 USER = 4242
-
-
-@pytest.fixture
-def fake():
-    with FakeBotAPI() as api:
-        yield api
-
-
-@pytest.fixture
-def run_bot(tmp_path, fake):
-    started = []
-
-    def run(api_url=None, **env):
-        bot = BotProcess(tmp_path, api_url or fake.url, fake.token, **env).start()
-        started.append(bot)
-        return bot
-
-    yield run
-    for bot in started:
-        bot.kill()
 
 
 def assert_no_secret_in(log: str, token: str) -> None:
@@ -69,7 +48,7 @@ def test_flooding_blocks_the_user(fake, run_bot):
     assert "You are blocked until" in notice
     fake.send_text(USER, "/start")
     fake.send_text(ADMIN_ID, "/start")  # handled after the user's /start: a barrier
-    fake.wait_for_message(ADMIN_ID, "registered")
+    fake.wait_for_message(ADMIN_ID, "Admin panel")
     assert not any("registered" in (m.get("text") or "") for m in fake.messages(USER))
     assert bot.stop()[0] == 0
     blocked_until, reason = sqlite3.connect(bot.db_path).execute(
@@ -232,6 +211,8 @@ def test_a_wiped_disk_comes_back_from_the_telegram_chat(tmp_path, fake, run_bot)
     fake.wait_for_message(601, "registered", after=seen)
     assert again.stop()[0] == 0
     assert users_in(again.db_path) == [601, 602, 603]
+    alerts = [m.get("text") or "" for m in fake.messages(ADMIN_ID)]
+    assert sum("Restored at startup" in text for text in alerts) == 1
 
 
 def test_encrypted_off_site_copies_and_a_wrong_passphrase(tmp_path, fake, run_bot):

@@ -115,17 +115,3 @@ def test_non_admins_cannot_block(harness):
     harness.say(USER, "/start")
     assert harness.say(USER, f"/block {ADMIN + 1}") == []
     assert harness.db.user(ADMIN + 1) is None
-
-
-def test_start_fresh_needs_an_explicit_yes(harness, tmp_path):
-    from backup import BackupEngine
-    engine = BackupEngine(harness.db, harness.settings)
-    handlers.register_backup_commands(harness.bot, engine, harness.settings)
-    assert "nothing to confirm" in harness.say(ADMIN, "/start_fresh")[0]
-    engine.pause_offsite("started on an empty database although backups may exist off the machine")
-    explained = harness.say(ADMIN, "/start_fresh")[0]
-    assert "/start_fresh YES" in explained and engine.offsite_paused()
-    assert harness.say(USER, "/start_fresh YES") == []  # not an admin: nothing
-    assert engine.offsite_paused()
-    assert "leaves the machine again" in harness.say(ADMIN, "/start_fresh YES")[0]
-    assert engine.offsite_paused() is None

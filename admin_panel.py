@@ -1,0 +1,409 @@
+"""The admin panel: reply-keyboard menus for ADMIN_IDS.
+
+    /admin, or /start from an admin    📊 Statistics | ⚙️ System
+    ⚙️ System                          💾 Backup | 🩺 Jobs | 🔙 Back
+    💾 Backup   the database statistics and the backup status, then
+                💾 Create backup, 🔄 Refresh, 🗂 Backups, 📥 Download latest, ♻️ Restore, 🔙 Back
+                (and 🆕 Start fresh while off-site copies are paused)
+    ♻️ Restore  a backup from the list, or a backup file sent as a document; it is verified and
+                shown beside the live data: ✅ Confirm restore | ❌ Cancel
+
+Only admins ever see these keyboards; the same texts from anyone else are ordinary messages.
+Each admin's place in the menus is kept per admin; every label names its screen, so after a
+restart any label (or /admin) brings the right menu back. No SQL here. Backups, restores and
+downloads run on a worker thread of their own: the bot keeps answering everyone meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Optional
+
+import telebot
+from telebot import types
+
+from backup import BackupEngine, BackupError
+from backup_format import BackupInfo, encrypt_file, human_size
+from config import Settings
+from database import Database
+from destinations import DestinationError
+from tasks import JobRunner
+
+log = logging.getLogger("admin_panel")
+
+STATISTICS, SYSTEM = "📊 Statistics", "⚙️ System"
+BACKUP, JOBS, BACK = "💾 Backup", "🩺 Jobs", "🔙 Back"
+CREATE, REFRESH, LIST = "💾 Create backup", "🔄 Refresh", "🗂 Backups"
+DOWNLOAD, RESTORE = "📥 Download latest", "♻️ Restore"
+CONFIRM, CANCEL = "✅ Confirm restore", "❌ Cancel"
+START_FRESH, CONFIRM_FRESH = "🆕 Start fresh", "✅ Confirm start fresh"
+CHOICE = re.compile(r"^♻️ (\d+): ")  # "♻️ 2: 2026-11-26 12:00 scheduled (telegram)"
+UPLOAD_LIMIT = 20 * 1024 * 1024  # what a bot may download from Telegram
+
+KEYBOARDS = {
+    "main": [[STATISTICS, SYSTEM]],
+    "system": [[BACKUP, JOBS], [BACK]],
+    "backup": [[CREATE, REFRESH], [LIST, DOWNLOAD], [RESTORE, BACK]],
+    "confirm": [[CONFIRM, CANCEL]],
+    "fresh": [[CONFIRM_FRESH, CANCEL]],
+}
+PARENT = {"main": "main", "statistics": "main", "system": "main", "jobs": "system",
+          "backup": "system", "restore": "backup", "confirm": "restore", "fresh": "backup"}
+
+
+@dataclass
+class Pending:
+    """A verified backup waiting for ✅ Confirm restore."""
+    source: Path | BackupInfo
+    info: BackupInfo
+    scratch: Optional[tempfile.TemporaryDirectory] = None  # an uploaded file lives here
+
+    def discard(self) -> None:
+        if self.scratch is not None:
+            self.scratch.cleanup()
+
+
+@dataclass
+class Place:
+    """Where one admin is in the menus."""
+    screen: str = "main"
+    choices: list[BackupInfo] = field(default_factory=list)  # the restore list as shown
+    pending: Optional[Pending] = None
+
+
+class AdminPanel:
+    def __init__(self, bot: telebot.TeleBot, db: Database, engine: BackupEngine, runner: JobRunner,
+                 settings: Settings, clock: Callable[[], datetime]):
+        self.bot, self.db, self.engine, self.runner = bot, db, engine, runner
+        self.settings, self.clock = settings, clock
+        self.places: dict[int, Place] = {}
+        self.work = ThreadPoolExecutor(max_workers=1, thread_name_prefix="admin-work")
+        self.actions = {
+            STATISTICS: self.statistics, SYSTEM: self.system, BACKUP: self.backup_screen,
+            REFRESH: self.backup_screen, JOBS: self.jobs, BACK: self.back, CREATE: self.create,
+            LIST: self.list_backups, DOWNLOAD: self.download, RESTORE: self.restore_screen,
+            CONFIRM: self.confirm, CANCEL: self.cancel, START_FRESH: self.start_fresh,
+            CONFIRM_FRESH: self.confirm_fresh,
+        }
+
+    # --- wiring ---
+
+    def register(self) -> None:
+        """Install the panel's handlers; call before the user handlers, so an admin's /start
+        opens the panel."""
+        self.bot.register_message_handler(self.open_panel, commands=["admin", "start"],
+                                          func=self.is_admin)
+        self.bot.register_message_handler(self.create, commands=["backup"], func=self.is_admin)
+        self.bot.register_message_handler(self.start_fresh_command, commands=["start_fresh"],
+                                          func=self.is_admin)
+        self.bot.register_message_handler(self.on_label, content_types=["text"],
+                                          func=lambda m: self.is_admin(m) and self.is_label(m.text))
+        self.bot.register_message_handler(self.on_document, content_types=["document"],
+                                          func=self.is_admin)
+
+    def close(self) -> None:
+        self.work.shutdown(wait=False, cancel_futures=True)
+
+    def is_admin(self, message) -> bool:
+        return message.from_user is not None and self.settings.is_admin(message.from_user.id)
+
+    def is_label(self, text: Optional[str]) -> bool:
+        return text in self.actions or bool(CHOICE.match(text or ""))
+
+    def place(self, message) -> Place:
+        return self.places.setdefault(message.from_user.id, Place())
+
+    def show(self, message, screen: str, text: str) -> None:
+        self.place(message).screen = screen
+        self.bot.send_message(message.chat.id, text, reply_markup=self.keyboard(screen))
+
+    def keyboard(self, screen: str, rows: Optional[list[list[str]]] = None) -> types.ReplyKeyboardMarkup:
+        markup = types.ReplyKeyboardMarkup(resize_keyboard=True)
+        rows = rows or KEYBOARDS.get(screen) or KEYBOARDS[PARENT[screen]]
+        if screen == "backup" and self.engine.offsite_paused():
+            rows = rows + [[START_FRESH]]
+        for row in rows:
+            markup.row(*row)
+        return markup
+
+    def in_background(self, message, job: Callable[[], None], working: str) -> None:
+        """Say we are on it, then run `job` on the panel's worker thread."""
+        self.bot.send_message(message.chat.id, working)
+        self.bot.send_chat_action(message.chat.id, "typing")
+
+        def run() -> None:
+            try:
+                job()
+            except (BackupError, DestinationError, OSError, telebot.apihelper.ApiException) as error:
+                self.bot.send_message(message.chat.id, f"❌ {error}")
+            except Exception:
+                log.exception("an admin panel job failed")
+                self.bot.send_message(message.chat.id, "❌ Something went wrong; the log has the details.")
+
+        self.work.submit(run)
+
+    # --- handlers ---
+
+    def open_panel(self, message) -> None:
+        self.show(message, "main", "🛠 Admin panel")
+
+    def on_label(self, message) -> None:
+        choice = CHOICE.match(message.text)
+        if choice:
+            self.choose(message, int(choice.group(1)))
+        else:
+            self.actions[message.text](message)
+
+    def on_document(self, message) -> None:
+        place = self.place(message)
+        if place.screen != "restore":
+            self.bot.send_message(message.chat.id, f"To restore from a file, open {BACKUP} → "
+                                                   f"{RESTORE} first, then send it.")
+            return
+        document = message.document
+        if (document.file_size or 0) > UPLOAD_LIMIT:
+            self.bot.send_message(message.chat.id, "❌ Telegram does not let bots download files over "
+                                                   "20 MB. Restore it on the server instead: "
+                                                   "python backup.py restore FILE")
+            return
+        self.in_background(message, lambda: self._check_upload(message),
+                           f"⏳ Checking {document.file_name or 'the file'}…")
+
+    # --- screens ---
+
+    def statistics(self, message) -> None:
+        stats = self.db.user_statistics(self.clock())
+        self.show(message, "statistics", f"📊 Statistics\nUsers: {stats['users']}\n"
+                                         f"Blocked now: {stats['blocked']}\n"
+                                         f"Actions in the last 24 hours: {stats['actions']}")
+
+    def system(self, message) -> None:
+        self.show(message, "system", "⚙️ System")
+
+    def backup_screen(self, message) -> None:
+        self.show(message, "backup", self.backup_status())
+
+    def jobs(self, message) -> None:
+        lines = ["🩺 Jobs"]
+        for job in self.runner.statuses():
+            last = (f"last run {_time(job.last_run)} ({job.last_duration:.2f} s)" if job.last_run
+                    else "not run yet")
+            lines += [f"\n{job.name}: every {_interval(job.interval_seconds)}",
+                      f"{last}; next {_time(_utc(job.next_run))}",
+                      f"last error: {job.last_error or 'none'}"]
+        self.show(message, "jobs", "\n".join(lines))
+
+    def back(self, message) -> None:
+        place = self.place(message)
+        self._drop_pending(place)
+        parent = PARENT.get(place.screen, "main")
+        {"main": self.open_panel, "system": self.system, "backup": self.backup_screen,
+         "restore": self.restore_screen}[parent](message)
+
+    def backup_status(self) -> str:
+        storage = self.db.storage
+        lines = ["💾 Backup",
+                 f"Storage: {storage.path}" if not storage.in_memory else
+                 f"⚠️ Storage: IN-MEMORY ({storage.reason}): data is lost when the bot stops",
+                 f"Database: {human_size(self.db.size_bytes())}, schema version {self.db.schema_version()}"]
+        lines += [f"{table}: {rows}" for table, rows in self.db.table_row_counts().items()]
+        local = self.engine.local.list()
+        if local:
+            newest = local[0]
+            lines.append(f"Newest backup: {_time(newest.created_at)} ({_ago(self.clock() - newest.created_at)}"
+                         f" ago), {human_size(newest.size)}, {newest.reason}")
+        else:
+            lines.append("Newest backup: none yet")
+        for name, status in self.engine.status.items():
+            lines.append(f"{name}: " + _destination_line(status))
+        lines.append(f"Local backups kept: {len(local)} of {self.settings.backup_keep}")
+        backup_job = next((j for j in self.runner.statuses() if j.name == "backup"), None)
+        if backup_job is not None:
+            lines.append(f"Next scheduled backup: {_time(_utc(backup_job.next_run))}")
+        paused = self.engine.offsite_paused()
+        if paused:
+            lines.append(f"⏸ Copies stay on this machine: the bot {paused}.")
+        return "\n".join(lines)
+
+    # --- backup actions ---
+
+    def create(self, message) -> None:
+        def job() -> None:
+            result = self.engine.create("manual")
+            lines = [f"✅ Backup {result.info.name}: {human_size(result.info.size)} in "
+                     f"{result.seconds:.1f} s; stored in " + ", ".join(i.destination for i in result.stored)]
+            lines += [f"⚠️ not in {name}: {error}" for name, error in result.failures.items()]
+            self.bot.send_message(message.chat.id, "\n".join(lines))
+
+        self.place(message).screen = "backup"
+        self.in_background(message, job, "⏳ Working on a backup…")
+
+    def list_backups(self, message) -> None:
+        def job() -> None:
+            backups = self.engine.backups()[:20]
+            lines = ["🗂 Backups, newest first:"] if backups else ["🗂 No backups yet."]
+            lines += [f"{n}. {_describe(info)}" for n, info in enumerate(backups, start=1)]
+            lines += [f"⚠️ {name}: {error}" for name, error in self.engine.listing_errors.items()]
+            self.bot.send_message(message.chat.id, "\n".join(lines))
+
+        self.in_background(message, job, "⏳ Asking every destination…")
+
+    def download(self, message) -> None:
+        def job() -> None:
+            newest = next(iter(self.engine.local.list()), None)
+            if newest is None:
+                self.bot.send_message(message.chat.id, f"No backup yet: press {CREATE}.")
+                return
+            with tempfile.TemporaryDirectory() as scratch:
+                path, name = Path(newest.location), newest.name
+                if self.settings.backup_passphrase:  # it leaves the machine: encrypted, like the others
+                    name += ".age"
+                    path = Path(scratch) / name
+                    encrypt_file(Path(newest.location), path, self.settings.backup_passphrase)
+                with open(path, "rb") as document:
+                    self.bot.send_document(message.chat.id, document, visible_file_name=name,
+                                           caption=f"📥 {_describe(newest)}")
+
+        self.in_background(message, job, "⏳ Preparing the newest backup…")
+
+    # --- restore ---
+
+    def restore_screen(self, message) -> None:
+        place = self.place(message)
+        self._drop_pending(place)
+
+        def job() -> None:
+            place.choices = self.engine.backups()[:10]
+            rows = [[f"♻️ {n}: {_short(info)}"] for n, info in enumerate(place.choices, start=1)]
+            text = ("♻️ Restore: choose a backup, or send a backup file here as a document."
+                    if place.choices else "♻️ Restore: no backups found. Send a backup file here "
+                                          "as a document.")
+            place.screen = "restore"
+            self.bot.send_message(message.chat.id, text, reply_markup=self.keyboard("restore", rows + [[BACK]]))
+
+        self.in_background(message, job, "⏳ Looking for backups…")
+
+    def choose(self, message, number: int) -> None:
+        place = self.place(message)
+        if not 1 <= number <= len(place.choices):
+            self.restore_screen(message)  # e.g. after a restart: show the list again
+            return
+        candidate = place.choices[number - 1]
+        self.in_background(message, lambda: self._offer(message, candidate, self.engine.verify(candidate)),
+                           f"⏳ Fetching and checking backup {number}…")
+
+    def _check_upload(self, message) -> None:
+        scratch = tempfile.TemporaryDirectory(prefix="upload-")
+        try:
+            file = self.bot.get_file(message.document.file_id)
+            path = Path(scratch.name) / "uploaded"
+            path.write_bytes(self.bot.download_file(file.file_path))
+            info = self.engine.verify(path)
+        except BaseException:
+            scratch.cleanup()
+            raise
+        self._offer(message, path, info, scratch)
+
+    def _offer(self, message, source, info: BackupInfo, scratch=None) -> None:
+        place = self.place(message)
+        self._drop_pending(place)
+        place.pending = Pending(source, info, scratch)
+        live = self.db.table_row_counts()
+        lines = [f"This backup: {_time(info.created_at)}, {info.reason}, schema version "
+                 f"{info.schema_version} (live: {self.db.schema_version()})", "rows: backup / live now"]
+        lines += [f"{table}: {info.row_counts.get(table, 0)} / {live.get(table, 0)}"
+                  for table in sorted(set(info.row_counts) | set(live))]
+        lines.append("A safety backup of the live data is taken first. Restore it?")
+        place.screen = "confirm"
+        self.bot.send_message(message.chat.id, "\n".join(lines), reply_markup=self.keyboard("confirm"))
+
+    def confirm(self, message) -> None:
+        place = self.place(message)
+        pending, place.pending = place.pending, None
+        if pending is None:
+            self.bot.send_message(message.chat.id, "Nothing to confirm: choose a backup first.")
+            self.backup_screen(message)
+            return
+
+        def job() -> None:
+            try:
+                info = self.engine.restore(pending.source)
+            finally:
+                pending.discard()
+            self.show(message, "backup", f"✅ Restored {info.name} ({info.total_rows} rows). "
+                                         "A pre-restore backup of the previous data was kept.")
+
+        self.in_background(message, job, "⏳ Taking a safety backup, then restoring…")
+
+    def cancel(self, message) -> None:
+        self._drop_pending(self.place(message))
+        self.show(message, "backup", "Cancelled; nothing changed.")
+
+    def _drop_pending(self, place: Place) -> None:
+        if place.pending is not None:
+            place.pending.discard()
+            place.pending = None
+
+    # --- starting fresh after a failed startup restore ---
+
+    def start_fresh(self, message) -> None:
+        paused = self.engine.offsite_paused()
+        if not paused:
+            self.show(message, "backup", "Backups already leave the machine as usual.")
+            return
+        self.show(message, "fresh", f"The bot {paused}.\nRestore a backup instead if you can. "
+                                    "Starting fresh keeps the current database, and the next backup "
+                                    "replaces the pinned one off the machine.")
+
+    def start_fresh_command(self, message) -> None:
+        """/start_fresh, named in the startup alert; /start_fresh YES confirms without the menu."""
+        if message.text.split()[1:] == ["YES"] and self.engine.offsite_paused():
+            self.confirm_fresh(message)
+        else:
+            self.start_fresh(message)
+
+    def confirm_fresh(self, message) -> None:
+        self.engine.resume_offsite()
+        log.warning("an admin chose to start fresh: off-site backups resume")
+        self.show(message, "backup", "Done: the next backup leaves the machine again.")
+
+
+def _time(moment: Optional[datetime]) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if moment else "—"
+
+
+def _utc(naive_local: Optional[datetime]) -> Optional[datetime]:
+    """schedule keeps next_run as naive local time."""
+    return naive_local.astimezone(timezone.utc) if naive_local else None
+
+
+def _ago(delta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    return f"{minutes} min" if minutes < 120 else f"{minutes // 60} h" if minutes < 2880 else f"{minutes // 1440} days"
+
+
+def _interval(seconds: float) -> str:
+    return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds / 60:g} min"
+
+
+def _short(info: BackupInfo) -> str:
+    return f"{info.created_at:%Y-%m-%d %H:%M} {info.reason} ({info.destination})"
+
+
+def _describe(info: BackupInfo) -> str:
+    return (f"{_time(info.created_at)}, {info.reason}, {human_size(info.size)}, "
+            f"{info.total_rows} rows, {info.destination}")
+
+
+def _destination_line(status) -> str:
+    if status.failing:
+        return f"❌ {status.last_error} ({_time(status.last_error_at)})"
+    if status.last_success:
+        return f"✅ last stored {_time(status.last_success)}"
+    return "no backup stored yet since the bot started"

@@ -1,0 +1,203 @@
+"""The admin panel end to end: the real main.py against the local Bot API stand-in."""
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+import admin_panel as panel
+import database
+from bot_process import ADMIN_ID
+
+pytestmark = pytest.mark.e2e
+OTHER_ADMIN = ADMIN_ID + 1
+USER = 5151
+LABELS = [panel.STATISTICS, panel.SYSTEM, panel.BACKUP, panel.JOBS, panel.BACK, panel.CREATE,
+          panel.REFRESH, panel.LIST, panel.DOWNLOAD, panel.RESTORE, panel.CONFIRM, panel.CANCEL,
+          panel.START_FRESH, panel.CONFIRM_FRESH, "♻️ 1: 2026-11-26 12:00 manual (local)"]
+
+
+@pytest.fixture
+def start_bot(run_bot):
+    return lambda **env: run_bot(**{"ADMIN_IDS": f"{ADMIN_ID},{OTHER_ADMIN}", **env})
+
+
+def press(fake, text, expect, chat=ADMIN_ID, timeout=20):
+    """Send `text` and return the first reply whose text contains `expect`."""
+    seen = len(fake.messages(chat))
+    fake.send_text(chat, text)
+    return fake.wait_for_message(chat, expect, after=seen, timeout=timeout)
+
+
+def upload(fake, name, content, expect, chat=ADMIN_ID):
+    seen = len(fake.messages(chat))
+    fake.send_document(chat, name, content)
+    return fake.wait_for_message(chat, expect, after=seen, timeout=20)
+
+
+def buttons(message):
+    keyboard = (message.get("reply_markup") or {}).get("keyboard", [])
+    return [b["text"] if isinstance(b, dict) else b for row in keyboard for b in row]
+
+
+def users_now(fake):
+    text = press(fake, panel.STATISTICS, "Users:")["text"]
+    return int(text.split("Users: ")[1].split("\n")[0])
+
+
+def register_users(fake, *user_ids):
+    for user_id in user_ids:
+        seen = len(fake.messages(user_id))
+        fake.send_text(user_id, "/start")
+        fake.wait_for_message(user_id, "registered", after=seen)
+
+
+def test_every_screen_and_button(fake, start_bot):
+    bot = start_bot()
+    register_users(fake, USER)
+    assert buttons(press(fake, "/admin", "Admin panel")) == [panel.STATISTICS, panel.SYSTEM]
+    stats = press(fake, panel.STATISTICS, "Users:")["text"]
+    assert "Users: 2" in stats and "Blocked now: 0" in stats and "Actions in the last 24 hours:" in stats
+    assert buttons(press(fake, panel.SYSTEM, "System")) == [panel.BACKUP, panel.JOBS, panel.BACK]
+    jobs = press(fake, panel.JOBS, "Jobs")["text"]
+    for line in ("auto_unblock: every 1 min", "cleanup_tracking: every 1 h", "backup: every 6 h",
+                 "last error: none", "next 20"):
+        assert line in jobs
+    assert "System" in press(fake, panel.BACK, "System")["text"]
+
+    status = press(fake, panel.BACKUP, "Storage:")
+    for line in ("Storage: ", "schema version 2", "users: 2", "tracking: ", "Newest backup: ",
+                 "startup", "local: ✅", "telegram: ✅", "Local backups kept: 1 of 10",
+                 "Next scheduled backup: 20"):
+        assert line in status["text"], line
+    assert buttons(status) == [panel.CREATE, panel.REFRESH, panel.LIST, panel.DOWNLOAD,
+                               panel.RESTORE, panel.BACK]
+    assert "Storage:" in press(fake, panel.REFRESH, "Storage:")["text"]
+
+    pinned_before = fake.pinned_message(ADMIN_ID)
+    created = press(fake, panel.CREATE, "✅ Backup")["text"]
+    assert "stored in local, telegram" in created
+    assert fake.pinned_message(ADMIN_ID)["message_id"] != pinned_before["message_id"]
+    listing = press(fake, panel.LIST, "Backups, newest first")["text"]
+    assert "1. 20" in listing and "manual" in listing and "telegram" in listing and "local" in listing
+
+    document = press(fake, panel.DOWNLOAD, "📥")
+    assert document["document"]["file_name"].endswith("-manual.db.zst")
+    assert fake.file_bytes(document["document"]["file_id"])[:4] == b"\x50\x2a\x4d\x18"  # header frame
+
+    assert "System" in press(fake, panel.BACK, "System")["text"]
+    assert buttons(press(fake, panel.BACK, "Admin panel")) == [panel.STATISTICS, panel.SYSTEM]
+    assert bot.stop()[0] == 0
+
+
+def test_restore_from_the_list_and_from_an_upload_each_confirmed(fake, start_bot, tmp_path):
+    bot = start_bot()
+    register_users(fake, 1, 2)
+    press(fake, panel.CREATE, "✅ Backup")  # admin, 1, 2
+    backup_file = fake.file_bytes(fake.pinned_message(ADMIN_ID)["document"]["file_id"])
+    register_users(fake, 3)
+    assert users_now(fake) == 4
+
+    choose = press(fake, panel.RESTORE, "choose a backup")
+    newest = next(label for label in buttons(choose) if label.startswith("♻️ 1: "))
+    offer = press(fake, newest, "Restore it?")
+    assert "users: 3 / 4" in offer["text"] and buttons(offer) == [panel.CONFIRM, panel.CANCEL]
+    assert "nothing changed" in press(fake, panel.CANCEL, "Cancelled")["text"]
+    assert users_now(fake) == 4
+
+    press(fake, panel.RESTORE, "choose a backup")
+    press(fake, newest, "Restore it?")
+    assert "✅ Restored" in press(fake, panel.CONFIRM, "Restored")["text"]
+    assert users_now(fake) == 3
+
+    register_users(fake, 4, 5)
+    press(fake, panel.RESTORE, "choose a backup")
+    offer = upload(fake, "my-backup.db.zst", backup_file, "Restore it?")
+    assert "users: 3 / 5" in offer["text"]
+    press(fake, panel.CONFIRM, "Restored")
+    assert users_now(fake) == 3
+    status = press(fake, panel.BACKUP, "Storage:")["text"]
+    assert "pre-restore" in status  # the safety backup is the newest
+    assert bot.stop()[0] == 0
+
+
+def test_bad_uploads_are_refused_with_a_reason_and_change_nothing(fake, start_bot, tmp_path):
+    bot = start_bot()
+    register_users(fake, 1)
+    press(fake, panel.CREATE, "✅ Backup")
+    good = fake.file_bytes(fake.pinned_message(ADMIN_ID)["document"]["file_id"])
+    future = tmp_path / "future.db"
+    with sqlite3.connect(future) as conn:
+        conn.executescript(Path(database.MIGRATIONS_DIR, "0001_initial.sql").read_text())
+        conn.execute("PRAGMA user_version = 99")
+    users_before = users_now(fake)
+    press(fake, panel.RESTORE, "choose a backup")
+    for name, content, reason in [
+        ("notes.txt", b"remember the milk\n", "not a backup"),
+        ("cut.db.zst", good[: len(good) // 2], "damaged backup"),
+        ("future.db", future.read_bytes(), "schema version 99, newer than this code knows"),
+    ]:
+        refusal = upload(fake, name, content, "❌")
+        assert reason in refusal["text"], refusal["text"]
+        assert panel.CONFIRM not in buttons(refusal)
+    assert "Nothing to confirm" in press(fake, panel.CONFIRM, "Nothing to confirm")["text"]
+    assert users_now(fake) == users_before
+    assert bot.stop()[0] == 0
+
+
+def test_a_non_admin_never_reaches_the_panel(fake, start_bot):
+    bot = start_bot()
+    register_users(fake, USER)
+    for text in ["/admin", "/backup", "/start_fresh YES", *LABELS]:
+        fake.send_text(USER, text)
+    fake.send_document(USER, "backup.db.zst", b"anything")
+    press(fake, "/admin", "Admin panel")  # handled after all of the user's messages: a barrier
+    from_bot = [m for m in fake.messages(USER) if m["from"]["is_bot"]]
+    assert len(from_bot) == 1 and "registered" in from_bot[0]["text"]  # only the /start answer
+    assert all(not buttons(m) for m in from_bot)
+    assert not any(m.get("document") for m in fake.messages(USER) if m["from"]["is_bot"])
+    assert bot.stop()[0] == 0
+
+
+def test_two_admins_each_keep_their_place(fake, start_bot):
+    bot = start_bot()
+    press(fake, "/admin", "Admin panel")
+    press(fake, "/admin", "Admin panel", chat=OTHER_ADMIN)
+    press(fake, panel.SYSTEM, "System")
+    press(fake, panel.JOBS, "Jobs")
+    press(fake, panel.SYSTEM, "System", chat=OTHER_ADMIN)
+    press(fake, panel.BACKUP, "Storage:", chat=OTHER_ADMIN)
+    assert "System" in press(fake, panel.BACK, "System")["text"]  # jobs -> system
+    assert "System" in press(fake, panel.BACK, "System", chat=OTHER_ADMIN)["text"]  # backup -> system
+    assert "Admin panel" in press(fake, panel.BACK, "Admin panel")["text"]
+    assert bot.stop()[0] == 0
+
+
+def test_after_a_restart_any_label_brings_its_menu_back(fake, start_bot):
+    bot = start_bot()
+    press(fake, "/admin", "Admin panel")
+    press(fake, panel.SYSTEM, "System")
+    assert bot.stop()[0] == 0
+    again = start_bot()
+    assert buttons(press(fake, panel.BACKUP, "Storage:"))[0] == panel.CREATE
+    assert "Nothing to confirm" in press(fake, panel.CONFIRM, "Nothing to confirm")["text"]
+    assert again.stop()[0] == 0
+
+
+def test_alerts_reach_every_admin_once(fake, start_bot, tmp_path):
+    (tmp_path / "not-a-folder").write_text("")
+    bot = start_bot(DB_PATH=str(tmp_path / "not-a-folder" / "bot.db"),
+                    BACKUP_DIR=str(tmp_path / "backups"))
+    for admin in (ADMIN_ID, OTHER_ADMIN):
+        alert = fake.wait_for_message(admin, "IN MEMORY")["text"]
+        assert "Not a directory" in alert and "lost when the bot stops" in alert
+    fake.fail_next("sendDocument", 500, "Internal Server Error", times=2)
+    press(fake, "/backup", "✅ Backup")
+    press(fake, "/backup", "✅ Backup")
+    press(fake, "/backup", "✅ Backup")  # telegram works again
+    for admin in (ADMIN_ID, OTHER_ADMIN):
+        texts = [m.get("text") or "" for m in fake.messages(admin)]
+        assert sum("IN MEMORY" in t for t in texts) == 1
+        assert sum("could not be stored in telegram" in t for t in texts) == 1
+        assert sum("Backups to telegram work again" in t for t in texts) == 1
+    assert bot.stop()[0] == 0
