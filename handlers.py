@@ -18,6 +18,7 @@ from telebot.handler_backends import BaseMiddleware, CancelUpdate
 
 from config import Settings
 from database import Database
+from logs import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +46,12 @@ def send_quietly(bot: telebot.TeleBot, chat_id: int, text: str, **kwargs) -> boo
         return False
 
 
-def alert_admins(bot: telebot.TeleBot, admin_ids, text: str) -> None:
-    """Tell every admin; also logged, so an alert is never lost when Telegram is unreachable."""
+def alert_admins(bot: telebot.TeleBot, settings: Settings, text: str) -> None:
+    """Tell every admin; also logged, so an alert is never lost when Telegram is unreachable.
+    Secrets are taken out first: an alert quotes error messages, and those may quote anything."""
+    text = Redactor(settings.secrets)(text)
     log.warning("alert: %s", text)
-    for admin_id in admin_ids:
+    for admin_id in settings.admin_ids:
         send_quietly(bot, admin_id, text)
 
 

@@ -16,10 +16,11 @@ from typing import Iterable
 REDACTED = "[REDACTED]"
 
 
-class RedactingFormatter(logging.Formatter):
-    def __init__(self, secrets: Iterable[str], fmt: str):
-        super().__init__(fmt)
-        # The secret part of a token ("123:SECRET") is redacted on its own too, for URL-quoted forms.
+class Redactor:
+    """Replaces every secret in a text. The secret part of a token ("123:SECRET") is replaced on
+    its own too, for URL-quoted forms."""
+
+    def __init__(self, secrets: Iterable[str]):
         parts = set()
         for secret in secrets:
             if secret:
@@ -28,11 +29,19 @@ class RedactingFormatter(logging.Formatter):
                     parts.add(secret.split(":", 1)[1])
         self._secrets = sorted(parts, key=len, reverse=True)
 
-    def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+    def __call__(self, text: str) -> str:
         for secret in self._secrets:
-            line = line.replace(secret, REDACTED)
-        return line
+            text = text.replace(secret, REDACTED)
+        return text
+
+
+class RedactingFormatter(logging.Formatter):
+    def __init__(self, secrets: Iterable[str], fmt: str):
+        super().__init__(fmt)
+        self._redact = Redactor(secrets)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._redact(super().format(record))
 
 
 def setup_logging(level: str, secrets: Iterable[str]) -> None:

@@ -61,7 +61,7 @@ def main() -> int:
     bot = _make_bot(settings)
     if not _token_accepted(bot):
         return 2
-    alert = partial(handlers.alert_admins, bot, settings.admin_ids)
+    alert = partial(handlers.alert_admins, bot, settings)
     try:
         db, engine, report = startup.prepare_database(
             settings, offsite_destinations(settings, bot), alert=alert)

@@ -9,7 +9,7 @@ import telebot
 
 import database
 import startup
-from backup import BackupEngine
+from backup import BackupEngine, BackupError
 from backup_format import AGE_MAGIC, SQLITE_MAGIC
 from config import load_settings
 from conftest import NOW
@@ -97,6 +97,10 @@ def test_encrypted_copies_hold_nothing_readable_and_restore_with_the_passphrase(
     assert Path(local.location).read_bytes()[:4] != AGE_MAGIC[:4]
     with sqlite3.connect(f"{s.settings.db_path}.backup") as plain:  # never encrypted on this disk
         assert plain.execute("SELECT count(*) FROM users").fetchone() == (2,)
+
+    without = BackupEngine(s.db, settings_for(tmp_path, fake), offsite_destinations(s.settings))
+    with pytest.raises(BackupError, match="the backup is encrypted: set BACKUP_PASSPHRASE"):
+        without.restore(without.backups(only="telegram")[0])  # refused before anything changes
 
     s.add_users(13)
     restored = s.engine.restore(s.engine.backups(only="telegram")[0])

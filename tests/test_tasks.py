@@ -94,3 +94,18 @@ def test_a_raising_job_stops_neither_the_other_jobs_nor_the_thread():
     assert not runner._thread.is_alive()
     statuses = {s.name: s for s in runner.statuses()}
     assert statuses["broken"].failures >= 3 and statuses["healthy"].failures == 0
+
+
+def test_the_backup_job_runs_every_backup_interval_hours_decimals_allowed(db):
+    settings = load_settings({"BOT_TOKEN": "1:abcdefghijklmnopqrstuvwxyz", "BACKUP_INTERVAL_HOURS": "0.25"})
+    backups = []
+    with freeze_time("2026-11-26 12:00:00") as clock:
+        runner = tasks.build_runner(db, settings, notify=lambda *a: None, clock=handlers.utc_now,
+                                    backup=lambda: backups.append(handlers.utc_now()))
+        clock.tick(14 * 60 + 59)
+        runner.run_pending()
+        assert backups == []
+        clock.tick(1)
+        runner.run_pending()
+        assert len(backups) == 1
+    assert {s.name: s.interval_seconds for s in runner.statuses()}["backup"] == 900
