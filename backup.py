@@ -11,7 +11,6 @@ Also a command line (backup_cli.py) that works without BOT_TOKEN, on the configu
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -26,11 +25,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Optional, Sequence
 
-import zstandard
-
-import database
-from backup_format import (ENCRYPTED_SUFFIX, BackupInfo, DecryptionError, NotABackupError,
-                           decrypt_file, encrypt_file, file_name, header_bytes, read_header, sniff)
+from backup_format import (ENCRYPTED_SUFFIX, BackupError, BackupInfo, encrypt_file, file_name,
+                           inspect_snapshot, sha256_of, unpack_and_verify, write_backup_file)
 from config import Settings
 from database import Database
 from destinations import (Destination, DestinationError, LocalFolder, TooBigForTelegram,
@@ -38,17 +34,11 @@ from destinations import (Destination, DestinationError, LocalFolder, TooBigForT
 
 log = logging.getLogger("backup")
 
-REQUIRED_TABLES = ("users", "tracking")
 SKIPPABLE_REASONS = ("startup", "scheduled")  # the others always run
 STEP_PAGES = 256  # pages copied per snapshot step while holding the lock (1 MB at 4 KB pages)
-COMPRESSION_LEVEL = 3
 CHUNK = 1 << 20
 PAUSE_KEY = "offsite_paused"
 Clock = Callable[[], datetime]
-
-
-class BackupError(Exception):
-    """A backup or restore was refused or failed; the message is one line that says why."""
 
 
 @dataclass(frozen=True)
@@ -390,139 +380,12 @@ class BackupEngine:
             yield Path(path)
 
 
-# --- the pieces, as plain functions -------------------------------------------------------------
-
-def write_backup_file(source: BinaryIO, info: BackupInfo, target: Path) -> None:
-    """Header frame, then the snapshot compressed with zstd (content size and checksum included)."""
-    # Single-threaded: zstd's worker threads would be faster but take about 45 MB more memory.
-    compressor = zstandard.ZstdCompressor(level=COMPRESSION_LEVEL, threads=0, write_checksum=True,
-                                          write_content_size=True)
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(header_bytes(info))
-        with compressor.stream_writer(out, size=info.db_size, closefd=False) as packer:
-            done = 0
-            while chunk := source.read(CHUNK):
-                packer.write(chunk)
-                done += len(chunk)
-                log.debug("compress progress: %d of %d bytes", done, info.db_size)
-        out.flush()
-        os.fsync(out.fileno())
-
-
-def unpack_and_verify(path: Path, workdir: Path, thorough: bool = False,
-                      passphrase: Optional[str] = None) -> tuple[BackupInfo, Path]:
-    """Verify the backup at `path` and return its info and a verified SQLite file.
-
-    Accepts this project's backups, encrypted or not, and plain SQLite files (the DB_PATH.backup
-    copy). Raises BackupError with one line saying what is wrong.
-    """
-    try:
-        stream = open(path, "rb")
-    except OSError as error:
-        raise BackupError(f"cannot read {path}: {error.strerror or error}") from error
-    with stream:
-        kind = sniff(stream)
-    if kind == "encrypted":
-        opened = workdir / "decrypted.db.zst"
-        try:
-            decrypt_file(path, opened, passphrase)
-        except DecryptionError as error:
-            raise BackupError(str(error)) from None
-        info, snapshot = unpack_and_verify(opened, workdir, thorough)
-        return replace(info, name=path.name, location=str(path), size=path.stat().st_size,
-                       encrypted=True), snapshot
-    with open(path, "rb") as stream:
-        if kind == "sqlite":
-            snapshot, info = path, None
-        elif kind == "backup":
-            try:
-                info = read_header(stream)
-            except NotABackupError as error:
-                raise BackupError(f"not a valid backup: {error}") from error
-            snapshot = workdir / "restore.db"
-            _decompress(stream, snapshot, info)
-        else:
-            raise BackupError("not a backup: the file is neither a backup of this bot nor a SQLite database")
-    schema_version, row_counts = inspect_snapshot(snapshot, thorough)
-    if info is None:
-        digest, db_size = sha256_of(snapshot)
-        modified = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
-        info = BackupInfo(modified, "plain copy", schema_version, row_counts, digest, db_size)
-    elif (schema_version, row_counts) != (info.schema_version, info.row_counts):
-        raise BackupError("damaged backup: its contents do not match its header")
-    return replace(info, name=path.name, destination="file", location=str(path),
-                   size=path.stat().st_size), snapshot
-
-
-def _decompress(stream, target: Path, info: BackupInfo) -> None:
-    digest, size = hashlib.sha256(), 0
-    try:
-        reader = zstandard.ZstdDecompressor().stream_reader(stream, read_size=CHUNK)
-        with open(target, "wb") as out:
-            while chunk := reader.read(CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-                out.write(chunk)
-    except zstandard.ZstdError as error:
-        raise BackupError(f"damaged backup: the compressed data is corrupt ({error})") from error
-    if size != info.db_size:
-        raise BackupError(f"damaged backup: {size} bytes inside where {info.db_size} were written "
-                          "(truncated?)")
-    if digest.hexdigest() != info.sha256:
-        raise BackupError("damaged backup: the SHA-256 checksum does not match")
-
-
-def inspect_snapshot(path: Path, thorough: bool = False) -> tuple[int, dict[str, int]]:
-    """Check a SQLite file's integrity and make sure it is a database of this bot.
-
-    Returns its schema version and row counts; raises BackupError otherwise. quick_check reads
-    every page and b-tree (about ten times faster than integrity_check, which also matches each
-    index against its table); `thorough` runs the full integrity_check.
-    """
-    newest = len(database.find_migrations())
-    try:
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    except sqlite3.Error as error:
-        raise BackupError(f"not a usable SQLite database: {error}") from error
-    try:
-        pragma = "integrity_check" if thorough else "quick_check"
-        check = [row[0] for row in connection.execute(f"PRAGMA {pragma}(5)")]
-        if check != ["ok"]:
-            raise BackupError(f"damaged backup: the integrity check failed ({check[0].splitlines()[0]})")
-        version = connection.execute("PRAGMA user_version").fetchone()[0]
-        tables = [row[0] for row in connection.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
-        missing = [name for name in REQUIRED_TABLES if name not in tables]
-        if missing:
-            raise BackupError(f"not a backup of this bot: the table {missing[0]} is missing")
-        if version > newest:
-            raise BackupError(f"the backup has schema version {version}, newer than this code "
-                              f"knows ({newest}): update the bot first")
-        counts = {name: connection.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
-                  for name in tables}
-        return version, counts
-    except sqlite3.DatabaseError as error:
-        raise BackupError(f"damaged backup: {error}") from error
-    finally:
-        connection.close()
-
-
 def _leave_wal_if_alone(connection: sqlite3.Connection) -> None:
     """Leave WAL when no other process has the database open (e.g. a sqlite3 shell); else stay."""
     try:
         connection.execute("PRAGMA journal_mode=DELETE")
     except sqlite3.OperationalError as error:
         log.debug("staying in WAL for the restore: %s", error)
-
-
-def sha256_of(path: Path) -> tuple[str, int]:
-    digest, size = hashlib.sha256(), 0
-    with open(path, "rb") as stream:
-        while chunk := stream.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
 
 
 if __name__ == "__main__":

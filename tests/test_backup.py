@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import backup
+import backup_format
 import database
 import startup
 from backup import BackupEngine, BackupError
@@ -184,11 +184,11 @@ def packed_backup(tmp_path, db_file, reason="manual"):
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
         counts = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
-    digest, size = backup.sha256_of(db_file)
+    digest, size = backup_format.sha256_of(db_file)
     info = BackupInfo(NOW, reason, version, counts, digest, size, name=file_name(NOW, reason))
     target = tmp_path / info.name
     with open(db_file, "rb") as content:
-        backup.write_backup_file(content, info, target)
+        backup_format.write_backup_file(content, info, target)
     return target
 
 
