@@ -141,7 +141,14 @@ class TelegramChat:
 
     def list(self) -> list[BackupInfo]:
         with _telegram_errors("read the pinned message of"):
-            pinned = self.bot.get_chat(self.chat_id).pinned_message
+            try:
+                pinned = self.bot.get_chat(self.chat_id).pinned_message
+            except telebot.apihelper.ApiTelegramException as error:
+                if "chat not found" in (error.description or ""):
+                    # The bot has never been in this chat (an admin who has not written to it
+                    # yet): certainly no backup there. Any other error may hide one.
+                    return []
+                raise
         document = getattr(pinned, "document", None)
         if document is None:
             return []

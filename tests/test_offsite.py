@@ -245,3 +245,12 @@ def test_after_a_startup_restore_an_unchanged_database_is_not_sent_again(tmp_pat
     report.lock.release()
     assert engine.create("startup").skipped
     assert len(fake.requests("sendDocument")) == 1
+
+
+def test_a_first_start_before_the_admin_wrote_to_the_bot_is_not_paused(tmp_path, fake):
+    settings = settings_for(tmp_path, fake, BACKUP_CHAT_ID="1000")
+    fake.fail_next("getChat", 400, "Bad Request: chat not found")
+    db, engine, report = startup.prepare_database(settings, offsite_destinations(settings))
+    report.lock.release()
+    assert report.restored is None and report.offsite_paused is None
+    assert engine.listing_errors == {}
