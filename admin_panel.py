@@ -29,10 +29,11 @@ import telebot
 from telebot import types
 
 from backup import BackupEngine, BackupError
-from backup_format import BackupInfo, encrypt_file, human_size
+from backup_format import BackupInfo, encrypt_file, human_age, human_size
 from config import Settings
 from database import Database
 from destinations import DestinationError
+from handlers import format_time
 from tasks import JobRunner
 
 log = logging.getLogger("admin_panel")
@@ -216,7 +217,7 @@ class AdminPanel:
         local = self.engine.local.list()
         if local:
             newest = local[0]
-            lines.append(f"Newest backup: {_time(newest.created_at)} ({_ago(self.clock() - newest.created_at)}"
+            lines.append(f"Newest backup: {_time(newest.created_at)} ({human_age(self.clock() - newest.created_at)}"
                          f" ago), {human_size(newest.size)}, {newest.reason}")
         else:
             lines.append("Newest backup: none yet")
@@ -375,17 +376,12 @@ class AdminPanel:
 
 
 def _time(moment: Optional[datetime]) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if moment else "—"
+    return format_time(moment) if moment else "—"
 
 
 def _utc(naive_local: Optional[datetime]) -> Optional[datetime]:
     """schedule keeps next_run as naive local time."""
     return naive_local.astimezone(timezone.utc) if naive_local else None
-
-
-def _ago(delta) -> str:
-    minutes = int(delta.total_seconds() // 60)
-    return f"{minutes} min" if minutes < 120 else f"{minutes // 60} h" if minutes < 2880 else f"{minutes // 1440} days"
 
 
 def _interval(seconds: float) -> str:

@@ -186,10 +186,10 @@ class BackupEngine:
             copy = workdir / copy_info.name
             encrypt_file(packed, copy, self.settings.backup_passphrase)
         sent, failures = [], {}
-        expected = sha256_of(copy)[0]
+        expected = sha256_of(copy)[0] if self._should_read_back(info) else None
         for destination in self.offsite:
             placed, failed = self._store(destination, copy, copy_info)
-            if placed and self._should_read_back(info):
+            if placed and expected:
                 failed = self._read_back(destination, placed[0], expected)
                 placed = [] if failed else placed
             sent += placed
@@ -290,8 +290,6 @@ class BackupEngine:
         destination = next(d for d in self.destinations if d.name == source.destination)
         try:
             path = destination.fetch(source, workdir)
-        except TooBigForTelegram:
-            raise
         except (DestinationError, OSError) as error:
             raise BackupError(f"cannot fetch {source.name} from {source.destination}: {error}") from error
         info, snapshot = unpack_and_verify(path, workdir, thorough, passphrase)
@@ -308,10 +306,7 @@ class BackupEngine:
         for by a person also lets copies leave the machine again (see pause_offsite).
         """
         with self._busy, self._workdir() as workdir:
-            try:
-                info, snapshot = self._unpack(source, workdir)
-            except TooBigForTelegram as error:
-                raise BackupError(str(error)) from error
+            info, snapshot = self._unpack(source, workdir)
             if safety_backup and not self.db.is_empty():
                 try:
                     self.create("pre-restore")
@@ -343,11 +338,11 @@ class BackupEngine:
         finally:
             source.close()
 
-    def restore_newest(self) -> tuple[Optional[BackupInfo], list[str]]:
+    def restore_newest(self) -> tuple[Optional[BackupInfo], list[tuple[BackupInfo, str]]]:
         """Restore the newest backup that verifies, trying older ones when it does not.
 
-        Returns what was restored (None when nothing could be) and why each candidate before it
-        was passed over.
+        Returns what was restored (None when nothing could be) and each candidate passed over
+        before it, with the reason.
         """
         passed_over = []
         for candidate in self.backups() + self._plain_copy_candidate():
@@ -355,16 +350,16 @@ class BackupEngine:
                 # resume_offsite=False: a backup taken while copies were paused stays paused
                 return self.restore(candidate, safety_backup=False, resume_offsite=False), passed_over
             except BackupError as error:
-                where = f"{candidate.name or candidate.location} ({candidate.destination})"
-                log.warning("cannot restore %s: %s", where, error)
-                passed_over.append(f"{where}: {error}")
+                log.warning("cannot restore %s (%s): %s", candidate.name, candidate.destination, error)
+                passed_over.append((candidate, str(error)))
         return None, passed_over
 
     def _plain_copy_candidate(self) -> list[BackupInfo]:
         if not self.plain_copy.is_file():
             return []
-        modified = datetime.fromtimestamp(self.plain_copy.stat().st_mtime, timezone.utc)
-        return [BackupInfo(modified, "plain copy", 0, {}, "", 0, self.plain_copy.stat().st_size,
+        stat = self.plain_copy.stat()
+        modified = datetime.fromtimestamp(stat.st_mtime, timezone.utc)
+        return [BackupInfo(modified, "plain copy", 0, {}, "", 0, stat.st_size,
                            "local", str(self.plain_copy), self.plain_copy.name)]
 
     @contextmanager

@@ -21,7 +21,7 @@ import re
 import sqlite3
 import struct
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import BinaryIO, Optional
 
@@ -305,6 +305,16 @@ def human_size(size: float) -> str:
         if size < 1024 or unit == "GB":
             return f"{size:.1f} {unit}"
     return f"{size:.1f} GB"
+
+
+def human_age(delta: timedelta) -> str:
+    """45 min, 5 h, 3 days."""
+    minutes = int(delta.total_seconds() // 60)
+    if minutes < 120:
+        return f"{minutes} min"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} h"
+    return f"{minutes // 1440} days"
 
 
 def info_to_metadata(info: BackupInfo) -> dict[str, str]:

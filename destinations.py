@@ -210,16 +210,17 @@ def caption(info: BackupInfo, size: int) -> str:
 
 def info_from_caption(file_name: str, text: str) -> Optional[BackupInfo]:
     """Rebuild what a pinned backup says about itself from its file name and caption."""
-    match = re.search(r"(backup-(\d{8}T\d{9}Z)-([a-z-]+)\.db\.zst(\.age)?)$", file_name)
+    # "<bot username>-backup-...": usernames hold no "-", so the backup's own name follows the first
+    match = NAME_PATTERN.match(file_name.split("-", 1)[-1])
     if not match:
         return None
-    created_at = datetime.strptime(match.group(2), "%Y%m%dT%H%M%S%fZ").replace(tzinfo=timezone.utc)
+    created_at = datetime.strptime(match.group(1), "%Y%m%dT%H%M%S%fZ").replace(tzinfo=timezone.utc)
     rows = re.search(r"rows: (.*)$", text, re.MULTILINE)
     counts = dict(re.findall(r"(\w+) (\d+)", rows.group(1))) if rows else {}
     schema = re.search(r"schema (\d+); sha256 ([0-9a-f]{64})", text)
-    return BackupInfo(created_at, match.group(3), int(schema.group(1)) if schema else 0,
+    return BackupInfo(created_at, match.group(2), int(schema.group(1)) if schema else 0,
                       {table: int(count) for table, count in counts.items()},
-                      schema.group(2) if schema else "", 0, encrypted=bool(match.group(4)))
+                      schema.group(2) if schema else "", 0, encrypted=bool(match.group(3)))
 
 
 def telegram_bot(settings: Settings, **options) -> telebot.TeleBot:

@@ -40,8 +40,8 @@ CREDENTIALS = {
 
 
 def is_backup_name(name: str) -> bool:
-    """A backup's file name, plain or age-encrypted (NAME_PATTERN + '.age')."""
-    return bool(NAME_PATTERN.match(name.removesuffix(".age")))
+    """A backup's file name, plain or age-encrypted (NAME_PATTERN allows both)."""
+    return bool(NAME_PATTERN.match(name))
 
 
 class S3Bucket:

@@ -18,7 +18,7 @@ from typing import Callable, Optional, Sequence
 
 import database
 from backup import BackupEngine, Clock, utc_now
-from backup_format import BackupInfo
+from backup_format import BackupInfo, human_age
 from config import Settings
 from database import Database
 from destinations import Destination
@@ -32,7 +32,7 @@ class StartupReport:
     moved_aside: Optional[Path] = None  # where a damaged database went
     restore_reason: Optional[str] = None  # why a restore was attempted; None: the database was kept
     restored: Optional[BackupInfo] = None
-    passed_over: list[str] = field(default_factory=list)  # candidates that failed, and why
+    passed_over: list[str] = field(default_factory=list)  # "name (destination): why", per candidate
     offsite_paused: Optional[str] = None
     applied_migrations: list[str] = field(default_factory=list)
 
@@ -47,12 +47,17 @@ def prepare_database(settings: Settings, offsite: Sequence[Destination] = (), cl
     db = open_or_move_aside(settings.db_path, clock, report)
     report.restore_reason = _why_restore(db, report)
     engine = BackupEngine(db, settings, offsite, clock, alert=alert)
+    failed_offsite: list[str] = []  # candidates off the machine that could not be restored
     if report.restore_reason:
         log.warning("%s: looking for a backup to restore", report.restore_reason)
-        report.restored, report.passed_over = engine.restore_newest()
+        report.restored, passed_over = engine.restore_newest()
+        report.passed_over = [f"{info.name} ({info.destination}): {why}" for info, why in passed_over]
+        offsite_names = {d.name for d in engine.offsite}
+        failed_offsite = [line for (info, _), line in zip(passed_over, report.passed_over)
+                          if info.destination in offsite_names]
     report.applied_migrations = db.migrate()
     if report.restore_reason and report.restored is None:
-        report.offsite_paused = _pause_if_a_real_backup_may_exist(engine, report)
+        report.offsite_paused = _pause_if_a_real_backup_may_exist(engine, failed_offsite)
     _tell_admins(engine, db, report, clock())
     return db, engine, report
 
@@ -67,9 +72,8 @@ def _why_restore(db: Database, report: StartupReport) -> Optional[str]:
     return None
 
 
-def _pause_if_a_real_backup_may_exist(engine: BackupEngine, report: StartupReport) -> Optional[str]:
+def _pause_if_a_real_backup_may_exist(engine: BackupEngine, failed: list[str]) -> Optional[str]:
     offsite = {d.name for d in engine.offsite}
-    failed = [line for line in report.passed_over if line.split(" (")[-1].split(")")[0] in offsite]
     unreachable = [f"{name}: {error}" for name, error in engine.listing_errors.items() if name in offsite]
     if not failed and not unreachable:
         log.warning("no backup could be restored: starting with a fresh database")
@@ -91,19 +95,10 @@ def _tell_admins(engine: BackupEngine, db: Database, report: StartupReport, now:
         info = report.restored
         engine.alert(f"♻️ Restored at startup ({report.restore_reason}): {info.name} from "
                      f"{info.destination}, taken {info.created_at:%Y-%m-%d %H:%M} UTC "
-                     f"({_age(now - info.created_at)} old), {info.total_rows} rows.")
+                     f"({human_age(now - info.created_at)} old), {info.total_rows} rows.")
     elif report.offsite_paused:
         engine.alert(f"🚨 The bot {report.offsite_paused}. Nothing is sent off the machine until "
                      "you restore a backup, or send /start_fresh to keep the empty database.")
-
-
-def _age(delta) -> str:
-    minutes = int(delta.total_seconds() // 60)
-    if minutes < 120:
-        return f"{minutes} min"
-    if minutes < 48 * 60:
-        return f"{minutes // 60} h"
-    return f"{minutes // 1440} days"
 
 
 def _lock_if_possible(db_path: str, holder: str) -> Optional[database.InstanceLock]:
