@@ -34,6 +34,7 @@ from config import Settings
 from database import Database
 from destinations import DestinationError
 from handlers import format_time
+from logs import Redactor
 from tasks import JobRunner
 
 log = logging.getLogger("admin_panel")
@@ -84,6 +85,7 @@ class AdminPanel:
         self.bot, self.db, self.engine, self.runner = bot, db, engine, runner
         self.settings, self.clock = settings, clock
         self.places: dict[int, Place] = {}
+        self.redact = Redactor(settings.secrets)
         self.work = ThreadPoolExecutor(max_workers=1, thread_name_prefix="admin-work")
         self.actions = {
             STATISTICS: self.statistics, SYSTEM: self.system, BACKUP: self.backup_screen,
@@ -120,9 +122,14 @@ class AdminPanel:
     def place(self, message) -> Place:
         return self.places.setdefault(message.from_user.id, Place())
 
+    def say(self, chat_id: int, text: str, **options) -> None:
+        """Every panel message goes through here: error texts can quote anything (a requests
+        error quotes the URL, and the URL holds the token), so secrets are taken out first."""
+        self.bot.send_message(chat_id, self.redact(text), **options)
+
     def show(self, message, screen: str, text: str) -> None:
         self.place(message).screen = screen
-        self.bot.send_message(message.chat.id, text, reply_markup=self.keyboard(screen))
+        self.say(message.chat.id, text, reply_markup=self.keyboard(screen))
 
     def keyboard(self, screen: str, rows: Optional[list[list[str]]] = None) -> types.ReplyKeyboardMarkup:
         markup = types.ReplyKeyboardMarkup(resize_keyboard=True)
@@ -135,17 +142,17 @@ class AdminPanel:
 
     def in_background(self, message, job: Callable[[], None], working: str) -> None:
         """Say we are on it, then run `job` on the panel's worker thread."""
-        self.bot.send_message(message.chat.id, working)
+        self.say(message.chat.id, working)
         self.bot.send_chat_action(message.chat.id, "typing")
 
         def run() -> None:
             try:
                 job()
             except (BackupError, DestinationError, OSError, telebot.apihelper.ApiException) as error:
-                self.bot.send_message(message.chat.id, f"❌ {error}")
+                self.say(message.chat.id, f"❌ {error}")
             except Exception:
                 log.exception("an admin panel job failed")
-                self.bot.send_message(message.chat.id, "❌ Something went wrong; the log has the details.")
+                self.say(message.chat.id, "❌ Something went wrong; the log has the details.")
 
         self.work.submit(run)
 
@@ -164,12 +171,12 @@ class AdminPanel:
     def on_document(self, message) -> None:
         place = self.place(message)
         if place.screen != "restore":
-            self.bot.send_message(message.chat.id, f"To restore from a file, open {BACKUP} → "
+            self.say(message.chat.id, f"To restore from a file, open {BACKUP} → "
                                                    f"{RESTORE} first, then send it.")
             return
         document = message.document
         if (document.file_size or 0) > UPLOAD_LIMIT:
-            self.bot.send_message(message.chat.id, "❌ Telegram does not let bots download files over "
+            self.say(message.chat.id, "❌ Telegram does not let bots download files over "
                                                    "20 MB. Restore it on the server instead: "
                                                    "python backup.py restore FILE")
             return
@@ -240,7 +247,7 @@ class AdminPanel:
             lines = [f"✅ Backup {result.info.name}: {human_size(result.info.size)} in "
                      f"{result.seconds:.1f} s; stored in " + ", ".join(i.destination for i in result.stored)]
             lines += [f"⚠️ not in {name}: {error}" for name, error in result.failures.items()]
-            self.bot.send_message(message.chat.id, "\n".join(lines))
+            self.say(message.chat.id, "\n".join(lines))
 
         self.place(message).screen = "backup"
         self.in_background(message, job, "⏳ Working on a backup…")
@@ -251,7 +258,7 @@ class AdminPanel:
             lines = ["🗂 Backups, newest first:"] if backups else ["🗂 No backups yet."]
             lines += [f"{n}. {_describe(info)}" for n, info in enumerate(backups, start=1)]
             lines += [f"⚠️ {name}: {error}" for name, error in self.engine.listing_errors.items()]
-            self.bot.send_message(message.chat.id, "\n".join(lines))
+            self.say(message.chat.id, "\n".join(lines))
 
         self.in_background(message, job, "⏳ Asking every destination…")
 
@@ -259,7 +266,7 @@ class AdminPanel:
         def job() -> None:
             newest = next(iter(self.engine.local.list()), None)
             if newest is None:
-                self.bot.send_message(message.chat.id, f"No backup yet: press {CREATE}.")
+                self.say(message.chat.id, f"No backup yet: press {CREATE}.")
                 return
             with tempfile.TemporaryDirectory() as scratch:
                 path, name = Path(newest.location), newest.name
@@ -286,7 +293,7 @@ class AdminPanel:
                     if place.choices else "♻️ Restore: no backups found. Send a backup file here "
                                           "as a document.")
             place.screen = "restore"
-            self.bot.send_message(message.chat.id, text, reply_markup=self.keyboard("restore", rows + [[BACK]]))
+            self.say(message.chat.id, text, reply_markup=self.keyboard("restore", rows + [[BACK]]))
 
         self.in_background(message, job, "⏳ Looking for backups…")
 
@@ -322,13 +329,13 @@ class AdminPanel:
                   for table in sorted(set(info.row_counts) | set(live))]
         lines.append("A safety backup of the live data is taken first. Restore it?")
         place.screen = "confirm"
-        self.bot.send_message(message.chat.id, "\n".join(lines), reply_markup=self.keyboard("confirm"))
+        self.say(message.chat.id, "\n".join(lines), reply_markup=self.keyboard("confirm"))
 
     def confirm(self, message) -> None:
         place = self.place(message)
         pending, place.pending = place.pending, None
         if pending is None:
-            self.bot.send_message(message.chat.id, "Nothing to confirm: choose a backup first.")
+            self.say(message.chat.id, "Nothing to confirm: choose a backup first.")
             self.backup_screen(message)
             return
 

@@ -46,3 +46,17 @@ def test_alerts_to_admins_carry_no_secret(fake, monkeypatch):
     for admin in (7, 8):
         (message,) = fake.messages(admin)
         assert message["text"] == f"failed: https://api.telegram.org/bot{REDACTED}/x with {REDACTED}"
+
+
+def test_admin_panel_replies_carry_no_secret(fake, monkeypatch):
+    import telebot
+
+    from admin_panel import AdminPanel
+    from config import load_settings
+    monkeypatch.setattr(telebot.apihelper, "API_URL", fake.url + "/bot{0}/{1}")
+    settings = load_settings({"BOT_TOKEN": fake.token, "ADMIN_IDS": "7"})
+    panel = AdminPanel(telebot.TeleBot(fake.token), None, None, None, settings, None)
+    # what a requests ConnectionError from a panel job says
+    panel.say(7, f"❌ Max retries exceeded with url: /bot{fake.token}/getFile")
+    (message,) = fake.messages(7)
+    assert message["text"] == f"❌ Max retries exceeded with url: /bot{REDACTED}/getFile"
