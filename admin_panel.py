@@ -21,21 +21,22 @@ import re
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Callable, Optional
 
 import telebot
 from telebot import types
 
-from backup import BackupEngine, BackupError
-from backup_format import BackupInfo, encrypt_file, human_age, human_size
+import human
+from backup_format import BackupError, BackupInfo
 from config import Settings
 from database import Database
-from destinations import DestinationError
-from handlers import format_time
+from engine import BackupEngine
 from logs import Redactor
-from tasks import JobRunner
+from files import scratch_directory
+from messaging import is_admin
+from telegram_destination import DOWNLOAD_LIMIT
 
 log = logging.getLogger("admin_panel")
 
@@ -46,7 +47,6 @@ DOWNLOAD, RESTORE = "📥 Download latest", "♻️ Restore"
 CONFIRM, CANCEL = "✅ Confirm restore", "❌ Cancel"
 START_FRESH, CONFIRM_FRESH = "🆕 Start fresh", "✅ Confirm start fresh"
 CHOICE = re.compile(r"^♻️ (\d+): ")  # "♻️ 2: 2026-11-26 12:00 scheduled (telegram)"
-UPLOAD_LIMIT = 20 * 1024 * 1024  # what a bot may download from Telegram
 
 KEYBOARDS = {
     "main": [[STATISTICS, SYSTEM]],
@@ -80,9 +80,10 @@ class Place:
 
 
 class AdminPanel:
-    def __init__(self, bot: telebot.TeleBot, db: Database, engine: BackupEngine, runner: JobRunner,
-                 settings: Settings, clock: Callable[[], datetime]):
-        self.bot, self.db, self.engine, self.runner = bot, db, engine, runner
+    def __init__(self, bot: telebot.TeleBot, db: Database, engine: BackupEngine,
+                 job_statuses: Callable[[], list], settings: Settings, clock: Callable[[], datetime]):
+        """job_statuses: the background jobs' statuses (tasks.JobRunner.statuses)."""
+        self.bot, self.db, self.engine, self.job_statuses = bot, db, engine, job_statuses
         self.settings, self.clock = settings, clock
         self.places: dict[int, Place] = {}
         self.redact = Redactor(settings.secrets)
@@ -114,7 +115,7 @@ class AdminPanel:
         self.work.shutdown(wait=False, cancel_futures=True)
 
     def is_admin(self, message) -> bool:
-        return message.from_user is not None and self.settings.is_admin(message.from_user.id)
+        return is_admin(self.settings, message)
 
     def is_label(self, text: Optional[str]) -> bool:
         return text in self.actions or bool(CHOICE.match(text or ""))
@@ -148,7 +149,7 @@ class AdminPanel:
         def run() -> None:
             try:
                 job()
-            except (BackupError, DestinationError, OSError, telebot.apihelper.ApiException) as error:
+            except (BackupError, OSError, telebot.apihelper.ApiException) as error:
                 self.say(message.chat.id, f"❌ {error}")
             except Exception:
                 log.exception("an admin panel job failed")
@@ -175,7 +176,7 @@ class AdminPanel:
                                                    f"{RESTORE} first, then send it.")
             return
         document = message.document
-        if (document.file_size or 0) > UPLOAD_LIMIT:
+        if (document.file_size or 0) > DOWNLOAD_LIMIT:
             self.say(message.chat.id, "❌ Telegram does not let bots download files over "
                                                    "20 MB. Restore it on the server instead: "
                                                    "python backup.py restore FILE")
@@ -199,11 +200,11 @@ class AdminPanel:
 
     def jobs(self, message) -> None:
         lines = ["🩺 Jobs"]
-        for job in self.runner.statuses():
-            last = (f"last run {_time(job.last_run)} ({job.last_duration:.2f} s)" if job.last_run
+        for job in self.job_statuses():
+            last = (f"last run {human.time(job.last_run)} ({job.last_duration:.2f} s)" if job.last_run
                     else "not run yet")
-            lines += [f"\n{job.name}: every {_interval(job.interval_seconds)}",
-                      f"{last}; next {_time(_utc(job.next_run))}",
+            lines += [f"\n{job.name}: every {human.interval(job.interval_seconds)}",
+                      f"{last}; next {human.time(job.next_run)}",
                       f"last error: {job.last_error or 'none'}"]
         self.show(message, "jobs", "\n".join(lines))
 
@@ -219,24 +220,23 @@ class AdminPanel:
         lines = ["💾 Backup",
                  f"Storage: {storage.path}" if not storage.in_memory else
                  f"⚠️ Storage: IN-MEMORY ({storage.reason}): data is lost when the bot stops",
-                 f"Database: {human_size(self.db.size_bytes())}, schema version {self.db.schema_version()}"]
+                 f"Database: {human.size(self.db.size_bytes())}, schema version {self.db.schema_version()}"]
         lines += [f"{table}: {rows}" for table, rows in self.db.table_row_counts().items()]
-        local = self.engine.local.list()
-        if local:
-            newest = local[0]
-            lines.append(f"Newest backup: {_time(newest.created_at)} ({human_age(self.clock() - newest.created_at)}"
-                         f" ago), {human_size(newest.size)}, {newest.reason}")
+        overview = self.engine.overview()
+        newest = overview.newest
+        if newest:
+            lines.append(f"Newest backup: {human.time(newest.created_at)} ({human.age(self.clock() - newest.created_at)}"
+                         f" ago), {human.size(newest.size)}, {newest.reason}")
         else:
             lines.append("Newest backup: none yet")
-        for name, status in self.engine.status.items():
+        for name, status in overview.destinations.items():
             lines.append(f"{name}: " + _destination_line(status))
-        lines.append(f"Local backups kept: {len(local)} of {self.settings.backup_keep}")
-        backup_job = next((j for j in self.runner.statuses() if j.name == "backup"), None)
+        lines.append(f"Local backups kept: {overview.kept} of {overview.keep}")
+        backup_job = next((j for j in self.job_statuses() if j.name == "backup"), None)
         if backup_job is not None:
-            lines.append(f"Next scheduled backup: {_time(_utc(backup_job.next_run))}")
-        paused = self.engine.offsite_paused()
-        if paused:
-            lines.append(f"⏸ Copies stay on this machine: the bot {paused}.")
+            lines.append(f"Next scheduled backup: {human.time(backup_job.next_run)}")
+        if overview.paused:
+            lines.append(f"⏸ Copies stay on this machine: the bot {overview.paused}.")
         return "\n".join(lines)
 
     # --- backup actions ---
@@ -244,7 +244,7 @@ class AdminPanel:
     def create(self, message) -> None:
         def job() -> None:
             result = self.engine.create("manual")
-            lines = [f"✅ Backup {result.info.name}: {human_size(result.info.size)} in "
+            lines = [f"✅ Backup {result.info.name}: {human.size(result.info.size)} in "
                      f"{result.seconds:.1f} s; stored in " + ", ".join(i.destination for i in result.stored)]
             lines += [f"⚠️ not in {name}: {error}" for name, error in result.failures.items()]
             self.say(message.chat.id, "\n".join(lines))
@@ -254,29 +254,25 @@ class AdminPanel:
 
     def list_backups(self, message) -> None:
         def job() -> None:
-            backups = self.engine.backups()[:20]
+            listing = self.engine.listing()
+            backups = listing.backups[:20]
             lines = ["🗂 Backups, newest first:"] if backups else ["🗂 No backups yet."]
             lines += [f"{n}. {_describe(info)}" for n, info in enumerate(backups, start=1)]
-            lines += [f"⚠️ {name}: {error}" for name, error in self.engine.listing_errors.items()]
+            lines += [f"⚠️ {u.destination}: {u.error}" for u in listing.unreachable]
             self.say(message.chat.id, "\n".join(lines))
 
         self.in_background(message, job, "⏳ Asking every destination…")
 
     def download(self, message) -> None:
         def job() -> None:
-            newest = next(iter(self.engine.local.list()), None)
-            if newest is None:
-                self.say(message.chat.id, f"No backup yet: press {CREATE}.")
-                return
-            with tempfile.TemporaryDirectory() as scratch:
-                path, name = Path(newest.location), newest.name
-                if self.settings.backup_passphrase:  # it leaves the machine: encrypted, like the others
-                    name += ".age"
-                    path = Path(scratch) / name
-                    encrypt_file(Path(newest.location), path, self.settings.backup_passphrase)
+            with self.engine.exported_newest() as exported:
+                if exported is None:
+                    self.say(message.chat.id, f"No backup yet: press {CREATE}.")
+                    return
+                path, info = exported
                 with open(path, "rb") as document:
-                    self.bot.send_document(message.chat.id, document, visible_file_name=name,
-                                           caption=f"📥 {_describe(newest)}")
+                    self.bot.send_document(message.chat.id, document, visible_file_name=info.name,
+                                           caption=f"📥 {_describe(info)}")
 
         self.in_background(message, job, "⏳ Preparing the newest backup…")
 
@@ -287,7 +283,7 @@ class AdminPanel:
         self._drop_pending(place)
 
         def job() -> None:
-            place.choices = self.engine.backups()[:10]
+            place.choices = self.engine.listing().backups[:10]
             rows = [[f"♻️ {n}: {_short(info)}"] for n, info in enumerate(place.choices, start=1)]
             text = ("♻️ Restore: choose a backup, or send a backup file here as a document."
                     if place.choices else "♻️ Restore: no backups found. Send a backup file here "
@@ -307,7 +303,7 @@ class AdminPanel:
                            f"⏳ Fetching and checking backup {number}…")
 
     def _check_upload(self, message) -> None:
-        scratch = tempfile.TemporaryDirectory(prefix="upload-")
+        scratch = scratch_directory(Path(self.settings.backup_dir))
         try:
             file = self.bot.get_file(message.document.file_id)
             path = Path(scratch.name) / "uploaded"
@@ -323,7 +319,7 @@ class AdminPanel:
         self._drop_pending(place)
         place.pending = Pending(source, info, scratch)
         live = self.db.table_row_counts()
-        lines = [f"This backup: {_time(info.created_at)}, {info.reason}, schema version "
+        lines = [f"This backup: {human.time(info.created_at)}, {info.reason}, schema version "
                  f"{info.schema_version} (live: {self.db.schema_version()})", "rows: backup / live now"]
         lines += [f"{table}: {info.row_counts.get(table, 0)} / {live.get(table, 0)}"
                   for table in sorted(set(info.row_counts) | set(live))]
@@ -382,31 +378,18 @@ class AdminPanel:
         self.show(message, "backup", "Done: the next backup leaves the machine again.")
 
 
-def _time(moment: Optional[datetime]) -> str:
-    return format_time(moment) if moment else "—"
-
-
-def _utc(naive_local: Optional[datetime]) -> Optional[datetime]:
-    """schedule keeps next_run as naive local time."""
-    return naive_local.astimezone(timezone.utc) if naive_local else None
-
-
-def _interval(seconds: float) -> str:
-    return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds / 60:g} min"
-
-
 def _short(info: BackupInfo) -> str:
     return f"{info.created_at:%Y-%m-%d %H:%M} {info.reason} ({info.destination})"
 
 
 def _describe(info: BackupInfo) -> str:
-    return (f"{_time(info.created_at)}, {info.reason}, {human_size(info.size)}, "
+    return (f"{human.time(info.created_at)}, {info.reason}, {human.size(info.size)}, "
             f"{info.total_rows} rows, {info.destination}")
 
 
 def _destination_line(status) -> str:
     if status.failing:
-        return f"❌ {status.last_error} ({_time(status.last_error_at)})"
+        return f"❌ {status.last_error} ({human.time(status.last_error_at)})"
     if status.last_success:
-        return f"✅ last stored {_time(status.last_success)}"
+        return f"✅ last stored {human.time(status.last_success)}"
     return "no backup stored yet since the bot started"

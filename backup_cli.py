@@ -9,13 +9,15 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import database
-from backup import STEP_PAGES, BackupEngine, BackupError, utc_now
-from backup_format import BackupInfo, human_size
+import human
+from backup_format import BackupError, BackupInfo
+from clock import utc_now
 from config import ConfigError, Settings, load_settings
 from database import Database
-from destinations import DestinationError, offsite_destinations
+from destinations import DestinationError
+from engine import STEP_PAGES, BackupEngine
 from logs import setup_logging
-from startup import StartupReport, open_or_move_aside
+from startup import offsite_destinations
 
 WHERE = ("local", "telegram", "s3")
 
@@ -90,7 +92,7 @@ def _create(settings: Settings, args) -> int:
         if lock:
             lock.release()
     where = ", ".join(info.destination for info in result.stored)
-    print(f"created {result.info.location}: {human_size(result.info.size)}, {result.info.total_rows} rows, "
+    print(f"created {result.info.location}: {human.size(result.info.size)}, {result.info.total_rows} rows, "
           f"{result.seconds:.2f} s; stored in {where}")
     for name, error in result.failures.items():
         print(f"not stored in {name}: {error}", file=sys.stderr)
@@ -98,14 +100,13 @@ def _create(settings: Settings, args) -> int:
 
 
 def _list(settings: Settings, args) -> int:
-    engine = _engine(settings)
-    backups = engine.backups(only=args.where)
-    for name, error in engine.listing_errors.items():
-        print(f"cannot list {name}: {error}", file=sys.stderr)
-    if not backups:
+    listing = _engine(settings).listing(only=args.where)
+    for unreachable in listing.unreachable:
+        print(f"cannot list {unreachable.destination}: {unreachable.error}", file=sys.stderr)
+    if not listing.backups:
         print("no backups found")
-    for info in backups:
-        print(f"{info.created_at:%Y-%m-%d %H:%M:%S} UTC  {info.reason:<11}  {human_size(info.size):>9}  "
+    for info in listing.backups:
+        print(f"{info.created_at:%Y-%m-%d %H:%M:%S} UTC  {info.reason:<11}  {human.size(info.size):>9}  "
               f"{info.total_rows:>9} rows  {info.destination:<8}  {info.location}")
     return 0
 
@@ -135,7 +136,7 @@ def _restore(settings: Settings, args) -> int:
         if not args.yes and not _confirmed(info, settings.db_path):
             print("nothing restored (add --yes to skip this question)", file=sys.stderr)
             return 1
-        db = open_or_move_aside(settings.db_path, utc_now, StartupReport(lock=lock))
+        db, _ = database.open_or_move_aside(settings.db_path, utc_now())
         try:
             db.migrate()  # a new file needs the bot_state table the restore writes to
             restored = _engine(settings, db).restore(source)
@@ -160,9 +161,10 @@ def _open_existing(path: str) -> Database:
 
 
 def _newest(engine: BackupEngine, where: Optional[str]) -> BackupInfo:
-    backups = engine.backups(only=where)
+    listing = engine.listing(only=where)
+    backups = listing.backups
     if not backups:
-        problems = "; ".join(f"{name}: {error}" for name, error in engine.listing_errors.items())
+        problems = "; ".join(f"{u.destination}: {u.error}" for u in listing.unreachable)
         raise BackupError(f"there are no backups{f' in {where}' if where else ''}"
                           f"{f' ({problems})' if problems else ''}")
     return backups[0]

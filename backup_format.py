@@ -18,10 +18,9 @@ import json
 import logging
 import os
 import re
-import sqlite3
 import struct
-from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO, Optional
 
@@ -29,22 +28,19 @@ import pyrage
 import zstandard
 
 import database
+from files import CHUNK
 
 log = logging.getLogger("backup")
 
 FORMAT = "telegram-bot-backup/1"
 SKIPPABLE_MAGIC = 0x184D2A50  # the first of zstd's sixteen skippable-frame magic numbers
-ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 AGE_MAGIC = b"age-encryption.org/v1\n"
 ENCRYPTED_SUFFIX = ".age"
 MAX_HEADER_BYTES = 1 << 20
 SUFFIX = ".db.zst"
 NAME_PATTERN = re.compile(r"^backup-(\d{8}T\d{9}Z)-([a-z-]+)\.db\.zst(\.age)?$")
-REASONS = ("startup", "scheduled", "manual", "shutdown", "pre-restore")
-REQUIRED_TABLES = ("users", "tracking")  # a database without them is not one of this bot's
 COMPRESSION_LEVEL = 3
-CHUNK = 1 << 20
 
 
 class BackupError(Exception):
@@ -226,38 +222,18 @@ def _decompress(stream, target: Path, info: BackupInfo) -> None:
 
 
 def inspect_snapshot(path: Path, thorough: bool = False) -> tuple[int, dict[str, int]]:
-    """Check a SQLite file's integrity and make sure it is a database of this bot.
-
-    Returns its schema version and row counts; raises BackupError otherwise. quick_check reads
-    every page and b-tree (about ten times faster than integrity_check, which also matches each
-    index against its table); `thorough` runs the full integrity_check.
-    """
-    newest = len(database.find_migrations())
+    """Check a SQLite file's integrity and that it is a database of this bot (database.py's
+    inspect_file); returns its schema version and row counts, or raises BackupError."""
     try:
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    except sqlite3.Error as error:
-        raise BackupError(f"not a usable SQLite database: {error}") from error
-    try:
-        pragma = "integrity_check" if thorough else "quick_check"
-        check = [row[0] for row in connection.execute(f"PRAGMA {pragma}(5)")]
-        if check != ["ok"]:
-            raise BackupError(f"damaged backup: the integrity check failed ({check[0].splitlines()[0]})")
-        version = connection.execute("PRAGMA user_version").fetchone()[0]
-        tables = [row[0] for row in connection.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
-        missing = [name for name in REQUIRED_TABLES if name not in tables]
-        if missing:
-            raise BackupError(f"not a backup of this bot: the table {missing[0]} is missing")
-        if version > newest:
-            raise BackupError(f"the backup has schema version {version}, newer than this code "
-                              f"knows ({newest}): update the bot first")
-        counts = {name: connection.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
-                  for name in tables}
-        return version, counts
-    except sqlite3.DatabaseError as error:
-        raise BackupError(f"damaged backup: {error}") from error
-    finally:
-        connection.close()
+        facts = database.inspect_file(path, thorough)
+    except database.SchemaTooNewError as error:
+        raise BackupError(f"the backup has schema version {error.version}, newer than this code "
+                          f"knows ({error.newest}): update the bot first") from None
+    except database.ForeignDatabaseError as error:
+        raise BackupError(f"not a backup of this bot: {error}") from None
+    except database.DatabaseError as error:
+        raise BackupError(f"damaged backup: {error}") from None
+    return facts.schema_version, facts.row_counts
 
 
 def sha256_of(path: Path) -> tuple[str, int]:
@@ -296,27 +272,6 @@ def decrypt_file(source: Path, target: Path, passphrase: Optional[str]) -> None:
         out.write(opened)
 
 
-def human_size(size: float) -> str:
-    """1017 B, 18.0 KB, 24.4 MB: for people, in captions, replies and listings."""
-    if size < 1024:
-        return f"{size:.0f} B"
-    for unit in ("KB", "MB", "GB"):
-        size /= 1024
-        if size < 1024 or unit == "GB":
-            return f"{size:.1f} {unit}"
-    return f"{size:.1f} GB"
-
-
-def human_age(delta: timedelta) -> str:
-    """45 min, 5 h, 3 days."""
-    minutes = int(delta.total_seconds() // 60)
-    if minutes < 120:
-        return f"{minutes} min"
-    if minutes < 48 * 60:
-        return f"{minutes // 60} h"
-    return f"{minutes // 1440} days"
-
-
 def info_to_metadata(info: BackupInfo) -> dict[str, str]:
     """The header as flat ASCII strings, for S3 object metadata (listed without downloading)."""
     return {
@@ -344,10 +299,3 @@ def info_from_metadata(metadata: dict[str, str]) -> BackupInfo:
         )
     except (KeyError, ValueError, TypeError, AttributeError) as error:
         raise NotABackupError(f"its metadata is incomplete ({type(error).__name__}: {error})") from None
-
-
-def info_as_dict(info: BackupInfo) -> dict:
-    """Plain data for captions, object metadata and the command line's --json."""
-    data = asdict(info)
-    data["created_at"] = info.created_at.isoformat(timespec="milliseconds")
-    return data

@@ -7,6 +7,10 @@ keeps file mode simple: every unit of work is a short transaction under that loc
 
 Times are stored as UTC text, 'YYYY-MM-DD HH:MM:SS' (SQLite's own format), so the sqlite3 shell
 shows and compares them without help.
+
+Every SQL statement of the project is in this file: the bot's queries, the migrations runner,
+the online backup API the backup engine copies with (snapshot_to, load_from), and the checks a
+backup's database must pass before it may replace the live one (inspect_file).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 MIGRATION_NAME = re.compile(r"^(\d{4})_[A-Za-z0-9_]+\.sql$")
 MEMORY = ":memory:"
 BUSY_TIMEOUT_MS = 5000
+REQUIRED_TABLES = ("users", "tracking")  # a database without them is not one of this bot's
 
 
 class DatabaseError(Exception):
@@ -47,6 +52,21 @@ class MigrationError(DatabaseError):
 
 class SchemaTooNewError(MigrationError):
     """The database was written by a newer version of the bot; it is refused and left untouched."""
+
+    def __init__(self, message: str, version: int = 0, newest: int = 0):
+        super().__init__(message)
+        self.version, self.newest = version, newest
+
+
+class ForeignDatabaseError(DatabaseError):
+    """A SQLite file that works but is not a database of this bot."""
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    """What inspect_file found in a database file that passed its checks."""
+    schema_version: int
+    row_counts: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -215,6 +235,24 @@ class InstanceLock:
             self._fd = None
 
 
+def open_or_move_aside(path: str, now: datetime) -> tuple["Database", Optional[Path]]:
+    """Open the database at `path`; a file there that SQLite cannot use, or that fails
+    quick_check, is moved aside (never deleted) and a new, empty database opened in its place.
+    Returns the database and where a damaged one went (None when it was fine)."""
+    try:
+        db = open_database(path)
+    except DamagedDatabaseError as error:
+        problem = str(error)
+    else:
+        problem = None if db.storage.in_memory else db.health_problem()
+        if problem is None:
+            return db, None
+        db.close()
+    moved = move_aside(path, now)
+    log.error("the database is damaged (%s); moved it aside to %s", problem, moved)
+    return open_database(path), moved
+
+
 def move_aside(path: str, now: datetime) -> Path:
     """Rename a damaged database (and its -wal and -shm files) to PATH.corrupt-<UTC time>."""
     stamp = now.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -283,7 +321,7 @@ class FairLock:
 
 class Database:
     def __init__(self, connection: sqlite3.Connection, storage: Storage):
-        self.connection = connection  # for the backup engine's online backup API; use the lock
+        self._connection = connection  # shared by every thread: only ever used under the lock
         self.storage = storage
         self.lock = FairLock()
 
@@ -291,28 +329,80 @@ class Database:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One short unit of work: the lock, BEGIN IMMEDIATE, then COMMIT or ROLLBACK."""
         with self.lock:
-            self.connection.execute("BEGIN IMMEDIATE")
+            self._connection.execute("BEGIN IMMEDIATE")
             try:
-                yield self.connection
+                yield self._connection
             except BaseException:
-                self.connection.execute("ROLLBACK")
+                self._connection.execute("ROLLBACK")
                 raise
-            self.connection.execute("COMMIT")
+            self._connection.execute("COMMIT")
 
     def close(self) -> None:
         with self.lock:
-            self.connection.close()
+            self._connection.close()
+
+    # --- copies: the online backup API ---
+
+    def snapshot_to(self, target: Path, step_pages: int = -1) -> None:
+        """Copy this database into a new file `target` with SQLite's online backup API,
+        `step_pages` pages per step (-1: all at once, in one read transaction).
+
+        The lock is held during each step, and between steps every thread waiting for it gets its
+        turn; writes made through the shared connection meanwhile are carried into the copy by
+        SQLite itself, so the result is one consistent state.
+        """
+        copy = sqlite3.connect(target)
+        try:
+            # The copy is scratch until the caller has checked and packed it: no journal and no
+            # syncs for it, which roughly halves the time it takes.
+            copy.execute("PRAGMA journal_mode=OFF")
+            copy.execute("PRAGMA synchronous=OFF")
+            with self.lock:
+                self._connection.backup(copy, pages=step_pages, progress=self._between_steps)
+            copy.execute("PRAGMA journal_mode=DELETE")  # a single self-contained file
+        except sqlite3.Error as error:
+            raise DatabaseError(f"cannot snapshot the database: {error}") from error
+        finally:
+            copy.close()
+
+    def _between_steps(self, status: int, remaining: int, total: int) -> None:
+        log.debug("snapshot progress: %d of %d pages copied", total - remaining, total)
+        self.lock.yield_to_waiters()
+
+    def load_from(self, snapshot: Path) -> None:
+        """Replace every page of this database with those of the file `snapshot`, in one step
+        under the lock: no reader ever sees half of it, and a failure changes nothing."""
+        source = sqlite3.connect(_read_only_uri(snapshot), uri=True)
+        try:
+            with self.lock:
+                if not self.storage.in_memory:
+                    self._leave_wal_if_alone()
+                source.backup(self._connection)
+        except sqlite3.Error as error:
+            raise DatabaseError(f"could not load the backup into the database: {error}") from error
+        finally:
+            source.close()
+
+    def _leave_wal_if_alone(self) -> None:
+        """Out of WAL for a load: pages then go straight to the file instead of through the WAL
+        and a checkpoint (twice as fast), and a WAL database could not take pages of another
+        size. The rollback journal still makes it all or nothing; migrate() switches WAL back on.
+        When another process has the file open (a sqlite3 shell), it stays in WAL."""
+        try:
+            self._connection.execute("PRAGMA journal_mode=DELETE")
+        except sqlite3.OperationalError as error:
+            log.debug("staying in WAL for the load: %s", error)
 
     def is_empty(self) -> bool:
         """True when the database holds no tables at all (a new or zero-length file)."""
         with self.lock:
-            return self.connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+            return self._connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
 
     def health_problem(self) -> Optional[str]:
         """None when PRAGMA quick_check passes; otherwise what it (or SQLite) reported."""
         try:
             with self.lock:
-                rows = self.connection.execute("PRAGMA quick_check(3)").fetchall()
+                rows = self._connection.execute("PRAGMA quick_check(3)").fetchall()
         except sqlite3.DatabaseError as error:
             return str(error)
         results = [row[0] for row in rows]
@@ -325,7 +415,7 @@ class Database:
 
     def schema_version(self) -> int:
         with self.lock:
-            return self.connection.execute("PRAGMA user_version").fetchone()[0]
+            return self._connection.execute("PRAGMA user_version").fetchone()[0]
 
     def migrate(self, migrations_dir: Path = MIGRATIONS_DIR) -> list[str]:
         """Apply the pending migrations in order, each in its own transaction.
@@ -353,7 +443,7 @@ class Database:
         if self.storage.in_memory:
             return
         with self.lock:
-            mode = self.connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            mode = self._connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode != "wal":
             log.warning("WAL journal not available on this storage; using %s", mode)
 
@@ -364,10 +454,10 @@ class Database:
         script = f"BEGIN IMMEDIATE;\n{sql}\n;PRAGMA user_version = {migration.version};\nCOMMIT;"
         with self.lock:
             try:
-                self.connection.executescript(script)
+                self._connection.executescript(script)
             except sqlite3.Error as error:
-                if self.connection.in_transaction:
-                    self.connection.execute("ROLLBACK")
+                if self._connection.in_transaction:
+                    self._connection.execute("ROLLBACK")
                 raise MigrationError(f"migration {migration.path.name} failed and was rolled "
                                      f"back: {error}") from error
         log.info("applied migration %s", migration.path.name)
@@ -436,8 +526,16 @@ class Database:
                               (timestamp(cutoff),)).rowcount
 
     def get_state(self, key: str) -> Optional[str]:
-        with self.lock:
-            row = self.connection.execute("SELECT value FROM bot_state WHERE key = ?", (key,)).fetchone()
+        """The value remembered under `key`; None when there is none (or, before the migration
+        that adds bot_state, no table for it yet)."""
+        try:
+            with self.lock:
+                row = self._connection.execute("SELECT value FROM bot_state WHERE key = ?",
+                                               (key,)).fetchone()
+        except sqlite3.OperationalError as error:
+            if "no such table" not in str(error):
+                raise
+            return None
         return None if row is None else row[0]
 
     def set_state(self, key: str, value: Optional[str]) -> None:
@@ -451,7 +549,7 @@ class Database:
 
     def user(self, user_id: int) -> Optional[dict]:
         with self.lock:
-            cursor = self.connection.execute("SELECT * FROM users WHERE user_id = ?", (user_id,))
+            cursor = self._connection.execute("SELECT * FROM users WHERE user_id = ?", (user_id,))
             row = cursor.fetchone()
             return None if row is None else dict(zip([c[0] for c in cursor.description], row))
 
@@ -469,16 +567,57 @@ class Database:
     def size_bytes(self) -> int:
         """The database's size: its pages (in file mode, the WAL may hold a little more)."""
         with self.lock:
-            pages = self.connection.execute("PRAGMA page_count").fetchone()[0]
-            return pages * self.connection.execute("PRAGMA page_size").fetchone()[0]
+            pages = self._connection.execute("PRAGMA page_count").fetchone()[0]
+            return pages * self._connection.execute("PRAGMA page_size").fetchone()[0]
 
     def table_row_counts(self) -> dict[str, int]:
         with self.transaction() as db:
-            tables = [row[0] for row in db.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'"
-                " AND name NOT LIKE 'sqlite_%' ORDER BY name")]
-            return {name: db.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
-                    for name in tables}
+            return _row_counts(db)
+
+
+def _row_counts(connection: sqlite3.Connection) -> dict[str, int]:
+    tables = [row[0] for row in connection.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+    return {name: connection.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0] for name in tables}
+
+
+def _read_only_uri(path: Path) -> str:
+    """A read-only SQLite URI for any path: as_uri() percent-encodes spaces, '#', '?' and '%'."""
+    return Path(path).absolute().as_uri() + "?mode=ro"
+
+
+# --- checking a database file that comes from outside (a backup) -------------------------------
+
+def inspect_file(path: Path, thorough: bool = False) -> FileFacts:
+    """Check that the SQLite file at `path` is intact and is a database of this bot.
+
+    quick_check reads every page and b-tree (about ten times faster than integrity_check, which
+    also matches each index against its table); `thorough` runs the full integrity_check.
+    Raises DamagedDatabaseError, ForeignDatabaseError or SchemaTooNewError, each one line.
+    """
+    newest = len(find_migrations())
+    try:
+        connection = sqlite3.connect(_read_only_uri(path), uri=True)
+    except sqlite3.Error as error:
+        raise DamagedDatabaseError(str(error)) from error
+    try:
+        pragma = "integrity_check" if thorough else "quick_check"
+        check = [row[0] for row in connection.execute(f"PRAGMA {pragma}(5)")]
+        if check != ["ok"]:
+            raise DamagedDatabaseError(f"the integrity check failed ({check[0].splitlines()[0]})")
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        counts = _row_counts(connection)
+        missing = [name for name in REQUIRED_TABLES if name not in counts]
+        if missing:
+            raise ForeignDatabaseError(f"the table {missing[0]} is missing")
+        if version > newest:
+            raise SchemaTooNewError(f"schema version {version} is newer than this code knows "
+                                    f"({newest})", version, newest)
+        return FileFacts(version, counts)
+    except sqlite3.DatabaseError as error:
+        raise DamagedDatabaseError(str(error)) from error
+    finally:
+        connection.close()
 
 
 def find_migrations(migrations_dir: Path = MIGRATIONS_DIR) -> list[Migration]:

@@ -9,50 +9,23 @@ cancelled there.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
-from typing import Callable, Optional
+from datetime import datetime, timedelta
+from typing import Optional
 
-import requests
 import telebot
 from telebot.handler_backends import BaseMiddleware, CancelUpdate
 
+import human
+from clock import Clock, utc_now
 from config import Settings
 from database import Database
-from logs import Redactor
+from messaging import is_admin, send_quietly
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 MAX_BLOCK_MINUTES = 366 * 24 * 60
 BLOCK_USAGE = "Usage: /block USER_ID [MINUTES] [REASON], for example /block 12345 60 spam"
 UNBLOCK_USAGE = "Usage: /unblock USER_ID, for example /unblock 12345"
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def format_time(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def send_quietly(bot: telebot.TeleBot, chat_id: int, text: str, **kwargs) -> bool:
-    """Send a message; a failure (the user blocked the bot, a network error) is logged, not raised."""
-    try:
-        bot.send_message(chat_id, text, **kwargs)
-        return True
-    except (telebot.apihelper.ApiException, requests.RequestException) as error:
-        log.warning("could not send a message to chat %s: %s", chat_id, error)
-        return False
-
-
-def alert_admins(bot: telebot.TeleBot, settings: Settings, text: str) -> None:
-    """Tell every admin; also logged, so an alert is never lost when Telegram is unreachable.
-    Secrets are taken out first: an alert quotes error messages, and those may quote anything."""
-    text = Redactor(settings.secrets)(text)
-    log.warning("alert: %s", text)
-    for admin_id in settings.admin_ids:
-        send_quietly(bot, admin_id, text)
 
 
 class ActivityGate(BaseMiddleware):
@@ -80,7 +53,7 @@ class ActivityGate(BaseMiddleware):
         if state.recent_messages > self.settings.flood_max_messages:
             until = now + timedelta(minutes=self.settings.flood_block_minutes)
             self.db.block_user(user.id, until, "flood", notified=False, now=now)
-            log.info("user %s blocked for flooding until %s", user.id, format_time(until))
+            log.info("user %s blocked for flooding until %s", user.id, human.time(until))
             self._notify_blocked(user.id, message.chat.id, until, flooding=True)
             return CancelUpdate()
         return None
@@ -90,7 +63,7 @@ class ActivityGate(BaseMiddleware):
 
     def _notify_blocked(self, user_id: int, chat_id: int, until: datetime, flooding=False) -> None:
         reason = "You are sending messages too fast. " if flooding else ""
-        text = f"{reason}You are blocked until {format_time(until)}; messages until then are ignored."
+        text = f"{reason}You are blocked until {human.time(until)}; messages until then are ignored."
         if send_quietly(self.bot, chat_id, text):
             self.db.mark_block_notified(user_id)
 
@@ -99,8 +72,8 @@ def register(bot: telebot.TeleBot, db: Database, settings: Settings, clock: Cloc
     """Install the gate and the user and moderation commands on `bot`."""
     bot.setup_middleware(ActivityGate(bot, db, settings, clock))
 
-    def is_admin(message) -> bool:
-        return message.from_user is not None and settings.is_admin(message.from_user.id)
+    def admin(message) -> bool:
+        return is_admin(settings, message)
 
     @bot.message_handler(commands=["start"])
     def start(message):
@@ -111,16 +84,16 @@ def register(bot: telebot.TeleBot, db: Database, settings: Settings, clock: Cloc
     @bot.message_handler(commands=["help"])
     def help_(message):
         lines = ["/start: register with the bot", "/help: this list"]
-        if is_admin(message):
+        if admin(message):
             lines += ["/admin: the admin panel", "/backup: take a backup now",
                       BLOCK_USAGE.removeprefix("Usage: "), UNBLOCK_USAGE.removeprefix("Usage: ")]
         bot.send_message(message.chat.id, "\n".join(lines))
 
-    @bot.message_handler(commands=["block"], func=is_admin)
+    @bot.message_handler(commands=["block"], func=admin)
     def block(message):
         bot.send_message(message.chat.id, block_command(bot, db, settings, message.text, clock()))
 
-    @bot.message_handler(commands=["unblock"], func=is_admin)
+    @bot.message_handler(commands=["unblock"], func=admin)
     def unblock(message):
         bot.send_message(message.chat.id, unblock_command(bot, db, message.text))
 
@@ -143,11 +116,11 @@ def block_command(bot: telebot.TeleBot, db: Database, settings: Settings, text: 
         return f"{user_id} is an admin; admins cannot be blocked."
     until = now + timedelta(minutes=minutes)
     db.block_user(user_id, until, reason, notified=False, now=now)
-    log.info("user %s blocked by an admin until %s", user_id, format_time(until))
-    if send_quietly(bot, user_id, f"You are blocked until {format_time(until)} ({reason}); "
+    log.info("user %s blocked by an admin until %s", user_id, human.time(until))
+    if send_quietly(bot, user_id, f"You are blocked until {human.time(until)} ({reason}); "
                                   "messages until then are ignored."):
         db.mark_block_notified(user_id)
-    return f"User {user_id} is blocked until {format_time(until)} ({reason})."
+    return f"User {user_id} is blocked until {human.time(until)} ({reason})."
 
 
 def unblock_command(bot: telebot.TeleBot, db: Database, text: str) -> str:

@@ -13,16 +13,18 @@ from functools import partial
 
 import telebot
 
-import backup
 import database
 import handlers
 import startup
 import tasks
 from admin_panel import AdminPanel
+from clock import utc_now
 from config import ConfigError, Settings, load_settings
-from destinations import offsite_destinations, telegram_bot
+from engine import BackupEngine
 from health import start_health_server
 from logs import setup_logging
+from messaging import alert_admins, send_quietly
+from telegram_destination import telegram_bot
 
 log = logging.getLogger("main")
 
@@ -61,10 +63,10 @@ def main() -> int:
     bot = _make_bot(settings)
     if not _token_accepted(bot):
         return 2
-    alert = partial(handlers.alert_admins, bot, settings)
+    alert = partial(alert_admins, bot, settings)
     try:
         db, engine, report = startup.prepare_database(
-            settings, offsite_destinations(settings, bot), alert=alert)
+            settings, startup.offsite_destinations(settings, bot), alert=alert)
     except database.DatabaseError as error:
         log.error("cannot start: %s", error)
         return 1
@@ -75,9 +77,9 @@ def main() -> int:
     if not settings.admin_ids:
         log.warning("ADMIN_IDS is empty: nobody can use the admin commands or get alerts")
 
-    runner = tasks.build_runner(db, settings, notify=partial(handlers.send_quietly, bot),
-                                clock=handlers.utc_now, backup=lambda: engine.create("scheduled"))
-    panel = AdminPanel(bot, db, engine, runner, settings, handlers.utc_now)
+    runner = tasks.build_runner(db, settings, notify=partial(send_quietly, bot),
+                                clock=utc_now, backup=lambda: engine.create("scheduled"))
+    panel = AdminPanel(bot, db, engine, runner.statuses, settings, utc_now)
     panel.register()  # first: an admin's /start opens the panel
     handlers.register(bot, db, settings)
     runner.start()
@@ -98,7 +100,7 @@ def main() -> int:
     return 0
 
 
-def _backup_quietly(engine: backup.BackupEngine, reason: str) -> None:
+def _backup_quietly(engine: BackupEngine, reason: str) -> None:
     """A failed backup is logged, never fatal: the bot keeps serving and the next one retries."""
     try:
         engine.create(reason)

@@ -14,7 +14,7 @@ import re
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 import boto3
 from boto3.exceptions import RetriesExceededError, S3UploadFailedError
@@ -37,11 +37,6 @@ CREDENTIALS = {
     "ExpiredToken": "the session token has expired: renew AWS_SESSION_TOKEN",
     "InvalidToken": "check AWS_SESSION_TOKEN",
 }
-
-
-def is_backup_name(name: str) -> bool:
-    """A backup's file name, plain or age-encrypted (NAME_PATTERN allows both)."""
-    return bool(NAME_PATTERN.match(name))
 
 
 class S3Bucket:
@@ -94,18 +89,15 @@ class S3Bucket:
             self.client.download_file(self.bucket, info.location, str(target), Config=TRANSFER)
         return target
 
-    def prune(self, keep: int) -> list[BackupInfo]:
-        removed = self.list()[keep:]
-        for info in removed:
+    def delete(self, backups: Sequence[BackupInfo]) -> None:
+        for info in backups:
             with self._errors(info.location):
                 self.client.delete_object(Bucket=self.bucket, Key=info.location)
-            log.info("rotated out s3://%s/%s", self.bucket, info.location)
-        return removed
 
     def _describe(self, key: str, size: int) -> Optional[BackupInfo]:
         """The backup at `key` from its metadata; None (and a warning) when it is not one."""
         name = key.rsplit("/", 1)[-1]
-        if not is_backup_name(name):
+        if not NAME_PATTERN.match(name):  # a backup's name, plain or age-encrypted
             return None
         try:
             metadata = self.client.head_object(Bucket=self.bucket, Key=key).get("Metadata", {})

@@ -18,13 +18,13 @@ from typing import Callable, Optional
 
 import schedule
 
+from clock import Clock, utc_now
 from config import Settings
 from database import Database
 
 log = logging.getLogger(__name__)
 
 Notify = Callable[[int, str], object]
-Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True)
@@ -36,11 +36,12 @@ class JobStatus:
     last_error: Optional[str] = None  # the last run's exception; None when it succeeded
     runs: int = 0
     failures: int = 0
-    next_run: Optional[datetime] = None  # local naive time, as schedule keeps it
+    next_run: Optional[datetime] = None  # UTC
 
 
 class JobRunner:
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = utc_now) -> None:
+        self.clock = clock
         self.scheduler = schedule.Scheduler()
         self._status: dict[str, JobStatus] = {}
         self._jobs: dict[str, schedule.Job] = {}
@@ -57,7 +58,7 @@ class JobRunner:
 
     def statuses(self) -> list[JobStatus]:
         with self._lock:
-            return [replace(status, next_run=self._jobs[name].next_run)
+            return [replace(status, next_run=_utc(self._jobs[name].next_run))
                     for name, status in self._status.items()]
 
     def start(self) -> None:
@@ -78,7 +79,7 @@ class JobRunner:
             self._stop.wait(1.0 if idle is None else min(max(idle, 0.01), 1.0))
 
     def _run(self, name: str, func: Callable[[], object]) -> None:
-        started_at, started = datetime.now(timezone.utc), time.monotonic()
+        started_at, started = self.clock(), time.monotonic()
         error = None
         try:
             func()
@@ -90,6 +91,11 @@ class JobRunner:
             self._status[name] = replace(
                 status, last_run=started_at, last_duration=time.monotonic() - started,
                 last_error=error, runs=status.runs + 1, failures=status.failures + (error is not None))
+
+
+def _utc(naive_local: Optional[datetime]) -> Optional[datetime]:
+    """schedule keeps next_run as naive local time."""
+    return naive_local.astimezone(timezone.utc) if naive_local else None
 
 
 def auto_unblock(db: Database, notify: Notify, clock: Clock) -> list[int]:
@@ -111,7 +117,7 @@ def cleanup_tracking(db: Database, retention_hours: float, clock: Clock) -> int:
 
 def build_runner(db: Database, settings: Settings, notify: Notify, clock: Clock,
                  backup: Optional[Callable[[], object]] = None) -> JobRunner:
-    runner = JobRunner()
+    runner = JobRunner(clock)
     runner.add("auto_unblock", 60, lambda: auto_unblock(db, notify, clock))
     runner.add("cleanup_tracking", 3600,
                lambda: cleanup_tracking(db, settings.tracking_retention_hours, clock))

@@ -23,9 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import backup  # noqa: E402
 import database  # noqa: E402
 from config import load_settings  # noqa: E402
+import engine  # noqa: E402
+from engine import BackupEngine  # noqa: E402
 
 TOKEN = "123456:AAbbCCddEEffGGhhIIjjKKll"
 
@@ -46,9 +47,7 @@ def build_database(path: Path, rows: int) -> None:
             " SELECT 100001 + abs(random()) % 20000, -1000000000000 - abs(random()) % 5000,"
             " 'message',"
             " datetime(1795000000 + i * 86400 / ?, 'unixepoch') FROM n", (rows, rows))
-    with db.lock:
-        db.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    db.close()
+    db.close()  # the last connection to close checkpoints the WAL into the file
 
 
 def clear(*paths: Path) -> None:
@@ -87,12 +86,12 @@ def measure_create(db_path: str, backup_dir: str) -> dict:
     settings = load_settings({"BOT_TOKEN": TOKEN, "DB_PATH": db_path, "BACKUP_DIR": backup_dir,
                               "BACKUP_KEEP": "100"})
     db = database.open_database(db_path)
-    engine = backup.BackupEngine(db, settings)
+    engine = BackupEngine(db, settings)
     baseline = _max_rss_mb()
     Path(backup_dir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=backup_dir) as scratch:
         started = time.perf_counter()
-        engine._snapshot(Path(scratch) / "snap.db")
+        db.snapshot_to(Path(scratch) / "snap.db", engine.step_pages)
         snapshot_seconds = time.perf_counter() - started
     waits = []
     stop = threading.Event()
@@ -124,7 +123,7 @@ def measure_restore(db_path: str, backup_dir: str, source: str) -> dict:
     settings = load_settings({"BOT_TOKEN": TOKEN, "DB_PATH": db_path, "BACKUP_DIR": backup_dir})
     db = database.open_database(db_path)
     db.migrate()
-    engine = backup.BackupEngine(db, settings)
+    engine = BackupEngine(db, settings)
     baseline = _max_rss_mb()
     started = time.perf_counter()
     engine.restore(Path(source), safety_backup=False)
@@ -179,7 +178,7 @@ def run(work: Path, rows: int, runs: int) -> None:
     print("| what | seconds | notes |\n|---|---|---|")
     print(f"| shell `.backup` | {median(rows_out['shell .backup']):.2f} | |")
     print(f"| `cp` | {median(rows_out['cp']):.2f} | not a consistent copy of a live database |")
-    print(f"| snapshot (online backup API, {backup.STEP_PAGES} pages a step) | "
+    print(f"| snapshot (online backup API, {engine.STEP_PAGES} pages a step) | "
           f"{ours_median['snapshot']:.2f} | {ours_median['snapshot'] / median(rows_out['shell .backup']):.2f}x the shell |")
     print(f"| `.backup && gzip` | {median(rows_out['.backup && gzip']):.2f} | {gz_size / 1e6:.1f} MB |")
     print(f"| create() (snapshot, check, hash, zstd, store, rotate) | {ours_median['create']:.2f} | "

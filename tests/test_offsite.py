@@ -9,11 +9,13 @@ import telebot
 
 import database
 import startup
-from backup import BackupEngine, BackupError
+from backup_format import BackupError
+from engine import BackupEngine
 from backup_format import AGE_MAGIC, SQLITE_MAGIC
 from config import load_settings
 from conftest import NOW
-from destinations import TelegramChat, offsite_destinations
+from startup import offsite_destinations
+from telegram_destination import TelegramChat
 from fake_bot_api import FakeBotAPI
 
 CHAT = -1001234567890  # a channel the bot is an admin of
@@ -69,7 +71,7 @@ def test_a_backup_is_sent_without_sound_pinned_and_read_back(tmp_path, fake):
     assert "manual" in pinned["caption"] and "users 2" in pinned["caption"]
     assert fake.requests("getFile") and fake.requests("downloadFile")  # the read-back
     assert fake.file_bytes(pinned["document"]["file_id"]) == Path(result.info.location).read_bytes()
-    assert s.engine.status["telegram"].last_success is not None and s.alerts == []
+    assert s.engine.overview().destinations["telegram"].last_success is not None and s.alerts == []
 
 
 def test_older_backups_stay_in_the_chat_and_the_newest_is_pinned(tmp_path, fake):
@@ -80,7 +82,7 @@ def test_older_backups_stay_in_the_chat_and_the_newest_is_pinned(tmp_path, fake)
     documents = [m for m in fake.messages(CHAT) if m.get("document")]
     assert len(documents) == 3
     assert fake.pinned_message(CHAT)["message_id"] == documents[-1]["message_id"]
-    (listed,) = s.engine.backups(only="telegram")
+    (listed,) = s.engine.listing(only="telegram").backups
     assert listed.row_counts["users"] == 3 and listed.reason == "manual"
 
 
@@ -92,7 +94,7 @@ def test_encrypted_copies_hold_nothing_readable_and_restore_with_the_passphrase(
     sent = fake.file_bytes(pinned["document"]["file_id"])
     assert sent.startswith(AGE_MAGIC) and SQLITE_MAGIC not in sent and b"user11" not in sent
     assert pinned["document"]["file_name"].endswith(".db.zst.age")
-    local = s.engine.backups(only="local")[0]
+    local = s.engine.listing(only="local").backups[0]
     assert SQLITE_MAGIC not in Path(local.location).read_bytes()[:64]  # local copy: zstd, not age
     assert Path(local.location).read_bytes()[:4] != AGE_MAGIC[:4]
     with sqlite3.connect(f"{s.settings.db_path}.backup") as plain:  # never encrypted on this disk
@@ -100,10 +102,10 @@ def test_encrypted_copies_hold_nothing_readable_and_restore_with_the_passphrase(
 
     without = BackupEngine(s.db, settings_for(tmp_path, fake), offsite_destinations(s.settings))
     with pytest.raises(BackupError, match="the backup is encrypted: set BACKUP_PASSPHRASE"):
-        without.restore(without.backups(only="telegram")[0])  # refused before anything changes
+        without.restore(without.listing(only="telegram").backups[0])  # refused before anything changes
 
     s.add_users(13)
-    restored = s.engine.restore(s.engine.backups(only="telegram")[0])
+    restored = s.engine.restore(s.engine.listing(only="telegram").backups[0])
     assert restored.encrypted and restored.row_counts["users"] == 2
     assert s.db.table_row_counts()["users"] == 2
 
@@ -118,7 +120,7 @@ def test_a_telegram_failure_never_fails_the_local_backup_and_is_alerted_once(tmp
         assert [i.destination for i in result.stored] == ["local"]
         assert "Internal Server Error" in result.failures["telegram"]
     assert len(s.alerts) == 1 and "telegram" in s.alerts[0]  # once per streak
-    assert s.engine.status["telegram"].failing
+    assert s.engine.overview().destinations["telegram"].failing
     third = s.engine.create("manual")  # retried at the next backup
     assert [i.destination for i in third.stored] == ["local", "telegram"]
     assert s.alerts[-1] == "✅ Backups to telegram work again."
@@ -186,16 +188,15 @@ def test_startup_takes_the_newest_of_all_destinations_and_survives_a_failing_one
     s = Setup(tmp_path, fake)
     s.add_users(1)
     s.engine.create("manual")  # local and telegram
-    s.engine.offsite = []  # the next one only locally: the newest overall
     s.add_users(2)
-    s.engine.create("manual")
+    BackupEngine(s.db, s.settings).create("manual")  # only locally: the newest overall
     s.db.close()
     Path(s.settings.db_path).unlink()
     fake.fail_next("getChat", 502, "Bad Gateway")
     db, engine, report = startup.prepare_database(s.settings, offsite_destinations(s.settings))
     report.lock.release()
     assert report.restored.destination == "local" and db.table_row_counts()["users"] == 2
-    assert "telegram" in engine.listing_errors
+    assert "telegram" in [u.destination for u in report.unreachable]
 
 
 def test_an_empty_database_never_buries_a_real_backup(tmp_path, fake):
@@ -231,7 +232,7 @@ def test_a_restore_asked_for_by_a_person_lets_copies_leave_again(tmp_path, fake)
     s.add_users(1)
     s.engine.create("manual")
     s.engine.pause_offsite("test")
-    s.engine.restore(s.engine.backups(only="telegram")[0])
+    s.engine.restore(s.engine.listing(only="telegram").backups[0])
     assert s.engine.offsite_paused() is None
 
 
@@ -253,4 +254,4 @@ def test_a_first_start_before_the_admin_wrote_to_the_bot_is_not_paused(tmp_path,
     db, engine, report = startup.prepare_database(settings, offsite_destinations(settings))
     report.lock.release()
     assert report.restored is None and report.offsite_paused is None
-    assert engine.listing_errors == {}
+    assert report.unreachable == []

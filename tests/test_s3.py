@@ -1,5 +1,6 @@
 """S3Bucket against a real S3 server (SeaweedFS on loopback, SigV4 enforced): no mocks."""
 
+import itertools
 import logging
 import time
 from dataclasses import replace
@@ -8,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-import backup
 import database
 from config import load_settings
 from conftest import NOW
 from destinations import DestinationError
+from engine import BackupEngine
 from s3_destination import S3Bucket
 from seaweed import free_ports
 
@@ -27,7 +28,7 @@ def make_backups(tmp_path):
     db = database.open_database(settings.db_path)
     db.migrate()
     times = iter(NOW + timedelta(seconds=i) for i in range(1000))
-    engine = backup.BackupEngine(db, settings, clock=lambda: next(times))
+    engine = BackupEngine(db, settings, clock=lambda: next(times))
     users = iter(range(1, 1000))
 
     def make(count=1):
@@ -76,13 +77,33 @@ def test_fetch_returns_the_same_bytes(bucket, make_backups, tmp_path):
     assert fetched.read_bytes() == Path(local.location).read_bytes()
 
 
-def test_prune_keeps_the_newest(bucket, make_backups):
-    made = make_backups(4)
+def test_delete_removes_exactly_the_backups_given(bucket, make_backups):
+    made = make_backups(3)
     for info in made:
         bucket.put(Path(info.location), info)
-    removed = bucket.prune(2)
-    assert [i.name for i in removed] == [made[1].name, made[0].name]
-    assert [i.name for i in bucket.list()] == [made[3].name, made[2].name]
+    listed = bucket.list()
+    bucket.delete([listed[1]])
+    assert [i.name for i in bucket.list()] == [made[2].name, made[0].name]
+
+
+def test_the_engine_keeps_exactly_backup_keep_in_the_bucket(s3_server, s3_env, tmp_path):
+    from startup import offsite_destinations
+    settings = load_settings({"BOT_TOKEN": TOKEN, "DB_PATH": str(tmp_path / "bot.db"),
+                              "BACKUP_KEEP": "2", "BACKUP_CHAT_ID": "off",
+                              "S3_BUCKET": s3_server.bucket, "S3_PREFIX": s3_env,
+                              "S3_ENDPOINT_URL": s3_server.endpoint_url})
+    db = database.open_database(settings.db_path)
+    db.migrate()
+    ticks = itertools.count()
+    engine = BackupEngine(db, settings, offsite_destinations(settings),
+                          clock=lambda: NOW + timedelta(seconds=next(ticks)))
+    made = []
+    for user in range(1, 5):
+        db.track_message(user, None, "N", user, "message", NOW, NOW)
+        made.append(engine.create("manual").info)
+    db.close()
+    in_bucket = S3Bucket(s3_server.bucket, s3_env, s3_server.endpoint_url).list()
+    assert [i.name for i in in_bucket] == [made[3].name, made[2].name]
 
 
 def test_encrypted_copies_are_listed(bucket, make_backups):
@@ -167,7 +188,7 @@ def test_prefix_is_a_folder(given, used):
 
 def test_a_wiped_disk_comes_back_from_the_bucket(s3_server, s3_env, tmp_path):
     import startup
-    from destinations import offsite_destinations
+    from startup import offsite_destinations
 
     def settings(folder):
         return load_settings({"BOT_TOKEN": "123456:AAbbCCddEEffGGhhIIjjKKll",

@@ -3,8 +3,8 @@ from datetime import timedelta
 
 from freezegun import freeze_time
 
-import handlers
 import tasks
+from clock import utc_now
 from config import load_settings
 from conftest import NOW
 
@@ -31,7 +31,7 @@ def test_the_scheduler_runs_unblock_every_minute_and_cleanup_every_hour(db):
     told = []
     with freeze_time("2026-11-26 12:00:00") as clock:
         runner = tasks.build_runner(db, SETTINGS, notify=lambda user_id, text: told.append(user_id),
-                                    clock=handlers.utc_now)
+                                    clock=utc_now)
         assert {s.name: s.interval_seconds for s in runner.statuses()} == {
             "auto_unblock": 60, "cleanup_tracking": 3600}
         db.block_user(1, NOW + timedelta(seconds=30), "flood", notified=True, now=NOW)
@@ -60,9 +60,9 @@ def test_the_scheduler_runs_unblock_every_minute_and_cleanup_every_hour(db):
 
 
 def test_a_raising_job_is_logged_kept_in_its_status_and_runs_again(caplog):
-    runner = tasks.JobRunner()
-    runner.add("broken", 60, lambda: 1 / 0)
     with freeze_time("2026-11-26 12:00:00") as clock:
+        runner = tasks.JobRunner()  # scheduled from the frozen clock, whatever today's date
+        runner.add("broken", 60, lambda: 1 / 0)
         for _ in range(3):
             clock.tick(60)
             runner.run_pending()
@@ -100,8 +100,8 @@ def test_the_backup_job_runs_every_backup_interval_hours_decimals_allowed(db):
     settings = load_settings({"BOT_TOKEN": "1:abcdefghijklmnopqrstuvwxyz", "BACKUP_INTERVAL_HOURS": "0.25"})
     backups = []
     with freeze_time("2026-11-26 12:00:00") as clock:
-        runner = tasks.build_runner(db, settings, notify=lambda *a: None, clock=handlers.utc_now,
-                                    backup=lambda: backups.append(handlers.utc_now()))
+        runner = tasks.build_runner(db, settings, notify=lambda *a: None, clock=utc_now,
+                                    backup=lambda: backups.append(utc_now()))
         clock.tick(14 * 60 + 59)
         runner.run_pending()
         assert backups == []
