@@ -10,6 +10,7 @@ from typing import Optional, Sequence
 
 import database
 import human
+import locks
 from backup_format import BackupError, BackupInfo
 from clock import utc_now
 from config import ConfigError, Settings, load_settings
@@ -32,7 +33,7 @@ def cli(argv: Optional[Sequence[str]] = None) -> int:
     setup_logging(settings.log_level if settings.log_level == "DEBUG" else "WARNING", settings.secrets)
     try:
         return args.run(settings, args)
-    except (BackupError, database.DatabaseError, DestinationError) as error:
+    except (BackupError, database.DatabaseError, DestinationError, locks.AlreadyRunningError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 
@@ -78,9 +79,9 @@ def _create(settings: Settings, args) -> int:
     if not Path(settings.db_path).is_file():
         raise BackupError(f"there is no database at {settings.db_path} (DB_PATH)")
     try:
-        lock = database.InstanceLock(settings.db_path, "python backup.py create")
+        lock = locks.InstanceLock(settings.db_path, "python backup.py create")
         step_pages = STEP_PAGES
-    except database.AlreadyRunningError:
+    except locks.AlreadyRunningError:
         # The bot is running: read the file through our own connection in one step, one read
         # transaction; WAL lets the bot keep writing meanwhile.
         lock, step_pages = None, -1
@@ -124,10 +125,10 @@ def _verify(settings: Settings, args) -> int:
 def _restore(settings: Settings, args) -> int:
     try:
         Path(settings.db_path).parent.mkdir(parents=True, exist_ok=True)
-        lock = database.InstanceLock(settings.db_path, "python backup.py restore")
+        lock = locks.InstanceLock(settings.db_path, "python backup.py restore")
     except OSError as error:
         raise BackupError(f"cannot use the folder of {settings.db_path}: {error.strerror}") from None
-    except database.AlreadyRunningError as error:
+    except locks.AlreadyRunningError as error:
         raise BackupError(f"refused: {error}; stop the bot first, or restore from the admin panel") from None
     try:
         probe = _engine(settings)

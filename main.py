@@ -15,6 +15,7 @@ import telebot
 
 import database
 import handlers
+import locks
 import startup
 import tasks
 from admin_panel import AdminPanel
@@ -67,7 +68,7 @@ def main() -> int:
     try:
         db, engine, report = startup.prepare_database(
             settings, startup.offsite_destinations(settings, bot), alert=alert)
-    except database.DatabaseError as error:
+    except (database.DatabaseError, locks.AlreadyRunningError) as error:
         log.error("cannot start: %s", error)
         return 1
     applied = report.applied_migrations

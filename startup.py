@@ -18,6 +18,7 @@ from typing import Callable, Optional, Sequence
 
 import database
 import human
+import locks
 from backup_format import BackupInfo
 from clock import Clock, utc_now
 from config import Settings
@@ -31,7 +32,7 @@ log = logging.getLogger("startup")
 
 @dataclass
 class StartupReport:
-    lock: Optional[database.InstanceLock] = None
+    lock: Optional[locks.InstanceLock] = None
     moved_aside: Optional[Path] = None  # where a damaged database went
     restore_reason: Optional[str] = None  # why a restore was attempted; None: the database was kept
     restored: Optional[BackupInfo] = None
@@ -56,7 +57,7 @@ def offsite_destinations(settings: Settings, bot=None) -> list[Destination]:
 def prepare_database(settings: Settings, offsite: Sequence[Destination] = (), clock: Clock = utc_now,
                      alert: Optional[Callable[[str], object]] = None
                      ) -> tuple[Database, BackupEngine, StartupReport]:
-    """Open, restore if needed, migrate. Raises database.AlreadyRunningError when another bot
+    """Open, restore if needed, migrate. Raises locks.AlreadyRunningError when another bot
     holds DB_PATH, and MigrationError (SchemaTooNewError included) when the schema cannot be
     brought up to date."""
     alert = alert or (lambda text: None)
@@ -117,9 +118,9 @@ def _tell_admins(alert: Callable[[str], object], db: Database, report: StartupRe
               "you restore a backup, or send /start_fresh to keep the empty database.")
 
 
-def _lock_if_possible(db_path: str, holder: str) -> Optional[database.InstanceLock]:
+def _lock_if_possible(db_path: str, holder: str) -> Optional[locks.InstanceLock]:
     try:
         Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-        return database.InstanceLock(db_path, holder)
+        return locks.InstanceLock(db_path, holder)
     except OSError:
         return None  # the folder is unusable: the probe will say why and memory mode follows

@@ -11,6 +11,7 @@ import pytest
 
 import backup_format
 import database
+import locks
 import startup
 from backup_format import BackupError
 from engine import BackupEngine
@@ -330,7 +331,7 @@ def test_startup_without_any_backup_gives_a_fresh_database_and_a_warning(setting
 def test_a_second_process_on_the_same_database_is_refused(settings):
     db, engine, report = startup.prepare_database(settings)
     try:
-        with pytest.raises(database.AlreadyRunningError, match="already in use by a running bot"):
+        with pytest.raises(locks.AlreadyRunningError, match="already in use by a running bot"):
             startup.prepare_database(settings)
     finally:
         report.lock.release()

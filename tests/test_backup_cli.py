@@ -11,6 +11,7 @@ from contextlib import closing
 import pytest
 
 import database
+import locks
 from bot_process import PROJECT
 from conftest import NOW
 from files import TEMP_PREFIX
@@ -97,7 +98,7 @@ def test_restore_is_refused_while_the_bot_holds_the_database(env, tmp_path):
     db_path = tmp_path / "data" / "bot.db"
     make_database(db_path, users=[1])
     assert run(env, "create").returncode == 0
-    bot_lock = database.InstanceLock(str(db_path), "a running bot")
+    bot_lock = locks.InstanceLock(str(db_path), "a running bot")
     try:
         result = run(env, "restore", "latest", "--yes")
         assert result.returncode == 1 and "refused" in result.stderr and "a running bot" in result.stderr

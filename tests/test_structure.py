@@ -21,7 +21,7 @@ LAYERS = {
     "destinations": 3,  # the interface, and the local folder
     "backup_format": 2,  # the backup file
     "database": 1, "messaging": 1,
-    "config": 0, "logs": 0, "clock": 0, "human": 0, "files": 0,  # foundations
+    "config": 0, "logs": 0, "clock": 0, "human": 0, "files": 0, "locks": 0,  # foundations
 }
 
 SQL = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|PRAGMA|BEGIN|COMMIT|ROLLBACK|"
