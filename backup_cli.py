@@ -139,7 +139,6 @@ def _restore(settings: Settings, args) -> int:
             return 1
         db, _ = database.open_or_move_aside(settings.db_path, utc_now())
         try:
-            db.migrate()  # a new file needs the bot_state table the restore writes to
             restored = _engine(settings, db).restore(source)
         finally:
             db.close()

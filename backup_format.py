@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import struct
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -28,6 +29,7 @@ import pyrage
 import zstandard
 
 import database
+import human
 from files import CHUNK
 
 log = logging.getLogger("backup")
@@ -41,6 +43,9 @@ MAX_HEADER_BYTES = 1 << 20
 SUFFIX = ".db.zst"
 NAME_PATTERN = re.compile(r"^backup-(\d{8}T\d{9}Z)-([a-z-]+)\.db\.zst(\.age)?$")
 COMPRESSION_LEVEL = 3
+MAX_WINDOW = 1 << 24  # zstd's memory while unpacking; ours use 2 MB windows, a hostile frame asks more
+MAX_WORK_FACTOR = 20  # age's scrypt: 2**20 * 1 KB = 1 GB of memory; beyond that is absurd
+ROOM_TO_SPARE = 16 << 20  # what unpacking a backup leaves free on the disk, at most
 
 
 class BackupError(Exception):
@@ -49,10 +54,6 @@ class BackupError(Exception):
 
 class NotABackupError(ValueError):
     """The bytes are not a backup in this format."""
-
-
-class DecryptionError(ValueError):
-    """An encrypted backup could not be opened (no passphrase, a wrong one, or damage)."""
 
 
 @dataclass(frozen=True)
@@ -100,29 +101,78 @@ def header_bytes(info: BackupInfo) -> bytes:
 
 
 def read_header(stream: BinaryIO) -> BackupInfo:
-    """Read the header frame; the stream is left at the start of the compressed database."""
+    """Read the header frame; the stream is left at the start of the compressed database.
+    Whatever the bytes, the answer is a BackupInfo or a NotABackupError."""
     start = stream.read(8)
     if len(start) < 8 or struct.unpack("<I", start[:4])[0] != SKIPPABLE_MAGIC:
         raise NotABackupError("it does not start with a backup header")
     (length,) = struct.unpack("<I", start[4:])
     if length > MAX_HEADER_BYTES:
         raise NotABackupError("its header is implausibly large")
-    payload = stream.read(length)
     try:
-        fields = json.loads(payload)
-        if fields.pop("format") != FORMAT:
-            raise NotABackupError("it is in an unknown backup format")
-        return BackupInfo(
-            created_at=datetime.fromisoformat(fields.pop("created_at")).astimezone(timezone.utc),
-            reason=str(fields.pop("reason")),
-            schema_version=int(fields.pop("schema_version")),
-            row_counts={str(k): int(v) for k, v in fields.pop("row_counts").items()},
-            sha256=str(fields.pop("sha256")),
-            db_size=int(fields.pop("db_size")),
-            extra=fields,
-        )
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
-        raise NotABackupError(f"its header is damaged ({type(error).__name__})") from None
+        fields = json.loads(stream.read(length))
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested beyond reason
+        raise NotABackupError("its header is damaged (not readable JSON)") from None
+    if not isinstance(fields, dict):
+        raise NotABackupError("its header is damaged (not a JSON object)")
+    if fields.pop("format", None) != FORMAT:
+        raise NotABackupError("it is in an unknown backup format")
+    known = {name: fields.pop(name, None) for name in
+             ("created_at", "reason", "schema_version", "row_counts", "sha256", "db_size")}
+    return checked_info(**known, extra=fields, problem="its header is damaged")
+
+
+# --- values from outside: every field checked for type and range ---------------------------------
+
+EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=timezone.utc), datetime(2200, 1, 1, tzinfo=timezone.utc)
+MAX_DB_SIZE = 1 << 44  # 16 TB: beyond any SQLite file this bot makes
+MAX_ROWS = 1 << 62
+TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+REASON = re.compile(r"^[a-z][a-z-]{0,31}$")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def checked_info(created_at, reason, schema_version, row_counts, sha256, db_size, *,
+                 problem: str, **more) -> BackupInfo:
+    """A BackupInfo from values that came from outside (a header, object metadata, a caption),
+    each checked for its type and range; NotABackupError (starting with `problem`) otherwise."""
+    def refuse(what: str) -> NotABackupError:
+        return NotABackupError(f"{problem} ({what})")
+
+    if not isinstance(reason, str) or not REASON.match(reason):
+        raise refuse("reason")
+    if not isinstance(sha256, str) or not (SHA256.match(sha256) or sha256 == ""):
+        raise refuse("checksum")
+    if not isinstance(row_counts, dict) or len(row_counts) > 1000:
+        raise refuse("row counts")
+    for table, rows in row_counts.items():
+        if not (isinstance(table, str) and TABLE_NAME.match(table)) or not _whole(rows, MAX_ROWS):
+            raise refuse("row counts")
+    if not _whole(schema_version, 1_000_000):
+        raise refuse("schema version")
+    if not _whole(db_size, MAX_DB_SIZE):
+        raise refuse("size")
+    return BackupInfo(checked_moment(created_at, problem), reason, schema_version, dict(row_counts), sha256,
+                      db_size, **more)
+
+
+def checked_moment(value, problem: str = "impossible date") -> datetime:
+    """An aware datetime between 2000 and 2200 from a datetime or an ISO 8601 text with a zone."""
+    try:
+        if isinstance(value, str) and len(value) <= 40:
+            value = datetime.fromisoformat(value)
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise ValueError("no time zone")
+        value = value.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
+        raise NotABackupError(f"{problem} (date)") from None
+    if not EARLIEST <= value < LATEST:
+        raise NotABackupError(f"{problem} (date)")
+    return value
+
+
+def _whole(value, maximum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= maximum
 
 
 def sniff(stream: BinaryIO) -> str:
@@ -160,38 +210,27 @@ def write_backup_file(source: BinaryIO, info: BackupInfo, target: Path) -> None:
 
 def unpack_and_verify(path: Path, workdir: Path, thorough: bool = False,
                       passphrase: Optional[str] = None) -> tuple[BackupInfo, Path]:
-    """Verify the backup at `path` and return its info and a verified SQLite file.
+    """Verify the backup at `path` and return its info and a verified SQLite file in `workdir`.
 
     Accepts this project's backups, encrypted or not, and plain SQLite files (the DB_PATH.backup
-    copy). Raises BackupError with one line saying what is wrong.
+    copy); `path` itself is never changed. The SQLite file returned has this code's schema: an
+    older backup's migrations were run on a copy of it and checked (the dry run of a restore).
+    Sizes are enforced while reading. Raises BackupError with one line saying what is wrong.
     """
-    try:
-        stream = open(path, "rb")
-    except OSError as error:
-        raise BackupError(f"cannot read {path}: {error.strerror or error}") from error
-    with stream:
-        kind = sniff(stream)
+    kind = _kind_of(path)
     if kind == "encrypted":
         opened = workdir / "decrypted.db.zst"
-        try:
-            decrypt_file(path, opened, passphrase)
-        except DecryptionError as error:
-            raise BackupError(str(error)) from None
+        decrypt_file(path, opened, passphrase)
         info, snapshot = unpack_and_verify(opened, workdir, thorough)
         return replace(info, name=path.name, location=str(path), size=path.stat().st_size,
                        encrypted=True), snapshot
-    with open(path, "rb") as stream:
-        if kind == "sqlite":
-            snapshot, info = path, None
-        elif kind == "backup":
-            try:
-                info = read_header(stream)
-            except NotABackupError as error:
-                raise BackupError(f"not a valid backup: {error}") from error
-            snapshot = workdir / "restore.db"
-            _decompress(stream, snapshot, info)
-        else:
-            raise BackupError("not a backup: the file is neither a backup of this bot nor a SQLite database")
+    if kind == "sqlite":
+        snapshot, info = path, None
+    elif kind == "backup":
+        snapshot = workdir / "restore.db"
+        info = _decompress(path, snapshot)
+    else:
+        raise BackupError("not a backup: the file is neither a backup of this bot nor a SQLite database")
     schema_version, row_counts = inspect_snapshot(snapshot, thorough)
     if info is None:
         digest, db_size = sha256_of(snapshot)
@@ -199,33 +238,80 @@ def unpack_and_verify(path: Path, workdir: Path, thorough: bool = False,
         info = BackupInfo(modified, "plain copy", schema_version, row_counts, digest, db_size)
     elif (schema_version, row_counts) != (info.schema_version, info.row_counts):
         raise BackupError("damaged backup: its contents do not match its header")
+    upgraded = _upgraded(snapshot, schema_version, workdir)
     return replace(info, name=path.name, destination="file", location=str(path),
-                   size=path.stat().st_size), snapshot
+                   size=path.stat().st_size), upgraded
 
 
-def _decompress(stream, target: Path, info: BackupInfo) -> None:
+def _kind_of(path: Path) -> str:
+    try:
+        with open(path, "rb") as stream:
+            return sniff(stream)
+    except OSError as error:
+        raise BackupError(f"cannot read {path}: {error.strerror or error}") from error
+
+
+def _decompress(path: Path, target: Path) -> BackupInfo:
+    """Unpack the database inside the backup at `path` into `target`, checking it as it comes:
+    never more bytes than the header declares, never more than the disk can hold."""
     digest, size = hashlib.sha256(), 0
     try:
-        reader = zstandard.ZstdDecompressor().stream_reader(stream, read_size=CHUNK)
-        with open(target, "wb") as out:
-            while chunk := reader.read(CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-                out.write(chunk)
+        with open(path, "rb") as stream:
+            try:
+                info = read_header(stream)
+            except NotABackupError as error:
+                raise BackupError(f"not a valid backup: {error}") from None
+            need_room(target.parent, info.db_size, "unpack the backup")
+            reader = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW).stream_reader(
+                stream, read_size=CHUNK)
+            with open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+                while chunk := reader.read(CHUNK):
+                    size += len(chunk)
+                    if size > info.db_size:
+                        raise BackupError("damaged backup: it unpacks to more than the "
+                                          f"{human.size(info.db_size)} its header declares")
+                    digest.update(chunk)
+                    out.write(chunk)
     except zstandard.ZstdError as error:
-        raise BackupError(f"damaged backup: the compressed data is corrupt ({error})") from error
+        raise BackupError(f"damaged backup: the compressed data is corrupt ({error})") from None
+    except OSError as error:
+        raise BackupError(f"cannot unpack the backup in {target.parent}: {error.strerror or error}") from None
     if size != info.db_size:
         raise BackupError(f"damaged backup: {size} bytes inside where {info.db_size} were written "
                           "(truncated?)")
     if digest.hexdigest() != info.sha256:
         raise BackupError("damaged backup: the SHA-256 checksum does not match")
+    return info
 
 
-def inspect_snapshot(path: Path, thorough: bool = False) -> tuple[int, dict[str, int]]:
+def _upgraded(snapshot: Path, version: int, workdir: Path) -> Path:
+    """The snapshot brought up to this code's schema on a copy, and checked again; the snapshot
+    itself when it is already current."""
+    try:
+        return database.upgraded_copy(snapshot, version, workdir / "upgraded.db")
+    except database.MigrationError as error:
+        raise BackupError(f"not a backup of this bot: its migrations fail ({error})") from None
+    except database.DatabaseError as error:
+        raise BackupError(f"not a backup of this bot: {error}") from None
+
+
+def need_room(folder: Path, needed: int, what: str) -> None:
+    """Refuse, in one line, to write `needed` bytes where the disk cannot hold them and still
+    keep some room (a twentieth of the disk, at most 16 MB) for the live database beside them."""
+    try:
+        usage = shutil.disk_usage(folder)
+    except OSError:
+        return  # the write itself will say what is wrong
+    if needed + min(ROOM_TO_SPARE, usage.total // 20) > usage.free:
+        raise BackupError(f"not enough disk space to {what}: it needs {human.size(needed)}, "
+                          f"{human.size(usage.free)} are free in {folder}")
+
+
+def inspect_snapshot(path: Path, thorough: bool = False, exact: bool = True) -> tuple[int, dict[str, int]]:
     """Check a SQLite file's integrity and that it is a database of this bot (database.py's
     inspect_file); returns its schema version and row counts, or raises BackupError."""
     try:
-        facts = database.inspect_file(path, thorough)
+        facts = database.inspect_file(path, thorough, exact)
     except database.SchemaTooNewError as error:
         raise BackupError(f"the backup has schema version {error.version}, newer than this code "
                           f"knows ({error.newest}): update the bot first") from None
@@ -233,6 +319,9 @@ def inspect_snapshot(path: Path, thorough: bool = False) -> tuple[int, dict[str,
         raise BackupError(f"not a backup of this bot: {error}") from None
     except database.DatabaseError as error:
         raise BackupError(f"damaged backup: {error}") from None
+    if facts.foreign:
+        log.warning("the database %s: backups of it will be refused by a restore until that is "
+                    "undone", facts.foreign.removeprefix("it "))
     return facts.schema_version, facts.row_counts
 
 
@@ -260,16 +349,63 @@ def encrypt_file(source: Path, target: Path, passphrase: str) -> None:
 
 
 def decrypt_file(source: Path, target: Path, passphrase: Optional[str]) -> None:
+    """Decrypt an age file into `target`; BackupError (one line) when it cannot or must not be."""
     if not passphrase:
-        raise DecryptionError("the backup is encrypted: set BACKUP_PASSPHRASE to open it")
+        raise BackupError("the backup is encrypted: set BACKUP_PASSPHRASE to open it")
+    factor = scrypt_work_factor(source)
+    size = source.stat().st_size
+    memory = (1024 << factor) + 2 * size  # scrypt's (128 * r * N, r = 8), and the file twice
+    spare = spare_memory()
+    if factor > MAX_WORK_FACTOR or (spare is not None and memory > spare // 2):
+        raise BackupError(f"refused: decrypting this backup would take {human.size(memory)} of "
+                          f"memory (scrypt work factor {factor}); this machine can spare "
+                          f"{human.size(spare // 2) if spare else 'less'}")
+    need_room(target.parent, size, "decrypt the backup")
     try:
         opened = pyrage.passphrase.decrypt(source.read_bytes(), passphrase)
     except pyrage.DecryptError:
-        raise DecryptionError("cannot decrypt the backup: wrong BACKUP_PASSPHRASE, or the "
-                              "encrypted file is damaged") from None
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(opened)
+        raise BackupError("cannot decrypt the backup: wrong BACKUP_PASSPHRASE, or the "
+                          "encrypted file is damaged") from None
+    try:
+        with open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+            out.write(opened)
+    except OSError as error:
+        raise BackupError(f"cannot decrypt the backup in {target.parent}: {error.strerror}") from None
+
+
+def scrypt_work_factor(path: Path) -> int:
+    """The scrypt work factor (log2 N) of an age file encrypted with a passphrase, read from its
+    header before any work is done; BackupError when it is not one."""
+    with open(path, "rb") as stream:
+        head = stream.read(1024)
+    for line in head.split(b"\n")[1:]:
+        if line.startswith(b"---"):
+            break
+        args = line.split(b" ")
+        if args[:2] == [b"->", b"scrypt"]:
+            if len(args) == 4 and re.fullmatch(rb"[0-9]{1,2}", args[3]):
+                return int(args[3])
+            break
+    raise BackupError("damaged backup: it is not an age file encrypted with a passphrase")
+
+
+def spare_memory() -> Optional[int]:
+    """Bytes of memory this process may still use: what the kernel calls available, and what
+    the container's cgroup allows beyond what it uses; None when neither can be read."""
+    found = []
+    try:
+        meminfo = Path("/proc/meminfo").read_text()
+        found.append(int(re.search(r"^MemAvailable:\s+(\d+) kB", meminfo, re.M).group(1)) * 1024)
+    except (OSError, AttributeError, ValueError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+            found.append(max(int(limit) - used, 0))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
 
 
 def info_to_metadata(info: BackupInfo) -> dict[str, str]:
@@ -285,17 +421,21 @@ def info_to_metadata(info: BackupInfo) -> dict[str, str]:
     }
 
 
-def info_from_metadata(metadata: dict[str, str]) -> BackupInfo:
-    """The reverse of info_to_metadata; raises NotABackupError when something is missing."""
+def info_from_metadata(metadata: dict) -> BackupInfo:
+    """The reverse of info_to_metadata; NotABackupError when anything is missing or wrong."""
+    def text(key: str):
+        value = metadata.get(key) if isinstance(metadata, dict) else None
+        return value if isinstance(value, str) else None
+
     try:
-        return BackupInfo(
-            created_at=datetime.fromisoformat(metadata["created-at"]).astimezone(timezone.utc),
-            reason=metadata["reason"],
-            schema_version=int(metadata["schema-version"]),
-            row_counts={str(k): int(v) for k, v in json.loads(metadata["row-counts"]).items()},
-            sha256=metadata["sha256"],
-            db_size=int(metadata["db-size"]),
-            encrypted=metadata.get("encrypted") == "yes",
-        )
-    except (KeyError, ValueError, TypeError, AttributeError) as error:
-        raise NotABackupError(f"its metadata is incomplete ({type(error).__name__}: {error})") from None
+        row_counts = json.loads(text("row-counts") or "null")
+    except (ValueError, RecursionError):
+        row_counts = None
+    return checked_info(text("created-at"), text("reason"), _number(text("schema-version")),
+                        row_counts, text("sha256"), _number(text("db-size")),
+                        encrypted=text("encrypted") == "yes", problem="its metadata is incomplete")
+
+
+def _number(text: Optional[str]) -> Optional[int]:
+    """A whole number written in digits, or None (a missing value, a sign, a dot, 'inf'...)."""
+    return int(text) if text is not None and re.fullmatch(r"[0-9]{1,20}", text) else None

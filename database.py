@@ -15,6 +15,7 @@ backup's database must pass before it may replace the live one (inspect_file).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -26,6 +27,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator, Optional
 
+from files import temporary_name
 from locks import FairLock
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,7 @@ class FileFacts:
     """What inspect_file found in a database file that passed its checks."""
     schema_version: int
     row_counts: dict[str, int]
+    foreign: Optional[str] = None  # with exact=False: what in it this bot's migrations do not make
 
 
 @dataclass(frozen=True)
@@ -122,10 +125,21 @@ def open_database(path: str) -> "Database":
                   "data will be lost when the process stops", path, problem)
         return Database(_connect(MEMORY), Storage("memory", MEMORY, problem))
     try:
+        _make_private(path)
         connection = _connect(path)
     except sqlite3.DatabaseError as error:
         raise DamagedDatabaseError(f"{path} is not a usable SQLite database: {error}") from error
     return Database(connection, Storage("file", path))
+
+
+def _make_private(path: str) -> None:
+    """The database and its -wal and -shm files are for this bot's user only (0600). SQLite
+    gives the -wal and -shm files the database file's mode, so creating it 0600 is enough for
+    new ones; existing ones are set."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(f"{path}{suffix}"):
+            os.chmod(f"{path}{suffix}", 0o600)
 
 
 def probe_storage(path: str) -> Optional[str]:
@@ -137,7 +151,7 @@ def probe_storage(path: str) -> Optional[str]:
     """
     target = Path(path)
     folder = target.parent
-    scratch = folder / f".storage-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    scratch = folder / temporary_name(f"storage-probe-{uuid.uuid4().hex[:8]}")
     scratch_db = Path(f"{scratch}.db")
     try:
         if target.exists() and not target.is_file():
@@ -333,14 +347,15 @@ class Database:
         with self.lock:
             return self._connection.execute("PRAGMA user_version").fetchone()[0]
 
-    def migrate(self, migrations_dir: Path = MIGRATIONS_DIR) -> list[str]:
-        """Apply the pending migrations in order, each in its own transaction.
+    def migrate(self, migrations_dir: Path = MIGRATIONS_DIR, up_to: Optional[int] = None) -> list[str]:
+        """Apply the pending migrations in order (up to version `up_to`), each in its own
+        transaction.
 
         Returns the file names applied. A failing migration is rolled back and raises
         MigrationError naming its file; earlier ones stay applied. A database newer than the
         newest migration raises SchemaTooNewError and is not modified.
         """
-        migrations = find_migrations(migrations_dir)
+        migrations = [m for m in find_migrations(migrations_dir) if up_to is None or m.version <= up_to]
         newest = migrations[-1].version if migrations else 0
         current = self.schema_version()
         if current > newest:
@@ -504,8 +519,11 @@ def _read_only_uri(path: Path) -> str:
 
 # --- checking a database file that comes from outside (a backup) -------------------------------
 
-def inspect_file(path: Path, thorough: bool = False) -> FileFacts:
-    """Check that the SQLite file at `path` is intact and is a database of this bot.
+def inspect_file(path: Path, thorough: bool = False, exact: bool = True) -> FileFacts:
+    """Check that the SQLite file at `path` is intact and is a database of this bot: its schema
+    exactly what this code's migrations make for its version (tables, columns, indexes, and
+    nothing else: no trigger or view of anyone else's). `exact=False` (for snapshots of the
+    live database) reports a difference in the facts instead of refusing.
 
     quick_check reads every page and b-tree (about ten times faster than integrity_check, which
     also matches each index against its table); `thorough` runs the full integrity_check.
@@ -529,11 +547,86 @@ def inspect_file(path: Path, thorough: bool = False) -> FileFacts:
         if version > newest:
             raise SchemaTooNewError(f"schema version {version} is newer than this code knows "
                                     f"({newest})", version, newest)
-        return FileFacts(version, counts)
+        difference = _schema_difference(_schema(connection), expected_schema(version), version)
+        if difference and exact:
+            raise ForeignDatabaseError(difference)
+        return FileFacts(version, counts, difference)
     except sqlite3.DatabaseError as error:
         raise DamagedDatabaseError(str(error)) from error
     finally:
         connection.close()
+
+
+def upgraded_copy(path: Path, version: int, target: Path) -> Path:
+    """The dry run of a restore's migrations: when the database at `path` (which passed
+    inspect_file with schema `version`) is older than this code, copy it to `target`, migrate
+    the copy and check it again: it must then be exactly this code's schema. Returns the file to
+    restore from, `path` itself when it is current; `path` is never changed. Raises
+    MigrationError or DatabaseError, each one line."""
+    if version == len(find_migrations()):
+        return path
+    source = sqlite3.connect(_read_only_uri(path), uri=True)
+    try:
+        copy = sqlite3.connect(target)
+        try:
+            source.backup(copy)
+        finally:
+            copy.close()
+    except sqlite3.Error as error:
+        raise DatabaseError(f"cannot copy the backup for its migrations: {error}") from error
+    finally:
+        source.close()
+    candidate = Database(_connect(str(target)), Storage("file", str(target)))
+    try:
+        candidate.migrate()
+        with candidate.lock:
+            candidate._leave_wal_if_alone()  # one self-contained file, read-only afterwards
+    finally:
+        candidate.close()
+    inspect_file(target)
+    return target
+
+
+def _schema(connection: sqlite3.Connection) -> set[tuple]:
+    """Every object of a database's schema: (type, name, table, its SQL), the SQL with comments
+    and spacing taken out, so that two databases made by the same migrations compare equal."""
+    return {(kind, name, table, _normalised(sql)) for kind, name, table, sql in connection.execute(
+        "SELECT type, name, tbl_name, sql FROM sqlite_master")}
+
+
+def _normalised(sql: Optional[str]) -> Optional[str]:
+    if sql is None:
+        return None
+    sql = re.sub(r"--[^\n]*|/\*.*?\*/", " ", sql, flags=re.S)
+    return re.sub(r"\s*([(),;])\s*", r"\1", re.sub(r"\s+", " ", sql)).strip()
+
+
+@functools.lru_cache(maxsize=None)
+def expected_schema(version: int) -> frozenset:
+    """The schema this code's migrations 1..`version` make, built in memory."""
+    reference = Database(_connect(MEMORY), Storage("memory", MEMORY))
+    try:
+        reference.migrate(up_to=version)
+        with reference.lock:
+            return frozenset(_schema(reference._connection))
+    finally:
+        reference.close()
+
+
+def _schema_difference(found: set, expected: frozenset, version: int) -> Optional[str]:
+    """None when the schemas are the same; else the first difference, in words."""
+    def by_name(objects) -> dict:
+        return {(kind, name): sql for kind, name, _, sql in objects}
+
+    found, expected = by_name(found), by_name(expected)
+    for (kind, name) in sorted(found.keys() - expected.keys()):
+        return f"it holds a {kind} {name} that schema version {version} of this bot does not have"
+    for (kind, name) in sorted(expected.keys() - found.keys()):
+        return f"the {kind} {name} of schema version {version} is missing"
+    for key in sorted(found.keys()):
+        if found[key] != expected[key]:
+            return f"the {key[0]} {key[1]} is not the one schema version {version} makes"
+    return None
 
 
 def find_migrations(migrations_dir: Path = MIGRATIONS_DIR) -> list[Migration]:

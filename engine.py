@@ -12,6 +12,7 @@ create, listing, overview, exported_newest, verify, restore, restore_newest, and
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from contextlib import contextmanager
@@ -140,7 +141,7 @@ class BackupEngine:
                 self.db.snapshot_to(snapshot, self.step_pages)
             except DatabaseError as error:
                 raise BackupError(str(error)) from error
-            schema_version, row_counts = inspect_snapshot(snapshot)
+            schema_version, row_counts = inspect_snapshot(snapshot, exact=False)
             digest, db_size = sha256_of(snapshot)
             newest = self.newest_local() or self._restored
             if reason in SKIPPABLE_REASONS and newest is not None and newest.sha256 == digest:
@@ -355,9 +356,13 @@ class BackupEngine:
                 resume_offsite: bool = True) -> BackupInfo:
         """Replace the live data with a verified backup, after a 'pre-restore' safety backup.
 
-        Every refusal raises BackupError and leaves the live database untouched. A restore asked
+        Every check that could fail runs before the live database is touched (the candidate's
+        integrity, its exact schema, a dry run of its migrations on a copy), so a refusal
+        raises BackupError and leaves the live database byte for byte as it was. A restore asked
         for by a person also lets copies leave the machine again (see pause_offsite).
         """
+        if isinstance(source, Path) and _same_file(source, self.settings.db_path):
+            raise BackupError(f"refused: {source} is the live database itself")
         with self._busy, scratch_folder(self.local.folder) as workdir:
             info, snapshot = self._unpack(source, workdir)
             if safety_backup and not self.db.is_empty():
@@ -366,10 +371,10 @@ class BackupEngine:
                 except (BackupError, DestinationError, OSError) as error:
                     raise BackupError(f"the safety backup failed, so nothing was restored: {error}") from error
             try:
-                self.db.load_from(snapshot)
+                self.db.load_from(snapshot)  # already this code's schema: see _unpack
+                self.db.migrate()  # applies nothing; switches WAL back on
             except DatabaseError as error:
                 raise BackupError(str(error)) from error
-            self.db.migrate()
             if resume_offsite:
                 self.resume_offsite()
             self._restored = info
@@ -398,3 +403,10 @@ class BackupEngine:
         modified = datetime.fromtimestamp(stat.st_mtime, timezone.utc)
         return [BackupInfo(modified, "plain copy", 0, {}, "", 0, stat.st_size,
                            self.local.name, str(self.plain_copy), self.plain_copy.name)]
+
+
+def _same_file(path: Path, other: str) -> bool:
+    try:
+        return os.path.samefile(path, other)
+    except OSError:
+        return False

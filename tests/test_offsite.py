@@ -53,10 +53,11 @@ class Setup:
             self.db.track_message(user_id, f"user{user_id}", "N", user_id, "message", NOW, NOW)
 
     def pad(self, megabytes):
-        """Incompressible rows, so the backup file really is that large."""
+        """Users with incompressible names, so the backup file really is that large."""
         with self.db.transaction() as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS padding (blob BLOB)")
-            conn.executemany("INSERT INTO padding VALUES (randomblob(?))", [(MB,)] * megabytes)
+            conn.executemany("INSERT INTO users (user_id, username, first_seen, last_seen)"
+                             " VALUES (?, randomblob(?), '2026-11-26', '2026-11-26')",
+                             [(10**9 + n, MB) for n in range(megabytes)])
 
 
 def test_a_backup_is_sent_without_sound_pinned_and_read_back(tmp_path, fake):
