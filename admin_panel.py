@@ -100,22 +100,34 @@ class AdminPanel:
 
     def register(self) -> None:
         """Install the panel's handlers; call before the user handlers, so an admin's /start
-        opens the panel."""
-        self.bot.register_message_handler(self.open_panel, commands=["admin", "start"],
-                                          func=self.is_admin)
-        self.bot.register_message_handler(self.create, commands=["backup"], func=self.is_admin)
-        self.bot.register_message_handler(self.start_fresh_command, commands=["start_fresh"],
-                                          func=self.is_admin)
+        opens the panel.
+
+        The panel lives only in an admin's private chat with the bot. In a group, channel or
+        forum, its commands and labels get one line saying so, and nothing of the database
+        (statistics, paths, files, status) and no admin keyboard is ever posted there."""
+        here = self.in_private_chat
+        self.bot.register_message_handler(self.open_panel, commands=["admin", "start"], func=here)
+        self.bot.register_message_handler(self.create, commands=["backup"], func=here)
+        self.bot.register_message_handler(self.start_fresh_command, commands=["start_fresh"], func=here)
         self.bot.register_message_handler(self.on_label, content_types=["text"],
-                                          func=lambda m: self.is_admin(m) and self.is_label(m.text))
-        self.bot.register_message_handler(self.on_document, content_types=["document"],
-                                          func=self.is_admin)
+                                          func=lambda m: here(m) and self.is_label(m.text))
+        self.bot.register_message_handler(self.on_document, content_types=["document"], func=here)
+        elsewhere = self.elsewhere
+        self.bot.register_message_handler(self.only_in_private, commands=["admin", "backup", "start_fresh"],
+                                          func=elsewhere)
+        self.bot.register_message_handler(self.only_in_private, content_types=["text"],
+                                          func=lambda m: elsewhere(m) and self.is_label(m.text))
 
     def close(self) -> None:
         self.work.shutdown(wait=False, cancel_futures=True)
 
-    def is_admin(self, message) -> bool:
-        return is_admin(self.settings, message)
+    def in_private_chat(self, message) -> bool:
+        """An admin, in their private chat with the bot: the only place the panel answers."""
+        return is_admin(self.settings, message) and message.chat.type == "private"
+
+    def elsewhere(self, message) -> bool:
+        """An admin in a group, a channel or a forum."""
+        return is_admin(self.settings, message) and message.chat.type != "private"
 
     def is_label(self, text: Optional[str]) -> bool:
         return text in self.actions or bool(CHOICE.match(text or ""))
@@ -158,6 +170,10 @@ class AdminPanel:
         self.work.submit(run)
 
     # --- handlers ---
+
+    def only_in_private(self, message) -> None:
+        self.say(message.chat.id, "🔒 The admin panel works only in a private chat with me.",
+                 reply_markup=types.ReplyKeyboardRemove())
 
     def open_panel(self, message) -> None:
         self.show(message, "main", "🛠 Admin panel")

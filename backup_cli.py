@@ -17,7 +17,7 @@ from config import ConfigError, Settings, load_settings
 from database import Database
 from destinations import DestinationError
 from engine import STEP_PAGES, BackupEngine
-from logs import setup_logging
+from logs import Redactor, setup_logging
 from startup import offsite_destinations
 
 WHERE = ("local", "telegram", "s3")
@@ -34,7 +34,7 @@ def cli(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return args.run(settings, args)
     except (BackupError, database.DatabaseError, DestinationError, locks.AlreadyRunningError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {Redactor(settings.secrets)(str(error))}", file=sys.stderr)
         return 1
 
 
@@ -96,14 +96,15 @@ def _create(settings: Settings, args) -> int:
     print(f"created {result.info.location}: {human.size(result.info.size)}, {result.info.total_rows} rows, "
           f"{result.seconds:.2f} s; stored in {where}")
     for name, error in result.failures.items():
-        print(f"not stored in {name}: {error}", file=sys.stderr)
+        print(Redactor(settings.secrets)(f"not stored in {name}: {error}"), file=sys.stderr)
     return 0
 
 
 def _list(settings: Settings, args) -> int:
     listing = _engine(settings).listing(only=args.where)
     for unreachable in listing.unreachable:
-        print(f"cannot list {unreachable.destination}: {unreachable.error}", file=sys.stderr)
+        print(Redactor(settings.secrets)(f"cannot list {unreachable.destination}: {unreachable.error}"),
+              file=sys.stderr)
     if not listing.backups:
         print("no backups found")
     for info in listing.backups:

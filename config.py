@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
@@ -39,8 +40,9 @@ class Settings:
     s3_bucket: Optional[str] = None
     s3_prefix: str = ""
     s3_endpoint_url: Optional[str] = None
-    s3_secret_key: Optional[str] = field(default=None, repr=False)  # boto3 reads it itself; kept
-    # here only so that logging can redact it
+    # boto3 reads the AWS credentials itself; the secret ones are kept here only to be redacted
+    s3_secret_key: Optional[str] = field(default=None, repr=False)
+    aws_session_token: Optional[str] = field(default=None, repr=False)
     telegram_api_url: str = DEFAULT_API_URL
     port: Optional[int] = None
     log_level: str = "INFO"
@@ -54,8 +56,11 @@ class Settings:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """Values that must never reach a log line or a message."""
-        return tuple(s for s in (self.bot_token, self.backup_passphrase, self.s3_secret_key) if s)
+        """Values that must never reach a log line, a message or an error text: every
+        credential the bot can be given, passwords written into a URL included."""
+        in_urls = [urlsplit(url).password for url in (self.telegram_api_url, self.s3_endpoint_url) if url]
+        return tuple(s for s in (self.bot_token, self.backup_passphrase, self.s3_secret_key,
+                                 self.aws_session_token, *in_urls) if s)
 
 
 def load_settings(environ: Optional[Mapping[str, str]] = None, *, require_token: bool = True,
@@ -85,6 +90,7 @@ def load_settings(environ: Optional[Mapping[str, str]] = None, *, require_token:
         s3_prefix=reader.text("S3_PREFIX") or "",
         s3_endpoint_url=reader.url("S3_ENDPOINT_URL", None),
         s3_secret_key=reader.text("AWS_SECRET_ACCESS_KEY"),
+        aws_session_token=reader.text("AWS_SESSION_TOKEN"),
         telegram_api_url=reader.url("TELEGRAM_API_URL", DEFAULT_API_URL),
         port=reader.port("PORT"),
         log_level=reader.log_level("LOG_LEVEL"),

@@ -614,18 +614,24 @@ def expected_schema(version: int) -> frozenset:
 
 
 def _schema_difference(found: set, expected: frozenset, version: int) -> Optional[str]:
-    """None when the schemas are the same; else the first difference, in words."""
+    """None when the schemas are the same; else the first difference, in words (tables first:
+    an index follows from its table)."""
     def by_name(objects) -> dict:
         return {(kind, name): sql for kind, name, _, sql in objects}
 
+    def order(key: tuple) -> tuple:
+        return (["table", "view", "trigger", "index"].index(key[0]) if key[0] in
+                ("table", "view", "trigger", "index") else 4, key[1])
+
     found, expected = by_name(found), by_name(expected)
-    for (kind, name) in sorted(found.keys() - expected.keys()):
-        return f"it holds a {kind} {name} that schema version {version} of this bot does not have"
-    for (kind, name) in sorted(expected.keys() - found.keys()):
+    for kind, name in sorted(found.keys() - expected.keys(), key=order):
+        return (f"it holds {'an' if kind == 'index' else 'a'} {kind} {name} that schema version "
+                f"{version} of this bot does not have")
+    for kind, name in sorted(expected.keys() - found.keys(), key=order):
         return f"the {kind} {name} of schema version {version} is missing"
-    for key in sorted(found.keys()):
-        if found[key] != expected[key]:
-            return f"the {key[0]} {key[1]} is not the one schema version {version} makes"
+    for kind, name in sorted(found.keys(), key=order):
+        if found[kind, name] != expected[kind, name]:
+            return f"the {kind} {name} is not the one schema version {version} makes"
     return None
 
 

@@ -54,6 +54,7 @@ class LocalFolder:
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
+        self._reported: set[str] = set()  # bad files already logged
 
     def put(self, path: Path, info: BackupInfo) -> BackupInfo:
         target = self.folder / info.name
@@ -79,7 +80,9 @@ class LocalFolder:
                 with open(path, "rb") as stream:
                     info = read_header(stream)
             except (OSError, NotABackupError) as error:
-                log.warning("ignoring %s: %s", path, error)
+                if path.name not in self._reported:  # once, not at every listing
+                    log.warning("ignoring %s, which is not a backup: %s", path, error)
+                    self._reported.add(path.name)
                 continue
             found.append(replace(info.at(self.name, str(path), path.stat().st_size), name=path.name))
         return sorted(found, key=lambda i: (i.created_at, i.name), reverse=True)

@@ -84,7 +84,7 @@ def register(bot: telebot.TeleBot, db: Database, settings: Settings, clock: Cloc
     @bot.message_handler(commands=["help"])
     def help_(message):
         lines = ["/start: register with the bot", "/help: this list"]
-        if admin(message):
+        if admin(message) and message.chat.type == "private":
             lines += ["/admin: the admin panel", "/backup: take a backup now",
                       BLOCK_USAGE.removeprefix("Usage: "), UNBLOCK_USAGE.removeprefix("Usage: ")]
         bot.send_message(message.chat.id, "\n".join(lines))

@@ -21,7 +21,7 @@ import requests
 import telebot
 
 import human
-from backup_format import NAME_PATTERN, BackupInfo
+from backup_format import NAME_PATTERN, BackupInfo, NotABackupError, checked_info
 from config import DEFAULT_API_URL, Settings
 from destinations import DestinationError, TooLarge
 from files import CHUNK
@@ -137,6 +137,12 @@ def telegram_errors(action: str) -> Iterator[None]:
     except requests.RequestException as error:
         raise DestinationError(f"cannot reach Telegram to {action} the chat "
                                f"({type(error).__name__})") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        # pyTelegramBotAPI reads answers without checking them: JSON without 'ok', a result of
+        # the wrong shape. Whatever it was, this is what the server said, not our data.
+        log.debug("unreadable answer from Telegram", exc_info=error)
+        raise DestinationError(f"Telegram gave an answer this bot cannot read when asked to "
+                               f"{action} the chat") from None
 
 
 def caption(info: BackupInfo, size: int) -> str:
@@ -149,15 +155,20 @@ def caption(info: BackupInfo, size: int) -> str:
 
 
 def info_from_caption(file_name: str, text: str) -> Optional[BackupInfo]:
-    """Rebuild what a pinned backup says about itself from its file name and caption."""
+    """Rebuild what a pinned backup says about itself from its file name and caption; None when
+    they are not a backup's (whatever they hold: both came from the chat)."""
     # "<bot username>-backup-...": usernames hold no "-", so the backup's own name follows the first
     match = NAME_PATTERN.match(file_name.split("-", 1)[-1])
     if not match:
         return None
-    created_at = datetime.strptime(match.group(1), "%Y%m%dT%H%M%S%fZ").replace(tzinfo=timezone.utc)
     rows = re.search(r"rows: (.*)$", text, re.MULTILINE)
-    counts = dict(re.findall(r"(\w+) (\d+)", rows.group(1))) if rows else {}
-    schema = re.search(r"schema (\d+); sha256 ([0-9a-f]{64})", text)
-    return BackupInfo(created_at, match.group(2), int(schema.group(1)) if schema else 0,
-                      {table: int(count) for table, count in counts.items()},
-                      schema.group(2) if schema else "", 0, encrypted=bool(match.group(3)))
+    counts = re.findall(r"(\w+) (\d{1,19})\b", rows.group(1)) if rows else []
+    schema = re.search(r"schema (\d{1,9}); sha256 ([0-9a-f]{64})", text)
+    try:
+        created_at = datetime.strptime(match.group(1), "%Y%m%dT%H%M%S%fZ").replace(tzinfo=timezone.utc)
+        return checked_info(created_at, match.group(2), int(schema.group(1)) if schema else 0,
+                            {table: int(count) for table, count in counts},
+                            schema.group(2) if schema else "", 0, encrypted=bool(match.group(3)),
+                            problem="its caption is damaged")
+    except (ValueError, NotABackupError):  # an impossible date, a bad table name...
+        return None

@@ -7,7 +7,8 @@ wait_for*() helpers, which re-check on every recorded call (no sleep-polling).
 
 Limits: standard library only; a subset of the API (see self._handlers; anything else
 answers 404 "Not Found"); only text and document updates; no webhooks, media groups or
-rate limiting (inject errors with fail_next()). Calls are recorded when they complete (a
+rate limiting. Faults are injected with fail_next() (a Bot API error, or any raw body such as
+a proxy's HTML page) and corrupt_next_download(). Calls are recorded when they complete (a
 long poll shows up when it returns) with an extra "status" key; file downloads are
 recorded as method "downloadFile".
 """
@@ -97,6 +98,7 @@ class FakeBotAPI:
         self._last_message_id = {}
         self._files, self._paths = {}, {}
         self._pins, self._failures = {}, {}
+        self._corrupt_downloads = 0
         self._server = self._thread = None
         self._handlers = {"getMe": self._get_me, "getUpdates": self._get_updates, "sendMessage": self._send_message,
                           "sendDocument": self._send_document, "pinChatMessage": self._pin,
@@ -144,9 +146,16 @@ class FakeBotAPI:
             fields["caption"] = caption
         return self._incoming(user_id, chat_id, fields)
 
-    def fail_next(self, method, error_code=500, description="Internal Server Error", times=1):
+    def fail_next(self, method, error_code=500, description="Internal Server Error", times=1, body=None):
+        """The next `times` calls of `method` fail with `error_code`: a Bot API error object, or
+        `body` as it is (an HTML error page from a proxy, say, as Telegram's front ends send)."""
         with self._cond:
-            self._failures.setdefault(method, []).extend([(error_code, description)] * times)
+            self._failures.setdefault(method, []).extend([(error_code, description, body)] * times)
+
+    def corrupt_next_download(self):
+        """The next file download returns the stored bytes with one bit flipped."""
+        with self._cond:
+            self._corrupt_downloads += 1
 
     # ---- what the bot did ----
     def requests(self, method=None):
@@ -369,7 +378,7 @@ class FakeBotAPI:
         for key, (filename, content) in files.items():
             params[key] = {"file_name": filename, "file_size": len(content)}
         self._record(name, params, arrived, status)
-        _reply(handler, status, payload)
+        _reply(handler, status, payload, "text/html" if isinstance(payload, bytes) else "application/json")
 
     def _parse_params(self, query, content_type, body):
         params = dict(parse_qsl(query, keep_blank_values=True))
@@ -390,7 +399,8 @@ class FakeBotAPI:
             failures = self._failures.get(method)
             failure = failures.pop(0) if failures else None
         if failure:
-            return failure[0], _error(*failure)
+            code, description, body = failure
+            return code, (body.encode() if isinstance(body, str) else body) or _error(code, description)
         if method not in self._handlers:
             return 404, _error(404, "Not Found")
         try:
@@ -408,6 +418,10 @@ class FakeBotAPI:
         with self._cond:
             file_id = self._paths.get(path) if token == self.token else None
             content = self._files[file_id]["bytes"] if file_id else None
+            if content and self._corrupt_downloads:
+                self._corrupt_downloads -= 1
+                content = content[:len(content) // 2] + bytes([content[len(content) // 2] ^ 1]) \
+                    + content[len(content) // 2 + 1:]
         self._record("downloadFile", {"file_path": path}, time.time(), 200 if content is not None else 404)
         if content is None:
             return _reply(handler, 404, _error(404, "Not Found"))

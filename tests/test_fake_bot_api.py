@@ -165,3 +165,16 @@ def test_wait_helpers(fake, bot):
     bot.send_chat_action(CHAT, "typing")
     with pytest.raises(AssertionError, match="sendChatAction"):
         fake.wait_for_message(CHAT, "finished", after=1, timeout=0.2)
+
+
+def test_a_raw_error_body_and_a_corrupted_download(fake, bot):
+    fake.fail_next("getMe", 502, body="<html><body>502 Bad Gateway</body></html>")
+    with pytest.raises(apihelper.ApiHTTPException) as error:
+        bot.get_me()
+    assert "502" in str(error.value)
+    assert bot.get_me().username == "backup_test_bot"  # once only
+    update = fake.send_document(7, "x.bin", b"\x00" * 10)
+    path = bot.get_file(update["message"]["document"]["file_id"]).file_path
+    fake.corrupt_next_download()
+    assert bot.download_file(path) != b"\x00" * 10
+    assert bot.download_file(path) == b"\x00" * 10

@@ -1,0 +1,172 @@
+"""Property-based tests (hypothesis) of everything that parses what comes from outside: the
+backup header, S3 object metadata, Telegram captions, and the whole backup reader. Whatever the
+input, the answer is a backup (whose every field is in range) or one of our one-line errors:
+never another exception."""
+
+import hashlib
+import io
+import json
+import struct
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+import zstandard
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+import database
+from backup_format import (AGE_MAGIC, EARLIEST, FORMAT, LATEST, SKIPPABLE_MAGIC,
+                           SQLITE_MAGIC, BackupError, BackupInfo, NotABackupError,
+                           info_from_metadata, read_header, unpack_and_verify)
+from conftest import NOW
+from telegram_destination import info_from_caption
+
+FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SLOW = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12)
+FIELDS = ["created_at", "reason", "schema_version", "row_counts", "sha256", "db_size"]
+PLAUSIBLE = {
+    "created_at": st.datetimes(timezones=st.timezones()).map(datetime.isoformat) | st.text(max_size=40),
+    "reason": st.from_regex(r"[a-z-]{1,40}", fullmatch=True) | JSON,
+    "schema_version": st.integers() | JSON,
+    "row_counts": st.dictionaries(st.text(max_size=70), st.integers() | JSON, max_size=5) | JSON,
+    "sha256": st.from_regex(r"[0-9a-f]{64}", fullmatch=True) | JSON,
+    "db_size": st.integers() | st.floats() | JSON,
+}
+
+
+def header_frame(payload: bytes) -> io.BytesIO:
+    return io.BytesIO(struct.pack("<II", SKIPPABLE_MAGIC, len(payload)) + payload)
+
+
+def assert_sound(info: BackupInfo) -> None:
+    """What every parser promises about a backup it accepts."""
+    assert EARLIEST <= info.created_at < LATEST and info.created_at.utcoffset().total_seconds() == 0
+    assert isinstance(info.schema_version, int) and 0 <= info.schema_version
+    assert isinstance(info.db_size, int) and 0 <= info.db_size
+    assert all(isinstance(t, str) and isinstance(n, int) and n >= 0 for t, n in info.row_counts.items())
+    assert isinstance(info.reason, str) and info.reason
+
+
+@FAST
+@example(b"[" * 100_000 + b"]" * 100_000)  # nesting beyond the parser's recursion
+@example(b'{"format": "telegram-bot-backup/1", "db_size": 1e999}')  # infinity
+@example(b'{"format": "telegram-bot-backup/1", "schema_version": ' + b"9" * 5000 + b"}")  # a huge number
+@given(st.binary(max_size=3000))
+def test_any_header_bytes_give_a_backup_or_our_error(payload):
+    try:
+        info = read_header(header_frame(payload))
+    except NotABackupError:
+        return
+    assert_sound(info)
+
+
+VALID = {"created_at": NOW.isoformat(), "reason": "manual", "schema_version": 2,
+         "row_counts": {"users": 1}, "sha256": "0" * 64, "db_size": 4096}
+
+
+@FAST
+@example(VALID, {}, True)
+@example({**VALID, "created_at": "2026-11-26T12:00:00-23:59"}, {"generation": [1, {"x": None}]}, True)
+@example({**VALID, "created_at": "0001-01-01T00:00:00+14:00"}, {}, True)  # before the year 1 in UTC
+@example({**VALID, "created_at": "9999-12-31T23:59:59-14:00"}, {}, True)  # after the year 9999
+@example({**VALID, "db_size": True, "schema_version": 2.0}, {}, True)  # a bool, a float
+@given(st.fixed_dictionaries({}, optional={name: strategy for name, strategy in PLAUSIBLE.items()}),
+       st.dictionaries(st.text(max_size=10), JSON, max_size=3), st.booleans())
+def test_any_header_json_gives_a_backup_or_our_error(fields, extra, right_format):
+    document = {**extra, **fields, **({"format": FORMAT} if right_format else {})}
+    try:
+        info = read_header(header_frame(json.dumps(document).encode()))
+    except NotABackupError:
+        return
+    assert_sound(info)
+
+
+@FAST
+@example({"created-at": NOW.isoformat(), "reason": "scheduled", "schema-version": "2",
+          "row-counts": '{"users": 3}', "sha256": "a" * 64, "db-size": "8192", "encrypted": "yes"})
+@given(st.fixed_dictionaries({}, optional={
+    "created-at": st.text(max_size=40) | st.datetimes(timezones=st.timezones()).map(datetime.isoformat),
+    "reason": st.text(max_size=40), "schema-version": st.text(max_size=25),
+    "row-counts": st.text(max_size=60) | JSON.map(json.dumps), "sha256": st.text(max_size=70),
+    "db-size": st.text(max_size=25), "encrypted": st.text(max_size=5)}))
+def test_any_object_metadata_gives_a_backup_or_our_error(metadata):
+    try:
+        info = info_from_metadata(metadata)
+    except NotABackupError:
+        return
+    assert_sound(info)
+
+
+CAPTION_NAME = st.from_regex(r"[a-z_]{0,8}-backup-[0-9]{8}T[0-9]{9}Z-[a-z-]{1,12}\.db\.zst(\.age)?",
+                             fullmatch=True)
+
+
+@FAST
+@example("bot-backup-20261126T120000000Z-manual.db.zst",
+         "💾 Backup\n1.1 KB; rows: users 2, tracking 3\nschema 2; sha256 " + "b" * 64)
+@given(CAPTION_NAME | st.text(max_size=80), st.text(max_size=400))
+def test_any_pinned_file_name_and_caption_give_a_backup_or_nothing(file_name, caption):
+    info = info_from_caption(file_name, caption)
+    if info is not None:
+        assert_sound(info)
+
+
+def real_backup(folder: Path) -> bytes:
+    """The bytes of a real backup of a small database of this bot."""
+    path = folder / "live.db"
+    db = database.open_database(str(path))
+    db.migrate()
+    db.track_message(1, "ann", "Ann", 1, "message", NOW, NOW)
+    db.close()
+    data = path.read_bytes()
+    header = {"format": FORMAT, "created_at": NOW.isoformat(), "reason": "manual",
+              "schema_version": len(database.find_migrations()),
+              "row_counts": {"bot_state": 0, "tracking": 1, "users": 1},
+              "sha256": hashlib.sha256(data).hexdigest(), "db_size": len(data)}
+    return header_frame(json.dumps(header).encode()).getvalue() + zstandard.ZstdCompressor().compress(data)
+
+
+with tempfile.TemporaryDirectory() as _folder:
+    GOOD = real_backup(Path(_folder))
+
+
+def mutated(data: bytes):
+    """A real backup with a few bytes flipped, cut short, or with bytes inserted."""
+    return st.one_of(
+        st.tuples(st.integers(0, len(data) - 1), st.integers(1, 255)).map(
+            lambda change: data[:change[0]] + bytes([data[change[0]] ^ change[1]]) + data[change[0] + 1:]),
+        st.integers(0, len(data) - 1).map(lambda end: data[:end]),
+        st.tuples(st.integers(0, len(data)), st.binary(min_size=1, max_size=20)).map(
+            lambda insert: data[:insert[0]] + insert[1] + data[insert[0]:]),
+    )
+
+
+ANY_FILE = st.one_of(
+    mutated(GOOD),
+    st.tuples(st.sampled_from([AGE_MAGIC, SQLITE_MAGIC, struct.pack("<I", SKIPPABLE_MAGIC), b""]),
+              st.binary(max_size=3000)).map(lambda parts: parts[0] + parts[1]),
+)
+
+
+@SLOW
+@example(GOOD)
+@given(ANY_FILE)
+def test_any_file_gives_a_verified_backup_or_our_error(content):
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "candidate"
+        path.write_bytes(content)
+        workdir = Path(folder) / "work"
+        workdir.mkdir()
+        try:
+            info, snapshot = unpack_and_verify(path, workdir, passphrase="passphrase")
+        except BackupError as error:
+            assert "\n" not in str(error)
+            return
+        assert_sound(info)
+        assert database.inspect_file(snapshot).row_counts["users"] == 1  # what came out is real
