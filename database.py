@@ -220,21 +220,41 @@ def _connect(path: str) -> sqlite3.Connection:
 
 
 def open_or_move_aside(path: str, now: datetime) -> tuple["Database", Optional[Path]]:
-    """Open the database at `path`; a file there that SQLite cannot use, or that fails
-    quick_check, is moved aside (never deleted) and a new, empty database opened in its place.
+    """Open the database at `path` (or run in memory when the storage fails its probe). A file
+    there that SQLite cannot use, or that fails quick_check, is moved aside with its -wal and
+    -shm files, none deleted and none changed, and a new, empty database is opened in its place.
     Returns the database and where a damaged one went (None when it was fine)."""
-    try:
-        db = open_database(path)
-    except DamagedDatabaseError as error:
-        problem = str(error)
-    else:
-        problem = None if db.storage.in_memory else db.health_problem()
-        if problem is None:
-            return db, None
-        db.close()
+    if probe_storage(path) is not None:
+        return open_database(path), None  # memory: open_database says why
+    problem = _damage(path)
+    if problem is None:
+        return open_database(path), None
     moved = move_aside(path, now)
     log.error("the database is damaged (%s); moved it aside to %s", problem, moved)
     return open_database(path), moved
+
+
+def _damage(path: str) -> Optional[str]:
+    """What is wrong with the database file at `path`, or None (a missing or empty file is
+    fine). Read-only: a read-write connection would checkpoint the WAL into a damaged file
+    when it closes, and the WAL may hold the last good writes."""
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return None
+    try:
+        connection = sqlite3.connect(_read_only_uri(Path(path)), uri=True)
+    except sqlite3.Error as error:
+        return str(error)
+    try:
+        connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        results = [row[0] for row in connection.execute("PRAGMA quick_check(3)")]
+    except sqlite3.DatabaseError as error:
+        return f"{path} is not a usable SQLite database: {error}"
+    finally:
+        connection.close()
+    if results == ["ok"]:
+        return None
+    first_lines = [line for result in results for line in result.splitlines() if line.strip()]
+    return "quick_check: " + "; ".join(first_lines[:3])[:300]
 
 
 def move_aside(path: str, now: datetime) -> Path:

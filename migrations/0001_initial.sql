@@ -1,5 +1,7 @@
 -- Users and their activity. Times are UTC text, 'YYYY-MM-DD HH:MM:SS'.
 -- Migrations run inside a transaction the runner opens: no BEGIN or COMMIT here.
+-- A released migration never changes: a restore checks each backup's schema against what these
+-- files make (database.expected_schema), comments and spacing aside. Add a new file instead.
 
 CREATE TABLE users (
     user_id        INTEGER PRIMARY KEY,          -- the Telegram user id

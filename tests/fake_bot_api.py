@@ -98,7 +98,7 @@ class FakeBotAPI:
         self._last_message_id = {}
         self._files, self._paths = {}, {}
         self._pins, self._failures = {}, {}
-        self._corrupt_downloads = 0
+        self._corrupt_downloads = self._truncate_downloads = 0
         self._server = self._thread = None
         self._handlers = {"getMe": self._get_me, "getUpdates": self._get_updates, "sendMessage": self._send_message,
                           "sendDocument": self._send_document, "pinChatMessage": self._pin,
@@ -156,6 +156,11 @@ class FakeBotAPI:
         """The next file download returns the stored bytes with one bit flipped."""
         with self._cond:
             self._corrupt_downloads += 1
+
+    def truncate_next_download(self):
+        """The next file download announces the whole file but sends half, then hangs up."""
+        with self._cond:
+            self._truncate_downloads += 1
 
     # ---- what the bot did ----
     def requests(self, method=None):
@@ -422,9 +427,18 @@ class FakeBotAPI:
                 self._corrupt_downloads -= 1
                 content = content[:len(content) // 2] + bytes([content[len(content) // 2] ^ 1]) \
                     + content[len(content) // 2 + 1:]
+            truncate = bool(content) and self._truncate_downloads > 0
+            self._truncate_downloads -= truncate
         self._record("downloadFile", {"file_path": path}, time.time(), 200 if content is not None else 404)
         if content is None:
             return _reply(handler, 404, _error(404, "Not Found"))
+        if truncate:
+            handler.send_response(200)
+            handler.send_header("Content-Length", str(len(content)))
+            handler.end_headers()
+            handler.wfile.write(content[:len(content) // 2])
+            handler.close_connection = True
+            return
         _reply(handler, 200, content, "application/octet-stream")
 
     def _record(self, method, params, arrived, status):
@@ -461,7 +475,10 @@ def _reply(handler, status, payload, content_type="application/json"):
     handler.send_header("Content-Type", content_type)
     handler.send_header("Content-Length", str(len(body)))
     handler.end_headers()
-    handler.wfile.write(body)
+    try:
+        handler.wfile.write(body)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the client went away (a bot killed mid-request): nothing to answer
 
 
 def _make_handler(fake):

@@ -201,3 +201,21 @@ def test_alerts_reach_every_admin_once(fake, start_bot, tmp_path):
         assert sum("could not be stored in telegram" in t for t in texts) == 1
         assert sum("Backups to telegram work again" in t for t in texts) == 1
     assert bot.stop()[0] == 0
+
+
+def test_in_a_group_an_admin_gets_nothing_of_the_database(fake, start_bot):
+    bot = start_bot()
+    group = -1005555
+    commands = ["/admin", "/backup", "/start_fresh YES", *LABELS]
+    for text in commands:
+        fake.send_text(ADMIN_ID, text, chat_id=group)
+    fake.send_document(ADMIN_ID, "backup.db.zst", b"anything", chat_id=group)
+    fake.send_text(USER, panel.STATISTICS, chat_id=group)  # a member pressing an admin's label
+    press(fake, "/admin", "Admin panel")  # in the admin's private chat, after all of those
+    in_group = [m for m in fake.messages(group) if m["from"]["is_bot"]]
+    assert len(in_group) == len(commands)  # one line for each of the admin's, none for the member
+    for message in in_group:
+        assert message["text"] == "🔒 The admin panel works only in a private chat with me."
+        assert not buttons(message) and not message.get("document")
+    assert not any(m.get("document") for m in fake.messages(group))
+    assert bot.stop()[0] == 0

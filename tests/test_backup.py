@@ -1,7 +1,9 @@
 """The backup engine on real SQLite files: create, rotate, verify, restore, startup restore."""
 
+import shutil
 import sqlite3
 import stat
+import struct
 import subprocess
 import threading
 from datetime import timedelta
@@ -349,3 +351,80 @@ def test_restore_works_while_another_process_reads_the_database(engine, live, go
     finally:
         reader.close()
     assert sql(live, "PRAGMA journal_mode") == [("wal",)]
+
+
+def test_a_damaged_database_is_moved_aside_with_its_wal_and_shm_files(live, settings, tmp_path):
+    fill_tracking(live, 20_000)
+    live.close()  # everything checkpointed into the main file
+    db = database.open_database(settings.db_path)
+    add_users(db, 2)  # a last write, still in the WAL
+    crashed = tmp_path / "crashed"  # the files as a crash leaves them, WAL and all
+    crashed.mkdir()
+    for suffix in ("", "-wal", "-shm"):
+        shutil.copyfile(f"{settings.db_path}{suffix}", crashed / f"bot.db{suffix}")
+    db.close()
+    for suffix in ("", "-wal", "-shm"):
+        shutil.copyfile(crashed / f"bot.db{suffix}", f"{settings.db_path}{suffix}")
+    data = bytearray(Path(settings.db_path).read_bytes())
+    data[4096 * 5: 4096 * 5 + 200] = b"\xff" * 200  # then a b-tree page of the main file is smashed
+    Path(settings.db_path).write_bytes(bytes(data))
+    originals = {suffix: Path(f"{settings.db_path}{suffix}").read_bytes() for suffix in ("", "-wal")}
+    assert originals["-wal"]  # there is something in the WAL to keep
+    db, report = start(settings)
+    assert report.restore_reason == "the database was damaged"
+    for suffix, content in originals.items():
+        assert Path(f"{report.moved_aside}{suffix}").read_bytes() == content  # kept, byte for byte
+    assert Path(f"{report.moved_aside}-shm").is_file()  # the WAL's index: kept, rebuilt by readers
+    db.close()
+
+
+def test_another_programs_files_beside_the_database_survive_a_backup(engine, live, settings):
+    folder, backups = Path(settings.db_path).parent, Path(settings.backup_dir)
+    backups.mkdir(exist_ok=True)
+    theirs = [folder / ".tmp-report-99999999", backups / ".tmp-backup-x.db.zst-99999999",
+              folder / "upload.tmp-99999999", backups / ".botbackup-tmp-their-own-idea"]
+    for path in theirs:
+        path.write_text("not ours")
+    (folder / ".tmp-work-99999999-abc").mkdir()  # a folder named like ours used to be
+    add_users(live, 1)
+    engine.create("manual")
+    assert all(path.read_text() == "not ours" for path in theirs)
+    assert (folder / ".tmp-work-99999999-abc").is_dir()
+
+
+def test_a_database_path_with_odd_characters_backs_up_and_restores(tmp_path):
+    settings = make_settings(tmp_path / "we#ird ?%20 ünï cödé")
+    db = database.open_database(settings.db_path)
+    db.migrate()
+    add_users(db, 1, 2)
+    engine = BackupEngine(db, settings, clock=Clock())
+    made = engine.create("manual")
+    assert engine.verify(made.info).row_counts["users"] == 2
+    db.close()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{settings.db_path}{suffix}").unlink(missing_ok=True)
+    db, report = start(settings)  # an empty disk: restored from the folder with odd characters
+    assert report.restored.name == made.info.name and user_ids(db) == [1, 2]
+    add_users(db, 3)
+    BackupEngine(db, settings, clock=Clock()).restore(Path(made.info.location))
+    assert user_ids(db) == [1, 2]
+    db.close()
+
+
+def test_the_live_database_and_its_wal_and_shm_are_private(live, settings):
+    add_users(live, 1)
+    for suffix in ("", "-wal", "-shm"):
+        assert stat.S_IMODE(Path(f"{settings.db_path}{suffix}").stat().st_mode) == 0o600, suffix
+
+
+def test_files_in_the_backup_folder_that_are_not_backups_never_fail_a_backup(engine, live, settings, caplog):
+    backups = Path(settings.backup_dir)
+    backups.mkdir(exist_ok=True)
+    (backups / file_name(NOW, "manual")).write_bytes(b"not a backup at all")
+    (backups / file_name(NOW.replace(hour=13), "manual")).write_bytes(
+        struct.pack("<II", backup_format.SKIPPABLE_MAGIC, 200_000) + b"[" * 100_000 + b"]" * 100_000)
+    add_users(live, 1)
+    assert engine.create("manual").info.row_counts["users"] == 1
+    engine.create("manual")
+    assert caplog.text.count("which is not a backup") == 2  # each reported, once
+    assert [b.reason for b in engine.listing().backups] == ["manual", "manual"]

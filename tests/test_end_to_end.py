@@ -58,12 +58,23 @@ def test_flooding_blocks_the_user(fake, run_bot):
 
 def test_an_unusable_storage_path_runs_in_memory_and_still_serves(tmp_path, fake, run_bot):
     (tmp_path / "a-file").write_text("not a folder")
-    bot = run_bot(DB_PATH=str(tmp_path / "a-file" / "bot.db"))
+    unusable = {"DB_PATH": str(tmp_path / "a-file" / "bot.db"), "BACKUP_CHAT_ID": "off"}
+    bot = run_bot(**unusable)
     fake.send_text(USER, "/start", first_name="Ann")
     fake.wait_for_message(USER, "registered")
+    assert "Users: 2" in admin_statistics(fake)  # the user, and the admin asking
     assert bot.stop()[0] == 0
     log = bot.log()
     assert "ERROR" in log and "IN-MEMORY" in log and "Not a directory" in log
+    again = run_bot(**unusable)  # no backup anywhere: what was in memory is gone
+    assert "Users: 1" in admin_statistics(fake)
+    assert again.stop()[0] == 0
+
+
+def admin_statistics(fake) -> str:
+    seen = len(fake.messages(ADMIN_ID))
+    fake.send_text(ADMIN_ID, "📊 Statistics")
+    return fake.wait_for_message(ADMIN_ID, "Users:", after=seen)["text"]
 
 
 def test_no_log_line_holds_the_token_when_the_api_is_unreachable(fake, run_bot):
@@ -155,6 +166,15 @@ def test_the_shutdown_backup_of_tens_of_megabytes_fits_in_ten_seconds(tmp_path, 
     code, seconds = bot.stop()
     assert code == 0 and seconds < 10, bot.log()
     assert "shutdown backup backup-" in bot.log()
+    # the backup itself, opened and checked: every row is in it, and it verifies completely
+    with closing(sqlite3.connect(f"{bot.db_path}.backup")) as copy:
+        assert copy.execute("SELECT count(*) FROM tracking").fetchone() == (400_002,)  # and 2 tracked
+        assert copy.execute("SELECT user_id FROM users ORDER BY 1").fetchall() == [(1,), (USER,)]
+    newest = next(p for p in sorted((bot.db_path.parent / "backups").iterdir()) if "shutdown" in p.name)
+    verified = subprocess.run([sys.executable, str(PROJECT / "backup.py"), "verify", str(newest)],
+                              env={"PATH": "/usr/bin:/bin", "DB_PATH": str(bot.db_path)},
+                              capture_output=True, text=True, timeout=120)
+    assert verified.returncode == 0 and "tracking 400002" in verified.stdout, verified.stderr
 
 
 def test_a_second_bot_on_the_same_database_is_refused(tmp_path, fake, run_bot):
@@ -245,3 +265,73 @@ def test_encrypted_off_site_copies_and_a_wrong_passphrase(tmp_path, fake, run_bo
     fake.wait_for_message(ADMIN_ID, "Restored at startup", after=told)
     assert right.stop()[0] == 0
     assert users_in(right.db_path) == [701]
+
+
+HTML_502 = ("<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1>"
+            "</center><hr><center>nginx</center></body></html>")
+
+
+def s3_settings(s3_server, prefix):
+    return {"S3_BUCKET": s3_server.bucket, "S3_PREFIX": prefix, "S3_ENDPOINT_URL": s3_server.endpoint_url,
+            "AWS_ACCESS_KEY_ID": s3_server.access_key, "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
+            "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def test_html_502_pages_from_telegram_at_startup_and_on_send_document(tmp_path, fake, run_bot,
+                                                                      s3_server, s3_env):
+    settings = {"BACKUP_CHAT_ID": str(BACKUP_CHAT), **s3_settings(s3_server, s3_env)}
+    first = run_bot(**settings)
+    for user_id in (801, 802):
+        fake.send_text(user_id, "/start")
+        fake.wait_for_message(user_id, "registered")
+    assert "local, telegram, s3" in backup_by_admin(fake)
+    pinned = fake.pinned_message(BACKUP_CHAT)
+    first.kill()
+    shutil.rmtree(tmp_path / "data")  # an empty disk
+
+    # a proxy in front of Telegram answers with HTML: the token check, the backup chat, polling
+    for method in ("getMe", "getChat", "getUpdates"):
+        fake.fail_next(method, 502, body=HTML_502)
+    told = len(fake.messages(ADMIN_ID))
+    again = run_bot(**settings)
+    restored = fake.wait_for_message(ADMIN_ID, "Restored at startup", after=told)["text"]
+    assert "from s3" in restored
+    fake.send_text(801, "/start")  # alive, serving the restored data
+    fake.wait_for_message(801, "registered", after=1)
+
+    fake.fail_next("sendDocument", 502, body=HTML_502)
+    reply = backup_by_admin(fake)
+    assert "stored in local, s3" in reply and "not in telegram: Telegram answered HTTP 502" in reply
+    alert = fake.wait_for_message(ADMIN_ID, "could not be stored in telegram", after=told)["text"]
+    assert "HTTP 502" in alert and "<html>" not in alert
+    assert fake.pinned_message(BACKUP_CHAT) == pinned
+    assert again.stop()[0] == 0
+    assert users_in(again.db_path) == [801, 802]
+    assert "uncaught exception" not in again.log()
+
+
+@pytest.mark.parametrize("how", ["/start_fresh YES", "the panel"])
+def test_start_fresh_lets_copies_leave_the_machine_again(how, tmp_path, fake, run_bot):
+    first = run_bot(BACKUP_CHAT_ID=str(BACKUP_CHAT))
+    backup_by_admin(fake)
+    real = fake.pinned_message(BACKUP_CHAT)
+    first.kill()
+    shutil.rmtree(tmp_path / "data")
+    fake.fail_next("getChat", 502, "Bad Gateway")  # the chat cannot be asked: the bot pauses
+    told = len(fake.messages(ADMIN_ID))
+    again = run_bot(BACKUP_CHAT_ID=str(BACKUP_CHAT))
+    fake.wait_for_message(ADMIN_ID, "Nothing is sent off the machine", after=told)
+    assert "stored in local" in backup_by_admin(fake) and fake.pinned_message(BACKUP_CHAT) == real
+
+    if how == "the panel":
+        seen = len(fake.messages(ADMIN_ID))
+        fake.send_text(ADMIN_ID, "🆕 Start fresh")
+        fake.wait_for_message(ADMIN_ID, "Starting fresh keeps the current database", after=seen)
+        fake.send_text(ADMIN_ID, "✅ Confirm start fresh")
+    else:
+        seen = len(fake.messages(ADMIN_ID))
+        fake.send_text(ADMIN_ID, how)
+    fake.wait_for_message(ADMIN_ID, "the next backup leaves the machine again", after=seen)
+    assert "stored in local, telegram" in backup_by_admin(fake)
+    assert fake.pinned_message(BACKUP_CHAT) != real
+    assert again.stop()[0] == 0

@@ -60,3 +60,20 @@ def test_admin_panel_replies_carry_no_secret(fake, monkeypatch):
     panel.say(7, f"❌ Max retries exceeded with url: /bot{fake.token}/getFile")
     (message,) = fake.messages(7)
     assert message["text"] == f"❌ Max retries exceeded with url: /bot{REDACTED}/getFile"
+
+
+def test_every_credential_is_a_secret_session_tokens_and_url_passwords_included(fake, monkeypatch):
+    import telebot
+
+    import messaging
+    from config import load_settings
+    monkeypatch.setattr(telebot.apihelper, "API_URL", fake.url + "/bot{0}/{1}")
+    settings = load_settings({"BOT_TOKEN": fake.token, "ADMIN_IDS": "7", "BACKUP_PASSPHRASE": "pass phrase",
+                              "AWS_SECRET_ACCESS_KEY": "aws-secret-key", "AWS_SESSION_TOKEN": "aws-session-token",
+                              "S3_ENDPOINT_URL": "https://minio:url-password@s3.example.com"})
+    leaked = "; ".join(["pass phrase", "aws-secret-key", "aws-session-token", "url-password", fake.token])
+    messaging.alert_admins(telebot.TeleBot(fake.token), settings, f"error: {leaked}")
+    (message,) = fake.messages(7)
+    for secret in ("pass phrase", "aws-secret-key", "aws-session-token", "url-password", fake.token):
+        assert secret not in message["text"]
+    assert message["text"].count(REDACTED) == 5

@@ -256,3 +256,44 @@ def test_a_first_start_before_the_admin_wrote_to_the_bot_is_not_paused(tmp_path,
     report.lock.release()
     assert report.restored is None and report.offsite_paused is None
     assert report.unreachable == []
+
+
+def test_a_copy_whose_bytes_differ_when_read_back_is_a_failure(tmp_path, fake):
+    s = Setup(tmp_path, fake)
+    s.add_users(1)
+    fake.corrupt_next_download()  # Telegram gives back other bytes than it was sent
+    result = s.engine.create("manual")
+    assert "read-back failed: the copy read back differs from the one sent" in result.failures["telegram"]
+    assert [i.destination for i in result.stored] == ["local"]
+    assert len(s.alerts) == 1 and "telegram" in s.alerts[0]
+
+
+def test_a_startup_restore_of_a_backup_taken_while_paused_keeps_the_pause(tmp_path, fake):
+    s = Setup(tmp_path, fake)
+    s.add_users(1, 2)
+    s.engine.pause_offsite("started on an empty database although backups may exist")
+    s.engine.create("manual")  # kept on this machine only
+    assert fake.requests("sendDocument") == []
+    s.db.close()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{s.settings.db_path}{suffix}").unlink(missing_ok=True)
+    db, engine, report = startup.prepare_database(s.settings, offsite_destinations(s.settings))
+    report.lock.release()
+    assert report.restored.destination == "local" and db.table_row_counts()["users"] == 2
+    assert "backups may exist" in engine.offsite_paused()
+    engine.create("manual")
+    assert fake.requests("sendDocument") == []  # still nothing leaves the machine
+
+
+def test_a_truncated_download_is_a_one_line_failure(tmp_path, fake):
+    s = Setup(tmp_path, fake)
+    s.add_users(1)
+    fake.truncate_next_download()
+    result = s.engine.create("manual")
+    assert "read-back failed: cannot reach Telegram" in result.failures["telegram"]
+    assert "\n" not in result.failures["telegram"]
+    s.engine.create("manual")  # the next one is read back whole
+    (listed,) = s.engine.listing(only="telegram").backups
+    fake.truncate_next_download()
+    with pytest.raises(BackupError, match="cannot fetch .* from telegram: cannot reach Telegram"):
+        s.engine.verify(listed)

@@ -2,9 +2,13 @@
 
 import itertools
 import logging
+import socket
+import struct
+import threading
 import time
 from dataclasses import replace
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -14,6 +18,7 @@ from config import load_settings
 from conftest import NOW
 from destinations import DestinationError
 from engine import BackupEngine
+from backup_format import BackupError
 from s3_destination import S3Bucket
 from seaweed import free_ports
 
@@ -210,3 +215,72 @@ def test_a_wiped_disk_comes_back_from_the_bucket(s3_server, s3_env, tmp_path):
     assert db.user(42)["username"] == "ann"
     db.close()
     report.lock.release()
+
+
+class GarbageS3:
+    """An 'S3 endpoint' that answers every request with garbage: an HTML 502 from a proxy, a 200
+    whose body is not S3's XML, or a connection reset."""
+
+    def __init__(self, mode):
+        class Handler(BaseHTTPRequestHandler):
+            def handle_one_request(self):
+                if mode == "reset":
+                    self.rfile.readline()
+                    # SO_LINGER 0: closing sends a reset, as a crashing proxy would
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.close_connection = True
+                    return
+                super().handle_one_request()
+
+            def answer(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                status, body = (502, b"<html><body>502 Bad Gateway</body></html>") if mode == "html" \
+                    else (200, b"\x00\xffnot xml at all<<<")
+                self.send_response(status)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = answer
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("mode", ["html", "not-xml", "reset"])
+def test_garbage_from_s3_is_a_one_line_failure_and_the_local_backup_is_made(mode, s3_env, tmp_path):
+    garbage = GarbageS3(mode)
+    try:
+        settings = load_settings({"BOT_TOKEN": TOKEN, "DB_PATH": str(tmp_path / "bot.db"),
+                                  "BACKUP_CHAT_ID": "off", "S3_BUCKET": "backups", "S3_PREFIX": s3_env,
+                                  "S3_ENDPOINT_URL": garbage.url})
+        db = database.open_database(settings.db_path)
+        db.migrate()
+        db.track_message(1, None, "N", 1, "message", NOW, NOW)
+        bucket = S3Bucket("backups", s3_env, garbage.url)
+        engine = BackupEngine(db, settings, [bucket])
+        with pytest.raises(DestinationError) as caught:
+            bucket.list()
+        assert "\n" not in str(caught.value) and "<html>" not in str(caught.value)
+        result = engine.create("manual")  # a PUT answered 200 with garbage is caught by the read-back
+        assert [i.destination for i in result.stored] == ["local"]
+        assert "\n" not in result.failures["s3"] and "<html>" not in result.failures["s3"]
+        ghost = replace(result.info, destination="s3", location=bucket.prefix + result.info.name)
+        with pytest.raises(BackupError) as refused:
+            engine.verify(ghost)
+        assert "\n" not in str(refused.value)
+        assert [u.destination for u in engine.listing().unreachable] == ["s3"]
+        db.close()
+    finally:
+        garbage.close()
