@@ -42,6 +42,8 @@ ENCRYPTED_SUFFIX = ".age"
 MAX_HEADER_BYTES = 1 << 20
 SUFFIX = ".db.zst"
 NAME_PATTERN = re.compile(r"^backup-(\d{8}T\d{9}Z)-([a-z-]+)\.db\.zst(\.age)?$")
+FINAL_REASONS = ("shutdown", "handover")  # a writer's last backup: nothing was written after it
+PRE_RESTORE = "pre-restore"  # the safety copy before a restore: kept, never taken for the newest state
 COMPRESSION_LEVEL = 3
 MAX_WINDOW = 1 << 24  # zstd's memory while unpacking; ours use 2 MB windows, a hostile frame asks more
 MAX_WORK_FACTOR = 20  # age's scrypt: 2**20 * 1 KB = 1 GB of memory; beyond that is absurd
@@ -70,7 +72,14 @@ class BackupInfo:
     location: str = ""  # path, file id or key, within the destination
     name: str = ""
     encrypted: bool = False  # this copy is age-encrypted (copies that leave the machine)
+    generation: int = 0  # the writer's generation: an instance that restores N writes N + 1
+    writer: str = ""  # the instance that took it
     extra: dict = field(default_factory=dict)  # anything a newer format adds, kept as it came
+
+    @property
+    def final(self) -> bool:
+        """The last backup of a writer that stopped cleanly: nothing was written after it."""
+        return self.reason in FINAL_REASONS
 
     @property
     def total_rows(self) -> int:
@@ -78,6 +87,51 @@ class BackupInfo:
 
     def at(self, destination: str, location: str, size: int) -> "BackupInfo":
         return replace(self, destination=destination, location=location, size=size)
+
+
+@dataclass(frozen=True)
+class Head:
+    """Who writes the backups off the machine, as each destination keeps it: a writer publishes
+    'writing' before it handles its first update, and 'final' with its last backup when it stops
+    cleanly (at shutdown, or handing over to a newer instance). Every instance that starts, or
+    waits passively, reads it; a writer whose generation is behind it stops writing (fencing)."""
+    generation: int
+    writer: str  # the instance
+    state: str  # "writing" or "final"
+    since: datetime  # when this state began
+    final_backup_at: Optional[datetime] = None  # the created-at of the final backup
+
+    def newer_writer_than(self, generation: int, writer: str) -> bool:
+        """This head belongs to a writer that supersedes `writer` of `generation`."""
+        return self.generation > generation or (
+            self.generation == generation and self.writer != writer and self.state == "writing")
+
+    def as_json(self) -> dict:
+        return {"generation": self.generation, "writer": self.writer, "state": self.state,
+                "since": self.since.isoformat(timespec="milliseconds"),
+                "final_backup_at": self.final_backup_at.isoformat(timespec="milliseconds")
+                if self.final_backup_at else None}
+
+    @staticmethod
+    def from_json(data) -> "Head":
+        """A Head from JSON that came from outside; NotABackupError when it is not one."""
+        problem = "the writer record is damaged"
+        if not isinstance(data, dict):
+            raise NotABackupError(f"{problem} (not an object)")
+        generation, writer, state = data.get("generation"), data.get("writer"), data.get("state")
+        if not _whole(generation, MAX_GENERATION):
+            raise NotABackupError(f"{problem} (generation)")
+        if not isinstance(writer, str) or not WRITER.match(writer) or state not in ("writing", "final"):
+            raise NotABackupError(f"{problem} (writer)")
+        final_at = data.get("final_backup_at")
+        return Head(generation, writer, state, checked_moment(data.get("since"), problem),
+                    checked_moment(final_at, problem) if final_at is not None else None)
+
+
+def newest_head(heads) -> Optional[Head]:
+    """The head that speaks for now: the highest generation, then the latest change."""
+    heads = [head for head in heads if head is not None]
+    return max(heads, key=lambda head: (head.generation, head.since)) if heads else None
 
 
 def file_name(created_at: datetime, reason: str) -> str:
@@ -95,6 +149,8 @@ def header_bytes(info: BackupInfo) -> bytes:
         "row_counts": info.row_counts,
         "sha256": info.sha256,
         "db_size": info.db_size,
+        "generation": info.generation,
+        "writer": info.writer,
         **info.extra,
     }, sort_keys=True).encode()
     return struct.pack("<II", SKIPPABLE_MAGIC, len(payload)) + payload
@@ -119,7 +175,8 @@ def read_header(stream: BinaryIO) -> BackupInfo:
         raise NotABackupError("it is in an unknown backup format")
     known = {name: fields.pop(name, None) for name in
              ("created_at", "reason", "schema_version", "row_counts", "sha256", "db_size")}
-    return checked_info(**known, extra=fields, problem="its header is damaged")
+    return checked_info(**known, generation=fields.pop("generation", 0), writer=fields.pop("writer", ""),
+                        extra=fields, problem="its header is damaged")
 
 
 # --- values from outside: every field checked for type and range ---------------------------------
@@ -130,10 +187,12 @@ MAX_ROWS = 1 << 62
 TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 REASON = re.compile(r"^[a-z][a-z-]{0,31}$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+WRITER = re.compile(r"^[A-Za-z0-9._:-]{0,80}$")
+MAX_GENERATION = 1 << 53
 
 
 def checked_info(created_at, reason, schema_version, row_counts, sha256, db_size, *,
-                 problem: str, **more) -> BackupInfo:
+                 problem: str, generation=0, writer="", **more) -> BackupInfo:
     """A BackupInfo from values that came from outside (a header, object metadata, a caption),
     each checked for its type and range; NotABackupError (starting with `problem`) otherwise."""
     def refuse(what: str) -> NotABackupError:
@@ -152,8 +211,12 @@ def checked_info(created_at, reason, schema_version, row_counts, sha256, db_size
         raise refuse("schema version")
     if not _whole(db_size, MAX_DB_SIZE):
         raise refuse("size")
+    if not _whole(generation, MAX_GENERATION):
+        raise refuse("generation")
+    if not isinstance(writer, str) or not WRITER.match(writer):
+        raise refuse("writer")
     return BackupInfo(checked_moment(created_at, problem), reason, schema_version, dict(row_counts), sha256,
-                      db_size, **more)
+                      db_size, generation=generation, writer=writer, **more)
 
 
 def checked_moment(value, problem: str = "impossible date") -> datetime:
@@ -418,6 +481,8 @@ def info_to_metadata(info: BackupInfo) -> dict[str, str]:
         "sha256": info.sha256,
         "db-size": str(info.db_size),
         "encrypted": "yes" if info.encrypted else "no",
+        "generation": str(info.generation),
+        "writer": info.writer,
     }
 
 
@@ -433,7 +498,8 @@ def info_from_metadata(metadata: dict) -> BackupInfo:
         row_counts = None
     return checked_info(text("created-at"), text("reason"), _number(text("schema-version")),
                         row_counts, text("sha256"), _number(text("db-size")),
-                        encrypted=text("encrypted") == "yes", problem="its metadata is incomplete")
+                        encrypted=text("encrypted") == "yes", problem="its metadata is incomplete",
+                        generation=_number(text("generation") or "0"), writer=text("writer") or "")
 
 
 def _number(text: Optional[str]) -> Optional[int]:

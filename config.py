@@ -34,6 +34,9 @@ class Settings:
     backup_dir: str = ""
     backup_keep: int = 10
     backup_interval_hours: float = 6.0
+    backup_after_change_seconds: float = 60.0  # 0: no on-change backups
+    handover_wait_seconds: float = 30.0
+    startup_restore_wait_seconds: float = 120.0
     backup_chat_id: Optional[int] = None  # None: the Telegram destination is off
     backup_passphrase: Optional[str] = field(default=None, repr=False)
     backup_read_back: bool = True  # fetch every off-site copy back and verify it
@@ -83,6 +86,9 @@ def load_settings(environ: Optional[Mapping[str, str]] = None, *, require_token:
         backup_dir=reader.text("BACKUP_DIR") or str(Path(db_path).parent / "backups"),
         backup_keep=reader.integer("BACKUP_KEEP", 10, minimum=1),
         backup_interval_hours=reader.number("BACKUP_INTERVAL_HOURS", 6.0, minimum=0.001),
+        backup_after_change_seconds=reader.number("BACKUP_AFTER_CHANGE_SECONDS", 60.0, minimum=0),
+        handover_wait_seconds=reader.number("HANDOVER_WAIT_SECONDS", 30.0, minimum=0),
+        startup_restore_wait_seconds=reader.number("STARTUP_RESTORE_WAIT_SECONDS", 120.0, minimum=0),
         backup_chat_id=reader.backup_chat_id(admin_ids),
         backup_passphrase=reader.text("BACKUP_PASSPHRASE"),
         backup_read_back=reader.switch("BACKUP_READBACK", True),

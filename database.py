@@ -343,6 +343,12 @@ class Database:
         except sqlite3.OperationalError as error:
             log.debug("staying in WAL for the load: %s", error)
 
+    def change_count(self) -> int:
+        """Rows inserted, changed or deleted through this connection since it opened: what the
+        on-change backups watch (every write of the bot goes through this one connection)."""
+        with self.lock:
+            return self._connection.total_changes
+
     def is_empty(self) -> bool:
         """True when the database holds no tables at all (a new or zero-length file)."""
         with self.lock:

@@ -1,13 +1,17 @@
 """Where backup files live, behind one small interface.
 
     put(path, info)      store the backup file at `path` (streamed, never read whole into memory);
-                         returns the stored copy's info
+                         returns the stored copy's info. Fenced: refused with Stale when the
+                         destination's head names a newer writer than the backup's
     list()               the backups there, newest first, as BackupInfo
     fetch(info, workdir) a local, readable file of that backup (may be the stored file itself)
     delete(backups)      remove these backups (the engine decides which: see its retention)
+    read_head()          who writes the backups there (backup_format.Head), or None
+    write_head(head)     publish it; fenced like put
 
 Every failure is a DestinationError whose message is one line, without secrets; TooLarge is one
-a destination reports when a file is over what it can take or give back. The engine treats every
+a destination reports when a file is over what it can take or give back, and Stale one when a
+newer writer's head is there. The engine treats every
 destination alike, by this interface only. Here: the local folder (BACKUP_DIR).
 telegram_destination.py and s3_destination.py hold the places off the machine. Each BackupInfo
 carries the backup's own header, so every destination can say what it holds without the others.
@@ -19,9 +23,9 @@ import logging
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Optional, Protocol, Sequence
 
-from backup_format import NAME_PATTERN, BackupInfo, NotABackupError, read_header
+from backup_format import NAME_PATTERN, BackupInfo, Head, NotABackupError, read_header
 from files import copy_file, fsync_folder, write_atomically
 
 log = logging.getLogger(__name__)
@@ -35,6 +39,18 @@ class TooLarge(DestinationError):
     """A file is over what a destination can store or give back; the message says what to do."""
 
 
+class Stale(DestinationError):
+    """The destination's head names a newer writer: this instance must not bury its backups."""
+
+
+def fence(current: Optional[Head], generation: int, writer: str) -> None:
+    """Raise Stale when `current`, the destination's head, supersedes `writer` of `generation`.
+    Every destination calls it before anything replaces what is there."""
+    if current is not None and current.newer_writer_than(generation, writer):
+        raise Stale(f"a newer instance writes here (generation {current.generation}, "
+                    f"{current.writer}); this one is generation {generation}")
+
+
 class Destination(Protocol):
     name: str
 
@@ -45,6 +61,10 @@ class Destination(Protocol):
     def fetch(self, info: BackupInfo, workdir: Path) -> Path: ...
 
     def delete(self, backups: Sequence[BackupInfo]) -> None: ...
+
+    def read_head(self) -> Optional[Head]: ...
+
+    def write_head(self, head: Head) -> None: ...
 
 
 class LocalFolder:
@@ -95,3 +115,10 @@ class LocalFolder:
             Path(info.location).unlink(missing_ok=True)
         if backups:
             fsync_folder(self.folder)
+
+    def read_head(self) -> Optional[Head]:
+        """None: this disk is the instance's own; no other instance reads it."""
+        return None
+
+    def write_head(self, head: Head) -> None:
+        pass

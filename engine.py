@@ -21,19 +21,21 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Optional, Sequence
 
-from backup_format import (ENCRYPTED_SUFFIX, BackupError, BackupInfo, encrypt_file, file_name,
-                           inspect_snapshot, sha256_of, unpack_and_verify, write_backup_file)
+from backup_format import (ENCRYPTED_SUFFIX, PRE_RESTORE, BackupError, BackupInfo, Head, encrypt_file,
+                           file_name, inspect_snapshot, newest_head, sha256_of, unpack_and_verify,
+                           write_backup_file)
 from clock import Clock, utc_now
 from config import Settings
 from database import Database, DatabaseError
-from destinations import Destination, DestinationError, LocalFolder, TooLarge
+from destinations import Destination, DestinationError, LocalFolder, Stale, TooLarge
 from files import copy_stream, remove_stale_temporaries, scratch_folder, write_atomically
 
 log = logging.getLogger("backup")
 
-SKIPPABLE_REASONS = ("startup", "scheduled")  # the others always run
+SKIPPABLE_REASONS = ("startup", "scheduled", "change")  # skipped when nothing changed
 STEP_PAGES = 256  # pages copied per snapshot step while holding the lock (1 MB at 4 KB pages)
 PAUSE_KEY = "offsite_paused"
+GENERATION_KEY, WRITER_KEY = "generation", "writer"  # the writer of this database, in bot_state
 Alert = Callable[[str], object]
 
 
@@ -115,6 +117,87 @@ class BackupEngine:
         self._busy = threading.RLock()  # one backup or restore at a time
         self._restored: Optional[BackupInfo] = None  # what the live data equals after a restore
         self._too_large_told: set[str] = set()  # destinations whose copies cannot be fetched back
+        self.generation, self.writer = self._recorded_writer()
+        self._claimed = True  # a writer read from the database claimed before (the command line)
+        self._newest_offsite: Optional[datetime] = None
+        self._writing = True  # False once this instance handed over, or found a newer writer
+        self.on_stale: Callable[[str], object] = lambda why: None  # the instance goes passive
+
+    # --- the writer: one instance at a time writes the backups off the machine ---
+
+    def _recorded_writer(self) -> tuple[int, str]:
+        """The generation and writer recorded in the database (what the command line uses
+        beside a running bot: its backups are that writer's)."""
+        if self.db is None:
+            return 0, ""
+        generation = self.db.get_state(GENERATION_KEY)
+        return (int(generation) if generation and generation.isdigit() else 0,
+                self.db.get_state(WRITER_KEY) or "")
+
+    def become_writer(self, generation: int, writer: str) -> None:
+        """From now on this instance writes, as `writer` of `generation` (recorded in the
+        database, so every backup of it says so)."""
+        with self._busy:
+            self.generation, self.writer, self._writing = generation, writer, True
+            self._claimed = False  # its head is published before its first copy leaves
+            self.db.set_state(GENERATION_KEY, str(generation))
+            self.db.set_state(WRITER_KEY, writer)
+
+    def stop_writing(self) -> None:
+        """After a hand-over: no backup, no restore, nothing leaves the machine any more."""
+        with self._busy:
+            self._writing = False
+
+    @property
+    def writing(self) -> bool:
+        return self._writing
+
+    @property
+    def offsite_count(self) -> int:
+        return len(self._offsite)
+
+    def newest_offsite_backup_at(self) -> Optional[datetime]:
+        """When the newest backup known to be off the machine was taken (one this process sent,
+        or restored from there); None when there is none yet."""
+        return self._newest_offsite
+
+    def heads(self) -> tuple[Optional[Head], list[Unreachable]]:
+        """The newest head of every destination off the machine, and those that could not be
+        asked."""
+        found, unreachable = [], []
+        for destination in self._offsite:
+            try:
+                found.append(destination.read_head())
+            except (DestinationError, OSError) as error:
+                unreachable.append(Unreachable(destination.name, str(error), True))
+        return newest_head(found), unreachable
+
+    def publish(self, state: str, final_backup_at=None) -> list[str]:
+        """Write this writer's head ('writing', or 'final' with its last backup) in every
+        destination off the machine; returns those that could not take it. Stale when one names
+        a newer writer."""
+        head = Head(self.generation, self.writer, state, self.clock(), final_backup_at)
+        failed = []
+        for destination in self._offsite:
+            try:
+                destination.write_head(head)
+            except Stale:
+                raise
+            except (DestinationError, OSError) as error:
+                log.warning("could not publish the writer in %s: %s", destination.name, error)
+                failed.append(destination.name)
+        if state == "writing" and len(failed) < len(self._offsite):
+            self._claimed = True
+        return failed
+
+    def _went_stale(self, why: str) -> None:
+        """A newer instance writes off the machine: stop writing there, keep copies locally."""
+        if self._writing:
+            self._writing = False
+            log.error("this instance is stale: %s", why)
+            self.alert(f"⛔ This instance stopped writing: {why}. Its backups stay on its own disk; "
+                       "the newer instance's backups are untouched.")
+            self.on_stale(why)
 
     # --- create ---
 
@@ -132,6 +215,9 @@ class BackupEngine:
 
     def _create(self, reason: str) -> CreateResult:
         with self._busy, scratch_folder(self.local.folder) as workdir:
+            if not self._writing:
+                raise BackupError("this instance is not the writer any more (it handed over, or a "
+                                  "newer instance writes the backups)")
             started = time.monotonic()
             created_at = self.clock()
             for folder in (self.local.folder, self.plain_copy.parent):
@@ -148,7 +234,8 @@ class BackupEngine:
                 log.info("%s backup skipped: nothing changed since %s", reason, newest.name)
                 return CreateResult(None, time.monotonic() - started)
             info = BackupInfo(created_at, reason, schema_version, row_counts, digest, db_size,
-                              name=file_name(created_at, reason))
+                              name=file_name(created_at, reason), generation=self.generation,
+                              writer=self.writer)
             packed = workdir / info.name
             with open(snapshot, "rb") as content:
                 # Checked and hashed: from here on only the open descriptor is needed. Unlinked,
@@ -163,6 +250,10 @@ class BackupEngine:
             if not stored:
                 elsewhere = f"; it did reach {', '.join(i.destination for i in sent)}" if sent else ""
                 raise BackupError(f"the backup could not be written: {failures['local']}{elsewhere}")
+            if sent:
+                self._newest_offsite = info.created_at
+            if info.final and sent:
+                self._publish_final(info)
             result = CreateResult(stored[0], time.monotonic() - started, stored + sent,
                                   {**failures, **offsite_failures})
             log.info("%s backup %s: %d bytes, %d rows, %.2f s, stored in %s", reason, info.name,
@@ -170,11 +261,20 @@ class BackupEngine:
                      ", ".join(i.destination for i in result.stored))
             return result
 
+    def _publish_final(self, info: BackupInfo) -> None:
+        try:
+            self.publish("final", info.created_at)
+        except Stale as error:
+            self._went_stale(str(error))
+
     def _store(self, destination: Destination, packed: Path,
                info: BackupInfo) -> tuple[list[BackupInfo], dict[str, str]]:
         """Put one copy; a failure is recorded, alerted once per streak, and returned, not raised."""
         try:
             placed = destination.put(packed, info)
+        except Stale as error:
+            self._went_stale(str(error))
+            return [], {destination.name: str(error)}
         except (DestinationError, OSError) as error:
             self._failed(destination.name, str(error))
             return [], {destination.name: str(error)}
@@ -190,10 +290,18 @@ class BackupEngine:
         if paused:
             log.warning("backup %s kept on this machine only: %s", info.name, paused)
             return [], {d.name: f"paused: {paused}" for d in self._offsite}
+        if not self._claimed:  # paused when it became the writer: it says so now
+            try:
+                self.publish("writing")
+            except Stale as error:
+                self._went_stale(str(error))
         copy, copy_info = self._leaving_copy(packed, info, workdir)
         sent, failures = [], {}
         expected = sha256_of(copy)[0] if self._should_read_back(info) else None
         for destination in self._offsite:
+            if not self._writing:  # stale: nothing more leaves the machine
+                failures[destination.name] = "not sent: a newer instance writes the backups"
+                continue
             placed, failed = self._store(destination, copy, copy_info)
             if placed and expected:
                 failed = self._read_back(destination, placed[0], expected)
@@ -240,10 +348,10 @@ class BackupEngine:
         return {}
 
     def _rotate(self, destination: Destination) -> None:
-        """Keep the newest BACKUP_KEEP backups in `destination`; a failure to delete is logged
-        and retried at the next backup, never a failed backup."""
+        """Keep what retention() keeps in `destination`; a failure to delete is logged and
+        retried at the next backup, never a failed backup."""
         try:
-            old = destination.list()[self.settings.backup_keep:]
+            old = retention(destination.list(), self.settings.backup_keep)
             destination.delete(old)
         except (DestinationError, OSError) as error:
             log.warning("could not rotate the backups in %s: %s", destination.name, error)
@@ -352,22 +460,29 @@ class BackupEngine:
 
     # --- restore ---
 
-    def restore(self, source: Path | BackupInfo, *, safety_backup: bool = True,
-                resume_offsite: bool = True) -> BackupInfo:
-        """Replace the live data with a verified backup, after a 'pre-restore' safety backup.
+    def restore(self, source: Path | BackupInfo, *, by_person: bool = True) -> BackupInfo:
+        """Replace the live data with a verified backup.
 
         Every check that could fail runs before the live database is touched (the candidate's
         integrity, its exact schema, a dry run of its migrations on a copy), so a refusal
-        raises BackupError and leaves the live database byte for byte as it was. A restore asked
-        for by a person also lets copies leave the machine again (see pause_offsite).
+        raises BackupError and leaves the live database byte for byte as it was.
+
+        A restore asked for by a person (the panel, the command line) is framed by two backups:
+        a 'pre-restore' safety copy of the data it replaces (kept and labelled, never taken for
+        the newest state), and a 'restore' backup of the restored data, so that what comes back
+        after a crash or a redeploy is what the person restored. It also lets copies leave the
+        machine again (see pause_offsite). The startup's and a take-over's restores are not.
         """
         if isinstance(source, Path) and _same_file(source, self.settings.db_path):
             raise BackupError(f"refused: {source} is the live database itself")
         with self._busy, scratch_folder(self.local.folder) as workdir:
+            if by_person and not self._writing:
+                raise BackupError("this instance is not the writer any more: restore on the one "
+                                  "that serves")
             info, snapshot = self._unpack(source, workdir)
-            if safety_backup and not self.db.is_empty():
+            if by_person and not self.db.is_empty():
                 try:
-                    self.create("pre-restore")
+                    self.create(PRE_RESTORE)
                 except (BackupError, DestinationError, OSError) as error:
                     raise BackupError(f"the safety backup failed, so nothing was restored: {error}") from error
             try:
@@ -375,21 +490,39 @@ class BackupEngine:
                 self.db.migrate()  # applies nothing; switches WAL back on
             except DatabaseError as error:
                 raise BackupError(str(error)) from error
-            if resume_offsite:
-                self.resume_offsite()
             self._restored = info
+            self._record_writer()  # the restored data names the writer that took it
+            if info.destination not in (self.local.name, "file"):
+                self._newest_offsite = max(filter(None, [self._newest_offsite, info.created_at]))
             log.info("restored %s (%s, %d rows) from %s", info.name, info.reason,
                      info.total_rows, info.destination)
+            if by_person:
+                self.resume_offsite()
+                self.backup_quietly("restore")
             return info
 
+    def _record_writer(self) -> None:
+        if self.writer:
+            self.db.set_state(GENERATION_KEY, str(self.generation))
+            self.db.set_state(WRITER_KEY, self.writer)
+
+    def backup_quietly(self, reason: str) -> Optional[CreateResult]:
+        """A backup whose failure is logged, never raised: the next one retries."""
+        try:
+            return self.create(reason)
+        except BackupError as error:
+            log.error("%s backup failed: %s", reason, error)
+            return None
+
     def restore_newest(self) -> StartupRestore:
-        """Restore the newest backup that verifies, trying older ones when it does not."""
+        """Restore the newest backup that verifies, trying older ones when it does not. Safety
+        copies taken before a restore come last: they hold what a person chose to replace."""
         listing = self.listing()
+        candidates = sorted(listing.backups, key=lambda info: info.reason == PRE_RESTORE)
         passed_over = []
-        for candidate in listing.backups + self._plain_copy_candidate():
+        for candidate in candidates + self._plain_copy_candidate():
             try:
-                # resume_offsite=False: a backup taken while copies were paused stays paused
-                restored = self.restore(candidate, safety_backup=False, resume_offsite=False)
+                restored = self.restore(candidate, by_person=False)
                 return StartupRestore(restored, passed_over, listing.unreachable)
             except BackupError as error:
                 log.warning("cannot restore %s (%s): %s", candidate.name, candidate.destination, error)
@@ -410,3 +543,10 @@ def _same_file(path: Path, other: str) -> bool:
         return os.path.samefile(path, other)
     except OSError:
         return False
+
+
+def retention(backups: Sequence[BackupInfo], keep: int) -> list[BackupInfo]:
+    """Which of `backups` (newest first) rotation removes: all but the newest `keep`, where an
+    on-change backup stays only while it is the newest of all (anything after it says as much)."""
+    kept = [info for n, info in enumerate(backups) if n == 0 or info.reason != "change"][:keep]
+    return [info for info in backups if info not in kept]

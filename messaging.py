@@ -31,10 +31,10 @@ def send_quietly(bot: telebot.TeleBot, chat_id: int, text: str, **kwargs) -> boo
         return False
 
 
-def alert_admins(bot: telebot.TeleBot, settings: Settings, text: str) -> None:
+def alert_admins(bot: telebot.TeleBot, settings: Settings, text: str) -> bool:
     """Tell every admin; also logged, so an alert is never lost when Telegram is unreachable.
-    Secrets are taken out first: an alert quotes error messages, and those may quote anything."""
+    Secrets are taken out first: an alert quotes error messages, and those may quote anything.
+    True when at least one admin got it."""
     text = Redactor(settings.secrets)(text)
     log.warning("alert: %s", text)
-    for admin_id in settings.admin_ids:
-        send_quietly(bot, admin_id, text)
+    return sum(send_quietly(bot, admin_id, text) for admin_id in settings.admin_ids) > 0

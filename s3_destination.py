@@ -9,6 +9,7 @@ with one line that says what to fix.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from contextlib import contextmanager
@@ -24,12 +25,15 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError,
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.exceptions import NoCredentialsError, PartialCredentialsError, ReadTimeoutError
 
-from backup_format import NAME_PATTERN, BackupInfo, NotABackupError, info_from_metadata, info_to_metadata
-from destinations import DestinationError
+from backup_format import (NAME_PATTERN, BackupInfo, Head, NotABackupError, info_from_metadata,
+                           info_to_metadata)
+from destinations import DestinationError, fence
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT, READ_TIMEOUT = 5, 60  # seconds: an unreachable endpoint fails within seconds
+HEAD_NAME = "head.json"  # who writes the backups in this prefix (backup_format.Head)
+MAX_HEAD_BYTES = 64 * 1024
 TRANSFER = TransferConfig(multipart_chunksize=8 << 20, max_concurrency=2)  # streamed, ~16 MB at most
 CREDENTIALS = {
     "SignatureDoesNotMatch": "check AWS_SECRET_ACCESS_KEY",
@@ -64,6 +68,7 @@ class S3Bucket:
         return self._client
 
     def put(self, path: Path, info: BackupInfo) -> BackupInfo:
+        fence(self.read_head(), info.generation, info.writer)
         key = self.prefix + info.name
         with self._errors():
             self.client.upload_file(str(path), self.bucket, key, Config=TRANSFER,
@@ -93,6 +98,32 @@ class S3Bucket:
         for info in backups:
             with self._errors(info.location):
                 self.client.delete_object(Bucket=self.bucket, Key=info.location)
+
+    def read_head(self) -> Optional[Head]:
+        """The writer's record, the object PREFIX + head.json; None when there is none (or it is
+        not one: it came from outside, and is reported)."""
+        key = self.prefix + HEAD_NAME
+        with self._errors(key):
+            try:
+                body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read(MAX_HEAD_BYTES + 1)
+            except ClientError as error:
+                if _code(error) in ("404", "NoSuchKey"):
+                    return None
+                raise
+        try:
+            if len(body) > MAX_HEAD_BYTES:
+                raise NotABackupError("the writer record is implausibly large")
+            return Head.from_json(json.loads(body))
+        except (ValueError, RecursionError, NotABackupError) as error:
+            log.warning("ignoring s3://%s/%s: %s", self.bucket, key, error)
+            return None
+
+    def write_head(self, head: Head) -> None:
+        fence(self.read_head(), head.generation, head.writer)
+        key = self.prefix + HEAD_NAME
+        with self._errors(key):
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=json.dumps(head.as_json()).encode(),
+                                   ContentType="application/json")
 
     def _describe(self, key: str, size: int) -> Optional[BackupInfo]:
         """The backup at `key` from its metadata; None (and a warning) when it is not one."""

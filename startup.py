@@ -11,6 +11,8 @@ them leave again.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -39,6 +41,7 @@ class StartupReport:
     passed_over: list[Refusal] = field(default_factory=list)  # candidates that could not be restored
     unreachable: list[Unreachable] = field(default_factory=list)  # destinations that could not be asked
     offsite_paused: Optional[str] = None
+    paused_unreachable: bool = False  # the pause came (also) from a destination that did not answer
     applied_migrations: list[str] = field(default_factory=list)
 
 
@@ -55,11 +58,17 @@ def offsite_destinations(settings: Settings, bot=None) -> list[Destination]:
 
 
 def prepare_database(settings: Settings, offsite: Sequence[Destination] = (), clock: Clock = utc_now,
-                     alert: Optional[Callable[[str], object]] = None
+                     alert: Optional[Callable[[str], object]] = None,
+                     stop: Optional[threading.Event] = None
                      ) -> tuple[Database, BackupEngine, StartupReport]:
     """Open, restore if needed, migrate. Raises locks.AlreadyRunningError when another bot
     holds DB_PATH, and MigrationError (SchemaTooNewError included) when the schema cannot be
-    brought up to date."""
+    brought up to date.
+
+    A patient start: when a restore is needed, nothing could be restored, and a destination off
+    the machine could not be asked (the network not ready at boot, a Telegram 5xx), it asks
+    again with backoff for up to STARTUP_RESTORE_WAIT_SECONDS before starting on an empty
+    database (`stop`, set by SIGTERM, ends the wait)."""
     alert = alert or (lambda text: None)
     report = StartupReport(lock=_lock_if_possible(settings.db_path, "a running bot"))
     db, report.moved_aside = database.open_or_move_aside(settings.db_path, clock())
@@ -68,14 +77,29 @@ def prepare_database(settings: Settings, offsite: Sequence[Destination] = (), cl
     outcome = None
     if report.restore_reason:
         log.warning("%s: looking for a backup to restore", report.restore_reason)
-        outcome = engine.restore_newest()
+        outcome = _restore_patiently(engine, settings.startup_restore_wait_seconds,
+                                     stop or threading.Event())
         report.restored, report.passed_over = outcome.restored, outcome.passed_over
         report.unreachable = outcome.unreachable
     report.applied_migrations = db.migrate()
     if outcome is not None and outcome.restored is None:
         report.offsite_paused = _pause_if_a_real_backup_may_exist(engine, outcome)
+        report.paused_unreachable = bool(report.offsite_paused) and any(u.offsite for u in outcome.unreachable)
     _tell_admins(alert, db, report, clock())
     return db, engine, report
+
+
+def _restore_patiently(engine: BackupEngine, wait: float, stop: threading.Event) -> StartupRestore:
+    deadline, delay = time.monotonic() + wait, 1.0
+    while True:
+        outcome = engine.restore_newest()
+        silent = [u for u in outcome.unreachable if u.offsite]
+        if outcome.restored or not silent or stop.is_set() or time.monotonic() + delay > deadline:
+            return outcome
+        log.warning("cannot ask %s yet (%s); asking again in %.0f s", silent[0].destination,
+                    silent[0].error, delay)
+        stop.wait(delay)
+        delay = min(delay * 2, 15.0)
 
 
 def _why_restore(db: Database, report: StartupReport) -> Optional[str]:

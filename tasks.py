@@ -18,9 +18,11 @@ from typing import Callable, Optional
 
 import schedule
 
+import human
 from clock import Clock, utc_now
 from config import Settings
 from database import Database
+from engine import BackupEngine
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,8 @@ class JobRunner:
         self._status: dict[str, JobStatus] = {}
         self._jobs: dict[str, schedule.Job] = {}
         self._lock = threading.Lock()
+        self._running = threading.Lock()  # held while jobs run
+        self._paused = False
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
@@ -54,7 +58,19 @@ class JobRunner:
         self._jobs[name] = self.scheduler.every(interval_seconds).seconds.do(self._run, name, func)
 
     def run_pending(self) -> None:
-        self.scheduler.run_pending()
+        with self._running:
+            if not self._paused:
+                self.scheduler.run_pending()
+
+    def pause(self) -> None:
+        """No job runs from now on (an instance that handed over writes nothing); returns once
+        the job in progress, if any, has finished."""
+        with self._running:
+            self._paused = True
+
+    def resume(self) -> None:
+        with self._running:
+            self._paused = False
 
     def statuses(self) -> list[JobStatus]:
         with self._lock:
@@ -115,12 +131,118 @@ def cleanup_tracking(db: Database, retention_hours: float, clock: Clock) -> int:
     return deleted
 
 
+class ChangeDebouncer:
+    """When an on-change backup is due.
+
+    After a write, a backup should be off the machine within `window` seconds: the first write
+    since the last backup starts the count, the writes that follow join the same backup, and it
+    starts early enough to be done by then (the last backup's duration before the deadline).
+    Backups are also spaced by at least ten times the last one's duration, so a large database
+    on a small machine backs up less often instead of starving the bot: they never take more
+    than about a tenth of its time.
+    """
+
+    def __init__(self, window: float, clock: Callable[[], float] = time.monotonic):
+        self.window, self.clock = window, clock
+        self._seen: Optional[int] = None  # the change count the last backup started from
+        self._first_change: Optional[float] = None
+        self._last_end = float("-inf")
+        self._last_duration = 0.0
+
+    def due(self, changes: int) -> bool:
+        """Whether to start a backup now, given the database's change count."""
+        now = self.clock()
+        if self._seen is None:
+            self._seen = changes  # what was there before is not a change of ours to back up
+        if changes == self._seen:
+            self._first_change = None
+            return False
+        if self._first_change is None:
+            self._first_change = now
+        start_by = self._first_change + max(0.0, self.window - self._last_duration)
+        return now >= max(start_by, self._last_end + 10 * self._last_duration)
+
+    def done(self, changes_at_start: int, seconds: float) -> None:
+        """A backup that started at `changes_at_start` ended, after `seconds`; changes made
+        while it ran make the next one due."""
+        self._seen, self._first_change = changes_at_start, None
+        self._last_end, self._last_duration = self.clock(), seconds
+
+
+def backup_after_change(db: Database, create: Callable[[], object], debouncer: ChangeDebouncer) -> bool:
+    """Take an on-change backup when one is due; True when it did."""
+    changes = db.change_count()
+    if not debouncer.due(changes):
+        return False
+    started = time.monotonic()
+    try:
+        create()
+    finally:
+        debouncer.done(changes, time.monotonic() - started)
+    return True
+
+
+class PauseResolver:
+    """Lifts the startup's pause once the destinations off the machine answer.
+
+    The bot started on an empty database, paused, because a destination could not be asked
+    (the network was not ready): a real backup may be there. Every run asks again. When they
+    all answer and hold no backup, there is nothing to bury: the pause lifts itself. When they
+    hold one and nothing was written since the bot started, that backup is restored. When they
+    hold one but people have written since, the admins are told what to do (again, until the
+    alert reaches one of them).
+    """
+
+    def __init__(self, engine: BackupEngine, db: Database, alert: Callable[[str], object]):
+        self.engine, self.db, self.alert = engine, db, alert
+        self._writes_at_start = db.change_count()
+        self._told = False
+        self.done = False
+
+    def __call__(self) -> None:
+        if self.done or not self.engine.writing:
+            return
+        if not self.engine.offsite_paused():
+            self.done = True
+            return
+        listing = self.engine.listing()
+        if any(u.offsite for u in listing.unreachable):
+            return
+        backups = [info for info in listing.backups if info.destination != self.engine.local.name]
+        if not backups:
+            self.engine.resume_offsite()
+            self.done = True
+            self.alert("▶️ Every place off the machine answers now and holds no backup, so nothing "
+                       "can be buried: backups leave the machine again.")
+        elif self.db.change_count() == self._writes_at_start:
+            restored = self.engine.restore_newest().restored
+            if restored is not None:
+                self.engine.resume_offsite()
+                self.done = True
+                self.alert(f"♻️ Restored {restored.name} from {restored.destination} now that it "
+                           f"answers ({restored.total_rows} rows); nothing had been written since "
+                           "the start.")
+        elif not self._told:
+            self._told = bool(self.alert(
+                f"🚨 {backups[0].destination} answers now and holds backups (the newest taken "
+                f"{human.time(backups[0].created_at)}), but this bot has been serving an empty "
+                "database since it started. Restore one with 💾 Backup → ♻️ Restore, or keep "
+                "this database with 🆕 Start fresh."))
+
+
 def build_runner(db: Database, settings: Settings, notify: Notify, clock: Clock,
-                 backup: Optional[Callable[[], object]] = None) -> JobRunner:
+                 backup: Optional[Callable[[str], object]] = None) -> JobRunner:
+    """The jobs: auto-unblock every minute, tracking cleanup every hour; with `backup` (the
+    engine's create), the scheduled backup every BACKUP_INTERVAL_HOURS and the on-change
+    backups (BACKUP_AFTER_CHANGE_SECONDS, 0: off)."""
     runner = JobRunner(clock)
     runner.add("auto_unblock", 60, lambda: auto_unblock(db, notify, clock))
     runner.add("cleanup_tracking", 3600,
                lambda: cleanup_tracking(db, settings.tracking_retention_hours, clock))
     if backup is not None:
-        runner.add("backup", settings.backup_interval_hours * 3600, backup)
+        runner.add("backup", settings.backup_interval_hours * 3600, lambda: backup("scheduled"))
+        if settings.backup_after_change_seconds > 0:
+            debouncer = ChangeDebouncer(settings.backup_after_change_seconds)
+            runner.add("backup_after_change", 1,
+                       lambda: backup_after_change(db, lambda: backup("change"), debouncer))
     return runner

@@ -126,7 +126,7 @@ def measure_restore(db_path: str, backup_dir: str, source: str) -> dict:
     engine = BackupEngine(db, settings)
     baseline = _max_rss_mb()
     started = time.perf_counter()
-    engine.restore(Path(source), safety_backup=False)
+    engine.restore(Path(source), by_person=False)
     seconds = time.perf_counter() - started
     return {"restore": seconds, "peak_mb": _max_rss_mb() - baseline}
 

@@ -1,3 +1,4 @@
+import json
 import subprocess
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -68,11 +69,28 @@ def run_bot(tmp_path, fake):
     """Starts the real `python main.py` against the stand-in; every one is killed at the end."""
     started = []
 
-    def run(api_url=None, **env):
-        bot = BotProcess(tmp_path, api_url or fake.url, fake.token, **env).start()
+    def run(api_url=None, folder=None, **env):
+        """folder: a disk of its own for this instance (tmp_path/folder), as on a host where
+        each instance starts on an empty disk."""
+        workdir = tmp_path / folder if folder else tmp_path
+        workdir.mkdir(exist_ok=True)
+        bot = BotProcess(workdir, api_url or fake.url, fake.token, **env).start()
         started.append(bot)
         return bot
 
     yield run
     for bot in started:
         bot.kill()
+
+
+def chat_index(fake, chat_id) -> dict:
+    """The backup index the bot keeps pinned in a chat (telegram_index.py), as JSON."""
+    pinned = fake.pinned_message(chat_id)
+    assert pinned is not None and pinned["document"]["file_name"].endswith("-backup-index.json"), pinned
+    return json.loads(fake.file_bytes(pinned["document"]["file_id"]))
+
+
+def newest_backup_message(fake, chat_id) -> dict:
+    """The message of the newest backup the chat's index lists."""
+    entry = chat_index(fake, chat_id)["backups"][0]
+    return next(m for m in fake.messages(chat_id) if m["message_id"] == entry["message_id"])

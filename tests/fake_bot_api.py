@@ -5,33 +5,69 @@ and downloads from {url}/file/bot{token}/{path}. Tests queue updates with send_t
 send_document(), then inspect requests(), messages(), pinned_message() or block in the
 wait_for*() helpers, which re-check on every recorded call (no sleep-polling).
 
+As Telegram does: a getUpdates call ends the one still waiting before it with 409 (only the
+newest long poll waits; wait_for_long_poll() blocks until one does); editMessageMedia swaps a
+message's document and caption; a deleted message can no longer be edited, deleted or pinned,
+and stops being the pinned one (messages() keeps it, marked "deleted"); make_undeletable()
+makes deleteMessage fail as for a message older than 48 hours. setWebhook/deleteWebhook/
+getWebhookInfo: while a webhook is set, getUpdates answers 409 and a background thread POSTs
+the pending updates to it one at a time, in order, with the secret token header; any 2xx answer
+confirms one, anything else is recorded in getWebhookInfo and retried with a doubling delay
+from webhook_retry_seconds. set_outage(True) simulates the network being down: every request
+and a waiting long poll get their connection closed without an answer, and webhook deliveries
+fail.
+
 Limits: standard library only; a subset of the API (see self._handlers; anything else
-answers 404 "Not Found"); only text and document updates; no webhooks, media groups or
-rate limiting. Faults are injected with fail_next() (a Bot API error, or any raw body such as
-a proxy's HTML page) and corrupt_next_download(). Calls are recorded when they complete (a
-long poll shows up when it returns) with an extra "status" key; file downloads are
-recorded as method "downloadFile".
+answers 404 "Not Found"); only text and document updates (and only documents in
+editMessageMedia); one pinned message per chat; no media groups, inline messages or rate
+limiting. Webhooks may be plain http on any port (Telegram wants https on 443, 80, 88 or 8443),
+are not checked when set, get a single connection whatever max_connections says, keep one
+queue for all chats (Telegram keeps one per chat) and ignore a method in the answer's body and
+Retry-After. Faults are injected with fail_next() (a Bot API error, or any raw body such as a
+proxy's HTML page), corrupt_next_download(), truncate_next_download(), make_undeletable() and
+set_outage(). Calls are recorded when they complete (a long poll shows up when it returns)
+with an extra "status" key (None when the connection was dropped); file downloads are
+recorded as method "downloadFile", webhook delivery attempts as "webhookDelivery" (params:
+update_id and url; an extra "error" key: None, or what getWebhookInfo shows for the failure).
 """
 import copy
+import http.client
+import ipaddress
 import json
 import os
 import re
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 MAX_LONG_POLL = 10.0
-TEXT_KEYS = {"text", "caption", "description", "short_description", "title", "query"}
-INT_KEYS = {"chat_id", "message_id", "offset", "limit", "user_id", "from_chat_id", "message_thread_id"}
+TEXT_KEYS = {"text", "caption", "description", "short_description", "title", "query", "url", "secret_token",
+             "ip_address"}
+INT_KEYS = {"chat_id", "message_id", "offset", "limit", "user_id", "from_chat_id", "message_thread_id",
+            "max_connections"}
 BOOL_WORDS = {"True": True, "true": True, "False": False, "false": False}
-SIMPLE_TRUE = ("sendChatAction", "deleteWebhook", "setMyCommands", "answerCallbackQuery")
+SIMPLE_TRUE = ("sendChatAction", "setMyCommands", "answerCallbackQuery")
+CONTENT_KEYS = ("text", "entities", "document", "caption", "caption_entities")
+NOT_MODIFIED = ("Bad Request: message is not modified: specified new message content and reply markup are "
+                "exactly the same as a current content and reply markup of the message")
+OTHER_POLL = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
+WEBHOOK_SET = "Conflict: terminated by setWebhook request"
+WEBHOOK_ACTIVE = ("Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete "
+                  "the webhook first")
+MEDIA_NOT_FOUND = "Bad Request: Can't parse InputMedia: media not found"
+MAX_BACKOFF_DOUBLINGS = 4  # a failing webhook is retried after 1, 2, 4, 8, then 16 x webhook_retry_seconds
 
 
 class ApiError(Exception):
     def __init__(self, code, description):
         super().__init__(description)
         self.code, self.description = code, description
+
+
+class _HangUp(Exception):
+    """Close the client's connection without an answer: the network is down."""
 
 
 def _decode_value(key, value):
@@ -83,9 +119,12 @@ def parse_multipart(content_type, body):
 
 class FakeBotAPI:
     def __init__(self, token="123456:TEST-TOKEN-abcdefghijklmnopqrstuvwxyz", bot_username="backup_test_bot",
-                 upload_limit=50 * 1024 * 1024, download_limit=20 * 1024 * 1024):
+                 upload_limit=50 * 1024 * 1024, download_limit=20 * 1024 * 1024, webhook_retry_seconds=0.2,
+                 webhook_timeout=10.0):
         self.token, self.bot_username = token, bot_username
         self.upload_limit, self.download_limit = upload_limit, download_limit
+        # Telegram waits seconds to minutes before retrying a webhook; tests want it quick
+        self.webhook_retry_seconds, self.webhook_timeout = webhook_retry_seconds, webhook_timeout
         self.bot_user = {"id": int(token.split(":")[0]), "is_bot": True, "first_name": "Test Bot",
                          "username": bot_username}
         self.url = None
@@ -99,12 +138,22 @@ class FakeBotAPI:
         self._files, self._paths = {}, {}
         self._pins, self._failures = {}, {}
         self._corrupt_downloads = self._truncate_downloads = 0
-        self._server = self._thread = None
+        self._undeletable = set()  # (chat_id, message_id) that deleteMessage refuses
+        self._outage = False
+        self._poll_ticket = 0      # numbers getUpdates calls: only the newest may wait
+        self._poll_waiting = None  # the ticket of the getUpdates call now waiting, if any
+        self._webhook = None       # the setWebhook parameters while a webhook is set
+        self._webhook_error = None  # (unix time, message) of the last failed delivery
+        self._webhook_failures, self._webhook_retry_at = 0, 0.0  # failures in a row; monotonic time
+        self._delivery_sock = None  # the socket of a delivery in flight, for stop() to cut
+        self._server = self._thread = self._deliverer = None
         self._handlers = {"getMe": self._get_me, "getUpdates": self._get_updates, "sendMessage": self._send_message,
                           "sendDocument": self._send_document, "pinChatMessage": self._pin,
                           "unpinChatMessage": self._unpin, "getChat": self._get_chat,
                           "getFile": self._get_file, "editMessageText": self._edit_text,
-                          "deleteMessage": self._delete}
+                          "editMessageMedia": self._edit_media, "deleteMessage": self._delete,
+                          "setWebhook": self._set_webhook, "deleteWebhook": self._delete_webhook,
+                          "getWebhookInfo": self._get_webhook_info}
         self._handlers.update({name: lambda p, f: True for name in SIMPLE_TRUE})
 
     # ---- lifecycle ----
@@ -115,12 +164,21 @@ class FakeBotAPI:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="FakeBotAPI", daemon=True)
         self._thread.start()
+        self._deliverer = threading.Thread(target=self._deliver_webhooks, name="FakeBotAPI-webhook " + self.url,
+                                           daemon=True)
+        self._deliverer.start()
         return self
 
     def stop(self):
         with self._cond:
             self._stopping = True
+            delivering, self._delivery_sock = self._delivery_sock, None
             self._changed()
+        if delivering:
+            _cut(delivering)  # a receiver that never answers must not hold up stop()
+        if self._deliverer:
+            self._deliverer.join(5)
+            self._deliverer = None
         if self._server:
             self._server.shutdown()
             self._server.server_close()
@@ -161,6 +219,22 @@ class FakeBotAPI:
         """The next file download announces the whole file but sends half, then hangs up."""
         with self._cond:
             self._truncate_downloads += 1
+
+    def make_undeletable(self, chat_id, message_id):
+        """deleteMessage refuses this message (it need not exist yet) as Telegram refuses one older
+        than 48 hours, so a caller's fallback (editing it instead, say) can be tested."""
+        with self._cond:
+            self._undeletable.add((chat_id, message_id))
+
+    def set_outage(self, down=True):
+        """While down, every request and file download has its connection closed without an
+        answer (requests raises ConnectionError), a waiting long poll too, and webhook deliveries
+        fail; each is recorded with status None."""
+        with self._cond:
+            self._outage = bool(down)
+            if not down:
+                self._webhook_retry_at = 0.0  # the network is back: retry a failed webhook at once
+            self._changed()
 
     # ---- what the bot did ----
     def requests(self, method=None):
@@ -211,10 +285,23 @@ class FakeBotAPI:
             return calls[after_count] if len(calls) > after_count else None
         return self.wait_for(find, timeout, "call #%d to %s" % (after_count + 1, method))
 
+    def wait_for_long_poll(self, timeout=10.0):
+        """Block until a getUpdates call is waiting for updates; returns its ticket (a number
+        that grows with every getUpdates call)."""
+        return self.wait_for(self._waiting_poll, timeout, "a getUpdates call waiting for updates")
+
     def _timeout_report(self, what, timeout):
         lines = ["  %s %s -> %s" % (c["method"], _short(c["params"]), c.get("status")) for c in self._calls[-10:]]
         return "Timed out after %.1fs waiting for %s. Last %d recorded calls:\n%s" % (
             timeout, what, len(lines), "\n".join(lines) or "  (none)")
+
+    def _waiting_poll(self):
+        with self._cond:
+            return self._poll_waiting
+
+    def _is_down(self):
+        with self._cond:
+            return self._outage
 
     # ---- state helpers (call with self._cond held) ----
     def _changed(self):
@@ -267,9 +354,35 @@ class FakeBotAPI:
 
     def _find(self, params, error):
         message = self._by_id.get((params["chat_id"], params.get("message_id")))
-        if message is None:
+        if message is None or message.get("deleted"):
             raise ApiError(400, "Bad Request: " + error)
         return message
+
+    def _editable(self, params):
+        message = self._find(params, "message to edit not found")
+        if message["from"]["id"] != self.bot_user["id"]:
+            raise ApiError(400, "Bad Request: message can't be edited")
+        return message
+
+    def _apply_edit(self, message, new, params):
+        """Edit `message` to the fields in `new` (None takes one away), or refuse a no-op edit."""
+        if "reply_markup" in params or "inline_keyboard" in (message.get("reply_markup") or {}):
+            new["reply_markup"] = params.get("reply_markup")  # Telegram drops an inline keyboard not re-sent
+        if all(message.get(k) == v for k, v in new.items()):
+            raise ApiError(400, NOT_MODIFIED)
+        message.update(new, edit_date=int(time.time()))
+        for key in CONTENT_KEYS:  # a text turned into a document has no "text": None left over
+            if key in message and message[key] is None:
+                del message[key]
+        self._changed()
+        return _public(message)
+
+    def _confirm_updates(self, offset):
+        """getUpdates' offset confirms (forgets) the updates before it; a negative one keeps the last ones."""
+        if offset < 0:
+            self._updates = self._updates[offset:]
+        else:
+            self._updates = [u for u in self._updates if u["update_id"] >= offset]
 
     # ---- API methods: (params, files) -> result, or raise ApiError ----
     def _get_me(self, p, files):
@@ -281,16 +394,36 @@ class FakeBotAPI:
         allowed = p.get("allowed_updates") or None
         deadline = time.monotonic() + min(float(p.get("timeout") or 0), MAX_LONG_POLL)
         with self._cond:
-            if offset < 0:
-                self._updates = self._updates[offset:]
-            else:
-                self._updates = [u for u in self._updates if u["update_id"] >= offset]
-            while True:
-                ready = [u for u in self._updates if not allowed or any(k in allowed for k in u)]
-                remaining = deadline - time.monotonic()
-                if ready or remaining <= 0 or self._stopping:
-                    return copy.deepcopy(ready[:limit])
-                self._cond.wait(remaining)
+            if self._webhook:
+                raise ApiError(409, WEBHOOK_ACTIVE)
+            self._poll_ticket += 1
+            ticket = self._poll_ticket
+            self._confirm_updates(offset)
+            self._changed()  # wakes an earlier long poll, which gives way to this one
+            try:
+                return self._long_poll(ticket, allowed, limit, deadline)
+            finally:
+                if self._poll_waiting == ticket:
+                    self._poll_waiting = None
+                    self._changed()
+
+    def _long_poll(self, ticket, allowed, limit, deadline):
+        """Wait (lock held) for updates until the deadline, or until something ends this poll."""
+        while True:
+            if self._poll_ticket != ticket:
+                raise ApiError(409, OTHER_POLL)
+            if self._webhook:
+                raise ApiError(409, WEBHOOK_SET)
+            if self._outage:
+                raise _HangUp()
+            ready = [u for u in self._updates if _wanted(u, allowed)]
+            remaining = deadline - time.monotonic()
+            if ready or remaining <= 0 or self._stopping:
+                return copy.deepcopy(ready[:limit])
+            if self._poll_waiting != ticket:
+                self._poll_waiting = ticket
+                self._changed()
+            self._cond.wait(remaining)
 
     def _send_message(self, p, files):
         text = p.get("text") or ""
@@ -347,36 +480,175 @@ class FakeBotAPI:
 
     def _edit_text(self, p, files):
         with self._cond:
-            message = self._find(p, "message to edit not found")
-            new = {"text": p.get("text")}
-            if "reply_markup" in p or "inline_keyboard" in (message.get("reply_markup") or {}):
-                new["reply_markup"] = p.get("reply_markup")  # Telegram drops an inline keyboard not re-sent
-            if all(message.get(k) == v for k, v in new.items()):
-                raise ApiError(400, "Bad Request: message is not modified: specified new message content and "
-                                    "reply markup are exactly the same as a current content and reply markup "
-                                    "of the message")
-            message.update(new, edit_date=int(time.time()))
-            return _public(message)
+            return self._apply_edit(self._editable(p), {"text": p.get("text")}, p)
+
+    def _edit_media(self, p, files):
+        media = _input_media(p["media"])
+        upload = self._attached(media["media"], files)  # Telegram reads the media before finding the message
+        with self._cond:
+            message = self._editable(p)
+            document = self._store_file(*upload) if upload else self._document(media["media"])
+            # the new media's caption replaces the old one; none given means none left (as Telegram)
+            new = {"text": None, "entities": None, "document": document, "caption": media.get("caption") or None,
+                   "caption_entities": media.get("caption_entities")}
+            return self._apply_edit(message, new, p)
+
+    def _attached(self, reference, files):
+        """The (file name, bytes) an "attach://<part>" reference names, or None for a file_id."""
+        if not reference.startswith("attach://"):
+            return None
+        part = files.get(reference[len("attach://"):])
+        if part is None:
+            raise ApiError(400, MEDIA_NOT_FOUND)
+        if len(part[1]) > self.upload_limit:
+            raise ApiError(413, "Request Entity Too Large")
+        return part
 
     def _delete(self, p, files):
         with self._cond:
-            self._find(p, "message to delete not found")["deleted"] = True
+            message = self._find(p, "message to delete not found")
+            if (p["chat_id"], message["message_id"]) in self._undeletable:
+                raise ApiError(400, "Bad Request: message can't be deleted for everyone")
+            message["deleted"] = True
+            if self._pins.get(p["chat_id"]) is message:
+                del self._pins[p["chat_id"]]  # a deleted message is no longer pinned
+            self._changed()
         return True
+
+    def _set_webhook(self, p, files):
+        if not p.get("url"):
+            return self._delete_webhook(p, files)  # as Telegram: setWebhook with no URL removes it
+        hook = _webhook_params(p, files)
+        with self._cond:
+            if p.get("drop_pending_updates"):
+                self._updates = []
+            if hook != self._webhook:  # the same settings again change nothing, the error kept
+                self._webhook = hook
+                self._forget_webhook_errors()
+            self._changed()  # ends a waiting long poll and wakes the delivery thread
+        return True
+
+    def _delete_webhook(self, p, files):
+        with self._cond:
+            if p.get("drop_pending_updates"):
+                self._updates = []
+            self._webhook = None
+            self._forget_webhook_errors()
+            self._changed()
+        return True
+
+    def _forget_webhook_errors(self):
+        self._webhook_error, self._webhook_failures, self._webhook_retry_at = None, 0, 0.0
+
+    def _get_webhook_info(self, p, files):
+        with self._cond:
+            hook = self._webhook or {}
+            info = {"url": hook.get("url", ""), "has_custom_certificate": bool(hook.get("has_custom_certificate")),
+                    "pending_update_count": len(self._updates)}
+            if self._webhook_error:
+                info["last_error_date"], info["last_error_message"] = self._webhook_error
+        for key in ("max_connections", "ip_address", "allowed_updates"):
+            if hook.get(key):
+                info[key] = hook[key]
+        return info
+
+    # ---- webhook delivery (a thread of its own) ----
+    def _deliver_webhooks(self):
+        """Post the oldest pending update to the webhook until it is confirmed, then the next one."""
+        while True:
+            with self._cond:
+                job = self._next_delivery()
+            if job is None:
+                return
+            hook, update, started = job
+            status, error = self._post_update(hook, update)
+            with self._cond:
+                self._delivered(hook, update, started, status, error)
+
+    def _next_delivery(self):
+        """Wait (lock held) until an update is due at the webhook: (hook, update, time), or None on stop()."""
+        while not self._stopping:
+            self._drop_unwanted_updates()
+            if self._webhook and self._updates:
+                wait = self._webhook_retry_at - time.monotonic()
+                if wait <= 0:
+                    return self._webhook, copy.deepcopy(self._updates[0]), time.time()
+                self._cond.wait(wait)
+            else:
+                self._cond.wait()
+        return None
+
+    def _drop_unwanted_updates(self):
+        """Telegram never sends a webhook a kind of update it did not ask for."""
+        while self._webhook and self._updates and not _wanted(self._updates[0], self._webhook["allowed_updates"]):
+            self._updates.pop(0)
+            self._changed()
+
+    def _post_update(self, hook, update):
+        """POST one update: (HTTP status or None, None on success or the error getWebhookInfo shows)."""
+        if self._is_down():
+            return None, "Connection timed out"
+        url = urlsplit(hook["url"])
+        connection_class = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+        connection = connection_class(url.hostname, url.port, timeout=self.webhook_timeout)
+        try:
+            connection.connect()
+        except OSError as e:
+            return None, _connect_error(e)
+        try:
+            if not self._track_delivery(connection.sock):
+                return None, "Webhook connection closed"
+            response = _post_json(connection, url, update, hook["secret_token"])
+        except (OSError, http.client.HTTPException) as e:
+            return None, _answer_error(e)
+        finally:
+            self._track_delivery(None)
+            connection.close()
+        if 200 <= response.status <= 299:
+            return response.status, None
+        return response.status, "Wrong response from the webhook: %d %s" % (response.status, response.reason)
+
+    def _track_delivery(self, sock):
+        """Note the socket of the delivery in flight for stop() to cut; False when already stopping."""
+        with self._cond:
+            self._delivery_sock = sock
+            return not (sock and self._stopping)
+
+    def _delivered(self, hook, update, started, status, error):
+        """Record a delivery attempt (lock held): a success confirms the update, a failure delays a retry."""
+        if self._stopping:
+            return  # cut short by stop(): no attempt worth recording
+        self._calls.append({"method": "webhookDelivery", "params": {"update_id": update["update_id"],
+                            "url": hook["url"]}, "time": started, "status": status, "error": error})
+        if error is None:
+            self._updates = [u for u in self._updates if u["update_id"] != update["update_id"]]
+            self._webhook_failures, self._webhook_retry_at = 0, 0.0
+        elif self._webhook is hook:  # a failure of a webhook since replaced or deleted counts for nothing
+            self._webhook_error = (int(time.time()), error)
+            self._webhook_failures += 1
+            doublings = min(self._webhook_failures - 1, MAX_BACKOFF_DOUBLINGS)
+            self._webhook_retry_at = time.monotonic() + self.webhook_retry_seconds * 2 ** doublings
+        self._changed()
 
     # ---- HTTP plumbing ----
     def _serve(self, handler):
         url = urlsplit(handler.path)
         body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+        arrived = time.time()
         match = re.fullmatch(r"/(file/)?bot([^/]+)/(.+)", url.path)
+        is_file, token, name = (match.group(1), unquote(match.group(2)), unquote(match.group(3))) if match \
+            else (None, None, url.path)
+        if self._is_down():
+            return self._hang_up(handler, "downloadFile" if is_file else name, arrived)
         if not match:
             return _reply(handler, 404, _error(404, "Not Found"))
-        is_file, token, name = match.group(1), unquote(match.group(2)), unquote(match.group(3))
         if is_file:
             return self._download(handler, token, name)
-        arrived = time.time()
         try:
             params, files = self._parse_params(url.query, handler.headers.get("Content-Type", ""), body)
             status, payload = self._dispatch(token, name, params, files)
+        except _HangUp:
+            return self._hang_up(handler, name, arrived)
         except (ApiError, ValueError) as e:
             error = e if isinstance(e, ApiError) else ApiError(400, "Bad Request: %s" % e)
             params, files, status, payload = {}, {}, error.code, _error(error.code, error.description)
@@ -384,6 +656,11 @@ class FakeBotAPI:
             params[key] = {"file_name": filename, "file_size": len(content)}
         self._record(name, params, arrived, status)
         _reply(handler, status, payload, "text/html" if isinstance(payload, bytes) else "application/json")
+
+    def _hang_up(self, handler, method, arrived):
+        """Close the connection without a byte of answer, as a dead network would (no HTTP status)."""
+        self._record(method, {}, arrived, None)
+        handler.close_connection = True
 
     def _parse_params(self, query, content_type, body):
         params = dict(parse_qsl(query, keep_blank_values=True))
@@ -410,6 +687,8 @@ class FakeBotAPI:
             return 404, _error(404, "Not Found")
         try:
             return 200, {"ok": True, "result": self._handlers[method](params, files)}
+        except _HangUp:
+            raise
         except ApiError as e:
             return e.code, _error(e.code, e.description)
         except KeyError as e:
@@ -445,6 +724,91 @@ class FakeBotAPI:
         with self._cond:
             self._calls.append({"method": method, "params": params, "time": arrived, "status": status})
             self._changed()
+
+
+def _wanted(update, allowed_updates):
+    """Whether an update is of a kind asked for (no list: every kind we make)."""
+    return not allowed_updates or any(kind in allowed_updates for kind in update)
+
+
+def _input_media(media):
+    """Check an InputMedia object as Telegram parses it; the stand-in edits documents only."""
+    if not isinstance(media, dict):
+        raise ApiError(400, "Bad Request: Can't parse input media JSON object")
+    if media.get("type") != "document":
+        raise ApiError(400, "Bad Request: Can't parse InputMedia: type %s is not supported by the stand-in"
+                       % json.dumps(media.get("type")))
+    if not isinstance(media.get("media"), str) or not media["media"]:
+        raise ApiError(400, MEDIA_NOT_FOUND)
+    if len(media.get("caption") or "") > 1024:
+        raise ApiError(400, "Bad Request: message caption is too long")
+    return media
+
+
+def _webhook_params(p, files):
+    """setWebhook's settings, checked as Telegram does (except that plain http on any port is fine)."""
+    url = urlsplit(p["url"])
+    try:
+        valid = url.scheme in ("http", "https") and url.hostname and url.port != 0  # .port checks the number
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ApiError(400, "Bad Request: invalid webhook URL specified")
+    secret = p.get("secret_token") or ""
+    if len(secret) > 256:
+        raise ApiError(400, "Bad Request: secret token is too long")
+    if not re.fullmatch(r"[A-Za-z0-9_-]*", secret):
+        raise ApiError(400, "Bad Request: secret token contains unallowed characters")
+    return {"url": p["url"], "secret_token": secret, "has_custom_certificate": "certificate" in files,
+            "max_connections": min(max(int(p.get("max_connections") or 40), 1), 100),
+            "ip_address": p.get("ip_address") or _ip_literal(url.hostname),
+            "allowed_updates": p.get("allowed_updates") or None}
+
+
+def _ip_literal(host):
+    """The host when it is an IP address (Telegram shows the address it resolved; we resolve nothing)."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
+
+
+def _post_json(connection, url, update, secret):
+    body = json.dumps(update, ensure_ascii=False).encode()
+    headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
+    if secret:
+        headers["X-Telegram-Bot-Api-Secret-Token"] = secret
+    connection.request("POST", (url.path or "/") + ("?" + url.query if url.query else ""), body, headers)
+    response = connection.getresponse()
+    response.read()  # the body is ignored (Telegram would run a method named there)
+    return response
+
+
+def _connect_error(error):
+    """getWebhookInfo's words for a webhook that could not be reached."""
+    if isinstance(error, ConnectionRefusedError):
+        return "Connection refused"
+    if isinstance(error, socket.timeout):
+        return "Connection timed out"
+    if isinstance(error, socket.gaierror):
+        return "Failed to resolve host: %s" % error.strerror
+    return "Connection error: %s" % (error.strerror or error)
+
+
+def _answer_error(error):
+    """getWebhookInfo's words for a webhook that was reached but gave no proper answer."""
+    if isinstance(error, socket.timeout):
+        return "Read timeout expired"
+    if isinstance(error, (ConnectionError, http.client.IncompleteRead)):
+        return "Webhook connection closed"
+    return "Wrong response from the webhook: %s" % (error,)
+
+
+def _cut(sock):
+    try:
+        sock.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked reading from it
+    except OSError:
+        pass
 
 
 def _chat(chat_id):
@@ -484,6 +848,7 @@ def _reply(handler, status, payload, content_type="application/json"):
 def _make_handler(fake):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
 
         def do_GET(self):
             fake._serve(self)

@@ -246,7 +246,8 @@ def test_restore_takes_a_safety_backup_then_brings_the_data_back(engine, live, g
     info = engine.restore(good_backup)
     assert info.row_counts["users"] == 2
     assert user_ids(live) == [1, 2]
-    safety = engine.listing().backups[0]
+    restored, safety = engine.listing().backups[:2]
+    assert restored.reason == "restore" and restored.row_counts["users"] == 2  # what comes back next
     assert safety.reason == "pre-restore" and safety.row_counts["users"] == 3
     engine.restore(safety)  # and the safety backup undoes the restore
     assert user_ids(live) == [1, 2, 3]

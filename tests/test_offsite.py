@@ -13,7 +13,7 @@ from backup_format import BackupError
 from engine import BackupEngine
 from backup_format import AGE_MAGIC, SQLITE_MAGIC
 from config import load_settings
-from conftest import NOW
+from conftest import NOW, chat_index, newest_backup_message
 from startup import offsite_destinations
 from telegram_destination import TelegramChat
 from fake_bot_api import FakeBotAPI
@@ -60,41 +60,41 @@ class Setup:
                              [(10**9 + n, MB) for n in range(megabytes)])
 
 
-def test_a_backup_is_sent_without_sound_pinned_and_read_back(tmp_path, fake):
+def test_a_backup_is_sent_without_sound_listed_in_the_pinned_index_and_read_back(tmp_path, fake):
     s = Setup(tmp_path, fake)
     s.add_users(1, 2)
     result = s.engine.create("manual")
     assert [info.destination for info in result.stored] == ["local", "telegram"]
-    (sent,) = fake.requests("sendDocument")
-    assert sent["params"]["disable_notification"] is True
-    pinned = fake.pinned_message(CHAT)
-    assert pinned["document"]["file_name"] == f"backup_test_bot-{result.info.name}"
-    assert "manual" in pinned["caption"] and "users 2" in pinned["caption"]
+    assert all(sent["params"]["disable_notification"] is True for sent in fake.requests("sendDocument"))
+    message = newest_backup_message(fake, CHAT)
+    assert message["document"]["file_name"] == f"backup_test_bot-{result.info.name}"
+    assert "manual" in message["caption"] and "users 2" in message["caption"]
     assert fake.requests("getFile") and fake.requests("downloadFile")  # the read-back
-    assert fake.file_bytes(pinned["document"]["file_id"]) == Path(result.info.location).read_bytes()
+    assert fake.file_bytes(message["document"]["file_id"]) == Path(result.info.location).read_bytes()
     assert s.engine.overview().destinations["telegram"].last_success is not None and s.alerts == []
 
 
-def test_older_backups_stay_in_the_chat_and_the_newest_is_pinned(tmp_path, fake):
+def test_older_backups_stay_in_the_chat_and_the_index_lists_them_newest_first(tmp_path, fake):
     s = Setup(tmp_path, fake)
     for user_id in (1, 2, 3):
         s.add_users(user_id)
         s.engine.create("manual")
-    documents = [m for m in fake.messages(CHAT) if m.get("document")]
-    assert len(documents) == 3
-    assert fake.pinned_message(CHAT)["message_id"] == documents[-1]["message_id"]
-    (listed,) = s.engine.listing(only="telegram").backups
-    assert listed.row_counts["users"] == 3 and listed.reason == "manual"
+    backups = [m for m in fake.messages(CHAT) if "-backup-2" in (m.get("document") or {}).get("file_name", "")]
+    assert len(backups) == 3
+    listed = s.engine.listing(only="telegram").backups
+    assert [info.row_counts["users"] for info in listed] == [3, 2, 1]
+    assert [e["message_id"] for e in chat_index(fake, CHAT)["backups"]] == \
+        [m["message_id"] for m in reversed(backups)]
 
 
 def test_encrypted_copies_hold_nothing_readable_and_restore_with_the_passphrase(tmp_path, fake):
     s = Setup(tmp_path, fake, BACKUP_PASSPHRASE="correct horse battery staple")
     s.add_users(11, 12)
     s.engine.create("manual")
-    pinned = fake.pinned_message(CHAT)
-    sent = fake.file_bytes(pinned["document"]["file_id"])
+    message = newest_backup_message(fake, CHAT)
+    sent = fake.file_bytes(message["document"]["file_id"])
     assert sent.startswith(AGE_MAGIC) and SQLITE_MAGIC not in sent and b"user11" not in sent
-    assert pinned["document"]["file_name"].endswith(".db.zst.age")
+    assert message["document"]["file_name"].endswith(".db.zst.age")
     local = s.engine.listing(only="local").backups[0]
     assert SQLITE_MAGIC not in Path(local.location).read_bytes()[:64]  # local copy: zstd, not age
     assert Path(local.location).read_bytes()[:4] != AGE_MAGIC[:4]
@@ -206,8 +206,8 @@ def test_an_empty_database_never_buries_a_real_backup(tmp_path, fake):
     s.engine.create("manual")
     real = fake.pinned_message(CHAT)
     s.db.close()
-    new_disk = settings_for(tmp_path / "new-instance", fake)
-    fake.fail_next("getChat", 502, "Bad Gateway")  # Telegram cannot even be asked
+    new_disk = settings_for(tmp_path / "new-instance", fake, STARTUP_RESTORE_WAIT_SECONDS="0")
+    fake.fail_next("getChat", 502, "Bad Gateway")  # Telegram cannot even be asked, and no wait
     alerts = []
     db, engine, report = startup.prepare_database(new_disk, offsite_destinations(new_disk),
                                                   alert=alerts.append)
@@ -246,7 +246,8 @@ def test_after_a_startup_restore_an_unchanged_database_is_not_sent_again(tmp_pat
     db, engine, report = startup.prepare_database(empty_disk, offsite_destinations(empty_disk))
     report.lock.release()
     assert engine.create("startup").skipped
-    assert len(fake.requests("sendDocument")) == 1
+    sent = [r for r in fake.requests("sendDocument") if "-backup-2" in r["params"]["document"]["file_name"]]
+    assert len(sent) == 1
 
 
 def test_a_first_start_before_the_admin_wrote_to_the_bot_is_not_paused(tmp_path, fake):
@@ -293,7 +294,7 @@ def test_a_truncated_download_is_a_one_line_failure(tmp_path, fake):
     assert "read-back failed: cannot reach Telegram" in result.failures["telegram"]
     assert "\n" not in result.failures["telegram"]
     s.engine.create("manual")  # the next one is read back whole
-    (listed,) = s.engine.listing(only="telegram").backups
+    listed = s.engine.listing(only="telegram").backups[0]
     fake.truncate_next_download()
     with pytest.raises(BackupError, match="cannot fetch .* from telegram: cannot reach Telegram"):
         s.engine.verify(listed)

@@ -12,14 +12,15 @@ MODULES = {path.stem: path for path in PROJECT.glob("*.py")}
 
 # Each module's layer: a module imports only modules of lower layers (docs/ARCHITECTURE.md).
 LAYERS = {
-    "backup": 9,  # the `python backup.py` entry
-    "main": 8, "backup_cli": 8,  # wiring
+    "backup": 10,  # the `python backup.py` entry
+    "main": 9, "backup_cli": 9,  # wiring
+    "lifecycle": 8,  # the instance's part in a deployment: serving, handing over, passive
     "admin_panel": 7, "handlers": 7, "tasks": 7, "health": 7,  # what people and the clock drive
     "startup": 6,  # the startup's database steps
     "engine": 5,  # the backup engine
     "telegram_destination": 4, "s3_destination": 4,  # places off the machine
-    "destinations": 3,  # the interface, and the local folder
-    "backup_format": 2,  # the backup file
+    "destinations": 3, "telegram_index": 3,  # the interface and the local folder; the chat's index
+    "backup_format": 2,  # the backup file, and the head
     "database": 1, "messaging": 1,
     "config": 0, "logs": 0, "clock": 0, "human": 0, "files": 0, "locks": 0,  # foundations
 }

@@ -101,7 +101,7 @@ def test_the_backup_job_runs_every_backup_interval_hours_decimals_allowed(db):
     backups = []
     with freeze_time("2026-11-26 12:00:00") as clock:
         runner = tasks.build_runner(db, settings, notify=lambda *a: None, clock=utc_now,
-                                    backup=lambda: backups.append(utc_now()))
+                                    backup=lambda reason: backups.append((reason, utc_now())))
         clock.tick(14 * 60 + 59)
         runner.run_pending()
         assert backups == []
@@ -109,3 +109,83 @@ def test_the_backup_job_runs_every_backup_interval_hours_decimals_allowed(db):
         runner.run_pending()
         assert len(backups) == 1
     assert {s.name: s.interval_seconds for s in runner.statuses()}["backup"] == 900
+    assert backups[0][0] == "scheduled"
+
+
+class Ticks:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_a_burst_of_writes_gives_one_on_change_backup_within_the_window():
+    ticks = Ticks()
+    debouncer = tasks.ChangeDebouncer(60, clock=ticks)
+    changes = 5
+    assert not debouncer.due(changes)  # what was there before it started is not a change
+    backups = []
+    for second in range(120):  # a write every second for a minute, then quiet
+        if second < 60:
+            changes += 1
+        if debouncer.due(changes):
+            backups.append(ticks.now)
+            debouncer.done(changes, seconds=0.5)
+        ticks.now += 1
+    assert backups == [1060.0]  # one backup, 60 s after the first write of the burst
+
+
+def test_a_quiet_bot_gives_no_on_change_backup():
+    ticks = Ticks()
+    debouncer = tasks.ChangeDebouncer(60, clock=ticks)
+    for _ in range(3600):
+        assert not debouncer.due(42)
+        ticks.now += 1
+
+
+def test_steady_writes_give_one_backup_per_window_finishing_inside_it():
+    ticks = Ticks()
+    debouncer = tasks.ChangeDebouncer(60, clock=ticks)
+    changes, started = 0, []
+    debouncer.due(changes)
+    for _ in range(600):
+        changes += 1
+        if debouncer.due(changes):
+            started.append(ticks.now)
+            debouncer.done(changes, seconds=2.0)  # each backup takes 2 s
+        ticks.now += 1
+    gaps = {round(b - a) for a, b in zip(started, started[1:])}
+    assert gaps == {59}  # started 58 s after the first write it covers: done by 60 s
+
+
+def test_slow_backups_are_spaced_by_ten_times_their_duration():
+    ticks = Ticks()
+    debouncer = tasks.ChangeDebouncer(60, clock=ticks)
+    changes, started = 0, []
+    debouncer.due(changes)
+    for _ in range(3600):
+        changes += 1
+        if debouncer.due(changes):
+            started.append(ticks.now)
+            debouncer.done(changes, seconds=30.0)  # a large database on a small machine
+        ticks.now += 1
+    assert all(b - a >= 300 for a, b in zip(started, started[1:]))  # never over a tenth of the time
+    assert len(started) >= 10
+
+
+def test_the_on_change_job_backs_up_a_real_database_once_per_burst(db):
+    ticks, taken = Ticks(), []
+    debouncer = tasks.ChangeDebouncer(5, clock=ticks)
+    run = lambda: tasks.backup_after_change(db, lambda: taken.append(db.change_count()), debouncer)
+    assert not run()
+    for user in (1, 2, 3):
+        db.track_message(user, None, "N", user, "message", NOW, NOW)
+        ticks.now += 1
+        assert not run()
+    ticks.now += 5
+    assert run() and len(taken) == 1
+    ticks.now += 100
+    assert not run()  # nothing written since

@@ -1,0 +1,256 @@
+"""Redeploys and crashes lose nothing: one writer at a time, hand-over between instances, fencing,
+on-change backups, a patient start. The end-to-end tests run several real `python main.py`
+processes, each on a disk of its own, against the Bot API stand-in, as a host like Koyeb does."""
+
+import sqlite3
+import threading
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+import database
+import startup
+from bot_process import ADMIN_ID
+from config import load_settings
+from conftest import NOW, chat_index
+from engine import BackupEngine
+from s3_destination import S3Bucket
+from startup import offsite_destinations
+
+CHAT = -1005550001
+
+
+def users_in(db_path):
+    with closing(sqlite3.connect(db_path)) as conn:
+        return {row[0] for row in conn.execute("SELECT user_id FROM users WHERE user_id != ?", (ADMIN_ID,))}
+
+
+# --- fencing, on the engine ---------------------------------------------------------------------
+
+def test_a_stale_instance_never_replaces_a_newer_generations_backup_anywhere(tmp_path, fake, s3_server,
+                                                                            s3_env, monkeypatch):
+    import telebot
+    monkeypatch.setattr(telebot.apihelper, "API_URL", fake.url + "/bot{0}/{1}")
+    monkeypatch.setattr(telebot.apihelper, "FILE_URL", fake.url + "/file/bot{0}/{1}")
+
+    def instance(folder, generation, name):
+        settings = load_settings({"BOT_TOKEN": fake.token, "TELEGRAM_API_URL": fake.url,
+                                  "DB_PATH": str(tmp_path / folder / "bot.db"), "ADMIN_IDS": "1000",
+                                  "BACKUP_CHAT_ID": str(CHAT), "S3_BUCKET": s3_server.bucket,
+                                  "S3_PREFIX": s3_env, "S3_ENDPOINT_URL": s3_server.endpoint_url})
+        db = database.open_database(settings.db_path)
+        db.migrate()
+        alerts = []
+        engine = BackupEngine(db, settings, offsite_destinations(settings), alert=alerts.append)
+        engine.become_writer(generation, name)
+        return db, engine, alerts
+
+    old_db, old, old_alerts = instance("old", 4, "old-instance")
+    old_db.track_message(1, None, "N", 1, "message", NOW, NOW)
+    assert [i.destination for i in old.create("manual").stored] == ["local", "telegram", "s3"]
+
+    new_db, new, _ = instance("new", 5, "new-instance")  # restored generation 4: writes 5
+    new.publish("writing")
+    new_db.track_message(2, None, "N", 2, "message", NOW, NOW)
+    newest = new.create("change")
+    in_chat = chat_index(fake, CHAT)
+    in_bucket = S3Bucket(s3_server.bucket, s3_env, s3_server.endpoint_url).list()
+
+    old_db.track_message(3, None, "N", 3, "message", NOW, NOW)  # the old one missed the hand-over
+    late = old.create("shutdown")
+    assert [i.destination for i in late.stored] == ["local"]  # kept on its own disk only
+    assert "newer instance" in late.failures["telegram"] and "newer instance" in late.failures["s3"]
+    assert not old.writing
+    assert len(old_alerts) == 1 and "stopped writing" in old_alerts[0]
+    assert chat_index(fake, CHAT) == in_chat  # the chat's index and head: untouched
+    assert S3Bucket(s3_server.bucket, s3_env, s3_server.endpoint_url).list() == in_bucket
+    assert S3Bucket(s3_server.bucket, s3_env, s3_server.endpoint_url).read_head().writer == "new-instance"
+    assert in_chat["backups"][0]["created_at"].startswith(newest.info.created_at.isoformat()[:19])
+    old_db.close()
+    new_db.close()
+
+
+def test_a_restore_by_a_person_is_what_a_new_instance_brings_back(tmp_path, fake, monkeypatch):
+    import telebot
+    monkeypatch.setattr(telebot.apihelper, "API_URL", fake.url + "/bot{0}/{1}")
+    monkeypatch.setattr(telebot.apihelper, "FILE_URL", fake.url + "/file/bot{0}/{1}")
+    settings = load_settings({"BOT_TOKEN": fake.token, "TELEGRAM_API_URL": fake.url, "ADMIN_IDS": "1000",
+                              "DB_PATH": str(tmp_path / "one" / "bot.db"), "BACKUP_CHAT_ID": str(CHAT)})
+    db = database.open_database(settings.db_path)
+    db.migrate()
+    engine = BackupEngine(db, settings, offsite_destinations(settings))
+    engine.become_writer(1, "one")
+    db.track_message(1, None, "N", 1, "message", NOW, NOW)
+    chosen = engine.create("manual").info
+    db.track_message(2, None, "N", 2, "message", NOW, NOW)
+    engine.restore(Path(chosen.location))  # back to user 1 only
+    db.close()
+    empty_disk = load_settings({**{"BOT_TOKEN": fake.token, "TELEGRAM_API_URL": fake.url, "ADMIN_IDS": "1000",
+                                   "BACKUP_CHAT_ID": str(CHAT)}, "DB_PATH": str(tmp_path / "two" / "bot.db")})
+    db, engine, report = startup.prepare_database(empty_disk, offsite_destinations(empty_disk))
+    report.lock.release()
+    assert report.restored.reason == "restore"
+    assert users_in(empty_disk.db_path) == {1}  # not the pre-restore safety copy, which had user 2
+    db.close()
+
+
+# --- end to end: real processes, each on its own empty disk --------------------------------------
+
+class Users:
+    """People writing to the bot all along: each new user sends /start and waits for the answer.
+    `answered` are those who got one: the bot wrote them to a database before answering."""
+
+    def __init__(self, fake, first_id=7000):
+        self.fake, self.next_id = fake, first_id
+        self.answered, self.sent = [], []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.one()
+
+    def one(self, timeout=60):
+        user, self.next_id = self.next_id, self.next_id + 1
+        self.sent.append(user)
+        self.fake.send_text(user, "/start")
+        try:
+            self.fake.wait_for_message(user, "registered", timeout=timeout)
+            self.answered.append(user)
+        except AssertionError:
+            pass
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(120)
+
+
+def serving(bot, timeout=60):
+    return bot.wait_for_log("serving as", timeout=timeout)
+
+
+SETTINGS = {"BACKUP_CHAT_ID": str(CHAT), "BACKUP_AFTER_CHANGE_SECONDS": "2"}
+
+
+@pytest.mark.e2e
+def test_two_rolling_redeploys_lose_no_answered_user(fake, run_bot):
+    first = run_bot(folder="a", **SETTINGS)
+    serving(first)
+    users = Users(fake).start()
+    fake.wait_for(lambda: len(users.answered) >= 5, 30, "five users answered by the first instance")
+
+    second = run_bot(folder="b", **SETTINGS)  # rolling: the new one starts while the old one runs
+    serving(second)
+    fake.wait_for(lambda: len(users.answered) >= 10, 60, "users answered by the second instance")
+    assert first.stop()[0] == 0  # only then the old one is stopped
+    assert "handed over" in first.log() or "409" in first.log()
+
+    third = run_bot(folder="c", **SETTINGS)
+    serving(third)
+    fake.wait_for(lambda: len(users.answered) >= 15, 60, "users answered by the third instance")
+    assert second.stop()[0] == 0
+    fake.wait_for(lambda: len(users.answered) >= 18, 60, "users answered after the overlap")
+    users.stop()
+    assert third.stop()[0] == 0
+    assert set(users.answered) <= users_in(third.db_path)
+    assert len(users.answered) >= 18
+
+
+@pytest.mark.e2e
+def test_an_immediate_redeploy_old_stopped_new_started_together_loses_nothing(fake, run_bot):
+    first = run_bot(folder="a", **SETTINGS)
+    serving(first)
+    users = Users(fake).start()
+    fake.wait_for(lambda: len(users.answered) >= 5, 30, "five users answered")
+    second = run_bot(folder="b", **SETTINGS)
+    first.process.send_signal(15)  # SIGTERM at the moment the new one starts
+    assert first.wait(20) == 0
+    serving(second)
+    fake.wait_for(lambda: len(users.answered) >= 10, 60, "users answered by the new instance")
+    users.stop()
+    assert second.stop()[0] == 0
+    assert set(users.answered) <= users_in(second.db_path)
+
+
+@pytest.mark.e2e
+def test_two_instances_started_together_one_serves_and_the_other_takes_over_later(fake, run_bot):
+    first = run_bot(folder="a", **SETTINGS)
+    serving(first)
+    for n in range(3):
+        Users(fake, first_id=100 + n).one()
+    assert first.stop()[0] == 0  # a clean stop: its final backup is the newest
+    b, c = run_bot(folder="b", **SETTINGS), run_bot(folder="c", **SETTINGS)
+    users = Users(fake, first_id=9000)
+    users.one()
+    # One of them serves, the other is passive: either it lost the claim, or it served first and
+    # handed over when the other made itself known. Either way, one writer at a time.
+    fake.wait_for(lambda: "passive:" in b.log() + c.log(), 60, "one of them passive")
+    other, server = (b, c) if "passive:" in b.log() else (c, b)
+    serving(server)
+    for _ in range(3):
+        users.one()
+    assert "passive:" not in server.log()
+    assert server.stop()[0] == 0  # the one serving stops cleanly: the other takes over
+    serving(other)
+    for _ in range(3):
+        users.one()
+    assert other.stop()[0] == 0
+    assert set(users.answered) | {100, 101, 102} <= users_in(other.db_path)
+    assert len(users.answered) == 7
+
+
+@pytest.mark.e2e
+def test_a_killed_writer_loses_at_most_the_on_change_window(fake, run_bot):
+    first = run_bot(folder="a", **SETTINGS)
+    serving(first)
+    users = Users(fake)
+    for _ in range(6):
+        users.one()
+    first.wait_for_log("change backup backup-", timeout=30)  # within BACKUP_AFTER_CHANGE_SECONDS
+    fake.wait_for(lambda: len(chat_index(fake, CHAT)["backups"]) and chat_index(fake, CHAT)["rolling"],
+                  30, "the on-change backup in the chat")
+    first.kill()  # SIGKILL: no hand-over, no shutdown backup
+    second = run_bot(folder="b", HANDOVER_WAIT_SECONDS="1", **SETTINGS)
+    serving(second)
+    assert second.stop()[0] == 0
+    assert set(users.answered) <= users_in(second.db_path)
+
+
+@pytest.mark.e2e
+def test_the_network_down_at_boot_the_bot_waits_then_restores(fake, run_bot):
+    first = run_bot(folder="a", **SETTINGS)
+    serving(first)
+    for n in range(3):
+        Users(fake, first_id=300 + n).one()
+    assert first.stop()[0] == 0
+
+    fake.set_outage(True)  # the new instance boots with the network not ready
+    second = run_bot(folder="b", STARTUP_RESTORE_WAIT_SECONDS="60", **SETTINGS)
+    second.wait_for_log("asking again in 2 s", timeout=30)  # it waited, and asks again
+    assert "serving as" not in second.log()  # never serving an empty database meanwhile
+    fake.set_outage(False)
+    serving(second)
+    assert "from telegram" in second.wait_for_log("Restored at startup")
+    user = Users(fake, first_id=300)
+    user.one()  # a user from before: the restored database knows them
+    assert second.stop()[0] == 0
+    assert users_in(second.db_path) == {300, 301, 302}
+
+
+@pytest.mark.e2e
+def test_the_network_down_longer_than_the_wait_starts_paused_and_lifts_the_pause(fake, run_bot):
+    fake.set_outage(True)
+    bot = run_bot(folder="a", STARTUP_RESTORE_WAIT_SECONDS="1", **SETTINGS)
+    bot.wait_for_log("started on an empty database although backups may exist", timeout=30)
+    serving(bot)
+    fake.set_outage(False)
+    bot.wait_for_log("holds no backup", timeout=60)  # the chat answered: nothing to bury
+    before = len(fake.messages(ADMIN_ID))
+    fake.send_text(ADMIN_ID, "/backup")
+    assert "telegram" in fake.wait_for_message(ADMIN_ID, "✅ Backup backup-", after=before)["text"]
+    assert bot.stop()[0] == 0
