@@ -301,6 +301,7 @@ class Database:
         turn; writes made through the shared connection meanwhile are carried into the copy by
         SQLite itself, so the result is one consistent state.
         """
+        os.close(os.open(target, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600))  # private, like the live one
         copy = sqlite3.connect(target)
         try:
             # The copy is scratch until the caller has checked and packed it: no journal and no
@@ -319,9 +320,29 @@ class Database:
         log.debug("snapshot progress: %d of %d pages copied", total - remaining, total)
         self.lock.yield_to_waiters()
 
-    def load_from(self, snapshot: Path) -> None:
+    @contextmanager
+    def frozen(self) -> Iterator[Path]:
+        """The database file itself, complete and unchanging for as long as the block runs: the
+        lock is held, so no write gets in, and the WAL is folded into the file first. For the
+        final backup of an instance that has stopped writing: no snapshot to copy first."""
+        if self.storage.in_memory:
+            raise DatabaseError("an in-memory database has no file")
+        with self.lock:
+            try:
+                self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as error:
+                raise DatabaseError(f"cannot checkpoint the database: {error}") from error
+            yield Path(self.storage.path)
+
+    def load_from(self, snapshot: Path, adopt: bool = False) -> None:
         """Replace every page of this database with those of the file `snapshot`, in one step
-        under the lock: no reader ever sees half of it, and a failure changes nothing."""
+        under the lock: no reader ever sees half of it, and a failure changes nothing.
+
+        `adopt`: the file itself becomes the database (moved into place, not copied: a copy of
+        a large database costs a small machine seconds), for a scratch file whose data is to
+        replace everything. On another file system it is copied after all."""
+        if adopt and not self.storage.in_memory and self._adopt(snapshot):
+            return
         source = sqlite3.connect(_read_only_uri(snapshot), uri=True)
         try:
             with self.lock:
@@ -332,6 +353,21 @@ class Database:
             raise DatabaseError(f"could not load the backup into the database: {error}") from error
         finally:
             source.close()
+
+    def _adopt(self, snapshot: Path) -> bool:
+        path = self.storage.path
+        with self.lock:
+            if os.stat(snapshot).st_dev != os.stat(path).st_dev:
+                return False
+            self._connection.close()  # the last connection: its WAL is folded in and removed
+            try:
+                for suffix in ("-wal", "-shm"):
+                    Path(f"{path}{suffix}").unlink(missing_ok=True)
+                os.replace(snapshot, path)
+                _make_private(path)
+            finally:
+                self._connection = _connect(path)
+        return True
 
     def _leave_wal_if_alone(self) -> None:
         """Out of WAL for a load: pages then go straight to the file instead of through the WAL
@@ -417,7 +453,8 @@ class Database:
                     self._connection.execute("ROLLBACK")
                 raise MigrationError(f"migration {migration.path.name} failed and was rolled "
                                      f"back: {error}") from error
-        log.info("applied migration %s", migration.path.name)
+        log.log(logging.DEBUG if self.storage.in_memory and self.storage.reason is None else logging.INFO,
+                "applied migration %s", migration.path.name)  # quiet for the reference schemas
 
     # --- users, blocks and tracking ---
 
@@ -545,14 +582,15 @@ def _read_only_uri(path: Path) -> str:
 
 # --- checking a database file that comes from outside (a backup) -------------------------------
 
-def inspect_file(path: Path, thorough: bool = False, exact: bool = True) -> FileFacts:
+def inspect_file(path: Path, thorough: bool = False, exact: bool = True, check: bool = True) -> FileFacts:
     """Check that the SQLite file at `path` is intact and is a database of this bot: its schema
     exactly what this code's migrations make for its version (tables, columns, indexes, and
     nothing else: no trigger or view of anyone else's). `exact=False` (for snapshots of the
     live database) reports a difference in the facts instead of refusing.
 
     quick_check reads every page and b-tree (about ten times faster than integrity_check, which
-    also matches each index against its table); `thorough` runs the full integrity_check.
+    also matches each index against its table); `thorough` runs the full integrity_check;
+    `check=False` none (for a snapshot of the live database taken in a hurry: a restore checks it).
     Raises DamagedDatabaseError, ForeignDatabaseError or SchemaTooNewError, each one line.
     """
     newest = len(find_migrations())
@@ -562,9 +600,9 @@ def inspect_file(path: Path, thorough: bool = False, exact: bool = True) -> File
         raise DamagedDatabaseError(str(error)) from error
     try:
         pragma = "integrity_check" if thorough else "quick_check"
-        check = [row[0] for row in connection.execute(f"PRAGMA {pragma}(5)")]
-        if check != ["ok"]:
-            raise DamagedDatabaseError(f"the integrity check failed ({check[0].splitlines()[0]})")
+        results = [row[0] for row in connection.execute(f"PRAGMA {pragma}(5)")] if check else ["ok"]
+        if results != ["ok"]:
+            raise DamagedDatabaseError(f"the integrity check failed ({results[0].splitlines()[0]})")
         version = connection.execute("PRAGMA user_version").fetchone()[0]
         counts = _row_counts(connection)
         missing = [name for name in REQUIRED_TABLES if name not in counts]

@@ -19,20 +19,24 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
-from backup_format import (ENCRYPTED_SUFFIX, PRE_RESTORE, BackupError, BackupInfo, Head, encrypt_file,
-                           file_name, inspect_snapshot, newest_head, sha256_of, unpack_and_verify,
-                           write_backup_file)
+from backup_format import (COMPRESSION_LEVEL, ENCRYPTED_SUFFIX, FINAL_REASONS, PRE_RESTORE, QUICK_COMPRESSION_LEVEL,
+                           BackupError, BackupInfo, Head, encrypt_file, file_name, inspect_snapshot,
+                           newest_head, sha256_of, unpack_and_verify, write_backup_file)
 from clock import Clock, utc_now
 from config import Settings
 from database import Database, DatabaseError
 from destinations import Destination, DestinationError, LocalFolder, Stale, TooLarge
-from files import copy_stream, remove_stale_temporaries, scratch_folder, write_atomically
+from files import fsync_folder, remove_stale_temporaries, scratch_folder, temporary_name
 
 log = logging.getLogger("backup")
 
 SKIPPABLE_REASONS = ("startup", "scheduled", "change")  # skipped when nothing changed
+# Backups taken in a hurry: often (on change), or with seconds left (a stopping instance). They
+# skip the integrity check of the snapshot (a restore checks it), compress faster, and are not
+# read back; the scheduled and manual backups do all of it.
+HURRIED_REASONS = ("change", "shutdown", "handover")
 STEP_PAGES = 256  # pages copied per snapshot step while holding the lock (1 MB at 4 KB pages)
 PAUSE_KEY = "offsite_paused"
 GENERATION_KEY, WRITER_KEY = "generation", "writer"  # the writer of this database, in bot_state
@@ -201,65 +205,86 @@ class BackupEngine:
 
     # --- create ---
 
-    def create(self, reason: str) -> CreateResult:
-        """Take a backup now. Startup and scheduled backups are skipped when nothing changed.
+    def create(self, reason: str, local_only: bool = False) -> CreateResult:
+        """Take a backup now. Startup, scheduled and on-change backups are skipped when nothing
+        changed. `local_only`: kept on this machine (allowed to an instance that does not write).
 
         Raises BackupError when no local backup could be made (the admins are told once per
         streak of failures); off-site failures are in the result, never raised.
         """
         try:
-            return self._create(reason)
+            return self._create(reason, local_only)
         except BackupError as error:
             self._failed(self.local.name, str(error))
             raise
 
-    def _create(self, reason: str) -> CreateResult:
+    def _create(self, reason: str, local_only: bool) -> CreateResult:
         with self._busy, scratch_folder(self.local.folder) as workdir:
-            if not self._writing:
+            if not self._writing and not local_only:
                 raise BackupError("this instance is not the writer any more (it handed over, or a "
                                   "newer instance writes the backups)")
             started = time.monotonic()
             created_at = self.clock()
             for folder in (self.local.folder, self.plain_copy.parent):
                 remove_stale_temporaries(folder)
-            snapshot = workdir / "snapshot.db"
+            if reason in FINAL_REASONS and not self.db.storage.in_memory:
+                # The instance has stopped writing: the database file itself is the snapshot.
+                with self.db.frozen() as source:
+                    return self._pack_and_store(reason, local_only, created_at, started, source,
+                                                workdir, plain_copy=False)
+            snapshot = self._snapshot_path(workdir)
             try:
-                self.db.snapshot_to(snapshot, self.step_pages)
-            except DatabaseError as error:
-                raise BackupError(str(error)) from error
-            schema_version, row_counts = inspect_snapshot(snapshot, exact=False)
-            digest, db_size = sha256_of(snapshot)
-            newest = self.newest_local() or self._restored
-            if reason in SKIPPABLE_REASONS and newest is not None and newest.sha256 == digest:
-                log.info("%s backup skipped: nothing changed since %s", reason, newest.name)
-                return CreateResult(None, time.monotonic() - started)
-            info = BackupInfo(created_at, reason, schema_version, row_counts, digest, db_size,
-                              name=file_name(created_at, reason), generation=self.generation,
-                              writer=self.writer)
-            packed = workdir / info.name
-            with open(snapshot, "rb") as content:
-                # Checked and hashed: from here on only the open descriptor is needed. Unlinked,
-                # the complete snapshot cannot outlive a killed process as a stray database.
-                snapshot.unlink()
-                write_backup_file(content, info, packed)
-                stored, failures = self._store(self.local, packed, info)
-                if stored:
-                    self._keep_plain_copy(content)
-                    self._rotate(self.local)
-            sent, offsite_failures = self._send_offsite(packed, info, workdir)
-            if not stored:
-                elsewhere = f"; it did reach {', '.join(i.destination for i in sent)}" if sent else ""
-                raise BackupError(f"the backup could not be written: {failures['local']}{elsewhere}")
-            if sent:
-                self._newest_offsite = info.created_at
-            if info.final and sent:
-                self._publish_final(info)
-            result = CreateResult(stored[0], time.monotonic() - started, stored + sent,
-                                  {**failures, **offsite_failures})
-            log.info("%s backup %s: %d bytes, %d rows, %.2f s, stored in %s", reason, info.name,
-                     stored[0].size, info.total_rows, result.seconds,
-                     ", ".join(i.destination for i in result.stored))
-            return result
+                try:
+                    self.db.snapshot_to(snapshot, self.step_pages)
+                except DatabaseError as error:
+                    raise BackupError(str(error)) from error
+                return self._pack_and_store(reason, local_only, created_at, started, snapshot, workdir)
+            finally:
+                snapshot.unlink(missing_ok=True)  # unless it became DB_PATH.backup
+
+    def _snapshot_path(self, workdir: Path) -> Path:
+        """Where the snapshot is taken: beside DB_PATH.backup, which it becomes (moved, not
+        copied: a copy of a large database costs a tenth of a core seconds); in the work folder
+        when the database's folder cannot take it (memory mode)."""
+        folder = self.plain_copy.parent
+        if folder.is_dir() and os.access(folder, os.W_OK):
+            return folder / temporary_name(self.plain_copy.name)
+        return workdir / "snapshot.db"
+
+    def _pack_and_store(self, reason: str, local_only: bool, created_at: datetime, started: float,
+                        snapshot: Path, workdir: Path, plain_copy: bool = True) -> CreateResult:
+        hurry = reason in HURRIED_REASONS
+        schema_version, row_counts = inspect_snapshot(snapshot, exact=False, check=not hurry)
+        info = BackupInfo(created_at, reason, schema_version, row_counts, "",
+                          snapshot.stat().st_size, name=file_name(created_at, reason),
+                          generation=self.generation, writer=self.writer)
+        packed = workdir / info.name
+        with open(snapshot, "rb") as content:
+            info = write_backup_file(content, info, packed,
+                                     QUICK_COMPRESSION_LEVEL if hurry else COMPRESSION_LEVEL)
+        newest = self.newest_local() or self._restored
+        if reason in SKIPPABLE_REASONS and newest is not None and newest.sha256 == info.sha256:
+            log.info("%s backup skipped: nothing changed since %s", reason, newest.name)
+            return CreateResult(None, time.monotonic() - started)
+        stored, failures = self._store(self.local, packed, info)
+        if stored:
+            if plain_copy:
+                self._keep_plain_copy(snapshot)
+            self._rotate(self.local)
+        sent, offsite_failures = ([], {}) if local_only else self._send_offsite(packed, info, workdir)
+        if not stored:
+            elsewhere = f"; it did reach {', '.join(i.destination for i in sent)}" if sent else ""
+            raise BackupError(f"the backup could not be written: {failures['local']}{elsewhere}")
+        if sent:
+            self._newest_offsite = info.created_at
+        if info.final and sent:
+            self._publish_final(info)
+        result = CreateResult(stored[0], time.monotonic() - started, stored + sent,
+                              {**failures, **offsite_failures})
+        log.info("%s backup %s: %d bytes, %d rows, %.2f s, stored in %s", reason, info.name,
+                 stored[0].size, info.total_rows, result.seconds,
+                 ", ".join(i.destination for i in result.stored))
+        return result
 
     def _publish_final(self, info: BackupInfo) -> None:
         try:
@@ -324,8 +349,7 @@ class BackupEngine:
         return sealed, sealed_info
 
     def _should_read_back(self, info: BackupInfo) -> bool:
-        # Not at shutdown: the host gives a stopping instance only seconds.
-        return self.settings.backup_read_back and info.reason != "shutdown"
+        return self.settings.backup_read_back and info.reason not in HURRIED_REASONS
 
     def _read_back(self, destination: Destination, placed: BackupInfo, expected: str) -> dict[str, str]:
         """Fetch the copy back: a backup nobody has read back is not a backup. Byte for byte
@@ -374,11 +398,19 @@ class BackupEngine:
                        "It is retried at the next backup.")
         status.failing, status.last_error, status.last_error_at = True, error, self.clock()
 
-    def _keep_plain_copy(self, content: BinaryIO) -> None:
-        """DB_PATH + '.backup': the newest snapshot as a plain SQLite file (the seed's path)."""
-        content.seek(0)
+    def _keep_plain_copy(self, snapshot: Path) -> None:
+        """DB_PATH + '.backup': the newest snapshot as a plain SQLite file (the seed's path),
+        synced and moved into place atomically."""
+        if snapshot.parent != self.plain_copy.parent:
+            return  # memory mode: the database's folder is not usable
         try:
-            write_atomically(self.plain_copy, lambda out: copy_stream(content, out))
+            fd = os.open(snapshot, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(snapshot, self.plain_copy)
+            fsync_folder(self.plain_copy.parent)
         except OSError as error:
             log.warning("could not update %s: %s", self.plain_copy, error.strerror or error)
 
@@ -486,7 +518,9 @@ class BackupEngine:
                 except (BackupError, DestinationError, OSError) as error:
                     raise BackupError(f"the safety backup failed, so nothing was restored: {error}") from error
             try:
-                self.db.load_from(snapshot)  # already this code's schema: see _unpack
+                # the lifecycle's own restores replace everything: a scratch file is moved in
+                adopt = not by_person and snapshot.is_relative_to(workdir)
+                self.db.load_from(snapshot, adopt)  # already this code's schema: see _unpack
                 self.db.migrate()  # applies nothing; switches WAL back on
             except DatabaseError as error:
                 raise BackupError(str(error)) from error

@@ -38,7 +38,7 @@ import requests
 import telebot
 
 import human
-from backup_format import BackupError, BackupInfo, Head
+from backup_format import PRE_RESTORE, BackupError, BackupInfo, Head
 from clock import Clock, utc_now
 from config import Settings
 from database import Database
@@ -49,7 +49,7 @@ from tasks import JobRunner
 log = logging.getLogger("lifecycle")
 
 LONG_POLL_SECONDS = 10  # Telegram holds a getUpdates this long when there is nothing to deliver
-SETTLE_SECONDS = 1.5  # between publishing a claim and reading it back: two claims at once meet
+SETTLE_SECONDS = 1.0  # between publishing a claim and reading it back: two claims at once meet
 WATCH_SECONDS = 5.0  # how often a passive instance looks at the heads off the machine
 KNOCK_SECONDS = 1.0  # how often a waiting instance makes itself known, and looks for the hand-over
 DRAIN_SECONDS = 3.0  # for the handlers in progress at a hand-over or a shutdown
@@ -148,6 +148,7 @@ class Lifecycle:
         self._lock = threading.RLock()  # one transition at a time
         self._poller: Optional[Poller] = None
         self._handed_over_at: Optional[BackupInfo] = None  # our own final backup, when passive
+        self.took_over = False  # it serves data another instance handed over (already off-site)
         engine.on_stale = lambda why: self._go_passive_after_stale()
 
     # --- what the health endpoint shows ---
@@ -176,31 +177,33 @@ class Lifecycle:
                 self._become_passive(None)
                 return
             self._claim_and_serve(max(self.engine.generation, head.generation if head else 0))
-        elif restored is None:
-            self._claim_and_serve(head.generation if head else 0)
         elif self._free(restored, head):
-            self._claim_and_serve(max(restored.generation, head.generation if head else 0))
+            self._claim_and_serve(max(restored.generation if restored else 0,
+                                      head.generation if head else 0))
         else:
             self._wait_for_handover(restored, head)
 
     @staticmethod
-    def _free(restored: BackupInfo, head: Optional[Head]) -> bool:
-        """The restored backup is the newest state there is: final, and nobody announced
-        themselves as writer (or finished as one) after it."""
+    def _free(restored: Optional[BackupInfo], head: Optional[Head]) -> bool:
+        """What was restored (or nothing, when there is no backup) is the newest state there
+        is: nobody is writing, or was, after it."""
+        if restored is None:  # no backup anywhere: free unless someone announced themselves
+            return head is None or head.state == "final"
         if not restored.final or head is None:
             return restored.final
         if head.state == "writing":
             return head.since <= restored.created_at and head.generation <= restored.generation
         return head.final_backup_at is None or head.final_backup_at <= restored.created_at
 
-    def _wait_for_handover(self, restored: BackupInfo, head: Optional[Head]) -> None:
+    def _wait_for_handover(self, restored: Optional[BackupInfo], head: Optional[Head]) -> None:
         self.state = "waiting"
-        writer = head.writer if head else (restored.writer or "an older instance")
-        generation = max(head.generation if head else 0, restored.generation)
-        log.info("the newest backup is not final: waiting up to %.0f s for %s to hand over",
-                 self.settings.handover_wait_seconds, writer)
+        writer = (head.writer if head else restored.writer if restored else "") or "an older instance"
+        generation = max(head.generation if head else 0, restored.generation if restored else 0)
+        log.info("%s may still be writing: waiting up to %.0f s for it to hand over", writer,
+                 self.settings.handover_wait_seconds)
         started = time.monotonic()
         deadline = started + self.settings.handover_wait_seconds
+        why = f"No hand-over came within {self.settings.handover_wait_seconds:.0f} s"
         while time.monotonic() < deadline and not self.stop_requested.is_set():
             self._make_known()
             final = self._final_after(restored)
@@ -209,8 +212,10 @@ class Lifecycle:
                     taken = self.engine.restore(final, by_person=False)
                 except BackupError as error:
                     log.error("the hand-over backup %s cannot be restored: %s", final.name, error)
+                    why = f"The hand-over backup {final.name} cannot be restored ({error})"
                     break
                 waited = time.monotonic() - started
+                self.took_over = True
                 if self._claim_and_serve(max(generation, taken.generation)):
                     self.alert(f"♻️ {final.writer or writer} (generation {taken.generation}) handed "
                                f"over after {waited:.1f} s; generation {self.engine.generation} "
@@ -220,11 +225,11 @@ class Lifecycle:
         if self.stop_requested.is_set():
             return
         if self._claim_and_serve(generation):
-            self.alert(f"⚠️ No hand-over came within {self.settings.handover_wait_seconds:.0f} s "
-                       f"from {writer} (generation {generation}), which was writing: it probably "
-                       "stopped without a final backup (a crash?). Serving from the newest backup, "
-                       f"taken {human.time(restored.created_at)} ({human.age(self.clock() - restored.created_at)} "
-                       "ago): what it wrote after that is lost.")
+            since = (f"the newest backup, taken {human.time(restored.created_at)} "
+                     f"({human.age(self.clock() - restored.created_at)} ago): what it wrote after "
+                     "that is lost" if restored else "an empty database: it left no backup")
+            self.alert(f"⚠️ {why} from {writer} (generation {generation}), which was writing: "
+                       f"it probably stopped without a final backup (a crash?). Serving from {since}.")
 
     def _make_known(self) -> None:
         """A getUpdates of our own, confirming nothing: Telegram ends the older poller's
@@ -237,11 +242,11 @@ class Lifecycle:
         except (telebot.apihelper.ApiException, requests.RequestException) as error:
             log.debug("making ourselves known: %s", error)
 
-    def _final_after(self, restored: BackupInfo) -> Optional[BackupInfo]:
-        """A final backup newer than `restored`, off the machine, when there is one."""
+    def _final_after(self, restored: Optional[BackupInfo]) -> Optional[BackupInfo]:
+        """A final backup newer than `restored` (any, without one), off the machine."""
         head, _ = self.engine.heads()
         if head is None or head.state != "final" or head.final_backup_at is None \
-                or head.final_backup_at <= restored.created_at:
+                or (restored is not None and head.final_backup_at <= restored.created_at):
             return None
         for candidate in self.engine.listing().backups:
             if candidate.created_at == head.final_backup_at and candidate.destination != "local":
@@ -348,6 +353,8 @@ class Lifecycle:
             if final is None or self.state != "passive":
                 return
             self.state = "starting"
+            if mine is None:  # data of its own that never left the machine: keep a copy
+                self.engine.create(PRE_RESTORE, local_only=True)
             taken = self.engine.restore(final, by_person=False)
             if self._claim_and_serve(max(head.generation, taken.generation)):
                 self.alert(f"▶️ {head.writer} stopped cleanly; this instance took over again from "

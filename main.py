@@ -85,7 +85,8 @@ def main() -> int:
     status[0] = lambda: {**instance.status(), "storage": db.storage.mode}
     if not stop_requested.is_set():
         instance.begin(report.restored, kept_local=report.restore_reason is None)
-        if instance.state == "serving":
+        if instance.state == "serving" and report.restored is None and not instance.took_over:
+            # A restored database is off the machine already: only a new one needs this backup.
             engine.backup_quietly("startup")
     log.info("bot started: %s", instance.state)
     stop_requested.wait()

@@ -204,11 +204,13 @@ class FakeBotAPI:
             fields["caption"] = caption
         return self._incoming(user_id, chat_id, fields)
 
-    def fail_next(self, method, error_code=500, description="Internal Server Error", times=1, body=None):
+    def fail_next(self, method, error_code=500, description="Internal Server Error", times=1, body=None,
+                  when=None):
         """The next `times` calls of `method` fail with `error_code`: a Bot API error object, or
-        `body` as it is (an HTML error page from a proxy, say, as Telegram's front ends send)."""
+        `body` as it is (an HTML error page from a proxy, say, as Telegram's front ends send).
+        `when(params, files)`: only calls it says yes to (files: name -> (file name, bytes))."""
         with self._cond:
-            self._failures.setdefault(method, []).extend([(error_code, description, body)] * times)
+            self._failures.setdefault(method, []).extend([(error_code, description, body, when)] * times)
 
     def corrupt_next_download(self):
         """The next file download returns the stored bytes with one bit flipped."""
@@ -678,10 +680,12 @@ class FakeBotAPI:
         if token != self.token:
             return 401, _error(401, "Unauthorized")
         with self._cond:
-            failures = self._failures.get(method)
-            failure = failures.pop(0) if failures else None
+            failures = self._failures.get(method) or []
+            failure = next((f for f in failures if f[3] is None or f[3](params, files)), None)
+            if failure:
+                failures.remove(failure)
         if failure:
-            code, description, body = failure
+            code, description, body, _ = failure
             return code, (body.encode() if isinstance(body, str) else body) or _error(code, description)
         if method not in self._handlers:
             return 404, _error(404, "Not Found")

@@ -169,7 +169,8 @@ def test_a_full_disk_fails_the_backup_in_one_line_and_keeps_the_earlier_ones(liv
     engine = BackupEngine(live, make_settings(tmp_path, BACKUP_DIR=str(small_disk)), clock=Clock())
     add_users(live, 1)
     first = engine.create("manual")
-    fill_tracking(live, 30_000)  # about 1.5 MB: more than the disk holds
+    with live.transaction() as conn:  # 1 MB that does not compress: more than the disk holds
+        conn.execute("UPDATE users SET username = randomblob(1048576) WHERE user_id = 1")
     with pytest.raises(BackupError) as failed:
         engine.create("manual")
     assert "full" in str(failed.value) and "\n" not in str(failed.value)

@@ -91,17 +91,26 @@ def test_no_log_line_holds_the_token_when_the_api_is_unreachable(fake, run_bot):
     assert_no_secret_in(log, fake.token)
 
 
-def test_health_endpoint_reports_the_storage_mode(fake, run_bot):
+def free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    bot = run_bot(PORT=str(port))
-    fake.send_text(USER, "/start")
-    fake.wait_for_message(USER, "registered")  # the bot is up, health server included
+        return probe.getsockname()[1]
+
+
+def health(port):
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
         assert response.status == 200
-        status = json.loads(response.read())
-    assert status["ok"] is True and status["storage"] == "file"
+        return json.loads(response.read())
+
+
+def test_health_endpoint_reports_state_generation_storage_and_backup_age(fake, run_bot):
+    port = free_port()
+    bot = run_bot(PORT=str(port))
+    bot.wait_for_log("bot started:")  # serving, and its first backup taken
+    status = health(port)
+    assert status["ok"] is True and status["storage"] == "file" and status["state"] == "serving"
+    assert status["generation"] == 1 and status["instance"]
+    assert 0 <= status["newest_offsite_backup_age_seconds"] < 60  # the startup backup, in the chat
     assert bot.stop()[0] == 0
 
 
@@ -137,17 +146,25 @@ def test_a_read_only_mount_runs_in_memory_and_still_serves(read_only_dir, fake, 
     assert "Read-only file system" in bot.wait_for_log("IN-MEMORY")
 
 
-def test_sigterm_takes_a_shutdown_backup_that_the_sqlite3_shell_opens(fake, run_bot):
+def test_sigterm_takes_a_shutdown_backup_that_the_sqlite3_shell_opens(fake, run_bot, tmp_path):
     bot = run_bot()
     for user_id in (501, 502, 503):
         fake.send_text(user_id, "/start", first_name=f"U{user_id}")
         fake.wait_for_message(user_id, "registered")
     code, seconds = bot.stop()
     assert code == 0 and seconds < 10
-    shell = subprocess.run(["sqlite3", f"{bot.db_path}.backup", "SELECT user_id FROM users ORDER BY 1"],
+    assert "shutdown backup backup-" in bot.log()
+    opened = unpacked_shutdown_backup(bot, tmp_path)  # with zstd, without this project
+    shell = subprocess.run(["sqlite3", str(opened), "SELECT user_id FROM users ORDER BY 1"],
                            capture_output=True, text=True, check=True)
     assert shell.stdout.split() == ["501", "502", "503"]
-    assert "shutdown backup backup-" in bot.log()
+
+
+def unpacked_shutdown_backup(bot, folder):
+    """The shutdown backup of `bot`, unpacked by the zstd command-line tool."""
+    packed = next(p for p in (bot.db_path.parent / "backups").iterdir() if "shutdown" in p.name)
+    subprocess.run(["zstd", "-q", "-d", str(packed), "-o", str(folder / "shutdown.db")], check=True)
+    return folder / "shutdown.db"
 
 
 def test_the_shutdown_backup_of_tens_of_megabytes_fits_in_ten_seconds(tmp_path, fake, run_bot):
@@ -167,7 +184,7 @@ def test_the_shutdown_backup_of_tens_of_megabytes_fits_in_ten_seconds(tmp_path, 
     assert code == 0 and seconds < 10, bot.log()
     assert "shutdown backup backup-" in bot.log()
     # the backup itself, opened and checked: every row is in it, and it verifies completely
-    with closing(sqlite3.connect(f"{bot.db_path}.backup")) as copy:
+    with closing(sqlite3.connect(unpacked_shutdown_backup(bot, tmp_path))) as copy:
         assert copy.execute("SELECT count(*) FROM tracking").fetchone() == (400_002,)  # and 2 tracked
         assert copy.execute("SELECT user_id FROM users ORDER BY 1").fetchall() == [(1,), (USER,)]
     newest = next(p for p in sorted((bot.db_path.parent / "backups").iterdir()) if "shutdown" in p.name)
@@ -251,7 +268,8 @@ def test_encrypted_off_site_copies_and_a_wrong_passphrase(tmp_path, fake, run_bo
 
     shutil.rmtree(tmp_path / "data")
     told = len(fake.messages(ADMIN_ID))
-    wrong = run_bot(BACKUP_CHAT_ID=str(BACKUP_CHAT), BACKUP_PASSPHRASE="not the passphrase")
+    wrong = run_bot(BACKUP_CHAT_ID=str(BACKUP_CHAT), BACKUP_PASSPHRASE="not the passphrase",
+                    HANDOVER_WAIT_SECONDS="1")  # the first one was killed: no hand-over to wait for
     alert = fake.wait_for_message(ADMIN_ID, "Nothing is sent off the machine", after=told)["text"]
     assert "wrong BACKUP_PASSPHRASE" in alert
     fake.send_text(702, "/start")  # the bot runs anyway
@@ -298,7 +316,7 @@ def test_html_502_pages_from_telegram_at_startup_and_on_send_document(tmp_path, 
     assert "from s3" in restored
     fake.send_text(801, "/start")  # alive, serving the restored data
     fake.wait_for_message(801, "registered", after=1)
-    again.wait_for_log("startup backup")  # done, before Telegram fails again
+    again.wait_for_log("bot started:")  # up and serving, before Telegram fails again
     pinned = fake.pinned_message(BACKUP_CHAT)
 
     fake.fail_next("sendDocument", 502, body=HTML_502)
@@ -321,7 +339,8 @@ def test_start_fresh_lets_copies_leave_the_machine_again(how, tmp_path, fake, ru
     shutil.rmtree(tmp_path / "data")
     fake.fail_next("getChat", 502, "Bad Gateway")  # the chat cannot be asked: the bot pauses
     told = len(fake.messages(ADMIN_ID))
-    again = run_bot(BACKUP_CHAT_ID=str(BACKUP_CHAT), STARTUP_RESTORE_WAIT_SECONDS="0")
+    again = run_bot(BACKUP_CHAT_ID=str(BACKUP_CHAT), STARTUP_RESTORE_WAIT_SECONDS="0",
+                    HANDOVER_WAIT_SECONDS="1")  # the first one was killed
     fake.wait_for_message(ADMIN_ID, "Nothing is sent off the machine", after=told)
     assert "stored in local" in backup_by_admin(fake) and fake.pinned_message(BACKUP_CHAT) == real
 

@@ -2,6 +2,8 @@
 on-change backups, a patient start. The end-to-end tests run several real `python main.py`
 processes, each on a disk of its own, against the Bot API stand-in, as a host like Koyeb does."""
 
+import os
+import signal
 import sqlite3
 import threading
 from contextlib import closing
@@ -254,3 +256,68 @@ def test_the_network_down_longer_than_the_wait_starts_paused_and_lifts_the_pause
     fake.send_text(ADMIN_ID, "/backup")
     assert "telegram" in fake.wait_for_message(ADMIN_ID, "✅ Backup backup-", after=before)["text"]
     assert bot.stop()[0] == 0
+
+
+@pytest.mark.e2e
+def test_while_it_waits_for_a_frozen_writer_the_health_endpoint_says_so(fake, run_bot):
+    from test_end_to_end import free_port, health
+    first = run_bot(folder="a", **SETTINGS)
+    first.wait_for_log("bot started:")
+    Users(fake, first_id=500).one()
+    os.kill(first.process.pid, signal.SIGSTOP)  # frozen: it cannot hand over
+    try:
+        port = free_port()
+        second = run_bot(folder="b", PORT=str(port), HANDOVER_WAIT_SECONDS="60", **SETTINGS)
+        second.wait_for_log("may still be writing")
+        status = health(port)  # 200 while it waits on purpose: the host must not kill it
+        assert status["state"] == "waiting" and status["generation"] is None
+    finally:
+        os.kill(first.process.pid, signal.SIGCONT)  # it wakes up to the 409, and hands over
+    serving(second)
+    assert health(port)["state"] == "serving"
+    first.wait_for_log("passive:")
+    assert second.stop()[0] == 0 and first.stop()[0] == 0
+    assert users_in(second.db_path) == {500}
+
+
+@pytest.mark.e2e
+def test_a_writer_whose_data_is_not_off_the_machine_yet_is_waited_for(tmp_path, fake, run_bot):
+    # A writer with a database of its own whose startup backup could not reach the chat: the
+    # chat holds its claim but no backup. A new instance must not serve an empty database.
+    seeded = database.open_database(str(tmp_path / "a" / "data" / "bot.db"))
+    seeded.migrate()
+    for user in (601, 602):
+        seeded.track_message(user, None, "N", user, "message", NOW, NOW)
+    seeded.close()
+    fake.fail_next("sendDocument", 500, when=lambda params, files: "-startup" in files["document"][0])
+    first = run_bot(folder="a", **SETTINGS)
+    first.wait_for_log("bot started:")
+    assert chat_index(fake, CHAT)["backups"] == []
+    second = run_bot(folder="b", **SETTINGS)
+    serving(second)
+    first.wait_for_log("handing over")  # it was waited for, and handed its data over
+    assert second.stop()[0] == 0 and first.stop()[0] == 0
+    assert users_in(second.db_path) == {601, 602}
+
+
+@pytest.mark.parametrize("restored, head, free", [
+    (None, None, True),  # nothing anywhere: a new deployment
+    (None, ("writing", 3, 0), False),  # a writer announced itself, with nothing off the machine yet
+    (None, ("final", 3, 0), True),
+    (("manual", 0), None, False),  # not final: its writer may still run
+    (("shutdown", 0), None, True),
+    (("handover", 0), ("final", 3, 0), True),  # the head's final is the one restored
+    (("shutdown", 0), ("writing", 4, 10), False),  # someone announced themselves since
+    (("shutdown", 0), ("final", 4, 10), False),  # a newer final exists (it could not be restored)
+    (("shutdown", 20), ("writing", 3, 10), True),  # the claim came before this final
+])
+def test_when_an_instance_may_serve_at_once(restored, head, free):
+    from datetime import timedelta
+
+    from backup_format import BackupInfo, Head
+    from lifecycle import Lifecycle
+    at = lambda seconds: NOW + timedelta(seconds=seconds)  # noqa: E731
+    info = BackupInfo(at(restored[1]), restored[0], 2, {}, "", 0, generation=3) if restored else None
+    current = Head(head[1], "other", head[0], at(head[2]), at(head[2]) if head[0] == "final" else None) \
+        if head else None
+    assert Lifecycle._free(info, current) is free
