@@ -190,12 +190,12 @@ class PauseResolver:
     all answer and hold no backup, there is nothing to bury: the pause lifts itself. When they
     hold one and nothing was written since the bot started, that backup is restored. When they
     hold one but people have written since, the admins are told what to do (again, until the
-    alert reaches one of them).
+    alert reaches one of them). "Nothing written" means no user in the database: the bot's own
+    bookkeeping does not count.
     """
 
     def __init__(self, engine: BackupEngine, db: Database, alert: Callable[[str], object]):
         self.engine, self.db, self.alert = engine, db, alert
-        self._writes_at_start = db.change_count()
         self._told = False
         self.done = False
 
@@ -214,7 +214,7 @@ class PauseResolver:
             self.done = True
             self.alert("▶️ Every place off the machine answers now and holds no backup, so nothing "
                        "can be buried: backups leave the machine again.")
-        elif self.db.change_count() == self._writes_at_start:
+        elif self.db.table_row_counts().get("users", 0) == 0:
             restored = self.engine.restore_newest().restored
             if restored is not None:
                 self.engine.resume_offsite()

@@ -298,3 +298,72 @@ def test_a_truncated_download_is_a_one_line_failure(tmp_path, fake):
     fake.truncate_next_download()
     with pytest.raises(BackupError, match="cannot fetch .* from telegram: cannot reach Telegram"):
         s.engine.verify(listed)
+
+
+def test_on_change_backups_are_edited_into_one_message_and_a_scheduled_one_retires_it(tmp_path, fake):
+    s = Setup(tmp_path, fake)
+    for user in (1, 2, 3):
+        s.add_users(user)
+        s.engine.create("change")
+    backups = lambda: [m for m in fake.messages(CHAT) if "-backup-2" in (m.get("document") or {}).get("file_name", "")]  # noqa: E731
+    assert len(backups()) == 1  # three on-change backups, one message, edited in place
+    index = chat_index(fake, CHAT)
+    assert index["rolling"] == backups()[0]["message_id"] and len(index["backups"]) == 1
+    assert fake.file_bytes(backups()[0]["document"]["file_id"]) == \
+        Path(s.engine.newest_local().location).read_bytes()  # it holds the newest of them
+    s.add_users(4)
+    s.engine.create("scheduled")
+    kept = [m for m in backups() if not m.get("deleted")]
+    assert [m["document"]["file_name"].rsplit("-", 1)[1] for m in kept] == ["scheduled.db.zst"]
+    assert chat_index(fake, CHAT)["rolling"] is None
+    s.add_users(5)
+    s.engine.create("change")  # the next change starts a new message
+    assert len([m for m in backups() if not m.get("deleted")]) == 2
+
+
+def test_the_pause_resolves_itself_once_the_chat_answers(tmp_path, fake):
+    import tasks
+    s = Setup(tmp_path, fake)
+    s.add_users(1, 2)
+    s.engine.create("manual")  # a real backup in the chat
+    s.db.close()
+    fake.set_outage(True)
+    empty = settings_for(tmp_path / "new-instance", fake, STARTUP_RESTORE_WAIT_SECONDS="0")
+    alerts = []
+    deliver = {"ok": False}
+    db, engine, report = startup.prepare_database(empty, offsite_destinations(empty),
+                                                  alert=lambda text: alerts.append(text) or deliver["ok"])
+    report.lock.release()
+    assert report.paused_unreachable and engine.offsite_paused()
+    resolve = tasks.PauseResolver(engine, db, lambda text: alerts.append(text) or deliver["ok"])
+    resolve()  # still down: nothing changes
+    assert engine.offsite_paused() and db.table_row_counts()["users"] == 0
+    fake.set_outage(False)
+    resolve()  # it answers, holds a backup, and nothing was written since the start: restored
+    assert db.table_row_counts()["users"] == 2 and engine.offsite_paused() is None
+    assert "Restored" in alerts[-1] and resolve.done
+    db.close()
+
+
+def test_when_people_wrote_meanwhile_the_admins_are_told_until_the_alert_arrives(tmp_path, fake):
+    import tasks
+    s = Setup(tmp_path, fake)
+    s.add_users(1)
+    s.engine.create("manual")
+    s.db.close()
+    fake.set_outage(True)
+    empty = settings_for(tmp_path / "new-instance", fake, STARTUP_RESTORE_WAIT_SECONDS="0")
+    db, engine, report = startup.prepare_database(empty, offsite_destinations(empty))
+    report.lock.release()
+    told, deliver = [], {"ok": False}
+    resolve = tasks.PauseResolver(engine, db, lambda text: told.append(text) or deliver["ok"])
+    db.track_message(9, None, "N", 9, "message", NOW, NOW)  # a user wrote to the empty bot
+    fake.set_outage(False)
+    resolve()
+    resolve()  # the alert did not arrive: told again
+    deliver["ok"] = True
+    resolve()
+    resolve()  # it arrived: not again
+    assert len(told) == 3 and all("🆕 Start fresh" in t and "♻️ Restore" in t for t in told)
+    assert engine.offsite_paused() and db.table_row_counts()["users"] == 1  # nothing restored over it
+    db.close()
