@@ -3,7 +3,7 @@
     backup-20261126T120000123Z-manual.db.zst
     = [zstd skippable frame: JSON header] + [zstd frame: the SQLite database file]
 
-Copies that leave the machine may be encrypted whole with age (FILE.db.zst.age, see below).
+Copies that leave the machine may be encrypted whole (FILE.db.zst.sealed: sealing.py).
 
 A skippable frame is part of the zstd format: `zstd -d` (and every conforming decoder) passes
 over it, so `zstd -d FILE -o bot.db && sqlite3 bot.db` opens a backup without this project. The
@@ -26,29 +26,27 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO, Optional
 
-import pyrage
 import zstandard
 
 import database
 import human
 from files import CHUNK
+from sealing import SealError, Sealer, sealed_or_age
 
 log = logging.getLogger("backup")
 
 FORMAT = "telegram-bot-backup/1"
 SKIPPABLE_MAGIC = 0x184D2A50  # the first of zstd's sixteen skippable-frame magic numbers
 SQLITE_MAGIC = b"SQLite format 3\x00"
-AGE_MAGIC = b"age-encryption.org/v1\n"
-ENCRYPTED_SUFFIX = ".age"
+ENCRYPTED_SUFFIX = ".sealed"  # a copy encrypted for leaving the machine (sealing.py)
 MAX_HEADER_BYTES = 1 << 20
 SUFFIX = ".db.zst"
-NAME_PATTERN = re.compile(r"^backup-(\d{8}T\d{9}Z)-([a-z-]+)\.db\.zst(\.age)?$")
+NAME_PATTERN = re.compile(r"^backup-(\d{8}T\d{9}Z)-([a-z-]+)\.db\.zst(\.sealed|\.age)?$")
 FINAL_REASONS = ("shutdown", "handover")  # a writer's last backup: nothing was written after it
 PRE_RESTORE = "pre-restore"  # the safety copy before a restore: kept, never taken for the newest state
 COMPRESSION_LEVEL = 3
 QUICK_COMPRESSION_LEVEL = 1  # when time counts more than size (zstd -1: 40 % less CPU, 8 % larger)
 MAX_WINDOW = 1 << 24  # zstd's memory while unpacking; ours use 2 MB windows, a hostile frame asks more
-MAX_WORK_FACTOR = 20  # age's scrypt: 2**20 * 1 KB = 1 GB of memory; beyond that is absurd
 ROOM_TO_SPARE = 16 << 20  # what unpacking a backup leaves free on the disk, at most
 
 
@@ -242,11 +240,11 @@ def _whole(value, maximum: int) -> bool:
 
 def sniff(stream: BinaryIO) -> str:
     """'backup', 'encrypted', 'sqlite' or 'unknown', from the first bytes; the stream is rewound."""
-    start = stream.read(len(AGE_MAGIC))
+    start = stream.read(64)
     stream.seek(0)
     if len(start) >= 4 and struct.unpack("<I", start[:4])[0] == SKIPPABLE_MAGIC:
         return "backup"
-    if start == AGE_MAGIC:
+    if sealed_or_age(start):
         return "encrypted"
     if start[:16] == SQLITE_MAGIC:
         return "sqlite"
@@ -296,18 +294,29 @@ def _write_backup_file(source: BinaryIO, info: BackupInfo, target: Path, compres
 
 
 def unpack_and_verify(path: Path, workdir: Path, thorough: bool = False,
-                      passphrase: Optional[str] = None) -> tuple[BackupInfo, Path]:
+                      sealer: Optional[Sealer] = None, must_be_sealed: bool = False) -> tuple[BackupInfo, Path]:
     """Verify the backup at `path` and return its info and a verified SQLite file in `workdir`.
 
     Accepts this project's backups, encrypted or not, and plain SQLite files (the DB_PATH.backup
     copy); `path` itself is never changed. The SQLite file returned has this code's schema: an
     older backup's migrations were run on a copy of it and checked (the dry run of a restore).
-    Sizes are enforced while reading. Raises BackupError with one line saying what is wrong.
+    Sizes are enforced while reading. `must_be_sealed`: only an encrypted file is accepted (one
+    from off the machine when BACKUP_PASSPHRASE is set: anyone who can post in the chat could have
+    put a plain one there). Raises BackupError with one line saying what is wrong.
     """
     kind = _kind_of(path)
+    if must_be_sealed and kind != "encrypted":
+        raise BackupError("refused: this backup is not encrypted although BACKUP_PASSPHRASE is set "
+                          "(anyone who can post where it was could have put it there)")
     if kind == "encrypted":
+        if sealer is None:
+            raise BackupError("the backup is encrypted: set BACKUP_PASSPHRASE to open it")
         opened = workdir / "decrypted.db.zst"
-        decrypt_file(path, opened, passphrase)
+        need_room(workdir, path.stat().st_size, "decrypt the backup")
+        try:
+            sealer.open(path, opened)
+        except SealError as error:
+            raise BackupError(str(error)) from None
         info, snapshot = unpack_and_verify(opened, workdir, thorough)
         return replace(info, name=path.name, location=str(path), size=path.stat().st_size,
                        encrypted=True), snapshot
@@ -421,80 +430,6 @@ def sha256_of(path: Path) -> tuple[str, int]:
             digest.update(chunk)
             size += len(chunk)
     return digest.hexdigest(), size
-
-
-# --- encryption: age (https://age-encryption.org), passphrase mode ------------------------------
-#
-# Copies that leave the machine are wrapped whole in age's format: scrypt key derivation and
-# ChaCha20-Poly1305, authenticated in 64 KiB chunks. `age -d FILE.age > FILE` (or rage) opens one
-# with the passphrase. pyrage's passphrase mode works on bytes, not streams: the file is held in
-# memory (twice, plain and encrypted) while it is encrypted or decrypted.
-
-def encrypt_file(source: Path, target: Path, passphrase: str) -> None:
-    sealed = pyrage.passphrase.encrypt(source.read_bytes(), passphrase)
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(sealed)
-
-
-def decrypt_file(source: Path, target: Path, passphrase: Optional[str]) -> None:
-    """Decrypt an age file into `target`; BackupError (one line) when it cannot or must not be."""
-    if not passphrase:
-        raise BackupError("the backup is encrypted: set BACKUP_PASSPHRASE to open it")
-    factor = scrypt_work_factor(source)
-    size = source.stat().st_size
-    memory = (1024 << factor) + 2 * size  # scrypt's (128 * r * N, r = 8), and the file twice
-    spare = spare_memory()
-    if factor > MAX_WORK_FACTOR or (spare is not None and memory > spare // 2):
-        raise BackupError(f"refused: decrypting this backup would take {human.size(memory)} of "
-                          f"memory (scrypt work factor {factor}); this machine can spare "
-                          f"{human.size(spare // 2) if spare else 'less'}")
-    need_room(target.parent, size, "decrypt the backup")
-    try:
-        opened = pyrage.passphrase.decrypt(source.read_bytes(), passphrase)
-    except pyrage.DecryptError:
-        raise BackupError("cannot decrypt the backup: wrong BACKUP_PASSPHRASE, or the "
-                          "encrypted file is damaged") from None
-    try:
-        with open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
-            out.write(opened)
-    except OSError as error:
-        raise BackupError(f"cannot decrypt the backup in {target.parent}: {error.strerror}") from None
-
-
-def scrypt_work_factor(path: Path) -> int:
-    """The scrypt work factor (log2 N) of an age file encrypted with a passphrase, read from its
-    header before any work is done; BackupError when it is not one."""
-    with open(path, "rb") as stream:
-        head = stream.read(1024)
-    for line in head.split(b"\n")[1:]:
-        if line.startswith(b"---"):
-            break
-        args = line.split(b" ")
-        if args[:2] == [b"->", b"scrypt"]:
-            if len(args) == 4 and re.fullmatch(rb"[0-9]{1,2}", args[3]):
-                return int(args[3])
-            break
-    raise BackupError("damaged backup: it is not an age file encrypted with a passphrase")
-
-
-def spare_memory() -> Optional[int]:
-    """Bytes of memory this process may still use: what the kernel calls available, and what
-    the container's cgroup allows beyond what it uses; None when neither can be read."""
-    found = []
-    try:
-        meminfo = Path("/proc/meminfo").read_text()
-        found.append(int(re.search(r"^MemAvailable:\s+(\d+) kB", meminfo, re.M).group(1)) * 1024)
-    except (OSError, AttributeError, ValueError):
-        pass
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        if limit != "max":
-            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
-            found.append(max(int(limit) - used, 0))
-    except (OSError, ValueError):
-        pass
-    return min(found) if found else None
 
 
 def info_to_metadata(info: BackupInfo) -> dict[str, str]:

@@ -47,6 +47,7 @@ class Settings:
     s3_secret_key: Optional[str] = field(default=None, repr=False)
     aws_session_token: Optional[str] = field(default=None, repr=False)
     telegram_api_url: str = DEFAULT_API_URL
+    telegram_file_limits: bool = True  # the server keeps Telegram's file limits: backups in parts
     port: Optional[int] = None
     log_level: str = "INFO"
     flood_max_messages: int = 20
@@ -98,6 +99,7 @@ def load_settings(environ: Optional[Mapping[str, str]] = None, *, require_token:
         s3_secret_key=reader.text("AWS_SECRET_ACCESS_KEY"),
         aws_session_token=reader.text("AWS_SESSION_TOKEN"),
         telegram_api_url=reader.url("TELEGRAM_API_URL", DEFAULT_API_URL),
+        telegram_file_limits=reader.file_limits(reader.url("TELEGRAM_API_URL", DEFAULT_API_URL)),
         port=reader.port("PORT"),
         log_level=reader.log_level("LOG_LEVEL"),
         flood_max_messages=reader.integer("FLOOD_MAX_MESSAGES", 20, minimum=1),
@@ -189,6 +191,17 @@ class _Reader:
         if not re.match(r"^https?://[^/\s]+", raw):
             raise ConfigError(f"{name} must be an http:// or https:// URL, got {raw!r}")
         return raw.rstrip("/")
+
+    def file_limits(self, api_url: str) -> bool:
+        """TELEGRAM_FILE_LIMITS: 'telegram' (a bot uploads 50 MB, downloads 20 MB: backups travel
+        in parts) or 'none' (a self-hosted Bot API server in local mode). The default follows
+        TELEGRAM_API_URL: Telegram's own server has them, another one is taken not to."""
+        raw = (self.text("TELEGRAM_FILE_LIMITS") or "").lower()
+        if not raw:
+            return api_url == DEFAULT_API_URL
+        if raw not in ("telegram", "none"):
+            raise ConfigError(f"TELEGRAM_FILE_LIMITS must be telegram or none, got {raw!r}")
+        return raw == "telegram"
 
     def port(self, name: str) -> Optional[int]:
         raw = self.text(name)

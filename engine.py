@@ -21,14 +21,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
 
-from backup_format import (COMPRESSION_LEVEL, ENCRYPTED_SUFFIX, FINAL_REASONS, PRE_RESTORE, QUICK_COMPRESSION_LEVEL,
-                           BackupError, BackupInfo, Head, encrypt_file, file_name, inspect_snapshot,
+from backup_format import (COMPRESSION_LEVEL, ENCRYPTED_SUFFIX, FINAL_REASONS, PRE_RESTORE,
+                           QUICK_COMPRESSION_LEVEL,
+                           BackupError, BackupInfo, Head, file_name, inspect_snapshot,
                            newest_head, sha256_of, unpack_and_verify, write_backup_file)
 from clock import Clock, utc_now
 from config import Settings
 from database import Database, DatabaseError
 from destinations import Destination, DestinationError, LocalFolder, Stale, TooLarge
 from files import fsync_folder, remove_stale_temporaries, scratch_folder, temporary_name
+from sealing import SealError, Sealer
 
 log = logging.getLogger("backup")
 
@@ -118,6 +120,7 @@ class BackupEngine:
         self._status = {destination.name: DestinationStatus() for destination in self._destinations}
         self.plain_copy = Path(f"{settings.db_path}.backup")
         self.alert = alert or (lambda text: None)  # tells the admins; main.py sends it to each
+        self._sealer = Sealer(settings.backup_passphrase) if settings.backup_passphrase else None
         self._busy = threading.RLock()  # one backup or restore at a time
         self._restored: Optional[BackupInfo] = None  # what the live data equals after a restore
         self._too_large_told: set[str] = set()  # destinations whose copies cannot be fetched back
@@ -340,12 +343,14 @@ class BackupEngine:
     def _leaving_copy(self, packed: Path, info: BackupInfo, workdir: Path) -> tuple[Path, BackupInfo]:
         """The copy of a backup that may leave the machine: encrypted when BACKUP_PASSPHRASE is
         set. The one place that decides this, for off-site copies and downloads alike."""
-        passphrase = self.settings.backup_passphrase
-        if not passphrase:
+        if self._sealer is None:
             return packed, info
         sealed_info = replace(info, name=info.name + ENCRYPTED_SUFFIX, encrypted=True)
         sealed = workdir / sealed_info.name
-        encrypt_file(packed, sealed, passphrase)
+        try:
+            self._sealer.seal(packed, sealed)
+        except SealError as error:
+            raise BackupError(str(error)) from None
         return sealed, sealed_info
 
     def _should_read_back(self, info: BackupInfo) -> bool:
@@ -472,15 +477,16 @@ class BackupEngine:
     def _unpack(self, source: Path | BackupInfo, workdir: Path,
                 thorough: bool = False) -> tuple[BackupInfo, Path]:
         """Fetch, decompress and verify a backup; returns its info and the verified SQLite file."""
-        passphrase = self.settings.backup_passphrase
         if not isinstance(source, BackupInfo):
-            return unpack_and_verify(Path(source), workdir, thorough, passphrase)
+            return unpack_and_verify(Path(source), workdir, thorough, self._sealer)
         destination = self._destination(source.destination)
         try:
             path = destination.fetch(source, workdir)
         except (DestinationError, OSError) as error:
             raise BackupError(f"cannot fetch {source.name} from {source.destination}: {error}") from error
-        info, snapshot = unpack_and_verify(path, workdir, thorough, passphrase)
+        from_outside = destination is not self.local
+        info, snapshot = unpack_and_verify(path, workdir, thorough, self._sealer,
+                                           must_be_sealed=from_outside and self._sealer is not None)
         return replace(info, name=source.name, destination=source.destination,
                        location=source.location, size=source.size), snapshot
 

@@ -61,7 +61,7 @@ def main() -> int:
     alert = partial(alert_admins, bot, settings)
     try:
         db, engine, report = startup.prepare_database(
-            settings, startup.offsite_destinations(settings, bot), alert=alert, stop=stop_requested)
+            settings, startup.offsite_destinations(settings, bot, alert), alert=alert, stop=stop_requested)
     except (database.DatabaseError, locks.AlreadyRunningError) as error:
         log.error("cannot start: %s", error)
         return 1

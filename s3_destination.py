@@ -1,7 +1,7 @@
 """Backups as objects in an S3 bucket: AWS, or any S3-compatible store (MinIO, SeaweedFS, R2, ...).
 
 Each backup is the object PREFIX + its file name, carrying the backup's header as object metadata
-(info_to_metadata), so listing needs no downloads. Encrypted copies (NAME.age) are listed too.
+(info_to_metadata), so listing needs no downloads. Encrypted copies (NAME.sealed) are listed too.
 Credentials come the AWS way (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_DEFAULT_REGION or
 ~/.aws files); this module never takes, logs or prints them. Every failure is a DestinationError
 with one line that says what to fix.

@@ -45,12 +45,13 @@ class StartupReport:
     applied_migrations: list[str] = field(default_factory=list)
 
 
-def offsite_destinations(settings: Settings, bot=None) -> list[Destination]:
+def offsite_destinations(settings: Settings, bot=None,
+                         alert: Optional[Callable[[str], object]] = None) -> list[Destination]:
     """The destinations off this machine that the settings turn on."""
     found: list[Destination] = []
     if settings.backup_chat_id is not None and settings.bot_token:
         found.append(TelegramChat(bot or telegram_bot(settings), settings.backup_chat_id,
-                                  official_api=official_api(settings)))
+                                  official_api=official_api(settings), alert=alert))
     if settings.s3_bucket:
         from s3_destination import S3Bucket  # boto3 is only imported when S3 is used
         found.append(S3Bucket(settings.s3_bucket, settings.s3_prefix, settings.s3_endpoint_url))

@@ -11,32 +11,36 @@ up to 50 MB and download up to 20 MB from Telegram's own server; a self-hosted B
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import logging
 import re
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import BinaryIO, Callable, Iterator, Optional, Sequence
 
 import requests
 import telebot
+from requests_toolbelt import MultipartEncoder
 from telebot import types
 
 import human
 from backup_format import NAME_PATTERN, BackupInfo, Head, NotABackupError, checked_info
-from config import DEFAULT_API_URL, Settings
+from config import Settings
 from destinations import DestinationError, TooLarge, fence
 from files import CHUNK
-from telegram_index import VISIBLE_NAME, Entry, Index, parse_index, serialize
+from telegram_index import VISIBLE_NAME, Entry, Index, Part, parse_index, serialize
 from telegram_index import caption as index_caption
 
 log = logging.getLogger(__name__)
 
-UPLOAD_LIMIT = 50 * 1024 * 1024  # what a bot may send to Telegram's own server
-DOWNLOAD_LIMIT = 20 * 1024 * 1024  # what a bot may download from it
+DOWNLOAD_LIMIT = 20 * 1024 * 1024  # what a bot may download from Telegram's own server
+PART_SIZE = 19 * 1024 * 1024  # a backup larger than this travels in parts a bot can fetch again
 INDEX_LIMIT = 1 << 20
+MAX_COVERING = 5  # other messages pinned over the index that are looked beneath
 
 
 def telegram_bot(settings: Settings, **options) -> telebot.TeleBot:
@@ -47,8 +51,8 @@ def telegram_bot(settings: Settings, **options) -> telebot.TeleBot:
 
 
 def official_api(settings: Settings) -> bool:
-    """Telegram's own server, whose size limits are known up front."""
-    return settings.telegram_api_url == DEFAULT_API_URL
+    """A server with Telegram's file limits (TELEGRAM_FILE_LIMITS): backups travel in parts."""
+    return settings.telegram_file_limits
 
 
 class TelegramChat:
@@ -56,10 +60,14 @@ class TelegramChat:
 
     name = "telegram"
 
-    def __init__(self, bot: telebot.TeleBot, chat_id: int, official_api: bool = True):
+    def __init__(self, bot: telebot.TeleBot, chat_id: int, official_api: bool = True,
+                 alert: Optional[Callable[[str], object]] = None):
         self.bot, self.chat_id = bot, chat_id
-        self.official_api = official_api
+        self.official_api = official_api  # Telegram's own server: parts under its download limit
+        self.alert = alert or (lambda text: None)
         self._username: Optional[str] = None
+        self._covered_told = False  # the admins know another message was pinned over the index
+        self._known: Optional[Index] = None  # the index as last read or written by this process
 
     @property
     def bot_username(self) -> str:
@@ -75,26 +83,23 @@ class TelegramChat:
     # --- the destination interface ---
 
     def put(self, path: Path, info: BackupInfo) -> BackupInfo:
-        """Send the backup; an on-change backup replaces the one before it in place (so they add
-        at most one message between two other backups), and any other backup retires that
-        message. Then the index is updated."""
-        size = path.stat().st_size
-        if self.official_api and size > UPLOAD_LIMIT:
-            raise TooLarge(f"not sent to Telegram: the backup is {human.size(size)}, over the 50 MB "
-                           "a bot may upload; use S3 for backups this large")
+        """Send the backup, as parts a bot may download again when it is larger than that. An
+        on-change backup is edited into the messages of the one before it (so they add no
+        message between two other backups), and any other backup retires those. Then the
+        index is updated."""
         index = self._read_index()
         fence(index.head, info.generation, info.writer)
-        visible_name = f"{self.bot_username}-{info.name}"
-        rolling = index.rolling if info.reason == "change" else None
-        message = self._send_document(path, visible_name, caption(info, size), replace_message=rolling)
-        placed = replace(info.at(self.name, message.document.file_id, size), name=visible_name)
-        entries = index.without(message.message_id)
-        if info.reason == "change":
-            index.rolling = message.message_id
-        elif index.rolling is not None:  # superseded by this newer backup
-            self._delete_messages([index.rolling])
-            entries, index.rolling = [e for e in entries if e.message_id != index.rolling], None
-        index.entries = [Entry(placed, message.message_id), *entries]
+        visible_name, size = f"{self.bot_username}-{info.name}", path.stat().st_size
+        reuse = list(index.rolling) if info.reason == "change" else []
+        parts = self._send_parts(path, visible_name, caption(info, size), reuse)
+        sent = {part.message_id for part in parts}
+        retired = [m for m in index.rolling if m not in sent]  # superseded by this newer backup
+        self._delete_messages(retired)
+        gone = sent | set(index.rolling)
+        placed = replace(info.at(self.name, parts[0].file_id, size), name=visible_name)
+        index.entries = [Entry(placed, tuple(parts)),
+                         *(e for e in index.entries if not gone & set(e.message_ids))]
+        index.rolling = sorted(sent) if info.reason == "change" else []
         self._write_index(index)
         return placed
 
@@ -102,28 +107,35 @@ class TelegramChat:
         return [entry.info for entry in self._read_index().entries]
 
     def fetch(self, info: BackupInfo, workdir: Path) -> Path:
+        """Download every part, checking each one's size and checksum, and join them; a part
+        that is missing or damaged makes the whole backup unusable."""
+        # The index this process just wrote, for a read-back; else the chat's.
+        entry = (self._known.find(info.name) if self._known else None) or self._read_index().find(info.name)
+        if entry is None:
+            raise DestinationError(f"{info.name} is not in the chat's backup index any more")
         target = workdir / (info.name if VISIBLE_NAME.match(info.name) else "telegram-backup")
-        with telegram_errors("download the backup from"):
-            try:
-                file = self.bot.get_file(info.location)
-            except telebot.apihelper.ApiTelegramException as error:
-                if "too big" in (error.description or ""):
-                    raise TooLarge(
-                        f"{human.size(info.size)} is over the 20 MB a bot may download from "
-                        "Telegram: restore it from S3 or through a self-hosted Bot API server") from None
-                raise
-            self._download(file.file_path, target)
+        count = len(entry.parts)
+        with open(target, "wb") as out:
+            for number, part in enumerate(entry.parts, start=1):
+                which = f"part {number} of {count}" if count > 1 else "the backup"
+                try:
+                    size, digest = self._download_part(part, out)
+                except DestinationError as error:
+                    raise DestinationError(f"{which}: {error}" if count > 1 else str(error)) from None
+                if size != part.size or (part.sha256 and digest != part.sha256):
+                    raise DestinationError(f"{which} is damaged: it is not what was sent")
         return target
 
     def delete(self, backups: Sequence[BackupInfo]) -> None:
         index = self._read_index()
-        going = {entry.message_id for entry in index.entries if entry.info in backups}
+        names = {info.name for info in backups}
+        going = [entry for entry in index.entries if entry.info.name in names]
         if not going:
             return
-        self._delete_messages(sorted(going))
-        index.entries = [entry for entry in index.entries if entry.message_id not in going]
-        if index.rolling in going:
-            index.rolling = None
+        messages = {m for entry in going for m in entry.message_ids}
+        self._delete_messages(sorted(messages))
+        index.entries = [entry for entry in index.entries if entry.info.name not in names]
+        index.rolling = [m for m in index.rolling if m not in messages]
         self._write_index(index)
 
     def read_head(self) -> Optional[Head]:
@@ -135,82 +147,60 @@ class TelegramChat:
         index.head = head
         self._write_index(index)
 
-    # --- the index, and the Bot API calls ---
+    # --- sending ---
 
-    def _read_index(self) -> Index:
-        """The chat's index, from its pinned message. A pinned backup document of an older
-        version of this bot is read as an index of that one backup."""
-        with telegram_errors("read the pinned message of"):
+    def _send_parts(self, path: Path, visible_name: str, text: str, reuse: list[int]) -> list[Part]:
+        size = path.stat().st_size
+        count = max(1, -(-size // PART_SIZE)) if self.official_api else 1
+        length = PART_SIZE if count > 1 else size
+        parts, new = [], []
+        with open(path, "rb") as stream:
             try:
-                pinned = self.bot.get_chat(self.chat_id).pinned_message
-            except telebot.apihelper.ApiTelegramException as error:
-                if "chat not found" in (error.description or ""):
-                    # The bot has never been in this chat (an admin who has not written to it
-                    # yet): certainly no backup there. Any other error may hide one.
-                    return Index()
+                for number in range(count):
+                    name = visible_name if count == 1 else f"{visible_name}.part{number + 1}-of-{count}"
+                    note = text if count == 1 else f"{text}\npart {number + 1} of {count}"
+                    window = (stream, number * length, min(length, size - number * length))
+                    replacing = reuse.pop(0) if reuse else None
+                    parts.append(self._send_part(window, name, note, replacing))
+                    if parts[-1].message_id != replacing:
+                        new.append(parts[-1].message_id)
+            except DestinationError:
+                self._delete_messages(new)  # half a backup is no backup: not left in the chat
                 raise
-        document = getattr(pinned, "document", None)
-        if document is None:
-            return Index()
-        if document.file_name == self.index_name:
-            return self._parse_pinned_index(document.file_id, pinned.message_id)
-        legacy = info_from_caption(document.file_name or "", pinned.caption or "")
-        if legacy is None:
-            log.warning("the pinned message in chat %s is not this bot's backup index", self.chat_id)
-            return Index()
-        located = replace(legacy.at(self.name, document.file_id, document.file_size or 0),
-                          name=document.file_name)
-        return Index(entries=[Entry(located, pinned.message_id)])
+        return parts
 
-    def _parse_pinned_index(self, file_id: str, message_id: int) -> Index:
-        with telegram_errors("read the backup index of"):
-            file = self.bot.get_file(file_id)
-            if (file.file_size or 0) > INDEX_LIMIT:
-                raise DestinationError("the pinned backup index is implausibly large")
-            data = self._download(file.file_path, None, INDEX_LIMIT)
-        try:
-            index = parse_index(data, message_id)
-        except NotABackupError as error:
-            raise DestinationError(f"the pinned backup index cannot be read: {error}") from None
-        index.entries = [Entry(replace(e.info, destination=self.name), e.message_id) for e in index.entries]
-        return index
-
-    def _write_index(self, index: Index) -> None:
-        """Edit the pinned index in place; send and pin a new one when there is none (or it can
-        no longer be edited)."""
-        data, text = serialize(index), index_caption(index, self.bot_username)
-        if index.message_id is not None:
+    def _send_part(self, window: tuple, name: str, text: str, replace_message: Optional[int]) -> Part:
+        """Upload one part, streamed (never held in memory); in place of `replace_message`'s
+        document when given, or as a new message when that one is gone."""
+        if replace_message is not None:
+            media = json.dumps({"type": "document", "media": "attach://part", "caption": text})
             try:
-                self._send_document(data, self.index_name, text, replace_message=index.message_id)
-                return
+                return self._upload("editMessageMedia", {"chat_id": self.chat_id, "message_id":
+                                    replace_message, "media": media}, "part", name, window)
             except DestinationError as error:
-                log.warning("could not edit the backup index (%s); pinning a new one", error)
-        message = self._send_document(data, self.index_name, text)
-        with telegram_errors("pin the backup index in"):
-            self.bot.pin_chat_message(self.chat_id, message.message_id, disable_notification=True)
-        index.message_id = message.message_id
+                if "not found" not in str(error):
+                    raise
+        return self._upload("sendDocument", {"chat_id": self.chat_id, "caption": text,
+                                             "disable_notification": "true"}, "document", name, window)
 
-    def _send_document(self, content: Path | bytes, name: str, text: str,
-                       replace_message: Optional[int] = None):
-        """Send a document (a file, or bytes) silently; or, with `replace_message`, put it in
-        place of that message's document (a message that is gone is sent anew)."""
-        stream = open(content, "rb") if isinstance(content, Path) else io.BytesIO(content)
-        with stream:
-            document = types.InputFile(stream, file_name=name)
-            if replace_message is not None:
-                try:
-                    with telegram_errors("replace a document in"):
-                        return self.bot.edit_message_media(
-                            types.InputMediaDocument(document, caption=text), chat_id=self.chat_id,
-                            message_id=replace_message)
-                except DestinationError as error:
-                    if "not found" not in str(error):
-                        raise
-                    stream.seek(0)
-                    document = types.InputFile(stream, file_name=name)
-            with telegram_errors("send a document to"):
-                return self.bot.send_document(self.chat_id, document, caption=text,
-                                              disable_notification=True)
+    def _upload(self, method: str, fields: dict, field: str, name: str, window: tuple) -> Part:
+        """A multipart request whose file is read from disk as it is sent (requests-toolbelt's
+        streaming encoder: pyTelegramBotAPI builds the whole body in memory first)."""
+        body = _Window(*window)
+        encoder = MultipartEncoder({**{k: str(v) for k, v in fields.items()},
+                                    field: (name, body, "application/octet-stream")})
+        url = telebot.apihelper.API_URL.format(self.bot.token, method)
+        with telegram_errors("send a backup to"):
+            response = requests.post(url, data=encoder, headers={"Content-Type": encoder.content_type},
+                                     timeout=(10, 600))
+            # the same checks as every pyTelegramBotAPI call: ApiTelegramException and the rest
+            message = types.Message.de_json(telebot.apihelper._check_result(method, response)["result"])
+            return Part(message.message_id, message.document.file_id, body.length, body.hexdigest())
+
+    def _send_bytes(self, data: bytes, name: str, text: str) -> types.Message:
+        with telegram_errors("send a document to"):
+            return self.bot.send_document(self.chat_id, types.InputFile(io.BytesIO(data), file_name=name),
+                                          caption=text, disable_notification=True)
 
     def _delete_messages(self, message_ids: Sequence[int]) -> None:
         """Delete what Telegram lets a bot delete (its own messages, younger than 48 hours); an
@@ -222,26 +212,177 @@ class TelegramChat:
             except DestinationError as error:
                 log.info("message %s stays in chat %s: %s", message_id, self.chat_id, error)
 
-    def _download(self, file_path: str, target: Optional[Path], limit: Optional[int] = None) -> bytes:
-        """Stream a file to `target`, or return its bytes (at most `limit`)."""
-        url = telebot.apihelper.FILE_URL.format(self.bot.token, file_path)
-        chunks, size = [], 0
-        with requests.get(url, stream=True, timeout=(10, 120)) as response:
-            response.raise_for_status()
-            out = open(target, "wb") if target is not None else None
+    # --- reading ---
+
+    def _download_part(self, part: Part, out: BinaryIO) -> tuple[int, str]:
+        with telegram_errors("download a backup from"):
             try:
-                for chunk in response.iter_content(CHUNK):
-                    size += len(chunk)
-                    if limit is not None and size > limit:
-                        raise DestinationError("the file is larger than it should be")
-                    if out:
-                        out.write(chunk)
-                    else:
-                        chunks.append(chunk)
-            finally:
-                if out:
-                    out.close()
-        return b"".join(chunks)
+                file = self.bot.get_file(part.file_id)
+            except telebot.apihelper.ApiTelegramException as error:
+                if "too big" in (error.description or ""):  # a backup pinned by an older version
+                    raise TooLarge(f"{human.size(part.size)} is over the 20 MB a bot may download "
+                                   "from Telegram: restore it through a self-hosted Bot API server") from None
+                raise
+            return download(self.bot, file.file_path, out)
+
+    # --- the index ---
+
+    def _read_index(self) -> Index:
+        """The chat's index, from its pinned message. When someone pinned another message over
+        it, the messages pinned before are looked at too, and pinned again as they were. A
+        backup pinned by an older version of this bot reads as an index of that one backup."""
+        covering: list[int] = []  # other messages found pinned over the index, newest first
+        try:
+            for _ in range(MAX_COVERING + 1):
+                pinned = self._pinned()
+                index = self._as_index(pinned)
+                if index is not None or pinned is None or not self._unpin(pinned.message_id):
+                    break
+                covering.append(pinned.message_id)
+        finally:
+            for message_id in reversed(covering):  # as they were, the oldest first
+                self._pin(message_id)
+        if covering:
+            self._tell_covered(found=index is not None)
+            if index is not None and index.message_id is not None:
+                self._pin(index.message_id)  # on top again: how the next start finds it
+        self._known = index or Index()
+        return self._known
+
+    def _pinned(self):
+        with telegram_errors("read the pinned message of"):
+            try:
+                return self.bot.get_chat(self.chat_id).pinned_message
+            except telebot.apihelper.ApiTelegramException as error:
+                if "chat not found" in (error.description or ""):
+                    # The bot has never been in this chat (an admin who has not written to it
+                    # yet): certainly no backup there. Any other error may hide one.
+                    return None
+                raise
+
+    def _as_index(self, pinned) -> Optional[Index]:
+        """The index in a pinned message: ours, or a backup an older version pinned; None when
+        it is something else."""
+        document = getattr(pinned, "document", None)
+        if document is None:
+            return None
+        if document.file_name == self.index_name:
+            return self._parse_pinned_index(document.file_id, pinned.message_id)
+        legacy = info_from_caption(document.file_name or "", pinned.caption or "")
+        if legacy is None:
+            return None
+        located = replace(legacy.at(self.name, document.file_id, document.file_size or 0),
+                          name=document.file_name)
+        part = Part(pinned.message_id, document.file_id, document.file_size or 0, "")
+        return Index(entries=[Entry(located, (part,))])
+
+    def _parse_pinned_index(self, file_id: str, message_id: int) -> Index:
+        with telegram_errors("read the backup index of"):
+            file = self.bot.get_file(file_id)
+            if (file.file_size or 0) > INDEX_LIMIT:
+                raise DestinationError("the pinned backup index is implausibly large")
+            data = io.BytesIO()
+            download(self.bot, file.file_path, data, INDEX_LIMIT)
+        try:
+            index = parse_index(data.getvalue(), message_id)
+        except NotABackupError as error:
+            raise DestinationError(f"the pinned backup index cannot be read: {error}") from None
+        index.entries = [Entry(replace(e.info, destination=self.name), e.parts) for e in index.entries]
+        return index
+
+    def _tell_covered(self, found: bool) -> None:
+        if self._covered_told:
+            return
+        self._covered_told = True
+        self.alert("📌 Someone pinned another message over the bot's backup index in the backup "
+                   "chat. " + ("The index was found beneath it and pinned again: keep it pinned."
+                               if found else "No index was found beneath it, so the backups there "
+                               "cannot be found: pin the bot's backup index again if you know it; "
+                               "the next backup pins a new one."))
+
+    def _write_index(self, index: Index) -> None:
+        """Edit the pinned index in place; send and pin a new one when there is none (or it can
+        no longer be edited)."""
+        data, text = serialize(index), index_caption(index, self.bot_username)
+        if index.message_id is not None:
+            media = json.dumps({"type": "document", "media": "attach://index", "caption": text})
+            try:
+                self._upload("editMessageMedia", {"chat_id": self.chat_id, "message_id": index.message_id,
+                                                  "media": media}, "index", self.index_name,
+                             (io.BytesIO(data), 0, len(data)))
+                self._known = index
+                return
+            except DestinationError as error:
+                log.warning("could not edit the backup index (%s); pinning a new one", error)
+        message = self._send_bytes(data, self.index_name, text)
+        if not self._pin(message.message_id):
+            raise DestinationError("cannot pin the backup index, so a start on an empty disk could "
+                                   "not find the backups: let the bot pin messages in the chat")
+        index.message_id = message.message_id
+        self._known = index
+
+    def _pin(self, message_id: int) -> bool:
+        try:
+            with telegram_errors("pin a message in"):
+                self.bot.pin_chat_message(self.chat_id, message_id, disable_notification=True)
+            return True
+        except DestinationError as error:
+            log.warning("could not pin message %s in chat %s: %s", message_id, self.chat_id, error)
+            return False
+
+    def _unpin(self, message_id: int) -> bool:
+        try:
+            with telegram_errors("unpin a message in"):
+                self.bot.unpin_chat_message(self.chat_id, message_id)
+            return True
+        except DestinationError as error:
+            log.warning("cannot look beneath message %s in chat %s: %s", message_id, self.chat_id, error)
+            return False
+
+
+class _Window(io.RawIOBase):
+    """`length` bytes of `stream` from `offset`, read once, hashed as they go by."""
+
+    def __init__(self, stream: BinaryIO, offset: int, length: int):
+        super().__init__()
+        self.stream, self.length, self._read = stream, length, 0
+        self._digest = hashlib.sha256()
+        stream.seek(offset)
+
+    def readable(self) -> bool:
+        return True
+
+    def __len__(self) -> int:
+        return self.length
+
+    def tell(self) -> int:
+        return self._read
+
+    def read(self, size: int = -1) -> bytes:
+        wanted = self.length - self._read if size is None or size < 0 else min(size, self.length - self._read)
+        data = self.stream.read(wanted)
+        self._read += len(data)
+        self._digest.update(data)
+        return data
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
+def download(bot: telebot.TeleBot, file_path: str, out: BinaryIO, limit: Optional[int] = None) -> tuple[int, str]:
+    """Stream a file from Telegram into `out` (never whole in memory); returns its size and
+    SHA-256. More than `limit` bytes is a DestinationError."""
+    url = telebot.apihelper.FILE_URL.format(bot.token, file_path)
+    size, digest = 0, hashlib.sha256()
+    with requests.get(url, stream=True, timeout=(10, 600)) as response:
+        response.raise_for_status()
+        for chunk in response.iter_content(CHUNK):
+            size += len(chunk)
+            if limit is not None and size > limit:
+                raise DestinationError("the file is larger than it should be")
+            digest.update(chunk)
+            out.write(chunk)
+    return size, digest.hexdigest()
 
 
 @contextmanager

@@ -4,15 +4,17 @@ The Bot API cannot read a chat's history; what a bot starting on an empty disk c
 chat's pinned message (getChat). So that message is a document the bot keeps up to date:
 
     {"format": "telegram-bot-backup-index/1",
-     "head": {...} | null,            who writes the backups (backup_format.Head)
-     "rolling": 123 | null,           the message the on-change backups replace in place
-     "backups": [{"message_id": 120, "file_id": "...", "name": "...", "size": 1234,
-                  "encrypted": false, "created_at": "...", "reason": "...", "generation": 7,
-                  "writer": "...", "schema_version": 2, "row_counts": {...}, "sha256": "...",
-                  "db_size": 4096}, ...]}      newest first
+     "head": {...} | null,                who writes the backups (backup_format.Head)
+     "rolling": [123, 124],               the messages the on-change backups replace in place
+     "backups": [{"name": "...", "size": 1234, "encrypted": false,
+                  "created_at": "...", "reason": "...", "generation": 7, "writer": "...",
+                  "schema_version": 2, "row_counts": {...}, "sha256": "...", "db_size": 4096,
+                  "parts": [{"message_id": 120, "file_id": "...", "size": 1234,
+                             "sha256": "..."}, ...]}, ...]}      newest first
 
-Everything in it came from a chat other people may write to: parse_index checks every field and
-answers an Index or NotABackupError, whatever the bytes.
+A backup larger than a bot may download travels as parts, each a document of its own with its
+own checksum. Everything in the index came from a chat other people may write to: parse_index
+checks every field and answers an Index or NotABackupError, whatever the bytes.
 """
 
 from __future__ import annotations
@@ -24,22 +26,35 @@ from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import human
-from backup_format import BackupInfo, Head, NotABackupError, checked_info
+from backup_format import SHA256, BackupInfo, Head, NotABackupError, checked_info
 
 log = logging.getLogger(__name__)
 
 FORMAT = "telegram-bot-backup-index/1"
 MAX_BYTES = 1 << 20  # an index of a thousand backups is far smaller
-MAX_ENTRIES = 1000
+MAX_ENTRIES, MAX_PARTS = 1000, 10_000
 FILE_ID = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
-VISIBLE_NAME = re.compile(r"^[A-Za-z0-9_]{0,64}-?backup-\d{8}T\d{9}Z-[a-z-]+\.db\.zst(\.age)?$")
+VISIBLE_NAME = re.compile(r"^[A-Za-z0-9_]{0,64}-?backup-\d{8}T\d{9}Z-[a-z-]+\.db\.zst(\.sealed|\.age)?$")
+
+
+@dataclass(frozen=True)
+class Part:
+    """One document of a backup: where it is, and what it must hold."""
+    message_id: int
+    file_id: str
+    size: int
+    sha256: str
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One backup in the chat: what it says about itself, and its message."""
-    info: BackupInfo  # location: the document's file_id; name: the document's file name
-    message_id: int
+    """One backup in the chat: what it says about itself, and its parts, in order."""
+    info: BackupInfo  # name: the visible name; location: the first part's file_id
+    parts: tuple[Part, ...]
+
+    @property
+    def message_ids(self) -> list[int]:
+        return [part.message_id for part in self.parts]
 
 
 @dataclass
@@ -47,10 +62,10 @@ class Index:
     message_id: Optional[int] = None  # the pinned index message; None: there is none yet
     head: Optional[Head] = None
     entries: list[Entry] = field(default_factory=list)  # newest first
-    rolling: Optional[int] = None  # the message the on-change backups are edited into
+    rolling: list[int] = field(default_factory=list)  # the on-change backup's messages
 
-    def without(self, message_id: int) -> list[Entry]:
-        return [entry for entry in self.entries if entry.message_id != message_id]
+    def find(self, name: str) -> Optional[Entry]:
+        return next((entry for entry in self.entries if entry.info.name == name), None)
 
 
 def serialize(index: Index) -> bytes:
@@ -64,12 +79,13 @@ def serialize(index: Index) -> bytes:
 
 def _entry_json(entry: Entry) -> dict:
     info = entry.info
-    return {"message_id": entry.message_id, "file_id": info.location, "name": info.name,
-            "size": info.size, "encrypted": info.encrypted,
+    return {"name": info.name, "size": info.size, "encrypted": info.encrypted,
             "created_at": info.created_at.isoformat(timespec="milliseconds"), "reason": info.reason,
             "generation": info.generation, "writer": info.writer,
             "schema_version": info.schema_version, "row_counts": info.row_counts,
-            "sha256": info.sha256, "db_size": info.db_size}
+            "sha256": info.sha256, "db_size": info.db_size,
+            "parts": [{"message_id": p.message_id, "file_id": p.file_id, "size": p.size,
+                       "sha256": p.sha256} for p in entry.parts]}
 
 
 def parse_index(data: bytes, message_id: int) -> Index:
@@ -84,8 +100,8 @@ def parse_index(data: bytes, message_id: int) -> Index:
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise NotABackupError("the pinned document is not a backup index")
     head = Head.from_json(document["head"]) if document.get("head") is not None else None
-    rolling = document.get("rolling")
-    if rolling is not None and not _message_id(rolling):
+    rolling = document.get("rolling") or []
+    if not isinstance(rolling, list) or len(rolling) > MAX_PARTS or not all(map(_message_id, rolling)):
         raise NotABackupError("the index is damaged (rolling)")
     backups = document.get("backups")
     if not isinstance(backups, list) or len(backups) > MAX_ENTRIES:
@@ -103,25 +119,40 @@ def _entry(raw) -> Entry:
     problem = "an index entry is damaged"
     if not isinstance(raw, dict):
         raise NotABackupError(problem)
-    message_id, file_id, name = raw.get("message_id"), raw.get("file_id"), raw.get("name")
-    size, encrypted = raw.get("size"), raw.get("encrypted")
-    if not _message_id(message_id) or not (isinstance(file_id, str) and FILE_ID.match(file_id)):
-        raise NotABackupError(f"{problem} (message)")
+    name, size, encrypted, parts = raw.get("name"), raw.get("size"), raw.get("encrypted"), raw.get("parts")
     if not (isinstance(name, str) and VISIBLE_NAME.match(name)):
         raise NotABackupError(f"{problem} (name)")
-    if not (isinstance(size, int) and not isinstance(size, bool) and 0 <= size < 1 << 44) \
-            or not isinstance(encrypted, bool):
+    if not _count(size) or not isinstance(encrypted, bool):
         raise NotABackupError(f"{problem} (size)")
+    if not isinstance(parts, list) or not 0 < len(parts) <= MAX_PARTS:
+        raise NotABackupError(f"{problem} (parts)")
+    checked = tuple(_part(part, problem) for part in parts)
+    if sum(part.size for part in checked) != size:
+        raise NotABackupError(f"{problem} (its parts do not add up)")
     info = checked_info(raw.get("created_at"), raw.get("reason"), raw.get("schema_version"),
                         raw.get("row_counts"), raw.get("sha256"), raw.get("db_size"),
                         generation=raw.get("generation", 0), writer=raw.get("writer", ""),
                         problem=problem)
-    return Entry(replace(info, location=file_id, name=name, size=size, encrypted=encrypted),
-                 message_id)
+    return Entry(replace(info, location=checked[0].file_id, name=name, size=size, encrypted=encrypted),
+                 checked)
+
+
+def _part(raw, problem: str) -> Part:
+    if not isinstance(raw, dict):
+        raise NotABackupError(f"{problem} (part)")
+    message_id, file_id, size, sha256 = (raw.get(k) for k in ("message_id", "file_id", "size", "sha256"))
+    if not _message_id(message_id) or not (isinstance(file_id, str) and FILE_ID.match(file_id)) \
+            or not _count(size) or not (isinstance(sha256, str) and SHA256.match(sha256)):
+        raise NotABackupError(f"{problem} (part)")
+    return Part(message_id, file_id, size, sha256)
 
 
 def _message_id(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 1 << 53
+
+
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 44
 
 
 def caption(index: Index, bot_username: str) -> str:

@@ -93,4 +93,4 @@ def chat_index(fake, chat_id) -> dict:
 def newest_backup_message(fake, chat_id) -> dict:
     """The message of the newest backup the chat's index lists."""
     entry = chat_index(fake, chat_id)["backups"][0]
-    return next(m for m in fake.messages(chat_id) if m["message_id"] == entry["message_id"])
+    return next(m for m in fake.messages(chat_id) if m["message_id"] == entry["parts"][0]["message_id"])

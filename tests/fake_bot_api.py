@@ -15,11 +15,12 @@ the pending updates to it one at a time, in order, with the secret token header;
 confirms one, anything else is recorded in getWebhookInfo and retried with a doubling delay
 from webhook_retry_seconds. set_outage(True) simulates the network being down: every request
 and a waiting long poll get their connection closed without an answer, and webhook deliveries
-fail.
+fail. A chat pins several messages: getChat shows the one pinned last, unpinning it shows the
+one before; pin_by_someone() is an admin of the chat pinning a message of their own.
 
 Limits: standard library only; a subset of the API (see self._handlers; anything else
 answers 404 "Not Found"); only text and document updates (and only documents in
-editMessageMedia); one pinned message per chat; no media groups, inline messages or rate
+editMessageMedia); no media groups, inline messages or rate
 limiting. Webhooks may be plain http on any port (Telegram wants https on 443, 80, 88 or 8443),
 are not checked when set, get a single connection whatever max_connections says, keep one
 queue for all chats (Telegram keeps one per chat) and ignore a method in the answer's body and
@@ -228,6 +229,27 @@ class FakeBotAPI:
         with self._cond:
             self._undeletable.add((chat_id, message_id))
 
+    def damage_file(self, file_id):
+        """The stored bytes of a file get one bit flipped, for good (damage at rest)."""
+        with self._cond:
+            stored = self._files[file_id]
+            data = bytearray(stored["bytes"])
+            data[len(data) // 2] ^= 1
+            stored["bytes"] = bytes(data)
+
+    def delete_message_as_admin(self, chat_id, message_id):
+        """An admin of the chat deletes a message, and its document is gone from Telegram's
+        servers with it: getFile on its file_id fails from then on."""
+        with self._cond:
+            message = self._by_id[(chat_id, message_id)]
+            message["deleted"] = True
+            pins = self._pins.get(chat_id, [])
+            pins[:] = [m for m in pins if m is not message]
+            document = message.get("document")
+            if document:
+                self._files.pop(document["file_id"], None)
+            self._changed()
+
     def set_outage(self, down=True):
         """While down, every request and file download has its connection closed without an
         answer (requests raises ConnectionError), a waiting long poll too, and webhook deliveries
@@ -254,7 +276,21 @@ class FakeBotAPI:
 
     def pinned_message(self, chat_id):
         with self._cond:
-            return copy.deepcopy(self._pins.get(chat_id))
+            pins = self._pins.get(chat_id)
+            return copy.deepcopy(pins[-1]) if pins else None
+
+    def pinned_messages(self, chat_id):
+        """Every pinned message of the chat, the most recently pinned last."""
+        with self._cond:
+            return copy.deepcopy(self._pins.get(chat_id, []))
+
+    def pin_by_someone(self, chat_id, text, user_id=999):
+        """Someone (an admin of the chat) posts `text` and pins it: the newest pin from now on."""
+        with self._cond:
+            message = self._message(chat_id, {"id": user_id, "is_bot": False, "first_name": "Someone"},
+                                    {"text": text})
+            self._pin_message(chat_id, message)
+            return copy.deepcopy(message)
 
     def wait_for(self, predicate, timeout=10.0, what=None):
         """Return the first truthy predicate() value, re-checked after every recorded call."""
@@ -451,23 +487,32 @@ class FakeBotAPI:
             fields["caption"] = p["caption"]
         return self._bot_message(p["chat_id"], fields, p)
 
+    # A chat may pin several messages; getChat shows the most recently pinned one (Telegram's
+    # pinned_message), and unpinning it shows the one pinned before.
     def _pin(self, p, files):
         with self._cond:
-            self._pins[p["chat_id"]] = self._find(p, "message to pin not found")
+            self._pin_message(p["chat_id"], self._find(p, "message to pin not found"))
         return True
+
+    def _pin_message(self, chat_id, message):
+        pins = self._pins.setdefault(chat_id, [])
+        pins[:] = [m for m in pins if m is not message] + [message]
+        self._changed()
 
     def _unpin(self, p, files):
         with self._cond:
-            pinned = self._pins.get(p["chat_id"])
-            if pinned and p.get("message_id") in (None, pinned["message_id"]):
-                del self._pins[p["chat_id"]]
+            pins = self._pins.get(p["chat_id"], [])
+            if p.get("message_id") is None:
+                pins[-1:] = []
+            else:
+                pins[:] = [m for m in pins if m["message_id"] != p["message_id"]]
         return True
 
     def _get_chat(self, p, files):
         chat = dict(_chat(p["chat_id"]), accent_color_id=0, max_reaction_count=0)
         with self._cond:
-            if p["chat_id"] in self._pins:
-                chat["pinned_message"] = _public(self._pins[p["chat_id"]])
+            if self._pins.get(p["chat_id"]):
+                chat["pinned_message"] = _public(self._pins[p["chat_id"]][-1])
         return chat
 
     def _get_file(self, p, files):
@@ -512,8 +557,8 @@ class FakeBotAPI:
             if (p["chat_id"], message["message_id"]) in self._undeletable:
                 raise ApiError(400, "Bad Request: message can't be deleted for everyone")
             message["deleted"] = True
-            if self._pins.get(p["chat_id"]) is message:
-                del self._pins[p["chat_id"]]  # a deleted message is no longer pinned
+            pins = self._pins.get(p["chat_id"], [])
+            pins[:] = [m for m in pins if m is not message]  # a deleted message is no longer pinned
             self._changed()
         return True
 

@@ -261,7 +261,7 @@ def test_encrypted_off_site_copies_and_a_wrong_passphrase(tmp_path, fake, run_bo
     backup_by_admin(fake)
     pinned = fake.pinned_message(BACKUP_CHAT)
     sent = fake.file_bytes(newest_backup_message(fake, BACKUP_CHAT)["document"]["file_id"])
-    assert sent.startswith(b"age-encryption.org/v1") and b"SQLite format 3" not in sent
+    assert sent.startswith(b"telegram-bot-backup-sealed/1") and b"SQLite format 3" not in sent
     assert b"alice_secret_name" not in sent
     bot.kill()
     assert secret not in bot.log()

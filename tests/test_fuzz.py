@@ -16,10 +16,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import database
-from backup_format import (AGE_MAGIC, EARLIEST, FORMAT, LATEST, SKIPPABLE_MAGIC,
+from backup_format import (EARLIEST, FORMAT, LATEST, SKIPPABLE_MAGIC,
                            SQLITE_MAGIC, BackupError, BackupInfo, NotABackupError,
                            info_from_metadata, read_header, unpack_and_verify)
 from conftest import NOW
+from sealing import AGE_MAGIC, SEALED_MAGIC, Sealer
 from telegram_destination import info_from_caption
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -103,7 +104,7 @@ def test_any_object_metadata_gives_a_backup_or_our_error(metadata):
     assert_sound(info)
 
 
-CAPTION_NAME = st.from_regex(r"[a-z_]{0,8}-backup-[0-9]{8}T[0-9]{9}Z-[a-z-]{1,12}\.db\.zst(\.age)?",
+CAPTION_NAME = st.from_regex(r"[a-z_]{0,8}-backup-[0-9]{8}T[0-9]{9}Z-[a-z-]{1,12}\.db\.zst(\.sealed|\.age)?",
                              fullmatch=True)
 
 
@@ -134,6 +135,7 @@ def real_backup(folder: Path) -> bytes:
 
 with tempfile.TemporaryDirectory() as _folder:
     GOOD = real_backup(Path(_folder))
+SEALER = Sealer("passphrase")
 
 
 def mutated(data: bytes):
@@ -149,7 +151,8 @@ def mutated(data: bytes):
 
 ANY_FILE = st.one_of(
     mutated(GOOD),
-    st.tuples(st.sampled_from([AGE_MAGIC, SQLITE_MAGIC, struct.pack("<I", SKIPPABLE_MAGIC), b""]),
+    st.tuples(st.sampled_from([AGE_MAGIC, SEALED_MAGIC, SEALED_MAGIC + b"scrypt AAAAAAAAAAAAAAAAAAAAAA 15\n",
+                               SQLITE_MAGIC, struct.pack("<I", SKIPPABLE_MAGIC), b""]),
               st.binary(max_size=3000)).map(lambda parts: parts[0] + parts[1]),
 )
 
@@ -164,7 +167,7 @@ def test_any_file_gives_a_verified_backup_or_our_error(content):
         workdir = Path(folder) / "work"
         workdir.mkdir()
         try:
-            info, snapshot = unpack_and_verify(path, workdir, passphrase="passphrase")
+            info, snapshot = unpack_and_verify(path, workdir, sealer=SEALER)
         except BackupError as error:
             assert "\n" not in str(error)
             return

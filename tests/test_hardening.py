@@ -96,6 +96,13 @@ def age_file(tmp_path: Path, work_factor: int) -> Path:
     return path
 
 
+def sealed_file(tmp_path: Path, work_factor: int, salt: bytes = b"c2FsdHNhbHRzYWx0c2FsdA") -> Path:
+    path = tmp_path / "extreme.db.zst.sealed"
+    path.write_bytes(b"telegram-bot-backup-sealed/1\nscrypt " + salt + b" %d\n" % work_factor
+                     + b"age-encryption.org/v1\n" + os.urandom(4096))
+    return path
+
+
 FOREIGN_COLUMNS = """
 CREATE TABLE users (user_id INTEGER PRIMARY KEY, first_seen TEXT, last_seen TEXT, secret TEXT);
 CREATE TABLE tracking (id INTEGER PRIMARY KEY, user_id INTEGER, chat_id INTEGER, kind TEXT,
@@ -142,6 +149,10 @@ CRAFTED = {
         "header is damaged (not readable JSON)"),
     "an age file with an extreme work factor": (
         lambda t: age_file(t, 40), "refused: decrypting this backup would take"),
+    "a sealed file with an extreme work factor": (
+        lambda t: sealed_file(t, 31), "refused: decrypting this backup would take"),
+    "a sealed file with a damaged header": (
+        lambda t: sealed_file(t, 15, salt=b"not base64 at all!!!!!"), "encryption header is not readable"),
 }
 
 

@@ -113,10 +113,10 @@ def test_the_engine_keeps_exactly_backup_keep_in_the_bucket(s3_server, s3_env, t
 
 def test_encrypted_copies_are_listed(bucket, make_backups):
     (local,) = make_backups(1)
-    encrypted = replace(local, name=local.name + ".age", encrypted=True)
+    encrypted = replace(local, name=local.name + ".sealed", encrypted=True)
     bucket.put(Path(local.location), encrypted)
     (listed,) = bucket.list()
-    assert listed.name.endswith(".db.zst.age") and listed.encrypted
+    assert listed.name.endswith(".db.zst.sealed") and listed.encrypted
 
 
 def test_other_objects_are_ignored_and_bad_metadata_skipped(bucket, s3_server, make_backups, caplog):
