@@ -32,11 +32,12 @@ import human
 from backup_format import BackupError, BackupInfo
 from config import Settings
 from database import Database
+from destinations import DestinationError
 from engine import BackupEngine
 from logs import Redactor
 from files import scratch_directory
 from messaging import is_admin
-from telegram_destination import DOWNLOAD_LIMIT
+from telegram_destination import DOWNLOAD_LIMIT, download, telegram_errors
 
 log = logging.getLogger("admin_panel")
 
@@ -161,7 +162,7 @@ class AdminPanel:
         def run() -> None:
             try:
                 job()
-            except (BackupError, OSError, telebot.apihelper.ApiException) as error:
+            except (BackupError, DestinationError, OSError, telebot.apihelper.ApiException) as error:
                 self.say(message.chat.id, f"❌ {error}")
             except Exception:
                 log.exception("an admin panel job failed")
@@ -321,9 +322,10 @@ class AdminPanel:
     def _check_upload(self, message) -> None:
         scratch = scratch_directory(Path(self.settings.backup_dir))
         try:
-            file = self.bot.get_file(message.document.file_id)
             path = Path(scratch.name) / "uploaded"
-            path.write_bytes(self.bot.download_file(file.file_path))
+            with telegram_errors("download the file from"), open(path, "wb") as out:
+                file = self.bot.get_file(message.document.file_id)
+                download(self.bot, file.file_path, out, DOWNLOAD_LIMIT)  # streamed to disk
             info = self.engine.verify(path)
         except BaseException:
             scratch.cleanup()

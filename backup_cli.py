@@ -18,6 +18,7 @@ from database import Database
 from destinations import DestinationError
 from engine import STEP_PAGES, BackupEngine
 from logs import Redactor, setup_logging
+from sealing import SealError, Sealer
 from startup import offsite_destinations
 
 WHERE = ("local", "telegram", "s3")
@@ -58,6 +59,11 @@ def _parser() -> argparse.ArgumentParser:
                        "data with it. Refused while the bot runs.", where=True)
     restore.add_argument("source", metavar="FILE|latest", help="a backup file, or 'latest'")
     restore.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    decrypt = _command(commands, "decrypt", _decrypt, "decrypt an encrypted backup file",
+                       "Decrypt a backup that left the machine encrypted (NAME.db.zst.sealed) with "
+                       "BACKUP_PASSPHRASE, into a .db.zst file that `zstd -d` opens.")
+    decrypt.add_argument("file", help="an encrypted backup file")
+    decrypt.add_argument("-o", "--output", help="where to write it (default: FILE without .sealed)")
     return parser
 
 
@@ -147,6 +153,23 @@ def _restore(settings: Settings, args) -> int:
         lock.release()
     print(f"restored {restored.name} from {restored.destination} "
           f"({restored.created_at:%Y-%m-%d %H:%M:%S} UTC, {restored.total_rows} rows) into {settings.db_path}")
+    return 0
+
+
+def _decrypt(settings: Settings, args) -> int:
+    if not settings.backup_passphrase:
+        raise BackupError("set BACKUP_PASSPHRASE to the passphrase the backup was encrypted with")
+    source = Path(args.file)
+    target = Path(args.output) if args.output else source.with_name(
+        source.name.removesuffix(".sealed").removesuffix(".age"))
+    if target == source or target.exists():
+        raise BackupError(f"{target} exists already: name another one with -o")
+    try:
+        Sealer(settings.backup_passphrase).open(source, target)
+    except (SealError, OSError) as error:
+        target.unlink(missing_ok=True)
+        raise BackupError(str(error)) from None
+    print(f"decrypted into {target}")
     return 0
 
 

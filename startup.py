@@ -135,9 +135,10 @@ def _tell_admins(alert: Callable[[str], object], db: Database, report: StartupRe
         alert(f"🚨 The database was damaged and moved aside to {report.moved_aside}.")
     if report.restored is not None:
         info = report.restored
+        passed = "".join(f"\nPassed over, newer: {refusal}" for refusal in report.passed_over[:5])
         alert(f"♻️ Restored at startup ({report.restore_reason}): {info.name} from "
               f"{info.destination}, taken {human.time(info.created_at)} "
-              f"({human.age(now - info.created_at)} old), {info.total_rows} rows.")
+              f"({human.age(now - info.created_at)} old), {info.total_rows} rows.{passed}")
     elif report.offsite_paused:
         alert(f"🚨 The bot {report.offsite_paused}. Nothing is sent off the machine until "
               "you restore a backup, or send /start_fresh to keep the empty database.")

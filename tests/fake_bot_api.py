@@ -284,6 +284,11 @@ class FakeBotAPI:
         with self._cond:
             return copy.deepcopy(self._pins.get(chat_id, []))
 
+    def pin(self, chat_id, message_id):
+        """An admin of the chat pins a message that is there: the newest pin from now on."""
+        with self._cond:
+            self._pin_message(chat_id, self._by_id[(chat_id, message_id)])
+
     def pin_by_someone(self, chat_id, text, user_id=999):
         """Someone (an admin of the chat) posts `text` and pins it: the newest pin from now on."""
         with self._cond:

@@ -89,7 +89,7 @@ def test_every_failure_is_one_line_and_a_non_zero_exit(env, tmp_path):
 
 
 def test_help_on_each_command():
-    for command in ("create", "list", "verify", "restore"):
+    for command in ("create", "list", "verify", "restore", "decrypt"):
         result = run({"PATH": os.environ["PATH"]}, command, "--help")
         assert result.returncode == 0 and f"python backup.py {command}" in result.stdout
 
@@ -157,3 +157,27 @@ def test_list_and_restore_reach_the_telegram_chat(env, tmp_path):
         assert restored.returncode == 0, restored.stderr
         assert "from telegram" in restored.stdout and users_in(db_path) == [1, 2]
         assert fake.token.split(":")[1] not in restored.stdout + restored.stderr
+
+
+def test_an_encrypted_backup_is_decrypted_by_hand_and_opens_with_zstd_and_sqlite3(env, tmp_path):
+    from config import load_settings
+    from engine import BackupEngine
+    db_path = tmp_path / "data" / "bot.db"
+    make_database(db_path, users=[7, 8])
+    settings = load_settings({"BOT_TOKEN": "1:abcdefghijklmnopqrstuvwxyz", "DB_PATH": str(db_path),
+                              "BACKUP_PASSPHRASE": "correct horse"})
+    db = database.open_database(str(db_path))
+    with BackupEngine(db, settings).exported_newest() as nothing:
+        assert nothing is None
+    BackupEngine(db, settings).create("manual")
+    with BackupEngine(db, settings).exported_newest() as (sealed, info):  # what leaves the machine
+        shutil.copyfile(sealed, tmp_path / info.name)
+    db.close()
+    assert info.name.endswith(".db.zst.sealed")
+    wrong = run({**env, "BACKUP_PASSPHRASE": "battery staple"}, "decrypt", str(tmp_path / info.name))
+    assert wrong.returncode == 1 and "wrong BACKUP_PASSPHRASE" in wrong.stderr
+    opened = run({**env, "BACKUP_PASSPHRASE": "correct horse"}, "decrypt", str(tmp_path / info.name))
+    assert opened.returncode == 0, opened.stderr
+    plain = tmp_path / info.name.removesuffix(".sealed")
+    subprocess.run(["zstd", "-q", "-d", str(plain), "-o", str(tmp_path / "opened.db")], check=True)
+    assert users_in(tmp_path / "opened.db") == [7, 8]

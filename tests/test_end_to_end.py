@@ -13,7 +13,7 @@ from contextlib import closing
 import pytest
 
 from bot_process import ADMIN_ID, PROJECT, BotProcess
-from conftest import NOW, newest_backup_message
+from conftest import NOW, chat_index, newest_backup_message
 
 pytestmark = pytest.mark.e2e
 USER = 4242
@@ -356,3 +356,28 @@ def test_start_fresh_lets_copies_leave_the_machine_again(how, tmp_path, fake, ru
     assert "stored in local, telegram" in backup_by_admin(fake)
     assert fake.pinned_message(BACKUP_CHAT) != real
     assert again.stop()[0] == 0
+
+
+def test_a_backup_over_both_telegram_limits_comes_back_from_the_chat_alone(tmp_path, fake, run_bot):
+    import database
+    seeded = database.open_database(str(tmp_path / "data" / "bot.db"))
+    seeded.migrate()
+    with seeded.transaction() as conn:  # 64 MB that zstd cannot shrink: a backup over 50 MB
+        conn.executemany("INSERT INTO users (user_id, username, first_seen, last_seen)"
+                         " VALUES (?, randomblob(1048576), '2026-11-26', '2026-11-26')",
+                         [(10_000 + n,) for n in range(64)])
+    seeded.close()
+    limits = {"BACKUP_CHAT_ID": str(BACKUP_CHAT), "TELEGRAM_FILE_LIMITS": "telegram"}
+    bot = run_bot(**limits)  # Telegram the only destination off the machine; the stand-in has its limits
+    bot.wait_for_log("bot started:", timeout=60)  # its startup backup is in the chat, read back
+    (entry,) = chat_index(fake, BACKUP_CHAT)["backups"]
+    assert entry["size"] > 60 * 2**20 and len(entry["parts"]) == 4
+    assert all(part["size"] <= 19 * 2**20 for part in entry["parts"])
+    bot.kill()
+    shutil.rmtree(tmp_path / "data")  # an empty disk
+    again = run_bot(HANDOVER_WAIT_SECONDS="1", **limits)
+    again.wait_for_log("bot started:", timeout=60)
+    assert again.stop()[0] == 0
+    with closing(sqlite3.connect(again.db_path)) as conn:
+        assert conn.execute("SELECT count(*), sum(length(username)) FROM users WHERE user_id >= 10000"
+                            ).fetchone() == (64, 64 * 2**20)  # every row back, every byte

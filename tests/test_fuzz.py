@@ -173,3 +173,48 @@ def test_any_file_gives_a_verified_backup_or_our_error(content):
             return
         assert_sound(info)
         assert database.inspect_file(snapshot).row_counts["users"] == 1  # what came out is real
+
+
+INDEX_ENTRY = st.fixed_dictionaries({}, optional={
+    "name": st.from_regex(r"[a-z_]{0,8}-backup-[0-9]{8}T[0-9]{9}Z-[a-z-]{1,12}\.db\.zst(\.sealed)?",
+                          fullmatch=True) | st.text(max_size=80),
+    "size": st.integers() | JSON, "encrypted": st.booleans() | JSON,
+    "parts": st.lists(st.fixed_dictionaries({}, optional={
+        "message_id": st.integers() | JSON, "file_id": st.text(max_size=60) | JSON,
+        "size": st.integers() | JSON, "sha256": st.from_regex(r"[0-9a-f]{64}", fullmatch=True) | JSON}),
+        max_size=3) | JSON,
+    **PLAUSIBLE})
+
+
+@FAST
+@example(b'{"format": "telegram-bot-backup-index/1", "backups": [' + b"[" * 50_000 + b"]" * 50_000 + b"]}")
+@given(st.binary(max_size=2000))
+def test_any_pinned_index_bytes_give_an_index_or_our_error(data):
+    from telegram_index import parse_index
+    try:
+        index = parse_index(data, 1)
+    except NotABackupError:
+        return
+    for entry in index.entries:
+        assert_sound(entry.info)
+
+
+@FAST
+@given(st.fixed_dictionaries({"format": st.just("telegram-bot-backup-index/1")}, optional={
+    "head": JSON | st.fixed_dictionaries({}, optional={
+        "generation": st.integers() | JSON, "writer": st.text(max_size=90) | JSON,
+        "state": st.sampled_from(["writing", "final"]) | JSON,
+        "since": st.datetimes(timezones=st.timezones()).map(datetime.isoformat) | JSON,
+        "final_backup_at": st.none() | st.text(max_size=40)}),
+    "rolling": st.lists(st.integers(), max_size=3) | JSON,
+    "backups": st.lists(INDEX_ENTRY, max_size=3) | JSON}))
+def test_any_index_document_gives_an_index_of_sound_entries_or_our_error(document):
+    from telegram_index import parse_index
+    try:
+        index = parse_index(json.dumps(document).encode(), 1)
+    except NotABackupError:
+        return
+    for entry in index.entries:
+        assert_sound(entry.info)
+        assert entry.parts and sum(part.size for part in entry.parts) == entry.info.size
+    assert all(isinstance(m, int) and m > 0 for m in index.rolling)

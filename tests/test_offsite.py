@@ -386,3 +386,100 @@ def test_when_people_wrote_meanwhile_the_admins_are_told_until_the_alert_arrives
     assert len(told) == 3 and all("🆕 Start fresh" in t and "♻️ Restore" in t for t in told)
     assert engine.offsite_paused() and db.table_row_counts()["users"] == 1  # nothing restored over it
     db.close()
+
+
+def empty_disk_start(tmp_path, fake, folder="new-instance", **env):
+    """A start on an empty disk, with the admins' alerts collected."""
+    settings = settings_for(tmp_path / folder, fake, **env)
+    alerts = []
+    db, engine, report = startup.prepare_database(settings, offsite_destinations(settings, alert=alerts.append),
+                                                  alert=alerts.append)
+    report.lock.release()
+    return db, report, alerts
+
+
+@pytest.mark.parametrize("damage", ["a part missing", "a flipped byte", "the wrong passphrase"])
+def test_when_the_newest_backup_is_damaged_the_next_is_restored_and_the_admins_told_why(damage, tmp_path, fake):
+    s = Setup(tmp_path, fake, TELEGRAM_FILE_LIMITS="telegram", BACKUP_PASSPHRASE="right one")
+    s.add_users(1)
+    s.pad(20)  # 21 users; two parts a backup
+    s.engine.create("manual")
+    s.add_users(2)
+    if damage == "the wrong passphrase":  # sealed with another passphrase (an old one, say)
+        BackupEngine(s.db, settings_for(tmp_path, fake, TELEGRAM_FILE_LIMITS="telegram",
+                                        BACKUP_PASSPHRASE="an old one"),
+                     offsite_destinations(s.settings)).create("manual")
+    else:
+        s.engine.create("manual")
+        newest = part_messages(fake)[-1]  # the second part of the newest backup
+        if damage == "a part missing":
+            fake.delete_message_as_admin(CHAT, newest["message_id"])
+        else:
+            fake.damage_file(newest["document"]["file_id"])
+    s.db.close()
+    db, report, alerts = empty_disk_start(tmp_path, fake, TELEGRAM_FILE_LIMITS="telegram",
+                                          BACKUP_PASSPHRASE="right one")
+    assert db.table_row_counts()["users"] == 21  # the backup before the damaged one
+    (alert,) = [a for a in alerts if "Restored at startup" in a]
+    reason = {"a part missing": "part 2 of 2: Telegram would not", "a flipped byte": "part 2 of 2 is damaged",
+              "the wrong passphrase": "wrong BACKUP_PASSPHRASE"}[damage]
+    assert "Passed over, newer:" in alert and reason in alert
+    db.close()
+
+
+def test_a_message_pinned_over_the_index_is_looked_beneath_and_the_index_pinned_again(tmp_path, fake):
+    s = Setup(tmp_path, fake)
+    s.add_users(1, 2)
+    s.engine.create("manual")
+    s.db.close()
+    theirs = fake.pin_by_someone(CHAT, "Welcome! Please read the rules.")
+    db, report, alerts = empty_disk_start(tmp_path, fake)
+    assert report.restored.destination == "telegram" and db.table_row_counts()["users"] == 2
+    pinned = fake.pinned_messages(CHAT)
+    assert pinned[-1]["document"]["file_name"] == "backup_test_bot-backup-index.json"  # on top again
+    assert theirs["message_id"] in [m["message_id"] for m in pinned]  # theirs stays pinned
+    assert sum("pinned another message over the bot's backup index" in a for a in alerts) == 1
+    assert "found beneath it and pinned again" in alerts[0]
+    db.close()
+
+
+def test_with_nothing_beneath_the_other_pin_the_bot_says_it_cannot_find_its_backups(tmp_path, fake):
+    fake.pin_by_someone(CHAT, "Welcome! Please read the rules.")
+    db, report, alerts = empty_disk_start(tmp_path, fake)
+    assert report.restored is None
+    (alert,) = [a for a in alerts if "pinned another message" in a]
+    assert "No index was found beneath it" in alert and "the next backup pins a new one" in alert
+    db.close()
+
+
+def legacy_pinned_backup(fake, tmp_path, file_name):
+    """A document pinned in the chat, named and captioned like an older version's backup, whose
+    content is a real backup: the name is the hostile part."""
+    s = Setup(tmp_path / "maker", fake, BACKUP_CHAT_ID="off")
+    s.add_users(5)
+    info = s.engine.create("manual").info
+    s.db.close()
+    update = fake.send_document(1000, file_name, Path(info.location).read_bytes(), chat_id=CHAT,
+                                caption=f"💾 Backup\nrows: users 1\nschema 2; sha256 {info.sha256}")
+    fake.pin(CHAT, update["message"]["message_id"])
+
+
+@pytest.mark.parametrize("file_name", ["../../../../../../tmp/evil-backup-20261126T120000000Z-manual.db.zst",
+                                       "/etc/x-backup-20261126T120000000Z-manual.db.zst"])
+def test_a_pinned_document_named_like_a_path_writes_nothing_outside_the_work_folder(file_name, tmp_path, fake):
+    legacy_pinned_backup(fake, tmp_path, file_name)
+    db, report, alerts = empty_disk_start(tmp_path, fake)
+    assert report.restored is not None and db.table_row_counts()["users"] == 1  # data, not a path
+    assert not Path("/tmp/evil-backup-20261126T120000000Z-manual.db.zst").exists()
+    assert not Path("/etc/x-backup-20261126T120000000Z-manual.db.zst").exists()
+    db.close()
+
+
+def test_with_a_passphrase_an_unencrypted_backup_from_the_chat_is_passed_over(tmp_path, fake):
+    legacy_pinned_backup(fake, tmp_path, "someone-backup-20261126T120000000Z-manual.db.zst")
+    db, report, alerts = empty_disk_start(tmp_path, fake, BACKUP_PASSPHRASE="ours")
+    assert report.restored is None and db.table_row_counts()["users"] == 0
+    (refusal,) = report.passed_over
+    assert "not encrypted although BACKUP_PASSPHRASE is set" in refusal.reason
+    assert any("not encrypted" in a for a in alerts)  # and the admins are told
+    db.close()
