@@ -483,3 +483,17 @@ def test_with_a_passphrase_an_unencrypted_backup_from_the_chat_is_passed_over(tm
     assert "not encrypted although BACKUP_PASSPHRASE is set" in refusal.reason
     assert any("not encrypted" in a for a in alerts)  # and the admins are told
     db.close()
+
+
+def test_rotation_keeps_backup_keep_in_the_index_and_deletes_what_telegram_lets_it(tmp_path, fake):
+    s = Setup(tmp_path, fake, BACKUP_KEEP="2")
+    for user in range(1, 5):
+        s.add_users(user)
+        s.engine.create("manual")
+        if user == 1:  # the first backup's message will be older than 48 hours when it goes
+            fake.make_undeletable(CHAT, chat_index(fake, CHAT)["backups"][0]["parts"][0]["message_id"])
+    listed = s.engine.listing(only="telegram").backups
+    assert [b.row_counts["users"] for b in listed] == [4, 3]  # exactly BACKUP_KEEP, the newest
+    documents = [m for m in fake.messages(CHAT) if "-backup-2" in (m.get("document") or {}).get("file_name", "")]
+    assert [bool(m.get("deleted")) for m in documents] == [False, True, False, False]
+    assert len(chat_index(fake, CHAT)["backups"]) == 2  # the undeletable one stays as history only
