@@ -21,10 +21,11 @@ import re
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Optional
 
+import requests
 import telebot
 from telebot import types
 
@@ -210,7 +211,26 @@ class AdminPanel:
                                          f"Actions in the last 24 hours: {stats['actions']}")
 
     def system(self, message) -> None:
-        self.show(message, "system", "⚙️ System")
+        self.show(message, "system", "\n".join(["⚙️ System", *self._updates_lines()]))
+
+    def _updates_lines(self) -> list[str]:
+        """How updates reach the bot, and what Telegram says about it (getWebhookInfo): the
+        way to see that webhook mode works, or why it does not."""
+        mode = (f"Updates: by webhook, to {self.settings.webhook_url}" if self.settings.webhook_url
+                else "Updates: by polling (getUpdates)")
+        try:
+            info = self.bot.get_webhook_info(timeout=10)
+        except (telebot.apihelper.ApiException, requests.RequestException, ValueError) as error:
+            return [mode, f"Telegram did not say how it delivers them ({type(error).__name__})."]
+        lines = [mode, f"Telegram: {info.pending_update_count or 0} update(s) waiting to be delivered"]
+        if self.settings.webhook_url and (info.url or "") != self.settings.webhook_url:
+            lines.append(f"⚠️ Telegram sends them to {info.url or 'no webhook'}: not set yet, or refused")
+        elif not self.settings.webhook_url and info.url:
+            lines.append(f"⚠️ A webhook is set ({info.url}): polling gets nothing until it is deleted")
+        if info.last_error_date:
+            when = human.time(datetime.fromtimestamp(info.last_error_date, timezone.utc))
+            lines.append(f"Last delivery error: {str(info.last_error_message)[:200]} ({when})")
+        return lines
 
     def backup_screen(self, message) -> None:
         self.show(message, "backup", self.backup_status())

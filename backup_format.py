@@ -128,6 +128,33 @@ class Head:
                     checked_moment(final_at, problem) if final_at is not None else None)
 
 
+@dataclass(frozen=True)
+class Knock:
+    """A newer instance asking the writer to hand over to it: what a writer in webhook mode
+    hears instead of a 409. Each off-site destination keeps the latest one in a record of its
+    own, never in the writer's head: two instances writing one record would lose one's write
+    (the writer's final head, say)."""
+    instance: str
+    at: datetime
+
+    def as_json(self) -> dict:
+        return {"instance": self.instance, "at": self.at.isoformat(timespec="milliseconds")}
+
+    @staticmethod
+    def from_json(data) -> "Knock":
+        """A Knock from JSON that came from outside; NotABackupError when it is not one."""
+        problem = "the hand-over request is damaged"
+        instance = data.get("instance") if isinstance(data, dict) else None
+        if not isinstance(instance, str) or not instance or not WRITER.match(instance):
+            raise NotABackupError(problem)
+        return Knock(instance, checked_moment(data.get("at"), problem))
+
+
+def newest_knock(knocks) -> Optional[Knock]:
+    knocks = [knock for knock in knocks if knock is not None]
+    return max(knocks, key=lambda knock: knock.at) if knocks else None
+
+
 def newest_head(heads) -> Optional[Head]:
     """The head that speaks for now: the highest generation, then the latest change."""
     heads = [head for head in heads if head is not None]

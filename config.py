@@ -7,6 +7,8 @@ line and exits with status 2. Secret values are never echoed, not even in an err
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 import re
@@ -49,6 +51,8 @@ class Settings:
     telegram_api_url: str = DEFAULT_API_URL
     telegram_file_limits: bool = True  # the server keeps Telegram's file limits: backups in parts
     port: Optional[int] = None
+    webhook_url: Optional[str] = None  # set: webhook mode, updates POSTed by Telegram to it
+    webhook_secret: str = field(default="", repr=False)  # the X-Telegram-Bot-Api-Secret-Token
     log_level: str = "INFO"
     flood_max_messages: int = 20
     flood_window_seconds: int = 60
@@ -62,9 +66,9 @@ class Settings:
     def secrets(self) -> tuple[str, ...]:
         """Values that must never reach a log line, a message or an error text: every
         credential the bot can be given, passwords written into a URL included."""
-        in_urls = [urlsplit(url).password for url in (self.telegram_api_url, self.s3_endpoint_url) if url]
+        in_urls = [urlsplit(url).password for url in (self.telegram_api_url, self.s3_endpoint_url, self.webhook_url) if url]
         return tuple(s for s in (self.bot_token, self.backup_passphrase, self.s3_secret_key,
-                                 self.aws_session_token, *in_urls) if s)
+                                 self.aws_session_token, self.webhook_secret, *in_urls) if s)
 
 
 def load_settings(environ: Optional[Mapping[str, str]] = None, *, require_token: bool = True,
@@ -80,6 +84,11 @@ def load_settings(environ: Optional[Mapping[str, str]] = None, *, require_token:
                           "digits, a colon, then letters (value not shown)")
     admin_ids = reader.id_list("ADMIN_IDS")
     db_path = reader.text("DB_PATH") or DEFAULT_DB_PATH
+    api_url = reader.url("TELEGRAM_API_URL", DEFAULT_API_URL)
+    webhook_url, port = reader.webhook_url(api_url), reader.port("PORT")
+    if webhook_url and port is None:
+        raise ConfigError("WEBHOOK_URL needs PORT: the port this bot listens on for Telegram's "
+                          "requests (on Koyeb, the port of the service, 8000 by default)")
     return Settings(
         bot_token=token or "",
         admin_ids=admin_ids,
@@ -98,9 +107,11 @@ def load_settings(environ: Optional[Mapping[str, str]] = None, *, require_token:
         s3_endpoint_url=reader.url("S3_ENDPOINT_URL", None),
         s3_secret_key=reader.text("AWS_SECRET_ACCESS_KEY"),
         aws_session_token=reader.text("AWS_SESSION_TOKEN"),
-        telegram_api_url=reader.url("TELEGRAM_API_URL", DEFAULT_API_URL),
-        telegram_file_limits=reader.file_limits(reader.url("TELEGRAM_API_URL", DEFAULT_API_URL)),
-        port=reader.port("PORT"),
+        telegram_api_url=api_url,
+        telegram_file_limits=reader.file_limits(api_url),
+        port=port,
+        webhook_url=webhook_url,
+        webhook_secret=reader.webhook_secret(token) if webhook_url else "",
         log_level=reader.log_level("LOG_LEVEL"),
         flood_max_messages=reader.integer("FLOOD_MAX_MESSAGES", 20, minimum=1),
         flood_window_seconds=reader.integer("FLOOD_WINDOW_SECONDS", 60, minimum=1),
@@ -202,6 +213,33 @@ class _Reader:
         if raw not in ("telegram", "none"):
             raise ConfigError(f"TELEGRAM_FILE_LIMITS must be telegram or none, got {raw!r}")
         return raw == "telegram"
+
+    def webhook_url(self, api_url: str) -> Optional[str]:
+        """WEBHOOK_URL: where Telegram POSTs the updates. Telegram's own server sends them only to
+        https on ports 443, 80, 88 or 8443; another server (a test's stand-in) is taken at its word."""
+        url = self.url("WEBHOOK_URL", None)
+        if url is None or api_url != DEFAULT_API_URL:
+            return url
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if parts.scheme != "https" or port not in (None, 443, 80, 88, 8443):
+            given = "no port" if port is None else "a port that is not a number" if port == -1 else f"port {port}"
+            raise ConfigError("WEBHOOK_URL must be an https:// URL on port 443, 80, 88 or 8443 "
+                              f"(Telegram sends webhooks nowhere else), got {parts.scheme}:// with {given}")
+        return url
+
+    def webhook_secret(self, token: Optional[str]) -> str:
+        """WEBHOOK_SECRET, or one derived from the token, so that every instance of a deployment
+        knows it without storing it: what Telegram sends back in each request's header."""
+        raw = self.text("WEBHOOK_SECRET")
+        if raw is None:
+            return hmac.new((token or "").encode(), b"telegram-bot-webhook-secret", hashlib.sha256).hexdigest()
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", raw):
+            raise ConfigError("WEBHOOK_SECRET must be 1 to 256 letters, digits, _ or - (value not shown)")
+        return raw
 
     def port(self, name: str) -> Optional[int]:
         raw = self.text(name)

@@ -8,6 +8,9 @@
     delete(backups)      remove these backups (the engine decides which: see its retention)
     read_head()          who writes the backups there (backup_format.Head), or None
     write_head(head)     publish it; fenced like put
+    read_knock()         the latest request to the writer to hand over (backup_format.Knock), or None
+    knock(knock)         leave one there: a record of its own, never the head (not fenced: any
+                         instance may ask)
 
 Every failure is a DestinationError whose message is one line, without secrets; TooLarge is one
 a destination reports when a file is over what it can take or give back, and Stale one when a
@@ -25,7 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Protocol, Sequence
 
-from backup_format import NAME_PATTERN, BackupInfo, Head, NotABackupError, read_header
+from backup_format import NAME_PATTERN, BackupInfo, Head, Knock, NotABackupError, read_header
 from files import copy_file, fsync_folder, write_atomically
 
 log = logging.getLogger(__name__)
@@ -65,6 +68,10 @@ class Destination(Protocol):
     def read_head(self) -> Optional[Head]: ...
 
     def write_head(self, head: Head) -> None: ...
+
+    def read_knock(self) -> Optional[Knock]: ...
+
+    def knock(self, knock: Knock) -> None: ...
 
 
 class LocalFolder:
@@ -121,4 +128,10 @@ class LocalFolder:
         return None
 
     def write_head(self, head: Head) -> None:
+        pass
+
+    def read_knock(self) -> Optional[Knock]:
+        return None
+
+    def knock(self, knock: Knock) -> None:
         pass

@@ -23,8 +23,8 @@ from typing import Callable, Iterator, Optional, Sequence
 
 from backup_format import (COMPRESSION_LEVEL, ENCRYPTED_SUFFIX, FINAL_REASONS, PRE_RESTORE,
                            QUICK_COMPRESSION_LEVEL,
-                           BackupError, BackupInfo, Head, file_name, inspect_snapshot,
-                           newest_head, sha256_of, unpack_and_verify, write_backup_file)
+                           BackupError, BackupInfo, Head, Knock, file_name, inspect_snapshot,
+                           newest_head, newest_knock, sha256_of, unpack_and_verify, write_backup_file)
 from clock import Clock, utc_now
 from config import Settings
 from database import Database, DatabaseError
@@ -196,6 +196,28 @@ class BackupEngine:
         if state == "writing" and len(failed) < len(self._offsite):
             self._claimed = True
         return failed
+
+    def knock(self, instance: str) -> None:
+        """Ask whoever writes off the machine to hand over to `instance`: in webhook mode there
+        is no 409 to tell the writer a newer instance is here, so it watches for this."""
+        if self.offsite_paused():  # nothing leaves the machine, not even this
+            return
+        knock = Knock(instance, self.clock())
+        for destination in self._offsite:
+            try:
+                destination.knock(knock)
+            except (DestinationError, OSError) as error:
+                log.warning("could not ask for the hand-over in %s: %s", destination.name, error)
+
+    def latest_knock(self) -> Optional[Knock]:
+        """The newest request to hand over, of every destination off the machine that answers."""
+        found = []
+        for destination in self._offsite:
+            try:
+                found.append(destination.read_knock())
+            except (DestinationError, OSError) as error:
+                log.debug("could not read the hand-over requests in %s: %s", destination.name, error)
+        return newest_knock(found)
 
     def _went_stale(self, why: str) -> None:
         """A newer instance writes off the machine: stop writing there, keep copies locally."""

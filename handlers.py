@@ -81,9 +81,14 @@ def register(bot: telebot.TeleBot, db: Database, settings: Settings, clock: Cloc
         bot.send_message(message.chat.id, f"Hello, {name}! You are registered. Send /help to see "
                                           "what I can do.")
 
+    @bot.message_handler(commands=["id"])
+    def your_id(message):
+        # How a new deployment's owner finds the number ADMIN_IDS wants, from the bot itself.
+        bot.send_message(message.chat.id, f"Your Telegram user id: {message.from_user.id}")
+
     @bot.message_handler(commands=["help"])
     def help_(message):
-        lines = ["/start: register with the bot", "/help: this list"]
+        lines = ["/start: register with the bot", "/id: your Telegram user id", "/help: this list"]
         if admin(message) and message.chat.type == "private":
             lines += ["/admin: the admin panel", "/backup: take a backup now",
                       BLOCK_USAGE.removeprefix("Usage: "), UNBLOCK_USAGE.removeprefix("Usage: ")]

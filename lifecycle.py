@@ -9,15 +9,19 @@ the others are passive. The states:
 - An instance that starts restores the newest backup. When that backup is final (its writer
   stopped cleanly) and nobody has announced themselves as writer since, it serves at once.
   Otherwise an older instance may still be writing: it makes itself known (its own getUpdates,
-  confirming nothing), which Telegram answers, for the older poller, with 409; then it waits up
-  to HANDOVER_WAIT_SECONDS for that instance's final backup, restores it, and only then serves.
+  confirming nothing, which Telegram answers, for the older poller, with 409; and a request to
+  hand over left off the machine, a knock, the only sign a writer in webhook mode gets); then
+  it waits up to HANDOVER_WAIT_SECONDS for that instance's final backup, restores it, serves.
 - To become the writer it publishes its head (generation, instance, 'writing') off the machine,
   lets it settle, and reads it back: when two instances claim at once, one claim is left, and
   the other instance stays passive.
-- A writer whose getUpdates gets 409 ("terminated by other getUpdates request") hands over: it
-  stops taking updates, lets the handlers in progress finish, takes a final 'handover' backup
-  (published as its head), and goes passive.
-- A passive instance never polls. It watches the heads off the machine, and when the instance
+- A writer whose getUpdates gets 409, or that finds a knock of another instance made after it
+  began serving, hands over: it stops taking updates, lets the handlers in progress finish, takes a final
+  'handover' backup (published as its head), and goes passive.
+- A writer tells Telegram where the updates go as it starts serving: a poller deletes any
+  webhook first, a writer in webhook mode (re)sets its webhook (updates.py).
+- A passive instance takes no updates (in webhook mode it answers 503: Telegram delivers again
+  later, to the writer). It watches the heads off the machine, and when the instance
   that took over stops cleanly (its final backup, and nobody after it), it takes over again.
 - SIGTERM: a writer stops taking updates, finishes its handlers and takes a final 'shutdown'
   backup; a passive or waiting instance has nothing to hand over and just exits.
@@ -32,6 +36,7 @@ import socket
 import threading
 import time
 import uuid
+from datetime import datetime
 from typing import Callable, Optional
 
 import requests
@@ -45,15 +50,14 @@ from database import Database
 from destinations import Stale
 from engine import BackupEngine
 from tasks import JobRunner
+from updates import DRAIN_SECONDS, LAST_UPDATE_KEY, Poller, WebhookGate, drain
 
 log = logging.getLogger("lifecycle")
 
-LONG_POLL_SECONDS = 10  # Telegram holds a getUpdates this long when there is nothing to deliver
 SETTLE_SECONDS = 1.0  # between publishing a claim and reading it back: two claims at once meet
 WATCH_SECONDS = 5.0  # how often a passive instance looks at the heads off the machine
 KNOCK_SECONDS = 1.0  # how often a waiting instance makes itself known, and looks for the hand-over
-DRAIN_SECONDS = 3.0  # for the handlers in progress at a hand-over or a shutdown
-LAST_UPDATE_KEY = "last_update_id"  # the last update whose effects are in the database
+KNOCK_WATCH_SECONDS = {"webhook": 3.0, "polling": 15.0}  # how often a writer looks for a knock
 
 
 def instance_name() -> str:
@@ -62,91 +66,20 @@ def instance_name() -> str:
     return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
-class Poller:
-    """Long polling of our own instead of pyTelegramBotAPI's infinity_polling: a 409 from
-    getUpdates is not an error to retry here but a newer instance taking over."""
-
-    def __init__(self, bot: telebot.TeleBot, offset: Optional[int], on_conflict: Callable[[], object]):
-        self.bot, self.offset, self.on_conflict = bot, offset, on_conflict
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="polling", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        """No update is processed from now on. The request in flight is abandoned: what it
-        brings back is not confirmed to Telegram, which delivers it again to the next start."""
-        self._stopped.set()
-
-    @property
-    def last_update_id(self) -> Optional[int]:
-        return self.offset - 1 if self.offset else None
-
-    def _loop(self) -> None:
-        backoff = 0.5
-        while not self._stopped.is_set():
-            try:
-                updates = self.bot.get_updates(offset=self.offset, timeout=LONG_POLL_SECONDS + 15,
-                                               long_polling_timeout=LONG_POLL_SECONDS)
-            except telebot.apihelper.ApiTelegramException as error:
-                if error.error_code == 409 and "other getUpdates" in (error.description or ""):
-                    if not self._stopped.is_set():
-                        log.warning("getUpdates: 409, a newer instance polls: handing over")
-                        self.on_conflict()
-                    return
-                backoff = self._pause(f"getUpdates failed: {error.description}", backoff)
-                continue
-            except (telebot.apihelper.ApiException, requests.RequestException, ValueError,
-                    KeyError, TypeError) as error:
-                backoff = self._pause(f"getUpdates failed ({type(error).__name__})", backoff)
-                continue
-            backoff = 0.5
-            if self._stopped.is_set():
-                return
-            if updates:
-                self.offset = max(update.update_id for update in updates) + 1
-                self.bot.process_new_updates(updates)
-
-    def _pause(self, what: str, backoff: float) -> float:
-        log.warning("%s; retrying in %.1f s", what, backoff)
-        self._stopped.wait(backoff)
-        return min(backoff * 2, 30.0)
-
-
-def drain(bot: telebot.TeleBot, timeout: float = DRAIN_SECONDS) -> bool:
-    """Wait until every handler already queued or running has finished: each worker thread is
-    given a barrier, and all of them reach it only once the work before it is done. The workers
-    keep running afterwards (a passive instance may take over again)."""
-    workers = len(bot.worker_pool.workers)
-    barrier = threading.Barrier(workers + 1, timeout=timeout)
-    for _ in range(workers):
-        bot.worker_pool.put(_pass_barrier, barrier)
-    try:
-        barrier.wait()
-        return True
-    except threading.BrokenBarrierError:
-        log.warning("a handler was still running after %.0f s", timeout)
-        return False
-
-
-def _pass_barrier(barrier: threading.Barrier) -> None:
-    try:
-        barrier.wait()
-    except threading.BrokenBarrierError:
-        pass
-
-
 class Lifecycle:
     def __init__(self, bot: telebot.TeleBot, db: Database, engine: BackupEngine, runner: JobRunner,
                  settings: Settings, alert: Callable[[str], object], stop: threading.Event,
-                 clock: Clock = utc_now, instance: Optional[str] = None):
-        self.bot, self.db, self.engine, self.runner = bot, db, engine, runner
+                 clock: Clock = utc_now, instance: Optional[str] = None,
+                 gate: Optional[WebhookGate] = None):
+        """gate: webhook mode's source of updates (web.py hands it Telegram's requests); without
+        it, the instance polls."""
+        self.bot, self.db, self.engine, self.runner, self.gate = bot, db, engine, runner, gate
+        self.mode = "webhook" if gate is not None else "polling"
         self.settings, self.alert, self.stop_requested, self.clock = settings, alert, stop, clock
         self.instance = instance or instance_name()
         self.state = "starting"
         self._lock = threading.RLock()  # one transition at a time
-        self._poller: Optional[Poller] = None
+        self._source: Optional[Poller | WebhookGate] = None  # while serving
         self._handed_over_at: Optional[BackupInfo] = None  # our own final backup, when passive
         self.took_over = False  # it serves data another instance handed over (already off-site)
         engine.on_stale = lambda why: self._go_passive_after_stale()
@@ -154,7 +87,7 @@ class Lifecycle:
     # --- what the health endpoint shows ---
 
     def status(self) -> dict:
-        return {"state": self.state, "instance": self.instance,
+        return {"state": self.state, "instance": self.instance, "updates": self.mode,
                 "generation": self.engine.generation if self.state == "serving" else None,
                 "newest_offsite_backup_age_seconds": self._newest_offsite_age()}
 
@@ -232,8 +165,10 @@ class Lifecycle:
                        f"it probably stopped without a final backup (a crash?). Serving from {since}.")
 
     def _make_known(self) -> None:
-        """A getUpdates of our own, confirming nothing: Telegram ends the older poller's
-        request with 409, which is its signal to hand over."""
+        """Tell the writer a newer instance is here. A polling writer hears it from Telegram: a
+        getUpdates of our own, confirming nothing, ends its request with 409 (while a webhook is
+        set this one gets the 409, and nobody minds). Every writer, polling or not, also finds
+        a request to hand over off the machine (a knock): in webhook mode the only sign."""
         try:
             # Through apihelper's request function: bot.get_updates would turn a long-polling
             # timeout of 0 into its default of 10 s, and this call must return at once.
@@ -241,15 +176,20 @@ class Lifecycle:
                 "timeout": 10, "long_polling_timeout": 0, "limit": 1})
         except (telebot.apihelper.ApiException, requests.RequestException) as error:
             log.debug("making ourselves known: %s", error)
+        knock = self.engine.latest_knock()
+        if knock is None or knock.instance != self.instance:
+            self.engine.knock(self.instance)
 
     def _final_after(self, restored: Optional[BackupInfo]) -> Optional[BackupInfo]:
-        """A final backup newer than `restored` (any, without one), off the machine."""
+        """A final backup newer than `restored` (any, without one), off the machine: the one
+        the head names, or the newest backup when it is a final one (its writer stopped, even
+        if a destination could not take its head)."""
         head, _ = self.engine.heads()
-        if head is None or head.state != "final" or head.final_backup_at is None \
-                or (restored is not None and head.final_backup_at <= restored.created_at):
-            return None
-        for candidate in self.engine.listing().backups:
-            if candidate.created_at == head.final_backup_at and candidate.destination != "local":
+        named = head.final_backup_at if head is not None and head.state == "final" else None
+        candidates = [c for c in self.engine.listing().backups if c.destination != "local"]
+        for candidate in candidates:
+            newer = restored is None or candidate.created_at > restored.created_at
+            if newer and (candidate.created_at == named or (candidate is candidates[0] and candidate.final)):
                 return candidate
         return None
 
@@ -283,18 +223,43 @@ class Lifecycle:
             return True
 
     def _serve(self) -> None:
-        recorded = self.db.get_state(LAST_UPDATE_KEY)
-        offset = int(recorded) + 1 if recorded and recorded.isdigit() else None
-        self._poller = Poller(self.bot, offset, self._on_conflict)
         self.runner.resume()
-        self._poller.start()
         self.state = "serving"
-        log.info("serving as %s, generation %d", self.instance, self.engine.generation)
+        if self.gate is not None:
+            self._source = self.gate
+            self.gate.start(self.db)
+        else:
+            recorded = self.db.get_state(LAST_UPDATE_KEY)
+            offset = int(recorded) + 1 if recorded and recorded.isdigit() else None
+            self._source = Poller(self.bot, offset, self._on_conflict)
+            self._source.start()
+        threading.Thread(target=self._watch_knocks, args=(self.clock(),), name="knock-watch",
+                         daemon=True).start()
+        log.info("serving as %s, generation %d (%s)", self.instance, self.engine.generation, self.mode)
+
+    def _watch_knocks(self, since: datetime) -> None:
+        """While serving: a newer instance that asked this writer to hand over, after it began
+        serving, gets its hand-over (in webhook mode the only way it can ask; Telegram's 409
+        is the other)."""
+        generation = self.engine.generation
+        while not self.stop_requested.wait(KNOCK_WATCH_SECONDS[self.mode]):
+            if self.state != "serving" or self.engine.generation != generation:
+                return
+            try:
+                knock = self.engine.latest_knock()
+            except Exception:  # the watch must go on
+                log.exception("reading the hand-over requests off the machine failed")
+                continue
+            if knock is not None and knock.instance != self.instance and knock.at > since:
+                log.warning("%s asks this instance to hand over", knock.instance)
+                self._on_conflict()
+                return
 
     # --- handing over, and taking over again ---
 
     def _on_conflict(self) -> None:
-        """The poller's getUpdates got 409: a newer instance polls. Hand over to it."""
+        """A newer instance is here (the poller's getUpdates got 409, or the head says so): hand
+        over to it."""
         with self._lock:
             if self.state != "serving":
                 return
@@ -305,28 +270,31 @@ class Lifecycle:
     def _finish_writing(self, reason: str) -> Optional[BackupInfo]:
         """Stop taking updates, let the handlers finish, stop the jobs, and take the final
         backup (published as this writer's head); returns it."""
-        self._poller.stop()
+        self._source.stop()
         drain(self.bot)
         self.runner.pause()
-        self.db.set_state(LAST_UPDATE_KEY, str(self._poller.last_update_id or 0))
+        if self._source.last_update_id is not None:
+            self.db.set_state(LAST_UPDATE_KEY, str(self._source.last_update_id))
         result = self.engine.backup_quietly(reason)
         self.engine.stop_writing()
         return result.info if result else None
 
     def _become_passive(self, final: Optional[BackupInfo]) -> None:
+        if self.gate is not None:
+            self.gate.stop()  # Telegram's requests get 503 now, and come again to the writer
         self.engine.stop_writing()
         self.runner.pause()
         self._handed_over_at = final
         self.state = "passive"
         threading.Thread(target=self._watch, name="passive-watch", daemon=True).start()
-        log.info("passive: not polling; watching the backups off the machine")
+        log.info("passive: taking no updates; watching the backups off the machine")
 
     def _go_passive_after_stale(self) -> None:
         """The engine found a newer writer's head: stop taking updates, as after a 409."""
         def later() -> None:  # not on the thread taking the backup that found it
             with self._lock:
                 if self.state == "serving":
-                    self._poller.stop()
+                    self._source.stop()
                     drain(self.bot)
                     self._become_passive(None)
 
@@ -353,6 +321,8 @@ class Lifecycle:
             if final is None or self.state != "passive":
                 return
             self.state = "starting"
+            if self.gate is not None:
+                self.gate.hold()
             if mine is None:  # data of its own that never left the machine: keep a copy
                 self.engine.create(PRE_RESTORE, local_only=True)
             taken = self.engine.restore(final, by_person=False)
@@ -369,4 +339,6 @@ class Lifecycle:
             self.state = "stopping"
             if serving:
                 self._finish_writing("shutdown")
+            elif self.gate is not None:
+                self.gate.stop()
             self.runner.stop(timeout=DRAIN_SECONDS)

@@ -22,11 +22,12 @@ import tasks
 from admin_panel import AdminPanel
 from clock import utc_now
 from config import ConfigError, load_settings
-from health import start_health_server
 from lifecycle import Lifecycle
 from logs import setup_logging
 from messaging import alert_admins, send_quietly
 from telegram_destination import telegram_bot
+from updates import WebhookGate
+from web import start_server
 
 log = logging.getLogger("main")
 
@@ -51,14 +52,18 @@ def main() -> int:
     stop_requested = threading.Event()
     _install_signal_handlers(stop_requested)
 
-    bot = telegram_bot(settings, threaded=True, num_threads=4, use_class_middlewares=True,
+    # Webhook mode runs each handler in Telegram's request, which is answered once it is done:
+    # an update is marked handled only then, and Telegram retries what was not.
+    webhook = settings.webhook_url is not None
+    bot = telegram_bot(settings, threaded=not webhook, num_threads=4, use_class_middlewares=True,
                        exception_handler=HandlerErrorLogger())
     if not _token_accepted(bot):
         return 2
+    alert = partial(alert_admins, bot, settings)
+    gate = WebhookGate(bot, settings, refused=alert) if webhook else None
     status = [lambda: {"state": "starting"}]  # what the health endpoint shows, asked each time
     if settings.port:
-        start_health_server(settings.port, lambda: status[0]())
-    alert = partial(alert_admins, bot, settings)
+        start_server(settings.port, lambda: status[0](), gate)
     try:
         db, engine, report = startup.prepare_database(
             settings, startup.offsite_destinations(settings, bot, alert), alert=alert, stop=stop_requested)
@@ -69,7 +74,8 @@ def main() -> int:
     log.info("database: %s (%s); schema version %d%s", db.storage.path, db.storage.mode,
              db.schema_version(), f", applied {', '.join(applied)}" if applied else "")
     if not settings.admin_ids:
-        log.warning("ADMIN_IDS is empty: nobody can use the admin commands or get alerts")
+        log.warning("ADMIN_IDS is empty: nobody can use the admin commands or get alerts "
+                    "(send /id to the bot to learn your user id)")
 
     runner = tasks.build_runner(db, settings, notify=partial(send_quietly, bot), clock=utc_now,
                                 backup=engine.create)
@@ -81,7 +87,7 @@ def main() -> int:
     runner.pause()  # nothing is written before this instance is the writer
     runner.start()
 
-    instance = Lifecycle(bot, db, engine, runner, settings, alert, stop_requested)
+    instance = Lifecycle(bot, db, engine, runner, settings, alert, stop_requested, gate=gate)
     status[0] = lambda: {**instance.status(), "storage": db.storage.mode}
     if not stop_requested.is_set():
         instance.begin(report.restored, kept_local=report.restore_reason is None)

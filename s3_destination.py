@@ -25,7 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError,
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.exceptions import NoCredentialsError, PartialCredentialsError, ReadTimeoutError
 
-from backup_format import (NAME_PATTERN, BackupInfo, Head, NotABackupError, info_from_metadata,
+from backup_format import (NAME_PATTERN, BackupInfo, Head, Knock, NotABackupError, info_from_metadata,
                            info_to_metadata)
 from destinations import DestinationError, fence
 
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT, READ_TIMEOUT = 5, 60  # seconds: an unreachable endpoint fails within seconds
 HEAD_NAME = "head.json"  # who writes the backups in this prefix (backup_format.Head)
+KNOCK_NAME = "knock.json"  # the latest request to that writer to hand over (backup_format.Knock)
 MAX_HEAD_BYTES = 64 * 1024
 TRANSFER = TransferConfig(multipart_chunksize=8 << 20, max_concurrency=2)  # streamed, ~16 MB at most
 CREDENTIALS = {
@@ -102,7 +103,16 @@ class S3Bucket:
     def read_head(self) -> Optional[Head]:
         """The writer's record, the object PREFIX + head.json; None when there is none (or it is
         not one: it came from outside, and is reported)."""
-        key = self.prefix + HEAD_NAME
+        return self._read_record(HEAD_NAME, Head.from_json)
+
+    def read_knock(self) -> Optional[Knock]:
+        return self._read_record(KNOCK_NAME, Knock.from_json)
+
+    def knock(self, knock: Knock) -> None:
+        self._write_record(KNOCK_NAME, knock.as_json())
+
+    def _read_record(self, name: str, parse):
+        key = self.prefix + name
         with self._errors(key):
             try:
                 body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read(MAX_HEAD_BYTES + 1)
@@ -112,18 +122,21 @@ class S3Bucket:
                 raise
         try:
             if len(body) > MAX_HEAD_BYTES:
-                raise NotABackupError("the writer record is implausibly large")
-            return Head.from_json(json.loads(body))
+                raise NotABackupError("the record is implausibly large")
+            return parse(json.loads(body))
         except (ValueError, RecursionError, NotABackupError) as error:
             log.warning("ignoring s3://%s/%s: %s", self.bucket, key, error)
             return None
 
+    def _write_record(self, name: str, record: dict) -> None:
+        key = self.prefix + name
+        with self._errors(key):
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=json.dumps(record).encode(),
+                                   ContentType="application/json")
+
     def write_head(self, head: Head) -> None:
         fence(self.read_head(), head.generation, head.writer)
-        key = self.prefix + HEAD_NAME
-        with self._errors(key):
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=json.dumps(head.as_json()).encode(),
-                                   ContentType="application/json")
+        self._write_record(HEAD_NAME, head.as_json())
 
     def _describe(self, key: str, size: int) -> Optional[BackupInfo]:
         """The backup at `key` from its metadata; None (and a warning) when it is not one."""

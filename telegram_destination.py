@@ -28,12 +28,13 @@ from requests_toolbelt import MultipartEncoder
 from telebot import types
 
 import human
-from backup_format import NAME_PATTERN, BackupInfo, Head, NotABackupError, checked_info
+from backup_format import NAME_PATTERN, BackupInfo, Head, Knock, NotABackupError, checked_info
 from config import Settings
 from destinations import DestinationError, TooLarge, fence
 from files import CHUNK
 from telegram_index import VISIBLE_NAME, Entry, Index, Part, parse_index, serialize
 from telegram_index import caption as index_caption
+from telegram_index import caption_with_knock, knock_in_caption
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +147,24 @@ class TelegramChat:
         fence(index.head, head.generation, head.writer)
         index.head = head
         self._write_index(index)
+
+    def read_knock(self) -> Optional[Knock]:
+        pinned = self._pinned()
+        return knock_in_caption(pinned.caption or "") if self._is_index(pinned) else None
+
+    def knock(self, knock: Knock) -> None:
+        """A line under the pinned index's caption (editMessageCaption): the document, which
+        only the writer rewrites, stays as it is, so nothing the writer lists can be lost."""
+        pinned = self._pinned()
+        if not self._is_index(pinned):
+            raise DestinationError("no backup index is pinned on top in the chat to leave the request on")
+        with telegram_errors("edit the caption of the backup index in"):
+            self.bot.edit_message_caption(caption_with_knock(pinned.caption or "", knock), self.chat_id,
+                                          pinned.message_id)
+
+    def _is_index(self, pinned) -> bool:
+        document = getattr(pinned, "document", None)
+        return document is not None and document.file_name == self.index_name
 
     # --- sending ---
 

@@ -13,7 +13,8 @@ chat's pinned message (getChat). So that message is a document the bot keeps up 
                              "sha256": "..."}, ...]}, ...]}      newest first
 
 A backup larger than a bot may download travels as parts, each a document of its own with its
-own checksum. Everything in the index came from a chat other people may write to: parse_index
+own checksum. A newer instance asking the writer to hand over leaves a line under the caption
+(caption_with_knock), never in the document. Everything in the index came from a chat other people may write to: parse_index
 checks every field and answers an Index or NotABackupError, whatever the bytes.
 """
 
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import human
-from backup_format import SHA256, BackupInfo, Head, NotABackupError, checked_info
+from backup_format import SHA256, BackupInfo, Head, Knock, NotABackupError, checked_info
 
 log = logging.getLogger(__name__)
 
@@ -166,3 +167,29 @@ def caption(index: Index, bot_username: str) -> str:
                      f"{human.size(newest.size)}" + (f", {users} users" if users is not None else ""))
         lines.append(f"{len(index.entries)} backups listed.")
     return "\n".join(lines)
+
+
+# A newer instance asking the writer to hand over (backup_format.Knock) writes this line under
+# the caption: the one part of the pinned index it may change without touching the document,
+# which only the writer rewrites. The writer's next index drops it.
+KNOCK_LINE = re.compile(r"^🔔 Hand-over asked by ([A-Za-z0-9._:-]{1,80}) at (\S{1,40})$")
+
+
+def caption_with_knock(text: str, knock: Knock) -> str:
+    """`text` (a pinned index's caption) with `knock` as its last line, within Telegram's 1024
+    characters: what the caption said before is cut, never the request."""
+    line = f"🔔 Hand-over asked by {knock.instance} at {knock.at.isoformat(timespec='milliseconds')}"
+    kept = "\n".join(kept for kept in text.splitlines() if not KNOCK_LINE.match(kept))
+    return (kept[:1024 - len(line) - 1] + "\n" + line) if kept else line
+
+
+def knock_in_caption(text: str) -> Optional[Knock]:
+    """The request in a pinned index's caption; None without one, or with a damaged one."""
+    for line in reversed(text.splitlines()[-5:]):
+        found = KNOCK_LINE.match(line)
+        if found:
+            try:
+                return Knock.from_json({"instance": found.group(1), "at": found.group(2)})
+            except NotABackupError:
+                return None
+    return None

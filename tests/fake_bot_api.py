@@ -7,7 +7,7 @@ wait_for*() helpers, which re-check on every recorded call (no sleep-polling).
 
 As Telegram does: a getUpdates call ends the one still waiting before it with 409 (only the
 newest long poll waits; wait_for_long_poll() blocks until one does); editMessageMedia swaps a
-message's document and caption; a deleted message can no longer be edited, deleted or pinned,
+message's document and caption, editMessageCaption its caption alone; a deleted message can no longer be edited, deleted or pinned,
 and stops being the pinned one (messages() keeps it, marked "deleted"); make_undeletable()
 makes deleteMessage fail as for a message older than 48 hours. setWebhook/deleteWebhook/
 getWebhookInfo: while a webhook is set, getUpdates answers 409 and a background thread POSTs
@@ -152,7 +152,8 @@ class FakeBotAPI:
                           "sendDocument": self._send_document, "pinChatMessage": self._pin,
                           "unpinChatMessage": self._unpin, "getChat": self._get_chat,
                           "getFile": self._get_file, "editMessageText": self._edit_text,
-                          "editMessageMedia": self._edit_media, "deleteMessage": self._delete,
+                          "editMessageMedia": self._edit_media, "editMessageCaption": self._edit_caption,
+                          "deleteMessage": self._delete,
                           "setWebhook": self._set_webhook, "deleteWebhook": self._delete_webhook,
                           "getWebhookInfo": self._get_webhook_info}
         self._handlers.update({name: lambda p, f: True for name in SIMPLE_TRUE})
@@ -533,6 +534,15 @@ class FakeBotAPI:
     def _edit_text(self, p, files):
         with self._cond:
             return self._apply_edit(self._editable(p), {"text": p.get("text")}, p)
+
+    def _edit_caption(self, p, files):
+        with self._cond:
+            message = self._editable(p)
+            if "text" in message:
+                raise ApiError(400, "Bad Request: there is no caption in the message to edit")
+            if len(p.get("caption") or "") > 1024:
+                raise ApiError(400, "Bad Request: message caption is too long")
+            return self._apply_edit(message, {"caption": p.get("caption")}, p)
 
     def _edit_media(self, p, files):
         media = _input_media(p["media"])

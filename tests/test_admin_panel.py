@@ -60,7 +60,9 @@ def test_every_screen_and_button(fake, start_bot):
     assert buttons(press(fake, "/admin", "Admin panel")) == [panel.STATISTICS, panel.SYSTEM]
     stats = press(fake, panel.STATISTICS, "Users:")["text"]
     assert "Users: 2" in stats and "Blocked now: 0" in stats and "Actions in the last 24 hours:" in stats
-    assert buttons(press(fake, panel.SYSTEM, "System")) == [panel.BACKUP, panel.JOBS, panel.BACK]
+    system = press(fake, panel.SYSTEM, "System")
+    assert buttons(system) == [panel.BACKUP, panel.JOBS, panel.BACK]
+    assert "Updates: by polling (getUpdates)" in system["text"] and "0 update(s) waiting" in system["text"]
     jobs = press(fake, panel.JOBS, "Jobs")["text"]
     for line in ("auto_unblock: every 1 min", "cleanup_tracking: every 1 h", "backup: every 6 h",
                  "last error: none", "next 20"):

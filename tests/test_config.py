@@ -78,3 +78,35 @@ def test_dotenv_file_is_read_and_the_environment_wins(tmp_path, monkeypatch):
     monkeypatch.delenv("ADMIN_IDS", raising=False)
     s = load_settings(dotenv_path=env_file)
     assert (s.bot_token, s.admin_ids, s.backup_keep) == (TOKEN, (5,), 7)
+
+
+def test_webhook_mode_needs_a_port_and_an_address_telegram_will_post_to():
+    with pytest.raises(ConfigError, match="WEBHOOK_URL needs PORT"):
+        settings(WEBHOOK_URL="https://bot-org.koyeb.app/telegram")
+    for url, given in (("http://bot-org.koyeb.app/telegram", "http:// with no port"),
+                       ("https://bot-org.koyeb.app:8000/telegram", "port 8000"),
+                       ("https://bot-org.koyeb.app:99999/telegram", "a port that is not a number")):
+        with pytest.raises(ConfigError, match="https:// URL on port 443, 80, 88 or 8443") as error:
+            settings(WEBHOOK_URL=url, PORT="8000")
+        assert given in str(error.value) and "koyeb" not in str(error.value)  # the address is not echoed
+    s = settings(WEBHOOK_URL="https://bot-org.koyeb.app:8443/telegram", PORT="8000")
+    assert (s.webhook_url, s.port) == ("https://bot-org.koyeb.app:8443/telegram", 8000)
+    # A server of one's own (a test's stand-in) is taken at its word: plain http, any port.
+    local = settings(WEBHOOK_URL="http://127.0.0.1:9000/hook", PORT="9000",
+                     TELEGRAM_API_URL="http://127.0.0.1:8081")
+    assert local.webhook_url == "http://127.0.0.1:9000/hook"
+    assert settings().webhook_url is None and settings().webhook_secret == ""
+
+
+def test_the_webhook_secret_is_the_same_for_every_instance_and_never_shown():
+    url = {"WEBHOOK_URL": "https://bot-org.koyeb.app/telegram", "PORT": "8000"}
+    derived = settings(**url).webhook_secret
+    assert derived == settings(**url).webhook_secret  # another instance knows it without being told
+    assert derived != load_settings({"BOT_TOKEN": "654321:ZZbbCCddEEffGGhhIIjjKKll", **url}).webhook_secret
+    assert TOKEN.split(":")[1] not in derived and len(derived) <= 256
+    assert derived in settings(**url).secrets and derived not in repr(settings(**url))
+    assert settings(WEBHOOK_SECRET="mine_1-2", **url).webhook_secret == "mine_1-2"
+    for bad in ("has space", "x" * 257, "ümlaut", "semi;colon"):
+        with pytest.raises(ConfigError, match="WEBHOOK_SECRET must be") as error:
+            settings(WEBHOOK_SECRET=bad, **url)
+        assert bad not in str(error.value)

@@ -83,7 +83,7 @@ def test_no_log_line_holds_the_token_when_the_api_is_unreachable(fake, run_bot):
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
     bot = run_bot(api_url=f"http://127.0.0.1:{closed_port}", STARTUP_RESTORE_WAIT_SECONDS="0")
-    bot.wait_for_log("getUpdates failed (ConnectionError)")  # polling failed and said so
+    bot.wait_for_log("deleteWebhook: ConnectionError")  # polling (its first step) failed and said so
     code, _ = bot.stop()
     log = bot.log()
     assert code == 0
@@ -118,6 +118,7 @@ def test_health_endpoint_reports_state_generation_storage_and_backup_age(fake, r
     ({}, "BOT_TOKEN is required"),
     ({"BOT_TOKEN": "123:short"}, "BOT_TOKEN is malformed"),
     ({"BOT_TOKEN": "123456:AAbbCCddEEffGGhhIIjjKKll", "BACKUP_KEEP": "many"}, "BACKUP_KEEP"),
+    ({"BOT_TOKEN": "123456:AAbbCCddEEffGGhhIIjjKKll", "WEBHOOK_URL": "https://b.koyeb.app/t"}, "WEBHOOK_URL needs PORT"),
 ])
 def test_bad_configuration_is_one_line_and_exit_2(tmp_path, env, expected):
     result = subprocess.run([sys.executable, str(PROJECT / "main.py")], cwd=tmp_path,

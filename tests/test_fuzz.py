@@ -8,7 +8,7 @@ import io
 import json
 import struct
 import tempfile
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import zstandard
@@ -17,11 +17,12 @@ from hypothesis import strategies as st
 
 import database
 from backup_format import (EARLIEST, FORMAT, LATEST, SKIPPABLE_MAGIC,
-                           SQLITE_MAGIC, BackupError, BackupInfo, NotABackupError,
+                           SQLITE_MAGIC, BackupError, BackupInfo, Knock, NotABackupError,
                            info_from_metadata, read_header, unpack_and_verify)
 from conftest import NOW
 from sealing import AGE_MAGIC, SEALED_MAGIC, Sealer
 from telegram_destination import info_from_caption
+from telegram_index import caption_with_knock, knock_in_caption
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SLOW = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -218,3 +219,31 @@ def test_any_index_document_gives_an_index_of_sound_entries_or_our_error(documen
         assert_sound(entry.info)
         assert entry.parts and sum(part.size for part in entry.parts) == entry.info.size
     assert all(isinstance(m, int) and m > 0 for m in index.rolling)
+
+
+KNOCK_LINES = st.builds(lambda name, at: f"🔔 Hand-over asked by {name} at {at}",
+                        st.text(alphabet="abc-_.:9Z", max_size=90) | st.text(max_size=20),
+                        st.text(alphabet="0123456789-T:.+Z", max_size=40) | st.just("2026-11-26T12:00:00.000+00:00"))
+
+
+@FAST
+@example("📌 Backup index of @bot\n🔔 Hand-over asked by vm-1-ab at 2026-11-26T12:00:00.000+00:00")
+@given(st.lists(KNOCK_LINES | st.text(max_size=100) | st.text(min_size=900, max_size=1100), max_size=6).map("\n".join))
+def test_any_index_caption_gives_a_sound_knock_or_nothing(caption):
+    knock = knock_in_caption(caption)
+    if knock is not None:
+        assert knock.instance and len(knock.instance) <= 80 and knock.at.tzinfo is not None
+    mine = Knock("vm-7-" + "x" * 75, datetime(2026, 11, 26, 12, 0, 1, 500000, tzinfo=timezone.utc))
+    written = caption_with_knock(caption, mine)
+    assert len(written) <= 1024 and knock_in_caption(written) == mine  # never cut off
+
+
+@FAST
+@given(st.dictionaries(st.sampled_from(["instance", "at", "other"]),
+                       st.none() | st.integers() | st.text(max_size=90) | st.lists(st.integers(), max_size=2)))
+def test_any_knock_record_gives_a_knock_or_our_error(data):
+    try:
+        knock = Knock.from_json(data)
+    except NotABackupError:
+        return
+    assert Knock.from_json(knock.as_json()) == knock

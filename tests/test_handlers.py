@@ -115,3 +115,8 @@ def test_non_admins_cannot_block(harness):
     harness.say(USER, "/start")
     assert harness.say(USER, f"/block {ADMIN + 1}") == []
     assert harness.db.user(ADMIN + 1) is None
+
+
+def test_anyone_can_learn_their_user_id_for_admin_ids(harness):
+    assert harness.say(USER, "/id") == [f"Your Telegram user id: {USER}"]
+    assert "/id: your Telegram user id" in harness.say(USER, "/help")[0]

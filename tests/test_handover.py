@@ -6,6 +6,7 @@ import os
 import signal
 import sqlite3
 import threading
+from datetime import datetime, timezone
 from contextlib import closing
 from pathlib import Path
 
@@ -94,6 +95,43 @@ def test_a_restore_by_a_person_is_what_a_new_instance_brings_back(tmp_path, fake
     report.lock.release()
     assert report.restored.reason == "restore"
     assert users_in(empty_disk.db_path) == {1}  # not the pre-restore safety copy, which had user 2
+    db.close()
+
+
+def test_a_knock_never_costs_the_writer_a_backup_or_its_head(tmp_path, fake, s3_server, s3_env, monkeypatch):
+    """The race a knock in the writer's head lost to: the waiting instance reads the chat's
+    index, the writer publishes its final backup, the waiting instance writes back what it read."""
+    import telebot
+    from backup_format import Knock
+    monkeypatch.setattr(telebot.apihelper, "API_URL", fake.url + "/bot{0}/{1}")
+    monkeypatch.setattr(telebot.apihelper, "FILE_URL", fake.url + "/file/bot{0}/{1}")
+    env = {"BOT_TOKEN": fake.token, "TELEGRAM_API_URL": fake.url, "ADMIN_IDS": "1000", "BACKUP_CHAT_ID": str(CHAT),
+           "S3_BUCKET": s3_server.bucket, "S3_PREFIX": s3_env, "S3_ENDPOINT_URL": s3_server.endpoint_url}
+    writer_settings = load_settings({**env, "DB_PATH": str(tmp_path / "a" / "bot.db")})
+    db = database.open_database(writer_settings.db_path)
+    db.migrate()
+    writer = BackupEngine(db, writer_settings, offsite_destinations(writer_settings))
+    writer.become_writer(3, "writer-a")
+    writer.publish("writing")
+    db.track_message(1, None, "N", 1, "message", NOW, NOW)
+    writer.create("manual")
+
+    waiting = offsite_destinations(load_settings({**env, "DB_PATH": str(tmp_path / "b" / "bot.db")}))
+    chat, bucket = waiting
+    stale_pin = chat._pinned()  # what the waiting instance read, before the writer's final backup
+    chat._pinned = lambda: stale_pin
+    final = writer.create("handover").info  # the writer hands over meanwhile: head 'final'
+    for destination in waiting:
+        destination.knock(Knock("instance-b", datetime(2026, 11, 26, 12, 0, 1, tzinfo=timezone.utc)))
+
+    for destination in offsite_destinations(writer_settings):  # what anyone reads now
+        assert destination.read_head().state == "final" and destination.read_head().writer == "writer-a"
+        assert final.sha256 in {b.sha256 for b in destination.list()}
+        assert destination.read_knock() == Knock("instance-b", datetime(2026, 11, 26, 12, 0, 1,
+                                                                         tzinfo=timezone.utc))
+    assert "Backup index of" in fake.pinned_message(CHAT)["caption"]  # the people's text kept
+    writer.create("manual")  # the writer's next index: the request is gone from the chat
+    assert offsite_destinations(writer_settings)[0].read_knock() is None
     db.close()
 
 

@@ -17,7 +17,6 @@ from sealing import SEALED_MAGIC
 from config import load_settings
 from conftest import NOW, chat_index, newest_backup_message
 from startup import offsite_destinations
-from telegram_destination import TelegramChat
 from fake_bot_api import FakeBotAPI
 
 CHAT = -1001234567890  # a channel the bot is an admin of

@@ -15,7 +15,7 @@ LAYERS = {
     "backup": 10,  # the `python backup.py` entry
     "main": 9, "backup_cli": 9,  # wiring
     "lifecycle": 8,  # the instance's part in a deployment: serving, handing over, passive
-    "admin_panel": 7, "handlers": 7, "tasks": 7, "health": 7,  # what people and the clock drive
+    "admin_panel": 7, "handlers": 7, "tasks": 7, "web": 7, "updates": 7,  # what people and the clock drive
     "startup": 6,  # the startup's database steps
     "engine": 5,  # the backup engine
     "telegram_destination": 4, "s3_destination": 4,  # places off the machine

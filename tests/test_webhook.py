@@ -1,0 +1,411 @@
+"""Webhook mode: only Telegram gets in (web.py), each update is handled once and never against an
+empty database (updates.WebhookGate), and, end to end with real `python main.py` processes, a
+bot that sleeps with its host, wakes on a message on an empty disk, and loses nothing."""
+
+import http.client
+import json
+import shutil
+import socket
+import threading
+import time
+
+import pytest
+import telebot
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import database
+import updates
+import web
+from bot_process import ADMIN_ID
+from config import load_settings
+from edge_proxy import EdgeProxy
+from test_end_to_end import free_port, health
+from test_handover import CHAT, Users, serving, users_in
+
+PATH = "/telegram"
+SECRET = "s3cret-Token_1"
+
+
+# --- web.py: what gets in ----------------------------------------------------------------------
+
+class Recorder:
+    """A webhook that records what reaches it."""
+    path, secret = PATH, SECRET
+
+    def __init__(self):
+        self.updates = []
+
+    def handle(self, update):
+        self.updates.append(update)
+        return 200
+
+
+@pytest.fixture(scope="module")
+def server():
+    recorder, port = Recorder(), free_port()
+    http_server = web.start_server(port, lambda: {"state": "serving"}, recorder, host="127.0.0.1")
+    yield recorder, port
+    http_server.shutdown()
+    http_server.server_close()
+
+
+def post(port, body: bytes, headers: dict, path=PATH, method="POST"):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request(method, path, body, headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def update(update_id=1, user=4242, text="/start"):
+    return {"update_id": update_id, "message": {
+        "message_id": update_id, "date": 1795000000, "text": text,
+        "chat": {"id": user, "type": "private"}, "from": {"id": user, "is_bot": False, "first_name": "U"},
+        "entities": [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
+        if text.startswith("/") else []}}
+
+
+SOME_BODY = st.one_of(st.binary(max_size=300), st.just(json.dumps(update()).encode()))
+NOT_THE_SECRET = st.one_of(
+    st.none(), st.just(""), st.just(SECRET.upper()), st.just(SECRET + "x"), st.just(SECRET[:-1]),
+    st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=300))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(secret=NOT_THE_SECRET, body=SOME_BODY)
+def test_without_the_secret_nothing_gets_in_whatever_the_body(server, secret, body):
+    recorder, port = server
+    before = len(recorder.updates)
+    headers = {"Content-Length": str(len(body)), "Content-Type": "application/json"}
+    if secret is not None:
+        headers[web.SECRET_HEADER] = secret
+    status, _ = post(port, body, headers)
+    assert status == (200 if secret == SECRET else 401)
+    assert len(recorder.updates) == before
+
+
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+                           max_leaves=20)
+BODIES = st.one_of(
+    st.binary(max_size=400),
+    JSON_VALUES.map(lambda v: json.dumps(v).encode()),
+    st.dictionaries(st.text(max_size=10), JSON_VALUES, max_size=4).map(lambda d: json.dumps(d).encode()),
+    st.one_of(st.integers(), st.floats(allow_nan=False), st.text(), st.booleans(), st.none()).map(
+        lambda u: json.dumps({"update_id": u, "message": {}}).encode()),
+    st.integers(min_value=0, max_value=2**53 - 1).map(lambda u: json.dumps(update(u)).encode()),
+    st.just(b"[" * 100_000), st.just(b'{"update_id": 1, "x": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=BODIES)
+def test_with_the_secret_only_an_update_gets_through(server, body):
+    recorder, port = server
+    before = len(recorder.updates)
+    status, _ = post(port, body, {"Content-Length": str(len(body)), web.SECRET_HEADER: SECRET})
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):
+        parsed = None
+    is_update = isinstance(parsed, dict) and type(parsed.get("update_id")) is int and 0 <= parsed["update_id"] < 2**53
+    assert status == (200 if is_update else 400)
+    assert recorder.updates[before:] == ([parsed] if is_update else [])
+
+
+def test_wrong_methods_paths_lengths_and_sizes_get_a_4xx_and_reach_nothing(server):
+    recorder, port = server
+    before = len(recorder.updates)
+    body = json.dumps(update()).encode()
+    right = {web.SECRET_HEADER: SECRET, "Content-Length": str(len(body))}
+    assert post(port, b"", {}, method="GET")[0] == 405
+    assert post(port, body, right, method="PUT")[0] == 405
+    assert post(port, body, right, path="/telegram/")[0] == 404
+    assert post(port, body, right, path="/healthz")[0] == 405
+    assert post(port, body, right, path="/other")[0] == 404
+    assert post(port, body, {**right, "Content-Length": "-1"})[0] == 411
+    assert post(port, body, {**right, "Content-Length": "abc"})[0] == 411
+    assert recorder.updates[before:] == []
+
+    # Over the limit: refused from the headers alone, before a byte of the body is waited for.
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        raw.sendall(f"POST {PATH} HTTP/1.1\r\nHost: x\r\n{web.SECRET_HEADER}: {SECRET}\r\n"
+                    f"Content-Length: {web.MAX_BODY + 1}\r\n\r\n".encode())
+        assert raw.recv(100).startswith(b"HTTP/1.0 413")
+    assert recorder.updates[before:] == []
+
+
+def test_a_slow_client_is_cut_off_and_others_are_served_meanwhile(monkeypatch):
+    monkeypatch.setattr(web, "CLIENT_TIMEOUT", 0.5)
+    recorder, port = Recorder(), free_port()
+    http_server = web.start_server(port, lambda: {"state": "serving"}, recorder, host="127.0.0.1")
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as slow:
+            body = json.dumps(update()).encode()
+            slow.sendall(f"POST {PATH} HTTP/1.1\r\nHost: x\r\n{web.SECRET_HEADER}: {SECRET}\r\n"
+                         f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:10])  # and then nothing
+            assert health(port)["state"] == "serving"  # the others are served while it stalls
+            started = time.monotonic()
+            assert slow.recv(100) == b""  # cut off: the server closed the connection
+            assert time.monotonic() - started < 5
+        assert recorder.updates == []
+    finally:
+        http_server.shutdown()
+        http_server.server_close()
+
+
+# --- updates.WebhookGate: once, and never against an empty database ----------------------------
+
+@pytest.fixture
+def gate_parts(tmp_path, fake, monkeypatch):
+    monkeypatch.setattr(telebot.apihelper, "API_URL", fake.url + "/bot{0}/{1}")
+    conf = load_settings({"BOT_TOKEN": fake.token, "TELEGRAM_API_URL": fake.url, "DB_PATH": str(tmp_path / "bot.db"),
+                          "WEBHOOK_URL": "http://127.0.0.1:9/telegram", "PORT": "9"})
+    bot = telebot.TeleBot(fake.token, threaded=False)
+    handled = []
+    bot.message_handler(func=lambda m: True)(lambda m: handled.append(m.text))
+
+    def open_db():
+        db = database.open_database(conf.db_path)
+        db.migrate()
+        return db
+
+    return bot, conf, handled, open_db
+
+
+def test_an_update_delivered_again_is_acknowledged_and_handled_once_across_restarts(gate_parts, fake):
+    bot, conf, handled, open_db = gate_parts
+    db = open_db()
+    gate = updates.WebhookGate(bot, conf, refused=print)
+    gate.start(db)
+    assert [gate.handle(update(500, text="one")), gate.handle(update(500, text="one"))] == [200, 200]
+    assert gate.handle(update(501, text="two")) == 200
+    assert handled == ["one", "two"]
+    fake.wait_for(lambda: any(c["method"] == "setWebhook" for c in fake.requests()), 10, "setWebhook")
+    hook = fake.requests("setWebhook")[-1]["params"]
+    assert hook["url"] == conf.webhook_url and hook["secret_token"] == conf.webhook_secret
+    assert hook["allowed_updates"] == ["message"]
+    gate.stop()
+    db.close()
+
+    db = open_db()  # a restart, from the same data (a restored backup carries the same row)
+    again = updates.WebhookGate(bot, conf, refused=print)
+    again.start(db)
+    assert again.handle(update(500, text="one")) == 200 and again.handle(update(501, text="two")) == 200
+    assert handled == ["one", "two"]
+    # A week without updates: Telegram picks the next id at random, maybe lower. Handled.
+    assert again.handle(update(17, text="after a quiet week")) == 200
+    assert handled == ["one", "two", "after a quiet week"]
+    again.stop()
+    db.close()
+
+
+def test_updates_a_poller_handled_are_not_handled_again_by_webhook(gate_parts):
+    bot, conf, handled, open_db = gate_parts
+    db = open_db()
+    db.set_state(updates.LAST_UPDATE_KEY, "100")  # what a polling writer's final backup records
+    gate = updates.WebhookGate(bot, conf, refused=print)
+    gate.start(db)
+    assert [gate.handle(update(n, text=str(n))) for n in (99, 100, 101)] == [200, 200, 200]
+    assert handled == ["101"]
+    gate.stop()
+    db.close()
+
+
+def test_a_request_while_the_instance_starts_is_held_until_it_serves(gate_parts):
+    bot, conf, handled, open_db = gate_parts
+    db = open_db()
+    gate = updates.WebhookGate(bot, conf, refused=print)
+    answers = []
+    request = threading.Thread(target=lambda: answers.append(gate.handle(update(7, text="woke me"))))
+    request.start()
+    request.join(0.3)
+    assert request.is_alive() and handled == []  # held: the database is not restored yet
+    gate.start(db)  # restored, and serving
+    request.join(10)
+    assert answers == [200] and handled == ["woke me"]
+    gate.stop()
+    assert gate.handle(update(8, text="too late")) == 503  # passive or stopping: Telegram retries
+    assert handled == ["woke me"]
+    db.close()
+
+
+def test_a_request_held_while_the_instance_gives_up_serving_gets_503(gate_parts, monkeypatch):
+    bot, conf, handled, open_db = gate_parts
+    gate = updates.WebhookGate(bot, conf, refused=print)
+    answers = []
+    request = threading.Thread(target=lambda: answers.append(gate.handle(update(7))))
+    request.start()
+    gate.stop()  # it turned passive instead (another instance writes): Telegram retries there
+    request.join(10)
+    assert answers == [503] and handled == []
+
+
+def test_telegram_refusing_the_webhook_address_is_told_to_the_admins(gate_parts, fake):
+    bot, conf, handled, open_db = gate_parts
+    db = open_db()
+    fake.fail_next("setWebhook", 502, "Bad Gateway")  # first a passing trouble: retried
+    fake.fail_next("setWebhook", 400, "Bad Request: bad webhook: HTTPS url must be provided for webhook")
+    told, telling = [], threading.Event()
+    gate = updates.WebhookGate(bot, conf, refused=lambda text: (told.append(text), telling.set()))
+    gate.start(db)
+    assert telling.wait(10), "the admins were not told"
+    assert "HTTPS url must be provided" in told[0] and "No updates arrive" in told[0]
+    assert [c["status"] for c in fake.requests("setWebhook")] == [502, 400]  # then it gave up
+    gate.stop()
+    db.close()
+
+
+# --- end to end: real processes ----------------------------------------------------------------
+
+def webhook_env(port, url=None):
+    return {"PORT": str(port), "WEBHOOK_URL": url or f"http://127.0.0.1:{port}{PATH}",
+            "BACKUP_CHAT_ID": str(CHAT), "BACKUP_AFTER_CHANGE_SECONDS": "2"}
+
+
+def _call(fake, method):
+    connection = http.client.HTTPConnection(fake.url.split("//")[1], timeout=10)
+    try:
+        connection.request("POST", f"/bot{fake.token}/{method}", b"", {"Content-Length": "0"})
+        return json.loads(connection.getresponse().read())["result"]
+    finally:
+        connection.close()
+
+
+@pytest.mark.e2e
+def test_users_are_answered_by_webhook_and_nothing_else_gets_in(fake, run_bot):
+    port = free_port()
+    bot = run_bot(folder="a", **webhook_env(port))
+    serving(bot)
+    fake.wait_for(lambda: _call(fake, "getWebhookInfo")["url"], 10, "the webhook set")
+    info = _call(fake, "getWebhookInfo")
+    assert info["url"] == f"http://127.0.0.1:{port}{PATH}" and info["allowed_updates"] == ["message"]
+    users = Users(fake)
+    for _ in range(3):
+        users.one()
+    assert len(users.answered) == 3
+    assert all(c["status"] == 200 for c in fake.requests("webhookDelivery"))
+    assert health(port)["updates"] == "webhook"
+
+    forged = json.dumps(update(10_000, user=6666)).encode()  # a stranger posing as Telegram
+    for headers in ({}, {web.SECRET_HEADER: "guess"}, {web.SECRET_HEADER: ""}):
+        assert post(port, forged, {"Content-Length": str(len(forged)), **headers})[0] == 401
+    secret = fake.requests("setWebhook")[-1]["params"]["secret_token"]
+    assert secret and secret not in bot.log() and fake.token.split(":")[1] not in secret
+    assert post(port, b'{"update_id": 1, "mess', {"Content-Length": "22", web.SECRET_HEADER: secret})[0] == 400
+    users.one()  # still serving
+    assert bot.stop()[0] == 0
+    assert users_in(bot.db_path) == set(users.answered) and 6666 not in users_in(bot.db_path)
+    assert len(users.answered) == 4
+
+
+@pytest.mark.e2e
+def test_sleep_then_a_message_wakes_a_bot_on_an_empty_disk_and_nothing_is_lost(fake, run_bot):
+    port = free_port()
+    first = run_bot(folder="a", **webhook_env(port))
+    serving(first)
+    users = Users(fake)
+    for _ in range(3):
+        users.one()
+    assert first.stop()[0] == 0  # the host puts it to sleep: SIGTERM, the final backup
+    shutil.rmtree(first.workdir / "data")
+
+    failed = len([c for c in fake.requests("webhookDelivery") if c["error"]])
+    waking = users.next_id
+    fake.send_text(waking, "/start")  # arrives while no process runs
+    fake.wait_for(lambda: len([c for c in fake.requests("webhookDelivery") if c["error"]]) >= failed + 2,
+                  10, "the delivery failed, and was retried")
+    assert "Connection refused" in _call(fake, "getWebhookInfo")["last_error_message"]
+
+    woken = run_bot(folder="b", **webhook_env(port))  # a new instance, another empty disk
+    assert "registered" in fake.wait_for_message(waking, "registered", timeout=60)["text"]
+    assert "Restored at startup" in woken.log()
+    fake.send_text(ADMIN_ID, "/start")
+    fake.wait_for_message(ADMIN_ID, "Admin panel")
+    seen = len(fake.messages(ADMIN_ID))
+    fake.send_text(ADMIN_ID, "⚙️ System")  # where an admin sees that webhook mode works
+    system = fake.wait_for_message(ADMIN_ID, "System", after=seen)["text"]
+    assert f"Updates: by webhook, to http://127.0.0.1:{port}{PATH}" in system
+    assert "Last delivery error: Connection refused" in system and "⚠️" not in system
+    assert woken.stop()[0] == 0
+    assert users_in(woken.db_path) == set(users.answered) | {waking}
+
+
+@pytest.mark.e2e
+def test_the_same_update_delivered_twice_is_handled_once_even_after_a_restart(fake, run_bot):
+    port = free_port()
+    first = run_bot(folder="a", **webhook_env(port))
+    serving(first)
+    fake.wait_for(lambda: fake.requests("setWebhook"), 10, "the webhook set")
+    secret = fake.requests("setWebhook")[-1]["params"]["secret_token"]
+    body = json.dumps(update(77_000, user=5151, text="/start")).encode()
+    headers = {"Content-Length": str(len(body)), web.SECRET_HEADER: secret}
+    assert post(port, body, headers)[0] == 200
+    assert post(port, body, headers)[0] == 200  # Telegram retrying: our answer was lost, say
+    fake.wait_for_message(5151, "registered")
+    assert first.stop()[0] == 0
+
+    second = run_bot(folder="b", **webhook_env(port))  # on an empty disk: restored from the chat
+    serving(second)
+    assert post(port, body, headers)[0] == 200  # delivered again after the wake-up
+    fake.send_text(ADMIN_ID, "/start")  # handled after it: a barrier
+    fake.wait_for_message(ADMIN_ID, "Admin panel")
+    assert len([m for m in fake.messages(5151) if "registered" in (m.get("text") or "")]) == 1
+    assert second.stop()[0] == 0
+
+
+@pytest.mark.e2e
+def test_switching_back_to_polling_works_at_the_next_start(fake, run_bot):
+    port = free_port()
+    first = run_bot(folder="a", **webhook_env(port))
+    serving(first)
+    users = Users(fake)
+    users.one()
+    assert first.stop()[0] == 0
+
+    polling = run_bot(folder="b", BACKUP_CHAT_ID=str(CHAT))  # WEBHOOK_URL removed
+    serving(polling)
+    users.one()
+    assert _call(fake, "getWebhookInfo")["url"] == ""  # deleted: Telegram lets it poll
+    assert polling.stop()[0] == 0
+    assert users_in(polling.db_path) == set(users.answered) and len(users.answered) == 2
+
+
+@pytest.mark.e2e
+def test_a_rolling_redeploy_in_webhook_mode_hands_over_and_loses_no_answered_user(fake, run_bot):
+    """Both instances behind one public address, as on Koyeb: the traffic moves to the new one
+    once its health check answers, while the old one still writes. No 409 here: the new one
+    marks the old one's head, the old one hands over."""
+    proxy = EdgeProxy().start()
+    try:
+        old_port, new_port = free_port(), free_port()
+        url = proxy.url + PATH
+        old = run_bot(folder="a", **webhook_env(old_port, url))
+        proxy.route_to(old_port)
+        serving(old)
+        users = Users(fake).start()
+        fake.wait_for(lambda: len(users.answered) >= 4, 30, "users answered by the old instance")
+
+        new = run_bot(folder="b", **webhook_env(new_port, url))
+        fake.wait_for(lambda: _responds(new_port), 30, "the new instance's health check")
+        proxy.route_to(new_port)  # the host moves the traffic: held there until it serves
+        serving(new)
+        fake.wait_for(lambda: len(users.answered) >= 8, 60, "users answered by the new instance")
+        assert "asks this instance to hand over" in old.log() and "passive:" in old.log()
+        assert old.stop()[0] == 0
+        users.stop()
+        assert new.stop()[0] == 0
+        assert set(users.answered) <= users_in(new.db_path)
+        writers = [port for _, status, port in proxy.forwarded if status == 200]
+        assert writers == sorted(writers, key=lambda p: p == new_port)  # old, then new: never back
+    finally:
+        proxy.stop()
+
+
+def _responds(port):
+    try:
+        return health(port)["state"] in ("waiting", "starting", "serving")
+    except OSError:
+        return False

@@ -1,0 +1,237 @@
+"""Where updates come from: our own long polling, or Telegram's requests in webhook mode; and
+letting the handlers in progress finish before a hand-over.
+
+Both sources hand updates to pyTelegramBotAPI's process_new_updates, and both know the last update
+whose effects are in the database, which the final backup records (bot_state.last_update_id): the
+next writer never handles an update twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import deque
+from typing import Callable, Optional
+from urllib.parse import urlsplit
+
+import requests
+import telebot
+from telebot import types
+
+from config import Settings
+from database import Database
+
+log = logging.getLogger("updates")
+
+LONG_POLL_SECONDS = 10  # Telegram holds a getUpdates this long when there is nothing to deliver
+ALLOWED_UPDATES = ["message"]  # what the handlers handle: texts, commands and documents
+HOLD_SECONDS = 25.0  # a webhook request arriving while the instance starts waits this long for it
+DRAIN_SECONDS = 3.0  # for the handlers in progress at a hand-over or a shutdown
+LAST_UPDATE_KEY = "last_update_id"  # the last update whose effects are in the database
+# Webhook mode remembers the ids it handled, not only the highest: after a week without updates
+# (a quiet bot may well have one) Telegram picks the next id at random, and it may be lower.
+HANDLED_KEY = "handled_update_ids"
+RECENT_UPDATES = 500  # retried deliveries are of the newest updates: these are plenty
+
+
+class Poller:
+    """Long polling of our own instead of pyTelegramBotAPI's infinity_polling: a 409 from
+    getUpdates is not an error to retry here but a newer instance taking over ("terminated by
+    other getUpdates request"; or a webhook set by one in webhook mode)."""
+
+    def __init__(self, bot: telebot.TeleBot, offset: Optional[int], on_conflict: Callable[[], object]):
+        self.bot, self.offset, self.on_conflict = bot, offset, on_conflict
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="polling", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """No update is processed from now on. The request in flight is abandoned: what it
+        brings back is not confirmed to Telegram, which delivers it again to the next start."""
+        self._stopped.set()
+
+    @property
+    def last_update_id(self) -> Optional[int]:
+        return self.offset - 1 if self.offset else None
+
+    def _loop(self) -> None:
+        backoff = 0.5
+        while not self._stopped.is_set() and not self._webhook_deleted():
+            backoff = self._pause("deleteWebhook failed", backoff)
+        backoff = 0.5
+        while not self._stopped.is_set():
+            try:
+                updates = self.bot.get_updates(offset=self.offset, timeout=LONG_POLL_SECONDS + 15,
+                                               long_polling_timeout=LONG_POLL_SECONDS,
+                                               allowed_updates=ALLOWED_UPDATES)
+            except telebot.apihelper.ApiTelegramException as error:
+                if error.error_code == 409:
+                    if not self._stopped.is_set():
+                        log.warning("getUpdates: 409 (%s): handing over", error.description)
+                        self.on_conflict()
+                    return
+                backoff = self._pause(f"getUpdates failed: {error.description}", backoff)
+                continue
+            except (telebot.apihelper.ApiException, requests.RequestException, ValueError,
+                    KeyError, TypeError) as error:
+                backoff = self._pause(f"getUpdates failed ({type(error).__name__})", backoff)
+                continue
+            backoff = 0.5
+            if self._stopped.is_set():
+                return
+            if updates:
+                self.offset = max(update.update_id for update in updates) + 1
+                self.bot.process_new_updates(updates)
+
+    def _webhook_deleted(self) -> bool:
+        """A webhook left from webhook mode would make every getUpdates a 409; once it is gone, a
+        409 means what it should: a newer instance (its getUpdates, or its webhook)."""
+        try:
+            self.bot.delete_webhook()
+            return True
+        except telebot.apihelper.ApiTelegramException as error:
+            log.warning("deleteWebhook: %s", error.description)
+        except (telebot.apihelper.ApiException, requests.RequestException, ValueError) as error:
+            log.warning("deleteWebhook: %s", type(error).__name__)
+        return False
+
+    def _pause(self, what: str, backoff: float) -> float:
+        log.warning("%s; retrying in %.1f s", what, backoff)
+        self._stopped.wait(backoff)
+        return min(backoff * 2, 30.0)
+
+
+def drain(bot: telebot.TeleBot, timeout: float = DRAIN_SECONDS) -> bool:
+    """Wait until every handler already queued or running has finished: each worker thread is
+    given a barrier, and all of them reach it only once the work before it is done. The workers
+    keep running afterwards (a passive instance may take over again)."""
+    if not bot.threaded:  # webhook mode: handlers run in the request, the gate waits for it
+        return True
+    workers = len(bot.worker_pool.workers)
+    barrier = threading.Barrier(workers + 1, timeout=timeout)
+    for _ in range(workers):
+        bot.worker_pool.put(_pass_barrier, barrier)
+    try:
+        barrier.wait()
+        return True
+    except threading.BrokenBarrierError:
+        log.warning("a handler was still running after %.0f s", timeout)
+        return False
+
+
+def _pass_barrier(barrier: threading.Barrier) -> None:
+    try:
+        barrier.wait()
+    except threading.BrokenBarrierError:
+        pass
+
+
+class WebhookGate:
+    """Webhook mode's source: Telegram's requests (web.py checks the secret and the body), one at
+    a time, handled while this instance writes; an update handled before is acknowledged and
+    skipped, across restarts too (the last update handled is kept in the database).
+
+    It holds, opens or shuts. Holding (while the instance starts or takes over: it woke up for
+    this request, on an empty disk, and restores first), a request waits up to HOLD_SECONDS for
+    it to open. Shut (passive, stopping), a request is answered 503 at once: Telegram delivers it
+    again later, to whichever instance writes then."""
+
+    def __init__(self, bot: telebot.TeleBot, settings: Settings, refused: Callable[[str], object]):
+        """refused: told when Telegram will not take WEBHOOK_URL (the admins must hear of it)."""
+        self.bot, self.refused = bot, refused
+        self.db: Optional[Database] = None  # the instance's, once it serves
+        self.url, self.path = settings.webhook_url, urlsplit(settings.webhook_url).path or "/"
+        self.secret = settings.webhook_secret
+        self._state = "holding"
+        self._changed = threading.Condition()
+        self._one_at_a_time = threading.Lock()
+        self._recent: deque[int] = deque(maxlen=RECENT_UPDATES)
+        self._floor: Optional[int] = None
+
+    def hold(self) -> None:
+        self._set("holding")
+
+    def start(self, db: Database) -> None:
+        """Serve Telegram's requests from `db`, and (again) tell Telegram where to send them."""
+        self.db = db
+        self._recent = deque(_update_ids(self.db.get_state(HANDLED_KEY)), maxlen=RECENT_UPDATES)
+        # Data a poller wrote: the updates it handled but had not confirmed yet come again, now
+        # by webhook, and all of them are at or below the last one it recorded.
+        recorded = self.db.get_state(LAST_UPDATE_KEY)
+        self._floor = int(recorded) if not self._recent and recorded and recorded.isdigit() else None
+        self._set("open")
+        threading.Thread(target=self._register, name="set-webhook", daemon=True).start()
+
+    def _register(self) -> None:
+        """setWebhook, retried while the network fails and this instance serves. Each writer
+        sets it when it starts serving: a polling writer before it deleted the webhook."""
+        backoff = 0.5
+        while self._state == "open":
+            try:
+                self.bot.set_webhook(url=self.url, secret_token=self.secret, allowed_updates=ALLOWED_UPDATES,
+                                     max_connections=1)  # one at a time, in order: they are handled so
+                log.info("webhook set: Telegram POSTs the updates to %s", self.path)
+                return
+            except telebot.apihelper.ApiTelegramException as error:
+                if error.error_code < 500 and error.error_code != 429:
+                    why = str(error.description or error.error_code)[:200]
+                    log.error("Telegram refused WEBHOOK_URL: %s", why)
+                    self.refused(f"❗ Telegram refused the webhook address (WEBHOOK_URL): {why}. "
+                                 "No updates arrive until it is fixed.")
+                    return
+                log.warning("setWebhook failed: %s", error.description)
+            except (telebot.apihelper.ApiException, requests.RequestException, ValueError) as error:
+                log.warning("setWebhook failed (%s)", type(error).__name__)
+            with self._changed:
+                self._changed.wait_for(lambda: self._state != "open", backoff)
+            backoff = min(backoff * 2, 30.0)
+
+    def stop(self) -> None:
+        """No update is taken from now on; returns once the one in progress is done."""
+        self._set("shut")
+        with self._one_at_a_time:
+            pass
+
+    def _set(self, state: str) -> None:
+        with self._changed:
+            self._state = state
+            self._changed.notify_all()
+
+    @property
+    def last_update_id(self) -> Optional[int]:
+        return self._recent[-1] if self._recent else None
+
+    def handle(self, update: dict) -> int:
+        """The HTTP status to answer Telegram with: 200 once handled (or handled before), 503
+        when this instance is not the writer now."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._state != "holding", HOLD_SECONDS)
+        with self._one_at_a_time:
+            if self._state != "open":
+                return 503
+            update_id = update["update_id"]
+            if update_id in self._recent or (self._floor is not None and update_id <= self._floor):
+                log.info("update %d was handled before: acknowledged, skipped", update_id)
+                return 200
+            try:
+                parsed = types.Update.de_json(update)
+            except (ValueError, KeyError, TypeError, AttributeError):
+                log.warning("update %d is not one pyTelegramBotAPI can read: skipped", update_id)
+                parsed = None
+            if parsed is not None:
+                self.bot.process_new_updates([parsed])  # handlers run here, before the answer
+            self._recent.append(update_id)
+            self.db.set_state(HANDLED_KEY, json.dumps(list(self._recent)))
+            return 200
+
+
+def _update_ids(recorded: Optional[str]) -> list[int]:
+    """The update ids kept under HANDLED_KEY; none when there are none, or they do not read."""
+    try:
+        ids = json.loads(recorded) if recorded else []
+    except ValueError:
+        return []
+    return [i for i in ids if isinstance(i, int)] if isinstance(ids, list) else []

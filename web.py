@@ -1,0 +1,114 @@
+"""The bot's HTTP endpoint on PORT: the health check, and in webhook mode Telegram's updates.
+
+    GET / and /healthz          200, the instance's status as JSON (see the README's Health)
+    POST <WEBHOOK_URL's path>   an update from Telegram (webhook mode only)
+    anything else               404, or 405 for a known path and another method
+
+A webhook request is checked for Telegram's secret header before anything else is read: without
+it, or with another one, 401 and nothing is processed. Then a body over 1 MB gets 413, one that
+is not a JSON update 400; the update goes to `webhook.handle`, whose answer is the status (200:
+done or done before; 503: not now, Telegram retries). A client that stalls is cut off after
+10 s. Standard library only, served by daemon threads, so it never holds the process open.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, Optional, Protocol
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 1 << 20  # a Telegram update is a few kilobytes
+CLIENT_TIMEOUT = 10  # seconds a client may take to send its request
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+HEALTH_PATHS = ("/", "/healthz")
+
+
+class Webhook(Protocol):
+    path: str
+    secret: str
+
+    def handle(self, update: dict) -> int: ...
+
+
+def start_server(port: int, status: Callable[[], dict], webhook: Optional[Webhook] = None,
+                 host: str = "0.0.0.0") -> ThreadingHTTPServer:
+    started = time.monotonic()
+
+    class Handler(BaseHTTPRequestHandler):
+        timeout = CLIENT_TIMEOUT  # on the socket: a slow client is cut off
+
+        def do_GET(self) -> None:
+            path = self.path.split("?")[0]
+            if path in HEALTH_PATHS:
+                self._answer(200, {"ok": True, "uptime_seconds": round(time.monotonic() - started),
+                                   **status()})
+            elif webhook is not None and path == webhook.path:
+                self._answer(405, {"ok": False, "error": "method not allowed"})
+            else:
+                self._answer(404, {"ok": False, "error": "not found"})
+
+        def do_POST(self) -> None:
+            path = self.path.split("?")[0]
+            if webhook is None or path != webhook.path:
+                self._answer(405 if path in HEALTH_PATHS else 404, {"ok": False})
+                return
+            given = self.headers.get(SECRET_HEADER, "")
+            if not hmac.compare_digest(given.encode(errors="replace"), webhook.secret.encode()):
+                self._answer(401, {"ok": False, "error": "unauthorized"}, close=True)
+                return
+            update = self._update()
+            if update is not None:
+                self._answer(webhook.handle(update), {})
+
+        def _update(self) -> Optional[dict]:
+            """The request's update, or None once it was answered with what is wrong."""
+            length = self.headers.get("Content-Length", "")
+            if not length.isdigit():
+                self._answer(411, {"ok": False, "error": "length required"}, close=True)
+                return None
+            if int(length) > MAX_BODY:
+                self._answer(413, {"ok": False, "error": "too large"}, close=True)
+                return None
+            try:
+                update = json.loads(self.rfile.read(int(length)))
+            except (ValueError, RecursionError):
+                update = None
+            if not isinstance(update, dict) or not _update_id(update.get("update_id")):
+                self._answer(400, {"ok": False, "error": "not an update"})
+                return None
+            return update
+
+        def _refuse(self) -> None:
+            self._answer(405, {"ok": False, "error": "method not allowed"}, close=True)
+
+        do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _refuse
+
+        def _answer(self, code: int, body: dict, close: bool = False) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            if close:
+                self.send_header("Connection", "close")
+                self.close_connection = True
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args) -> None:  # health checks every few seconds: quiet
+            log.debug("http: " + format, *args)
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    log.info("listening on port %d%s", port, f" (webhook at {webhook.path})" if webhook else "")
+    return server
+
+
+def _update_id(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 53
