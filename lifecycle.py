@@ -22,7 +22,8 @@ the others are passive. The states:
   webhook first, a writer in webhook mode (re)sets its webhook (updates.py).
 - A passive instance takes no updates (in webhook mode it answers 503: Telegram delivers again
   later, to the writer). It watches the heads off the machine, and when the instance
-  that took over stops cleanly (its final backup, and nobody after it), it takes over again.
+  that took over stops cleanly (its final backup, and nobody after it), it takes over again;
+  when nobody took over from it at all (the instance that asked died), it serves again.
 - SIGTERM: a writer stops taking updates, finishes its handlers and takes a final 'shutdown'
   backup; a passive or waiting instance has nothing to hand over and just exits.
 """
@@ -43,14 +44,14 @@ import requests
 import telebot
 
 import human
-from backup_format import PRE_RESTORE, BackupError, BackupInfo, Head
+from backup_format import PRE_RESTORE, BackupError, BackupInfo, Head, Knock
 from clock import Clock, utc_now
 from config import Settings
 from database import Database
 from destinations import Stale
 from engine import BackupEngine
 from tasks import JobRunner
-from updates import DRAIN_SECONDS, LAST_UPDATE_KEY, Poller, WebhookGate, drain
+from updates import DRAIN_SECONDS, Poller, WebhookGate, drain
 
 log = logging.getLogger("lifecycle")
 
@@ -58,12 +59,21 @@ SETTLE_SECONDS = 1.0  # between publishing a claim and reading it back: two clai
 WATCH_SECONDS = 5.0  # how often a passive instance looks at the heads off the machine
 KNOCK_SECONDS = 1.0  # how often a waiting instance makes itself known, and looks for the hand-over
 KNOCK_WATCH_SECONDS = {"webhook": 3.0, "polling": 15.0}  # how often a writer looks for a knock
+KNOCK_REFRESH_SECONDS = 3.0  # a waiting instance knocks again when its knock is older
+KNOCK_FRESH_SECONDS = 10.0  # a writer heeds a knock this recent: its instance is still waiting
 
 
 def instance_name() -> str:
     """This process, recognisably: host, pid, and a few random characters."""
     host = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname())[:40] or "host"
     return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def asks_for_handover(knock: Optional[Knock], instance: str, since: datetime, now: datetime) -> bool:
+    """A knock that should make `instance`, serving since `since`, hand over: another instance's,
+    made since, and recent (an instance that knocked and died must not leave it passive)."""
+    return (knock is not None and knock.instance != instance and knock.at > since
+            and (now - knock.at).total_seconds() <= KNOCK_FRESH_SECONDS)
 
 
 class Lifecycle:
@@ -81,6 +91,8 @@ class Lifecycle:
         self._lock = threading.RLock()  # one transition at a time
         self._source: Optional[Poller | WebhookGate] = None  # while serving
         self._handed_over_at: Optional[BackupInfo] = None  # our own final backup, when passive
+        self._passive_since = 0.0  # monotonic
+        self._watcher: Optional[threading.Thread] = None
         self.took_over = False  # it serves data another instance handed over (already off-site)
         engine.on_stale = lambda why: self._go_passive_after_stale()
 
@@ -177,8 +189,9 @@ class Lifecycle:
         except (telebot.apihelper.ApiException, requests.RequestException) as error:
             log.debug("making ourselves known: %s", error)
         knock = self.engine.latest_knock()
-        if knock is None or knock.instance != self.instance:
-            self.engine.knock(self.instance)
+        if knock is None or knock.instance != self.instance or \
+                (self.clock() - knock.at).total_seconds() > KNOCK_REFRESH_SECONDS:
+            self.engine.knock(self.instance)  # kept fresh: a writer heeds only a recent one
 
     def _final_after(self, restored: Optional[BackupInfo]) -> Optional[BackupInfo]:
         """A final backup newer than `restored` (any, without one), off the machine: the one
@@ -229,18 +242,15 @@ class Lifecycle:
             self._source = self.gate
             self.gate.start(self.db)
         else:
-            recorded = self.db.get_state(LAST_UPDATE_KEY)
-            offset = int(recorded) + 1 if recorded and recorded.isdigit() else None
-            self._source = Poller(self.bot, offset, self._on_conflict)
+            self._source = Poller(self.bot, self.db, self._on_conflict)
             self._source.start()
         threading.Thread(target=self._watch_knocks, args=(self.clock(),), name="knock-watch",
                          daemon=True).start()
         log.info("serving as %s, generation %d (%s)", self.instance, self.engine.generation, self.mode)
 
     def _watch_knocks(self, since: datetime) -> None:
-        """While serving: a newer instance that asked this writer to hand over, after it began
-        serving, gets its hand-over (in webhook mode the only way it can ask; Telegram's 409
-        is the other)."""
+        """While serving: a newer instance that asks this writer to hand over gets its
+        hand-over (in webhook mode the only way it can ask; Telegram's 409 is the other)."""
         generation = self.engine.generation
         while not self.stop_requested.wait(KNOCK_WATCH_SECONDS[self.mode]):
             if self.state != "serving" or self.engine.generation != generation:
@@ -250,7 +260,7 @@ class Lifecycle:
             except Exception:  # the watch must go on
                 log.exception("reading the hand-over requests off the machine failed")
                 continue
-            if knock is not None and knock.instance != self.instance and knock.at > since:
+            if asks_for_handover(knock, self.instance, since, self.clock()):
                 log.warning("%s asks this instance to hand over", knock.instance)
                 self._on_conflict()
                 return
@@ -258,8 +268,8 @@ class Lifecycle:
     # --- handing over, and taking over again ---
 
     def _on_conflict(self) -> None:
-        """A newer instance is here (the poller's getUpdates got 409, or the head says so): hand
-        over to it."""
+        """A newer instance is here (the poller's getUpdates got 409, or it knocked): hand over
+        to it."""
         with self._lock:
             if self.state != "serving":
                 return
@@ -273,8 +283,7 @@ class Lifecycle:
         self._source.stop()
         drain(self.bot)
         self.runner.pause()
-        if self._source.last_update_id is not None:
-            self.db.set_state(LAST_UPDATE_KEY, str(self._source.last_update_id))
+        self._source.remember(self.db)
         result = self.engine.backup_quietly(reason)
         self.engine.stop_writing()
         return result.info if result else None
@@ -285,8 +294,11 @@ class Lifecycle:
         self.engine.stop_writing()
         self.runner.pause()
         self._handed_over_at = final
+        self._passive_since = time.monotonic()
         self.state = "passive"
-        threading.Thread(target=self._watch, name="passive-watch", daemon=True).start()
+        if self._watcher is None or not self._watcher.is_alive():  # one watcher, however we got here
+            self._watcher = threading.Thread(target=self._watch, name="passive-watch", daemon=True)
+            self._watcher.start()
         log.info("passive: taking no updates; watching the backups off the machine")
 
     def _go_passive_after_stale(self) -> None:
@@ -310,9 +322,12 @@ class Lifecycle:
 
     def _take_over_if_free(self) -> None:
         head, _ = self.engine.heads()
-        if head is None or head.state != "final" or head.writer == self.instance:
+        if head is None or head.state != "final":
             return
         mine = self._handed_over_at
+        if head.writer == self.instance:
+            self._serve_again_if_nobody_came(head)
+            return
         if mine is not None and head.final_backup_at is not None and head.final_backup_at <= mine.created_at:
             return
         final = next((c for c in self.engine.listing().backups
@@ -323,12 +338,31 @@ class Lifecycle:
             self.state = "starting"
             if self.gate is not None:
                 self.gate.hold()
-            if mine is None:  # data of its own that never left the machine: keep a copy
-                self.engine.create(PRE_RESTORE, local_only=True)
-            taken = self.engine.restore(final, by_person=False)
+            try:
+                if mine is None:  # data of its own that never left the machine: keep a copy
+                    self.engine.create(PRE_RESTORE, local_only=True)
+                taken = self.engine.restore(final, by_person=False)
+            except BackupError:
+                self._become_passive(mine)  # watching on; the next look may find a better one
+                raise
             if self._claim_and_serve(max(head.generation, taken.generation)):
                 self.alert(f"▶️ {head.writer} stopped cleanly; this instance took over again from "
                            f"its final backup and serves as generation {self.engine.generation}.")
+
+    def _serve_again_if_nobody_came(self, head: Head) -> None:
+        """This instance handed over, and its final backup is still the newest state: when the
+        instance that asked has not taken over long after it could have (it died, or its deploy
+        was cancelled), serve again from its own database, which is that final backup."""
+        waited = time.monotonic() - self._passive_since
+        if self._handed_over_at is None or waited < self.settings.handover_wait_seconds + 2 * WATCH_SECONDS:
+            return
+        with self._lock:
+            if self.state != "passive":
+                return
+            if self._claim_and_serve(head.generation):
+                self.alert(f"▶️ Nobody took over in {waited:.0f} s after this instance handed over (the "
+                           f"instance that asked for it is gone?): it serves again, as generation "
+                           f"{self.engine.generation}, from its own final backup.")
 
     # --- stopping ---
 

@@ -180,7 +180,14 @@ def caption_with_knock(text: str, knock: Knock) -> str:
     characters: what the caption said before is cut, never the request."""
     line = f"🔔 Hand-over asked by {knock.instance} at {knock.at.isoformat(timespec='milliseconds')}"
     kept = "\n".join(kept for kept in text.splitlines() if not KNOCK_LINE.match(kept))
-    return (kept[:1024 - len(line) - 1] + "\n" + line) if kept else line
+    while kept and telegram_length(kept) + 1 + telegram_length(line) > 1024:
+        kept = kept[:-max(1, (telegram_length(kept) + telegram_length(line) - 1023) // 2)]
+    return kept + "\n" + line if kept else line
+
+
+def telegram_length(text: str) -> int:
+    """Telegram counts a text's length in UTF-16 code units: an emoji is two."""
+    return len(text.encode("utf-16-le")) // 2
 
 
 def knock_in_caption(text: str) -> Optional[Knock]:

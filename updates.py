@@ -1,9 +1,10 @@
 """Where updates come from: our own long polling, or Telegram's requests in webhook mode; and
 letting the handlers in progress finish before a hand-over.
 
-Both sources hand updates to pyTelegramBotAPI's process_new_updates, and both know the last update
-whose effects are in the database, which the final backup records (bot_state.last_update_id): the
-next writer never handles an update twice.
+Both sources hand updates to pyTelegramBotAPI's process_new_updates, and both keep the ids of the
+updates they handled, which the final backup carries (bot_state: last_update_id, the offset a
+poller confirms; handled_update_ids, what a webhook skips when Telegram delivers it again): the
+next writer, polling or not, never handles an update twice.
 """
 
 from __future__ import annotations
@@ -35,13 +36,42 @@ HANDLED_KEY = "handled_update_ids"
 RECENT_UPDATES = 500  # retried deliveries are of the newest updates: these are plenty
 
 
+class Handled:
+    """The ids of the last RECENT_UPDATES updates handled, in the order they came."""
+
+    def __init__(self, recorded: Optional[str] = None):
+        self._ids: deque[int] = deque(_update_ids(recorded), maxlen=RECENT_UPDATES)
+
+    def __contains__(self, update_id: int) -> bool:
+        return update_id in self._ids
+
+    def add(self, update_id: int) -> None:
+        self._ids.append(update_id)
+
+    @property
+    def last(self) -> Optional[int]:
+        return self._ids[-1] if self._ids else None
+
+    def as_json(self) -> str:
+        return json.dumps(list(self._ids))
+
+    def remember(self, db: Database, last_update_id: Optional[int]) -> None:
+        """Keep them in the database, with the offset a poller confirms from."""
+        db.set_state(HANDLED_KEY, self.as_json())
+        if last_update_id is not None:
+            db.set_state(LAST_UPDATE_KEY, str(last_update_id))
+
+
 class Poller:
     """Long polling of our own instead of pyTelegramBotAPI's infinity_polling: a 409 from
     getUpdates is not an error to retry here but a newer instance taking over ("terminated by
     other getUpdates request"; or a webhook set by one in webhook mode)."""
 
-    def __init__(self, bot: telebot.TeleBot, offset: Optional[int], on_conflict: Callable[[], object]):
-        self.bot, self.offset, self.on_conflict = bot, offset, on_conflict
+    def __init__(self, bot: telebot.TeleBot, db: Database, on_conflict: Callable[[], object]):
+        self.bot, self.on_conflict = bot, on_conflict
+        recorded = db.get_state(LAST_UPDATE_KEY)
+        self.offset = int(recorded) + 1 if recorded and recorded.isdigit() else None
+        self.handled = Handled(db.get_state(HANDLED_KEY))  # for a webhook writer after this one
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="polling", daemon=True)
 
@@ -53,9 +83,9 @@ class Poller:
         brings back is not confirmed to Telegram, which delivers it again to the next start."""
         self._stopped.set()
 
-    @property
-    def last_update_id(self) -> Optional[int]:
-        return self.offset - 1 if self.offset else None
+    def remember(self, db: Database) -> None:
+        """Record what was handled (once the handlers are done): the final backup carries it."""
+        self.handled.remember(db, self.offset - 1 if self.offset else None)
 
     def _loop(self) -> None:
         backoff = 0.5
@@ -84,6 +114,8 @@ class Poller:
                 return
             if updates:
                 self.offset = max(update.update_id for update in updates) + 1
+                for update in updates:
+                    self.handled.add(update.update_id)
                 self.bot.process_new_updates(updates)
 
     def _webhook_deleted(self) -> bool:
@@ -148,8 +180,7 @@ class WebhookGate:
         self._state = "holding"
         self._changed = threading.Condition()
         self._one_at_a_time = threading.Lock()
-        self._recent: deque[int] = deque(maxlen=RECENT_UPDATES)
-        self._floor: Optional[int] = None
+        self.handled = Handled()
 
     def hold(self) -> None:
         self._set("holding")
@@ -157,11 +188,9 @@ class WebhookGate:
     def start(self, db: Database) -> None:
         """Serve Telegram's requests from `db`, and (again) tell Telegram where to send them."""
         self.db = db
-        self._recent = deque(_update_ids(self.db.get_state(HANDLED_KEY)), maxlen=RECENT_UPDATES)
-        # Data a poller wrote: the updates it handled but had not confirmed yet come again, now
-        # by webhook, and all of them are at or below the last one it recorded.
-        recorded = self.db.get_state(LAST_UPDATE_KEY)
-        self._floor = int(recorded) if not self._recent and recorded and recorded.isdigit() else None
+        # A poller before this writer recorded what it handled too: the updates it had not
+        # confirmed yet come again now, by webhook, and are skipped.
+        self.handled = Handled(db.get_state(HANDLED_KEY))
         self._set("open")
         threading.Thread(target=self._register, name="set-webhook", daemon=True).start()
 
@@ -190,19 +219,22 @@ class WebhookGate:
             backoff = min(backoff * 2, 30.0)
 
     def stop(self) -> None:
-        """No update is taken from now on; returns once the one in progress is done."""
+        """No update is taken from now on; returns once the one in progress is done, or after
+        DRAIN_SECONDS (a handler stuck on the network must not cost the final backup: that
+        update is then answered 503, and delivered again to the next writer)."""
         self._set("shut")
-        with self._one_at_a_time:
-            pass
+        if self._one_at_a_time.acquire(timeout=DRAIN_SECONDS):
+            self._one_at_a_time.release()
+        else:
+            log.warning("a handler was still running after %.0f s", DRAIN_SECONDS)
+
+    def remember(self, db: Database) -> None:
+        self.handled.remember(db, self.handled.last)
 
     def _set(self, state: str) -> None:
         with self._changed:
             self._state = state
             self._changed.notify_all()
-
-    @property
-    def last_update_id(self) -> Optional[int]:
-        return self._recent[-1] if self._recent else None
 
     def handle(self, update: dict) -> int:
         """The HTTP status to answer Telegram with: 200 once handled (or handled before), 503
@@ -213,7 +245,7 @@ class WebhookGate:
             if self._state != "open":
                 return 503
             update_id = update["update_id"]
-            if update_id in self._recent or (self._floor is not None and update_id <= self._floor):
+            if update_id in self.handled:
                 log.info("update %d was handled before: acknowledged, skipped", update_id)
                 return 200
             try:
@@ -223,8 +255,10 @@ class WebhookGate:
                 parsed = None
             if parsed is not None:
                 self.bot.process_new_updates([parsed])  # handlers run here, before the answer
-            self._recent.append(update_id)
-            self.db.set_state(HANDLED_KEY, json.dumps(list(self._recent)))
+            if self._state != "open":  # shut meanwhile: maybe after the final backup was taken
+                return 503  # so Telegram delivers it again, to the next writer
+            self.handled.add(update_id)
+            self.db.set_state(HANDLED_KEY, self.handled.as_json())
             return 200
 
 

@@ -7,8 +7,10 @@
 A webhook request is checked for Telegram's secret header before anything else is read: without
 it, or with another one, 401 and nothing is processed. Then a body over 1 MB gets 413, one that
 is not a JSON update 400; the update goes to `webhook.handle`, whose answer is the status (200:
-done or done before; 503: not now, Telegram retries). A client that stalls is cut off after
-10 s. Standard library only, served by daemon threads, so it never holds the process open.
+done or done before; 503: not now, Telegram retries; 500: the handler failed, logged). A client
+gets 10 s to send its whole request, however it trickles, and at most 32 connections are open
+at once: more are closed at once. Standard library only, served by daemon threads, so it never
+holds the process open.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,7 +27,8 @@ from typing import Callable, Optional, Protocol
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1 << 20  # a Telegram update is a few kilobytes
-CLIENT_TIMEOUT = 10  # seconds a client may take to send its request
+CLIENT_TIMEOUT = 10  # seconds a client may take to send its whole request
+MAX_CONNECTIONS = 32  # Telegram uses one (max_connections=1), health checks another
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 HEALTH_PATHS = ("/", "/healthz")
 
@@ -41,9 +45,28 @@ def start_server(port: int, status: Callable[[], dict], webhook: Optional[Webhoo
     started = time.monotonic()
 
     class Handler(BaseHTTPRequestHandler):
-        timeout = CLIENT_TIMEOUT  # on the socket: a slow client is cut off
+        timeout = CLIENT_TIMEOUT  # on each read of the socket
+
+        def setup(self) -> None:
+            super().setup()
+            # The whole request within CLIENT_TIMEOUT, not each read: a client that sends a
+            # byte every few seconds is cut off too. Cancelled once the request is read.
+            self._deadline = threading.Timer(CLIENT_TIMEOUT, self._cut)
+            self._deadline.daemon = True
+            self._deadline.start()
+
+        def finish(self) -> None:
+            self._deadline.cancel()
+            super().finish()
+
+        def _cut(self) -> None:
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
         def do_GET(self) -> None:
+            self._deadline.cancel()
             path = self.path.split("?")[0]
             if path in HEALTH_PATHS:
                 self._answer(200, {"ok": True, "uptime_seconds": round(time.monotonic() - started),
@@ -63,13 +86,20 @@ def start_server(port: int, status: Callable[[], dict], webhook: Optional[Webhoo
                 self._answer(401, {"ok": False, "error": "unauthorized"}, close=True)
                 return
             update = self._update()
-            if update is not None:
-                self._answer(webhook.handle(update), {})
+            if update is None:
+                return
+            self._deadline.cancel()  # read: the handler may take its time
+            try:
+                status = webhook.handle(update)
+            except Exception:  # answered, so Telegram retries; never a raw traceback on stderr
+                log.exception("handling update %s failed", update.get("update_id"))
+                status = 500
+            self._answer(status, {})
 
         def _update(self) -> Optional[dict]:
             """The request's update, or None once it was answered with what is wrong."""
             length = self.headers.get("Content-Length", "")
-            if not length.isdigit():
+            if not (length.isascii() and length.isdigit()):  # "²".isdigit() is True
                 self._answer(411, {"ok": False, "error": "length required"}, close=True)
                 return None
             if int(length) > MAX_BODY:
@@ -87,7 +117,14 @@ def start_server(port: int, status: Callable[[], dict], webhook: Optional[Webhoo
         def _refuse(self) -> None:
             self._answer(405, {"ok": False, "error": "method not allowed"}, close=True)
 
-        do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _refuse
+        do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse
+
+        def do_HEAD(self) -> None:  # what some uptime checkers send: the status, no body
+            path = self.path.split("?")[0]
+            known = path in HEALTH_PATHS or (webhook is not None and path == webhook.path)
+            self.send_response(200 if path in HEALTH_PATHS else 405 if known else 404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
 
         def _answer(self, code: int, body: dict, close: bool = False) -> None:
             data = json.dumps(body).encode()
@@ -103,11 +140,38 @@ def start_server(port: int, status: Callable[[], dict], webhook: Optional[Webhoo
         def log_message(self, format: str, *args) -> None:  # health checks every few seconds: quiet
             log.debug("http: " + format, *args)
 
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
+    server = _Server((host, port), Handler)
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     log.info("listening on port %d%s", port, f" (webhook at {webhook.path})" if webhook else "")
     return server
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, *args) -> None:
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(*args)
+
+    def process_request(self, request, client_address) -> None:
+        if not self._slots.acquire(blocking=False):  # a flood of connections: no thread for it
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request, client_address) -> None:
+        """Through the logger (its redaction too), not socketserver's print to stderr."""
+        log.warning("http: a request from %s failed", client_address[0], exc_info=True)
 
 
 def _update_id(value) -> bool:

@@ -540,7 +540,7 @@ class FakeBotAPI:
             message = self._editable(p)
             if "text" in message:
                 raise ApiError(400, "Bad Request: there is no caption in the message to edit")
-            if len(p.get("caption") or "") > 1024:
+            if len((p.get("caption") or "").encode("utf-16-le")) // 2 > 1024:  # UTF-16 units, as Telegram
                 raise ApiError(400, "Bad Request: message caption is too long")
             return self._apply_edit(message, {"caption": p.get("caption")}, p)
 

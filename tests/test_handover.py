@@ -6,7 +6,7 @@ import os
 import signal
 import sqlite3
 import threading
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from contextlib import closing
 from pathlib import Path
 
@@ -359,3 +359,43 @@ def test_when_an_instance_may_serve_at_once(restored, head, free):
     current = Head(head[1], "other", head[0], at(head[2]), at(head[2]) if head[0] == "final" else None) \
         if head else None
     assert Lifecycle._free(info, current) is free
+
+
+def test_a_writer_heeds_only_a_recent_knock_of_another_instance_made_since_it_serves():
+    from backup_format import Knock
+    from lifecycle import KNOCK_FRESH_SECONDS, asks_for_handover
+    since = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+    now = since + timedelta(minutes=5)
+    fresh = now - timedelta(seconds=1)
+    assert asks_for_handover(Knock("new", fresh), "me", since, now)
+    assert not asks_for_handover(None, "me", since, now)
+    assert not asks_for_handover(Knock("me", fresh), "me", since, now)  # its own, from its wait
+    assert not asks_for_handover(Knock("new", since - timedelta(seconds=1)), "me", since, now)  # before it
+    stale = now - timedelta(seconds=KNOCK_FRESH_SECONDS + 1)  # the instance that knocked is gone
+    assert not asks_for_handover(Knock("new", stale), "me", since, now)
+
+
+@pytest.mark.e2e
+def test_a_writer_that_handed_over_to_an_instance_that_died_serves_again(tmp_path, fake, run_bot, monkeypatch):
+    import telebot
+    from backup_format import Knock
+    from test_webhook import webhook_env
+    from test_end_to_end import free_port
+    monkeypatch.setattr(telebot.apihelper, "API_URL", fake.url + "/bot{0}/{1}")
+    # (no on-change backups: each rewrites the index, and with it the caption a knock is on)
+    writer = run_bot(folder="a", **{**webhook_env(free_port()), "HANDOVER_WAIT_SECONDS": "1",
+                                    "BACKUP_AFTER_CHANGE_SECONDS": "0"})
+    writer.wait_for_log("bot started:")  # its startup backup, which rewrites the index, is done
+    users = Users(fake)
+    users.one()
+    # An instance of a deploy that was then cancelled: it knocks, and is gone.
+    chat = offsite_destinations(load_settings({"BOT_TOKEN": fake.token, "TELEGRAM_API_URL": fake.url,
+                                               "DB_PATH": str(tmp_path / "gone" / "bot.db"),
+                                               "BACKUP_CHAT_ID": str(CHAT)}))[0]
+    chat.knock(Knock("gone-instance", datetime.now(timezone.utc)))
+    writer.wait_for_log("gone-instance asks this instance to hand over", timeout=30)
+    writer.wait_for_log("passive:")
+    writer.wait_for_log("Nobody took over", timeout=60)
+    users.one()  # answered again
+    assert writer.stop()[0] == 0
+    assert set(users.answered) <= users_in(writer.db_path) and len(users.answered) == 2

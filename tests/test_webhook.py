@@ -127,6 +127,8 @@ def test_wrong_methods_paths_lengths_and_sizes_get_a_4xx_and_reach_nothing(serve
     assert post(port, body, right, path="/other")[0] == 404
     assert post(port, body, {**right, "Content-Length": "-1"})[0] == 411
     assert post(port, body, {**right, "Content-Length": "abc"})[0] == 411
+    assert post(port, body, {**right, "Content-Length": "²"})[0] == 411  # a digit to isdigit(), not to int()
+    assert post(port, b"", {}, path="/healthz", method="HEAD") == (200, b"")
     assert recorder.updates[before:] == []
 
     # Over the limit: refused from the headers alone, before a byte of the body is waited for.
@@ -137,20 +139,81 @@ def test_wrong_methods_paths_lengths_and_sizes_get_a_4xx_and_reach_nothing(serve
     assert recorder.updates[before:] == []
 
 
-def test_a_slow_client_is_cut_off_and_others_are_served_meanwhile(monkeypatch):
+@pytest.mark.parametrize("trickle", [False, True])
+def test_a_slow_client_is_cut_off_and_others_are_served_meanwhile(monkeypatch, trickle):
     monkeypatch.setattr(web, "CLIENT_TIMEOUT", 0.5)
     recorder, port = Recorder(), free_port()
     http_server = web.start_server(port, lambda: {"state": "serving"}, recorder, host="127.0.0.1")
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=10) as slow:
-            body = json.dumps(update()).encode()
-            slow.sendall(f"POST {PATH} HTTP/1.1\r\nHost: x\r\n{web.SECRET_HEADER}: {SECRET}\r\n"
-                         f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:10])  # and then nothing
-            assert health(port)["state"] == "serving"  # the others are served while it stalls
+            slow.sendall(f"POST {PATH} HTTP/1.1\r\nHost: x\r\n".encode())
             started = time.monotonic()
-            assert slow.recv(100) == b""  # cut off: the server closed the connection
-            assert time.monotonic() - started < 5
+            assert health(port)["state"] == "serving"  # the others are served while it stalls
+            closed = False
+            while not closed and time.monotonic() - started < 5:
+                if trickle:  # a header line now and then, each well within the socket's timeout
+                    try:
+                        slow.sendall(b"X-Slow: 1\r\n")
+                    except OSError:
+                        break
+                slow.settimeout(0.2)
+                try:
+                    closed = slow.recv(100) == b""
+                except socket.timeout:
+                    pass
+                except OSError:
+                    closed = True
+            assert time.monotonic() - started < 5  # cut off: the whole request had 0.5 s
         assert recorder.updates == []
+    finally:
+        http_server.shutdown()
+        http_server.server_close()
+
+
+def test_a_failing_handler_gets_500_and_the_endpoint_keeps_serving():
+    class Failing(Recorder):
+        def handle(self, update):
+            raise RuntimeError("the database went away")
+
+    port = free_port()
+    http_server = web.start_server(port, lambda: {"state": "serving"}, Failing(), host="127.0.0.1")
+    try:
+        body = json.dumps(update()).encode()
+        headers = {"Content-Length": str(len(body)), web.SECRET_HEADER: SECRET}
+        assert post(port, body, headers)[0] == 500  # Telegram delivers it again later
+        assert post(port, body, headers)[0] == 500 and health(port)["state"] == "serving"
+    finally:
+        http_server.shutdown()
+        http_server.server_close()
+
+
+def test_a_flood_of_connections_gets_no_thread_each_and_the_health_check_still_answers(monkeypatch):
+    monkeypatch.setattr(web, "MAX_CONNECTIONS", 4)
+    port = free_port()
+    http_server = web.start_server(port, lambda: {"state": "serving"}, Recorder(), host="127.0.0.1")
+    try:
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(12)]
+        refused = 0
+        for connection in idle[4:]:  # past the limit: closed by the server without a word
+            connection.settimeout(2)
+            try:
+                refused += connection.recv(10) == b""
+            except socket.timeout:  # a thread of its own, waiting for a request
+                pass
+            except OSError:  # reset
+                refused += 1
+        assert refused == 8
+        for connection in idle:
+            connection.close()
+        until = time.monotonic() + 5
+        while time.monotonic() < until:  # the slots come back as the idle ones close
+            try:
+                assert health(port)["state"] == "serving"
+                break
+            except OSError:
+                continue
+        else:
+            raise AssertionError("the health check never answered again")
     finally:
         http_server.shutdown()
         http_server.server_close()
@@ -158,13 +221,30 @@ def test_a_slow_client_is_cut_off_and_others_are_served_meanwhile(monkeypatch):
 
 # --- updates.WebhookGate: once, and never against an empty database ----------------------------
 
+class Seen(list):
+    """The texts the bot's handler saw; wait() blocks until there are so many."""
+
+    def __init__(self):
+        super().__init__()
+        self._more = threading.Condition()
+
+    def append(self, item):
+        with self._more:
+            super().append(item)
+            self._more.notify_all()
+
+    def wait(self, count, timeout=10):
+        with self._more:
+            assert self._more.wait_for(lambda: len(self) >= count, timeout), list(self)
+
+
 @pytest.fixture
 def gate_parts(tmp_path, fake, monkeypatch):
     monkeypatch.setattr(telebot.apihelper, "API_URL", fake.url + "/bot{0}/{1}")
     conf = load_settings({"BOT_TOKEN": fake.token, "TELEGRAM_API_URL": fake.url, "DB_PATH": str(tmp_path / "bot.db"),
                           "WEBHOOK_URL": "http://127.0.0.1:9/telegram", "PORT": "9"})
     bot = telebot.TeleBot(fake.token, threaded=False)
-    handled = []
+    handled = Seen()
     bot.message_handler(func=lambda m: True)(lambda m: handled.append(m.text))
 
     def open_db():
@@ -202,14 +282,21 @@ def test_an_update_delivered_again_is_acknowledged_and_handled_once_across_resta
     db.close()
 
 
-def test_updates_a_poller_handled_are_not_handled_again_by_webhook(gate_parts):
+def test_updates_a_poller_handled_are_not_handled_again_by_webhook(gate_parts, fake):
     bot, conf, handled, open_db = gate_parts
     db = open_db()
-    db.set_state(updates.LAST_UPDATE_KEY, "100")  # what a polling writer's final backup records
+    sent = [fake.send_text(4242, f"polled {n}") for n in range(3)]
+    poller = updates.Poller(bot, db, on_conflict=lambda: None)
+    poller.start()
+    handled.wait(3)
+    poller.stop()
+    poller.remember(db)  # what its final backup carries; not confirmed to Telegram yet
     gate = updates.WebhookGate(bot, conf, refused=print)
-    gate.start(db)
-    assert [gate.handle(update(n, text=str(n))) for n in (99, 100, 101)] == [200, 200, 200]
-    assert handled == ["101"]
+    gate.start(db)  # the next writer, in webhook mode: Telegram delivers those three again
+    assert [gate.handle(u) for u in sent] == [200, 200, 200]
+    assert handled == ["polled 0", "polled 1", "polled 2"]
+    assert gate.handle(update(17, text="after a quiet week")) == 200  # a lower id: still new
+    assert handled[-1] == "after a quiet week"
     gate.stop()
     db.close()
 
@@ -238,6 +325,8 @@ def test_a_request_held_while_the_instance_gives_up_serving_gets_503(gate_parts,
     answers = []
     request = threading.Thread(target=lambda: answers.append(gate.handle(update(7))))
     request.start()
+    request.join(0.3)
+    assert request.is_alive()  # held
     gate.stop()  # it turned passive instead (another instance writes): Telegram retries there
     request.join(10)
     assert answers == [503] and handled == []
@@ -377,7 +466,7 @@ def test_switching_back_to_polling_works_at_the_next_start(fake, run_bot):
 def test_a_rolling_redeploy_in_webhook_mode_hands_over_and_loses_no_answered_user(fake, run_bot):
     """Both instances behind one public address, as on Koyeb: the traffic moves to the new one
     once its health check answers, while the old one still writes. No 409 here: the new one
-    marks the old one's head, the old one hands over."""
+    knocks off the machine, the old one hands over."""
     proxy = EdgeProxy().start()
     try:
         old_port, new_port = free_port(), free_port()
