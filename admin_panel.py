@@ -1,17 +1,19 @@
-"""The admin panel: reply-keyboard menus for ADMIN_IDS.
+"""The admin panel: reply-keyboard menus for ADMIN_IDS, in each admin's language.
 
-    /admin, or /start from an admin    📊 Statistics | ⚙️ System
+    /admin, or /start from an admin    📊 Statistics | ⚙️ System | 🌐 Language
     ⚙️ System                          💾 Backup | 🩺 Jobs | 🔙 Back
     💾 Backup   the database statistics and the backup status, then
                 💾 Create backup, 🔄 Refresh, 🗂 Backups, 📥 Download latest, ♻️ Restore, 🔙 Back
                 (and 🆕 Start fresh while off-site copies are paused)
     ♻️ Restore  a backup from the list, or a backup file sent as a document; it is verified and
                 shown beside the live data: ✅ Confirm restore | ❌ Cancel
+    🌐 Language 🌐 English | 🌐 فارسی | 🔙 Back
 
 Only admins ever see these keyboards; the same texts from anyone else are ordinary messages.
-Each admin's place in the menus is kept per admin; every label names its screen, so after a
-restart any label (or /admin) brings the right menu back. No SQL here. Backups, restores and
-downloads run on a worker thread of their own: the bot keeps answering everyone meanwhile.
+Each admin's place in the menus is kept per admin; every label names its screen, in any of the
+bot's languages, so after a restart or a change of language any label (or /admin) brings the
+right menu back. The keyboards follow the admin's language now. No SQL here. Backups, restores
+and downloads run on a worker thread of their own: the bot keeps answering everyone meanwhile.
 """
 
 from __future__ import annotations
@@ -29,36 +31,39 @@ import requests
 import telebot
 from telebot import types
 
-import human
-from backup_format import BackupError, BackupInfo
-from config import Settings
+from backup_format import BackupError, BackupInfo, shown_reason
+from config import LANGUAGES, Settings
 from database import Database
 from destinations import DestinationError
 from engine import BackupEngine
-from logs import Redactor
 from files import scratch_directory
+from i18n import LANGUAGE_LABELS, N_, Code, Reader, Size, Text, lines
+from logs import Redactor
 from messaging import is_admin
+from readers import Readers
 from telegram_destination import DOWNLOAD_LIMIT, download, telegram_errors
 
 log = logging.getLogger("admin_panel")
 
-STATISTICS, SYSTEM = "📊 Statistics", "⚙️ System"
-BACKUP, JOBS, BACK = "💾 Backup", "🩺 Jobs", "🔙 Back"
-CREATE, REFRESH, LIST = "💾 Create backup", "🔄 Refresh", "🗂 Backups"
-DOWNLOAD, RESTORE = "📥 Download latest", "♻️ Restore"
-CONFIRM, CANCEL = "✅ Confirm restore", "❌ Cancel"
-START_FRESH, CONFIRM_FRESH = "🆕 Start fresh", "✅ Confirm start fresh"
-CHOICE = re.compile(r"^♻️ (\d+): ")  # "♻️ 2: 2026-11-26 12:00 scheduled (telegram)"
+STATISTICS, SYSTEM, LANGUAGE = N_("📊 Statistics"), N_("⚙️ System"), N_("🌐 Language")
+BACKUP, JOBS, BACK = N_("💾 Backup"), N_("🩺 Jobs"), N_("🔙 Back")
+CREATE, REFRESH, LIST = N_("💾 Create backup"), N_("🔄 Refresh"), N_("🗂 Backups")
+DOWNLOAD, RESTORE = N_("📥 Download latest"), N_("♻️ Restore")
+CONFIRM, CANCEL = N_("✅ Confirm restore"), N_("❌ Cancel")
+START_FRESH, CONFIRM_FRESH = N_("🆕 Start fresh"), N_("✅ Confirm start fresh")
+CHOICE = re.compile(r"^♻️ ([0-9]+): ")  # "♻️ 2: 2026-11-26 12:00 UTC scheduled (telegram)"
 
 KEYBOARDS = {
-    "main": [[STATISTICS, SYSTEM]],
+    "main": [[STATISTICS, SYSTEM], [LANGUAGE]],
     "system": [[BACKUP, JOBS], [BACK]],
     "backup": [[CREATE, REFRESH], [LIST, DOWNLOAD], [RESTORE, BACK]],
     "confirm": [[CONFIRM, CANCEL]],
     "fresh": [[CONFIRM_FRESH, CANCEL]],
 }
-PARENT = {"main": "main", "statistics": "main", "system": "main", "jobs": "system",
+PARENT = {"main": "main", "statistics": "main", "system": "main", "jobs": "system", "language": "main",
           "backup": "system", "restore": "backup", "confirm": "restore", "fresh": "backup"}
+LABELS = (STATISTICS, SYSTEM, LANGUAGE, BACKUP, JOBS, BACK, CREATE, REFRESH, LIST, DOWNLOAD,
+          RESTORE, CONFIRM, CANCEL, START_FRESH, CONFIRM_FRESH)
 
 
 @dataclass
@@ -83,20 +88,26 @@ class Place:
 
 class AdminPanel:
     def __init__(self, bot: telebot.TeleBot, db: Database, engine: BackupEngine,
-                 job_statuses: Callable[[], list], settings: Settings, clock: Callable[[], datetime]):
+                 job_statuses: Callable[[], list], settings: Settings, readers: Readers,
+                 clock: Callable[[], datetime]):
         """job_statuses: the background jobs' statuses (tasks.JobRunner.statuses)."""
         self.bot, self.db, self.engine, self.job_statuses = bot, db, engine, job_statuses
-        self.settings, self.clock = settings, clock
+        self.settings, self.readers, self.clock = settings, readers, clock
         self.places: dict[int, Place] = {}
         self.redact = Redactor(settings.secrets)
         self.work = ThreadPoolExecutor(max_workers=1, thread_name_prefix="admin-work")
-        self.actions = {
+        actions = {
             STATISTICS: self.statistics, SYSTEM: self.system, BACKUP: self.backup_screen,
             REFRESH: self.backup_screen, JOBS: self.jobs, BACK: self.back, CREATE: self.create,
             LIST: self.list_backups, DOWNLOAD: self.download, RESTORE: self.restore_screen,
             CONFIRM: self.confirm, CANCEL: self.cancel, START_FRESH: self.start_fresh,
-            CONFIRM_FRESH: self.confirm_fresh,
+            CONFIRM_FRESH: self.confirm_fresh, LANGUAGE: self.language_screen,
         }
+        # Every label in every language: one pressed in the language an admin just left, or
+        # before a restart, still works.
+        self.actions = {Reader(language).gettext(label): action
+                        for label, action in actions.items() for language in LANGUAGES}
+        self.actions.update({label: self.choose_language for label in LANGUAGE_LABELS})
 
     # --- wiring ---
 
@@ -111,6 +122,7 @@ class AdminPanel:
         self.bot.register_message_handler(self.open_panel, commands=["admin", "start"], func=here)
         self.bot.register_message_handler(self.create, commands=["backup"], func=here)
         self.bot.register_message_handler(self.start_fresh_command, commands=["start_fresh"], func=here)
+        self.bot.register_message_handler(self.language_screen, commands=["language"], func=here)
         self.bot.register_message_handler(self.on_label, content_types=["text"],
                                           func=lambda m: here(m) and self.is_label(m.text))
         self.bot.register_message_handler(self.on_document, content_types=["document"], func=here)
@@ -118,7 +130,8 @@ class AdminPanel:
         self.bot.register_message_handler(self.only_in_private, commands=["admin", "backup", "start_fresh"],
                                           func=elsewhere)
         self.bot.register_message_handler(self.only_in_private, content_types=["text"],
-                                          func=lambda m: elsewhere(m) and self.is_label(m.text))
+                                          func=lambda m: elsewhere(m) and self.is_label(m.text)
+                                          and m.text not in LANGUAGE_LABELS)
 
     def close(self) -> None:
         self.work.shutdown(wait=False, cancel_futures=True)
@@ -137,48 +150,55 @@ class AdminPanel:
     def place(self, message) -> Place:
         return self.places.setdefault(message.from_user.id, Place())
 
-    def say(self, chat_id: int, text: str, **options) -> None:
-        """Every panel message goes through here: error texts can quote anything (a requests
-        error quotes the URL, and the URL holds the token), so secrets are taken out first."""
-        self.bot.send_message(chat_id, self.redact(text), **options)
+    def reader(self, message) -> Reader:
+        return self.readers.of_message(message)
 
-    def show(self, message, screen: str, text: str) -> None:
+    def say(self, message, text, **options) -> None:
+        """Every panel message goes through here, in the admin's language: error texts can
+        quote anything (a requests error quotes the URL, and the URL holds the token), so
+        secrets are taken out first."""
+        self.bot.send_message(message.chat.id, self.redact(self.reader(message)(text)), **options)
+
+    def show(self, message, screen: str, text) -> None:
         self.place(message).screen = screen
-        self.say(message.chat.id, text, reply_markup=self.keyboard(screen))
+        self.say(message, text, reply_markup=self.keyboard(message, screen))
 
-    def keyboard(self, screen: str, rows: Optional[list[list[str]]] = None) -> types.ReplyKeyboardMarkup:
+    def keyboard(self, message, screen: str, rows: Optional[list[list[str]]] = None) -> types.ReplyKeyboardMarkup:
+        """The screen's labels in the admin's language; `rows` are shown as they are."""
         markup = types.ReplyKeyboardMarkup(resize_keyboard=True)
-        rows = rows or KEYBOARDS.get(screen) or KEYBOARDS[PARENT[screen]]
+        reader = self.reader(message)
+        labels = [[reader.gettext(label) for label in row]
+                  for row in KEYBOARDS.get(screen) or KEYBOARDS[PARENT[screen]]]
         if screen == "backup" and self.engine.offsite_paused():
-            rows = rows + [[START_FRESH]]
-        for row in rows:
+            labels.append([reader.gettext(START_FRESH)])
+        for row in rows or labels:
             markup.row(*row)
         return markup
 
-    def in_background(self, message, job: Callable[[], None], working: str) -> None:
+    def in_background(self, message, job: Callable[[], None], working: Text) -> None:
         """Say we are on it, then run `job` on the panel's worker thread."""
-        self.say(message.chat.id, working)
+        self.say(message, working)
         self.bot.send_chat_action(message.chat.id, "typing")
 
         def run() -> None:
             try:
                 job()
             except (BackupError, DestinationError, OSError, telebot.apihelper.ApiException) as error:
-                self.say(message.chat.id, f"❌ {error}")
+                self.say(message, Text("❌ {error}", error=Code(str(error))))
             except Exception:
                 log.exception("an admin panel job failed")
-                self.say(message.chat.id, "❌ Something went wrong; the log has the details.")
+                self.say(message, Text("❌ Something went wrong; the log has the details."))
 
         self.work.submit(run)
 
     # --- handlers ---
 
     def only_in_private(self, message) -> None:
-        self.say(message.chat.id, "🔒 The admin panel works only in a private chat with me.",
+        self.say(message, Text("🔒 The admin panel works only in a private chat with me."),
                  reply_markup=types.ReplyKeyboardRemove())
 
     def open_panel(self, message) -> None:
-        self.show(message, "main", "🛠 Admin panel")
+        self.show(message, "main", Text("🛠 Admin panel"))
 
     def on_label(self, message) -> None:
         choice = CHOICE.match(message.text)
@@ -189,61 +209,81 @@ class AdminPanel:
 
     def on_document(self, message) -> None:
         place = self.place(message)
+        reader = self.reader(message)
         if place.screen != "restore":
-            self.say(message.chat.id, f"To restore from a file, open {BACKUP} → "
-                                                   f"{RESTORE} first, then send it.")
+            self.say(message, Text("To restore from a file, open {backup} → {restore} first, then send it.",
+                                   backup=Code(reader.gettext(BACKUP)), restore=Code(reader.gettext(RESTORE))))
             return
         document = message.document
         if (document.file_size or 0) > DOWNLOAD_LIMIT:
-            self.say(message.chat.id, "❌ Telegram does not let bots download files over "
-                                                   "20 MB. Restore it on the server instead: "
-                                                   "python backup.py restore FILE")
+            self.say(message, Text("❌ Telegram does not let bots download files over 20 MB. Restore it "
+                                   "on the server instead: {command}",
+                                   command=Code("python backup.py restore FILE")))
             return
         self.in_background(message, lambda: self._check_upload(message),
-                           f"⏳ Checking {document.file_name or 'the file'}…")
+                           Text("⏳ Checking {file}…", file=Code(document.file_name or "?")))
 
     # --- screens ---
 
     def statistics(self, message) -> None:
         stats = self.db.user_statistics(self.clock())
-        self.show(message, "statistics", f"📊 Statistics\nUsers: {stats['users']}\n"
-                                         f"Blocked now: {stats['blocked']}\n"
-                                         f"Actions in the last 24 hours: {stats['actions']}")
+        self.show(message, "statistics", lines(
+            Text("📊 Statistics"), Text("Users: {count}", count=stats["users"]),
+            Text("Blocked now: {count}", count=stats["blocked"]),
+            Text("Actions in the last 24 hours: {count}", count=stats["actions"])))
 
     def system(self, message) -> None:
-        self.show(message, "system", "\n".join(["⚙️ System", *self._updates_lines()]))
+        self.show(message, "system", lines(Text("⚙️ System"), *self._updates_lines()))
 
-    def _updates_lines(self) -> list[str]:
+    def _updates_lines(self) -> list[Text]:
         """How updates reach the bot, and what Telegram says about it (getWebhookInfo): the
         way to see that webhook mode works, or why it does not."""
-        mode = (f"Updates: by webhook, to {self.settings.webhook_url}" if self.settings.webhook_url
-                else "Updates: by polling (getUpdates)")
+        url = self.settings.webhook_url
+        mode = (Text("Updates: by webhook, to {url}", url=Code(url)) if url
+                else Text("Updates: by polling (getUpdates)"))
         try:
             info = self.bot.get_webhook_info(timeout=10)
         except (telebot.apihelper.ApiException, requests.RequestException, ValueError) as error:
-            return [mode, f"Telegram did not say how it delivers them ({type(error).__name__})."]
-        lines = [mode, f"Telegram: {info.pending_update_count or 0} update(s) waiting to be delivered"]
-        if self.settings.webhook_url and (info.url or "") != self.settings.webhook_url:
-            lines.append(f"⚠️ Telegram sends them to {info.url or 'no webhook'}: not set yet, or refused")
-        elif not self.settings.webhook_url and info.url:
-            lines.append(f"⚠️ A webhook is set ({info.url}): polling gets nothing until it is deleted")
+            return [mode, Text("Telegram did not say how it delivers updates ({error}).",
+                               error=Code(type(error).__name__))]
+        found = [mode, Text("Updates waiting at Telegram: {count}",
+                            count=info.pending_update_count or 0)]
+        if url and (info.url or "") != url:
+            found.append(Text("⚠️ Telegram sends updates to {url}, not to WEBHOOK_URL: not set yet, or refused",
+                              url=Code(info.url or "-")))
+        elif not url and info.url:
+            found.append(Text("⚠️ A webhook is set ({url}): polling gets nothing until it is deleted",
+                              url=Code(info.url)))
         if info.last_error_date:
-            when = human.time(datetime.fromtimestamp(info.last_error_date, timezone.utc))
-            lines.append(f"Last delivery error: {str(info.last_error_message)[:200]} ({when})")
-        return lines
+            found.append(Text("Last delivery error: {error} ({when})",
+                              error=Code(str(info.last_error_message)[:200]),
+                              when=datetime.fromtimestamp(info.last_error_date, timezone.utc)))
+        return found
 
     def backup_screen(self, message) -> None:
         self.show(message, "backup", self.backup_status())
 
     def jobs(self, message) -> None:
-        lines = ["🩺 Jobs"]
+        reader = self.reader(message)
+        parts = [Text("🩺 Jobs")]
         for job in self.job_statuses():
-            last = (f"last run {human.time(job.last_run)} ({job.last_duration:.2f} s)" if job.last_run
-                    else "not run yet")
-            lines += [f"\n{job.name}: every {human.interval(job.interval_seconds)}",
-                      f"{last}; next {human.time(job.next_run)}",
-                      f"last error: {job.last_error or 'none'}"]
-        self.show(message, "jobs", "\n".join(lines))
+            last = (Text("last run {when} ({seconds} s)", when=job.last_run, seconds=round(job.last_duration, 2))
+                    if job.last_run else Text("not run yet"))
+            parts += ["", Text("{job}: every {interval}", job=Code(job.name),
+                               interval=Code(reader.interval(job.interval_seconds))),
+                      Text("{last}; next {when}", last=last, when=job.next_run),
+                      Text("last error: {error}", error=Code(job.last_error)) if job.last_error
+                      else Text("last error: none")]
+        self.show(message, "jobs", lines(*parts))
+
+    def language_screen(self, message) -> None:
+        self.place(message).screen = "language"
+        labels = [list(LANGUAGE_LABELS), [self.reader(message).gettext(BACK)]]
+        self.say(message, Text("Choose your language:"), reply_markup=self.keyboard(message, "language", labels))
+
+    def choose_language(self, message) -> None:
+        self.readers.choose(message.from_user.id, LANGUAGE_LABELS[message.text])
+        self.show(message, "main", Text("✅ Language: English"))  # the panel, in the new language
 
     def back(self, message) -> None:
         place = self.place(message)
@@ -252,83 +292,95 @@ class AdminPanel:
         {"main": self.open_panel, "system": self.system, "backup": self.backup_screen,
          "restore": self.restore_screen}[parent](message)
 
-    def backup_status(self) -> str:
+    def backup_status(self):
         storage = self.db.storage
-        lines = ["💾 Backup",
-                 f"Storage: {storage.path}" if not storage.in_memory else
-                 f"⚠️ Storage: IN-MEMORY ({storage.reason}): data is lost when the bot stops",
-                 f"Database: {human.size(self.db.size_bytes())}, schema version {self.db.schema_version()}"]
-        lines += [f"{table}: {rows}" for table, rows in self.db.table_row_counts().items()]
+        parts = [Text("💾 Backup"),
+                 Text("Storage: {path}", path=Code(storage.path)) if not storage.in_memory else
+                 Text("⚠️ Storage: IN-MEMORY ({reason}): data is lost when the bot stops",
+                      reason=Code(storage.reason)),
+                 Text("Database: {size}, schema version {version}", size=Size(self.db.size_bytes()),
+                      version=self.db.schema_version())]
+        parts += [Text("{table}: {rows}", table=Code(table), rows=rows)
+                  for table, rows in self.db.table_row_counts().items()]
         overview = self.engine.overview()
         newest = overview.newest
         if newest:
-            lines.append(f"Newest backup: {human.time(newest.created_at)} ({human.age(self.clock() - newest.created_at)}"
-                         f" ago), {human.size(newest.size)}, {newest.reason}")
+            parts.append(Text("Newest backup: {when} ({age} ago), {size}, {reason}", when=newest.created_at,
+                              age=self.clock() - newest.created_at, size=Size(newest.size),
+                              reason=shown_reason(newest.reason)))
         else:
-            lines.append("Newest backup: none yet")
+            parts.append(Text("Newest backup: none yet"))
         for name, status in overview.destinations.items():
-            lines.append(f"{name}: " + _destination_line(status))
-        lines.append(f"Local backups kept: {overview.kept} of {overview.keep}")
+            parts.append(Text("{destination}: {state}", destination=Code(name), state=_destination_line(status)))
+        parts.append(Text("Local backups kept: {kept} of {keep}", kept=overview.kept, keep=overview.keep))
         backup_job = next((j for j in self.job_statuses() if j.name == "backup"), None)
         if backup_job is not None:
-            lines.append(f"Next scheduled backup: {human.time(backup_job.next_run)}")
+            parts.append(Text("Next scheduled backup: {when}", when=backup_job.next_run))
         if overview.paused:
-            lines.append(f"⏸ Copies stay on this machine: the bot {overview.paused}.")
-        return "\n".join(lines)
+            parts.append(Text("⏸ Copies stay on this machine: the bot started on an empty database although "
+                              "backups may exist off the machine ({why}).", why=Code(overview.paused)))
+        return lines(*parts)
 
     # --- backup actions ---
 
     def create(self, message) -> None:
         def job() -> None:
             result = self.engine.create("manual")
-            lines = [f"✅ Backup {result.info.name}: {human.size(result.info.size)} in "
-                     f"{result.seconds:.1f} s; stored in " + ", ".join(i.destination for i in result.stored)]
-            lines += [f"⚠️ not in {name}: {error}" for name, error in result.failures.items()]
-            self.say(message.chat.id, "\n".join(lines))
+            parts = [Text("✅ Backup {name}: {size} in {seconds} s; stored in {places}",
+                          name=Code(result.info.name), size=Size(result.info.size),
+                          seconds=round(result.seconds, 1),
+                          places=Code(", ".join(i.destination for i in result.stored)))]
+            parts += [Text("⚠️ not in {destination}: {error}", destination=Code(name), error=Code(error))
+                      for name, error in result.failures.items()]
+            self.say(message, lines(*parts))
 
         self.place(message).screen = "backup"
-        self.in_background(message, job, "⏳ Working on a backup…")
+        self.in_background(message, job, Text("⏳ Working on a backup…"))
 
     def list_backups(self, message) -> None:
         def job() -> None:
             listing = self.engine.listing()
             backups = listing.backups[:20]
-            lines = ["🗂 Backups, newest first:"] if backups else ["🗂 No backups yet."]
-            lines += [f"{n}. {_describe(info)}" for n, info in enumerate(backups, start=1)]
-            lines += [f"⚠️ {u.destination}: {u.error}" for u in listing.unreachable]
-            self.say(message.chat.id, "\n".join(lines))
+            parts = [Text("🗂 Backups, newest first:") if backups else Text("🗂 No backups yet.")]
+            parts += [Text("{number}. {backup}", number=n, backup=_describe(info))
+                      for n, info in enumerate(backups, start=1)]
+            parts += [Text("⚠️ {destination}: {error}", destination=Code(u.destination), error=Code(u.error))
+                      for u in listing.unreachable]
+            self.say(message, lines(*parts))
 
-        self.in_background(message, job, "⏳ Asking every destination…")
+        self.in_background(message, job, Text("⏳ Asking every destination…"))
 
     def download(self, message) -> None:
         def job() -> None:
             with self.engine.exported_newest() as exported:
                 if exported is None:
-                    self.say(message.chat.id, f"No backup yet: press {CREATE}.")
+                    self.say(message, Text("No backup yet: press {create}.",
+                                           create=Code(self.reader(message).gettext(CREATE))))
                     return
                 path, info = exported
                 with open(path, "rb") as document:
                     self.bot.send_document(message.chat.id, document, visible_file_name=info.name,
-                                           caption=f"📥 {_describe(info)}")
+                                           caption=self.reader(message)(Text("📥 {backup}", backup=_describe(info))))
 
-        self.in_background(message, job, "⏳ Preparing the newest backup…")
+        self.in_background(message, job, Text("⏳ Preparing the newest backup…"))
 
     # --- restore ---
 
     def restore_screen(self, message) -> None:
         place = self.place(message)
         self._drop_pending(place)
+        reader = self.reader(message)
 
         def job() -> None:
             place.choices = self.engine.listing().backups[:10]
-            rows = [[f"♻️ {n}: {_short(info)}"] for n, info in enumerate(place.choices, start=1)]
-            text = ("♻️ Restore: choose a backup, or send a backup file here as a document."
-                    if place.choices else "♻️ Restore: no backups found. Send a backup file here "
-                                          "as a document.")
+            rows = [[f"♻️ {n}: " + reader(_short(info))] for n, info in enumerate(place.choices, start=1)]
+            text = (Text("♻️ Restore: choose a backup, or send a backup file here as a document.")
+                    if place.choices else
+                    Text("♻️ Restore: no backups found. Send a backup file here as a document."))
             place.screen = "restore"
-            self.say(message.chat.id, text, reply_markup=self.keyboard("restore", rows + [[BACK]]))
+            self.say(message, text, reply_markup=self.keyboard(message, "restore", rows + [[reader.gettext(BACK)]]))
 
-        self.in_background(message, job, "⏳ Looking for backups…")
+        self.in_background(message, job, Text("⏳ Looking for backups…"))
 
     def choose(self, message, number: int) -> None:
         place = self.place(message)
@@ -337,7 +389,7 @@ class AdminPanel:
             return
         candidate = place.choices[number - 1]
         self.in_background(message, lambda: self._offer(message, candidate, self.engine.verify(candidate)),
-                           f"⏳ Fetching and checking backup {number}…")
+                           Text("⏳ Fetching and checking backup {number}…", number=number))
 
     def _check_upload(self, message) -> None:
         scratch = scratch_directory(Path(self.settings.backup_dir))
@@ -357,19 +409,21 @@ class AdminPanel:
         self._drop_pending(place)
         place.pending = Pending(source, info, scratch)
         live = self.db.table_row_counts()
-        lines = [f"This backup: {human.time(info.created_at)}, {info.reason}, schema version "
-                 f"{info.schema_version} (live: {self.db.schema_version()})", "rows: backup / live now"]
-        lines += [f"{table}: {info.row_counts.get(table, 0)} / {live.get(table, 0)}"
+        parts = [Text("This backup: {when}, {reason}, schema version {version} (live: {live})",
+                      when=info.created_at, reason=shown_reason(info.reason), version=info.schema_version,
+                      live=self.db.schema_version()), Text("rows: backup / live now")]
+        parts += [Text("{table}: {backup} / {live}", table=Code(table), backup=info.row_counts.get(table, 0),
+                       live=live.get(table, 0))
                   for table in sorted(set(info.row_counts) | set(live))]
-        lines.append("A safety backup of the live data is taken first. Restore it?")
+        parts.append(Text("A safety backup of the live data is taken first. Restore it?"))
         place.screen = "confirm"
-        self.say(message.chat.id, "\n".join(lines), reply_markup=self.keyboard("confirm"))
+        self.say(message, lines(*parts), reply_markup=self.keyboard(message, "confirm"))
 
     def confirm(self, message) -> None:
         place = self.place(message)
         pending, place.pending = place.pending, None
         if pending is None:
-            self.say(message.chat.id, "Nothing to confirm: choose a backup first.")
+            self.say(message, Text("Nothing to confirm: choose a backup first."))
             self.backup_screen(message)
             return
 
@@ -378,14 +432,15 @@ class AdminPanel:
                 info = self.engine.restore(pending.source)
             finally:
                 pending.discard()
-            self.show(message, "backup", f"✅ Restored {info.name} ({info.total_rows} rows). "
-                                         "A pre-restore backup of the previous data was kept.")
+            self.show(message, "backup", Text("✅ Restored {name} ({rows} rows). A pre-restore backup of "
+                                              "the previous data was kept.", name=Code(info.name),
+                                              rows=info.total_rows))
 
-        self.in_background(message, job, "⏳ Taking a safety backup, then restoring…")
+        self.in_background(message, job, Text("⏳ Taking a safety backup, then restoring…"))
 
     def cancel(self, message) -> None:
         self._drop_pending(self.place(message))
-        self.show(message, "backup", "Cancelled; nothing changed.")
+        self.show(message, "backup", Text("Cancelled; nothing changed."))
 
     def _drop_pending(self, place: Place) -> None:
         if place.pending is not None:
@@ -397,11 +452,12 @@ class AdminPanel:
     def start_fresh(self, message) -> None:
         paused = self.engine.offsite_paused()
         if not paused:
-            self.show(message, "backup", "Backups already leave the machine as usual.")
+            self.show(message, "backup", Text("Backups already leave the machine as usual."))
             return
-        self.show(message, "fresh", f"The bot {paused}.\nRestore a backup instead if you can. "
-                                    "Starting fresh keeps the current database, and the next backup "
-                                    "replaces the pinned one off the machine.")
+        self.show(message, "fresh", Text(
+            "The bot started on an empty database although backups may exist off the machine ({why}).\n"
+            "Restore a backup instead if you can. Starting fresh keeps the current database, and the "
+            "next backup replaces the pinned one off the machine.", why=Code(paused)))
 
     def start_fresh_command(self, message) -> None:
         """/start_fresh, named in the startup alert; /start_fresh YES confirms without the menu."""
@@ -413,21 +469,23 @@ class AdminPanel:
     def confirm_fresh(self, message) -> None:
         self.engine.resume_offsite()
         log.warning("an admin chose to start fresh: off-site backups resume")
-        self.show(message, "backup", "Done: the next backup leaves the machine again.")
+        self.show(message, "backup", Text("Done: the next backup leaves the machine again."))
 
 
-def _short(info: BackupInfo) -> str:
-    return f"{info.created_at:%Y-%m-%d %H:%M} {info.reason} ({info.destination})"
+def _short(info: BackupInfo) -> Text:
+    return Text("{when} {reason} ({destination})", when=info.created_at, reason=shown_reason(info.reason),
+                destination=Code(info.destination))
 
 
-def _describe(info: BackupInfo) -> str:
-    return (f"{human.time(info.created_at)}, {info.reason}, {human.size(info.size)}, "
-            f"{info.total_rows} rows, {info.destination}")
+def _describe(info: BackupInfo) -> Text:
+    return Text("{when}, {reason}, {size}, {rows} rows, {destination}", when=info.created_at,
+                reason=shown_reason(info.reason), size=Size(info.size), rows=info.total_rows,
+                destination=Code(info.destination))
 
 
-def _destination_line(status) -> str:
+def _destination_line(status) -> Text:
     if status.failing:
-        return f"❌ {status.last_error} ({human.time(status.last_error_at)})"
+        return Text("❌ {error} ({when})", error=Code(status.last_error), when=status.last_error_at)
     if status.last_success:
-        return f"✅ last stored {human.time(status.last_success)}"
-    return "no backup stored yet since the bot started"
+        return Text("✅ last stored {when}", when=status.last_success)
+    return Text("no backup stored yet since the bot started")

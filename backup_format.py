@@ -31,6 +31,7 @@ import zstandard
 import database
 import human
 from files import CHUNK
+from i18n import N_, Code, Text
 from sealing import SealError, Sealer, sealed_or_age
 
 log = logging.getLogger("backup")
@@ -44,6 +45,10 @@ SUFFIX = ".db.zst"
 NAME_PATTERN = re.compile(r"^backup-(\d{8}T\d{9}Z)-([a-z-]+)\.db\.zst(\.sealed|\.age)?$")
 FINAL_REASONS = ("shutdown", "handover")  # a writer's last backup: nothing was written after it
 PRE_RESTORE = "pre-restore"  # the safety copy before a restore: kept, never taken for the newest state
+# Why a backup was taken, as people read it; a reason not listed is shown as it is.
+REASON_WORDS = {"startup": N_("at startup"), "scheduled": N_("scheduled"), "change": N_("after a change"),
+                "manual": N_("manual"), "shutdown": N_("at shutdown"), "handover": N_("at a hand-over"),
+                "restore": N_("after a restore"), PRE_RESTORE: N_("before a restore")}
 COMPRESSION_LEVEL = 3
 QUICK_COMPRESSION_LEVEL = 1  # when time counts more than size (zstd -1: 40 % less CPU, 8 % larger)
 MAX_WINDOW = 1 << 24  # zstd's memory while unpacking; ours use 2 MB windows, a hostile frame asks more
@@ -57,6 +62,11 @@ class BackupError(Exception):
 class NotABackupError(ValueError):
     """The bytes are not a backup in this format."""
 
+
+
+def shown_reason(reason: str) -> Text | Code:
+    """A backup's reason in the reader's words."""
+    return Text(REASON_WORDS[reason]) if reason in REASON_WORDS else Code(reason)
 
 @dataclass(frozen=True)
 class BackupInfo:

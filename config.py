@@ -13,9 +13,11 @@ import logging
 import os
 import re
 from dataclasses import dataclass, field
+from datetime import timezone, tzinfo
 from pathlib import Path
 from typing import Mapping, Optional
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from dotenv import dotenv_values
 
@@ -26,6 +28,9 @@ TOKEN_PATTERN = re.compile(r"^\d+:[A-Za-z0-9_-]{20,}$")
 
 class ConfigError(Exception):
     """A setting is missing or malformed; the message names it and says what it expects."""
+
+
+LANGUAGES = ("en", "fa")  # what people may read the bot in (i18n.py; locales/)
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,8 @@ class Settings:
     flood_window_seconds: int = 60
     flood_block_minutes: int = 10
     tracking_retention_hours: float = 24.0
+    default_language: str = "en"  # for whoever chose none and whose Telegram language is neither
+    time_zone: tzinfo = timezone.utc  # times people read are in it (logs stay UTC)
 
     def is_admin(self, user_id: int) -> bool:
         return user_id in self.admin_ids
@@ -117,6 +124,8 @@ def load_settings(environ: Optional[Mapping[str, str]] = None, *, require_token:
         flood_window_seconds=reader.integer("FLOOD_WINDOW_SECONDS", 60, minimum=1),
         flood_block_minutes=reader.integer("FLOOD_BLOCK_MINUTES", 10, minimum=1),
         tracking_retention_hours=reader.number("TRACKING_RETENTION_HOURS", 24.0, minimum=0.01),
+        default_language=reader.choice("DEFAULT_LANGUAGE", LANGUAGES),
+        time_zone=reader.time_zone("BOT_TIMEZONE"),
     )
 
 
@@ -248,6 +257,24 @@ class _Reader:
         if not raw.isdigit() or not 1 <= int(raw) <= 65535:
             raise ConfigError(f"{name} must be a TCP port from 1 to 65535, got {raw!r}")
         return int(raw)
+
+    def choice(self, name: str, allowed: tuple[str, ...]) -> str:
+        raw = (self.text(name) or allowed[0]).lower()
+        if raw not in allowed:
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+        return raw
+
+    def time_zone(self, name: str) -> tzinfo:
+        raw = self.text(name)
+        if raw is None or raw.upper() == "UTC":
+            return timezone.utc
+        # Only a name from the tz database: ZoneInfo alone would open any file under its path.
+        if raw in available_timezones():
+            try:
+                return ZoneInfo(raw)
+            except (ZoneInfoNotFoundError, ValueError, OSError):
+                pass
+        raise ConfigError(f"{name} must be a time zone name like Asia/Tehran or UTC, got {raw!r}")
 
     def log_level(self, name: str) -> str:
         raw = (self.text(name) or "INFO").upper()

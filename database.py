@@ -459,16 +459,19 @@ class Database:
     # --- users, blocks and tracking ---
 
     def track_message(self, user_id: int, username: Optional[str], first_name: Optional[str],
-                      chat_id: int, kind: str, now: datetime, window_start: datetime) -> UserState:
-        """Register or refresh the user, record one action, and report their block state."""
+                      chat_id: int, kind: str, now: datetime, window_start: datetime,
+                      language_code: Optional[str] = None) -> UserState:
+        """Register or refresh the user (with the language Telegram reports, when it does),
+        record one action, and report their block state."""
         at = timestamp(now)
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO users (user_id, username, first_name, first_seen, last_seen)"
-                " VALUES (?, ?, ?, ?, ?)"
+                "INSERT INTO users (user_id, username, first_name, first_seen, last_seen, telegram_language)"
+                " VALUES (?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT(user_id) DO UPDATE SET username = excluded.username,"
-                " first_name = excluded.first_name, last_seen = excluded.last_seen",
-                (user_id, username, first_name, at, at))
+                " first_name = excluded.first_name, last_seen = excluded.last_seen,"
+                " telegram_language = coalesce(excluded.telegram_language, users.telegram_language)",
+                (user_id, username, first_name, at, at, language_code))
             db.execute("INSERT INTO tracking (user_id, chat_id, kind, created_at) VALUES (?, ?, ?, ?)",
                        (user_id, chat_id, kind, at))
             blocked_until, reason, notified = db.execute(
@@ -540,6 +543,26 @@ class Database:
             else:
                 db.execute("INSERT INTO bot_state (key, value) VALUES (?, ?) ON CONFLICT(key)"
                            " DO UPDATE SET value = excluded.value", (key, value))
+
+    def languages(self, user_id: int) -> tuple[Optional[str], Optional[str]]:
+        """(their chosen language, the one Telegram last reported); None for what is not known.
+        Before the migration that adds them, and for someone never seen: (None, None)."""
+        try:
+            with self.lock:
+                row = self._connection.execute(
+                    "SELECT language, telegram_language FROM users WHERE user_id = ?", (user_id,)).fetchone()
+        except sqlite3.OperationalError as error:
+            if "no such column" not in str(error):
+                raise
+            return None, None
+        return (row[0], row[1]) if row else (None, None)
+
+    def choose_language(self, user_id: int, language: str, now: datetime) -> None:
+        at = timestamp(now)
+        with self.transaction() as db:
+            db.execute("INSERT INTO users (user_id, first_seen, last_seen, language) VALUES (?, ?, ?, ?)"
+                       " ON CONFLICT(user_id) DO UPDATE SET language = excluded.language",
+                       (user_id, at, at, language))
 
     def user(self, user_id: int) -> Optional[dict]:
         with self.lock:

@@ -30,6 +30,7 @@ from config import Settings
 from database import Database, DatabaseError
 from destinations import Destination, DestinationError, LocalFolder, Stale, TooLarge
 from files import fsync_folder, remove_stale_temporaries, scratch_folder, temporary_name
+from i18n import Alert, Code, Text
 from sealing import SealError, Sealer
 
 log = logging.getLogger("backup")
@@ -42,7 +43,6 @@ HURRIED_REASONS = ("change", "shutdown", "handover")
 STEP_PAGES = 256  # pages copied per snapshot step while holding the lock (1 MB at 4 KB pages)
 PAUSE_KEY = "offsite_paused"
 GENERATION_KEY, WRITER_KEY = "generation", "writer"  # the writer of this database, in bot_state
-Alert = Callable[[str], object]
 
 
 @dataclass(frozen=True)
@@ -224,8 +224,8 @@ class BackupEngine:
         if self._writing:
             self._writing = False
             log.error("this instance is stale: %s", why)
-            self.alert(f"⛔ This instance stopped writing: {why}. Its backups stay on its own disk; "
-                       "the newer instance's backups are untouched.")
+            self.alert(Text("⛔ This instance stopped writing: {why}. Its backups stay on its own disk; "
+                            "the newer instance's backups are untouched.", why=Code(why)))
             self.on_stale(why)
 
     # --- create ---
@@ -388,7 +388,8 @@ class BackupEngine:
                 raise DestinationError("the copy read back differs from the one sent")
         except TooLarge as error:
             if destination.name not in self._too_large_told:  # once, when backups grow past it
-                self.alert(f"⚠️ Backup {placed.name} was stored in {destination.name}, but {error}.")
+                self.alert(Text("⚠️ Backup {name} was stored in {destination} but cannot be read back to check it ({error}).",
+                                name=Code(placed.name), destination=Code(destination.name), error=Code(str(error))))
                 self._too_large_told.add(destination.name)
             return {}
         except (DestinationError, OSError) as error:
@@ -413,16 +414,16 @@ class BackupEngine:
     def _succeeded(self, name: str) -> None:
         status = self._status[name]
         if status.failing:
-            self.alert(f"✅ Backups to {name} work again.")
+            self.alert(Text("✅ Backups to {destination} work again.", destination=Code(name)))
         status.failing, status.last_success = False, self.clock()
 
     def _failed(self, name: str, error: str) -> None:
         status = self._status[name]
         log.error("backup not stored in %s: %s", name, error)
         if not status.failing:  # once per streak of failures
-            where = "the local backup folder" if name == self.local.name else name
-            self.alert(f"⚠️ A backup could not be stored in {where}: {error}. "
-                       "It is retried at the next backup.")
+            where = Text("the local backup folder") if name == self.local.name else Code(name)
+            self.alert(Text("⚠️ A backup could not be stored in {where}: {error}. It is retried at the next "
+                            "backup.", where=where, error=Code(error)))
         status.failing, status.last_error, status.last_error_at = True, error, self.clock()
 
     def _keep_plain_copy(self, snapshot: Path) -> None:

@@ -1,9 +1,9 @@
-"""User-facing handlers: /start and /help, activity tracking, flood control, the blocked gate,
-and the admins' /block and /unblock.
+"""User-facing handlers: /start, /help, /id and /language, activity tracking, flood control,
+the blocked gate, and the admins' /block and /unblock.
 
 Tracking and the gate run as a pyTelegramBotAPI class middleware, so every message passes them
 before any handler (the admin panel's included) sees it; a blocked or flooding user's update is
-cancelled there.
+cancelled there. Every reply is in its reader's language (readers.py).
 """
 
 from __future__ import annotations
@@ -13,28 +13,34 @@ from datetime import datetime, timedelta
 from typing import Optional
 
 import telebot
+from telebot import types
 from telebot.handler_backends import BaseMiddleware, CancelUpdate
 
-import human
 from clock import Clock, utc_now
 from config import Settings
 from database import Database
+from i18n import LANGUAGE_LABELS, Code, N_, Text
 from messaging import is_admin, send_quietly
+from readers import Readers
 
 log = logging.getLogger(__name__)
 
 MAX_BLOCK_MINUTES = 366 * 24 * 60
-BLOCK_USAGE = "Usage: /block USER_ID [MINUTES] [REASON], for example /block 12345 60 spam"
-UNBLOCK_USAGE = "Usage: /unblock USER_ID, for example /unblock 12345"
+BLOCK_USAGE = N_("Usage: /block USER_ID [MINUTES] [REASON], for example /block 12345 60 spam")
+UNBLOCK_USAGE = N_("Usage: /unblock USER_ID, for example /unblock 12345")
+# The reasons the bot gives a block itself; an admin's own words are shown as they are.
+FLOOD, BY_ADMIN = "flood", "blocked by an admin"
+REASONS = {FLOOD: N_("sending messages too fast"), BY_ADMIN: N_("blocked by an admin")}
 
 
 class ActivityGate(BaseMiddleware):
     """Tracks every message, applies flood control, and keeps blocked users out."""
 
-    def __init__(self, bot: telebot.TeleBot, db: Database, settings: Settings, clock: Clock):
+    def __init__(self, bot: telebot.TeleBot, db: Database, settings: Settings, readers: Readers,
+                 clock: Clock):
         super().__init__()
         self.update_types = ["message"]
-        self.bot, self.db, self.settings, self.clock = bot, db, settings, clock
+        self.bot, self.db, self.settings, self.readers, self.clock = bot, db, settings, readers, clock
 
     def pre_process(self, message, data) -> Optional[CancelUpdate]:
         user = message.from_user
@@ -43,103 +49,135 @@ class ActivityGate(BaseMiddleware):
         now = self.clock()
         window_start = now - timedelta(seconds=self.settings.flood_window_seconds)
         state = self.db.track_message(user.id, user.username, user.first_name, message.chat.id,
-                                      "message", now, window_start)
+                                      "message", now, window_start, language_code=user.language_code)
         if self.settings.is_admin(user.id):
             return None
         if state.is_blocked(now):
             if not state.block_notified:
-                self._notify_blocked(user.id, message.chat.id, state.blocked_until)
+                self._notify_blocked(message, state.blocked_until, state.block_reason)
             return CancelUpdate()
         if state.recent_messages > self.settings.flood_max_messages:
             until = now + timedelta(minutes=self.settings.flood_block_minutes)
-            self.db.block_user(user.id, until, "flood", notified=False, now=now)
-            log.info("user %s blocked for flooding until %s", user.id, human.time(until))
-            self._notify_blocked(user.id, message.chat.id, until, flooding=True)
+            self.db.block_user(user.id, until, FLOOD, notified=False, now=now)
+            log.info("user %s blocked for flooding until %s", user.id, until.isoformat(timespec="minutes"))
+            self._notify_blocked(message, until, FLOOD)
             return CancelUpdate()
         return None
 
     def post_process(self, message, data, exception) -> None:
         pass
 
-    def _notify_blocked(self, user_id: int, chat_id: int, until: datetime, flooding=False) -> None:
-        reason = "You are sending messages too fast. " if flooding else ""
-        text = f"{reason}You are blocked until {human.time(until)}; messages until then are ignored."
-        if send_quietly(self.bot, chat_id, text):
-            self.db.mark_block_notified(user_id)
+    def _notify_blocked(self, message, until: datetime, reason: Optional[str]) -> None:
+        text = Text("You are blocked until {until} ({reason}); messages until then are ignored.",
+                    until=until, reason=reason_text(reason))
+        if send_quietly(self.bot, message.chat.id, text, self.readers.of_message(message)):
+            self.db.mark_block_notified(message.from_user.id)
 
 
-def register(bot: telebot.TeleBot, db: Database, settings: Settings, clock: Clock = utc_now) -> None:
+def reason_text(reason: Optional[str]) -> Text | Code:
+    """A block's reason for its reader: the bot's own translated, an admin's words as written."""
+    return Text(REASONS[reason]) if reason in REASONS else Code(reason or "")
+
+
+def register(bot: telebot.TeleBot, db: Database, settings: Settings, readers: Readers,
+             clock: Clock = utc_now) -> None:
     """Install the gate and the user and moderation commands on `bot`."""
-    bot.setup_middleware(ActivityGate(bot, db, settings, clock))
+    bot.setup_middleware(ActivityGate(bot, db, settings, readers, clock))
 
     def admin(message) -> bool:
         return is_admin(settings, message)
 
+    def reply(message, text, **options) -> None:
+        bot.send_message(message.chat.id, readers.of_message(message)(text), **options)
+
     @bot.message_handler(commands=["start"])
     def start(message):
-        name = message.from_user.first_name or "there"
-        bot.send_message(message.chat.id, f"Hello, {name}! You are registered. Send /help to see "
-                                          "what I can do.")
+        reply(message, Text("Hello, {name}! You are registered. Send /help to see what I can do.",
+                            name=Code(message.from_user.first_name or "")))
 
     @bot.message_handler(commands=["id"])
     def your_id(message):
         # How a new deployment's owner finds the number ADMIN_IDS wants, from the bot itself.
-        bot.send_message(message.chat.id, f"Your Telegram user id: {message.from_user.id}")
+        reply(message, Text("Your Telegram user id: {id}", id=Code(str(message.from_user.id))))
+
+    @bot.message_handler(commands=["language"])
+    def language(message):
+        reply(message, Text("Choose your language:"), reply_markup=language_keyboard())
+
+    @bot.message_handler(func=lambda m: m.text in LANGUAGE_LABELS and not admin(m))
+    def chosen(message):  # an admin's choice is the panel's: it shows the panel in it
+        reader = readers.choose(message.from_user.id, LANGUAGE_LABELS[message.text])
+        bot.send_message(message.chat.id, reader(Text("✅ Language: English")),
+                         reply_markup=types.ReplyKeyboardRemove())
 
     @bot.message_handler(commands=["help"])
     def help_(message):
-        lines = ["/start: register with the bot", "/id: your Telegram user id", "/help: this list"]
+        lines = [Text("/start: register with the bot"), Text("/id: your Telegram user id"),
+                 Text("/language: choose your language"), Text("/help: this list")]
         if admin(message) and message.chat.type == "private":
-            lines += ["/admin: the admin panel", "/backup: take a backup now",
-                      BLOCK_USAGE.removeprefix("Usage: "), UNBLOCK_USAGE.removeprefix("Usage: ")]
-        bot.send_message(message.chat.id, "\n".join(lines))
+            lines += [Text("/admin: the admin panel"), Text("/backup: take a backup now"),
+                      Text(BLOCK_USAGE), Text(UNBLOCK_USAGE)]
+        reader = readers.of_message(message)
+        bot.send_message(message.chat.id, "\n".join(reader(line) for line in lines))
 
     @bot.message_handler(commands=["block"], func=admin)
     def block(message):
-        bot.send_message(message.chat.id, block_command(bot, db, settings, message.text, clock()))
+        reply(message, block_command(bot, db, settings, readers, message.text, clock()))
 
     @bot.message_handler(commands=["unblock"], func=admin)
     def unblock(message):
-        bot.send_message(message.chat.id, unblock_command(bot, db, message.text))
+        reply(message, unblock_command(bot, db, readers, message.text))
 
 
-def block_command(bot: telebot.TeleBot, db: Database, settings: Settings, text: str,
-                  now: datetime) -> str:
+def language_keyboard(*extra: str) -> types.ReplyKeyboardMarkup:
+    markup = types.ReplyKeyboardMarkup(resize_keyboard=True, one_time_keyboard=not extra)
+    markup.row(*LANGUAGE_LABELS)
+    if extra:
+        markup.row(*extra)
+    return markup
+
+
+def block_command(bot: telebot.TeleBot, db: Database, settings: Settings, readers: Readers,
+                  text: str, now: datetime) -> Text:
     """Carry out '/block USER_ID [MINUTES] [REASON]'; returns the reply for the admin."""
     parts = text.split(maxsplit=3)[1:]
     if not parts or not _is_user_id(parts[0]):
-        return BLOCK_USAGE
+        return Text(BLOCK_USAGE)
     user_id = int(parts[0])
     minutes = settings.flood_block_minutes
     rest = parts[1:]
     if rest and rest[0].isdigit():
         minutes = int(rest.pop(0))
         if not 1 <= minutes <= MAX_BLOCK_MINUTES:
-            return f"MINUTES must be from 1 to {MAX_BLOCK_MINUTES}. {BLOCK_USAGE}"
-    reason = " ".join(rest) or "blocked by an admin"
+            return Text("MINUTES must be from 1 to {most}. {usage}", most=MAX_BLOCK_MINUTES, usage=Text(BLOCK_USAGE))
+    reason = " ".join(rest) or BY_ADMIN
+    user = Code(str(user_id))
     if settings.is_admin(user_id):
-        return f"{user_id} is an admin; admins cannot be blocked."
+        return Text("{user} is an admin; admins cannot be blocked.", user=user)
     until = now + timedelta(minutes=minutes)
     db.block_user(user_id, until, reason, notified=False, now=now)
-    log.info("user %s blocked by an admin until %s", user_id, human.time(until))
-    if send_quietly(bot, user_id, f"You are blocked until {human.time(until)} ({reason}); "
-                                  "messages until then are ignored."):
+    log.info("user %s blocked by an admin until %s", user_id, until.isoformat(timespec="minutes"))
+    notice = Text("You are blocked until {until} ({reason}); messages until then are ignored.",
+                  until=until, reason=reason_text(reason))
+    if send_quietly(bot, user_id, notice, readers.of(user_id)):
         db.mark_block_notified(user_id)
-    return f"User {user_id} is blocked until {human.time(until)} ({reason})."
+    return Text("User {user} is blocked until {until} ({reason}).", user=user, until=until,
+                reason=reason_text(reason))
 
 
-def unblock_command(bot: telebot.TeleBot, db: Database, text: str) -> str:
+def unblock_command(bot: telebot.TeleBot, db: Database, readers: Readers, text: str) -> Text:
     """Carry out '/unblock USER_ID'; returns the reply for the admin."""
     parts = text.split()[1:]
     if len(parts) != 1 or not _is_user_id(parts[0]):
-        return UNBLOCK_USAGE
+        return Text(UNBLOCK_USAGE)
     user_id = int(parts[0])
+    user = Code(str(user_id))
     if not db.unblock_user(user_id):
-        return f"User {user_id} is not blocked."
+        return Text("User {user} is not blocked.", user=user)
     log.info("user %s unblocked by an admin", user_id)
-    send_quietly(bot, user_id, "Your block was lifted; you can write again.")
-    return f"User {user_id} is unblocked."
+    send_quietly(bot, user_id, Text("Your block was lifted; you can write again."), readers.of(user_id))
+    return Text("User {user} is unblocked.", user=user)
 
 
 def _is_user_id(text: str) -> bool:
-    return text.isdigit() and 0 < int(text) < 2 ** 63
+    return text.isascii() and text.isdigit() and 0 < int(text) < 2 ** 63

@@ -38,18 +38,18 @@ import threading
 import time
 import uuid
 from datetime import datetime
-from typing import Callable, Optional
+from typing import Optional
 
 import requests
 import telebot
 
-import human
 from backup_format import PRE_RESTORE, BackupError, BackupInfo, Head, Knock
 from clock import Clock, utc_now
 from config import Settings
 from database import Database
 from destinations import Stale
 from engine import BackupEngine
+from i18n import Alert, Code, Text
 from tasks import JobRunner
 from updates import DRAIN_SECONDS, Poller, WebhookGate, drain
 
@@ -78,7 +78,7 @@ def asks_for_handover(knock: Optional[Knock], instance: str, since: datetime, no
 
 class Lifecycle:
     def __init__(self, bot: telebot.TeleBot, db: Database, engine: BackupEngine, runner: JobRunner,
-                 settings: Settings, alert: Callable[[str], object], stop: threading.Event,
+                 settings: Settings, alert: Alert, stop: threading.Event,
                  clock: Clock = utc_now, instance: Optional[str] = None,
                  gate: Optional[WebhookGate] = None):
         """gate: webhook mode's source of updates (web.py hands it Telegram's requests); without
@@ -115,10 +115,10 @@ class Lifecycle:
         head, _ = self.engine.heads()
         if kept_local:
             if head is not None and head.generation > self.engine.generation:
-                self.alert(f"⏸ This instance kept its own database (generation {self.engine.generation}), "
-                           f"but a newer one writes the backups off the machine (generation "
-                           f"{head.generation}, {head.writer}): it stays passive and takes over "
-                           "when that one stops cleanly.")
+                self.alert(Text("⏸ This instance kept its own database (generation {mine}), but a newer one "
+                                "writes the backups off the machine (generation {theirs}, {writer}): it "
+                                "stays passive and takes over when that one stops cleanly.",
+                                mine=self.engine.generation, theirs=head.generation, writer=Code(head.writer)))
                 self._become_passive(None)
                 return
             self._claim_and_serve(max(self.engine.generation, head.generation if head else 0))
@@ -142,13 +142,14 @@ class Lifecycle:
 
     def _wait_for_handover(self, restored: Optional[BackupInfo], head: Optional[Head]) -> None:
         self.state = "waiting"
-        writer = (head.writer if head else restored.writer if restored else "") or "an older instance"
+        name = (head.writer if head else restored.writer if restored else "")
+        writer = Code(name) if name else Text("an older instance")
         generation = max(head.generation if head else 0, restored.generation if restored else 0)
         log.info("%s may still be writing: waiting up to %.0f s for it to hand over", writer,
                  self.settings.handover_wait_seconds)
         started = time.monotonic()
         deadline = started + self.settings.handover_wait_seconds
-        why = f"No hand-over came within {self.settings.handover_wait_seconds:.0f} s"
+        why = Text("No hand-over came within {seconds} s", seconds=round(self.settings.handover_wait_seconds))
         while time.monotonic() < deadline and not self.stop_requested.is_set():
             self._make_known()
             final = self._final_after(restored)
@@ -157,24 +158,28 @@ class Lifecycle:
                     taken = self.engine.restore(final, by_person=False)
                 except BackupError as error:
                     log.error("the hand-over backup %s cannot be restored: %s", final.name, error)
-                    why = f"The hand-over backup {final.name} cannot be restored ({error})"
+                    why = Text("The hand-over backup {name} cannot be restored ({error})",
+                               name=Code(final.name), error=Code(str(error)))
                     break
                 waited = time.monotonic() - started
                 self.took_over = True
                 if self._claim_and_serve(max(generation, taken.generation)):
-                    self.alert(f"♻️ {final.writer or writer} (generation {taken.generation}) handed "
-                               f"over after {waited:.1f} s; generation {self.engine.generation} "
-                               f"serves now, from its last backup ({taken.total_rows} rows).")
+                    self.alert(Text("♻️ {writer} (generation {old}) handed over after {seconds} s; "
+                                    "generation {new} serves now, from its last backup ({rows} rows).",
+                                    writer=Code(final.writer) if final.writer else writer, old=taken.generation,
+                                    seconds=round(waited, 1), new=self.engine.generation, rows=taken.total_rows))
                 return
             self.stop_requested.wait(KNOCK_SECONDS)
         if self.stop_requested.is_set():
             return
         if self._claim_and_serve(generation):
-            since = (f"the newest backup, taken {human.time(restored.created_at)} "
-                     f"({human.age(self.clock() - restored.created_at)} ago): what it wrote after "
-                     "that is lost" if restored else "an empty database: it left no backup")
-            self.alert(f"⚠️ {why} from {writer} (generation {generation}), which was writing: "
-                       f"it probably stopped without a final backup (a crash?). Serving from {since}.")
+            since = (Text("the newest backup, taken {when} ({age} ago): what it wrote after that is lost",
+                          when=restored.created_at, age=self.clock() - restored.created_at)
+                     if restored else Text("an empty database: it left no backup"))
+            log.warning("%s from %s: serving from %s", why, writer, since)
+            self.alert(Text("⚠️ {why} from {writer} (generation {generation}), which was writing: it probably "
+                            "stopped without a final backup (a crash?). Serving from {since}.",
+                            why=why, writer=writer, generation=generation, since=since))
 
     def _make_known(self) -> None:
         """Tell the writer a newer instance is here. A polling writer hears it from Telegram: a
@@ -346,8 +351,9 @@ class Lifecycle:
                 self._become_passive(mine)  # watching on; the next look may find a better one
                 raise
             if self._claim_and_serve(max(head.generation, taken.generation)):
-                self.alert(f"▶️ {head.writer} stopped cleanly; this instance took over again from "
-                           f"its final backup and serves as generation {self.engine.generation}.")
+                self.alert(Text("▶️ {writer} stopped cleanly; this instance took over again from its final "
+                                "backup and serves as generation {generation}.", writer=Code(head.writer),
+                                generation=self.engine.generation))
 
     def _serve_again_if_nobody_came(self, head: Head) -> None:
         """This instance handed over, and its final backup is still the newest state: when the
@@ -360,9 +366,10 @@ class Lifecycle:
             if self.state != "passive":
                 return
             if self._claim_and_serve(head.generation):
-                self.alert(f"▶️ Nobody took over in {waited:.0f} s after this instance handed over (the "
-                           f"instance that asked for it is gone?): it serves again, as generation "
-                           f"{self.engine.generation}, from its own final backup.")
+                self.alert(Text("▶️ Nobody took over in {seconds} s after this instance handed over (the "
+                                "instance that asked for it is gone?): it serves again, as generation "
+                                "{generation}, from its own final backup.", seconds=round(waited),
+                                generation=self.engine.generation))
 
     # --- stopping ---
 

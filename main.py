@@ -25,6 +25,7 @@ from config import ConfigError, load_settings
 from lifecycle import Lifecycle
 from logs import setup_logging
 from messaging import alert_admins, send_quietly
+from readers import Readers
 from telegram_destination import telegram_bot
 from updates import WebhookGate
 from web import start_server
@@ -59,7 +60,8 @@ def main() -> int:
                        exception_handler=HandlerErrorLogger())
     if not _token_accepted(bot):
         return 2
-    alert = partial(alert_admins, bot, settings)
+    readers = Readers(settings)  # each person's language; the database is attached once open
+    alert = partial(alert_admins, bot, settings, readers.of)
     gate = WebhookGate(bot, settings, refused=alert) if webhook else None
     status = [lambda: {"state": "starting"}]  # what the health endpoint shows, asked each time
     if settings.port:
@@ -70,6 +72,7 @@ def main() -> int:
     except (database.DatabaseError, locks.AlreadyRunningError) as error:
         log.error("cannot start: %s", error)
         return 1
+    readers.attach(db)
     applied = report.applied_migrations
     log.info("database: %s (%s); schema version %d%s", db.storage.path, db.storage.mode,
              db.schema_version(), f", applied {', '.join(applied)}" if applied else "")
@@ -77,13 +80,13 @@ def main() -> int:
         log.warning("ADMIN_IDS is empty: nobody can use the admin commands or get alerts "
                     "(send /id to the bot to learn your user id)")
 
-    runner = tasks.build_runner(db, settings, notify=partial(send_quietly, bot), clock=utc_now,
-                                backup=engine.create)
+    runner = tasks.build_runner(db, settings, clock=utc_now, backup=engine.create,
+                                notify=lambda user_id, text: send_quietly(bot, user_id, text, readers.of(user_id)))
     if report.paused_unreachable:
         runner.add("resolve_pause", PAUSE_CHECK_SECONDS, tasks.PauseResolver(engine, db, alert))
-    panel = AdminPanel(bot, db, engine, runner.statuses, settings, utc_now)
+    panel = AdminPanel(bot, db, engine, runner.statuses, settings, readers, utc_now)
     panel.register()  # first: an admin's /start opens the panel
-    handlers.register(bot, db, settings)
+    handlers.register(bot, db, settings, readers)
     runner.pause()  # nothing is written before this instance is the writer
     runner.start()
 

@@ -1,19 +1,24 @@
 """Talking to people through the bot: who is an admin, sending without failing, alerting.
 
 Used by the handlers, the admin panel, the jobs and the wiring alike, so each rule has one home.
+Every text goes out in its reader's language (i18n.py); what is logged is the English.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 import requests
 import telebot
 
 from config import Settings
+from i18n import Reader
 from logs import Redactor
 
 log = logging.getLogger(__name__)
+
+ReaderOf = Callable[[int], Reader]  # a person's reader, by their user id (readers.Readers.of)
 
 
 def is_admin(settings: Settings, message) -> bool:
@@ -21,20 +26,25 @@ def is_admin(settings: Settings, message) -> bool:
     return message.from_user is not None and settings.is_admin(message.from_user.id)
 
 
-def send_quietly(bot: telebot.TeleBot, chat_id: int, text: str, **kwargs) -> bool:
-    """Send a message; a failure (the user blocked the bot, a network error) is logged, not raised."""
+def send_quietly(bot: telebot.TeleBot, chat_id: int, text, reader: Reader, **kwargs) -> bool:
+    """Send `text` (an i18n.Text, or plain) as `reader` reads it; a failure (the user blocked
+    the bot, a network error) is logged, not raised."""
     try:
-        bot.send_message(chat_id, text, **kwargs)
+        bot.send_message(chat_id, reader(text), **kwargs)
         return True
     except (telebot.apihelper.ApiException, requests.RequestException) as error:
         log.warning("could not send a message to chat %s: %s", chat_id, error)
         return False
 
 
-def alert_admins(bot: telebot.TeleBot, settings: Settings, text: str) -> bool:
-    """Tell every admin; also logged, so an alert is never lost when Telegram is unreachable.
-    Secrets are taken out first: an alert quotes error messages, and those may quote anything.
-    True when at least one admin got it."""
-    text = Redactor(settings.secrets)(text)
-    log.warning("alert: %s", text)
-    return sum(send_quietly(bot, admin_id, text) for admin_id in settings.admin_ids) > 0
+def alert_admins(bot: telebot.TeleBot, settings: Settings, reader_of: ReaderOf, text) -> bool:
+    """Tell every admin, each in their language; also logged (in English), so an alert is never
+    lost when Telegram is unreachable. Secrets are taken out first: an alert quotes error
+    messages, and those may quote anything. True when at least one admin got it."""
+    redact = Redactor(settings.secrets)
+    log.warning("alert: %s", redact(str(text)))
+    sent = 0
+    for admin_id in settings.admin_ids:
+        reader = reader_of(admin_id)
+        sent += send_quietly(bot, admin_id, redact(reader(text)), reader)
+    return sent > 0

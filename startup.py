@@ -16,10 +16,9 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import database
-import human
 import locks
 from backup_format import BackupInfo
 from clock import Clock, utc_now
@@ -27,6 +26,7 @@ from config import Settings
 from database import Database
 from destinations import Destination
 from engine import BackupEngine, Refusal, StartupRestore, Unreachable
+from i18n import N_, Alert, Code, Reader, Text, lines
 from telegram_destination import TelegramChat, official_api, telegram_bot
 
 log = logging.getLogger("startup")
@@ -45,13 +45,14 @@ class StartupReport:
     applied_migrations: list[str] = field(default_factory=list)
 
 
-def offsite_destinations(settings: Settings, bot=None,
-                         alert: Optional[Callable[[str], object]] = None) -> list[Destination]:
+def offsite_destinations(settings: Settings, bot=None, alert: Optional[Alert] = None) -> list[Destination]:
     """The destinations off this machine that the settings turn on."""
     found: list[Destination] = []
     if settings.backup_chat_id is not None and settings.bot_token:
+        # The backup chat is the deployment's, not one person's: its captions are in DEFAULT_LANGUAGE.
         found.append(TelegramChat(bot or telegram_bot(settings), settings.backup_chat_id,
-                                  official_api=official_api(settings), alert=alert))
+                                  official_api=official_api(settings), alert=alert,
+                                  reader=Reader(settings.default_language, settings.time_zone)))
     if settings.s3_bucket:
         from s3_destination import S3Bucket  # boto3 is only imported when S3 is used
         found.append(S3Bucket(settings.s3_bucket, settings.s3_prefix, settings.s3_endpoint_url))
@@ -59,7 +60,7 @@ def offsite_destinations(settings: Settings, bot=None,
 
 
 def prepare_database(settings: Settings, offsite: Sequence[Destination] = (), clock: Clock = utc_now,
-                     alert: Optional[Callable[[str], object]] = None,
+                     alert: Optional[Alert] = None,
                      stop: Optional[threading.Event] = None
                      ) -> tuple[Database, BackupEngine, StartupReport]:
     """Open, restore if needed, migrate. Raises locks.AlreadyRunningError when another bot
@@ -105,11 +106,11 @@ def _restore_patiently(engine: BackupEngine, wait: float, stop: threading.Event)
 
 def _why_restore(db: Database, report: StartupReport) -> Optional[str]:
     if db.storage.in_memory:
-        return "the database is in memory"
+        return N_("the database is in memory")
     if report.moved_aside is not None:
-        return "the database was damaged"
+        return N_("the database was damaged")
     if db.is_empty():
-        return "the database is missing or empty"
+        return N_("the database is missing or empty")
     return None
 
 
@@ -119,29 +120,32 @@ def _pause_if_a_real_backup_may_exist(engine: BackupEngine, outcome: StartupRest
     if not doubts:
         log.warning("no backup could be restored: starting with a fresh database")
         return None
-    why = ("started on an empty database although backups may exist off the machine ("
-           + "; ".join(doubts) + ")")
+    why = "; ".join(doubts)  # what the admins read, in a sentence of their language
     engine.pause_offsite(why)
-    log.error("%s: backups stay on this machine until an admin restores one or sends /start_fresh", why)
+    log.error("started on an empty database although backups may exist off the machine (%s): backups stay "
+              "on this machine until an admin restores one or sends /start_fresh", why)
     return why
 
 
-def _tell_admins(alert: Callable[[str], object], db: Database, report: StartupReport,
-                 now: datetime) -> None:
+def _tell_admins(alert: Alert, db: Database, report: StartupReport, now: datetime) -> None:
     if db.storage.in_memory:
-        alert(f"🚨 The database runs IN MEMORY: {db.storage.reason}. Everything written is "
-              "lost when the bot stops, except what reaches a backup.")
+        alert(Text("🚨 The database runs IN MEMORY: {reason}. Everything written is lost when the bot "
+                   "stops, except what reaches a backup.", reason=Code(db.storage.reason)))
     if report.moved_aside is not None:
-        alert(f"🚨 The database was damaged and moved aside to {report.moved_aside}.")
+        alert(Text("🚨 The database was damaged and moved aside to {path}.", path=Code(str(report.moved_aside))))
     if report.restored is not None:
         info = report.restored
-        passed = "".join(f"\nPassed over, newer: {refusal}" for refusal in report.passed_over[:5])
-        alert(f"♻️ Restored at startup ({report.restore_reason}): {info.name} from "
-              f"{info.destination}, taken {human.time(info.created_at)} "
-              f"({human.age(now - info.created_at)} old), {info.total_rows} rows.{passed}")
+        passed = [Text("A newer backup was passed over: {backup}", backup=Code(str(refusal)))
+                  for refusal in report.passed_over[:5]]
+        alert(lines(Text("♻️ Restored at startup ({why}): {name} from {destination}, taken {when} ({age} old), "
+                         "{rows} rows.", why=Text(report.restore_reason), name=Code(info.name),
+                         destination=Code(info.destination), when=info.created_at, age=now - info.created_at,
+                         rows=info.total_rows), *passed))
     elif report.offsite_paused:
-        alert(f"🚨 The bot {report.offsite_paused}. Nothing is sent off the machine until "
-              "you restore a backup, or send /start_fresh to keep the empty database.")
+        alert(Text("🚨 The bot started on an empty database although backups may exist off the machine "
+                   "({why}). Nothing is sent off the machine until you restore a backup "
+                   "(⚙️ System → 💾 Backup → ♻️ Restore), or send /start_fresh to keep the empty database.",
+                   why=Code(report.offsite_paused)))
 
 
 def _lock_if_possible(db_path: str, holder: str) -> Optional[locks.InstanceLock]:

@@ -18,7 +18,7 @@ from typing import Callable, Optional
 
 import schedule
 
-import human
+from i18n import Alert, Code, Text
 from clock import Clock, utc_now
 from config import Settings
 from database import Database
@@ -26,7 +26,7 @@ from engine import BackupEngine
 
 log = logging.getLogger(__name__)
 
-Notify = Callable[[int, str], object]
+Notify = Callable[[int, Text], object]  # tell a user this, in their language
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def auto_unblock(db: Database, notify: Notify, clock: Clock) -> list[int]:
     lifted = db.lift_expired_blocks(clock())
     for user_id in lifted:
         log.info("user %s unblocked: the block ended", user_id)
-        notify(user_id, "Your block has ended; you can write again.")
+        notify(user_id, Text("Your block has ended; you can write again."))
     return lifted
 
 
@@ -194,7 +194,7 @@ class PauseResolver:
     bookkeeping does not count.
     """
 
-    def __init__(self, engine: BackupEngine, db: Database, alert: Callable[[str], object]):
+    def __init__(self, engine: BackupEngine, db: Database, alert: Alert):
         self.engine, self.db, self.alert = engine, db, alert
         self._told = False
         self.done = False
@@ -212,22 +212,22 @@ class PauseResolver:
         if not backups:
             self.engine.resume_offsite()
             self.done = True
-            self.alert("▶️ Every place off the machine answers now and holds no backup, so nothing "
-                       "can be buried: backups leave the machine again.")
+            self.alert(Text("▶️ Every place off the machine answers now and holds no backup, so nothing "
+                            "can be buried: backups leave the machine again."))
         elif self.db.table_row_counts().get("users", 0) == 0:
             restored = self.engine.restore_newest().restored
             if restored is not None:
                 self.engine.resume_offsite()
                 self.done = True
-                self.alert(f"♻️ Restored {restored.name} from {restored.destination} now that it "
-                           f"answers ({restored.total_rows} rows); nothing had been written since "
-                           "the start.")
+                self.alert(Text("♻️ Restored {name} from {destination} now that it answers ({rows} rows); "
+                                "nothing had been written since the start.", name=Code(restored.name),
+                                destination=Code(restored.destination), rows=restored.total_rows))
         elif not self._told:
-            self._told = bool(self.alert(
-                f"🚨 {backups[0].destination} answers now and holds backups (the newest taken "
-                f"{human.time(backups[0].created_at)}), but this bot has been serving an empty "
-                "database since it started. Restore one with 💾 Backup → ♻️ Restore, or keep "
-                "this database with 🆕 Start fresh."))
+            self._told = bool(self.alert(Text(
+                "🚨 {destination} answers now and holds backups (the newest taken {when}), but this bot "
+                "has been serving an empty database since it started. Restore one with ⚙️ System → 💾 Backup → "
+                "♻️ Restore, or keep this database with 🆕 Start fresh.",
+                destination=Code(backups[0].destination), when=backups[0].created_at)))
 
 
 def build_runner(db: Database, settings: Settings, notify: Notify, clock: Clock,

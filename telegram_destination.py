@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Optional, Sequence
+from typing import BinaryIO, Iterator, Optional, Sequence
 
 import requests
 import telebot
@@ -28,10 +28,11 @@ from requests_toolbelt import MultipartEncoder
 from telebot import types
 
 import human
-from backup_format import NAME_PATTERN, BackupInfo, Head, Knock, NotABackupError, checked_info
+from backup_format import NAME_PATTERN, BackupInfo, Head, Knock, NotABackupError, checked_info, shown_reason
 from config import Settings
 from destinations import DestinationError, TooLarge, fence
 from files import CHUNK
+from i18n import ENGLISH, Alert, Code, Joined, Reader, Size, Text, lines
 from telegram_index import VISIBLE_NAME, Entry, Index, Part, parse_index, serialize
 from telegram_index import caption as index_caption
 from telegram_index import caption_with_knock, knock_in_caption
@@ -62,8 +63,9 @@ class TelegramChat:
     name = "telegram"
 
     def __init__(self, bot: telebot.TeleBot, chat_id: int, official_api: bool = True,
-                 alert: Optional[Callable[[str], object]] = None):
-        self.bot, self.chat_id = bot, chat_id
+                 alert: Optional[Alert] = None, reader: Reader = ENGLISH):
+        """reader: how the captions people see in the chat are written."""
+        self.bot, self.chat_id, self.reader = bot, chat_id, reader
         self.official_api = official_api  # Telegram's own server: parts under its download limit
         self.alert = alert or (lambda text: None)
         self._username: Optional[str] = None
@@ -92,7 +94,7 @@ class TelegramChat:
         fence(index.head, info.generation, info.writer)
         visible_name, size = f"{self.bot_username}-{info.name}", path.stat().st_size
         reuse = list(index.rolling) if info.reason == "change" else []
-        parts = self._send_parts(path, visible_name, caption(info, size), reuse)
+        parts = self._send_parts(path, visible_name, self.reader(caption(info, size)), reuse)
         sent = {part.message_id for part in parts}
         retired = [m for m in index.rolling if m not in sent]  # superseded by this newer backup
         self._delete_messages(retired)
@@ -313,16 +315,16 @@ class TelegramChat:
         if self._covered_told:
             return
         self._covered_told = True
-        self.alert("📌 Someone pinned another message over the bot's backup index in the backup "
-                   "chat. " + ("The index was found beneath it and pinned again: keep it pinned."
-                               if found else "No index was found beneath it, so the backups there "
-                               "cannot be found: pin the bot's backup index again if you know it; "
-                               "the next backup pins a new one."))
+        self.alert(Text("📌 Someone pinned another message over the bot's backup index in the backup chat. "
+                        "The index was found beneath it and pinned again: keep it pinned.") if found else
+                   Text("📌 Someone pinned another message over the bot's backup index in the backup chat. "
+                        "No index was found beneath it, so the backups there cannot be found: pin the "
+                        "bot's backup index again if you know it; the next backup pins a new one."))
 
     def _write_index(self, index: Index) -> None:
         """Edit the pinned index in place; send and pin a new one when there is none (or it can
         no longer be edited)."""
-        data, text = serialize(index), index_caption(index, self.bot_username)
+        data, text = serialize(index), self.reader(index_caption(index, self.bot_username))
         if index.message_id is not None:
             media = json.dumps({"type": "document", "media": "attach://index", "caption": text})
             try:
@@ -431,13 +433,13 @@ def telegram_errors(action: str) -> Iterator[None]:
                                f"{action} the chat") from None
 
 
-def caption(info: BackupInfo, size: int) -> str:
-    """What people see under the document; list() reads the rows and schema back from it."""
+def caption(info: BackupInfo, size: int) -> Joined:
+    """What people see under the document (the index, not the caption, is what the bot reads)."""
     rows = ", ".join(f"{table} {count}" for table, count in info.row_counts.items())
-    lock = " (encrypted)" if info.encrypted else ""
-    return (f"💾 Backup {info.created_at.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC, "
-            f"{info.reason}{lock}\n{human.size(size)}; rows: {rows}\n"
-            f"schema {info.schema_version}; sha256 {info.sha256}")
+    first = (Text("💾 Backup {when}, {reason} (encrypted)", when=info.created_at, reason=shown_reason(info.reason))
+             if info.encrypted else Text("💾 Backup {when}, {reason}", when=info.created_at, reason=shown_reason(info.reason)))
+    return lines(first, Text("{size}; rows: {rows}", size=Size(size), rows=Code(rows)),
+                 f"schema {info.schema_version}; sha256 {info.sha256}")
 
 
 def info_from_caption(file_name: str, text: str) -> Optional[BackupInfo]:

@@ -26,8 +26,8 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
-import human
-from backup_format import SHA256, BackupInfo, Head, Knock, NotABackupError, checked_info
+from backup_format import SHA256, BackupInfo, Head, Knock, NotABackupError, checked_info, shown_reason
+from i18n import Code, Joined, Size, Text, lines
 
 log = logging.getLogger(__name__)
 
@@ -156,17 +156,20 @@ def _count(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 44
 
 
-def caption(index: Index, bot_username: str) -> str:
+def caption(index: Index, bot_username: str) -> Joined:
     """What people see under the pinned index."""
-    lines = [f"📌 Backup index of @{bot_username}: keep it pinned, it is how the bot finds its "
-             "backups after a restart."]
+    parts = [Text("📌 Backup index of @{bot}: keep it pinned, it is how the bot finds its backups after "
+                  "a restart.", bot=Code(bot_username))]
     if index.entries:
         newest = index.entries[0].info
         users = newest.row_counts.get("users")
-        lines.append(f"Newest: {human.time(newest.created_at)}, {newest.reason}, "
-                     f"{human.size(newest.size)}" + (f", {users} users" if users is not None else ""))
-        lines.append(f"{len(index.entries)} backups listed.")
-    return "\n".join(lines)
+        parts.append(Text("Newest: {when}, {reason}, {size}, {users} users", when=newest.created_at,
+                          reason=shown_reason(newest.reason), size=Size(newest.size), users=users)
+                     if users is not None else
+                     Text("Newest: {when}, {reason}, {size}", when=newest.created_at,
+                          reason=shown_reason(newest.reason), size=Size(newest.size)))
+        parts.append(Text("Backups listed: {count}.", count=len(index.entries)))
+    return lines(*parts)
 
 
 # A newer instance asking the writer to hand over (backup_format.Knock) writes this line under

@@ -22,6 +22,7 @@ from telebot import types
 
 from config import Settings
 from database import Database
+from i18n import Alert, Code, Text
 
 log = logging.getLogger("updates")
 
@@ -171,7 +172,7 @@ class WebhookGate:
     it to open. Shut (passive, stopping), a request is answered 503 at once: Telegram delivers it
     again later, to whichever instance writes then."""
 
-    def __init__(self, bot: telebot.TeleBot, settings: Settings, refused: Callable[[str], object]):
+    def __init__(self, bot: telebot.TeleBot, settings: Settings, refused: Alert):
         """refused: told when Telegram will not take WEBHOOK_URL (the admins must hear of it)."""
         self.bot, self.refused = bot, refused
         self.db: Optional[Database] = None  # the instance's, once it serves
@@ -208,8 +209,8 @@ class WebhookGate:
                 if error.error_code < 500 and error.error_code != 429:
                     why = str(error.description or error.error_code)[:200]
                     log.error("Telegram refused WEBHOOK_URL: %s", why)
-                    self.refused(f"❗ Telegram refused the webhook address (WEBHOOK_URL): {why}. "
-                                 "No updates arrive until it is fixed.")
+                    self.refused(Text("❗ Telegram refused the webhook address (WEBHOOK_URL): {why}. "
+                                      "No updates arrive until it is fixed.", why=Code(why)))
                     return
                 log.warning("setWebhook failed: %s", error.description)
             except (telebot.apihelper.ApiException, requests.RequestException, ValueError) as error:

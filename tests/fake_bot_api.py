@@ -194,11 +194,13 @@ class FakeBotAPI:
         self.stop()
 
     # ---- driving the bot ----
-    def send_text(self, user_id, text, *, username=None, first_name="User", chat_id=None):
+    def send_text(self, user_id, text, *, username=None, first_name="User", chat_id=None, language_code=None):
+        """`language_code`: the IETF tag Telegram reports for the user's app (User.language_code)."""
         content = {"text": text}
         if text.startswith("/"):
             content["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
-        return self._incoming(user_id, chat_id, content, username=username, first_name=first_name)
+        return self._incoming(user_id, chat_id, content, username=username, first_name=first_name,
+                              language_code=language_code)
 
     def send_document(self, user_id, filename, content, *, caption=None, chat_id=None):
         fields = {"document": self._store_file(filename, content)}
@@ -362,10 +364,12 @@ class FakeBotAPI:
         self._by_id[(chat_id, message["message_id"])] = message
         return message
 
-    def _incoming(self, user_id, chat_id, fields, username=None, first_name="User"):
+    def _incoming(self, user_id, chat_id, fields, username=None, first_name="User", language_code=None):
         sender = {"id": user_id, "is_bot": False, "first_name": first_name}
         if username:
             sender["username"] = username
+        if language_code:
+            sender["language_code"] = language_code
         with self._cond:
             update = {"update_id": self._next_update_id,
                       "message": self._message(user_id if chat_id is None else chat_id, sender, fields)}

@@ -57,12 +57,12 @@ def register_users(fake, *user_ids):
 def test_every_screen_and_button(fake, start_bot):
     bot = start_bot()
     register_users(fake, USER)
-    assert buttons(press(fake, "/admin", "Admin panel")) == [panel.STATISTICS, panel.SYSTEM]
+    assert buttons(press(fake, "/admin", "Admin panel")) == [panel.STATISTICS, panel.SYSTEM, panel.LANGUAGE]
     stats = press(fake, panel.STATISTICS, "Users:")["text"]
     assert "Users: 2" in stats and "Blocked now: 0" in stats and "Actions in the last 24 hours:" in stats
     system = press(fake, panel.SYSTEM, "System")
     assert buttons(system) == [panel.BACKUP, panel.JOBS, panel.BACK]
-    assert "Updates: by polling (getUpdates)" in system["text"] and "0 update(s) waiting" in system["text"]
+    assert "Updates: by polling (getUpdates)" in system["text"] and "Updates waiting at Telegram: 0" in system["text"]
     jobs = press(fake, panel.JOBS, "Jobs")["text"]
     for line in ("auto_unblock: every 1 min", "cleanup_tracking: every 1 h", "backup: every 6 h",
                  "last error: none", "next 20"):
@@ -70,7 +70,7 @@ def test_every_screen_and_button(fake, start_bot):
     assert "System" in press(fake, panel.BACK, "System")["text"]
 
     status = press(fake, panel.BACKUP, "Storage:")
-    for line in ("Storage: ", "schema version 2", "users: 2", "tracking: ", "Newest backup: ",
+    for line in ("Storage: ", "schema version 3", "users: 2", "tracking: ", "Newest backup: ",
                  "startup", "local: ✅", "telegram: ✅", "Local backups kept: 1 of 10",
                  "Next scheduled backup: 20"):
         assert line in status["text"], line
@@ -90,7 +90,7 @@ def test_every_screen_and_button(fake, start_bot):
     assert fake.file_bytes(document["document"]["file_id"])[:4] == b"\x50\x2a\x4d\x18"  # header frame
 
     assert "System" in press(fake, panel.BACK, "System")["text"]
-    assert buttons(press(fake, panel.BACK, "Admin panel")) == [panel.STATISTICS, panel.SYSTEM]
+    assert buttons(press(fake, panel.BACK, "Admin panel")) == [panel.STATISTICS, panel.SYSTEM, panel.LANGUAGE]
     assert bot.stop()[0] == 0
 
 
@@ -122,8 +122,8 @@ def test_restore_from_the_list_and_from_an_upload_each_confirmed(fake, start_bot
     assert users_now(fake) == 3
     status = press(fake, panel.BACKUP, "Storage:")["text"]
     # the restored data is what comes back after a crash: its backup is the newest, not the safety copy
-    assert re.search(r"^Newest backup: .*, restore$", status, re.M), status
-    assert "pre-restore" in press(fake, panel.LIST, "Backups, newest first")["text"]
+    assert re.search(r"^Newest backup: .*, after a restore$", status, re.M), status
+    assert "before a restore" in press(fake, panel.LIST, "Backups, newest first")["text"]
     assert bot.stop()[0] == 0
 
 

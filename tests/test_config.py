@@ -1,3 +1,5 @@
+from datetime import timedelta
+
 import pytest
 
 from config import ConfigError, load_settings
@@ -20,6 +22,7 @@ def test_defaults_follow_the_design():
     assert (s.flood_max_messages, s.flood_window_seconds, s.flood_block_minutes) == (20, 60, 10)
     assert s.tracking_retention_hours == 24.0
     assert s.port is None and s.log_level == "INFO"
+    assert s.default_language == "en" and s.time_zone.utcoffset(None) == timedelta(0)
 
 
 def test_values_are_read_and_normalised():
@@ -30,6 +33,8 @@ def test_values_are_read_and_normalised():
     assert s.backup_chat_id is None
     assert s.telegram_api_url == "http://127.0.0.1:8081"
     assert (s.port, s.log_level) == (8000, "DEBUG")
+    s = settings(DEFAULT_LANGUAGE="FA", BOT_TIMEZONE="Asia/Tehran")
+    assert s.default_language == "fa" and s.time_zone.key == "Asia/Tehran"
 
 
 def test_missing_token_names_the_variable():
@@ -51,6 +56,11 @@ def test_the_backup_command_line_needs_no_token():
     ("PORT", "80000", "PORT must be a TCP port"),
     ("LOG_LEVEL", "LOUD", "LOG_LEVEL must be one of"),
     ("FLOOD_MAX_MESSAGES", "-1", "FLOOD_MAX_MESSAGES must be a whole number"),
+    ("DEFAULT_LANGUAGE", "de", "DEFAULT_LANGUAGE must be one of en, fa"),
+    ("BOT_TIMEZONE", "Tehran", "BOT_TIMEZONE must be a time zone name like Asia/Tehran"),
+    ("BOT_TIMEZONE", "Asia", "BOT_TIMEZONE must be a time zone name"),  # a folder of zones
+    ("BOT_TIMEZONE", "../../etc/passwd", "BOT_TIMEZONE must be a time zone name"),
+    ("BOT_TIMEZONE", "zone.tab", "BOT_TIMEZONE must be a time zone name"),  # a file, not a zone
 ])
 def test_malformed_values_name_the_variable(name, value, expected):
     with pytest.raises(ConfigError, match=expected):

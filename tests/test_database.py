@@ -71,8 +71,8 @@ def write_migrations(folder, *bodies):
 
 def test_a_fresh_database_gets_every_migration(tmp_path):
     db = database.open_database(str(tmp_path / "bot.db"))
-    assert db.migrate() == ["0001_initial.sql", "0002_bot_state.sql"]
-    assert db.schema_version() == 2
+    assert db.migrate() == ["0001_initial.sql", "0002_bot_state.sql", "0003_languages.sql"]
+    assert db.schema_version() == 3
     assert set(db.table_row_counts()) == {"users", "tracking", "bot_state"}
     assert db.migrate() == []  # idempotent
 

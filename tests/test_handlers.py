@@ -11,6 +11,7 @@ import handlers
 from config import load_settings
 from conftest import NOW
 from fake_bot_api import FakeBotAPI
+from readers import Readers
 
 ADMIN = 1000
 USER = 2000
@@ -23,7 +24,9 @@ class Harness:
                                        "FLOOD_MAX_MESSAGES": "3", "FLOOD_WINDOW_SECONDS": "60",
                                        "FLOOD_BLOCK_MINUTES": "10", **env})
         self.bot = telebot.TeleBot(fake.token, threaded=False, use_class_middlewares=True)
-        handlers.register(self.bot, db, self.settings, clock=lambda: self.now)
+        self.readers = Readers(self.settings, clock=lambda: self.now)
+        self.readers.attach(db)
+        handlers.register(self.bot, db, self.settings, self.readers, clock=lambda: self.now)
 
     def say(self, user_id, text, seconds_later=0):
         """Deliver one message to the bot and return the replies to that chat it caused."""
@@ -59,8 +62,8 @@ def test_flooding_blocks_the_user_tells_them_once_then_ignores_them(harness):
     for _ in range(3):
         assert "blocked" not in " ".join(harness.say(USER, "hi", seconds_later=1))
     replies = harness.say(USER, "/start", seconds_later=1)  # the 4th message within 60 s
-    assert replies == ["You are sending messages too fast. You are blocked until "
-                       "2026-11-26 12:10 UTC; messages until then are ignored."]
+    assert replies == ["You are blocked until 2026-11-26 12:10 UTC (sending messages too fast); "
+                       "messages until then are ignored."]
     assert harness.db.user(USER)["block_reason"] == "flood"
     assert harness.say(USER, "/start", seconds_later=120) == []  # ignored, no second notice
 

@@ -45,7 +45,7 @@ def test_a_stale_instance_never_replaces_a_newer_generations_backup_anywhere(tmp
         db = database.open_database(settings.db_path)
         db.migrate()
         alerts = []
-        engine = BackupEngine(db, settings, offsite_destinations(settings), alert=alerts.append)
+        engine = BackupEngine(db, settings, offsite_destinations(settings), alert=lambda text: alerts.append(str(text)))
         engine.become_writer(generation, name)
         return db, engine, alerts
 

@@ -1,9 +1,12 @@
 import logging
+from types import SimpleNamespace
 
 import pytest
 import requests
 
+from i18n import Reader
 from logs import REDACTED, setup_logging
+from readers import Readers
 
 TOKEN = "123456:AAbbCCddEEffGGhhIIjjKKll"
 
@@ -41,7 +44,7 @@ def test_alerts_to_admins_carry_no_secret(fake, monkeypatch):
     from config import load_settings
     monkeypatch.setattr(telebot.apihelper, "API_URL", fake.url + "/bot{0}/{1}")
     settings = load_settings({"BOT_TOKEN": fake.token, "ADMIN_IDS": "7,8", "BACKUP_PASSPHRASE": "hunter2"})
-    messaging.alert_admins(telebot.TeleBot(fake.token), settings,
+    messaging.alert_admins(telebot.TeleBot(fake.token), settings, lambda _: Reader("en"),
                           f"failed: https://api.telegram.org/bot{fake.token}/x with hunter2")
     for admin in (7, 8):
         (message,) = fake.messages(admin)
@@ -55,9 +58,10 @@ def test_admin_panel_replies_carry_no_secret(fake, monkeypatch):
     from config import load_settings
     monkeypatch.setattr(telebot.apihelper, "API_URL", fake.url + "/bot{0}/{1}")
     settings = load_settings({"BOT_TOKEN": fake.token, "ADMIN_IDS": "7"})
-    panel = AdminPanel(telebot.TeleBot(fake.token), None, None, None, settings, None)
+    panel = AdminPanel(telebot.TeleBot(fake.token), None, None, None, settings, Readers(settings), None)
+    admin = SimpleNamespace(id=7, language_code=None)
     # what a requests ConnectionError from a panel job says
-    panel.say(7, f"❌ Max retries exceeded with url: /bot{fake.token}/getFile")
+    panel.say(SimpleNamespace(chat=admin, from_user=admin), f"❌ Max retries exceeded with url: /bot{fake.token}/getFile")
     (message,) = fake.messages(7)
     assert message["text"] == f"❌ Max retries exceeded with url: /bot{REDACTED}/getFile"
 
@@ -72,7 +76,7 @@ def test_every_credential_is_a_secret_session_tokens_and_url_passwords_included(
                               "AWS_SECRET_ACCESS_KEY": "aws-secret-key", "AWS_SESSION_TOKEN": "aws-session-token",
                               "S3_ENDPOINT_URL": "https://minio:url-password@s3.example.com"})
     leaked = "; ".join(["pass phrase", "aws-secret-key", "aws-session-token", "url-password", fake.token])
-    messaging.alert_admins(telebot.TeleBot(fake.token), settings, f"error: {leaked}")
+    messaging.alert_admins(telebot.TeleBot(fake.token), settings, lambda _: Reader("fa"), f"error: {leaked}")
     (message,) = fake.messages(7)
     for secret in ("pass phrase", "aws-secret-key", "aws-session-token", "url-password", fake.token):
         assert secret not in message["text"]

@@ -47,7 +47,7 @@ class Setup:
         self.db.migrate()
         self.alerts = []
         self.engine = BackupEngine(self.db, self.settings, offsite_destinations(self.settings),
-                                   alert=self.alerts.append)
+                                   alert=lambda text: self.alerts.append(str(text)))
 
     def add_users(self, *user_ids):
         for user_id in user_ids:
@@ -195,7 +195,7 @@ def test_startup_on_an_empty_disk_restores_the_pinned_backup(tmp_path, fake):
     empty_disk = settings_for(tmp_path / "new-instance", fake, BACKUP_CHAT_ID=str(CHAT))
     alerts = []
     db, engine, report = startup.prepare_database(empty_disk, offsite_destinations(empty_disk),
-                                                  alert=alerts.append)
+                                                  alert=lambda text: alerts.append(str(text)))
     report.lock.release()
     assert report.restored.destination == "telegram"
     assert db.table_row_counts()["users"] == 3
@@ -227,7 +227,7 @@ def test_an_empty_database_never_buries_a_real_backup(tmp_path, fake):
     fake.fail_next("getChat", 502, "Bad Gateway")  # Telegram cannot even be asked, and no wait
     alerts = []
     db, engine, report = startup.prepare_database(new_disk, offsite_destinations(new_disk),
-                                                  alert=alerts.append)
+                                                  alert=lambda text: alerts.append(str(text)))
     assert report.restored is None and "Bad Gateway" in report.offsite_paused
     assert any("Nothing is sent off the machine" in a for a in alerts)
     db.track_message(9, None, "N", 9, "message", NOW, NOW)
@@ -350,10 +350,10 @@ def test_the_pause_resolves_itself_once_the_chat_answers(tmp_path, fake):
     alerts = []
     deliver = {"ok": False}
     db, engine, report = startup.prepare_database(empty, offsite_destinations(empty),
-                                                  alert=lambda text: alerts.append(text) or deliver["ok"])
+                                                  alert=lambda text: alerts.append(str(text)) or deliver["ok"])
     report.lock.release()
     assert report.paused_unreachable and engine.offsite_paused()
-    resolve = tasks.PauseResolver(engine, db, lambda text: alerts.append(text) or deliver["ok"])
+    resolve = tasks.PauseResolver(engine, db, lambda text: alerts.append(str(text)) or deliver["ok"])
     resolve()  # still down: nothing changes
     assert engine.offsite_paused() and db.table_row_counts()["users"] == 0
     fake.set_outage(False)
@@ -374,7 +374,7 @@ def test_when_people_wrote_meanwhile_the_admins_are_told_until_the_alert_arrives
     db, engine, report = startup.prepare_database(empty, offsite_destinations(empty))
     report.lock.release()
     told, deliver = [], {"ok": False}
-    resolve = tasks.PauseResolver(engine, db, lambda text: told.append(text) or deliver["ok"])
+    resolve = tasks.PauseResolver(engine, db, lambda text: told.append(str(text)) or deliver["ok"])
     db.track_message(9, None, "N", 9, "message", NOW, NOW)  # a user wrote to the empty bot
     fake.set_outage(False)
     resolve()
@@ -391,8 +391,8 @@ def empty_disk_start(tmp_path, fake, folder="new-instance", **env):
     """A start on an empty disk, with the admins' alerts collected."""
     settings = settings_for(tmp_path / folder, fake, **env)
     alerts = []
-    db, engine, report = startup.prepare_database(settings, offsite_destinations(settings, alert=alerts.append),
-                                                  alert=alerts.append)
+    db, engine, report = startup.prepare_database(settings, offsite_destinations(settings, alert=lambda text: alerts.append(str(text))),
+                                                  alert=lambda text: alerts.append(str(text)))
     report.lock.release()
     return db, report, alerts
 
@@ -422,7 +422,7 @@ def test_when_the_newest_backup_is_damaged_the_next_is_restored_and_the_admins_t
     (alert,) = [a for a in alerts if "Restored at startup" in a]
     reason = {"a part missing": "part 2 of 2: Telegram would not", "a flipped byte": "part 2 of 2 is damaged",
               "the wrong passphrase": "wrong BACKUP_PASSPHRASE"}[damage]
-    assert "Passed over, newer:" in alert and reason in alert
+    assert "A newer backup was passed over:" in alert and reason in alert
     db.close()
 
 

@@ -21,7 +21,8 @@ LAYERS = {
     "telegram_destination": 4, "s3_destination": 4,  # places off the machine
     "destinations": 3, "telegram_index": 3,  # the interface and the local folder; the chat's index
     "backup_format": 2,  # the backup file, and the head
-    "database": 1, "messaging": 1, "sealing": 1,
+    "messaging": 2, "readers": 2,  # talking to people, each in their language
+    "database": 1, "sealing": 1, "i18n": 1,  # every SQL statement; encryption; texts people read
     "config": 0, "logs": 0, "clock": 0, "human": 0, "files": 0, "locks": 0,  # foundations
 }
 

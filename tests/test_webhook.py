@@ -338,7 +338,7 @@ def test_telegram_refusing_the_webhook_address_is_told_to_the_admins(gate_parts,
     fake.fail_next("setWebhook", 502, "Bad Gateway")  # first a passing trouble: retried
     fake.fail_next("setWebhook", 400, "Bad Request: bad webhook: HTTPS url must be provided for webhook")
     told, telling = [], threading.Event()
-    gate = updates.WebhookGate(bot, conf, refused=lambda text: (told.append(text), telling.set()))
+    gate = updates.WebhookGate(bot, conf, refused=lambda text: (told.append(str(text)), telling.set()))
     gate.start(db)
     assert telling.wait(10), "the admins were not told"
     assert "HTTPS url must be provided" in told[0] and "No updates arrive" in told[0]

@@ -1,0 +1,211 @@
+"""Every text a person reads, in their language: English or Persian.
+
+A text is written once, in English, as a `Text`: its English words are the gettext msgid, its
+values named placeholders, filled in only when it is rendered for a reader:
+
+    Text("✅ Backup {name}: {size} in {seconds} s", name=Code(info.name), size=Size(n), seconds=1.5)
+
+A `Reader` is a language and a time zone. It renders a Text: the catalog's translation (gettext,
+locales/<lang>/LC_MESSAGES/bot.mo, compiled from the .po a translator edits and committed, so
+the host needs no build step), then each value in the reader's way: times in the reader's zone,
+named, and for Persian readers in the Solar Hijri calendar (jdatetime); ages and sizes in words;
+numbers in Persian digits. In a right-to-left language every value is wrapped in Unicode
+isolation marks (FSI ... PDI), so a file name, a size or a time inside a Persian sentence keeps
+its own order. str(text) is its English, UTC rendering: what logs and exceptions carry.
+
+`N_` marks a text that is translated where it is shown, not where it is written (labels).
+Extraction: pybabel extract -k Text -k N_ (see the README, Languages).
+"""
+
+from __future__ import annotations
+
+import gettext
+import string
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Optional
+from zoneinfo import ZoneInfo
+
+import jdatetime
+
+import human
+from config import LANGUAGES
+
+NAMES = {"en": "English", "fa": "فارسی"}  # each in its own language
+LANGUAGE_LABELS = {f"🌐 {NAMES[language]}": language for language in LANGUAGES}  # the buttons
+RTL = frozenset({"fa"})
+LOCALES = Path(__file__).resolve().parent / "locales"
+DOMAIN = "bot"
+FSI, PDI = "\u2068", "\u2069"  # first-strong isolate ... pop directional isolate
+PERSIAN_DIGITS = str.maketrans("0123456789.", "۰۱۲۳۴۵۶۷۸۹٫")
+# Direction controls: in a value from outside (a user's name, a file name, an admin's reason)
+# they could close our isolation early or reverse the rest of the line, so they are dropped.
+BIDI_CONTROLS = dict.fromkeys(map(ord, "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+                                       "\u2066\u2067\u2068\u2069"))
+
+
+def N_(msgid: str) -> str:
+    """Marks `msgid` for the catalogs; it is translated where it is shown."""
+    return msgid
+
+
+@dataclass(frozen=True)
+class Size:
+    """A number of bytes: 1.2 MB, ۱٫۲ مگابایت."""
+    count: int
+
+
+@dataclass(frozen=True)
+class Code:
+    """Something to show exactly as it is, never translated: a file name, a path, a command,
+    an id, a technical error. Isolated in right-to-left text."""
+    text: str
+
+
+class Text:
+    """A text to render later, for each reader in their own language."""
+
+    __slots__ = ("msgid", "params")
+
+    def __init__(self, msgid: str, **params):
+        self.msgid, self.params = msgid, params
+
+    def __str__(self) -> str:
+        return ENGLISH(self)
+
+    def __repr__(self) -> str:
+        return f"Text({self.msgid!r})"
+
+
+Alert = Callable[[Text], object]  # tells every admin, each in their language (messaging.alert_admins)
+
+
+class Joined:
+    """Texts one after another, each on its own line: a screen of several."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, parts):
+        self.parts = tuple(parts)
+
+    def __str__(self) -> str:
+        return ENGLISH(self)
+
+
+def lines(*parts) -> Joined:
+    """Several texts (or plain strings, shown as they are), one per line; None left out."""
+    return Joined(p for p in parts if p is not None)
+
+
+class Reader:
+    """Someone who reads the bot: their language and time zone."""
+
+    def __init__(self, language: str, zone: ZoneInfo | timezone = timezone.utc):
+        self.language = language if language in LANGUAGES else "en"
+        self.zone = zone
+        self.rtl = self.language in RTL
+
+    def __call__(self, text) -> str:
+        """`text` (a Text, several joined, or a plain string) in this reader's language."""
+        if isinstance(text, Joined):
+            return "\n".join(self(part) for part in text.parts)
+        if not isinstance(text, Text):
+            return str(text)
+        template = self.gettext(text.msgid)
+        values = {name: self._value(value) for name, value in text.params.items()}
+        try:
+            return template.format(**values)
+        except (KeyError, IndexError, ValueError):  # a broken translation: the English, not nothing
+            return text.msgid.format(**values)
+
+    def gettext(self, msgid: str) -> str:
+        return _catalog(self.language).gettext(msgid)
+
+    def _value(self, value) -> str:
+        if isinstance(value, (Text, Joined)):
+            return self(value)  # already right for this reader, isolated inside itself
+        if isinstance(value, Code):
+            shown = value.text.translate(BIDI_CONTROLS)
+        elif isinstance(value, bool):
+            shown = str(value)
+        elif isinstance(value, datetime):
+            shown = self.time(value)
+        elif isinstance(value, timedelta):
+            shown = self.age(value)
+        elif isinstance(value, Size):
+            shown = self.size(value.count)
+        elif isinstance(value, (int, float)):
+            shown = self.number(value)
+        else:
+            shown = str(value).translate(BIDI_CONTROLS)
+        return f"{FSI}{shown}{PDI}" if self.rtl else shown
+
+    # --- values, the reader's way ---
+
+    def number(self, value: int | float) -> str:
+        shown = f"{value:.1f}" if isinstance(value, float) else str(value)
+        return self._digits(shown)
+
+    def time(self, moment: Optional[datetime]) -> str:
+        """2026-11-26 15:30 Asia/Tehran; ۵ آذر ۱۴۰۵، ۱۵:۳۰ (Asia/Tehran)."""
+        if moment is None:
+            return "—"
+        local = moment.astimezone(self.zone)
+        zone = getattr(self.zone, "key", None) or "UTC"
+        if self.language == "fa":
+            solar = jdatetime.datetime.fromgregorian(datetime=local.replace(tzinfo=None), locale="fa_IR")
+            return self._digits(f"{solar.day} {solar.strftime('%B')} {solar.year}، {local:%H:%M}") + f" ({zone})"
+        return f"{local:%Y-%m-%d %H:%M} {zone}"
+
+    def age(self, delta: timedelta) -> str:
+        minutes = int(delta.total_seconds() // 60)
+        if minutes < 120:
+            count, unit = minutes, N_("{count} min")
+        elif minutes < 48 * 60:
+            count, unit = minutes // 60, N_("{count} h")
+        else:
+            count, unit = minutes // 1440, N_("{count} days")
+        return self.gettext(unit).format(count=self.number(count))
+
+    def size(self, count: float) -> str:
+        shown = human.size(count)
+        number, unit = shown.split(" ")
+        return f"{self._digits(number)} {self.gettext(unit)}"
+
+    def interval(self, seconds: float) -> str:
+        hours = seconds >= 3600
+        amount = seconds / 3600 if hours else seconds / 60
+        return self.gettext(N_("{count} h") if hours else N_("{count} min")).format(
+            count=self._digits(f"{amount:g}"))
+
+    def _digits(self, shown: str) -> str:
+        return shown.translate(PERSIAN_DIGITS) if self.language == "fa" else shown
+
+
+# The units human.size writes, for the catalogs.
+UNITS = (N_("B"), N_("KB"), N_("MB"), N_("GB"))
+
+ENGLISH = Reader("en")
+
+
+@lru_cache(maxsize=None)
+def _catalog(language: str) -> gettext.NullTranslations:
+    if language == "en":  # the msgids are the English
+        return gettext.NullTranslations()
+    return gettext.translation(DOMAIN, localedir=str(LOCALES), languages=[language])
+
+
+def language_of(chosen: Optional[str], telegram_code: Optional[str], default: str) -> str:
+    """Their own choice if they made one, else Telegram's language_code (fa, fa-IR: Persian;
+    en, en-GB: English), else the deployment's default."""
+    if chosen in LANGUAGES:
+        return chosen
+    base = (telegram_code or "").split("-")[0].lower()
+    return base if base in LANGUAGES else default
+
+
+def placeholders(template: str) -> set[str]:
+    """The {names} a template fills in."""
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}

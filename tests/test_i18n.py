@@ -1,0 +1,142 @@
+"""Every text in English and Persian: the catalogs are complete and keep their placeholders, the
+compiled catalogs are the ones the translators wrote, and values read right in each language."""
+
+import gettext
+import unicodedata
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from babel.messages.extract import extract_from_dir
+from babel.messages.pofile import read_po
+from hypothesis import given
+from hypothesis import strategies as st
+
+import admin_panel
+from config import LANGUAGES
+from i18n import FSI, LANGUAGE_LABELS, PDI, Code, Reader, Size, Text, language_of, lines, placeholders
+
+PROJECT = Path(__file__).resolve().parent.parent
+LOCALES = PROJECT / "locales"
+TRANSLATED = [language for language in LANGUAGES if language != "en"]  # English is the msgids
+NOON = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+TEHRAN = ZoneInfo("Asia/Tehran")
+
+
+def source_texts() -> set[str]:
+    """Every text the bot's modules mark for people, as `pybabel extract -F babel.cfg` finds it."""
+    found = extract_from_dir(str(PROJECT), method_map=[("*.py", "python")],
+                             keywords={"Text": None, "N_": None},
+                             directory_filter=lambda path: Path(path).resolve() == PROJECT)
+    return {message for _, _, message, _, _ in found}
+
+
+def catalog(language: str):
+    with open(LOCALES / language / "LC_MESSAGES" / "bot.po", "rb") as po:
+        return read_po(po)
+
+
+@pytest.mark.parametrize("language", TRANSLATED)
+def test_every_text_people_read_has_a_translation_that_keeps_its_placeholders(language):
+    texts, translations = source_texts(), catalog(language)
+    assert len(texts) > 100  # the extraction found the bot's texts, not nothing
+    missing, fuzzy, broken = [], [], []
+    for msgid in sorted(texts):
+        message = translations.get(msgid)
+        if message is None or not message.string:
+            missing.append(msgid)
+        elif message.fuzzy:
+            fuzzy.append(msgid)
+        elif placeholders(message.string) != placeholders(msgid):
+            broken.append(f"{msgid!r} -> {message.string!r}")
+    assert missing == [], "no translation (pybabel update, then translate)"
+    assert fuzzy == [], "marked fuzzy: check the translation, then remove the mark"
+    assert broken == [], "a placeholder dropped, added or renamed"
+
+
+def test_the_template_lists_exactly_the_texts_in_the_source():
+    with open(LOCALES / "bot.pot", "rb") as pot:
+        template = {message.id for message in read_po(pot) if message.id}
+    assert template == source_texts(), "run pybabel extract (README, Languages)"
+
+
+@pytest.mark.parametrize("language", TRANSLATED)
+def test_the_compiled_catalog_is_the_one_the_translators_wrote(language):
+    with open(LOCALES / language / "LC_MESSAGES" / "bot.mo", "rb") as mo:
+        compiled = gettext.GNUTranslations(mo)
+    written = {m.id: m.string for m in catalog(language) if m.id and m.string and not m.fuzzy}
+    stale = [msgid for msgid, string in written.items() if compiled.gettext(msgid) != string]
+    assert stale == [], "run pybabel compile (README, Languages)"
+
+
+def test_every_panel_label_in_every_language_means_one_thing_so_every_press_finds_its_screen():
+    meaning: dict[str, set[str]] = {}
+    for language in LANGUAGES:
+        for label in admin_panel.LABELS:
+            meaning.setdefault(Reader(language).gettext(label), set()).add(label)
+    assert {shown: labels for shown, labels in meaning.items() if len(labels) > 1} == {}
+    assert len(meaning) == len(admin_panel.LABELS) * len(LANGUAGES)  # no label left untranslated
+    assert not set(meaning) & set(LANGUAGE_LABELS)
+
+
+def test_times_are_in_the_readers_zone_named_and_for_persian_readers_in_the_solar_hijri_calendar():
+    assert Reader("en", TEHRAN).time(NOON) == "2026-11-26 15:30 Asia/Tehran"
+    assert Reader("en").time(NOON) == "2026-11-26 12:00 UTC"
+    # 26 November 2026 is 5 Azar 1405 in the Solar Hijri calendar
+    assert Reader("fa", TEHRAN).time(NOON) == "۵ آذر ۱۴۰۵، ۱۵:۳۰ (Asia/Tehran)"
+    assert Reader("fa", TEHRAN).time(datetime(2027, 3, 20, 21, 0, tzinfo=timezone.utc)) \
+        == "۱ فروردین ۱۴۰۶، ۰۰:۳۰ (Asia/Tehran)"  # Nowruz begins in Tehran before it does in UTC
+
+
+def test_sizes_ages_and_numbers_in_persian_words_and_digits():
+    fa, en = Reader("fa"), Reader("en")
+    assert (en.size(1536), fa.size(1536)) == ("1.5 KB", "۱٫۵ کیلوبایت")
+    assert (en.age(timedelta(hours=3)), fa.age(timedelta(hours=3))) == ("3 h", "۳ ساعت")
+    assert fa.age(timedelta(days=12)) == "۱۲ روز"
+    assert fa.interval(60) == "۱ دقیقه" and fa.number(2026) == "۲۰۲۶"
+
+
+def test_in_persian_every_value_is_isolated_so_it_keeps_its_own_order():
+    text = Text("✅ Backup {name}: {size} in {seconds} s; stored in {places}",
+                name=Code("backup-20261126T120000000Z-manual.db.zst"), size=Size(2048), seconds=1.5,
+                places=Code("local, telegram"))
+    shown = Reader("fa")(text)
+    assert f"{FSI}backup-20261126T120000000Z-manual.db.zst{PDI}" in shown
+    assert f"{FSI}۲٫۰ کیلوبایت{PDI}" in shown and f"{FSI}۱٫۵{PDI}" in shown
+    assert shown.startswith("✅") and "Backup" not in shown  # the sentence is Persian
+    assert FSI not in Reader("en")(text)  # left-to-right text needs no marks
+
+
+@given(st.text())
+def test_no_value_from_outside_can_reverse_or_escape_its_isolation(hostile):
+    """A user's name, a file name or an admin's reason may hold direction controls (RLO, PDI...):
+    each value stays one isolated run, whatever it holds."""
+    for language in LANGUAGES:
+        shown = Reader(language)(Text("User {user} is blocked until {until} ({reason}).",
+                                      user=Code(hostile), until=NOON, reason=hostile))
+        depth = 0
+        for char in shown:
+            if char in (FSI, PDI) or unicodedata.bidirectional(char) in ("LRE", "RLE", "LRO", "RLO", "PDF",
+                                                                          "LRI", "RLI"):
+                assert char in (FSI, PDI), f"a direction control from outside: {char!r}"
+                depth += 1 if char == FSI else -1
+                assert depth in (0, 1), "an isolate closed that was not opened, or nested"
+        assert depth == 0
+
+
+def test_several_texts_render_line_by_line_and_plain_strings_stay_as_they_are():
+    shown = Reader("fa")(lines(Text("🗂 No backups yet."), "  plain", None))
+    assert shown.split("\n")[1] == "  plain" and "🗂" in shown.split("\n")[0]
+    assert str(lines(Text("Users: {count}", count=3))) == "Users: 3"  # English: what logs carry
+
+
+@pytest.mark.parametrize("chosen, telegram, default, expected", [
+    ("en", "fa", "fa", "en"),  # their own choice first
+    (None, "fa", "en", "fa"), (None, "fa-IR", "en", "fa"), (None, "FA", "en", "fa"),
+    (None, "en-GB", "fa", "en"),
+    (None, None, "fa", "fa"), (None, "de", "fa", "fa"), (None, "", "en", "en"),  # else the default
+    ("xx", "de", "fa", "fa"),  # a stored value the bot no longer offers is no choice
+])
+def test_the_language_is_their_choice_else_telegrams_else_the_default(chosen, telegram, default, expected):
+    assert language_of(chosen, telegram, default) == expected
