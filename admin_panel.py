@@ -31,6 +31,9 @@ import requests
 import telebot
 from telebot import types
 
+import admin_users as people
+import moderation
+from admin_users import USER_BUTTON
 from backup_format import BackupError, BackupInfo, shown_reason
 from config import LANGUAGES, Settings
 from database import Database
@@ -41,6 +44,7 @@ from i18n import LANGUAGE_LABELS, N_, Code, Reader, Size, Text, lines
 from logs import Redactor
 from messaging import is_admin
 from readers import Readers
+from startup import destinations_off
 from telegram_destination import DOWNLOAD_LIMIT, download, telegram_errors
 
 log = logging.getLogger("admin_panel")
@@ -51,19 +55,27 @@ CREATE, REFRESH, LIST = N_("💾 Create backup"), N_("🔄 Refresh"), N_("🗂 B
 DOWNLOAD, RESTORE = N_("📥 Download latest"), N_("♻️ Restore")
 CONFIRM, CANCEL = N_("✅ Confirm restore"), N_("❌ Cancel")
 START_FRESH, CONFIRM_FRESH = N_("🆕 Start fresh"), N_("✅ Confirm start fresh")
+USERS, CHART = N_("👥 Users"), N_("📈 Chart")
+BLOCK, UNBLOCK = N_("🚫 Block"), N_("✅ Unblock")
+CONFIRM_BLOCK, CONFIRM_UNBLOCK = N_("✅ Confirm block"), N_("✅ Confirm unblock")
 CHOICE = re.compile(r"^♻️ ([0-9]+): ")  # "♻️ 2: 2026-11-26 12:00 UTC scheduled (telegram)"
 
 KEYBOARDS = {
     "main": [[STATISTICS, SYSTEM], [LANGUAGE]],
+    "statistics": [[USERS, CHART], [BACK]],
+    "block": [[CONFIRM_BLOCK, CANCEL]],
+    "unblock": [[CONFIRM_UNBLOCK, CANCEL]],
     "system": [[BACKUP, JOBS], [BACK]],
     "backup": [[CREATE, REFRESH], [LIST, DOWNLOAD], [RESTORE, BACK]],
     "confirm": [[CONFIRM, CANCEL]],
     "fresh": [[CONFIRM_FRESH, CANCEL]],
 }
 PARENT = {"main": "main", "statistics": "main", "system": "main", "jobs": "system", "language": "main",
-          "backup": "system", "restore": "backup", "confirm": "restore", "fresh": "backup"}
+          "backup": "system", "restore": "backup", "confirm": "restore", "fresh": "backup",
+          "users": "statistics", "found": "users", "card": "users", "block": "card", "unblock": "card"}
 LABELS = (STATISTICS, SYSTEM, LANGUAGE, BACKUP, JOBS, BACK, CREATE, REFRESH, LIST, DOWNLOAD,
-          RESTORE, CONFIRM, CANCEL, START_FRESH, CONFIRM_FRESH)
+          RESTORE, CONFIRM, CANCEL, START_FRESH, CONFIRM_FRESH, USERS, CHART, BLOCK, UNBLOCK,
+          CONFIRM_BLOCK, CONFIRM_UNBLOCK)
 
 
 @dataclass
@@ -82,8 +94,9 @@ class Pending:
 class Place:
     """Where one admin is in the menus."""
     screen: str = "main"
-    choices: list[BackupInfo] = field(default_factory=list)  # the restore list as shown
+    choices: list[list[BackupInfo]] = field(default_factory=list)  # the restore list as shown: each backup's copies
     pending: Optional[Pending] = None
+    user_id: Optional[int] = None  # whose card is open
 
 
 class AdminPanel:
@@ -93,6 +106,7 @@ class AdminPanel:
         """job_statuses: the background jobs' statuses (tasks.JobRunner.statuses)."""
         self.bot, self.db, self.engine, self.job_statuses = bot, db, engine, job_statuses
         self.settings, self.readers, self.clock = settings, readers, clock
+        self.started = clock()
         self.places: dict[int, Place] = {}
         self.redact = Redactor(settings.secrets)
         self.work = ThreadPoolExecutor(max_workers=1, thread_name_prefix="admin-work")
@@ -102,6 +116,8 @@ class AdminPanel:
             LIST: self.list_backups, DOWNLOAD: self.download, RESTORE: self.restore_screen,
             CONFIRM: self.confirm, CANCEL: self.cancel, START_FRESH: self.start_fresh,
             CONFIRM_FRESH: self.confirm_fresh, LANGUAGE: self.language_screen,
+            USERS: self.users, CHART: self.chart, BLOCK: self.ask_block, UNBLOCK: self.ask_unblock,
+            CONFIRM_BLOCK: self.confirm_block, CONFIRM_UNBLOCK: self.confirm_unblock,
         }
         # Every label in every language: one pressed in the language an admin just left, or
         # before a restart, still works.
@@ -126,6 +142,8 @@ class AdminPanel:
         self.bot.register_message_handler(self.on_label, content_types=["text"],
                                           func=lambda m: here(m) and self.is_label(m.text))
         self.bot.register_message_handler(self.on_document, content_types=["document"], func=here)
+        self.bot.register_message_handler(self.search, content_types=["text"],
+                                          func=lambda m: here(m) and self.searching(m))
         elsewhere = self.elsewhere
         self.bot.register_message_handler(self.only_in_private, commands=["admin", "backup", "start_fresh"],
                                           func=elsewhere)
@@ -145,7 +163,12 @@ class AdminPanel:
         return is_admin(self.settings, message) and message.chat.type != "private"
 
     def is_label(self, text: Optional[str]) -> bool:
-        return text in self.actions or bool(CHOICE.match(text or ""))
+        return text in self.actions or bool(CHOICE.match(text or "") or USER_BUTTON.match(text or ""))
+
+    def searching(self, message) -> bool:
+        """Any other text on the 👥 Users screens is a search (a command is still a command)."""
+        return (self.place(message).screen in ("users", "found") and not self.is_label(message.text)
+                and not (message.text or "/").startswith("/"))
 
     def place(self, message) -> Place:
         return self.places.setdefault(message.from_user.id, Place())
@@ -166,14 +189,17 @@ class AdminPanel:
     def keyboard(self, message, screen: str, rows: Optional[list[list[str]]] = None) -> types.ReplyKeyboardMarkup:
         """The screen's labels in the admin's language; `rows` are shown as they are."""
         markup = types.ReplyKeyboardMarkup(resize_keyboard=True)
+        for row in rows or self._labels(message, screen):
+            markup.row(*row)
+        return markup
+
+    def _labels(self, message, screen: str) -> list[list[str]]:
         reader = self.reader(message)
         labels = [[reader.gettext(label) for label in row]
                   for row in KEYBOARDS.get(screen) or KEYBOARDS[PARENT[screen]]]
         if screen == "backup" and self.engine.offsite_paused():
             labels.append([reader.gettext(START_FRESH)])
-        for row in rows or labels:
-            markup.row(*row)
-        return markup
+        return labels
 
     def in_background(self, message, job: Callable[[], None], working: Text) -> None:
         """Say we are on it, then run `job` on the panel's worker thread."""
@@ -201,9 +227,11 @@ class AdminPanel:
         self.show(message, "main", Text("🛠 Admin panel"))
 
     def on_label(self, message) -> None:
-        choice = CHOICE.match(message.text)
+        choice, person = CHOICE.match(message.text), USER_BUTTON.match(message.text)
         if choice:
             self.choose(message, int(choice.group(1)))
+        elif person:
+            self.open_card(message, int(person.group(1)))
         else:
             self.actions[message.text](message)
 
@@ -226,14 +254,108 @@ class AdminPanel:
     # --- screens ---
 
     def statistics(self, message) -> None:
-        stats = self.db.user_statistics(self.clock())
-        self.show(message, "statistics", lines(
-            Text("📊 Statistics"), Text("Users: {count}", count=stats["users"]),
-            Text("Blocked now: {count}", count=stats["blocked"]),
-            Text("Actions in the last 24 hours: {count}", count=stats["actions"])))
+        self.show(message, "statistics", people.statistics(self.db, self.clock(), self.settings.admin_ids))
+
+    # --- 👥 Users, and a user's card ---
+
+    def users(self, message) -> None:
+        text, listed = people.overview(self.db, self.clock(), self.settings.admin_ids)
+        self._show_users(message, "users", text, listed)
+
+    def search(self, message) -> None:
+        found = self.db.find_users(message.text)
+        self._show_users(message, "found", people.found(found, message.text), found)
+
+    def _show_users(self, message, screen: str, text, listed: list[dict]) -> None:
+        self.place(message).screen = screen
+        rows = [[people.button(u)] for u in listed[:12]] + [[self.reader(message).gettext(BACK)]]
+        self.say(message, text, reply_markup=self.keyboard(message, screen, rows))
+
+    def open_card(self, message, user_id: int) -> None:
+        user = self.db.user(user_id)
+        if user is None:  # a button from before a restore, say
+            self.users(message)
+            return
+        place = self.place(message)
+        place.screen, place.user_id = "card", user_id
+        reader = self.reader(message)
+        action = UNBLOCK if people.is_blocked(user, self.clock()) else BLOCK
+        rows = [[reader.gettext(action)], [reader.gettext(BACK)]]
+        self.say(message, people.card(self.db, user, self.clock()), reply_markup=self.keyboard(message, "card", rows))
+
+    def ask_block(self, message) -> None:
+        user = self._card_user(message)
+        if user is not None:
+            self.show(message, "block", Text(
+                "Block {user} for {minutes} min? They are told until when. For another time or a reason: "
+                "/block {id} MINUTES REASON", user=people.name(user), minutes=self.settings.flood_block_minutes,
+                id=Code(str(user["user_id"]))))
+
+    def ask_unblock(self, message) -> None:
+        user = self._card_user(message)
+        if user is not None:
+            self.show(message, "unblock", Text("Unblock {user}? They are told.", user=people.name(user)))
+
+    def confirm_block(self, message) -> None:
+        user = self._card_user(message)
+        if user is not None:
+            self.say(message, moderation.block(self.bot, self.db, self.settings, self.readers, user["user_id"],
+                                               self.settings.flood_block_minutes, moderation.BY_ADMIN, self.clock()))
+            self.open_card(message, user["user_id"])
+
+    def confirm_unblock(self, message) -> None:
+        user = self._card_user(message)
+        if user is not None:
+            self.say(message, moderation.unblock(self.bot, self.db, self.readers, user["user_id"]))
+            self.open_card(message, user["user_id"])
+
+    def _card_user(self, message) -> Optional[dict]:
+        """The user whose card is open; without one (a restart since), the 👥 Users screen."""
+        user_id = self.place(message).user_id
+        user = self.db.user(user_id) if user_id is not None else None
+        if user is None:
+            self.say(message, Text("Open a user's card first."))
+            self.users(message)
+        return user
+
+    def chart(self, message) -> None:
+        def job() -> None:
+            import chart  # Pillow, loaded on the first press (admin_users.daily)
+            counts = people.daily(self.db, self.clock().date(), self.settings.admin_ids)
+            caption = Text("📈 New users (blue bars) and active users (orange line) per day, the last {days} "
+                           "days (UTC days); admins left out.", days=len(counts.days))
+            self.bot.send_photo(message.chat.id, chart.render(counts), caption=self.reader(message)(caption))
+
+        self.in_background(message, job, Text("⏳ Drawing the chart…"))
+
+    # --- ⚙️ System ---
 
     def system(self, message) -> None:
-        self.show(message, "system", lines(Text("⚙️ System"), *self._updates_lines()))
+        self.show(message, "system", lines(Text("⚙️ System"), *self._overview_lines(self.reader(message)),
+                                           *self._updates_lines()))
+
+    def _overview_lines(self, reader: Reader) -> list:
+        storage, overview, now = self.db.storage, self.engine.overview(), self.clock()
+        found = [_storage_line(storage),
+                 Text("Database: {size}, schema version {version}", size=Size(self.db.size_bytes()),
+                      version=self.db.schema_version()),
+                 Text("Up for {age}, since {when}", age=now - self.started, when=self.started)]
+        newest, encryption = overview.newest, (Text("encrypted off the machine") if self.settings.backup_passphrase
+                                               else Text("not encrypted (BACKUP_PASSPHRASE is not set)"))
+        backup_job = next((j for j in self.job_statuses() if j.name == "backup"), None)
+        found.append(Text("Backups: newest {when} ({age} ago), {encryption}; next {next}", when=newest.created_at,
+                          age=now - newest.created_at, encryption=encryption,
+                          next=backup_job.next_run if backup_job else None)
+                     if newest else Text("Backups: none yet, {encryption}", encryption=encryption))
+        found += [Text("{destination}: {state}", destination=Code(name), state=_destination_line(status))
+                  for name, status in overview.destinations.items()]
+        found += [Text("{destination}: {state}", destination=Code(name), state=why)
+                  for name, why in destinations_off(self.settings).items()]
+        if overview.paused:
+            found.append(Text("⏸ Backups stay on this machine until you choose {restore} or {fresh} under {backup}",
+                              restore=Code(reader.gettext(RESTORE)), fresh=Code(reader.gettext(START_FRESH)),
+                              backup=Code(reader.gettext(BACKUP))))
+        return found
 
     def _updates_lines(self) -> list[Text]:
         """How updates reach the bot, and what Telegram says about it (getWebhookInfo): the
@@ -289,15 +411,15 @@ class AdminPanel:
         place = self.place(message)
         self._drop_pending(place)
         parent = PARENT.get(place.screen, "main")
+        if parent == "card" and place.user_id is not None:
+            self.open_card(message, place.user_id)
+            return
         {"main": self.open_panel, "system": self.system, "backup": self.backup_screen,
-         "restore": self.restore_screen}[parent](message)
+         "restore": self.restore_screen, "statistics": self.statistics, "users": self.users,
+         "card": self.users}[parent](message)
 
     def backup_status(self):
-        storage = self.db.storage
-        parts = [Text("💾 Backup"),
-                 Text("Storage: {path}", path=Code(storage.path)) if not storage.in_memory else
-                 Text("⚠️ Storage: IN-MEMORY ({reason}): data is lost when the bot stops",
-                      reason=Code(storage.reason)),
+        parts = [Text("💾 Backup"), _storage_line(self.db.storage),
                  Text("Database: {size}, schema version {version}", size=Size(self.db.size_bytes()),
                       version=self.db.schema_version())]
         parts += [Text("{table}: {rows}", table=Code(table), rows=rows)
@@ -340,10 +462,10 @@ class AdminPanel:
     def list_backups(self, message) -> None:
         def job() -> None:
             listing = self.engine.listing()
-            backups = listing.backups[:20]
+            backups = _by_backup(listing.backups)[:20]
             parts = [Text("🗂 Backups, newest first:") if backups else Text("🗂 No backups yet.")]
-            parts += [Text("{number}. {backup}", number=n, backup=_describe(info))
-                      for n, info in enumerate(backups, start=1)]
+            parts += [Text("{number}. {backup}", number=n, backup=_describe(copies))
+                      for n, copies in enumerate(backups, start=1)]
             parts += [Text("⚠️ {destination}: {error}", destination=Code(u.destination), error=Code(u.error))
                       for u in listing.unreachable]
             self.say(message, lines(*parts))
@@ -360,7 +482,7 @@ class AdminPanel:
                 path, info = exported
                 with open(path, "rb") as document:
                     self.bot.send_document(message.chat.id, document, visible_file_name=info.name,
-                                           caption=self.reader(message)(Text("📥 {backup}", backup=_describe(info))))
+                                           caption=self.reader(message)(Text("📥 {backup}", backup=_describe([info]))))
 
         self.in_background(message, job, Text("⏳ Preparing the newest backup…"))
 
@@ -372,8 +494,8 @@ class AdminPanel:
         reader = self.reader(message)
 
         def job() -> None:
-            place.choices = self.engine.listing().backups[:10]
-            rows = [[f"♻️ {n}: " + reader(_short(info))] for n, info in enumerate(place.choices, start=1)]
+            place.choices = _by_backup(self.engine.listing().backups)[:10]
+            rows = [[f"♻️ {n}: " + reader(_short(copies))] for n, copies in enumerate(place.choices, start=1)]
             text = (Text("♻️ Restore: choose a backup, or send a backup file here as a document.")
                     if place.choices else
                     Text("♻️ Restore: no backups found. Send a backup file here as a document."))
@@ -387,9 +509,20 @@ class AdminPanel:
         if not 1 <= number <= len(place.choices):
             self.restore_screen(message)  # e.g. after a restart: show the list again
             return
-        candidate = place.choices[number - 1]
-        self.in_background(message, lambda: self._offer(message, candidate, self.engine.verify(candidate)),
+        copies = place.choices[number - 1]
+        self.in_background(message, lambda: self._offer(message, *self._first_sound(copies)),
                            Text("⏳ Fetching and checking backup {number}…", number=number))
+
+    def _first_sound(self, copies: list[BackupInfo]) -> tuple[BackupInfo, BackupInfo]:
+        """The first copy of a backup that verifies (the local one first): (the copy, its info)."""
+        for n, copy in enumerate(copies):
+            try:
+                return copy, self.engine.verify(copy)
+            except (BackupError, DestinationError, OSError):
+                if n == len(copies) - 1:
+                    raise
+                log.warning("a copy of %s in %s did not verify; trying the next", copy.name, copy.destination)
+        raise BackupError("no copies")  # not reached: a listed backup has at least one
 
     def _check_upload(self, message) -> None:
         scratch = scratch_directory(Path(self.settings.backup_dir))
@@ -415,6 +548,7 @@ class AdminPanel:
         parts += [Text("{table}: {backup} / {live}", table=Code(table), backup=info.row_counts.get(table, 0),
                        live=live.get(table, 0))
                   for table in sorted(set(info.row_counts) | set(live))]
+        parts.append(_what_is_lost(info, live, self.clock()))
         parts.append(Text("A safety backup of the live data is taken first. Restore it?"))
         place.screen = "confirm"
         self.say(message, lines(*parts), reply_markup=self.keyboard(message, "confirm"))
@@ -439,8 +573,13 @@ class AdminPanel:
         self.in_background(message, job, Text("⏳ Taking a safety backup, then restoring…"))
 
     def cancel(self, message) -> None:
-        self._drop_pending(self.place(message))
-        self.show(message, "backup", Text("Cancelled; nothing changed."))
+        place = self.place(message)
+        self._drop_pending(place)
+        self.say(message, Text("Cancelled; nothing changed."))
+        if place.screen in ("block", "unblock"):
+            self.back(message)
+        else:
+            self.backup_screen(message)
 
     def _drop_pending(self, place: Place) -> None:
         if place.pending is not None:
@@ -472,20 +611,55 @@ class AdminPanel:
         self.show(message, "backup", Text("Done: the next backup leaves the machine again."))
 
 
-def _short(info: BackupInfo) -> Text:
+def _by_backup(copies: list[BackupInfo]) -> list[list[BackupInfo]]:
+    """The copies of each backup together (the same database at the same moment, wherever it
+    lies), newest first, the local copy first within each."""
+    grouped: dict[tuple, list[BackupInfo]] = {}
+    for info in copies:
+        grouped.setdefault((info.created_at, info.sha256), []).append(info)
+    for group in grouped.values():
+        group.sort(key=lambda info: info.destination != "local")
+    return sorted(grouped.values(), key=lambda group: group[0].created_at, reverse=True)
+
+
+def _places(copies: list[BackupInfo]) -> Code:
+    return Code(", ".join(info.destination for info in copies))
+
+
+def _short(copies: list[BackupInfo]) -> Text:
+    info = copies[0]
     return Text("{when} {reason} ({destination})", when=info.created_at, reason=shown_reason(info.reason),
-                destination=Code(info.destination))
+                destination=_places(copies))
 
 
-def _describe(info: BackupInfo) -> Text:
-    return Text("{when}, {reason}, {size}, {rows} rows, {destination}", when=info.created_at,
-                reason=shown_reason(info.reason), size=Size(info.size), rows=info.total_rows,
-                destination=Code(info.destination))
+def _describe(copies: list[BackupInfo]) -> Text:
+    info = copies[0]
+    return Text("{when}, {reason}, {size}, {users} users; in {places}", when=info.created_at,
+                reason=shown_reason(info.reason), size=Size(info.size), users=info.row_counts.get("users", 0),
+                places=_places(copies))
+
+
+def _what_is_lost(info: BackupInfo, live: dict[str, int], now: datetime) -> Text:
+    """What restoring `info` undoes, in rows: the live data's rows the backup lacks."""
+    more = {table: rows - info.row_counts.get(table, 0) for table, rows in live.items()
+            if rows > info.row_counts.get(table, 0)}
+    if not more:
+        return Text("Taken {age} ago; the live data has no rows this backup lacks.", age=now - info.created_at)
+    return Text("⚠️ Taken {age} ago: restoring it loses what was written since, {rows} rows ({tables}).",
+                age=now - info.created_at, rows=sum(more.values()),
+                tables=Code(", ".join(f"{table} +{n}" for table, n in sorted(more.items()))))
+
+
+def _storage_line(storage) -> Text:
+    if storage.in_memory:
+        return Text("⚠️ Storage: IN-MEMORY ({reason}): data is lost when the bot stops", reason=Code(storage.reason))
+    return Text("Storage: {path}", path=Code(storage.path))
 
 
 def _destination_line(status) -> Text:
     if status.failing:
-        return Text("❌ {error} ({when})", error=Code(status.last_error), when=status.last_error_at)
+        return Text("❌ failing since {since}: {error} (last tried {when})", since=status.failing_since,
+                    error=Code(status.last_error), when=status.last_error_at)
     if status.last_success:
         return Text("✅ last stored {when}", when=status.last_success)
     return Text("no backup stored yet since the bot started")

@@ -4,6 +4,8 @@ the bot and without BOT_TOKEN (the Telegram chat is reached when BOT_TOKEN is se
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -15,13 +17,29 @@ from backup_format import BackupError, BackupInfo
 from clock import utc_now
 from config import ConfigError, Settings, load_settings
 from database import Database
-from destinations import DestinationError
+from destinations import DestinationError, LocalFolder
 from engine import STEP_PAGES, BackupEngine
 from logs import Redactor, setup_logging
 from sealing import SealError, Sealer
-from startup import offsite_destinations
+from startup import destinations_off, offsite_destinations
 
 WHERE = ("local", "telegram", "s3")
+# A backup as `list` prints it and verify / restore take it back: DESTINATION:NAME. The prefix
+# is matched loosely (any word) so that a mistyped destination is told as such, not as a file.
+REFERENCE = re.compile(r"([a-z][a-z0-9_-]*):(.*)", re.DOTALL)
+SHOWN_LENGTH = 100  # characters of a person's argument repeated in an error line
+BACKUP_HELP = ("a backup as `list` prints it (local:NAME, telegram:NAME, s3:NAME), or a backup "
+               "file's path")
+
+
+class _ReaderGone(Exception):
+    """Whoever read our standard output stopped reading (`python backup.py list | head -1`)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        # One line, as every other failure of this command (the usage is one --help away).
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see --help)\n")
 
 
 def cli(argv: Optional[Sequence[str]] = None) -> int:
@@ -29,18 +47,58 @@ def cli(argv: Optional[Sequence[str]] = None) -> int:
     try:
         settings = load_settings(require_token=False)
     except ConfigError as error:
-        print(f"configuration error: {error}", file=sys.stderr)
+        print(f"configuration error: {_one_line(str(error))}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level if settings.log_level == "DEBUG" else "WARNING", settings.secrets)
+    code = _run(settings, args)
+    try:
+        sys.stdout.flush()  # here, not at exit, where a closed pipe would print a traceback
+    except BrokenPipeError:
+        return _reader_gone()
+    return code
+
+
+def _run(settings: Settings, args) -> int:
     try:
         return args.run(settings, args)
+    except _ReaderGone:
+        return _reader_gone()
     except (BackupError, database.DatabaseError, DestinationError, locks.AlreadyRunningError) as error:
-        print(f"error: {Redactor(settings.secrets)(str(error))}", file=sys.stderr)
+        print(f"error: {_one_line(Redactor(settings.secrets)(str(error)))}", file=sys.stderr)
         return 1
 
 
+def _out(line: str) -> None:
+    """A line on standard output; _ReaderGone when nobody reads it any more."""
+    try:
+        print(line)
+    except BrokenPipeError:
+        raise _ReaderGone from None
+
+
+def _reader_gone() -> int:
+    """The recipe of Python's "Note on SIGPIPE": the rest of the output goes to devnull, so the
+    flush at exit cannot fail again; exit 1, as Python itself does on EPIPE."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 1
+
+
+def _one_line(text: str) -> str:
+    """`text` with line breaks and other control characters escaped: an error is one line, and
+    what a person (or a file's name) put in it cannot move the terminal's cursor."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode()
+                   for c in text)
+
+
+def _shown(text: str) -> str:
+    """A person's argument, quoted and cut short, for an error line."""
+    return repr(text if len(text) <= SHOWN_LENGTH else text[:SHOWN_LENGTH] + "...")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python backup.py", description=(
+    parser = _Parser(prog="python backup.py", description=(
         "Back up and restore the bot's database (DB_PATH) without the bot. BOT_TOKEN is needed "
         "only to reach the Telegram chat."))
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -48,16 +106,16 @@ def _parser() -> argparse.ArgumentParser:
              "Take a backup of DB_PATH now (also while the bot runs) into BACKUP_DIR and every "
              "off-site destination.")
     _command(commands, "list", _list, "list the backups, newest first",
-             "List the backups of every destination, newest first: time, reason, size, rows, where.",
-             where=True)
+             "List the backups of every destination, newest first: time, reason, size, rows, and "
+             "the backup as DESTINATION:NAME, which verify and restore take.", where=True)
     verify = _command(commands, "verify", _verify, "check a backup completely",
                       "Check a backup: checksum, full integrity check, tables, schema version. "
                       "Default: the newest.", where=True)
-    verify.add_argument("file", nargs="?", help="a backup file; default: the newest backup")
+    verify.add_argument("file", nargs="?", metavar="BACKUP", help=f"{BACKUP_HELP}; default: the newest")
     restore = _command(commands, "restore", _restore, "replace the database with a backup",
                        "Verify a backup, take a 'pre-restore' safety backup, then replace DB_PATH's "
                        "data with it. Refused while the bot runs.", where=True)
-    restore.add_argument("source", metavar="FILE|latest", help="a backup file, or 'latest'")
+    restore.add_argument("source", metavar="BACKUP|latest", help=f"{BACKUP_HELP}, or 'latest'")
     restore.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     decrypt = _command(commands, "decrypt", _decrypt, "decrypt an encrypted backup file",
                        "Decrypt a backup that left the machine encrypted (NAME.db.zst.sealed) with "
@@ -77,8 +135,19 @@ def _command(commands, name: str, run, summary: str, description: str,
     return command
 
 
-def _engine(settings: Settings, db: Optional[Database] = None, **options) -> BackupEngine:
-    return BackupEngine(db, settings, offsite_destinations(settings), **options)
+def _engine(settings: Settings, db: Optional[Database] = None, where: Optional[str] = None,
+            **options) -> BackupEngine:
+    """The engine with every destination the settings turn on; refused when `where` is not one
+    of them (else an unconfigured destination would read as one without backups)."""
+    offsite = offsite_destinations(settings)
+    if where not in (None, LocalFolder.name, *(destination.name for destination in offsite)):
+        raise BackupError(_not_configured(settings, where))
+    return BackupEngine(db, settings, offsite, **options)
+
+
+def _not_configured(settings: Settings, where: str) -> str:
+    """What to set to turn `where` on (the panel's ⚙️ System says the same)."""
+    return f"{where} is {destinations_off(settings).get(where, 'not configured')}"
 
 
 def _create(settings: Settings, args) -> int:
@@ -99,33 +168,38 @@ def _create(settings: Settings, args) -> int:
         if lock:
             lock.release()
     where = ", ".join(info.destination for info in result.stored)
-    print(f"created {result.info.location}: {human.size(result.info.size)}, {result.info.total_rows} rows, "
-          f"{result.seconds:.2f} s; stored in {where}")
+    _out(f"created {result.info.location}: {human.size(result.info.size)}, {result.info.total_rows} rows, "
+         f"{result.seconds:.2f} s; stored in {where}")
     for name, error in result.failures.items():
-        print(Redactor(settings.secrets)(f"not stored in {name}: {error}"), file=sys.stderr)
+        print(_one_line(Redactor(settings.secrets)(f"not stored in {name}: {error}")), file=sys.stderr)
     return 0
 
 
 def _list(settings: Settings, args) -> int:
-    listing = _engine(settings).listing(only=args.where)
+    listing = _engine(settings, where=args.where).listing(only=args.where)
     for unreachable in listing.unreachable:
-        print(Redactor(settings.secrets)(f"cannot list {unreachable.destination}: {unreachable.error}"),
+        print(_one_line(Redactor(settings.secrets)(f"cannot list {unreachable.destination}: {unreachable.error}")),
               file=sys.stderr)
     if not listing.backups:
-        print("no backups found")
+        _out("no backups found")
     for info in listing.backups:
-        print(f"{info.created_at:%Y-%m-%d %H:%M:%S} UTC  {info.reason:<11}  {human.size(info.size):>9}  "
-              f"{info.total_rows:>9} rows  {info.destination:<8}  {info.location}")
+        _out(f"{info.created_at:%Y-%m-%d %H:%M:%S} UTC  {info.reason:<11}  {human.size(info.size):>9}  "
+             f"{info.total_rows:>9} rows  {_reference_of(info)}")
     return 0
 
 
+def _reference_of(info: BackupInfo) -> str:
+    """The backup as verify and restore take it back: its destination and its name there (one
+    word: every destination lists only names of backup_format's patterns)."""
+    return f"{info.destination}:{info.name}"
+
+
 def _verify(settings: Settings, args) -> int:
-    engine = _engine(settings)
-    source = Path(args.file) if args.file else _newest(engine, args.where)
+    engine, source = _source(settings, args.file, args.where)
     info = engine.verify(source, thorough=True)
     tables = ", ".join(f"{name} {rows}" for name, rows in info.row_counts.items())
-    print(f"ok: {info.name}: {info.created_at:%Y-%m-%d %H:%M:%S} UTC, {info.reason}, "
-          f"schema version {info.schema_version}, rows: {tables}")
+    _out(f"ok: {info.name}: {info.created_at:%Y-%m-%d %H:%M:%S} UTC, {info.reason}, "
+         f"schema version {info.schema_version}, rows: {tables}")
     return 0
 
 
@@ -138,8 +212,7 @@ def _restore(settings: Settings, args) -> int:
     except locks.AlreadyRunningError as error:
         raise BackupError(f"refused: {error}; stop the bot first, or restore from the admin panel") from None
     try:
-        probe = _engine(settings)
-        source = _newest(probe, args.where) if args.source == "latest" else Path(args.source)
+        probe, source = _source(settings, None if args.source == "latest" else args.source, args.where)
         info = probe.verify(source)  # refuse a bad file before asking anything
         if not args.yes and not _confirmed(info, settings.db_path):
             print("nothing restored (add --yes to skip this question)", file=sys.stderr)
@@ -151,8 +224,8 @@ def _restore(settings: Settings, args) -> int:
             db.close()
     finally:
         lock.release()
-    print(f"restored {restored.name} from {restored.destination} "
-          f"({restored.created_at:%Y-%m-%d %H:%M:%S} UTC, {restored.total_rows} rows) into {settings.db_path}")
+    _out(f"restored {restored.name} from {restored.destination} "
+         f"({restored.created_at:%Y-%m-%d %H:%M:%S} UTC, {restored.total_rows} rows) into {settings.db_path}")
     return 0
 
 
@@ -169,7 +242,7 @@ def _decrypt(settings: Settings, args) -> int:
     except (SealError, OSError) as error:
         target.unlink(missing_ok=True)
         raise BackupError(str(error)) from None
-    print(f"decrypted into {target}")
+    _out(f"decrypted into {target}")
     return 0
 
 
@@ -182,6 +255,49 @@ def _open_existing(path: str) -> Database:
         db.close()
         raise BackupError(f"the database at {path} is damaged: {problem}")
     return db
+
+
+def _source(settings: Settings, text: Optional[str],
+            where: Optional[str]) -> tuple[BackupEngine, Path | BackupInfo]:
+    """The backup a person named and an engine that reaches it: the newest (None), a backup as
+    `list` prints it (DESTINATION:NAME), or a backup file's path."""
+    reference = None if text is None else _reference(text)
+    if reference is None:
+        engine = _engine(settings, where=where)
+        return engine, (_newest(engine, where) if text is None else Path(text))
+    destination, name = reference
+    if where not in (None, destination):
+        raise BackupError(f"{_shown(text)} is a backup in {destination}, not in {where} (--from)")
+    engine = _engine(settings, where=destination)
+    return engine, _listed(engine, destination, name)
+
+
+def _reference(text: str) -> Optional[tuple[str, str]]:
+    """(destination, name) when `text` is DESTINATION:NAME; None when it is a file's path. An
+    existing file whose name only looks like one (notes:1) stays a file."""
+    match = REFERENCE.fullmatch(text)
+    if match is None:
+        return None
+    destination, name = match.groups()
+    if destination in WHERE:
+        return destination, name
+    if os.path.exists(text):
+        return None
+    raise BackupError(f"unknown destination {_shown(destination)} in {_shown(text)}: name a backup as "
+                      f"`python backup.py list` prints it (local:NAME, telegram:NAME, s3:NAME), or a file")
+
+
+def _listed(engine: BackupEngine, destination: str, name: str) -> BackupInfo:
+    """The backup called `name` among those `destination` lists. Only a listed name is taken,
+    compared whole: the name itself never becomes a path, so it cannot lead anywhere else."""
+    listing = engine.listing(only=destination)
+    found = next((info for info in listing.backups if info.name == name), None)
+    if found is not None:
+        return found
+    if listing.unreachable:
+        raise BackupError(f"cannot look for {_shown(name)} in {destination}: {listing.unreachable[0].error}")
+    raise BackupError(f"there is no backup {_shown(name)} in {destination}: "
+                      f"`python backup.py list --from {destination}` shows those there")
 
 
 def _newest(engine: BackupEngine, where: Optional[str]) -> BackupInfo:

@@ -23,9 +23,9 @@ import sqlite3
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 from files import temporary_name
 from locks import FairLock
@@ -474,6 +474,8 @@ class Database:
                 (user_id, username, first_name, at, at, language_code))
             db.execute("INSERT INTO tracking (user_id, chat_id, kind, created_at) VALUES (?, ?, ?, ?)",
                        (user_id, chat_id, kind, at))
+            db.execute("INSERT INTO daily_activity (day, user_id, actions) VALUES (?, ?, 1)"
+                       " ON CONFLICT(day, user_id) DO UPDATE SET actions = actions + 1", (at[:10], user_id))
             blocked_until, reason, notified = db.execute(
                 "SELECT blocked_until, block_reason, block_notified FROM users WHERE user_id = ?",
                 (user_id,)).fetchone()
@@ -570,16 +572,86 @@ class Database:
             row = cursor.fetchone()
             return None if row is None else dict(zip([c[0] for c in cursor.description], row))
 
-    def user_statistics(self, now: datetime, hours: float = 24) -> dict[str, int]:
-        """Users, users blocked now, and actions tracked in the last `hours`."""
+    def user_statistics(self, now: datetime, admins: Sequence[int] = (), hours: float = 24) -> dict[str, int]:
+        """Users, users blocked now, and actions tracked in the last `hours`: people's apart
+        from the admins' own (their panel presses)."""
         since = timestamp(now - timedelta(hours=hours))
+        admin_list = _id_list(admins)
         with self.transaction() as db:
             (users,) = db.execute("SELECT count(*) FROM users").fetchone()
             (blocked,) = db.execute("SELECT count(*) FROM users WHERE blocked_until > ?",
                                     (timestamp(now),)).fetchone()
-            (actions,) = db.execute("SELECT count(*) FROM tracking WHERE created_at >= ?",
-                                    (since,)).fetchone()
-        return {"users": users, "blocked": blocked, "actions": actions}
+            (actions, by_admins) = db.execute(
+                f"SELECT count(*) FILTER (WHERE user_id NOT IN ({admin_list})),"
+                f" count(*) FILTER (WHERE user_id IN ({admin_list})) FROM tracking WHERE created_at >= ?",
+                (since,)).fetchone()
+            (new,) = db.execute("SELECT count(*) FROM users WHERE first_seen >= ?", (since,)).fetchone()
+        return {"users": users, "blocked": blocked, "actions": actions, "admin_actions": by_admins,
+                "new": new}
+
+    # --- finding people (the panel's 👥 Users) ---
+
+    def newest_users(self, limit: int = 5) -> list[dict]:
+        return self._users("SELECT * FROM users ORDER BY first_seen DESC, user_id DESC LIMIT ?", (limit,))
+
+    def most_active_users(self, since: datetime, admins: Sequence[int] = (), limit: int = 5) -> list[dict]:
+        """Who did the most since `since` (whole UTC days), admins left out; with `actions`."""
+        return self._users(
+            "SELECT users.*, sum(daily_activity.actions) AS actions FROM daily_activity"
+            " JOIN users USING (user_id) WHERE day >= ?"
+            f" AND user_id NOT IN ({_id_list(admins)}) GROUP BY user_id ORDER BY actions DESC, user_id"
+            " LIMIT ?", (timestamp(since)[:10], limit))
+
+    def blocked_users(self, now: datetime, limit: int = 20) -> list[dict]:
+        return self._users("SELECT * FROM users WHERE blocked_until > ? ORDER BY blocked_until LIMIT ?",
+                           (timestamp(now), limit))
+
+    def find_users(self, query: str, limit: int = 10) -> list[dict]:
+        """By id (all digits), by @username, or by a part of a name or username; case-insensitive
+        for ASCII. The query is data: LIKE's wildcards in it match only themselves."""
+        query = query.strip()
+        if query.isascii() and query.isdigit():
+            user_id = int(query)
+            return self._users("SELECT * FROM users WHERE user_id = ?", (user_id,)) if user_id < 2 ** 63 else []
+        if query.startswith("@"):
+            return self._users("SELECT * FROM users WHERE username = ? COLLATE NOCASE LIMIT ?",
+                               (query[1:], limit))
+        pattern = "%" + re.sub(r"([%_\\])", r"\\\1", query) + "%"
+        return self._users(
+            "SELECT * FROM users WHERE first_name LIKE ? ESCAPE '\\' OR username LIKE ? ESCAPE '\\'"
+            " ORDER BY last_seen DESC LIMIT ?", (pattern, pattern, limit))
+
+    def activity(self, user_id: int, since: datetime) -> tuple[int, int]:
+        """(actions, days active) of `user_id` since `since` (whole UTC days)."""
+        with self.lock:
+            actions, days = self._connection.execute(
+                "SELECT coalesce(sum(actions), 0), count(*) FROM daily_activity WHERE user_id = ? AND day >= ?",
+                (user_id, timestamp(since)[:10])).fetchone()
+        return actions, days
+
+    def daily_counts(self, first: date, last: date, admins: Sequence[int] = ()) -> tuple[dict, dict]:
+        """({day: users first seen that day}, {day: users active that day}) from `first` to
+        `last` (UTC dates, 'YYYY-MM-DD' keys), admins left out; days without any are missing."""
+        bounds = (first.isoformat(), last.isoformat())
+        admin_list = _id_list(admins)
+        with self.transaction() as db:
+            new = dict(db.execute(
+                "SELECT substr(first_seen, 1, 10) AS day, count(*) FROM users WHERE day BETWEEN ? AND ?"
+                f" AND user_id NOT IN ({admin_list}) GROUP BY day", bounds).fetchall())
+            active = dict(db.execute(
+                "SELECT day, count(*) FROM daily_activity WHERE day BETWEEN ? AND ?"
+                f" AND user_id NOT IN ({admin_list}) GROUP BY day", bounds).fetchall())
+        return new, active
+
+    def forget_activity_before(self, day: date) -> int:
+        with self.transaction() as db:
+            return db.execute("DELETE FROM daily_activity WHERE day < ?", (day.isoformat(),)).rowcount
+
+    def _users(self, sql: str, parameters: tuple) -> list[dict]:
+        with self.lock:
+            cursor = self._connection.execute(sql, parameters)
+            names = [c[0] for c in cursor.description]
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
 
     def size_bytes(self) -> int:
         """The database's size: its pages (in file mode, the WAL may hold a little more)."""
@@ -590,6 +662,11 @@ class Database:
     def table_row_counts(self) -> dict[str, int]:
         with self.transaction() as db:
             return _row_counts(db)
+
+
+def _id_list(ids: Sequence[int]) -> str:
+    """Telegram ids (integers, checked) as an SQL list: sqlite3 binds no sequences."""
+    return ", ".join(str(int(i)) for i in ids) or "0"  # 0: no one (NULL would make NOT IN match nothing)
 
 
 def _row_counts(connection: sqlite3.Connection) -> dict[str, int]:

@@ -64,6 +64,7 @@ class DestinationStatus:
     last_error: Optional[str] = None
     last_error_at: Optional[datetime] = None
     failing: bool = False  # the last attempt failed
+    failing_since: Optional[datetime] = None  # when the current streak of failures began
 
 
 @dataclass(frozen=True)
@@ -415,7 +416,7 @@ class BackupEngine:
         status = self._status[name]
         if status.failing:
             self.alert(Text("✅ Backups to {destination} work again.", destination=Code(name)))
-        status.failing, status.last_success = False, self.clock()
+        status.failing, status.failing_since, status.last_success = False, None, self.clock()
 
     def _failed(self, name: str, error: str) -> None:
         status = self._status[name]
@@ -424,6 +425,7 @@ class BackupEngine:
             where = Text("the local backup folder") if name == self.local.name else Code(name)
             self.alert(Text("⚠️ A backup could not be stored in {where}: {error}. It is retried at the next "
                             "backup.", where=where, error=Code(error)))
+            status.failing_since = self.clock()
         status.failing, status.last_error, status.last_error_at = True, error, self.clock()
 
     def _keep_plain_copy(self, snapshot: Path) -> None:
@@ -443,6 +445,10 @@ class BackupEngine:
             log.warning("could not update %s: %s", self.plain_copy, error.strerror or error)
 
     # --- keeping an empty database from burying a real off-site backup ---
+
+    def failing_destinations(self) -> list[str]:
+        """The destinations whose last attempt to store a backup failed."""
+        return sorted(name for name, status in self._status.items() if status.failing)
 
     def offsite_paused(self) -> Optional[str]:
         """Why copies are kept from leaving the machine, or None when they may leave."""

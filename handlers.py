@@ -19,18 +19,13 @@ from telebot.handler_backends import BaseMiddleware, CancelUpdate
 from clock import Clock, utc_now
 from config import Settings
 from database import Database
-from i18n import LANGUAGE_LABELS, Code, N_, Text
+from i18n import LANGUAGE_LABELS, Code, Text
 from messaging import is_admin, send_quietly
+from moderation import BLOCK_USAGE, FLOOD, UNBLOCK_USAGE, block_command, blocked_notice, unblock_command
 from readers import Readers
 
 log = logging.getLogger(__name__)
 
-MAX_BLOCK_MINUTES = 366 * 24 * 60
-BLOCK_USAGE = N_("Usage: /block USER_ID [MINUTES] [REASON], for example /block 12345 60 spam")
-UNBLOCK_USAGE = N_("Usage: /unblock USER_ID, for example /unblock 12345")
-# The reasons the bot gives a block itself; an admin's own words are shown as they are.
-FLOOD, BY_ADMIN = "flood", "blocked by an admin"
-REASONS = {FLOOD: N_("sending messages too fast"), BY_ADMIN: N_("blocked by an admin")}
 
 
 class ActivityGate(BaseMiddleware):
@@ -68,15 +63,8 @@ class ActivityGate(BaseMiddleware):
         pass
 
     def _notify_blocked(self, message, until: datetime, reason: Optional[str]) -> None:
-        text = Text("You are blocked until {until} ({reason}); messages until then are ignored.",
-                    until=until, reason=reason_text(reason))
-        if send_quietly(self.bot, message.chat.id, text, self.readers.of_message(message)):
+        if send_quietly(self.bot, message.chat.id, blocked_notice(until, reason), self.readers.of_message(message)):
             self.db.mark_block_notified(message.from_user.id)
-
-
-def reason_text(reason: Optional[str]) -> Text | Code:
-    """A block's reason for its reader: the bot's own translated, an admin's words as written."""
-    return Text(REASONS[reason]) if reason in REASONS else Code(reason or "")
 
 
 def register(bot: telebot.TeleBot, db: Database, settings: Settings, readers: Readers,
@@ -92,8 +80,9 @@ def register(bot: telebot.TeleBot, db: Database, settings: Settings, readers: Re
 
     @bot.message_handler(commands=["start"])
     def start(message):
-        reply(message, Text("Hello, {name}! You are registered. Send /help to see what I can do.",
-                            name=Code(message.from_user.first_name or "")))
+        reply(message, Text("Hello, {name}! You are registered; your Telegram user id is {id}. Send /help to "
+                            "see what I can do.", name=Code(message.from_user.first_name or ""),
+                            id=Code(str(message.from_user.id))))
 
     @bot.message_handler(commands=["id"])
     def your_id(message):
@@ -116,6 +105,8 @@ def register(bot: telebot.TeleBot, db: Database, settings: Settings, readers: Re
                  Text("/language: choose your language"), Text("/help: this list")]
         if admin(message) and message.chat.type == "private":
             lines += [Text("/admin: the admin panel"), Text("/backup: take a backup now"),
+                      Text("/start_fresh: while backups are paused after an empty start, keep the empty "
+                           "database and let backups leave the machine again"),
                       Text(BLOCK_USAGE), Text(UNBLOCK_USAGE)]
         reader = readers.of_message(message)
         bot.send_message(message.chat.id, "\n".join(reader(line) for line in lines))
@@ -135,49 +126,3 @@ def language_keyboard(*extra: str) -> types.ReplyKeyboardMarkup:
     if extra:
         markup.row(*extra)
     return markup
-
-
-def block_command(bot: telebot.TeleBot, db: Database, settings: Settings, readers: Readers,
-                  text: str, now: datetime) -> Text:
-    """Carry out '/block USER_ID [MINUTES] [REASON]'; returns the reply for the admin."""
-    parts = text.split(maxsplit=3)[1:]
-    if not parts or not _is_user_id(parts[0]):
-        return Text(BLOCK_USAGE)
-    user_id = int(parts[0])
-    minutes = settings.flood_block_minutes
-    rest = parts[1:]
-    if rest and rest[0].isdigit():
-        minutes = int(rest.pop(0))
-        if not 1 <= minutes <= MAX_BLOCK_MINUTES:
-            return Text("MINUTES must be from 1 to {most}. {usage}", most=MAX_BLOCK_MINUTES, usage=Text(BLOCK_USAGE))
-    reason = " ".join(rest) or BY_ADMIN
-    user = Code(str(user_id))
-    if settings.is_admin(user_id):
-        return Text("{user} is an admin; admins cannot be blocked.", user=user)
-    until = now + timedelta(minutes=minutes)
-    db.block_user(user_id, until, reason, notified=False, now=now)
-    log.info("user %s blocked by an admin until %s", user_id, until.isoformat(timespec="minutes"))
-    notice = Text("You are blocked until {until} ({reason}); messages until then are ignored.",
-                  until=until, reason=reason_text(reason))
-    if send_quietly(bot, user_id, notice, readers.of(user_id)):
-        db.mark_block_notified(user_id)
-    return Text("User {user} is blocked until {until} ({reason}).", user=user, until=until,
-                reason=reason_text(reason))
-
-
-def unblock_command(bot: telebot.TeleBot, db: Database, readers: Readers, text: str) -> Text:
-    """Carry out '/unblock USER_ID'; returns the reply for the admin."""
-    parts = text.split()[1:]
-    if len(parts) != 1 or not _is_user_id(parts[0]):
-        return Text(UNBLOCK_USAGE)
-    user_id = int(parts[0])
-    user = Code(str(user_id))
-    if not db.unblock_user(user_id):
-        return Text("User {user} is not blocked.", user=user)
-    log.info("user %s unblocked by an admin", user_id)
-    send_quietly(bot, user_id, Text("Your block was lifted; you can write again."), readers.of(user_id))
-    return Text("User {user} is unblocked.", user=user)
-
-
-def _is_user_id(text: str) -> bool:
-    return text.isascii() and text.isdigit() and 0 < int(text) < 2 ** 63

@@ -101,7 +101,9 @@ class Lifecycle:
     def status(self) -> dict:
         return {"state": self.state, "instance": self.instance, "updates": self.mode,
                 "generation": self.engine.generation if self.state == "serving" else None,
-                "newest_offsite_backup_age_seconds": self._newest_offsite_age()}
+                "newest_offsite_backup_age_seconds": self._newest_offsite_age(),
+                "failing_destinations": self.engine.failing_destinations(),
+                "offsite_paused": self.engine.offsite_paused() is not None}
 
     def _newest_offsite_age(self) -> Optional[int]:
         newest = self.engine.newest_offsite_backup_at()

@@ -59,6 +59,20 @@ def offsite_destinations(settings: Settings, bot=None, alert: Optional[Alert] = 
     return found
 
 
+def destinations_off(settings: Settings) -> dict[str, Text]:
+    """Each destination off the machine the settings leave off, with the setting that turns it
+    on (the same rules as offsite_destinations)."""
+    off = {}
+    missing = [] if settings.bot_token else ["BOT_TOKEN"]
+    if settings.backup_chat_id is None:  # ADMIN_IDS stand in only while BACKUP_CHAT_ID is unset
+        missing.append("BACKUP_CHAT_ID" if settings.admin_ids else "BACKUP_CHAT_ID (or ADMIN_IDS)")
+    if missing:
+        off["telegram"] = Text("off: set {setting}", setting=Code(" and ".join(missing)))
+    if not settings.s3_bucket:
+        off["s3"] = Text("off: set {setting}", setting=Code("S3_BUCKET"))
+    return off
+
+
 def prepare_database(settings: Settings, offsite: Sequence[Destination] = (), clock: Clock = utc_now,
                      alert: Optional[Alert] = None,
                      stop: Optional[threading.Event] = None
@@ -130,7 +144,8 @@ def _pause_if_a_real_backup_may_exist(engine: BackupEngine, outcome: StartupRest
 def _tell_admins(alert: Alert, db: Database, report: StartupReport, now: datetime) -> None:
     if db.storage.in_memory:
         alert(Text("🚨 The database runs IN MEMORY: {reason}. Everything written is lost when the bot "
-                   "stops, except what reaches a backup.", reason=Code(db.storage.reason)))
+                   "stops, except what reaches a backup. Give DB_PATH a writable place (a volume) and "
+                   "restart.", reason=Code(db.storage.reason)))
     if report.moved_aside is not None:
         alert(Text("🚨 The database was damaged and moved aside to {path}.", path=Code(str(report.moved_aside))))
     if report.restored is not None:
@@ -144,7 +159,8 @@ def _tell_admins(alert: Alert, db: Database, report: StartupReport, now: datetim
     elif report.offsite_paused:
         alert(Text("🚨 The bot started on an empty database although backups may exist off the machine "
                    "({why}). Nothing is sent off the machine until you restore a backup "
-                   "(⚙️ System → 💾 Backup → ♻️ Restore), or send /start_fresh to keep the empty database.",
+                   "(⚙️ System → 💾 Backup → ♻️ Restore), or keep the empty database with 🆕 Start fresh there "
+                   "(or /start_fresh).",
                    why=Code(report.offsite_paused)))
 
 

@@ -123,11 +123,17 @@ def auto_unblock(db: Database, notify: Notify, clock: Clock) -> list[int]:
     return lifted
 
 
+ACTIVITY_DAYS = 60  # the daily activity kept: the 📊 chart's 30 days, and room to spare
+
+
 def cleanup_tracking(db: Database, retention_hours: float, clock: Clock) -> int:
-    """Delete tracking rows older than the retention period; returns how many went."""
-    deleted = db.delete_tracking_before(clock() - timedelta(hours=retention_hours))
+    """Delete tracking rows older than the retention period, and the daily activity older than
+    ACTIVITY_DAYS; returns how many tracking rows went."""
+    now = clock()
+    deleted = db.delete_tracking_before(now - timedelta(hours=retention_hours))
     if deleted:
         log.info("tracking cleanup removed %d rows older than %g hours", deleted, retention_hours)
+    db.forget_activity_before(now.date() - timedelta(days=ACTIVITY_DAYS))
     return deleted
 
 

@@ -438,13 +438,16 @@ def caption(info: BackupInfo, size: int) -> Joined:
     rows = ", ".join(f"{table} {count}" for table, count in info.row_counts.items())
     first = (Text("💾 Backup {when}, {reason} (encrypted)", when=info.created_at, reason=shown_reason(info.reason))
              if info.encrypted else Text("💾 Backup {when}, {reason}", when=info.created_at, reason=shown_reason(info.reason)))
+    # A short checksum is enough to tell backups apart by eye; the whole one is in the file's
+    # header and the index, which is what anything checks against.
     return lines(first, Text("{size}; rows: {rows}", size=Size(size), rows=Code(rows)),
-                 f"schema {info.schema_version}; sha256 {info.sha256}")
+                 f"schema {info.schema_version}; sha256 {info.sha256[:12]}…")
 
 
 def info_from_caption(file_name: str, text: str) -> Optional[BackupInfo]:
-    """Rebuild what a pinned backup says about itself from its file name and caption; None when
-    they are not a backup's (whatever they hold: both came from the chat)."""
+    """Rebuild what a pinned backup of an earlier version (before the index, whose captions held
+    the whole checksum) says about itself from its file name and caption; None when they are not
+    a backup's (whatever they hold: both came from the chat)."""
     # "<bot username>-backup-...": usernames hold no "-", so the backup's own name follows the first
     match = NAME_PATTERN.match(file_name.split("-", 1)[-1])
     if not match:

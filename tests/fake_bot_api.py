@@ -149,7 +149,8 @@ class FakeBotAPI:
         self._delivery_sock = None  # the socket of a delivery in flight, for stop() to cut
         self._server = self._thread = self._deliverer = None
         self._handlers = {"getMe": self._get_me, "getUpdates": self._get_updates, "sendMessage": self._send_message,
-                          "sendDocument": self._send_document, "pinChatMessage": self._pin,
+                          "sendDocument": self._send_document, "sendPhoto": self._send_photo,
+                          "pinChatMessage": self._pin,
                           "unpinChatMessage": self._unpin, "getChat": self._get_chat,
                           "getFile": self._get_file, "editMessageText": self._edit_text,
                           "editMessageMedia": self._edit_media, "editMessageCaption": self._edit_caption,
@@ -491,6 +492,29 @@ class FakeBotAPI:
             with self._cond:
                 document = self._document(p.get("document"))
         fields = {"document": document}
+        if p.get("caption"):
+            if len(p["caption"]) > 1024:
+                raise ApiError(400, "Bad Request: message caption is too long")
+            fields["caption"] = p["caption"]
+        return self._bot_message(p["chat_id"], fields, p)
+
+    # Photos: at most 10 MB, width + height at most 10000, a ratio of at most 20 (Bot API,
+    # sendPhoto). Telegram re-encodes them; here the PNG's own size is reported as the one size.
+    def _send_photo(self, p, files):
+        if "photo" not in files:
+            raise ApiError(400, "Bad Request: there is no photo in the request")
+        filename, content = files["photo"]
+        if len(content) > 10 * 1024 * 1024:
+            raise ApiError(400, "Bad Request: PHOTO_TOO_BIG")  # the limit is documented, the wording a guess
+        if content[:8] != b"\x89PNG\r\n\x1a\n" or content[12:16] != b"IHDR":
+            raise ApiError(400, "Bad Request: IMAGE_PROCESS_FAILED")
+        width, height = int.from_bytes(content[16:20], "big"), int.from_bytes(content[20:24], "big")
+        if width + height > 10000 or max(width, height) > 20 * min(width, height):
+            raise ApiError(400, "Bad Request: PHOTO_INVALID_DIMENSIONS")
+        stored = self._store_file(filename or "photo.png", content)
+        photo = {"file_id": stored["file_id"], "file_unique_id": stored["file_unique_id"], "width": width,
+                 "height": height, "file_size": len(content)}
+        fields = {"photo": [photo]}
         if p.get("caption"):
             if len(p["caption"]) > 1024:
                 raise ApiError(400, "Bad Request: message caption is too long")

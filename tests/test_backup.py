@@ -89,7 +89,7 @@ def test_a_backup_describes_itself_and_opens_with_common_tools(engine, live, set
     with open(path, "rb") as stream:
         info = read_header(stream)
     assert (info.reason, info.schema_version) == ("manual", CURRENT_SCHEMA)
-    assert info.row_counts == {"bot_state": 0, "tracking": 3, "users": 3}
+    assert info.row_counts == {"bot_state": 0, "daily_activity": 3, "tracking": 3, "users": 3}
     assert info.created_at == NOW + timedelta(seconds=1) and len(info.sha256) == 64
     # without this project: zstd, then the sqlite3 shell
     plain = path.with_suffix(".plain")
@@ -328,7 +328,7 @@ def test_startup_without_any_backup_gives_a_fresh_database_and_a_warning(setting
     db, report = start(settings)
     assert report.restored is None and report.restore_reason == "the database is missing or empty"
     assert db.schema_version() == CURRENT_SCHEMA
-    assert db.table_row_counts() == {"bot_state": 0, "tracking": 0, "users": 0}
+    assert db.table_row_counts() == {"bot_state": 0, "daily_activity": 0, "tracking": 0, "users": 0}
     assert "no backup could be restored: starting with a fresh database" in caplog.text
 
 

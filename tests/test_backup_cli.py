@@ -1,6 +1,8 @@
 """`python backup.py`, run as a person would: a separate process, exit codes, one-line errors."""
 
+import hashlib
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -9,11 +11,15 @@ import sys
 from contextlib import closing
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 import database
 import locks
 from bot_process import PROJECT
+from config import load_settings
 from conftest import NOW
+from engine import BackupEngine
 from files import TEMP_PREFIX
 
 BACKUP = str(PROJECT / "backup.py")
@@ -50,16 +56,42 @@ def users_in(path):
         return [r[0] for r in conn.execute("SELECT user_id FROM users ORDER BY 1")]
 
 
+def rows_in(path):
+    """Every row of every table, as a backup counts them (whatever tables the schema has now)."""
+    with closing(sqlite3.connect(path)) as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return sum(conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables)
+
+
+def references(listed):
+    """The last column of `list`: each backup as verify and restore take it."""
+    return [line.split()[-1] for line in listed.stdout.splitlines()]
+
+
+def fingerprint(folder):
+    """Every file under `folder` and its content (the lock file aside)."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "bot.db.lock"}
+
+
+def one_line_error(result, expected=""):
+    """What a person sees when it fails: a non-zero exit, one line on stderr, nothing else."""
+    assert result.returncode in (1, 2), (result.returncode, result.stdout, result.stderr)
+    assert result.stderr.count("\n") == 1 and expected in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
 def test_create_list_verify_restore_without_a_bot_token(env, tmp_path):
     db_path = tmp_path / "data" / "bot.db"
     make_database(db_path, users=[1, 2])
     created = run(env, "create")
     assert created.returncode == 0, created.stderr
-    assert created.stdout.startswith("created ") and "4 rows" in created.stdout
+    rows = rows_in(db_path)
+    assert created.stdout.startswith("created ") and f"{rows} rows" in created.stdout
 
     make_database(db_path, users=[3])
     listed = run(env, "list")
-    assert listed.returncode == 0 and "manual" in listed.stdout and "4 rows" in listed.stdout
+    assert listed.returncode == 0 and "manual" in listed.stdout and f"{rows} rows" in listed.stdout
 
     verified = run(env, "verify")
     assert verified.returncode == 0 and verified.stdout.startswith("ok: backup-")
@@ -149,7 +181,8 @@ def test_list_and_restore_reach_the_telegram_chat(env, tmp_path):
         created = run(env, "create")
         assert created.returncode == 0 and "stored in local, telegram" in created.stdout, created.stderr
         listed = run(env, "list", "--from", "telegram")
-        assert listed.returncode == 0 and "telegram" in listed.stdout and "4 rows" in listed.stdout
+        assert listed.returncode == 0 and "telegram" in listed.stdout
+        assert f"{rows_in(db_path)} rows" in listed.stdout
         assert "local" not in listed.stdout.replace("telegram", "")
 
         shutil.rmtree(tmp_path / "data")  # an empty disk
@@ -181,3 +214,167 @@ def test_an_encrypted_backup_is_decrypted_by_hand_and_opens_with_zstd_and_sqlite
     plain = tmp_path / info.name.removesuffix(".sealed")
     subprocess.run(["zstd", "-q", "-d", str(plain), "-o", str(tmp_path / "opened.db")], check=True)
     assert users_in(tmp_path / "opened.db") == [7, 8]
+
+
+TOKEN = "123456:AAbbCCddEEffGGhhIIjjKKll"
+NAME = "backup-20261126T120000000Z-manual.db.zst"  # the name of the backup one_backup() takes
+LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC  [a-z-]+ +[0-9.]+ [KMG]?B +\d+ rows  "
+                  r"(local|telegram|s3):\S+$")
+
+
+def one_backup(env, users=(1, 2)):
+    """A live database and one backup of it in BACKUP_DIR, taken at NOW (so called NAME)."""
+    db_path = env["DB_PATH"]
+    make_database(db_path, users=users)
+    db = database.open_database(db_path)
+    try:
+        settings = load_settings({"DB_PATH": db_path}, require_token=False)
+        return BackupEngine(db, settings, clock=lambda: NOW).create("manual").info
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("setting, where, message", [
+    ({}, "telegram", "telegram is off: set BOT_TOKEN and BACKUP_CHAT_ID (or ADMIN_IDS)"),
+    ({"ADMIN_IDS": "5"}, "telegram", "telegram is off: set BOT_TOKEN"),
+    ({"BOT_TOKEN": TOKEN}, "telegram", "telegram is off: set BACKUP_CHAT_ID (or ADMIN_IDS)"),
+    ({"BOT_TOKEN": TOKEN, "ADMIN_IDS": "5", "BACKUP_CHAT_ID": "off"}, "telegram", "telegram is off: set BACKUP_CHAT_ID"),
+    ({"BOT_TOKEN": TOKEN, "ADMIN_IDS": "5"}, "s3", "s3 is off: set S3_BUCKET"),
+])
+def test_a_destination_that_is_not_configured_is_named_with_what_to_set(env, tmp_path, setting, where, message):
+    one_backup(env)
+    before = fingerprint(tmp_path / "data")
+    env = {**env, **setting}
+    for args in (("list", "--from", where), ("verify", "--from", where), ("verify", f"{where}:{NAME}"),
+                 ("restore", "latest", "--from", where, "--yes"), ("restore", f"{where}:{NAME}", "--yes")):
+        result = run(env, *args)
+        assert (result.returncode, result.stdout, result.stderr) == (1, "", f"error: {message}\n"), args
+    assert fingerprint(tmp_path / "data") == before
+
+
+def test_list_prints_each_backup_as_verify_and_restore_take_it_back(env, tmp_path):
+    db_path = tmp_path / "data" / "bot.db"
+    make_database(db_path, users=[1])
+    assert run(env, "create").returncode == 0
+    make_database(db_path, users=[2])
+    assert run(env, "create").returncode == 0
+
+    listed = run(env, "list")
+    assert listed.returncode == 0 and all(LINE.match(line) for line in listed.stdout.splitlines()), listed.stdout
+    newer, older = references(listed)
+    assert older.startswith("local:backup-") and older.endswith("-manual.db.zst")
+    assert references(run(env, "list", "--from", "local")) == [newer, older]
+
+    verified = run(env, "verify", older)
+    assert verified.returncode == 0 and verified.stdout.startswith(f"ok: {older.removeprefix('local:')}: ")
+    assert "users 1" in verified.stdout
+    one_line_error(run(env, "verify", older, "--from", "s3"), "is a backup in local, not in s3 (--from)")
+
+    restored = run(env, "restore", older, "--yes")
+    assert restored.returncode == 0, restored.stderr
+    assert restored.stdout.startswith(f"restored {older.removeprefix('local:')} from local")
+    assert users_in(db_path) == [1]
+    # a file's path still works as before
+    path = tmp_path / "data" / "backups" / newer.removeprefix("local:")
+    assert run(env, "verify", str(path)).stdout.startswith(f"ok: {path.name}: ")
+
+
+def test_a_backup_in_the_telegram_chat_is_verified_and_restored_by_what_list_prints(env, tmp_path):
+    from fake_bot_api import FakeBotAPI
+    with FakeBotAPI() as fake:
+        env = {**env, "BOT_TOKEN": fake.token, "TELEGRAM_API_URL": fake.url, "BACKUP_CHAT_ID": "-100777"}
+        db_path = tmp_path / "data" / "bot.db"
+        make_database(db_path, users=[1, 2])
+        assert run(env, "create").returncode == 0
+        listed = run(env, "list", "--from", "telegram")
+        (reference,) = references(listed)
+        assert LINE.match(listed.stdout.strip()) and reference.startswith("telegram:")
+        assert reference.endswith("-manual.db.zst") and fake.token.split(":")[1] not in listed.stdout
+
+        shutil.rmtree(tmp_path / "data")  # an empty disk: only the chat has it
+        verified = run(env, "verify", reference)
+        assert verified.returncode == 0 and "users 2" in verified.stdout, verified.stderr
+        restored = run(env, "restore", reference, "--yes")
+        assert restored.returncode == 0 and "from telegram" in restored.stdout, restored.stderr
+        assert users_in(db_path) == [1, 2]
+        one_line_error(run(env, "verify", reference.replace("manual", "change")),
+                       "there is no backup '")
+
+
+def test_a_backup_in_s3_is_verified_and_restored_by_what_list_prints(env, tmp_path, s3_server, s3_env):
+    env = {**env, "S3_BUCKET": s3_server.bucket, "S3_PREFIX": s3_env, "S3_ENDPOINT_URL": s3_server.endpoint_url,
+           **{k: v for k, v in os.environ.items() if k.startswith("AWS_")}}
+    db_path = tmp_path / "data" / "bot.db"
+    make_database(db_path, users=[1, 2])
+    created = run(env, "create")
+    assert created.returncode == 0 and "stored in local, s3" in created.stdout, created.stderr
+    (reference,) = references(run(env, "list", "--from", "s3"))
+    assert reference.startswith("s3:backup-") and s3_env not in reference  # the name, not the key
+
+    shutil.rmtree(tmp_path / "data")  # an empty disk: only the bucket has it
+    verified = run(env, "verify", reference)
+    assert verified.returncode == 0 and "users 2" in verified.stdout, verified.stderr
+    restored = run(env, "restore", reference, "--yes")
+    assert restored.returncode == 0 and "from s3" in restored.stdout, restored.stderr
+    assert users_in(db_path) == [1, 2]
+    one_line_error(run(env, "restore", f"s3:{s3_env}{reference.removeprefix('s3:')}", "--yes"),
+                   "there is no backup '")  # the key with its prefix is no name
+
+
+ARGUMENT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40)
+HOSTILE = st.tuples(st.sampled_from(["", "local:", "s3:", "telegram:", "local:../", "ftp:", "local:/"]),
+                    ARGUMENT).map("".join)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(HOSTILE)
+@example(f"local:../backups/{NAME}")
+@example(f"local:./{NAME}")
+@example(f"local:{NAME}/")
+@example(f"local: {NAME}")
+@example(f"local:{NAME.upper()}")
+@example(f"local:{NAME}\n")
+@example(f"LOCAL:{NAME}")
+@example("local:../../../../../../etc/passwd")
+@example("local:/etc/passwd")
+@example("local:" + "../" * 2000)
+@example("local:")
+@example(":")
+@example("s3:" + NAME)
+@example("telegram:x")
+@example("ftp://example.com/backup.db.zst")
+@example("a\nb\x1b[2J\x1b[31mred\r")
+@example("\udcff\udc80")  # bytes that are no UTF-8, as a shell passes them
+@example("x" * 5000)
+@example("-x")
+def test_a_hostile_backup_argument_is_refused_in_one_line_and_changes_nothing(env, tmp_path, text):
+    if not (tmp_path / "data").exists():
+        one_backup(env)  # once for all the examples: the test is that nothing changes it
+        (tmp_path / "cwd").mkdir()
+    before = fingerprint(tmp_path / "data")
+    commands = [("verify", "--", text), ("restore", "--yes", "--", text)]
+    children = [subprocess.Popen([sys.executable, BACKUP, *args], env=env, cwd=tmp_path / "cwd", text=True,
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                for args in commands]
+    for args, child in zip(commands, children):
+        stdout, stderr = child.communicate(timeout=60)
+        one_line_error(subprocess.CompletedProcess(args, child.returncode, stdout, stderr))
+    assert fingerprint(tmp_path / "data") == before
+
+
+def test_list_piped_into_head_ends_quietly(env, tmp_path):
+    one_backup(env)
+    backups = tmp_path / "data" / "backups"
+    for n in range(1500):  # the same backup under many names: more than a pipe holds
+        os.link(backups / NAME, backups / f"backup-20261126T11{n // 60 % 60:02d}{n % 60:02d}000Z-manual.db.zst")
+    whole = run(env, "list").stdout
+    assert len(whole) > 2 * 65536  # more than a pipe holds: the writer is still writing when the reader goes
+
+    child = subprocess.Popen([sys.executable, BACKUP, "list"], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    first = child.stdout.readline()  # `| head -1`
+    child.stdout.close()
+    stderr = child.stderr.read()
+    assert child.wait(30) in (0, 1)
+    assert first == whole.splitlines(keepends=True)[0] and LINE.match(first.strip())
+    assert stderr == ""  # no traceback, no BrokenPipeError, no "Exception ignored"

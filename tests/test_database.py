@@ -1,8 +1,9 @@
 import sqlite3
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 
+import admin_users
 import database
 from conftest import NOW, sql
 from database import MigrationError, SchemaTooNewError
@@ -29,7 +30,7 @@ def test_a_path_under_a_regular_file_falls_back_to_memory_with_the_reason(tmp_pa
     assert "Not a directory" in db.storage.reason or "exists" in db.storage.reason
     db.migrate()  # and the bot can still keep its data for now
     db.track_message(7, None, "Bo", 7, "message", NOW, NOW)
-    assert db.table_row_counts() == {"bot_state": 0, "tracking": 1, "users": 1}
+    assert db.table_row_counts() == {"bot_state": 0, "daily_activity": 1, "tracking": 1, "users": 1}
 
 
 def test_a_read_only_mount_falls_back_to_memory_with_the_reason(read_only_dir):
@@ -71,9 +72,10 @@ def write_migrations(folder, *bodies):
 
 def test_a_fresh_database_gets_every_migration(tmp_path):
     db = database.open_database(str(tmp_path / "bot.db"))
-    assert db.migrate() == ["0001_initial.sql", "0002_bot_state.sql", "0003_languages.sql"]
-    assert db.schema_version() == 3
-    assert set(db.table_row_counts()) == {"users", "tracking", "bot_state"}
+    assert db.migrate() == ["0001_initial.sql", "0002_bot_state.sql", "0003_languages.sql",
+                            "0004_daily_activity.sql"]
+    assert db.schema_version() == 4
+    assert set(db.table_row_counts()) == {"users", "tracking", "bot_state", "daily_activity"}
     assert db.migrate() == []  # idempotent
 
 
@@ -170,3 +172,65 @@ def test_a_failed_unit_of_work_is_rolled_back(db):
             conn.execute("INSERT INTO users (user_id, first_seen, last_seen) VALUES (1, 'a', 'a')")
             1 / 0
     assert db.table_row_counts()["users"] == 0
+
+
+# --- finding people, and what they did (the panel's 👥 Users and 📊 chart) ---
+
+
+def people(db, *names):
+    """Users 1, 2, ... named `names`, each first seen a day after the one before."""
+    for n, name in enumerate(names, start=1):
+        db.track_message(n, name.lower(), name, n, "message", NOW + timedelta(days=n), NOW)
+
+
+def test_statistics_count_people_apart_from_the_admins_own_presses(db):
+    people(db, "Ann", "Bob")
+    for _ in range(5):
+        db.track_message(99, "admin", "Admin", 99, "message", NOW + timedelta(days=2), NOW)
+    stats = db.user_statistics(NOW + timedelta(days=2, hours=1), admins=(99,))
+    assert (stats["users"], stats["actions"], stats["admin_actions"]) == (3, 1, 5)  # Bob's, then the admin's
+    assert stats["new"] == 2  # Bob and the admin, within the last 24 hours
+
+
+def test_newest_most_active_and_blocked_users(db):
+    people(db, "Ann", "Bob", "Cy")
+    for _ in range(3):
+        db.track_message(1, "ann", "Ann", 1, "message", NOW + timedelta(days=3), NOW)
+    db.block_user(2, NOW + timedelta(days=9), "spam", notified=True, now=NOW)
+    assert [u["user_id"] for u in db.newest_users(2)] == [3, 2]
+    active = db.most_active_users(NOW, admins=(3,))
+    assert [(u["user_id"], u["actions"]) for u in active] == [(1, 4), (2, 1)]  # Cy is an admin here
+    (blocked,) = db.blocked_users(NOW + timedelta(days=4))
+    assert (blocked["user_id"], blocked["block_reason"]) == (2, "spam")
+
+
+@pytest.mark.parametrize("query, found", [
+    ("2", [2]), ("@BOB", [2]), ("bo", [2]), ("AN", [1]), ("nobody", []), ("99999999999999999999", []),
+    ("%", []), ("_", []), ("\\", []), ("'; DROP TABLE users; --", []), ("", [3, 2, 1]),
+])
+def test_find_users_by_id_username_or_a_part_of_a_name_wildcards_being_plain_text(db, query, found):
+    people(db, "Ann", "Bob", "Cy")
+    assert [u["user_id"] for u in db.find_users(query)] == found
+    assert db.table_row_counts()["users"] == 3
+
+
+def test_daily_counts_and_activity_outlive_the_tracking_rows(db):
+    people(db, "Ann", "Bob")  # first seen on the 27th and the 28th
+    db.track_message(1, "ann", "Ann", 1, "message", NOW + timedelta(days=2), NOW)  # Ann again on the 28th
+    db.delete_tracking_before(NOW + timedelta(days=30))
+    new, active = db.daily_counts(date(2026, 11, 26), date(2026, 11, 30))
+    assert new == {"2026-11-27": 1, "2026-11-28": 1}
+    assert active == {"2026-11-27": 1, "2026-11-28": 2}
+    assert db.activity(1, NOW) == (2, 2)  # two actions on two days
+    assert db.daily_counts(date(2026, 11, 26), date(2026, 11, 30), admins=(1,))[1] == {"2026-11-28": 1}
+    assert db.forget_activity_before(date(2026, 11, 28)) == 1
+    assert db.daily_counts(date(2026, 11, 26), date(2026, 11, 30))[1] == {"2026-11-28": 2}
+
+
+def test_the_charts_days_are_the_databases_days_zeros_included(db):
+    people(db, "Ann", "Bob")  # first seen on the 27th and the 28th
+    db.track_message(1, "ann", "Ann", 1, "message", NOW + timedelta(days=2), NOW)
+    db.track_message(99, "admin", "Admin", 99, "message", NOW + timedelta(days=2), NOW)
+    counts = admin_users.daily(db, date(2026, 11, 28), admins=(99,), days=4)
+    assert counts.days == (date(2026, 11, 25), date(2026, 11, 26), date(2026, 11, 27), date(2026, 11, 28))
+    assert counts.new_users == (0, 0, 1, 1) and counts.active_users == (0, 0, 1, 2)

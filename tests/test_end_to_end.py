@@ -111,6 +111,12 @@ def test_health_endpoint_reports_state_generation_storage_and_backup_age(fake, r
     assert status["ok"] is True and status["storage"] == "file" and status["state"] == "serving"
     assert status["generation"] == 1 and status["instance"]
     assert 0 <= status["newest_offsite_backup_age_seconds"] < 60  # the startup backup, in the chat
+    assert status["failing_destinations"] == [] and status["offsite_paused"] is False
+    fake.fail_next("sendDocument", times=3)  # the chat refuses the next backup
+    seen = len(fake.messages(ADMIN_ID))
+    fake.send_text(ADMIN_ID, "/backup")
+    fake.wait_for_message(ADMIN_ID, "⚠️ not in telegram", after=seen, timeout=20)
+    assert health(port)["failing_destinations"] == ["telegram"]  # what an uptime checker alerts on
     assert bot.stop()[0] == 0
 
 

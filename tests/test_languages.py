@@ -17,6 +17,8 @@ FA, EN = Reader("fa", TEHRAN), Reader("en", TEHRAN)
 PERSIAN, ENGLISH = (label for label, language in LANGUAGE_LABELS.items() if language == "fa"), "🌐 English"
 PERSIAN = next(PERSIAN)
 USER, SWITCHER = 5151, 5252
+HELLO = ("Hello, {name}! You are registered; your Telegram user id is {id}. Send /help to see what I can "
+         "do.")
 
 
 def words(reader: Reader, msgid: str) -> str:
@@ -42,8 +44,7 @@ def buttons(message):
 
 def test_a_persian_user_reads_persian_with_solar_hijri_times_and_a_choice_survives_a_restart(fake, run_bot):
     bot = run_bot(BOT_TIMEZONE="Asia/Tehran")
-    hello = say(fake, USER, "/start", words(FA, "Hello, {name}! You are registered. Send /help to see "
-                                                "what I can do."), language_code="fa")
+    hello = say(fake, USER, "/start", words(FA, HELLO), language_code="fa")
     assert "registered" not in hello["text"]
     assert words(FA, "/help: this list") in say(fake, USER, "/help", "/help", language_code="fa-IR")["text"]
 
@@ -62,13 +63,14 @@ def test_a_persian_user_reads_persian_with_solar_hijri_times_and_a_choice_surviv
     assert bot.stop()[0] == 0
     bot.start()
     say(fake, SWITCHER, "/start", "You are registered", language_code="fa")
-    say(fake, USER, "/start", words(FA, "Hello, {name}! You are registered. Send /help to see what I can do."),
-        language_code="fa")
+    say(fake, USER, "/start", words(FA, HELLO), language_code="fa")
 
 
 # Each label of the panel, pressed in Persian, and the words its answer starts with.
 ANSWERS = [
-    (panel.STATISTICS, "📊 Statistics"), (panel.SYSTEM, "⚙️ System"), (panel.JOBS, "🩺 Jobs"),
+    (panel.STATISTICS, "📊 Statistics"), (panel.USERS, "👥 Users"), (panel.BACK, "📊 Statistics"),
+    (panel.CHART, "⏳ Drawing the chart…"), (panel.BACK, "🛠 Admin panel"),
+    (panel.SYSTEM, "⚙️ System"), (panel.JOBS, "🩺 Jobs"),
     (panel.BACKUP, "💾 Backup"), (panel.REFRESH, "💾 Backup"), (panel.CREATE, "⏳ Working on a backup…"),
     (panel.LIST, "🗂 Backups, newest first:"), (panel.DOWNLOAD, "⏳ Preparing the newest backup…"),
     (panel.RESTORE, "♻️ Restore: choose a backup, or send a backup file here as a document."),

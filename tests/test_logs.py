@@ -4,6 +4,7 @@ from types import SimpleNamespace
 import pytest
 import requests
 
+from clock import utc_now
 from i18n import Reader
 from logs import REDACTED, setup_logging
 from readers import Readers
@@ -58,7 +59,7 @@ def test_admin_panel_replies_carry_no_secret(fake, monkeypatch):
     from config import load_settings
     monkeypatch.setattr(telebot.apihelper, "API_URL", fake.url + "/bot{0}/{1}")
     settings = load_settings({"BOT_TOKEN": fake.token, "ADMIN_IDS": "7"})
-    panel = AdminPanel(telebot.TeleBot(fake.token), None, None, None, settings, Readers(settings), None)
+    panel = AdminPanel(telebot.TeleBot(fake.token), None, None, None, settings, Readers(settings), utc_now)
     admin = SimpleNamespace(id=7, language_code=None)
     # what a requests ConnectionError from a panel job says
     panel.say(SimpleNamespace(chat=admin, from_user=admin), f"❌ Max retries exceeded with url: /bot{fake.token}/getFile")

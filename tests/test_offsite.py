@@ -70,6 +70,8 @@ def test_a_backup_is_sent_without_sound_listed_in_the_pinned_index_and_read_back
     message = newest_backup_message(fake, CHAT)
     assert message["document"]["file_name"] == f"backup_test_bot-{result.info.name}"
     assert "manual" in message["caption"] and "users 2" in message["caption"]
+    # a short checksum, for people; the whole one is in the header and the index
+    assert f"sha256 {result.info.sha256[:12]}…" in message["caption"] and result.info.sha256 not in message["caption"]
     assert fake.requests("getFile") and fake.requests("downloadFile")  # the read-back
     assert fake.file_bytes(message["document"]["file_id"]) == Path(result.info.location).read_bytes()
     assert s.engine.overview().destinations["telegram"].last_success is not None and s.alerts == []

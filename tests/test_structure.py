@@ -22,8 +22,10 @@ LAYERS = {
     "destinations": 3, "telegram_index": 3,  # the interface and the local folder; the chat's index
     "backup_format": 2,  # the backup file, and the head
     "messaging": 2, "readers": 2,  # talking to people, each in their language
+    "moderation": 3,  # blocking and unblocking people
+    "admin_users": 4,  # what the panel shows of people
     "database": 1, "sealing": 1, "i18n": 1,  # every SQL statement; encryption; texts people read
-    "config": 0, "logs": 0, "clock": 0, "human": 0, "files": 0, "locks": 0,  # foundations
+    "config": 0, "logs": 0, "clock": 0, "human": 0, "files": 0, "locks": 0, "chart": 0,  # foundations
 }
 
 SQL = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|PRAGMA|BEGIN|COMMIT|ROLLBACK|"

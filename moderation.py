@@ -1,0 +1,88 @@
+"""Blocking and unblocking people: the admins' /block and /unblock, the 👥 Users card's buttons,
+and the words a block is told in. The user is told either way, in their own language."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Optional
+
+import telebot
+
+from config import Settings
+from database import Database
+from i18n import N_, Code, Text
+from messaging import send_quietly
+from readers import Readers
+
+log = logging.getLogger("handlers")
+
+MAX_BLOCK_MINUTES = 366 * 24 * 60
+BLOCK_USAGE = N_("Usage: /block USER_ID [MINUTES] [REASON], for example /block 12345 60 spam")
+UNBLOCK_USAGE = N_("Usage: /unblock USER_ID, for example /unblock 12345")
+# The reasons the bot gives a block itself; an admin's own words are shown as they are.
+FLOOD, BY_ADMIN = "flood", "blocked by an admin"
+REASONS = {FLOOD: N_("sending messages too fast"), BY_ADMIN: N_("blocked by an admin")}
+
+
+def reason_text(reason: Optional[str]) -> Text | Code:
+    """A block's reason for its reader: the bot's own translated, an admin's words as written."""
+    return Text(REASONS[reason]) if reason in REASONS else Code(reason or "")
+
+
+def blocked_notice(until: datetime, reason: Optional[str]) -> Text:
+    return Text("You are blocked until {until} ({reason}); messages until then are ignored.",
+                until=until, reason=reason_text(reason))
+
+
+def block_command(bot: telebot.TeleBot, db: Database, settings: Settings, readers: Readers,
+                  text: str, now: datetime) -> Text:
+    """Carry out '/block USER_ID [MINUTES] [REASON]'; returns the reply for the admin."""
+    parts = text.split(maxsplit=3)[1:]
+    if not parts or not _is_user_id(parts[0]):
+        return Text(BLOCK_USAGE)
+    user_id = int(parts[0])
+    minutes = settings.flood_block_minutes
+    rest = parts[1:]
+    if rest and rest[0].isdigit():
+        minutes = int(rest.pop(0))
+        if not 1 <= minutes <= MAX_BLOCK_MINUTES:
+            return Text("MINUTES must be from 1 to {most}. {usage}", most=MAX_BLOCK_MINUTES, usage=Text(BLOCK_USAGE))
+    return block(bot, db, settings, readers, user_id, minutes, " ".join(rest) or BY_ADMIN, now)
+
+
+def block(bot: telebot.TeleBot, db: Database, settings: Settings, readers: Readers, user_id: int,
+          minutes: int, reason: str, now: datetime) -> Text:
+    """Block `user_id` for `minutes` and tell them; returns the reply for the admin."""
+    user = Code(str(user_id))
+    if settings.is_admin(user_id):
+        return Text("{user} is an admin; admins cannot be blocked.", user=user)
+    until = now + timedelta(minutes=minutes)
+    db.block_user(user_id, until, reason, notified=False, now=now)
+    log.info("user %s blocked by an admin until %s", user_id, until.isoformat(timespec="minutes"))
+    if send_quietly(bot, user_id, blocked_notice(until, reason), readers.of(user_id)):
+        db.mark_block_notified(user_id)
+    return Text("User {user} is blocked until {until} ({reason}).", user=user, until=until,
+                reason=reason_text(reason))
+
+
+def unblock_command(bot: telebot.TeleBot, db: Database, readers: Readers, text: str) -> Text:
+    """Carry out '/unblock USER_ID'; returns the reply for the admin."""
+    parts = text.split()[1:]
+    if len(parts) != 1 or not _is_user_id(parts[0]):
+        return Text(UNBLOCK_USAGE)
+    return unblock(bot, db, readers, int(parts[0]))
+
+
+def unblock(bot: telebot.TeleBot, db: Database, readers: Readers, user_id: int) -> Text:
+    """Lift `user_id`'s block and tell them; returns the reply for the admin."""
+    user = Code(str(user_id))
+    if not db.unblock_user(user_id):
+        return Text("User {user} is not blocked.", user=user)
+    log.info("user %s unblocked by an admin", user_id)
+    send_quietly(bot, user_id, Text("Your block was lifted; you can write again."), readers.of(user_id))
+    return Text("User {user} is unblocked.", user=user)
+
+
+def _is_user_id(text: str) -> bool:
+    return text.isascii() and text.isdigit() and 0 < int(text) < 2 ** 63

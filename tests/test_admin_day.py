@@ -1,0 +1,149 @@
+"""An admin's afternoon, end to end with the real main.py: the System overview, Statistics that
+count people, 👥 Users with a search and a card to block and unblock from, the chart, backups
+listed one line per backup, and a restore preview that says what it loses. Every number is
+checked against the bot's own database file."""
+
+import io
+import re
+import sqlite3
+from contextlib import closing
+
+import pytest
+from PIL import Image
+
+import admin_panel as panel
+import chart
+from bot_process import ADMIN_ID
+
+pytestmark = pytest.mark.e2e
+ANN, BOB, CY = 7001, 7002, 7003
+
+
+def press(fake, text, expect, chat=ADMIN_ID, timeout=20):
+    """Send `text`; the bot's first reply after it containing `expect` (its text or caption)."""
+    seen = len(fake.messages(chat))
+    fake.send_text(chat, text)
+    return fake.wait_for(lambda: next((m for m in fake.messages(chat)[seen:] if m["from"]["is_bot"]
+                                       and expect in (m.get("text") or m.get("caption") or "")), None),
+                         timeout, f"a reply to {text!r} containing {expect!r}")
+
+
+def buttons(message):
+    keyboard = (message.get("reply_markup") or {}).get("keyboard", [])
+    return [b["text"] if isinstance(b, dict) else b for row in keyboard for b in row]
+
+
+def query(bot, sql, *args):
+    with closing(sqlite3.connect(f"file:{bot.db_path}?mode=ro", uri=True)) as db:
+        return db.execute(sql, args).fetchall()
+
+
+def number_after(text, label):
+    return int(re.search(re.escape(label) + r" (\d+)", text).group(1))
+
+
+def meet(fake, *people):
+    for user_id, name, username, messages in people:
+        for n in range(messages):
+            seen = len(fake.messages(user_id))
+            fake.send_text(user_id, "/start", first_name=name, username=username)
+            fake.wait_for_message(user_id, "registered", after=seen)
+
+
+def test_statistics_users_and_a_users_card_match_the_database(fake, run_bot):
+    bot = run_bot()
+    meet(fake, (ANN, "Ann", "ann", 4), (BOB, "Bob", "bobby", 1), (CY, "Cy", None, 2))
+    press(fake, "/admin", "Admin panel")
+    stats = press(fake, panel.STATISTICS, "Users:")
+    ((people, admin),) = query(bot, "SELECT count(*) FILTER (WHERE user_id != ?), count(*) FILTER "
+                                    "(WHERE user_id = ?) FROM tracking", ADMIN_ID, ADMIN_ID)
+    assert number_after(stats["text"], "Users:") == query(bot, "SELECT count(*) FROM users")[0][0] == 4
+    assert number_after(stats["text"], "Actions in the last 24 hours:") == people == 7  # no panel press
+    assert number_after(stats["text"], "Admins' own actions, not counted above:") == admin == 2
+    assert buttons(stats) == [panel.USERS, panel.CHART, panel.BACK]
+
+    users = press(fake, panel.USERS, "👥 Users")["text"]
+    newest = users.split("Newest:")[1].split("Most active")[0]
+    assert newest.index("· 7003") < newest.index("· 7002") < newest.index("· 7001")  # newest first
+    most_active = users.split("Most active in the last 7 days:")[1].split("\n")[1]
+    assert most_active == "• Ann (@ann) · 7001: 4 actions" and "Nobody is blocked now." in users
+    assert str(ADMIN_ID) not in users.split("Most active")[1]  # the admin is not a user to rank
+
+    found = press(fake, "bob", "Found 1")
+    assert buttons(found) == ["👤 7002 Bob", panel.BACK]
+    card = press(fake, "👤 7002 Bob", "Id: 7002")
+    assert "Bob (@bobby) · 7002" in card["text"] and "Not blocked." in card["text"]
+    assert "Actions in the last 30 days: 1 (active on 1 of them)" in card["text"]
+    assert buttons(card) == [panel.BLOCK, panel.BACK]
+
+    # block and unblock from the card, each confirmed; Bob is told both times
+    assert "/block 7002" in press(fake, panel.BLOCK, "Block Bob")["text"]
+    seen = len(fake.messages(ADMIN_ID))
+    press(fake, panel.CONFIRM_BLOCK, "🚫 Blocked until")  # the card again, once the block is done
+    fake.wait_for_message(ADMIN_ID, "User 7002 is blocked until", after=seen)
+    fake.wait_for_message(BOB, "You are blocked until")
+    ((until, reason),) = query(bot, "SELECT blocked_until, block_reason FROM users WHERE user_id = ?", BOB)
+    assert until is not None and reason == "blocked by an admin"
+    users = press(fake, panel.BACK, "👥 Users")["text"]  # the card's Back: the users
+    assert "Bob (@bobby) · 7002, until" in users.split("Blocked now:")[1]
+    card = press(fake, "👤 7002", "🚫 Blocked until")
+    assert buttons(card) == [panel.UNBLOCK, panel.BACK]
+    press(fake, panel.UNBLOCK, "Unblock Bob")
+    press(fake, panel.CANCEL, "🚫 Blocked until")  # "Cancelled", then the card it came from
+    assert query(bot, "SELECT blocked_until FROM users WHERE user_id = ?", BOB)[0][0] is not None
+    press(fake, "👤 7002", "🚫 Blocked until")
+    press(fake, panel.UNBLOCK, "Unblock Bob")
+    press(fake, panel.CONFIRM_UNBLOCK, "Not blocked.")
+    fake.wait_for_message(BOB, "Your block was lifted")
+    assert query(bot, "SELECT blocked_until FROM users WHERE user_id = ?", BOB)[0][0] is None
+
+    press(fake, panel.BACK, "👥 Users")
+    nobody = press(fake, "100%_", "Nobody matches")  # the search is plain text, no wildcards
+    assert buttons(nobody) == [panel.BACK]
+    assert bot.stop()[0] == 0
+
+
+def test_the_chart_is_a_png_of_the_promised_size_sent_on_demand(fake, run_bot):
+    bot = run_bot()
+    meet(fake, (ANN, "Ann", "ann", 1))
+    press(fake, "/admin", "Admin panel")
+    press(fake, panel.STATISTICS, "Users:")
+    sent = press(fake, panel.CHART, "📈")
+    (photo,) = sent["photo"]
+    image = Image.open(io.BytesIO(fake.file_bytes(photo["file_id"])))
+    assert (image.format, image.size) == ("PNG", (chart.WIDTH, chart.HEIGHT))
+    assert "the last 30 days" in sent["caption"]
+    assert bot.stop()[0] == 0
+
+
+def test_the_system_overview_and_backups_one_line_each_with_their_places(fake, run_bot):
+    bot = run_bot()
+    bot.wait_for_log("startup backup")  # taken while the bot already answers
+    meet(fake, (ANN, "Ann", "ann", 1))
+    press(fake, "/admin", "Admin panel")
+    system = press(fake, panel.SYSTEM, "⚙️ System")["text"]
+    size = query(bot, "PRAGMA page_count")[0][0] * query(bot, "PRAGMA page_size")[0][0]
+    for line in (f"Storage: {bot.db_path}", "schema version 4", "Up for ", "Backups: newest ",
+                 "not encrypted (BACKUP_PASSPHRASE is not set)", "local: ✅ last stored",
+                 "telegram: ✅ last stored", "s3: off: set S3_BUCKET", "Updates: by polling"):
+        assert line in system, line
+    assert re.search(r"Database: [\d.]+ KB", system) and size > 0
+
+    press(fake, panel.BACKUP, "Storage:")
+    press(fake, panel.CREATE, "✅ Backup")
+    listed = press(fake, panel.LIST, "newest first")["text"].split("\n")[1:]
+    assert listed[0].startswith("1. ") and listed[0].endswith("; in local, telegram")  # one line, two places
+    assert all("; in local, telegram" in line for line in listed)
+    local_backups = list((bot.db_path.parent / "backups").glob("backup-*.db.zst"))
+    assert len(listed) == len(local_backups) >= 2  # one line per backup, not one per copy
+
+    # the preview says how old the backup is and what restoring it loses
+    meet(fake, (BOB, "Bob", None, 1), (CY, "Cy", None, 1))
+    press(fake, panel.RESTORE, "♻️ Restore:")
+    offer = press(fake, "♻️ 1: x", "Restore it?")["text"]
+    written = query(bot, "SELECT count(*) FROM users")[0][0] - 2  # Ann and the admin were in the backup
+    assert written == 2
+    assert re.search(r"restoring it loses what was written since, \d+ rows \(.*users \+2", offer), offer
+    press(fake, panel.CANCEL, "Cancelled")
+    assert query(bot, "SELECT count(*) FROM users")[0][0] == 4  # nothing restored
+    assert bot.stop()[0] == 0
