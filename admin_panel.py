@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import re
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -32,6 +33,7 @@ import telebot
 from telebot import types
 
 import admin_users as people
+import chart
 import moderation
 from admin_users import USER_BUTTON
 from backup_format import BackupError, BackupInfo, shown_reason
@@ -40,7 +42,7 @@ from database import Database
 from destinations import DestinationError
 from engine import BackupEngine
 from files import scratch_directory
-from i18n import LANGUAGE_LABELS, N_, Code, Reader, Size, Text, lines
+from i18n import LANGUAGE_LABELS, N_, Code, Reader, Size, Text, ascii_digits, lines
 from logs import Redactor
 from messaging import is_admin
 from readers import Readers
@@ -84,6 +86,10 @@ class Pending:
     source: Path | BackupInfo
     info: BackupInfo
     scratch: Optional[tempfile.TemporaryDirectory] = None  # an uploaded file lives here
+    others: list[BackupInfo] = field(default_factory=list)  # the backup's other copies
+
+    def sources(self) -> list[Path | BackupInfo]:
+        return [self.source, *self.others]
 
     def discard(self) -> None:
         if self.scratch is not None:
@@ -97,6 +103,8 @@ class Place:
     choices: list[list[BackupInfo]] = field(default_factory=list)  # the restore list as shown: each backup's copies
     pending: Optional[Pending] = None
     user_id: Optional[int] = None  # whose card is open
+    choice_labels: list[str] = field(default_factory=list)  # the restore list's buttons as shown
+    restoring: bool = False  # a confirmed restore is running
 
 
 class AdminPanel:
@@ -107,6 +115,7 @@ class AdminPanel:
         self.bot, self.db, self.engine, self.job_statuses = bot, db, engine, job_statuses
         self.settings, self.readers, self.clock = settings, readers, clock
         self.started = clock()
+        self.lock = threading.Lock()
         self.places: dict[int, Place] = {}
         self.redact = Redactor(settings.secrets)
         self.work = ThreadPoolExecutor(max_workers=1, thread_name_prefix="admin-work")
@@ -201,9 +210,9 @@ class AdminPanel:
             labels.append([reader.gettext(START_FRESH)])
         return labels
 
-    def in_background(self, message, job: Callable[[], None], working: Text) -> None:
+    def in_background(self, message, job: Callable[[], None], working: Text, **options) -> None:
         """Say we are on it, then run `job` on the panel's worker thread."""
-        self.say(message, working)
+        self.say(message, working, **options)
         self.bot.send_chat_action(message.chat.id, "typing")
 
         def run() -> None:
@@ -229,7 +238,7 @@ class AdminPanel:
     def on_label(self, message) -> None:
         choice, person = CHOICE.match(message.text), USER_BUTTON.match(message.text)
         if choice:
-            self.choose(message, int(choice.group(1)))
+            self.choose(message)
         elif person:
             self.open_card(message, int(person.group(1)))
         else:
@@ -263,17 +272,17 @@ class AdminPanel:
         self._show_users(message, "users", text, listed)
 
     def search(self, message) -> None:
-        found = self.db.find_users(message.text)
+        found = self.db.find_users(ascii_digits(message.text))  # an id typed on a Persian keyboard too
         self._show_users(message, "found", people.found(found, message.text), found)
 
     def _show_users(self, message, screen: str, text, listed: list[dict]) -> None:
         self.place(message).screen = screen
-        rows = [[people.button(u)] for u in listed[:12]] + [[self.reader(message).gettext(BACK)]]
+        rows = [[people.button(u)] for u in listed] + [[self.reader(message).gettext(BACK)]]
         self.say(message, text, reply_markup=self.keyboard(message, screen, rows))
 
     def open_card(self, message, user_id: int) -> None:
-        user = self.db.user(user_id)
-        if user is None:  # a button from before a restore, say
+        user = self.db.user(user_id) if moderation.is_user_id(str(user_id)) else None
+        if user is None:  # a button from before a restore, or typed by hand
             self.users(message)
             return
         place = self.place(message)
@@ -281,7 +290,8 @@ class AdminPanel:
         reader = self.reader(message)
         action = UNBLOCK if people.is_blocked(user, self.clock()) else BLOCK
         rows = [[reader.gettext(action)], [reader.gettext(BACK)]]
-        self.say(message, people.card(self.db, user, self.clock()), reply_markup=self.keyboard(message, "card", rows))
+        self.say(message, people.card(self.db, user, self.clock(), self.settings.default_language),
+                 reply_markup=self.keyboard(message, "card", rows))
 
     def ask_block(self, message) -> None:
         user = self._card_user(message)
@@ -320,7 +330,6 @@ class AdminPanel:
 
     def chart(self, message) -> None:
         def job() -> None:
-            import chart  # Pillow, loaded on the first press (admin_users.daily)
             counts = people.daily(self.db, self.clock().date(), self.settings.admin_ids)
             caption = Text("📈 New users (blue bars) and active users (orange line) per day, the last {days} "
                            "days (UTC days); admins left out.", days=len(counts.days))
@@ -496,6 +505,7 @@ class AdminPanel:
         def job() -> None:
             place.choices = _by_backup(self.engine.listing().backups)[:10]
             rows = [[f"♻️ {n}: " + reader(_short(copies))] for n, copies in enumerate(place.choices, start=1)]
+            place.choice_labels = [row[0] for row in rows]
             text = (Text("♻️ Restore: choose a backup, or send a backup file here as a document.")
                     if place.choices else
                     Text("♻️ Restore: no backups found. Send a backup file here as a document."))
@@ -504,14 +514,21 @@ class AdminPanel:
 
         self.in_background(message, job, Text("⏳ Looking for backups…"))
 
-    def choose(self, message, number: int) -> None:
+    def choose(self, message) -> None:
+        """A ♻️ button of the list as last shown, matched whole: a button from an older list
+        (or from before a restart) shows the list again rather than pick by its number."""
         place = self.place(message)
-        if not 1 <= number <= len(place.choices):
-            self.restore_screen(message)  # e.g. after a restart: show the list again
+        if message.text not in place.choice_labels:
+            self.restore_screen(message)
             return
+        number = place.choice_labels.index(message.text) + 1
         copies = place.choices[number - 1]
-        self.in_background(message, lambda: self._offer(message, *self._first_sound(copies)),
-                           Text("⏳ Fetching and checking backup {number}…", number=number))
+
+        def job() -> None:
+            copy, info = self._first_sound(copies)
+            self._offer(message, copy, info, others=[c for c in copies if c is not copy])
+
+        self.in_background(message, job, Text("⏳ Fetching and checking backup {number}…", number=number))
 
     def _first_sound(self, copies: list[BackupInfo]) -> tuple[BackupInfo, BackupInfo]:
         """The first copy of a backup that verifies (the local one first): (the copy, its info)."""
@@ -537,10 +554,10 @@ class AdminPanel:
             raise
         self._offer(message, path, info, scratch)
 
-    def _offer(self, message, source, info: BackupInfo, scratch=None) -> None:
+    def _offer(self, message, source, info: BackupInfo, scratch=None, others=()) -> None:
         place = self.place(message)
         self._drop_pending(place)
-        place.pending = Pending(source, info, scratch)
+        place.pending = Pending(source, info, scratch, list(others))
         live = self.db.table_row_counts()
         parts = [Text("This backup: {when}, {reason}, schema version {version} (live: {live})",
                       when=info.created_at, reason=shown_reason(info.reason), version=info.schema_version,
@@ -555,7 +572,9 @@ class AdminPanel:
 
     def confirm(self, message) -> None:
         place = self.place(message)
-        pending, place.pending = place.pending, None
+        with self.lock:  # presses run on several threads: one confirm takes a pending restore
+            pending, place.pending = place.pending, None
+            place.restoring = pending is not None
         if pending is None:
             self.say(message, Text("Nothing to confirm: choose a backup first."))
             self.backup_screen(message)
@@ -563,19 +582,42 @@ class AdminPanel:
 
         def job() -> None:
             try:
-                info = self.engine.restore(pending.source)
+                info = self._restore_first_that_works(pending)
             finally:
                 pending.discard()
+                place.restoring = False
             self.show(message, "backup", Text("✅ Restored {name} ({rows} rows). A pre-restore backup of "
                                               "the previous data was kept.", name=Code(info.name),
                                               rows=info.total_rows))
 
-        self.in_background(message, job, Text("⏳ Taking a safety backup, then restoring…"))
+        # The confirm keyboard goes: a ❌ Cancel now could not stop what has begun.
+        self.in_background(message, job, Text("⏳ Taking a safety backup, then restoring…"),
+                           reply_markup=types.ReplyKeyboardRemove())
+
+    def _restore_first_that_works(self, pending: Pending) -> BackupInfo:
+        """The previewed copy; when it is gone by now (a local copy rotated away), the backup's
+        other copies, each verified again by the restore."""
+        for n, source in enumerate(pending.sources()):
+            try:
+                return self.engine.restore(source)
+            except (BackupError, DestinationError, OSError):
+                if n == len(pending.sources()) - 1:
+                    raise
+                log.warning("restoring from a copy failed; trying the backup's next copy", exc_info=True)
+        raise BackupError("nothing to restore")  # not reached: a pending restore has a source
 
     def cancel(self, message) -> None:
         place = self.place(message)
-        self._drop_pending(place)
-        self.say(message, Text("Cancelled; nothing changed."))
+        with self.lock:
+            pending, place.pending, restoring = place.pending, None, place.restoring
+        if pending is not None:
+            pending.discard()
+            self.say(message, Text("Cancelled; nothing changed."))
+        elif restoring:
+            self.say(message, Text("⏳ A restore is under way and cannot be stopped; its result follows."))
+            return
+        else:
+            self.say(message, Text("Nothing to cancel."))
         if place.screen in ("block", "unblock"):
             self.back(message)
         else:
@@ -640,13 +682,16 @@ def _describe(copies: list[BackupInfo]) -> Text:
 
 
 def _what_is_lost(info: BackupInfo, live: dict[str, int], now: datetime) -> Text:
-    """What restoring `info` undoes, in rows: the live data's rows the backup lacks."""
+    """What restoring `info` undoes: everything since it was taken. Rows counts show what was
+    added; changes to existing rows (a block, a language) cannot be counted, so they are named."""
     more = {table: rows - info.row_counts.get(table, 0) for table, rows in live.items()
             if rows > info.row_counts.get(table, 0)}
     if not more:
-        return Text("Taken {age} ago; the live data has no rows this backup lacks.", age=now - info.created_at)
-    return Text("⚠️ Taken {age} ago: restoring it loses what was written since, {rows} rows ({tables}).",
-                age=now - info.created_at, rows=sum(more.values()),
+        return Text("⚠️ Taken {age} ago. Restoring brings back the data as it was then: changes since "
+                    "(blocks, language choices, activity) are lost.", age=now - info.created_at)
+    return Text("⚠️ Taken {age} ago. Restoring brings back the data as it was then: what was written "
+                "since is lost, {rows} rows more now ({tables}), and changes to existing rows (blocks, "
+                "language choices).", age=now - info.created_at, rows=sum(more.values()),
                 tables=Code(", ".join(f"{table} +{n}" for table, n in sorted(more.items()))))
 
 

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import Optional, Sequence
 
+import chart
 from database import Database, parse_timestamp
-from i18n import N_, Code, Joined, Text, lines
+from i18n import BIDI_CONTROLS, N_, Code, Joined, Text, language_of, lines
 from moderation import reason_text
-
-if TYPE_CHECKING:
-    import chart
 
 USER_BUTTON = re.compile(r"^👤 ([0-9]{1,19})(?: |$)")  # "👤 12345 Ann (@ann)"
 ACTIVE_DAYS = 7  # "the most active": over the last week
 CARD_DAYS = 30  # a card's activity, and the chart's days
+BLOCKED_SHOWN = 10  # the blocked users listed (and given a button) on 👥 Users
 LANGUAGE_NAMES = {"en": N_("English"), "fa": N_("Persian")}
 
 
@@ -36,9 +35,11 @@ def statistics(db: Database, now: datetime, admins: Sequence[int]) -> Joined:
 
 def overview(db: Database, now: datetime, admins: Sequence[int]) -> tuple[Joined, list[dict]]:
     """The 👥 Users screen, and the users it lists (for their buttons), each once."""
-    newest = db.newest_users(5)
+    newest = db.newest_users(admins, 5)
     active = db.most_active_users(now - timedelta(days=ACTIVE_DAYS - 1), admins, 5)
-    blocked = db.blocked_users(now, 10)
+    blocked = db.blocked_users(now, BLOCKED_SHOWN + 1)
+    more_blocked = len(blocked) > BLOCKED_SHOWN and db.user_statistics(now, admins)["blocked"] - BLOCKED_SHOWN
+    blocked = blocked[:BLOCKED_SHOWN]
     parts: list = [Text("👥 Users"), "", Text("Newest:")]
     parts += [Text("• {user}, first seen {when}", user=name(u), when=_time(u["first_seen"])) for u in newest]
     parts += ["", Text("Most active in the last {days} days:", days=ACTIVE_DAYS)]
@@ -46,6 +47,8 @@ def overview(db: Database, now: datetime, admins: Sequence[int]) -> tuple[Joined
     parts += ["", Text("Blocked now:") if blocked else Text("Nobody is blocked now.")]
     parts += [Text("• {user}, until {when} ({reason})", user=name(u), when=_time(u["blocked_until"]),
                    reason=reason_text(u["block_reason"])) for u in blocked]
+    if more_blocked:
+        parts.append(Text("…and {count} more, who end later: search for them by id or name.", count=more_blocked))
     parts += ["", Text("To find someone, send their id, @username or a part of their name.")]
     listed = {u["user_id"]: u for u in [*newest, *active, *blocked]}
     return lines(*parts), list(listed.values())
@@ -57,17 +60,17 @@ def found(users: list[dict], query: str) -> Text:
     return Text("Found {count}: press one to open their card.", count=len(users))
 
 
-def card(db: Database, user: dict, now: datetime) -> Joined:
+def card(db: Database, user: dict, now: datetime, default_language: str) -> Joined:
     actions, days = db.activity(user["user_id"], now - timedelta(days=CARD_DAYS - 1))
     until = _time(user["blocked_until"])
     blocked = until is not None and until > now
-    language = user.get("language") or user.get("telegram_language")
+    # the language the bot writes to them in, as readers.Readers decides it
+    language = language_of(user.get("language"), user.get("telegram_language"), default_language)
     return lines(
         Text("👤 {user}", user=name(user)),
         Text("Id: {id}", id=Code(str(user["user_id"]))),
         Text("First seen {first}; last seen {last}", first=_time(user["first_seen"]), last=_time(user["last_seen"])),
-        Text("Language: {language}", language=Text(LANGUAGE_NAMES[language]) if language in LANGUAGE_NAMES
-             else Code(language or "—")),
+        Text("Language: {language}", language=Text(LANGUAGE_NAMES[language])),
         Text("Actions in the last {days} days: {actions} (active on {active} of them)", days=CARD_DAYS,
              actions=actions, active=days),
         Text("🚫 Blocked until {when} ({reason})", when=until, reason=reason_text(user["block_reason"]))
@@ -87,13 +90,12 @@ def name(user: dict) -> Code:
 
 def button(user: dict) -> str:
     """A user's button: the id first (what a press is read by), then a short name."""
-    first = (user.get("first_name") or user.get("username") or "").replace("\n", " ")
+    first = " ".join((user.get("first_name") or user.get("username") or "").translate(BIDI_CONTROLS).split())
     return f"👤 {user['user_id']} {first[:24]}".rstrip()
 
 
-def daily(db: Database, today: date, admins: Sequence[int], days: int = CARD_DAYS) -> "chart.DailyCounts":
+def daily(db: Database, today: date, admins: Sequence[int], days: int = CARD_DAYS) -> chart.DailyCounts:
     """New and active users per UTC day, the last `days` days to `today`, admins left out."""
-    import chart  # Pillow is loaded on the first 📈 Chart, not by every bot that never draws one
     first = today - timedelta(days=days - 1)
     new, active = db.daily_counts(first, today, admins)
     span = tuple(first + timedelta(days=n) for n in range(days))

@@ -573,26 +573,28 @@ class Database:
             return None if row is None else dict(zip([c[0] for c in cursor.description], row))
 
     def user_statistics(self, now: datetime, admins: Sequence[int] = (), hours: float = 24) -> dict[str, int]:
-        """Users, users blocked now, and actions tracked in the last `hours`: people's apart
-        from the admins' own (their panel presses)."""
+        """Users, users blocked now, and actions tracked in the last `hours`, admins left out
+        (their own actions, mostly panel presses, counted apart)."""
         since = timestamp(now - timedelta(hours=hours))
         admin_list = _id_list(admins)
         with self.transaction() as db:
-            (users,) = db.execute("SELECT count(*) FROM users").fetchone()
+            (users,) = db.execute(f"SELECT count(*) FROM users WHERE user_id NOT IN ({admin_list})").fetchone()
             (blocked,) = db.execute("SELECT count(*) FROM users WHERE blocked_until > ?",
                                     (timestamp(now),)).fetchone()
             (actions, by_admins) = db.execute(
                 f"SELECT count(*) FILTER (WHERE user_id NOT IN ({admin_list})),"
                 f" count(*) FILTER (WHERE user_id IN ({admin_list})) FROM tracking WHERE created_at >= ?",
                 (since,)).fetchone()
-            (new,) = db.execute("SELECT count(*) FROM users WHERE first_seen >= ?", (since,)).fetchone()
+            (new,) = db.execute(f"SELECT count(*) FROM users WHERE first_seen >= ? AND user_id NOT IN ({admin_list})",
+                                (since,)).fetchone()
         return {"users": users, "blocked": blocked, "actions": actions, "admin_actions": by_admins,
                 "new": new}
 
     # --- finding people (the panel's 👥 Users) ---
 
-    def newest_users(self, limit: int = 5) -> list[dict]:
-        return self._users("SELECT * FROM users ORDER BY first_seen DESC, user_id DESC LIMIT ?", (limit,))
+    def newest_users(self, admins: Sequence[int] = (), limit: int = 5) -> list[dict]:
+        return self._users(f"SELECT * FROM users WHERE user_id NOT IN ({_id_list(admins)})"
+                           " ORDER BY first_seen DESC, user_id DESC LIMIT ?", (limit,))
 
     def most_active_users(self, since: datetime, admins: Sequence[int] = (), limit: int = 5) -> list[dict]:
         """Who did the most since `since` (whole UTC days), admins left out; with `actions`."""

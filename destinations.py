@@ -106,12 +106,15 @@ class LocalFolder:
             try:
                 with open(path, "rb") as stream:
                     info = read_header(stream)
+                    size = os.fstat(stream.fileno()).st_size  # the file read, even if rotated away since
+            except FileNotFoundError:  # rotated away between iterdir() and open()
+                continue
             except (OSError, NotABackupError) as error:
                 if path.name not in self._reported:  # once, not at every listing
                     log.warning("ignoring %s, which is not a backup: %s", path, error)
                     self._reported.add(path.name)
                 continue
-            found.append(replace(info.at(self.name, str(path), path.stat().st_size), name=path.name))
+            found.append(replace(info.at(self.name, str(path), size), name=path.name))
         return sorted(found, key=lambda i: (i.created_at, i.name), reverse=True)
 
     def fetch(self, info: BackupInfo, workdir: Path) -> Path:

@@ -119,6 +119,7 @@ class BackupEngine:
         self._offsite = list(offsite)
         self._destinations: list[Destination] = [self.local, *self._offsite]
         self._status = {destination.name: DestinationStatus() for destination in self._destinations}
+        self._paused_seen: Optional[str] = None  # the pause as last read (offsite_paused_seen)
         self.plain_copy = Path(f"{settings.db_path}.backup")
         self.alert = alert or (lambda text: None)  # tells the admins; main.py sends it to each
         self._sealer = Sealer(settings.backup_passphrase) if settings.backup_passphrase else None
@@ -452,13 +453,21 @@ class BackupEngine:
 
     def offsite_paused(self) -> Optional[str]:
         """Why copies are kept from leaving the machine, or None when they may leave."""
-        return self.db.get_state(PAUSE_KEY) if self.db else None
+        self._paused_seen = self.db.get_state(PAUSE_KEY) if self.db else None
+        return self._paused_seen
+
+    def offsite_paused_seen(self) -> bool:
+        """Whether the pause was on when last read (every backup reads it): for the health
+        endpoint, which must answer while a final backup holds the database for seconds."""
+        return self._paused_seen is not None
 
     def pause_offsite(self, why: str) -> None:
         self.db.set_state(PAUSE_KEY, why)
+        self._paused_seen = why
 
     def resume_offsite(self) -> None:
         self.db.set_state(PAUSE_KEY, None)
+        self._paused_seen = None
 
     # --- what there is ---
 

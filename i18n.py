@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gettext
 import string
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
@@ -140,12 +141,15 @@ class Reader:
             shown = self.number(value)
         else:
             shown = str(value).translate(BIDI_CONTROLS)
-        return f"{FSI}{shown}{PDI}" if self.rtl else shown
+        # In left-to-right text only a value with right-to-left letters needs isolating (a
+        # Persian name at the start of an English line would turn the whole line around).
+        return f"{FSI}{shown}{PDI}" if self.rtl or _has_rtl(shown) else shown
 
     # --- values, the reader's way ---
 
     def number(self, value: int | float) -> str:
-        shown = f"{value:.1f}" if isinstance(value, float) else str(value)
+        # a float with at most two decimals, trailing zeros dropped: 1.5, 0.04, 2
+        shown = (f"{value:.2f}".rstrip("0").rstrip(".") or "0") if isinstance(value, float) else str(value)
         return self._digits(shown)
 
     def time(self, moment: Optional[datetime]) -> str:
@@ -195,6 +199,20 @@ def _catalog(language: str) -> gettext.NullTranslations:
     if language == "en":  # the msgids are the English
         return gettext.NullTranslations()
     return gettext.translation(DOMAIN, localedir=str(LOCALES), languages=[language])
+
+
+# What a Persian (or Arabic) keyboard types for digits, read as the ASCII digits they are.
+TYPED_DIGITS = str.maketrans("۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩", "01234567890123456789")
+
+
+def _has_rtl(shown: str) -> bool:
+    return any(unicodedata.bidirectional(c) in ("R", "AL") for c in shown)
+
+
+def ascii_digits(typed: str) -> str:
+    """`typed` with Persian and Arabic-Indic digits as ASCII ones (an id or a number of minutes
+    typed on a Persian keyboard); other characters as they are."""
+    return typed.translate(TYPED_DIGITS)
 
 
 def language_of(chosen: Optional[str], telegram_code: Optional[str], default: str) -> str:

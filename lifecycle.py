@@ -103,7 +103,7 @@ class Lifecycle:
                 "generation": self.engine.generation if self.state == "serving" else None,
                 "newest_offsite_backup_age_seconds": self._newest_offsite_age(),
                 "failing_destinations": self.engine.failing_destinations(),
-                "offsite_paused": self.engine.offsite_paused() is not None}
+                "offsite_paused": self.engine.offsite_paused_seen()}
 
     def _newest_offsite_age(self) -> Optional[int]:
         newest = self.engine.newest_offsite_backup_at()

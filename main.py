@@ -68,11 +68,11 @@ def main() -> int:
         start_server(settings.port, lambda: status[0](), gate)
     try:
         db, engine, report = startup.prepare_database(
-            settings, startup.offsite_destinations(settings, bot, alert), alert=alert, stop=stop_requested)
+            settings, startup.offsite_destinations(settings, bot, alert), alert=alert, stop=stop_requested,
+            opened=readers.attach)  # the startup's alerts in each admin's language
     except (database.DatabaseError, locks.AlreadyRunningError) as error:
         log.error("cannot start: %s", error)
         return 1
-    readers.attach(db)
     applied = report.applied_migrations
     log.info("database: %s (%s); schema version %d%s", db.storage.path, db.storage.mode,
              db.schema_version(), f", applied {', '.join(applied)}" if applied else "")

@@ -11,7 +11,7 @@ import telebot
 
 from config import Settings
 from database import Database
-from i18n import N_, Code, Text
+from i18n import N_, Code, Text, ascii_digits
 from messaging import send_quietly
 from readers import Readers
 
@@ -38,13 +38,13 @@ def blocked_notice(until: datetime, reason: Optional[str]) -> Text:
 def block_command(bot: telebot.TeleBot, db: Database, settings: Settings, readers: Readers,
                   text: str, now: datetime) -> Text:
     """Carry out '/block USER_ID [MINUTES] [REASON]'; returns the reply for the admin."""
-    parts = text.split(maxsplit=3)[1:]
-    if not parts or not _is_user_id(parts[0]):
+    parts = ascii_digits(text).split(maxsplit=3)[1:]
+    if not parts or not is_user_id(parts[0]):
         return Text(BLOCK_USAGE)
     user_id = int(parts[0])
     minutes = settings.flood_block_minutes
     rest = parts[1:]
-    if rest and rest[0].isdigit():
+    if rest and rest[0].isascii() and rest[0].isdigit():  # int() refuses some of what isdigit() takes (²)
         minutes = int(rest.pop(0))
         if not 1 <= minutes <= MAX_BLOCK_MINUTES:
             return Text("MINUTES must be from 1 to {most}. {usage}", most=MAX_BLOCK_MINUTES, usage=Text(BLOCK_USAGE))
@@ -57,6 +57,9 @@ def block(bot: telebot.TeleBot, db: Database, settings: Settings, readers: Reade
     user = Code(str(user_id))
     if settings.is_admin(user_id):
         return Text("{user} is an admin; admins cannot be blocked.", user=user)
+    if db.user(user_id) is None:  # a typo, most likely: blocking it would make a user of it
+        return Text("{user} has never written to the bot: there is nobody to block. The id is in "
+                    "👥 Users, or /id tells a user theirs.", user=user)
     until = now + timedelta(minutes=minutes)
     db.block_user(user_id, until, reason, notified=False, now=now)
     log.info("user %s blocked by an admin until %s", user_id, until.isoformat(timespec="minutes"))
@@ -68,8 +71,8 @@ def block(bot: telebot.TeleBot, db: Database, settings: Settings, readers: Reade
 
 def unblock_command(bot: telebot.TeleBot, db: Database, readers: Readers, text: str) -> Text:
     """Carry out '/unblock USER_ID'; returns the reply for the admin."""
-    parts = text.split()[1:]
-    if len(parts) != 1 or not _is_user_id(parts[0]):
+    parts = ascii_digits(text).split()[1:]
+    if len(parts) != 1 or not is_user_id(parts[0]):
         return Text(UNBLOCK_USAGE)
     return unblock(bot, db, readers, int(parts[0]))
 
@@ -84,5 +87,6 @@ def unblock(bot: telebot.TeleBot, db: Database, readers: Readers, user_id: int) 
     return Text("User {user} is unblocked.", user=user)
 
 
-def _is_user_id(text: str) -> bool:
+def is_user_id(text: str) -> bool:
+    """A Telegram user id as typed: ASCII digits, within what SQLite's INTEGER holds."""
     return text.isascii() and text.isdigit() and 0 < int(text) < 2 ** 63

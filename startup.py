@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import database
 import locks
@@ -75,7 +75,8 @@ def destinations_off(settings: Settings) -> dict[str, Text]:
 
 def prepare_database(settings: Settings, offsite: Sequence[Destination] = (), clock: Clock = utc_now,
                      alert: Optional[Alert] = None,
-                     stop: Optional[threading.Event] = None
+                     stop: Optional[threading.Event] = None,
+                     opened: Callable[[Database], None] = lambda db: None,
                      ) -> tuple[Database, BackupEngine, StartupReport]:
     """Open, restore if needed, migrate. Raises locks.AlreadyRunningError when another bot
     holds DB_PATH, and MigrationError (SchemaTooNewError included) when the schema cannot be
@@ -84,7 +85,8 @@ def prepare_database(settings: Settings, offsite: Sequence[Destination] = (), cl
     A patient start: when a restore is needed, nothing could be restored, and a destination off
     the machine could not be asked (the network not ready at boot, a Telegram 5xx), it asks
     again with backoff for up to STARTUP_RESTORE_WAIT_SECONDS before starting on an empty
-    database (`stop`, set by SIGTERM, ends the wait)."""
+    database (`stop`, set by SIGTERM, ends the wait). `opened(db)` is called once the database
+    is restored and migrated, before the admins are told (so they are told in their languages)."""
     alert = alert or (lambda text: None)
     report = StartupReport(lock=_lock_if_possible(settings.db_path, "a running bot"))
     db, report.moved_aside = database.open_or_move_aside(settings.db_path, clock())
@@ -101,6 +103,7 @@ def prepare_database(settings: Settings, offsite: Sequence[Destination] = (), cl
     if outcome is not None and outcome.restored is None:
         report.offsite_paused = _pause_if_a_real_backup_may_exist(engine, outcome)
         report.paused_unreachable = bool(report.offsite_paused) and any(u.offsite for u in outcome.unreachable)
+    opened(db)
     _tell_admins(alert, db, report, clock())
     return db, engine, report
 

@@ -10,3 +10,8 @@ CREATE TABLE daily_activity (
 
 -- The users list's "newest": first_seen is read newest first.
 CREATE INDEX users_first_seen ON users (first_seen);
+
+-- What the tracking rows still hold (the last TRACKING_RETENTION_HOURS): the screens are not
+-- empty on the day this migration runs.
+INSERT INTO daily_activity (day, user_id, actions)
+    SELECT substr(created_at, 1, 10), user_id, count(*) FROM tracking GROUP BY 1, 2;

@@ -6,6 +6,7 @@ import stat
 import struct
 import subprocess
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -430,3 +431,12 @@ def test_files_in_the_backup_folder_that_are_not_backups_never_fail_a_backup(eng
     engine.create("manual")
     assert caplog.text.count("which is not a backup") == 2  # each reported, once
     assert [b.reason for b in engine.listing().backups] == ["manual", "manual"]
+
+
+def test_the_health_endpoints_pause_flag_answers_while_a_final_backup_holds_the_database(engine, live):
+    """A shutdown or hand-over backup holds the database while it uploads; /healthz must not wait."""
+    engine.pause_offsite("an empty start")
+    with ThreadPoolExecutor(1) as other_thread, live.frozen():
+        assert other_thread.submit(engine.offsite_paused_seen).result(timeout=5) is True
+    engine.resume_offsite()
+    assert engine.offsite_paused_seen() is False

@@ -188,8 +188,8 @@ def test_statistics_count_people_apart_from_the_admins_own_presses(db):
     for _ in range(5):
         db.track_message(99, "admin", "Admin", 99, "message", NOW + timedelta(days=2), NOW)
     stats = db.user_statistics(NOW + timedelta(days=2, hours=1), admins=(99,))
-    assert (stats["users"], stats["actions"], stats["admin_actions"]) == (3, 1, 5)  # Bob's, then the admin's
-    assert stats["new"] == 2  # Bob and the admin, within the last 24 hours
+    assert (stats["users"], stats["actions"], stats["admin_actions"]) == (2, 1, 5)  # Bob's, then the admin's
+    assert stats["new"] == 1  # Bob, within the last 24 hours (the admin is not counted)
 
 
 def test_newest_most_active_and_blocked_users(db):
@@ -197,7 +197,8 @@ def test_newest_most_active_and_blocked_users(db):
     for _ in range(3):
         db.track_message(1, "ann", "Ann", 1, "message", NOW + timedelta(days=3), NOW)
     db.block_user(2, NOW + timedelta(days=9), "spam", notified=True, now=NOW)
-    assert [u["user_id"] for u in db.newest_users(2)] == [3, 2]
+    assert [u["user_id"] for u in db.newest_users(limit=2)] == [3, 2]
+    assert [u["user_id"] for u in db.newest_users(admins=(3,), limit=2)] == [2, 1]
     active = db.most_active_users(NOW, admins=(3,))
     assert [(u["user_id"], u["actions"]) for u in active] == [(1, 4), (2, 1)]  # Cy is an admin here
     (blocked,) = db.blocked_users(NOW + timedelta(days=4))
@@ -234,3 +235,15 @@ def test_the_charts_days_are_the_databases_days_zeros_included(db):
     counts = admin_users.daily(db, date(2026, 11, 28), admins=(99,), days=4)
     assert counts.days == (date(2026, 11, 25), date(2026, 11, 26), date(2026, 11, 27), date(2026, 11, 28))
     assert counts.new_users == (0, 0, 1, 1) and counts.active_users == (0, 0, 1, 2)
+
+
+def test_the_daily_activity_starts_from_what_tracking_still_holds(tmp_path):
+    db = database.open_database(str(tmp_path / "bot.db"))
+    db.migrate(up_to=3)
+    with db.transaction() as conn:
+        conn.execute("INSERT INTO users (user_id, first_seen, last_seen) VALUES (1, '2026-11-25 09:00:00', 'x')")
+        conn.executemany("INSERT INTO tracking (user_id, chat_id, kind, created_at) VALUES (1, 1, 'message', ?)",
+                         [("2026-11-25 09:00:00",), ("2026-11-25 23:59:59",), ("2026-11-26 00:00:00",)])
+    assert db.migrate() == ["0004_daily_activity.sql"]
+    assert sql(db, "SELECT day, user_id, actions FROM daily_activity ORDER BY day") == [
+        ("2026-11-25", 1, 2), ("2026-11-26", 1, 1)]

@@ -95,6 +95,7 @@ def test_block_and_unblock_by_an_admin(harness):
 
 
 def test_block_defaults_to_the_flood_block_length(harness):
+    harness.say(USER, "hi")
     assert harness.say(ADMIN, f"/block {USER}") == [
         f"User {USER} is blocked until 2026-11-26 12:10 UTC (blocked by an admin)."]
 
@@ -104,6 +105,8 @@ def test_block_defaults_to_the_flood_block_length(harness):
     ("/block someone", handlers.BLOCK_USAGE),
     (f"/block {USER} 0", "MINUTES must be from 1"),
     (f"/block {ADMIN}", "admins cannot be blocked"),
+    (f"/block {USER} 30", "has never written to the bot"),  # a typo, not a user to invent
+    ("/block 99999999999999999999", handlers.BLOCK_USAGE),
     ("/unblock", handlers.UNBLOCK_USAGE),
     (f"/unblock {USER} extra", handlers.UNBLOCK_USAGE),
     (f"/unblock {USER}", f"User {USER} is not blocked."),
@@ -112,6 +115,16 @@ def test_bad_moderation_commands_get_a_clear_answer_and_change_nothing(harness, 
     replies = harness.say(ADMIN, command)
     assert len(replies) == 1 and expected in replies[0]
     assert harness.db.user(USER) is None or harness.db.user(USER)["blocked_until"] is None
+
+
+def test_ids_and_minutes_typed_on_a_persian_keyboard_are_numbers(harness):
+    harness.say(USER, "hi")
+    persian = str(USER).translate(str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹"))
+    assert harness.say(ADMIN, f"/block {persian} ۳۰") == [
+        f"User {USER} is blocked until 2026-11-26 12:30 UTC (blocked by an admin)."]
+    assert harness.say(ADMIN, f"/unblock {persian}") == [f"User {USER} is unblocked."]
+    harness.say(ADMIN, f"/block {USER} ² spam")  # a digit int() refuses: a word of the reason
+    assert harness.db.user(USER)["block_reason"] == "² spam"
 
 
 def test_non_admins_cannot_block(harness):

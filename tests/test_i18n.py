@@ -105,7 +105,10 @@ def test_in_persian_every_value_is_isolated_so_it_keeps_its_own_order():
     assert f"{FSI}backup-20261126T120000000Z-manual.db.zst{PDI}" in shown
     assert f"{FSI}۲٫۰ کیلوبایت{PDI}" in shown and f"{FSI}۱٫۵{PDI}" in shown
     assert shown.startswith("✅") and "Backup" not in shown  # the sentence is Persian
-    assert FSI not in Reader("en")(text)  # left-to-right text needs no marks
+    assert FSI not in Reader("en")(text)  # left-to-right text needs no marks...
+    # ...but a right-to-left value in it does: a Persian name first would turn the line around
+    assert Reader("en")(Text("• {user}: {count} actions", user=Code("علی · 7001"), count=4)) \
+        == f"• {FSI}علی · 7001{PDI}: 4 actions"
 
 
 @given(st.text())

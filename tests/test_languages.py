@@ -98,7 +98,13 @@ def test_an_admin_switches_the_panel_to_persian_and_labels_in_either_language_ke
     # a label from before the switch still brings its screen, now in Persian
     say(fake, ADMIN_ID, EN.gettext(panel.STATISTICS), words(FA, "📊 Statistics"))
     assert bot.stop()[0] == 0
+    for lost in bot.db_path.parent.glob("bot.db*"):  # the disk lost the database: restored at startup
+        lost.unlink()
+    seen = len(fake.messages(ADMIN_ID))
     bot.start()
+    # told in Persian: the choice came back with the restore, before the admins were told
+    fake.wait_for_message(ADMIN_ID, words(FA, "♻️ Restored at startup ({why}): {name} from {destination}, "
+                                              "taken {when} ({age} old), {rows} rows."), after=seen, timeout=20)
     for label in (panel.SYSTEM, panel.STATISTICS):  # and after a restart, in both languages
         for reader in (EN, FA):
             say(fake, ADMIN_ID, reader.gettext(label), words(FA, dict(ANSWERS)[label]))
