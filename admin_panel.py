@@ -74,7 +74,8 @@ KEYBOARDS = {
 }
 PARENT = {"main": "main", "statistics": "main", "system": "main", "jobs": "system", "language": "main",
           "backup": "system", "restore": "backup", "confirm": "restore", "fresh": "backup",
-          "users": "statistics", "found": "users", "card": "users", "block": "card", "unblock": "card"}
+          "users": "statistics", "found": "users", "card": "users", "block": "card", "unblock": "card",
+          "checking": "restore"}
 LABELS = (STATISTICS, SYSTEM, LANGUAGE, BACKUP, JOBS, BACK, CREATE, REFRESH, LIST, DOWNLOAD,
           RESTORE, CONFIRM, CANCEL, START_FRESH, CONFIRM_FRESH, USERS, CHART, BLOCK, UNBLOCK,
           CONFIRM_BLOCK, CONFIRM_UNBLOCK)
@@ -247,7 +248,7 @@ class AdminPanel:
     def on_document(self, message) -> None:
         place = self.place(message)
         reader = self.reader(message)
-        if place.screen != "restore":
+        if place.screen not in ("restore", "checking"):  # checking: the last one failed, say
             self.say(message, Text("To restore from a file, open {backup} → {restore} first, then send it.",
                                    backup=Code(reader.gettext(BACKUP)), restore=Code(reader.gettext(RESTORE))))
             return
@@ -257,6 +258,7 @@ class AdminPanel:
                                    "on the server instead: {command}",
                                    command=Code("python backup.py restore FILE")))
             return
+        place.screen = "checking"
         self.in_background(message, lambda: self._check_upload(message),
                            Text("⏳ Checking {file}…", file=Code(document.file_name or "?")))
 
@@ -501,6 +503,7 @@ class AdminPanel:
         place = self.place(message)
         self._drop_pending(place)
         reader = self.reader(message)
+        place.screen = "restore"  # now, not when the list comes: a file may be sent meanwhile
 
         def job() -> None:
             place.choices = _by_backup(self.engine.listing().backups)[:10]
@@ -509,8 +512,10 @@ class AdminPanel:
             text = (Text("♻️ Restore: choose a backup, or send a backup file here as a document.")
                     if place.choices else
                     Text("♻️ Restore: no backups found. Send a backup file here as a document."))
-            place.screen = "restore"
-            self.say(message, text, reply_markup=self.keyboard(message, "restore", rows + [[reader.gettext(BACK)]]))
+            # An admin who went elsewhere while we listed keeps the keyboard they are at.
+            keyboard = (self.keyboard(message, "restore", rows + [[reader.gettext(BACK)]])
+                        if place.screen == "restore" else None)
+            self.say(message, text, reply_markup=keyboard)
 
         self.in_background(message, job, Text("⏳ Looking for backups…"))
 
@@ -523,6 +528,7 @@ class AdminPanel:
             return
         number = place.choice_labels.index(message.text) + 1
         copies = place.choices[number - 1]
+        place.screen = "checking"
 
         def job() -> None:
             copy, info = self._first_sound(copies)
@@ -556,8 +562,16 @@ class AdminPanel:
 
     def _offer(self, message, source, info: BackupInfo, scratch=None, others=()) -> None:
         place = self.place(message)
-        self._drop_pending(place)
-        place.pending = Pending(source, info, scratch, list(others))
+        with self.lock:
+            moved_on = place.screen != "checking"  # pressed something else while it was checked
+            self._drop_pending(place)
+            place.pending = None if moved_on else Pending(source, info, scratch, list(others))
+        if moved_on:
+            if scratch is not None:
+                scratch.cleanup()
+            self.say(message, Text("The backup you chose was checked, but you had moved on: choose it "
+                                   "again to restore it."))
+            return
         live = self.db.table_row_counts()
         parts = [Text("This backup: {when}, {reason}, schema version {version} (live: {live})",
                       when=info.created_at, reason=shown_reason(info.reason), version=info.schema_version,
