@@ -353,10 +353,8 @@ class AdminPanel:
                  Text("Up for {age}, since {when}", age=now - self.started, when=self.started)]
         newest, encryption = overview.newest, (Text("encrypted off the machine") if self.settings.backup_passphrase
                                                else Text("not encrypted (BACKUP_PASSPHRASE is not set)"))
-        backup_job = next((j for j in self.job_statuses() if j.name == "backup"), None)
         found.append(Text("Backups: newest {when} ({age} ago), {encryption}; next {next}", when=newest.created_at,
-                          age=now - newest.created_at, encryption=encryption,
-                          next=backup_job.next_run if backup_job else None)
+                          age=now - newest.created_at, encryption=encryption, next=self._next_backup())
                      if newest else Text("Backups: none yet, {encryption}", encryption=encryption))
         found += [Text("{destination}: {state}", destination=Code(name), state=_destination_line(status))
                   for name, status in overview.destinations.items()]
@@ -429,6 +427,10 @@ class AdminPanel:
          "restore": self.restore_screen, "statistics": self.statistics, "users": self.users,
          "card": self.users}[parent](message)
 
+    def _next_backup(self) -> Optional[datetime]:
+        """When the scheduled backup runs next (tasks.JobRunner); None without one."""
+        return next((job.next_run for job in self.job_statuses() if job.name == "backup"), None)
+
     def backup_status(self):
         parts = [Text("💾 Backup"), _storage_line(self.db.storage),
                  Text("Database: {size}, schema version {version}", size=Size(self.db.size_bytes()),
@@ -446,9 +448,8 @@ class AdminPanel:
         for name, status in overview.destinations.items():
             parts.append(Text("{destination}: {state}", destination=Code(name), state=_destination_line(status)))
         parts.append(Text("Local backups kept: {kept} of {keep}", kept=overview.kept, keep=overview.keep))
-        backup_job = next((j for j in self.job_statuses() if j.name == "backup"), None)
-        if backup_job is not None:
-            parts.append(Text("Next scheduled backup: {when}", when=backup_job.next_run))
+        if self._next_backup() is not None:
+            parts.append(Text("Next scheduled backup: {when}", when=self._next_backup()))
         if overview.paused:
             parts.append(Text("⏸ Copies stay on this machine: the bot started on an empty database although "
                               "backups may exist off the machine ({why}).", why=Code(overview.paused)))
@@ -531,21 +532,10 @@ class AdminPanel:
         place.screen = "checking"
 
         def job() -> None:
-            copy, info = self._first_sound(copies)
+            copy, info = _first_that_works(copies, lambda copy: (copy, self.engine.verify(copy)))
             self._offer(message, copy, info, others=[c for c in copies if c is not copy])
 
         self.in_background(message, job, Text("⏳ Fetching and checking backup {number}…", number=number))
-
-    def _first_sound(self, copies: list[BackupInfo]) -> tuple[BackupInfo, BackupInfo]:
-        """The first copy of a backup that verifies (the local one first): (the copy, its info)."""
-        for n, copy in enumerate(copies):
-            try:
-                return copy, self.engine.verify(copy)
-            except (BackupError, DestinationError, OSError):
-                if n == len(copies) - 1:
-                    raise
-                log.warning("a copy of %s in %s did not verify; trying the next", copy.name, copy.destination)
-        raise BackupError("no copies")  # not reached: a listed backup has at least one
 
     def _check_upload(self, message) -> None:
         scratch = scratch_directory(Path(self.settings.backup_dir))
@@ -596,7 +586,9 @@ class AdminPanel:
 
         def job() -> None:
             try:
-                info = self._restore_first_that_works(pending)
+                # the previewed copy; when it is gone by now (a local copy rotated away), the
+                # backup's other copies, each verified again by the restore
+                info = _first_that_works(pending.sources(), self.engine.restore)
             finally:
                 pending.discard()
                 place.restoring = False
@@ -607,18 +599,6 @@ class AdminPanel:
         # The confirm keyboard goes: a ❌ Cancel now could not stop what has begun.
         self.in_background(message, job, Text("⏳ Taking a safety backup, then restoring…"),
                            reply_markup=types.ReplyKeyboardRemove())
-
-    def _restore_first_that_works(self, pending: Pending) -> BackupInfo:
-        """The previewed copy; when it is gone by now (a local copy rotated away), the backup's
-        other copies, each verified again by the restore."""
-        for n, source in enumerate(pending.sources()):
-            try:
-                return self.engine.restore(source)
-            except (BackupError, DestinationError, OSError):
-                if n == len(pending.sources()) - 1:
-                    raise
-                log.warning("restoring from a copy failed; trying the backup's next copy", exc_info=True)
-        raise BackupError("nothing to restore")  # not reached: a pending restore has a source
 
     def cancel(self, message) -> None:
         place = self.place(message)
@@ -665,6 +645,18 @@ class AdminPanel:
         self.engine.resume_offsite()
         log.warning("an admin chose to start fresh: off-site backups resume")
         self.show(message, "backup", Text("Done: the next backup leaves the machine again."))
+
+
+def _first_that_works(copies: list, attempt: Callable):
+    """attempt(copy) for each copy of one backup in turn (the local one first), until one
+    works; the last copy's error when none does."""
+    *others, last = copies
+    for copy in others:
+        try:
+            return attempt(copy)
+        except (BackupError, DestinationError, OSError) as error:
+            log.warning("a copy of the backup failed (%s); trying the next", error)
+    return attempt(last)
 
 
 def _by_backup(copies: list[BackupInfo]) -> list[list[BackupInfo]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, timedelta
-from typing import Optional, Sequence
+from typing import Sequence
 
 import chart
 from database import Database, parse_timestamp
@@ -41,11 +41,11 @@ def overview(db: Database, now: datetime, admins: Sequence[int]) -> tuple[Joined
     more_blocked = len(blocked) > BLOCKED_SHOWN and db.user_statistics(now, admins)["blocked"] - BLOCKED_SHOWN
     blocked = blocked[:BLOCKED_SHOWN]
     parts: list = [Text("👥 Users"), "", Text("Newest:")]
-    parts += [Text("• {user}, first seen {when}", user=name(u), when=_time(u["first_seen"])) for u in newest]
+    parts += [Text("• {user}, first seen {when}", user=name(u), when=parse_timestamp(u["first_seen"])) for u in newest]
     parts += ["", Text("Most active in the last {days} days:", days=ACTIVE_DAYS)]
     parts += [Text("• {user}: {count} actions", user=name(u), count=u["actions"]) for u in active]
     parts += ["", Text("Blocked now:") if blocked else Text("Nobody is blocked now.")]
-    parts += [Text("• {user}, until {when} ({reason})", user=name(u), when=_time(u["blocked_until"]),
+    parts += [Text("• {user}, until {when} ({reason})", user=name(u), when=parse_timestamp(u["blocked_until"]),
                    reason=reason_text(u["block_reason"])) for u in blocked]
     if more_blocked:
         parts.append(Text("…and {count} more, who end later: search for them by id or name.", count=more_blocked))
@@ -62,23 +62,22 @@ def found(users: list[dict], query: str) -> Text:
 
 def card(db: Database, user: dict, now: datetime, default_language: str) -> Joined:
     actions, days = db.activity(user["user_id"], now - timedelta(days=CARD_DAYS - 1))
-    until = _time(user["blocked_until"])
-    blocked = until is not None and until > now
     # the language the bot writes to them in, as readers.Readers decides it
     language = language_of(user.get("language"), user.get("telegram_language"), default_language)
     return lines(
         Text("👤 {user}", user=name(user)),
         Text("Id: {id}", id=Code(str(user["user_id"]))),
-        Text("First seen {first}; last seen {last}", first=_time(user["first_seen"]), last=_time(user["last_seen"])),
+        Text("First seen {first}; last seen {last}", first=parse_timestamp(user["first_seen"]),
+             last=parse_timestamp(user["last_seen"])),
         Text("Language: {language}", language=Text(LANGUAGE_NAMES[language])),
         Text("Actions in the last {days} days: {actions} (active on {active} of them)", days=CARD_DAYS,
              actions=actions, active=days),
-        Text("🚫 Blocked until {when} ({reason})", when=until, reason=reason_text(user["block_reason"]))
-        if blocked else Text("Not blocked."))
+        Text("🚫 Blocked until {when} ({reason})", when=parse_timestamp(user["blocked_until"]),
+             reason=reason_text(user["block_reason"])) if is_blocked(user, now) else Text("Not blocked."))
 
 
 def is_blocked(user: dict, now: datetime) -> bool:
-    until = _time(user["blocked_until"])
+    until = parse_timestamp(user["blocked_until"])
     return until is not None and until > now
 
 
@@ -101,7 +100,3 @@ def daily(db: Database, today: date, admins: Sequence[int], days: int = CARD_DAY
     span = tuple(first + timedelta(days=n) for n in range(days))
     return chart.DailyCounts(span, tuple(new.get(d.isoformat(), 0) for d in span),
                              tuple(active.get(d.isoformat(), 0) for d in span))
-
-
-def _time(stored: Optional[str]) -> Optional[datetime]:
-    return parse_timestamp(stored)

@@ -120,9 +120,7 @@ def register(bot: telebot.TeleBot, db: Database, settings: Settings, readers: Re
         reply(message, unblock_command(bot, db, readers, message.text))
 
 
-def language_keyboard(*extra: str) -> types.ReplyKeyboardMarkup:
-    markup = types.ReplyKeyboardMarkup(resize_keyboard=True, one_time_keyboard=not extra)
+def language_keyboard() -> types.ReplyKeyboardMarkup:
+    markup = types.ReplyKeyboardMarkup(resize_keyboard=True, one_time_keyboard=True)
     markup.row(*LANGUAGE_LABELS)
-    if extra:
-        markup.row(*extra)
     return markup

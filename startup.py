@@ -48,12 +48,13 @@ class StartupReport:
 def offsite_destinations(settings: Settings, bot=None, alert: Optional[Alert] = None) -> list[Destination]:
     """The destinations off this machine that the settings turn on."""
     found: list[Destination] = []
-    if settings.backup_chat_id is not None and settings.bot_token:
+    off = destinations_off(settings)  # the one rule for which are on
+    if "telegram" not in off:
         # The backup chat is the deployment's, not one person's: its captions are in DEFAULT_LANGUAGE.
         found.append(TelegramChat(bot or telegram_bot(settings), settings.backup_chat_id,
                                   official_api=official_api(settings), alert=alert,
                                   reader=Reader(settings.default_language, settings.time_zone)))
-    if settings.s3_bucket:
+    if "s3" not in off:
         from s3_destination import S3Bucket  # boto3 is only imported when S3 is used
         found.append(S3Bucket(settings.s3_bucket, settings.s3_prefix, settings.s3_endpoint_url))
     return found
@@ -61,7 +62,7 @@ def offsite_destinations(settings: Settings, bot=None, alert: Optional[Alert] = 
 
 def destinations_off(settings: Settings) -> dict[str, Text]:
     """Each destination off the machine the settings leave off, with the setting that turns it
-    on (the same rules as offsite_destinations)."""
+    on (offsite_destinations builds the others)."""
     off = {}
     missing = [] if settings.bot_token else ["BOT_TOKEN"]
     if settings.backup_chat_id is None:  # ADMIN_IDS stand in only while BACKUP_CHAT_ID is unset

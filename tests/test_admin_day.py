@@ -146,7 +146,9 @@ def test_the_system_overview_and_backups_one_line_each_with_their_places(fake, r
     written = query(bot, "SELECT count(*) FROM users")[0][0] - 2  # Ann and the admin were in the backup
     assert written == 2
     assert re.search(r"what was written since is lost, \d+ rows more now \(.*users \+2", offer), offer
-    press(fake, panel.CANCEL, "Cancelled")
+    seen = len(fake.messages(ADMIN_ID))
+    press(fake, panel.CANCEL, "Storage:")  # "Cancelled", then the 💾 Backup screen: its last answer
+    fake.wait_for_message(ADMIN_ID, "Cancelled; nothing changed.", after=seen)
     assert query(bot, "SELECT count(*) FROM users")[0][0] == 4  # nothing restored
 
     # ❌ Cancel right after ✅ Confirm restore: "nothing changed" is said only when it is true

@@ -279,6 +279,18 @@ def test_list_prints_each_backup_as_verify_and_restore_take_it_back(env, tmp_pat
     assert run(env, "verify", str(path)).stdout.startswith(f"ok: {path.name}: ")
 
 
+def verified_and_restored_on_an_empty_disk(env, tmp_path, reference):
+    """`reference` (DESTINATION:NAME, as `list` printed it) verifies and restores once the local
+    disk is gone, from that destination, with users 1 and 2."""
+    shutil.rmtree(tmp_path / "data")
+    verified = run(env, "verify", reference)
+    assert verified.returncode == 0 and "users 2" in verified.stdout, verified.stderr
+    restored = run(env, "restore", reference, "--yes")
+    destination = reference.split(":")[0]
+    assert restored.returncode == 0 and f"from {destination}" in restored.stdout, restored.stderr
+    assert users_in(tmp_path / "data" / "bot.db") == [1, 2]
+
+
 def test_a_backup_in_the_telegram_chat_is_verified_and_restored_by_what_list_prints(env, tmp_path):
     from fake_bot_api import FakeBotAPI
     with FakeBotAPI() as fake:
@@ -291,12 +303,7 @@ def test_a_backup_in_the_telegram_chat_is_verified_and_restored_by_what_list_pri
         assert LINE.match(listed.stdout.strip()) and reference.startswith("telegram:")
         assert reference.endswith("-manual.db.zst") and fake.token.split(":")[1] not in listed.stdout
 
-        shutil.rmtree(tmp_path / "data")  # an empty disk: only the chat has it
-        verified = run(env, "verify", reference)
-        assert verified.returncode == 0 and "users 2" in verified.stdout, verified.stderr
-        restored = run(env, "restore", reference, "--yes")
-        assert restored.returncode == 0 and "from telegram" in restored.stdout, restored.stderr
-        assert users_in(db_path) == [1, 2]
+        verified_and_restored_on_an_empty_disk(env, tmp_path, reference)  # only the chat has it
         one_line_error(run(env, "verify", reference.replace("manual", "change")),
                        "there is no backup '")
 
@@ -311,12 +318,7 @@ def test_a_backup_in_s3_is_verified_and_restored_by_what_list_prints(env, tmp_pa
     (reference,) = references(run(env, "list", "--from", "s3"))
     assert reference.startswith("s3:backup-") and s3_env not in reference  # the name, not the key
 
-    shutil.rmtree(tmp_path / "data")  # an empty disk: only the bucket has it
-    verified = run(env, "verify", reference)
-    assert verified.returncode == 0 and "users 2" in verified.stdout, verified.stderr
-    restored = run(env, "restore", reference, "--yes")
-    assert restored.returncode == 0 and "from s3" in restored.stdout, restored.stderr
-    assert users_in(db_path) == [1, 2]
+    verified_and_restored_on_an_empty_disk(env, tmp_path, reference)  # only the bucket has it
     one_line_error(run(env, "restore", f"s3:{s3_env}{reference.removeprefix('s3:')}", "--yes"),
                    "there is no backup '")  # the key with its prefix is no name
 

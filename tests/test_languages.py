@@ -14,8 +14,8 @@ from i18n import LANGUAGE_LABELS, Reader
 pytestmark = pytest.mark.e2e
 TEHRAN = ZoneInfo("Asia/Tehran")
 FA, EN = Reader("fa", TEHRAN), Reader("en", TEHRAN)
-PERSIAN, ENGLISH = (label for label, language in LANGUAGE_LABELS.items() if language == "fa"), "🌐 English"
-PERSIAN = next(PERSIAN)
+PERSIAN = next(label for label, language in LANGUAGE_LABELS.items() if language == "fa")
+ENGLISH = next(label for label, language in LANGUAGE_LABELS.items() if language == "en")
 USER, SWITCHER = 5151, 5252
 HELLO = ("Hello, {name}! You are registered; your Telegram user id is {id}. Send /help to see what I can "
          "do.")
