@@ -22,11 +22,11 @@ import logging
 import re
 import tempfile
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Optional
 
 import requests
 import telebot
@@ -72,21 +72,55 @@ KEYBOARDS = {
     "confirm": [[CONFIRM, CANCEL]],
     "fresh": [[CONFIRM_FRESH, CANCEL]],
 }
-PARENT = {"main": "main", "statistics": "main", "system": "main", "jobs": "system", "language": "main",
-          "backup": "system", "restore": "backup", "confirm": "restore", "fresh": "backup",
-          "users": "statistics", "found": "users", "card": "users", "block": "card", "unblock": "card",
-          "checking": "restore"}
-LABELS = (STATISTICS, SYSTEM, LANGUAGE, BACKUP, JOBS, BACK, CREATE, REFRESH, LIST, DOWNLOAD,
-          RESTORE, CONFIRM, CANCEL, START_FRESH, CONFIRM_FRESH, USERS, CHART, BLOCK, UNBLOCK,
-          CONFIRM_BLOCK, CONFIRM_UNBLOCK)
+PARENT = {
+    "main": "main",
+    "statistics": "main",
+    "system": "main",
+    "jobs": "system",
+    "language": "main",
+    "backup": "system",
+    "restore": "backup",
+    "confirm": "restore",
+    "fresh": "backup",
+    "users": "statistics",
+    "found": "users",
+    "card": "users",
+    "block": "card",
+    "unblock": "card",
+    "checking": "restore",
+}
+LABELS = (
+    STATISTICS,
+    SYSTEM,
+    LANGUAGE,
+    BACKUP,
+    JOBS,
+    BACK,
+    CREATE,
+    REFRESH,
+    LIST,
+    DOWNLOAD,
+    RESTORE,
+    CONFIRM,
+    CANCEL,
+    START_FRESH,
+    CONFIRM_FRESH,
+    USERS,
+    CHART,
+    BLOCK,
+    UNBLOCK,
+    CONFIRM_BLOCK,
+    CONFIRM_UNBLOCK,
+)
 
 
 @dataclass
 class Pending:
     """A verified backup waiting for ✅ Confirm restore."""
+
     source: Path | BackupInfo
     info: BackupInfo
-    scratch: Optional[tempfile.TemporaryDirectory] = None  # an uploaded file lives here
+    scratch: tempfile.TemporaryDirectory | None = None  # an uploaded file lives here
     others: list[BackupInfo] = field(default_factory=list)  # the backup's other copies
 
     def sources(self) -> list[Path | BackupInfo]:
@@ -100,18 +134,28 @@ class Pending:
 @dataclass
 class Place:
     """Where one admin is in the menus."""
+
     screen: str = "main"
-    choices: list[list[BackupInfo]] = field(default_factory=list)  # the restore list as shown: each backup's copies
-    pending: Optional[Pending] = None
-    user_id: Optional[int] = None  # whose card is open
+    choices: list[list[BackupInfo]] = field(
+        default_factory=list
+    )  # the restore list as shown: each backup's copies
+    pending: Pending | None = None
+    user_id: int | None = None  # whose card is open
     choice_labels: list[str] = field(default_factory=list)  # the restore list's buttons as shown
     restoring: bool = False  # a confirmed restore is running
 
 
 class AdminPanel:
-    def __init__(self, bot: telebot.TeleBot, db: Database, engine: BackupEngine,
-                 job_statuses: Callable[[], list], settings: Settings, readers: Readers,
-                 clock: Callable[[], datetime]):
+    def __init__(
+        self,
+        bot: telebot.TeleBot,
+        db: Database,
+        engine: BackupEngine,
+        job_statuses: Callable[[], list],
+        settings: Settings,
+        readers: Readers,
+        clock: Callable[[], datetime],
+    ):
         """job_statuses: the background jobs' statuses (tasks.JobRunner.statuses)."""
         self.bot, self.db, self.engine, self.job_statuses = bot, db, engine, job_statuses
         self.settings, self.readers, self.clock = settings, readers, clock
@@ -121,19 +165,36 @@ class AdminPanel:
         self.redact = Redactor(settings.secrets)
         self.work = ThreadPoolExecutor(max_workers=1, thread_name_prefix="admin-work")
         actions = {
-            STATISTICS: self.statistics, SYSTEM: self.system, BACKUP: self.backup_screen,
-            REFRESH: self.backup_screen, JOBS: self.jobs, BACK: self.back, CREATE: self.create,
-            LIST: self.list_backups, DOWNLOAD: self.download, RESTORE: self.restore_screen,
-            CONFIRM: self.confirm, CANCEL: self.cancel, START_FRESH: self.start_fresh,
-            CONFIRM_FRESH: self.confirm_fresh, LANGUAGE: self.language_screen,
-            USERS: self.users, CHART: self.chart, BLOCK: self.ask_block, UNBLOCK: self.ask_unblock,
-            CONFIRM_BLOCK: self.confirm_block, CONFIRM_UNBLOCK: self.confirm_unblock,
+            STATISTICS: self.statistics,
+            SYSTEM: self.system,
+            BACKUP: self.backup_screen,
+            REFRESH: self.backup_screen,
+            JOBS: self.jobs,
+            BACK: self.back,
+            CREATE: self.create,
+            LIST: self.list_backups,
+            DOWNLOAD: self.download,
+            RESTORE: self.restore_screen,
+            CONFIRM: self.confirm,
+            CANCEL: self.cancel,
+            START_FRESH: self.start_fresh,
+            CONFIRM_FRESH: self.confirm_fresh,
+            LANGUAGE: self.language_screen,
+            USERS: self.users,
+            CHART: self.chart,
+            BLOCK: self.ask_block,
+            UNBLOCK: self.ask_unblock,
+            CONFIRM_BLOCK: self.confirm_block,
+            CONFIRM_UNBLOCK: self.confirm_unblock,
         }
         # Every label in every language: one pressed in the language an admin just left, or
         # before a restart, still works.
-        self.actions = {Reader(language).gettext(label): action
-                        for label, action in actions.items() for language in LANGUAGES}
-        self.actions.update({label: self.choose_language for label in LANGUAGE_LABELS})
+        self.actions = {
+            Reader(language).gettext(label): action
+            for label, action in actions.items()
+            for language in LANGUAGES
+        }
+        self.actions.update(dict.fromkeys(LANGUAGE_LABELS, self.choose_language))
 
     # --- wiring ---
 
@@ -149,17 +210,22 @@ class AdminPanel:
         self.bot.register_message_handler(self.create, commands=["backup"], func=here)
         self.bot.register_message_handler(self.start_fresh_command, commands=["start_fresh"], func=here)
         self.bot.register_message_handler(self.language_screen, commands=["language"], func=here)
-        self.bot.register_message_handler(self.on_label, content_types=["text"],
-                                          func=lambda m: here(m) and self.is_label(m.text))
+        self.bot.register_message_handler(
+            self.on_label, content_types=["text"], func=lambda m: here(m) and self.is_label(m.text)
+        )
         self.bot.register_message_handler(self.on_document, content_types=["document"], func=here)
-        self.bot.register_message_handler(self.search, content_types=["text"],
-                                          func=lambda m: here(m) and self.searching(m))
+        self.bot.register_message_handler(
+            self.search, content_types=["text"], func=lambda m: here(m) and self.searching(m)
+        )
         elsewhere = self.elsewhere
-        self.bot.register_message_handler(self.only_in_private, commands=["admin", "backup", "start_fresh"],
-                                          func=elsewhere)
-        self.bot.register_message_handler(self.only_in_private, content_types=["text"],
-                                          func=lambda m: elsewhere(m) and self.is_label(m.text)
-                                          and m.text not in LANGUAGE_LABELS)
+        self.bot.register_message_handler(
+            self.only_in_private, commands=["admin", "backup", "start_fresh"], func=elsewhere
+        )
+        self.bot.register_message_handler(
+            self.only_in_private,
+            content_types=["text"],
+            func=lambda m: elsewhere(m) and self.is_label(m.text) and m.text not in LANGUAGE_LABELS,
+        )
 
     def close(self) -> None:
         self.work.shutdown(wait=False, cancel_futures=True)
@@ -172,13 +238,16 @@ class AdminPanel:
         """An admin in a group, a channel or a forum."""
         return is_admin(self.settings, message) and message.chat.type != "private"
 
-    def is_label(self, text: Optional[str]) -> bool:
+    def is_label(self, text: str | None) -> bool:
         return text in self.actions or bool(CHOICE.match(text or "") or USER_BUTTON.match(text or ""))
 
     def searching(self, message) -> bool:
         """Any other text on the 👥 Users screens is a search (a command is still a command)."""
-        return (self.place(message).screen in ("users", "found") and not self.is_label(message.text)
-                and not (message.text or "/").startswith("/"))
+        return (
+            self.place(message).screen in ("users", "found")
+            and not self.is_label(message.text)
+            and not (message.text or "/").startswith("/")
+        )
 
     def place(self, message) -> Place:
         return self.places.setdefault(message.from_user.id, Place())
@@ -196,7 +265,9 @@ class AdminPanel:
         self.place(message).screen = screen
         self.say(message, text, reply_markup=self.keyboard(message, screen))
 
-    def keyboard(self, message, screen: str, rows: Optional[list[list[str]]] = None) -> types.ReplyKeyboardMarkup:
+    def keyboard(
+        self, message, screen: str, rows: list[list[str]] | None = None
+    ) -> types.ReplyKeyboardMarkup:
         """The screen's labels in the admin's language; `rows` are shown as they are."""
         markup = types.ReplyKeyboardMarkup(resize_keyboard=True)
         for row in rows or self._labels(message, screen):
@@ -205,8 +276,10 @@ class AdminPanel:
 
     def _labels(self, message, screen: str) -> list[list[str]]:
         reader = self.reader(message)
-        labels = [[reader.gettext(label) for label in row]
-                  for row in KEYBOARDS.get(screen) or KEYBOARDS[PARENT[screen]]]
+        labels = [
+            [reader.gettext(label) for label in row]
+            for row in KEYBOARDS.get(screen) or KEYBOARDS[PARENT[screen]]
+        ]
         if screen == "backup" and self.engine.offsite_paused():
             labels.append([reader.gettext(START_FRESH)])
         return labels
@@ -230,8 +303,11 @@ class AdminPanel:
     # --- handlers ---
 
     def only_in_private(self, message) -> None:
-        self.say(message, Text("🔒 The admin panel works only in a private chat with me."),
-                 reply_markup=types.ReplyKeyboardRemove())
+        self.say(
+            message,
+            Text("🔒 The admin panel works only in a private chat with me."),
+            reply_markup=types.ReplyKeyboardRemove(),
+        )
 
     def open_panel(self, message) -> None:
         self.show(message, "main", Text("🛠 Admin panel"))
@@ -249,18 +325,32 @@ class AdminPanel:
         place = self.place(message)
         reader = self.reader(message)
         if place.screen not in ("restore", "checking"):  # checking: the last one failed, say
-            self.say(message, Text("To restore from a file, open {backup} → {restore} first, then send it.",
-                                   backup=Code(reader.gettext(BACKUP)), restore=Code(reader.gettext(RESTORE))))
+            self.say(
+                message,
+                Text(
+                    "To restore from a file, open {backup} → {restore} first, then send it.",
+                    backup=Code(reader.gettext(BACKUP)),
+                    restore=Code(reader.gettext(RESTORE)),
+                ),
+            )
             return
         document = message.document
         if (document.file_size or 0) > DOWNLOAD_LIMIT:
-            self.say(message, Text("❌ Telegram does not let bots download files over 20 MB. Restore it "
-                                   "on the server instead: {command}",
-                                   command=Code("python backup.py restore FILE")))
+            self.say(
+                message,
+                Text(
+                    "❌ Telegram does not let bots download files over 20 MB. Restore it "
+                    "on the server instead: {command}",
+                    command=Code("python backup.py restore FILE"),
+                ),
+            )
             return
         place.screen = "checking"
-        self.in_background(message, lambda: self._check_upload(message),
-                           Text("⏳ Checking {file}…", file=Code(document.file_name or "?")))
+        self.in_background(
+            message,
+            lambda: self._check_upload(message),
+            Text("⏳ Checking {file}…", file=Code(document.file_name or "?")),
+        )
 
     # --- screens ---
 
@@ -292,16 +382,26 @@ class AdminPanel:
         reader = self.reader(message)
         action = UNBLOCK if people.is_blocked(user, self.clock()) else BLOCK
         rows = [[reader.gettext(action)], [reader.gettext(BACK)]]
-        self.say(message, people.card(self.db, user, self.clock(), self.settings.default_language),
-                 reply_markup=self.keyboard(message, "card", rows))
+        self.say(
+            message,
+            people.card(self.db, user, self.clock(), self.settings.default_language),
+            reply_markup=self.keyboard(message, "card", rows),
+        )
 
     def ask_block(self, message) -> None:
         user = self._card_user(message)
         if user is not None:
-            self.show(message, "block", Text(
-                "Block {user} for {minutes} min? They are told until when. For another time or a reason: "
-                "/block {id} MINUTES REASON", user=people.name(user), minutes=self.settings.flood_block_minutes,
-                id=Code(str(user["user_id"]))))
+            self.show(
+                message,
+                "block",
+                Text(
+                    "Block {user} for {minutes} min? They are told until when. For another time or a reason: "
+                    "/block {id} MINUTES REASON",
+                    user=people.name(user),
+                    minutes=self.settings.flood_block_minutes,
+                    id=Code(str(user["user_id"])),
+                ),
+            )
 
     def ask_unblock(self, message) -> None:
         user = self._card_user(message)
@@ -311,8 +411,19 @@ class AdminPanel:
     def confirm_block(self, message) -> None:
         user = self._card_user(message)
         if user is not None:
-            self.say(message, moderation.block(self.bot, self.db, self.settings, self.readers, user["user_id"],
-                                               self.settings.flood_block_minutes, moderation.BY_ADMIN, self.clock()))
+            self.say(
+                message,
+                moderation.block(
+                    self.bot,
+                    self.db,
+                    self.settings,
+                    self.readers,
+                    user["user_id"],
+                    self.settings.flood_block_minutes,
+                    moderation.BY_ADMIN,
+                    self.clock(),
+                ),
+            )
             self.open_card(message, user["user_id"])
 
     def confirm_unblock(self, message) -> None:
@@ -321,7 +432,7 @@ class AdminPanel:
             self.say(message, moderation.unblock(self.bot, self.db, self.readers, user["user_id"]))
             self.open_card(message, user["user_id"])
 
-    def _card_user(self, message) -> Optional[dict]:
+    def _card_user(self, message) -> dict | None:
         """The user whose card is open; without one (a restart since), the 👥 Users screen."""
         user_id = self.place(message).user_id
         user = self.db.user(user_id) if user_id is not None else None
@@ -333,8 +444,11 @@ class AdminPanel:
     def chart(self, message) -> None:
         def job() -> None:
             counts = people.daily(self.db, self.clock().date(), self.settings.admin_ids)
-            caption = Text("📈 New users (blue bars) and active users (orange line) per day, the last {days} "
-                           "days (UTC days); admins left out.", days=len(counts.days))
+            caption = Text(
+                "📈 New users (blue bars) and active users (orange line) per day, the last {days} "
+                "days (UTC days); admins left out.",
+                days=len(counts.days),
+            )
             self.bot.send_photo(message.chat.id, chart.render(counts), caption=self.reader(message)(caption))
 
         self.in_background(message, job, Text("⏳ Drawing the chart…"))
@@ -342,53 +456,102 @@ class AdminPanel:
     # --- ⚙️ System ---
 
     def system(self, message) -> None:
-        self.show(message, "system", lines(Text("⚙️ System"), *self._overview_lines(self.reader(message)),
-                                           *self._updates_lines()))
+        self.show(
+            message,
+            "system",
+            lines(Text("⚙️ System"), *self._overview_lines(self.reader(message)), *self._updates_lines()),
+        )
 
     def _overview_lines(self, reader: Reader) -> list:
         storage, overview, now = self.db.storage, self.engine.overview(), self.clock()
-        found = [_storage_line(storage),
-                 Text("Database: {size}, schema version {version}", size=Size(self.db.size_bytes()),
-                      version=self.db.schema_version()),
-                 Text("Up for {age}, since {when}", age=now - self.started, when=self.started)]
-        newest, encryption = overview.newest, (Text("encrypted off the machine") if self.settings.backup_passphrase
-                                               else Text("not encrypted (BACKUP_PASSPHRASE is not set)"))
-        found.append(Text("Backups: newest {when} ({age} ago), {encryption}; next {next}", when=newest.created_at,
-                          age=now - newest.created_at, encryption=encryption, next=self._next_backup())
-                     if newest else Text("Backups: none yet, {encryption}", encryption=encryption))
-        found += [Text("{destination}: {state}", destination=Code(name), state=_destination_line(status))
-                  for name, status in overview.destinations.items()]
-        found += [Text("{destination}: {state}", destination=Code(name), state=why)
-                  for name, why in destinations_off(self.settings).items()]
+        found = [
+            _storage_line(storage),
+            Text(
+                "Database: {size}, schema version {version}",
+                size=Size(self.db.size_bytes()),
+                version=self.db.schema_version(),
+            ),
+            Text("Up for {age}, since {when}", age=now - self.started, when=self.started),
+        ]
+        newest, encryption = (
+            overview.newest,
+            (
+                Text("encrypted off the machine")
+                if self.settings.backup_passphrase
+                else Text("not encrypted (BACKUP_PASSPHRASE is not set)")
+            ),
+        )
+        found.append(
+            Text(
+                "Backups: newest {when} ({age} ago), {encryption}; next {next}",
+                when=newest.created_at,
+                age=now - newest.created_at,
+                encryption=encryption,
+                next=self._next_backup(),
+            )
+            if newest
+            else Text("Backups: none yet, {encryption}", encryption=encryption)
+        )
+        found += [
+            Text("{destination}: {state}", destination=Code(name), state=_destination_line(status))
+            for name, status in overview.destinations.items()
+        ]
+        found += [
+            Text("{destination}: {state}", destination=Code(name), state=why)
+            for name, why in destinations_off(self.settings).items()
+        ]
         if overview.paused:
-            found.append(Text("⏸ Backups stay on this machine until you choose {restore} or {fresh} under {backup}",
-                              restore=Code(reader.gettext(RESTORE)), fresh=Code(reader.gettext(START_FRESH)),
-                              backup=Code(reader.gettext(BACKUP))))
+            found.append(
+                Text(
+                    "⏸ Backups stay on this machine until you choose {restore} or {fresh} under {backup}",
+                    restore=Code(reader.gettext(RESTORE)),
+                    fresh=Code(reader.gettext(START_FRESH)),
+                    backup=Code(reader.gettext(BACKUP)),
+                )
+            )
         return found
 
     def _updates_lines(self) -> list[Text]:
         """How updates reach the bot, and what Telegram says about it (getWebhookInfo): the
         way to see that webhook mode works, or why it does not."""
         url = self.settings.webhook_url
-        mode = (Text("Updates: by webhook, to {url}", url=Code(url)) if url
-                else Text("Updates: by polling (getUpdates)"))
+        mode = (
+            Text("Updates: by webhook, to {url}", url=Code(url))
+            if url
+            else Text("Updates: by polling (getUpdates)")
+        )
         try:
             info = self.bot.get_webhook_info(timeout=10)
         except (telebot.apihelper.ApiException, requests.RequestException, ValueError) as error:
-            return [mode, Text("Telegram did not say how it delivers updates ({error}).",
-                               error=Code(type(error).__name__))]
-        found = [mode, Text("Updates waiting at Telegram: {count}",
-                            count=info.pending_update_count or 0)]
+            return [
+                mode,
+                Text(
+                    "Telegram did not say how it delivers updates ({error}).",
+                    error=Code(type(error).__name__),
+                ),
+            ]
+        found = [mode, Text("Updates waiting at Telegram: {count}", count=info.pending_update_count or 0)]
         if url and (info.url or "") != url:
-            found.append(Text("⚠️ Telegram sends updates to {url}, not to WEBHOOK_URL: not set yet, or refused",
-                              url=Code(info.url or "-")))
+            found.append(
+                Text(
+                    "⚠️ Telegram sends updates to {url}, not to WEBHOOK_URL: not set yet, or refused",
+                    url=Code(info.url or "-"),
+                )
+            )
         elif not url and info.url:
-            found.append(Text("⚠️ A webhook is set ({url}): polling gets nothing until it is deleted",
-                              url=Code(info.url)))
+            found.append(
+                Text(
+                    "⚠️ A webhook is set ({url}): polling gets nothing until it is deleted", url=Code(info.url)
+                )
+            )
         if info.last_error_date:
-            found.append(Text("Last delivery error: {error} ({when})",
-                              error=Code(str(info.last_error_message)[:200]),
-                              when=datetime.fromtimestamp(info.last_error_date, timezone.utc)))
+            found.append(
+                Text(
+                    "Last delivery error: {error} ({when})",
+                    error=Code(str(info.last_error_message)[:200]),
+                    when=datetime.fromtimestamp(info.last_error_date, UTC),
+                )
+            )
         return found
 
     def backup_screen(self, message) -> None:
@@ -398,19 +561,31 @@ class AdminPanel:
         reader = self.reader(message)
         parts = [Text("🩺 Jobs")]
         for job in self.job_statuses():
-            last = (Text("last run {when} ({seconds} s)", when=job.last_run, seconds=round(job.last_duration, 2))
-                    if job.last_run else Text("not run yet"))
-            parts += ["", Text("{job}: every {interval}", job=Code(job.name),
-                               interval=Code(reader.interval(job.interval_seconds))),
-                      Text("{last}; next {when}", last=last, when=job.next_run),
-                      Text("last error: {error}", error=Code(job.last_error)) if job.last_error
-                      else Text("last error: none")]
+            last = (
+                Text("last run {when} ({seconds} s)", when=job.last_run, seconds=round(job.last_duration, 2))
+                if job.last_run
+                else Text("not run yet")
+            )
+            parts += [
+                "",
+                Text(
+                    "{job}: every {interval}",
+                    job=Code(job.name),
+                    interval=Code(reader.interval(job.interval_seconds)),
+                ),
+                Text("{last}; next {when}", last=last, when=job.next_run),
+                Text("last error: {error}", error=Code(job.last_error))
+                if job.last_error
+                else Text("last error: none"),
+            ]
         self.show(message, "jobs", lines(*parts))
 
     def language_screen(self, message) -> None:
         self.place(message).screen = "language"
         labels = [list(LANGUAGE_LABELS), [self.reader(message).gettext(BACK)]]
-        self.say(message, Text("Choose your language:"), reply_markup=self.keyboard(message, "language", labels))
+        self.say(
+            message, Text("Choose your language:"), reply_markup=self.keyboard(message, "language", labels)
+        )
 
     def choose_language(self, message) -> None:
         self.readers.choose(message.from_user.id, LANGUAGE_LABELS[message.text])
@@ -423,36 +598,63 @@ class AdminPanel:
         if parent == "card" and place.user_id is not None:
             self.open_card(message, place.user_id)
             return
-        {"main": self.open_panel, "system": self.system, "backup": self.backup_screen,
-         "restore": self.restore_screen, "statistics": self.statistics, "users": self.users,
-         "card": self.users}[parent](message)
+        {
+            "main": self.open_panel,
+            "system": self.system,
+            "backup": self.backup_screen,
+            "restore": self.restore_screen,
+            "statistics": self.statistics,
+            "users": self.users,
+            "card": self.users,
+        }[parent](message)
 
-    def _next_backup(self) -> Optional[datetime]:
+    def _next_backup(self) -> datetime | None:
         """When the scheduled backup runs next (tasks.JobRunner); None without one."""
         return next((job.next_run for job in self.job_statuses() if job.name == "backup"), None)
 
     def backup_status(self):
-        parts = [Text("💾 Backup"), _storage_line(self.db.storage),
-                 Text("Database: {size}, schema version {version}", size=Size(self.db.size_bytes()),
-                      version=self.db.schema_version())]
-        parts += [Text("{table}: {rows}", table=Code(table), rows=rows)
-                  for table, rows in self.db.table_row_counts().items()]
+        parts = [
+            Text("💾 Backup"),
+            _storage_line(self.db.storage),
+            Text(
+                "Database: {size}, schema version {version}",
+                size=Size(self.db.size_bytes()),
+                version=self.db.schema_version(),
+            ),
+        ]
+        parts += [
+            Text("{table}: {rows}", table=Code(table), rows=rows)
+            for table, rows in self.db.table_row_counts().items()
+        ]
         overview = self.engine.overview()
         newest = overview.newest
         if newest:
-            parts.append(Text("Newest backup: {when} ({age} ago), {size}, {reason}", when=newest.created_at,
-                              age=self.clock() - newest.created_at, size=Size(newest.size),
-                              reason=shown_reason(newest.reason)))
+            parts.append(
+                Text(
+                    "Newest backup: {when} ({age} ago), {size}, {reason}",
+                    when=newest.created_at,
+                    age=self.clock() - newest.created_at,
+                    size=Size(newest.size),
+                    reason=shown_reason(newest.reason),
+                )
+            )
         else:
             parts.append(Text("Newest backup: none yet"))
         for name, status in overview.destinations.items():
-            parts.append(Text("{destination}: {state}", destination=Code(name), state=_destination_line(status)))
+            parts.append(
+                Text("{destination}: {state}", destination=Code(name), state=_destination_line(status))
+            )
         parts.append(Text("Local backups kept: {kept} of {keep}", kept=overview.kept, keep=overview.keep))
         if self._next_backup() is not None:
             parts.append(Text("Next scheduled backup: {when}", when=self._next_backup()))
         if overview.paused:
-            parts.append(Text("⏸ Copies stay on this machine: the bot started on an empty database although "
-                              "backups may exist off the machine ({why}).", why=Code(overview.paused)))
+            parts.append(
+                Text(
+                    "⏸ Copies stay on this machine: the bot started on an empty database although "
+                    "backups may exist off the machine ({why}).",
+                    why=Code(overview.paused),
+                )
+            )
         return lines(*parts)
 
     # --- backup actions ---
@@ -460,12 +662,19 @@ class AdminPanel:
     def create(self, message) -> None:
         def job() -> None:
             result = self.engine.create("manual")
-            parts = [Text("✅ Backup {name}: {size} in {seconds} s; stored in {places}",
-                          name=Code(result.info.name), size=Size(result.info.size),
-                          seconds=round(result.seconds, 1),
-                          places=Code(", ".join(i.destination for i in result.stored)))]
-            parts += [Text("⚠️ not in {destination}: {error}", destination=Code(name), error=Code(error))
-                      for name, error in result.failures.items()]
+            parts = [
+                Text(
+                    "✅ Backup {name}: {size} in {seconds} s; stored in {places}",
+                    name=Code(result.info.name),
+                    size=Size(result.info.size),
+                    seconds=round(result.seconds, 1),
+                    places=Code(", ".join(i.destination for i in result.stored)),
+                )
+            ]
+            parts += [
+                Text("⚠️ not in {destination}: {error}", destination=Code(name), error=Code(error))
+                for name, error in result.failures.items()
+            ]
             self.say(message, lines(*parts))
 
         self.place(message).screen = "backup"
@@ -476,10 +685,14 @@ class AdminPanel:
             listing = self.engine.listing()
             backups = _by_backup(listing.backups)[:20]
             parts = [Text("🗂 Backups, newest first:") if backups else Text("🗂 No backups yet.")]
-            parts += [Text("{number}. {backup}", number=n, backup=_describe(copies))
-                      for n, copies in enumerate(backups, start=1)]
-            parts += [Text("⚠️ {destination}: {error}", destination=Code(u.destination), error=Code(u.error))
-                      for u in listing.unreachable]
+            parts += [
+                Text("{number}. {backup}", number=n, backup=_describe(copies))
+                for n, copies in enumerate(backups, start=1)
+            ]
+            parts += [
+                Text("⚠️ {destination}: {error}", destination=Code(u.destination), error=Code(u.error))
+                for u in listing.unreachable
+            ]
             self.say(message, lines(*parts))
 
         self.in_background(message, job, Text("⏳ Asking every destination…"))
@@ -488,13 +701,22 @@ class AdminPanel:
         def job() -> None:
             with self.engine.exported_newest() as exported:
                 if exported is None:
-                    self.say(message, Text("No backup yet: press {create}.",
-                                           create=Code(self.reader(message).gettext(CREATE))))
+                    self.say(
+                        message,
+                        Text(
+                            "No backup yet: press {create}.",
+                            create=Code(self.reader(message).gettext(CREATE)),
+                        ),
+                    )
                     return
                 path, info = exported
                 with open(path, "rb") as document:
-                    self.bot.send_document(message.chat.id, document, visible_file_name=info.name,
-                                           caption=self.reader(message)(Text("📥 {backup}", backup=_describe([info]))))
+                    self.bot.send_document(
+                        message.chat.id,
+                        document,
+                        visible_file_name=info.name,
+                        caption=self.reader(message)(Text("📥 {backup}", backup=_describe([info]))),
+                    )
 
         self.in_background(message, job, Text("⏳ Preparing the newest backup…"))
 
@@ -510,12 +732,17 @@ class AdminPanel:
             place.choices = _by_backup(self.engine.listing().backups)[:10]
             rows = [[f"♻️ {n}: " + reader(_short(copies))] for n, copies in enumerate(place.choices, start=1)]
             place.choice_labels = [row[0] for row in rows]
-            text = (Text("♻️ Restore: choose a backup, or send a backup file here as a document.")
-                    if place.choices else
-                    Text("♻️ Restore: no backups found. Send a backup file here as a document."))
+            text = (
+                Text("♻️ Restore: choose a backup, or send a backup file here as a document.")
+                if place.choices
+                else Text("♻️ Restore: no backups found. Send a backup file here as a document.")
+            )
             # An admin who went elsewhere while we listed keeps the keyboard they are at.
-            keyboard = (self.keyboard(message, "restore", rows + [[reader.gettext(BACK)]])
-                        if place.screen == "restore" else None)
+            keyboard = (
+                self.keyboard(message, "restore", [*rows, [reader.gettext(BACK)]])
+                if place.screen == "restore"
+                else None
+            )
             self.say(message, text, reply_markup=keyboard)
 
         self.in_background(message, job, Text("⏳ Looking for backups…"))
@@ -559,16 +786,33 @@ class AdminPanel:
         if moved_on:
             if scratch is not None:
                 scratch.cleanup()
-            self.say(message, Text("The backup you chose was checked, but you had moved on: choose it "
-                                   "again to restore it."))
+            self.say(
+                message,
+                Text(
+                    "The backup you chose was checked, but you had moved on: choose it again to restore it."
+                ),
+            )
             return
         live = self.db.table_row_counts()
-        parts = [Text("This backup: {when}, {reason}, schema version {version} (live: {live})",
-                      when=info.created_at, reason=shown_reason(info.reason), version=info.schema_version,
-                      live=self.db.schema_version()), Text("rows: backup / live now")]
-        parts += [Text("{table}: {backup} / {live}", table=Code(table), backup=info.row_counts.get(table, 0),
-                       live=live.get(table, 0))
-                  for table in sorted(set(info.row_counts) | set(live))]
+        parts = [
+            Text(
+                "This backup: {when}, {reason}, schema version {version} (live: {live})",
+                when=info.created_at,
+                reason=shown_reason(info.reason),
+                version=info.schema_version,
+                live=self.db.schema_version(),
+            ),
+            Text("rows: backup / live now"),
+        ]
+        parts += [
+            Text(
+                "{table}: {backup} / {live}",
+                table=Code(table),
+                backup=info.row_counts.get(table, 0),
+                live=live.get(table, 0),
+            )
+            for table in sorted(set(info.row_counts) | set(live))
+        ]
         parts.append(_what_is_lost(info, live, self.clock()))
         parts.append(Text("A safety backup of the live data is taken first. Restore it?"))
         place.screen = "confirm"
@@ -592,13 +836,23 @@ class AdminPanel:
             finally:
                 pending.discard()
                 place.restoring = False
-            self.show(message, "backup", Text("✅ Restored {name} ({rows} rows). A pre-restore backup of "
-                                              "the previous data was kept.", name=Code(info.name),
-                                              rows=info.total_rows))
+            self.show(
+                message,
+                "backup",
+                Text(
+                    "✅ Restored {name} ({rows} rows). A pre-restore backup of the previous data was kept.",
+                    name=Code(info.name),
+                    rows=info.total_rows,
+                ),
+            )
 
         # The confirm keyboard goes: a ❌ Cancel now could not stop what has begun.
-        self.in_background(message, job, Text("⏳ Taking a safety backup, then restoring…"),
-                           reply_markup=types.ReplyKeyboardRemove())
+        self.in_background(
+            message,
+            job,
+            Text("⏳ Taking a safety backup, then restoring…"),
+            reply_markup=types.ReplyKeyboardRemove(),
+        )
 
     def cancel(self, message) -> None:
         place = self.place(message)
@@ -629,10 +883,16 @@ class AdminPanel:
         if not paused:
             self.show(message, "backup", Text("Backups already leave the machine as usual."))
             return
-        self.show(message, "fresh", Text(
-            "The bot started on an empty database although backups may exist off the machine ({why}).\n"
-            "Restore a backup instead if you can. Starting fresh keeps the current database, and the "
-            "next backup replaces the pinned one off the machine.", why=Code(paused)))
+        self.show(
+            message,
+            "fresh",
+            Text(
+                "The bot started on an empty database although backups may exist off the machine ({why}).\n"
+                "Restore a backup instead if you can. Starting fresh keeps the current database, and the "
+                "next backup replaces the pinned one off the machine.",
+                why=Code(paused),
+            ),
+        )
 
     def start_fresh_command(self, message) -> None:
         """/start_fresh, named in the startup alert; /start_fresh YES confirms without the menu."""
@@ -676,41 +936,66 @@ def _places(copies: list[BackupInfo]) -> Code:
 
 def _short(copies: list[BackupInfo]) -> Text:
     info = copies[0]
-    return Text("{when} {reason} ({destination})", when=info.created_at, reason=shown_reason(info.reason),
-                destination=_places(copies))
+    return Text(
+        "{when} {reason} ({destination})",
+        when=info.created_at,
+        reason=shown_reason(info.reason),
+        destination=_places(copies),
+    )
 
 
 def _describe(copies: list[BackupInfo]) -> Text:
     info = copies[0]
-    return Text("{when}, {reason}, {size}, {users} users; in {places}", when=info.created_at,
-                reason=shown_reason(info.reason), size=Size(info.size), users=info.row_counts.get("users", 0),
-                places=_places(copies))
+    return Text(
+        "{when}, {reason}, {size}, {users} users; in {places}",
+        when=info.created_at,
+        reason=shown_reason(info.reason),
+        size=Size(info.size),
+        users=info.row_counts.get("users", 0),
+        places=_places(copies),
+    )
 
 
 def _what_is_lost(info: BackupInfo, live: dict[str, int], now: datetime) -> Text:
     """What restoring `info` undoes: everything since it was taken. Rows counts show what was
     added; changes to existing rows (a block, a language) cannot be counted, so they are named."""
-    more = {table: rows - info.row_counts.get(table, 0) for table, rows in live.items()
-            if rows > info.row_counts.get(table, 0)}
+    more = {
+        table: rows - info.row_counts.get(table, 0)
+        for table, rows in live.items()
+        if rows > info.row_counts.get(table, 0)
+    }
     if not more:
-        return Text("⚠️ Taken {age} ago. Restoring brings back the data as it was then: changes since "
-                    "(blocks, language choices, activity) are lost.", age=now - info.created_at)
-    return Text("⚠️ Taken {age} ago. Restoring brings back the data as it was then: what was written "
-                "since is lost, {rows} rows more now ({tables}), and changes to existing rows (blocks, "
-                "language choices).", age=now - info.created_at, rows=sum(more.values()),
-                tables=Code(", ".join(f"{table} +{n}" for table, n in sorted(more.items()))))
+        return Text(
+            "⚠️ Taken {age} ago. Restoring brings back the data as it was then: changes since "
+            "(blocks, language choices, activity) are lost.",
+            age=now - info.created_at,
+        )
+    return Text(
+        "⚠️ Taken {age} ago. Restoring brings back the data as it was then: what was written "
+        "since is lost, {rows} rows more now ({tables}), and changes to existing rows (blocks, "
+        "language choices).",
+        age=now - info.created_at,
+        rows=sum(more.values()),
+        tables=Code(", ".join(f"{table} +{n}" for table, n in sorted(more.items()))),
+    )
 
 
 def _storage_line(storage) -> Text:
     if storage.in_memory:
-        return Text("⚠️ Storage: IN-MEMORY ({reason}): data is lost when the bot stops", reason=Code(storage.reason))
+        return Text(
+            "⚠️ Storage: IN-MEMORY ({reason}): data is lost when the bot stops", reason=Code(storage.reason)
+        )
     return Text("Storage: {path}", path=Code(storage.path))
 
 
 def _destination_line(status) -> Text:
     if status.failing:
-        return Text("❌ failing since {since}: {error} (last tried {when})", since=status.failing_since,
-                    error=Code(status.last_error), when=status.last_error_at)
+        return Text(
+            "❌ failing since {since}: {error} (last tried {when})",
+            since=status.failing_since,
+            error=Code(status.last_error),
+            when=status.last_error_at,
+        )
     if status.last_success:
         return Text("✅ last stored {when}", when=status.last_success)
     return Text("no backup stored yet since the bot started")

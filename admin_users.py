@@ -9,8 +9,8 @@ right-to-left text, direction controls dropped) and cut short on a button.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
-from typing import Sequence
 
 import chart
 from database import Database, parse_timestamp
@@ -26,11 +26,13 @@ LANGUAGE_NAMES = {"en": N_("English"), "fa": N_("Persian")}
 
 def statistics(db: Database, now: datetime, admins: Sequence[int]) -> Joined:
     stats = db.user_statistics(now, admins)
-    return lines(Text("📊 Statistics"),
-                 Text("Users: {count} ({new} new in the last 24 hours)", count=stats["users"], new=stats["new"]),
-                 Text("Blocked now: {count}", count=stats["blocked"]),
-                 Text("Actions in the last 24 hours: {count}", count=stats["actions"]),
-                 Text("Admins' own actions, not counted above: {count}", count=stats["admin_actions"]))
+    return lines(
+        Text("📊 Statistics"),
+        Text("Users: {count} ({new} new in the last 24 hours)", count=stats["users"], new=stats["new"]),
+        Text("Blocked now: {count}", count=stats["blocked"]),
+        Text("Actions in the last 24 hours: {count}", count=stats["actions"]),
+        Text("Admins' own actions, not counted above: {count}", count=stats["admin_actions"]),
+    )
 
 
 def overview(db: Database, now: datetime, admins: Sequence[int]) -> tuple[Joined, list[dict]]:
@@ -41,14 +43,26 @@ def overview(db: Database, now: datetime, admins: Sequence[int]) -> tuple[Joined
     more_blocked = len(blocked) > BLOCKED_SHOWN and db.user_statistics(now, admins)["blocked"] - BLOCKED_SHOWN
     blocked = blocked[:BLOCKED_SHOWN]
     parts: list = [Text("👥 Users"), "", Text("Newest:")]
-    parts += [Text("• {user}, first seen {when}", user=name(u), when=parse_timestamp(u["first_seen"])) for u in newest]
+    parts += [
+        Text("• {user}, first seen {when}", user=name(u), when=parse_timestamp(u["first_seen"]))
+        for u in newest
+    ]
     parts += ["", Text("Most active in the last {days} days:", days=ACTIVE_DAYS)]
     parts += [Text("• {user}: {count} actions", user=name(u), count=u["actions"]) for u in active]
     parts += ["", Text("Blocked now:") if blocked else Text("Nobody is blocked now.")]
-    parts += [Text("• {user}, until {when} ({reason})", user=name(u), when=parse_timestamp(u["blocked_until"]),
-                   reason=reason_text(u["block_reason"])) for u in blocked]
+    parts += [
+        Text(
+            "• {user}, until {when} ({reason})",
+            user=name(u),
+            when=parse_timestamp(u["blocked_until"]),
+            reason=reason_text(u["block_reason"]),
+        )
+        for u in blocked
+    ]
     if more_blocked:
-        parts.append(Text("…and {count} more, who end later: search for them by id or name.", count=more_blocked))
+        parts.append(
+            Text("…and {count} more, who end later: search for them by id or name.", count=more_blocked)
+        )
     parts += ["", Text("To find someone, send their id, @username or a part of their name.")]
     listed = {u["user_id"]: u for u in [*newest, *active, *blocked]}
     return lines(*parts), list(listed.values())
@@ -56,7 +70,9 @@ def overview(db: Database, now: datetime, admins: Sequence[int]) -> tuple[Joined
 
 def found(users: list[dict], query: str) -> Text:
     if not users:
-        return Text("Nobody matches {query}. Send an id, @username or a part of a name.", query=Code(query[:64]))
+        return Text(
+            "Nobody matches {query}. Send an id, @username or a part of a name.", query=Code(query[:64])
+        )
     return Text("Found {count}: press one to open their card.", count=len(users))
 
 
@@ -67,13 +83,26 @@ def card(db: Database, user: dict, now: datetime, default_language: str) -> Join
     return lines(
         Text("👤 {user}", user=name(user)),
         Text("Id: {id}", id=Code(str(user["user_id"]))),
-        Text("First seen {first}; last seen {last}", first=parse_timestamp(user["first_seen"]),
-             last=parse_timestamp(user["last_seen"])),
+        Text(
+            "First seen {first}; last seen {last}",
+            first=parse_timestamp(user["first_seen"]),
+            last=parse_timestamp(user["last_seen"]),
+        ),
         Text("Language: {language}", language=Text(LANGUAGE_NAMES[language])),
-        Text("Actions in the last {days} days: {actions} (active on {active} of them)", days=CARD_DAYS,
-             actions=actions, active=days),
-        Text("🚫 Blocked until {when} ({reason})", when=parse_timestamp(user["blocked_until"]),
-             reason=reason_text(user["block_reason"])) if is_blocked(user, now) else Text("Not blocked."))
+        Text(
+            "Actions in the last {days} days: {actions} (active on {active} of them)",
+            days=CARD_DAYS,
+            actions=actions,
+            active=days,
+        ),
+        Text(
+            "🚫 Blocked until {when} ({reason})",
+            when=parse_timestamp(user["blocked_until"]),
+            reason=reason_text(user["block_reason"]),
+        )
+        if is_blocked(user, now)
+        else Text("Not blocked."),
+    )
 
 
 def is_blocked(user: dict, now: datetime) -> bool:
@@ -83,7 +112,9 @@ def is_blocked(user: dict, now: datetime) -> bool:
 
 def name(user: dict) -> Code:
     """'Ann (@ann) 12345': what people call them, and the id that /block takes."""
-    shown = " ".join(filter(None, [user.get("first_name"), f"(@{user['username']})" if user.get("username") else None]))
+    shown = " ".join(
+        filter(None, [user.get("first_name"), f"(@{user['username']})" if user.get("username") else None])
+    )
     return Code(f"{shown[:48]} · {user['user_id']}" if shown else str(user["user_id"]))
 
 
@@ -98,5 +129,8 @@ def daily(db: Database, today: date, admins: Sequence[int], days: int = CARD_DAY
     first = today - timedelta(days=days - 1)
     new, active = db.daily_counts(first, today, admins)
     span = tuple(first + timedelta(days=n) for n in range(days))
-    return chart.DailyCounts(span, tuple(new.get(d.isoformat(), 0) for d in span),
-                             tuple(active.get(d.isoformat(), 0) for d in span))
+    return chart.DailyCounts(
+        span,
+        tuple(new.get(d.isoformat(), 0) for d in span),
+        tuple(active.get(d.isoformat(), 0) for d in span),
+    )

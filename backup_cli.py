@@ -7,8 +7,8 @@ import argparse
 import os
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import database
 import human
@@ -20,7 +20,7 @@ from database import Database
 from destinations import DestinationError, LocalFolder
 from engine import STEP_PAGES, BackupEngine
 from logs import Redactor, setup_logging
-from sealing import SealError, Sealer
+from sealing import Sealer, SealError
 from startup import destinations_off, offsite_destinations
 
 WHERE = ("local", "telegram", "s3")
@@ -28,8 +28,7 @@ WHERE = ("local", "telegram", "s3")
 # is matched loosely (any word) so that a mistyped destination is told as such, not as a file.
 REFERENCE = re.compile(r"([a-z][a-z0-9_-]*):(.*)", re.DOTALL)
 SHOWN_LENGTH = 100  # characters of a person's argument repeated in an error line
-BACKUP_HELP = ("a backup as `list` prints it (local:NAME, telegram:NAME, s3:NAME), or a backup "
-               "file's path")
+BACKUP_HELP = "a backup as `list` prints it (local:NAME, telegram:NAME, s3:NAME), or a backup file's path"
 
 
 class _ReaderGone(Exception):
@@ -42,7 +41,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {_one_line(message)} (see --help)\n")
 
 
-def cli(argv: Optional[Sequence[str]] = None) -> int:
+def cli(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_settings(require_token=False)
@@ -88,8 +87,9 @@ def _reader_gone() -> int:
 def _one_line(text: str) -> str:
     """`text` with line breaks and other control characters escaped: an error is one line, and
     what a person (or a file's name) put in it cannot move the terminal's cursor."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode()
-                   for c in text)
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode() for c in text
+    )
 
 
 def _shown(text: str) -> str:
@@ -98,45 +98,79 @@ def _shown(text: str) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python backup.py", description=(
-        "Back up and restore the bot's database (DB_PATH) without the bot. BOT_TOKEN is needed "
-        "only to reach the Telegram chat."))
+    parser = _Parser(
+        prog="python backup.py",
+        description=(
+            "Back up and restore the bot's database (DB_PATH) without the bot. BOT_TOKEN is needed "
+            "only to reach the Telegram chat."
+        ),
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _command(commands, "create", _create, "take a backup now",
-             "Take a backup of DB_PATH now (also while the bot runs) into BACKUP_DIR and every "
-             "off-site destination.")
-    _command(commands, "list", _list, "list the backups, newest first",
-             "List the backups of every destination, newest first: time, reason, size, rows, and "
-             "the backup as DESTINATION:NAME, which verify and restore take.", where=True)
-    verify = _command(commands, "verify", _verify, "check a backup completely",
-                      "Check a backup: checksum, full integrity check, tables, schema version. "
-                      "Default: the newest.", where=True)
+    _command(
+        commands,
+        "create",
+        _create,
+        "take a backup now",
+        "Take a backup of DB_PATH now (also while the bot runs) into BACKUP_DIR and every "
+        "off-site destination.",
+    )
+    _command(
+        commands,
+        "list",
+        _list,
+        "list the backups, newest first",
+        "List the backups of every destination, newest first: time, reason, size, rows, and "
+        "the backup as DESTINATION:NAME, which verify and restore take.",
+        where=True,
+    )
+    verify = _command(
+        commands,
+        "verify",
+        _verify,
+        "check a backup completely",
+        "Check a backup: checksum, full integrity check, tables, schema version. Default: the newest.",
+        where=True,
+    )
     verify.add_argument("file", nargs="?", metavar="BACKUP", help=f"{BACKUP_HELP}; default: the newest")
-    restore = _command(commands, "restore", _restore, "replace the database with a backup",
-                       "Verify a backup, take a 'pre-restore' safety backup, then replace DB_PATH's "
-                       "data with it. Refused while the bot runs.", where=True)
+    restore = _command(
+        commands,
+        "restore",
+        _restore,
+        "replace the database with a backup",
+        "Verify a backup, take a 'pre-restore' safety backup, then replace DB_PATH's "
+        "data with it. Refused while the bot runs.",
+        where=True,
+    )
     restore.add_argument("source", metavar="BACKUP|latest", help=f"{BACKUP_HELP}, or 'latest'")
     restore.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    decrypt = _command(commands, "decrypt", _decrypt, "decrypt an encrypted backup file",
-                       "Decrypt a backup that left the machine encrypted (NAME.db.zst.sealed) with "
-                       "BACKUP_PASSPHRASE, into a .db.zst file that `zstd -d` opens.")
+    decrypt = _command(
+        commands,
+        "decrypt",
+        _decrypt,
+        "decrypt an encrypted backup file",
+        "Decrypt a backup that left the machine encrypted (NAME.db.zst.sealed) with "
+        "BACKUP_PASSPHRASE, into a .db.zst file that `zstd -d` opens.",
+    )
     decrypt.add_argument("file", help="an encrypted backup file")
     decrypt.add_argument("-o", "--output", help="where to write it (default: FILE without .sealed)")
     return parser
 
 
-def _command(commands, name: str, run, summary: str, description: str,
-             where: bool = False) -> argparse.ArgumentParser:
+def _command(
+    commands, name: str, run, summary: str, description: str, where: bool = False
+) -> argparse.ArgumentParser:
     command = commands.add_parser(name, help=summary, description=description)
     command.set_defaults(run=run)
     if where:
-        command.add_argument("--from", dest="where", choices=WHERE,
-                             help="only this destination (default: all of them)")
+        command.add_argument(
+            "--from", dest="where", choices=WHERE, help="only this destination (default: all of them)"
+        )
     return command
 
 
-def _engine(settings: Settings, db: Optional[Database] = None, where: Optional[str] = None,
-            **options) -> BackupEngine:
+def _engine(
+    settings: Settings, db: Database | None = None, where: str | None = None, **options
+) -> BackupEngine:
     """The engine with every destination the settings turn on; refused when `where` is not one
     of them (else an unconfigured destination would read as one without backups)."""
     offsite = offsite_destinations(settings)
@@ -168,8 +202,10 @@ def _create(settings: Settings, args) -> int:
         if lock:
             lock.release()
     where = ", ".join(info.destination for info in result.stored)
-    _out(f"created {result.info.location}: {human.size(result.info.size)}, {result.info.total_rows} rows, "
-         f"{result.seconds:.2f} s; stored in {where}")
+    _out(
+        f"created {result.info.location}: {human.size(result.info.size)}, {result.info.total_rows} rows, "
+        f"{result.seconds:.2f} s; stored in {where}"
+    )
     for name, error in result.failures.items():
         print(_one_line(Redactor(settings.secrets)(f"not stored in {name}: {error}")), file=sys.stderr)
     return 0
@@ -178,13 +214,19 @@ def _create(settings: Settings, args) -> int:
 def _list(settings: Settings, args) -> int:
     listing = _engine(settings, where=args.where).listing(only=args.where)
     for unreachable in listing.unreachable:
-        print(_one_line(Redactor(settings.secrets)(f"cannot list {unreachable.destination}: {unreachable.error}")),
-              file=sys.stderr)
+        print(
+            _one_line(
+                Redactor(settings.secrets)(f"cannot list {unreachable.destination}: {unreachable.error}")
+            ),
+            file=sys.stderr,
+        )
     if not listing.backups:
         _out("no backups found")
     for info in listing.backups:
-        _out(f"{info.created_at:%Y-%m-%d %H:%M:%S} UTC  {info.reason:<11}  {human.size(info.size):>9}  "
-             f"{info.total_rows:>9} rows  {_reference_of(info)}")
+        _out(
+            f"{info.created_at:%Y-%m-%d %H:%M:%S} UTC  {info.reason:<11}  {human.size(info.size):>9}  "
+            f"{info.total_rows:>9} rows  {_reference_of(info)}"
+        )
     return 0
 
 
@@ -198,8 +240,10 @@ def _verify(settings: Settings, args) -> int:
     engine, source = _source(settings, args.file, args.where)
     info = engine.verify(source, thorough=True)
     tables = ", ".join(f"{name} {rows}" for name, rows in info.row_counts.items())
-    _out(f"ok: {info.name}: {info.created_at:%Y-%m-%d %H:%M:%S} UTC, {info.reason}, "
-         f"schema version {info.schema_version}, rows: {tables}")
+    _out(
+        f"ok: {info.name}: {info.created_at:%Y-%m-%d %H:%M:%S} UTC, {info.reason}, "
+        f"schema version {info.schema_version}, rows: {tables}"
+    )
     return 0
 
 
@@ -224,8 +268,10 @@ def _restore(settings: Settings, args) -> int:
             db.close()
     finally:
         lock.release()
-    _out(f"restored {restored.name} from {restored.destination} "
-         f"({restored.created_at:%Y-%m-%d %H:%M:%S} UTC, {restored.total_rows} rows) into {settings.db_path}")
+    _out(
+        f"restored {restored.name} from {restored.destination} "
+        f"({restored.created_at:%Y-%m-%d %H:%M:%S} UTC, {restored.total_rows} rows) into {settings.db_path}"
+    )
     return 0
 
 
@@ -233,8 +279,11 @@ def _decrypt(settings: Settings, args) -> int:
     if not settings.backup_passphrase:
         raise BackupError("set BACKUP_PASSPHRASE to the passphrase the backup was encrypted with")
     source = Path(args.file)
-    target = Path(args.output) if args.output else source.with_name(
-        source.name.removesuffix(".sealed").removesuffix(".age"))
+    target = (
+        Path(args.output)
+        if args.output
+        else source.with_name(source.name.removesuffix(".sealed").removesuffix(".age"))
+    )
     if target == source or target.exists():
         raise BackupError(f"{target} exists already: name another one with -o")
     try:
@@ -257,8 +306,9 @@ def _open_existing(path: str) -> Database:
     return db
 
 
-def _source(settings: Settings, text: Optional[str],
-            where: Optional[str]) -> tuple[BackupEngine, Path | BackupInfo]:
+def _source(
+    settings: Settings, text: str | None, where: str | None
+) -> tuple[BackupEngine, Path | BackupInfo]:
     """The backup a person named and an engine that reaches it: the newest (None), a backup as
     `list` prints it (DESTINATION:NAME), or a backup file's path."""
     reference = None if text is None else _reference(text)
@@ -272,7 +322,7 @@ def _source(settings: Settings, text: Optional[str],
     return engine, _listed(engine, destination, name)
 
 
-def _reference(text: str) -> Optional[tuple[str, str]]:
+def _reference(text: str) -> tuple[str, str] | None:
     """(destination, name) when `text` is DESTINATION:NAME; None when it is a file's path. An
     existing file whose name only looks like one (notes:1) stays a file."""
     match = REFERENCE.fullmatch(text)
@@ -283,8 +333,10 @@ def _reference(text: str) -> Optional[tuple[str, str]]:
         return destination, name
     if os.path.exists(text):
         return None
-    raise BackupError(f"unknown destination {_shown(destination)} in {_shown(text)}: name a backup as "
-                      f"`python backup.py list` prints it (local:NAME, telegram:NAME, s3:NAME), or a file")
+    raise BackupError(
+        f"unknown destination {_shown(destination)} in {_shown(text)}: name a backup as "
+        f"`python backup.py list` prints it (local:NAME, telegram:NAME, s3:NAME), or a file"
+    )
 
 
 def _listed(engine: BackupEngine, destination: str, name: str) -> BackupInfo:
@@ -296,23 +348,28 @@ def _listed(engine: BackupEngine, destination: str, name: str) -> BackupInfo:
         return found
     if listing.unreachable:
         raise BackupError(f"cannot look for {_shown(name)} in {destination}: {listing.unreachable[0].error}")
-    raise BackupError(f"there is no backup {_shown(name)} in {destination}: "
-                      f"`python backup.py list --from {destination}` shows those there")
+    raise BackupError(
+        f"there is no backup {_shown(name)} in {destination}: "
+        f"`python backup.py list --from {destination}` shows those there"
+    )
 
 
-def _newest(engine: BackupEngine, where: Optional[str]) -> BackupInfo:
+def _newest(engine: BackupEngine, where: str | None) -> BackupInfo:
     listing = engine.listing(only=where)
     backups = listing.backups
     if not backups:
         problems = "; ".join(f"{u.destination}: {u.error}" for u in listing.unreachable)
-        raise BackupError(f"there are no backups{f' in {where}' if where else ''}"
-                          f"{f' ({problems})' if problems else ''}")
+        raise BackupError(
+            f"there are no backups{f' in {where}' if where else ''}{f' ({problems})' if problems else ''}"
+        )
     return backups[0]
 
 
 def _confirmed(info: BackupInfo, db_path: str) -> bool:
     if not sys.stdin.isatty():
         return False
-    answer = input(f"Replace the data in {db_path} with {info.name} "
-                   f"({info.created_at:%Y-%m-%d %H:%M} UTC, {info.total_rows} rows)? [y/N] ")
+    answer = input(
+        f"Replace the data in {db_path} with {info.name} "
+        f"({info.created_at:%Y-%m-%d %H:%M} UTC, {info.total_rows} rows)? [y/N] "
+    )
     return answer.strip().lower() in ("y", "yes")

@@ -22,9 +22,9 @@ import re
 import shutil
 import struct
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO, Optional
+from typing import BinaryIO
 
 import zstandard
 
@@ -32,7 +32,7 @@ import database
 import human
 from files import CHUNK
 from i18n import N_, Code, Text
-from sealing import SealError, Sealer, sealed_or_age
+from sealing import Sealer, SealError, sealed_or_age
 
 log = logging.getLogger("backup")
 
@@ -46,9 +46,16 @@ NAME_PATTERN = re.compile(r"^backup-(\d{8}T\d{9}Z)-([a-z-]+)\.db\.zst(\.sealed|\
 FINAL_REASONS = ("shutdown", "handover")  # a writer's last backup: nothing was written after it
 PRE_RESTORE = "pre-restore"  # the safety copy before a restore: kept, never taken for the newest state
 # Why a backup was taken, as people read it; a reason not listed is shown as it is.
-REASON_WORDS = {"startup": N_("at startup"), "scheduled": N_("scheduled"), "change": N_("after a change"),
-                "manual": N_("manual"), "shutdown": N_("at shutdown"), "handover": N_("at a hand-over"),
-                "restore": N_("after a restore"), PRE_RESTORE: N_("before a restore")}
+REASON_WORDS = {
+    "startup": N_("at startup"),
+    "scheduled": N_("scheduled"),
+    "change": N_("after a change"),
+    "manual": N_("manual"),
+    "shutdown": N_("at shutdown"),
+    "handover": N_("at a hand-over"),
+    "restore": N_("after a restore"),
+    PRE_RESTORE: N_("before a restore"),
+}
 COMPRESSION_LEVEL = 3
 QUICK_COMPRESSION_LEVEL = 1  # when time counts more than size (zstd -1: 40 % less CPU, 8 % larger)
 MAX_WINDOW = 1 << 24  # zstd's memory while unpacking; ours use 2 MB windows, a hostile frame asks more
@@ -63,14 +70,15 @@ class NotABackupError(ValueError):
     """The bytes are not a backup in this format."""
 
 
-
 def shown_reason(reason: str) -> Text | Code:
     """A backup's reason in the reader's words."""
     return Text(REASON_WORDS[reason]) if reason in REASON_WORDS else Code(reason)
 
+
 @dataclass(frozen=True)
 class BackupInfo:
     """What a backup says about itself, and where this copy of it is."""
+
     created_at: datetime  # UTC
     reason: str
     schema_version: int
@@ -95,7 +103,7 @@ class BackupInfo:
     def total_rows(self) -> int:
         return sum(self.row_counts.values())
 
-    def at(self, destination: str, location: str, size: int) -> "BackupInfo":
+    def at(self, destination: str, location: str, size: int) -> BackupInfo:
         return replace(self, destination=destination, location=location, size=size)
 
 
@@ -105,25 +113,32 @@ class Head:
     'writing' before it handles its first update, and 'final' with its last backup when it stops
     cleanly (at shutdown, or handing over to a newer instance). Every instance that starts, or
     waits passively, reads it; a writer whose generation is behind it stops writing (fencing)."""
+
     generation: int
     writer: str  # the instance
     state: str  # "writing" or "final"
     since: datetime  # when this state began
-    final_backup_at: Optional[datetime] = None  # the created-at of the final backup
+    final_backup_at: datetime | None = None  # the created-at of the final backup
 
     def newer_writer_than(self, generation: int, writer: str) -> bool:
         """This head belongs to a writer that supersedes `writer` of `generation`."""
         return self.generation > generation or (
-            self.generation == generation and self.writer != writer and self.state == "writing")
+            self.generation == generation and self.writer != writer and self.state == "writing"
+        )
 
     def as_json(self) -> dict:
-        return {"generation": self.generation, "writer": self.writer, "state": self.state,
-                "since": self.since.isoformat(timespec="milliseconds"),
-                "final_backup_at": self.final_backup_at.isoformat(timespec="milliseconds")
-                if self.final_backup_at else None}
+        return {
+            "generation": self.generation,
+            "writer": self.writer,
+            "state": self.state,
+            "since": self.since.isoformat(timespec="milliseconds"),
+            "final_backup_at": self.final_backup_at.isoformat(timespec="milliseconds")
+            if self.final_backup_at
+            else None,
+        }
 
     @staticmethod
-    def from_json(data) -> "Head":
+    def from_json(data) -> Head:
         """A Head from JSON that came from outside; NotABackupError when it is not one."""
         problem = "the writer record is damaged"
         if not isinstance(data, dict):
@@ -134,8 +149,13 @@ class Head:
         if not isinstance(writer, str) or not WRITER.match(writer) or state not in ("writing", "final"):
             raise NotABackupError(f"{problem} (writer)")
         final_at = data.get("final_backup_at")
-        return Head(generation, writer, state, checked_moment(data.get("since"), problem),
-                    checked_moment(final_at, problem) if final_at is not None else None)
+        return Head(
+            generation,
+            writer,
+            state,
+            checked_moment(data.get("since"), problem),
+            checked_moment(final_at, problem) if final_at is not None else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -144,6 +164,7 @@ class Knock:
     hears instead of a 409. Each off-site destination keeps the latest one in a record of its
     own, never in the writer's head: two instances writing one record would lose one's write
     (the writer's final head, say)."""
+
     instance: str
     at: datetime
 
@@ -151,7 +172,7 @@ class Knock:
         return {"instance": self.instance, "at": self.at.isoformat(timespec="milliseconds")}
 
     @staticmethod
-    def from_json(data) -> "Knock":
+    def from_json(data) -> Knock:
         """A Knock from JSON that came from outside; NotABackupError when it is not one."""
         problem = "the hand-over request is damaged"
         instance = data.get("instance") if isinstance(data, dict) else None
@@ -160,36 +181,39 @@ class Knock:
         return Knock(instance, checked_moment(data.get("at"), problem))
 
 
-def newest_knock(knocks) -> Optional[Knock]:
+def newest_knock(knocks) -> Knock | None:
     knocks = [knock for knock in knocks if knock is not None]
     return max(knocks, key=lambda knock: knock.at) if knocks else None
 
 
-def newest_head(heads) -> Optional[Head]:
+def newest_head(heads) -> Head | None:
     """The head that speaks for now: the highest generation, then the latest change."""
     heads = [head for head in heads if head is not None]
     return max(heads, key=lambda head: (head.generation, head.since)) if heads else None
 
 
 def file_name(created_at: datetime, reason: str) -> str:
-    stamp = created_at.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    stamp = created_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S")
     return f"backup-{stamp}{created_at.microsecond // 1000:03d}Z-{reason}{SUFFIX}"
 
 
 def header_bytes(info: BackupInfo) -> bytes:
     """The skippable frame that starts a backup file."""
-    payload = json.dumps({
-        "format": FORMAT,
-        "created_at": info.created_at.astimezone(timezone.utc).isoformat(timespec="milliseconds"),
-        "reason": info.reason,
-        "schema_version": info.schema_version,
-        "row_counts": info.row_counts,
-        "sha256": info.sha256,
-        "db_size": info.db_size,
-        "generation": info.generation,
-        "writer": info.writer,
-        **info.extra,
-    }, sort_keys=True).encode()
+    payload = json.dumps(
+        {
+            "format": FORMAT,
+            "created_at": info.created_at.astimezone(UTC).isoformat(timespec="milliseconds"),
+            "reason": info.reason,
+            "schema_version": info.schema_version,
+            "row_counts": info.row_counts,
+            "sha256": info.sha256,
+            "db_size": info.db_size,
+            "generation": info.generation,
+            "writer": info.writer,
+            **info.extra,
+        },
+        sort_keys=True,
+    ).encode()
     return struct.pack("<II", SKIPPABLE_MAGIC, len(payload)) + payload
 
 
@@ -210,15 +234,22 @@ def read_header(stream: BinaryIO) -> BackupInfo:
         raise NotABackupError("its header is damaged (not a JSON object)")
     if fields.pop("format", None) != FORMAT:
         raise NotABackupError("it is in an unknown backup format")
-    known = {name: fields.pop(name, None) for name in
-             ("created_at", "reason", "schema_version", "row_counts", "sha256", "db_size")}
-    return checked_info(**known, generation=fields.pop("generation", 0), writer=fields.pop("writer", ""),
-                        extra=fields, problem="its header is damaged")
+    known = {
+        name: fields.pop(name, None)
+        for name in ("created_at", "reason", "schema_version", "row_counts", "sha256", "db_size")
+    }
+    return checked_info(
+        **known,
+        generation=fields.pop("generation", 0),
+        writer=fields.pop("writer", ""),
+        extra=fields,
+        problem="its header is damaged",
+    )
 
 
 # --- values from outside: every field checked for type and range ---------------------------------
 
-EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=timezone.utc), datetime(2200, 1, 1, tzinfo=timezone.utc)
+EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
 MAX_DB_SIZE = 1 << 44  # 16 TB: beyond any SQLite file this bot makes
 MAX_ROWS = 1 << 62
 TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -228,10 +259,22 @@ WRITER = re.compile(r"^[A-Za-z0-9._:-]{0,80}$")
 MAX_GENERATION = 1 << 53
 
 
-def checked_info(created_at, reason, schema_version, row_counts, sha256, db_size, *,
-                 problem: str, generation=0, writer="", **more) -> BackupInfo:
+def checked_info(
+    created_at,
+    reason,
+    schema_version,
+    row_counts,
+    sha256,
+    db_size,
+    *,
+    problem: str,
+    generation=0,
+    writer="",
+    **more,
+) -> BackupInfo:
     """A BackupInfo from values that came from outside (a header, object metadata, a caption),
     each checked for its type and range; NotABackupError (starting with `problem`) otherwise."""
+
     def refuse(what: str) -> NotABackupError:
         return NotABackupError(f"{problem} ({what})")
 
@@ -252,8 +295,17 @@ def checked_info(created_at, reason, schema_version, row_counts, sha256, db_size
         raise refuse("generation")
     if not isinstance(writer, str) or not WRITER.match(writer):
         raise refuse("writer")
-    return BackupInfo(checked_moment(created_at, problem), reason, schema_version, dict(row_counts), sha256,
-                      db_size, generation=generation, writer=writer, **more)
+    return BackupInfo(
+        checked_moment(created_at, problem),
+        reason,
+        schema_version,
+        dict(row_counts),
+        sha256,
+        db_size,
+        generation=generation,
+        writer=writer,
+        **more,
+    )
 
 
 def checked_moment(value, problem: str = "impossible date") -> datetime:
@@ -263,7 +315,7 @@ def checked_moment(value, problem: str = "impossible date") -> datetime:
             value = datetime.fromisoformat(value)
         if not isinstance(value, datetime) or value.tzinfo is None:
             raise ValueError("no time zone")
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
     except (ValueError, OverflowError):
         raise NotABackupError(f"{problem} (date)") from None
     if not EARLIEST <= value < LATEST:
@@ -290,15 +342,18 @@ def sniff(stream: BinaryIO) -> str:
 
 # --- writing and verifying a backup file ---------------------------------------------------
 
-def write_backup_file(source: BinaryIO, info: BackupInfo, target: Path,
-                      level: int = COMPRESSION_LEVEL) -> BackupInfo:
+
+def write_backup_file(
+    source: BinaryIO, info: BackupInfo, target: Path, level: int = COMPRESSION_LEVEL
+) -> BackupInfo:
     """Header frame, then `source` (info.db_size bytes) compressed with zstd, content size and
     checksum included. One pass over the data: its SHA-256 is taken as it goes by, and the header,
     written first with a stand-in checksum of the same length, is filled in at the end. Returns
     `info` with its sha256."""
     # Single-threaded: zstd's worker threads would be faster but take about 45 MB more memory.
-    compressor = zstandard.ZstdCompressor(level=level, threads=0, write_checksum=True,
-                                          write_content_size=True)
+    compressor = zstandard.ZstdCompressor(
+        level=level, threads=0, write_checksum=True, write_content_size=True
+    )
     try:
         return _write_backup_file(source, info, target, compressor)
     except (OSError, zstandard.ZstdError) as error:
@@ -306,8 +361,9 @@ def write_backup_file(source: BinaryIO, info: BackupInfo, target: Path,
         while not isinstance(error, OSError) and error.__context__ is not None:
             error = error.__context__
         full = " (the disk is full)" if getattr(error, "errno", None) == errno.ENOSPC else ""
-        raise BackupError(f"cannot write the backup in {target.parent}{full}: "
-                          f"{getattr(error, 'strerror', None) or error}") from None
+        raise BackupError(
+            f"cannot write the backup in {target.parent}{full}: {getattr(error, 'strerror', None) or error}"
+        ) from None
 
 
 def _write_backup_file(source: BinaryIO, info: BackupInfo, target: Path, compressor) -> BackupInfo:
@@ -330,8 +386,13 @@ def _write_backup_file(source: BinaryIO, info: BackupInfo, target: Path, compres
     return info
 
 
-def unpack_and_verify(path: Path, workdir: Path, thorough: bool = False,
-                      sealer: Optional[Sealer] = None, must_be_sealed: bool = False) -> tuple[BackupInfo, Path]:
+def unpack_and_verify(
+    path: Path,
+    workdir: Path,
+    thorough: bool = False,
+    sealer: Sealer | None = None,
+    must_be_sealed: bool = False,
+) -> tuple[BackupInfo, Path]:
     """Verify the backup at `path` and return its info and a verified SQLite file in `workdir`.
 
     Accepts this project's backups, encrypted or not, and plain SQLite files (the DB_PATH.backup
@@ -343,8 +404,10 @@ def unpack_and_verify(path: Path, workdir: Path, thorough: bool = False,
     """
     kind = _kind_of(path)
     if must_be_sealed and kind != "encrypted":
-        raise BackupError("refused: this backup is not encrypted although BACKUP_PASSPHRASE is set "
-                          "(anyone who can post where it was could have put it there)")
+        raise BackupError(
+            "refused: this backup is not encrypted although BACKUP_PASSPHRASE is set "
+            "(anyone who can post where it was could have put it there)"
+        )
     if kind == "encrypted":
         if sealer is None:
             raise BackupError("the backup is encrypted: set BACKUP_PASSPHRASE to open it")
@@ -355,8 +418,9 @@ def unpack_and_verify(path: Path, workdir: Path, thorough: bool = False,
         except SealError as error:
             raise BackupError(str(error)) from None
         info, snapshot = unpack_and_verify(opened, workdir, thorough)
-        return replace(info, name=path.name, location=str(path), size=path.stat().st_size,
-                       encrypted=True), snapshot
+        return replace(
+            info, name=path.name, location=str(path), size=path.stat().st_size, encrypted=True
+        ), snapshot
     if kind == "sqlite":
         snapshot, info = path, None
     elif kind == "backup":
@@ -367,13 +431,14 @@ def unpack_and_verify(path: Path, workdir: Path, thorough: bool = False,
     schema_version, row_counts = inspect_snapshot(snapshot, thorough)
     if info is None:
         digest, db_size = sha256_of(snapshot)
-        modified = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+        modified = datetime.fromtimestamp(path.stat().st_mtime, UTC)
         info = BackupInfo(modified, "plain copy", schema_version, row_counts, digest, db_size)
     elif (schema_version, row_counts) != (info.schema_version, info.row_counts):
         raise BackupError("damaged backup: its contents do not match its header")
     upgraded = _upgraded(snapshot, schema_version, workdir)
-    return replace(info, name=path.name, destination="file", location=str(path),
-                   size=path.stat().st_size), upgraded
+    return replace(
+        info, name=path.name, destination="file", location=str(path), size=path.stat().st_size
+    ), upgraded
 
 
 def _kind_of(path: Path) -> str:
@@ -396,13 +461,16 @@ def _decompress(path: Path, target: Path) -> BackupInfo:
                 raise BackupError(f"not a valid backup: {error}") from None
             need_room(target.parent, info.db_size, "unpack the backup")
             reader = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW).stream_reader(
-                stream, read_size=CHUNK)
+                stream, read_size=CHUNK
+            )
             with open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
                 while chunk := reader.read(CHUNK):
                     size += len(chunk)
                     if size > info.db_size:
-                        raise BackupError("damaged backup: it unpacks to more than the "
-                                          f"{human.size(info.db_size)} its header declares")
+                        raise BackupError(
+                            "damaged backup: it unpacks to more than the "
+                            f"{human.size(info.db_size)} its header declares"
+                        )
                     digest.update(chunk)
                     out.write(chunk)
     except zstandard.ZstdError as error:
@@ -410,8 +478,9 @@ def _decompress(path: Path, target: Path) -> BackupInfo:
     except OSError as error:
         raise BackupError(f"cannot unpack the backup in {target.parent}: {error.strerror or error}") from None
     if size != info.db_size:
-        raise BackupError(f"damaged backup: {size} bytes inside where {info.db_size} were written "
-                          "(truncated?)")
+        raise BackupError(
+            f"damaged backup: {size} bytes inside where {info.db_size} were written (truncated?)"
+        )
     if digest.hexdigest() != info.sha256:
         raise BackupError("damaged backup: the SHA-256 checksum does not match")
     return info
@@ -436,27 +505,34 @@ def need_room(folder: Path, needed: int, what: str) -> None:
     except OSError:
         return  # the write itself will say what is wrong
     if needed + min(ROOM_TO_SPARE, usage.total // 20) > usage.free:
-        raise BackupError(f"not enough disk space to {what}: it needs {human.size(needed)}, "
-                          f"{human.size(usage.free)} are free in {folder}")
+        raise BackupError(
+            f"not enough disk space to {what}: it needs {human.size(needed)}, "
+            f"{human.size(usage.free)} are free in {folder}"
+        )
 
 
-def inspect_snapshot(path: Path, thorough: bool = False, exact: bool = True,
-                     check: bool = True) -> tuple[int, dict[str, int]]:
+def inspect_snapshot(
+    path: Path, thorough: bool = False, exact: bool = True, check: bool = True
+) -> tuple[int, dict[str, int]]:
     """Check a SQLite file's integrity (unless `check` is False) and that it is a database of
     this bot (database.py's inspect_file); returns its schema version and row counts, or raises
     BackupError."""
     try:
         facts = database.inspect_file(path, thorough, exact, check)
     except database.SchemaTooNewError as error:
-        raise BackupError(f"the backup has schema version {error.version}, newer than this code "
-                          f"knows ({error.newest}): update the bot first") from None
+        raise BackupError(
+            f"the backup has schema version {error.version}, newer than this code "
+            f"knows ({error.newest}): update the bot first"
+        ) from None
     except database.ForeignDatabaseError as error:
         raise BackupError(f"not a backup of this bot: {error}") from None
     except database.DatabaseError as error:
         raise BackupError(f"damaged backup: {error}") from None
     if facts.foreign:
-        log.warning("the database %s: backups of it will be refused by a restore until that is "
-                    "undone", facts.foreign.removeprefix("it "))
+        log.warning(
+            "the database %s: backups of it will be refused by a restore until that is undone",
+            facts.foreign.removeprefix("it "),
+        )
     return facts.schema_version, facts.row_counts
 
 
@@ -472,7 +548,7 @@ def sha256_of(path: Path) -> tuple[str, int]:
 def info_to_metadata(info: BackupInfo) -> dict[str, str]:
     """The header as flat ASCII strings, for S3 object metadata (listed without downloading)."""
     return {
-        "created-at": info.created_at.astimezone(timezone.utc).isoformat(timespec="milliseconds"),
+        "created-at": info.created_at.astimezone(UTC).isoformat(timespec="milliseconds"),
         "reason": info.reason,
         "schema-version": str(info.schema_version),
         "row-counts": json.dumps(info.row_counts, separators=(",", ":")),
@@ -486,6 +562,7 @@ def info_to_metadata(info: BackupInfo) -> dict[str, str]:
 
 def info_from_metadata(metadata: dict) -> BackupInfo:
     """The reverse of info_to_metadata; NotABackupError when anything is missing or wrong."""
+
     def text(key: str):
         value = metadata.get(key) if isinstance(metadata, dict) else None
         return value if isinstance(value, str) else None
@@ -494,12 +571,20 @@ def info_from_metadata(metadata: dict) -> BackupInfo:
         row_counts = json.loads(text("row-counts") or "null")
     except (ValueError, RecursionError):
         row_counts = None
-    return checked_info(text("created-at"), text("reason"), _number(text("schema-version")),
-                        row_counts, text("sha256"), _number(text("db-size")),
-                        encrypted=text("encrypted") == "yes", problem="its metadata is incomplete",
-                        generation=_number(text("generation") or "0"), writer=text("writer") or "")
+    return checked_info(
+        text("created-at"),
+        text("reason"),
+        _number(text("schema-version")),
+        row_counts,
+        text("sha256"),
+        _number(text("db-size")),
+        encrypted=text("encrypted") == "yes",
+        problem="its metadata is incomplete",
+        generation=_number(text("generation") or "0"),
+        writer=text("writer") or "",
+    )
 
 
-def _number(text: Optional[str]) -> Optional[int]:
+def _number(text: str | None) -> int | None:
     """A whole number written in digits, or None (a missing value, a sign, a dot, 'inf'...)."""
     return int(text) if text is not None and re.fullmatch(r"[0-9]{1,20}", text) else None

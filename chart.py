@@ -21,7 +21,6 @@ import io
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import cache
-from typing import Optional
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -46,8 +45,8 @@ LINE_WIDTH = 2
 
 @dataclass(frozen=True)
 class DailyCounts:
-    days: tuple[date, ...]         # consecutive days, oldest first (30 of them normally)
-    new_users: tuple[int, ...]     # users first seen on each day
+    days: tuple[date, ...]  # consecutive days, oldest first (30 of them normally)
+    new_users: tuple[int, ...]  # users first seen on each day
     active_users: tuple[int, ...]  # distinct users active on each day
 
     def __post_init__(self) -> None:
@@ -75,6 +74,7 @@ def check(counts: DailyCounts) -> None:
 @dataclass(frozen=True)
 class Bar:
     """A filled rectangle: columns left..right-1, rows top..bottom-1 (bottom is the baseline)."""
+
     left: int
     top: int
     right: int
@@ -87,8 +87,8 @@ class Bar:
 
 @dataclass(frozen=True)
 class Layout:
-    plot: tuple[int, int, int, int]     # left, top, right, bottom (the baseline, value 0)
-    bars: tuple[Optional[Bar], ...]     # new users, one a day; None where the count is 0
+    plot: tuple[int, int, int, int]  # left, top, right, bottom (the baseline, value 0)
+    bars: tuple[Bar | None, ...]  # new users, one a day; None where the count is 0
     points: tuple[tuple[int, int], ...]  # active users, one (x, y) a day
     y_ticks: tuple[tuple[int, int], ...]  # (value, y)
     x_ticks: tuple[tuple[int, int], ...]  # (day of month, x)
@@ -135,7 +135,7 @@ def day_centres(days: int, plot: tuple[int, int, int, int]) -> list[int]:
     return [plot[0] + (2 * i + 1) * width // (2 * days) for i in range(days)]
 
 
-def bar(count: int, centre: int, width: int, top: int, plot: tuple[int, int, int, int]) -> Optional[Bar]:
+def bar(count: int, centre: int, width: int, top: int, plot: tuple[int, int, int, int]) -> Bar | None:
     if count == 0:
         return None
     # A day with few users among big ones still shows one pixel, so it never looks like zero.

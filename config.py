@@ -12,10 +12,10 @@ import hmac
 import logging
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timezone, tzinfo
+from datetime import UTC, tzinfo
 from pathlib import Path
-from typing import Mapping, Optional
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -44,19 +44,19 @@ class Settings:
     backup_after_change_seconds: float = 60.0  # 0: no on-change backups
     handover_wait_seconds: float = 30.0
     startup_restore_wait_seconds: float = 120.0
-    backup_chat_id: Optional[int] = None  # None: the Telegram destination is off
-    backup_passphrase: Optional[str] = field(default=None, repr=False)
+    backup_chat_id: int | None = None  # None: the Telegram destination is off
+    backup_passphrase: str | None = field(default=None, repr=False)
     backup_read_back: bool = True  # fetch every off-site copy back and verify it
-    s3_bucket: Optional[str] = None
+    s3_bucket: str | None = None
     s3_prefix: str = ""
-    s3_endpoint_url: Optional[str] = None
+    s3_endpoint_url: str | None = None
     # boto3 reads the AWS credentials itself; the secret ones are kept here only to be redacted
-    s3_secret_key: Optional[str] = field(default=None, repr=False)
-    aws_session_token: Optional[str] = field(default=None, repr=False)
+    s3_secret_key: str | None = field(default=None, repr=False)
+    aws_session_token: str | None = field(default=None, repr=False)
     telegram_api_url: str = DEFAULT_API_URL
     telegram_file_limits: bool = True  # the server keeps Telegram's file limits: backups in parts
-    port: Optional[int] = None
-    webhook_url: Optional[str] = None  # set: webhook mode, updates POSTed by Telegram to it
+    port: int | None = None
+    webhook_url: str | None = None  # set: webhook mode, updates POSTed by Telegram to it
     webhook_secret: str = field(default="", repr=False)  # the X-Telegram-Bot-Api-Secret-Token
     log_level: str = "INFO"
     flood_max_messages: int = 20
@@ -64,7 +64,7 @@ class Settings:
     flood_block_minutes: int = 10
     tracking_retention_hours: float = 24.0
     default_language: str = "en"  # for whoever chose none and whose Telegram language is neither
-    time_zone: tzinfo = timezone.utc  # times people read are in it (logs stay UTC)
+    time_zone: tzinfo = UTC  # times people read are in it (logs stay UTC)
 
     def is_admin(self, user_id: int) -> bool:
         return user_id in self.admin_ids
@@ -73,13 +73,31 @@ class Settings:
     def secrets(self) -> tuple[str, ...]:
         """Values that must never reach a log line, a message or an error text: every
         credential the bot can be given, passwords written into a URL included."""
-        in_urls = [urlsplit(url).password for url in (self.telegram_api_url, self.s3_endpoint_url, self.webhook_url) if url]
-        return tuple(s for s in (self.bot_token, self.backup_passphrase, self.s3_secret_key,
-                                 self.aws_session_token, self.webhook_secret, *in_urls) if s)
+        in_urls = [
+            urlsplit(url).password
+            for url in (self.telegram_api_url, self.s3_endpoint_url, self.webhook_url)
+            if url
+        ]
+        return tuple(
+            s
+            for s in (
+                self.bot_token,
+                self.backup_passphrase,
+                self.s3_secret_key,
+                self.aws_session_token,
+                self.webhook_secret,
+                *in_urls,
+            )
+            if s
+        )
 
 
-def load_settings(environ: Optional[Mapping[str, str]] = None, *, require_token: bool = True,
-                  dotenv_path: Optional[Path] = None) -> Settings:
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    *,
+    require_token: bool = True,
+    dotenv_path: Path | None = None,
+) -> Settings:
     """Build Settings from `environ` (default: os.environ over ./.env; the environment wins)."""
     env = _merged_environment(environ, dotenv_path)
     reader = _Reader(env)
@@ -87,15 +105,19 @@ def load_settings(environ: Optional[Mapping[str, str]] = None, *, require_token:
     if token is None and require_token:
         raise ConfigError("BOT_TOKEN is required: the token from @BotFather, like 123456:ABC-DEF...")
     if token is not None and not TOKEN_PATTERN.match(token):
-        raise ConfigError("BOT_TOKEN is malformed: expected the token from @BotFather, "
-                          "digits, a colon, then letters (value not shown)")
+        raise ConfigError(
+            "BOT_TOKEN is malformed: expected the token from @BotFather, "
+            "digits, a colon, then letters (value not shown)"
+        )
     admin_ids = reader.id_list("ADMIN_IDS")
     db_path = reader.text("DB_PATH") or DEFAULT_DB_PATH
     api_url = reader.url("TELEGRAM_API_URL", DEFAULT_API_URL)
     webhook_url, port = reader.webhook_url(api_url), reader.port("PORT")
     if webhook_url and port is None:
-        raise ConfigError("WEBHOOK_URL needs PORT: the port this bot listens on for Telegram's "
-                          "requests (on Koyeb, the port of the service, 8000 by default)")
+        raise ConfigError(
+            "WEBHOOK_URL needs PORT: the port this bot listens on for Telegram's "
+            "requests (on Koyeb, the port of the service, 8000 by default)"
+        )
     return Settings(
         bot_token=token or "",
         admin_ids=admin_ids,
@@ -129,8 +151,7 @@ def load_settings(environ: Optional[Mapping[str, str]] = None, *, require_token:
     )
 
 
-def _merged_environment(environ: Optional[Mapping[str, str]],
-                        dotenv_path: Optional[Path]) -> dict[str, str]:
+def _merged_environment(environ: Mapping[str, str] | None, dotenv_path: Path | None) -> dict[str, str]:
     if environ is not None:
         return dict(environ)
     path = dotenv_path or Path.cwd() / ".env"
@@ -144,7 +165,7 @@ class _Reader:
     def __init__(self, env: Mapping[str, str]):
         self.env = env
 
-    def text(self, name: str) -> Optional[str]:
+    def text(self, name: str) -> str | None:
         value = self.env.get(name, "").strip()
         return value or None
 
@@ -167,7 +188,9 @@ class _Reader:
         try:
             value = float(raw)
         except ValueError:
-            raise ConfigError(f"{name} must be a number >= {minimum} (decimals allowed), got {raw!r}") from None
+            raise ConfigError(
+                f"{name} must be a number >= {minimum} (decimals allowed), got {raw!r}"
+            ) from None
         if not value >= minimum or value == float("inf"):
             raise ConfigError(f"{name} must be a number >= {minimum} (decimals allowed), got {raw!r}")
         return value
@@ -189,10 +212,11 @@ class _Reader:
         try:
             return tuple(int(part) for part in raw.replace(" ", "").split(",") if part)
         except ValueError:
-            raise ConfigError(f"{name} must be Telegram user ids separated by commas, "
-                              f"like 12345,67890, got {raw!r}") from None
+            raise ConfigError(
+                f"{name} must be Telegram user ids separated by commas, like 12345,67890, got {raw!r}"
+            ) from None
 
-    def backup_chat_id(self, admin_ids: tuple[int, ...]) -> Optional[int]:
+    def backup_chat_id(self, admin_ids: tuple[int, ...]) -> int | None:
         raw = self.text("BACKUP_CHAT_ID")
         if raw is None:
             return admin_ids[0] if admin_ids else None
@@ -201,10 +225,11 @@ class _Reader:
         try:
             return int(raw)
         except ValueError:
-            raise ConfigError(f"BACKUP_CHAT_ID must be a chat id (like -1001234567890) or 'off', "
-                              f"got {raw!r}") from None
+            raise ConfigError(
+                f"BACKUP_CHAT_ID must be a chat id (like -1001234567890) or 'off', got {raw!r}"
+            ) from None
 
-    def url(self, name: str, default: Optional[str]) -> Optional[str]:
+    def url(self, name: str, default: str | None) -> str | None:
         raw = self.text(name)
         if raw is None:
             return default
@@ -223,7 +248,7 @@ class _Reader:
             raise ConfigError(f"TELEGRAM_FILE_LIMITS must be telegram or none, got {raw!r}")
         return raw == "telegram"
 
-    def webhook_url(self, api_url: str) -> Optional[str]:
+    def webhook_url(self, api_url: str) -> str | None:
         """WEBHOOK_URL: where Telegram POSTs the updates. Telegram's own server sends them only to
         https on ports 443, 80, 88 or 8443; another server (a test's stand-in) is taken at its word."""
         url = self.url("WEBHOOK_URL", None)
@@ -235,22 +260,28 @@ class _Reader:
         except ValueError:
             port = -1
         if parts.scheme != "https" or port not in (None, 443, 80, 88, 8443):
-            given = "no port" if port is None else "a port that is not a number" if port == -1 else f"port {port}"
-            raise ConfigError("WEBHOOK_URL must be an https:// URL on port 443, 80, 88 or 8443 "
-                              f"(Telegram sends webhooks nowhere else), got {parts.scheme}:// with {given}")
+            given = (
+                "no port" if port is None else "a port that is not a number" if port == -1 else f"port {port}"
+            )
+            raise ConfigError(
+                "WEBHOOK_URL must be an https:// URL on port 443, 80, 88 or 8443 "
+                f"(Telegram sends webhooks nowhere else), got {parts.scheme}:// with {given}"
+            )
         return url
 
-    def webhook_secret(self, token: Optional[str]) -> str:
+    def webhook_secret(self, token: str | None) -> str:
         """WEBHOOK_SECRET, or one derived from the token, so that every instance of a deployment
         knows it without storing it: what Telegram sends back in each request's header."""
         raw = self.text("WEBHOOK_SECRET")
         if raw is None:
-            return hmac.new((token or "").encode(), b"telegram-bot-webhook-secret", hashlib.sha256).hexdigest()
+            return hmac.new(
+                (token or "").encode(), b"telegram-bot-webhook-secret", hashlib.sha256
+            ).hexdigest()
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", raw):
             raise ConfigError("WEBHOOK_SECRET must be 1 to 256 letters, digits, _ or - (value not shown)")
         return raw
 
-    def port(self, name: str) -> Optional[int]:
+    def port(self, name: str) -> int | None:
         raw = self.text(name)
         if raw is None:
             return None
@@ -267,7 +298,7 @@ class _Reader:
     def time_zone(self, name: str) -> tzinfo:
         raw = self.text(name)
         if raw is None or raw.upper() == "UTC":
-            return timezone.utc
+            return UTC
         # Only a name from the tz database: ZoneInfo alone would open any file under its path.
         if raw in available_timezones():
             try:

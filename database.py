@@ -21,11 +21,11 @@ import os
 import re
 import sqlite3
 import uuid
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
 
 from files import temporary_name
 from locks import FairLock
@@ -66,16 +66,17 @@ class ForeignDatabaseError(DatabaseError):
 @dataclass(frozen=True)
 class FileFacts:
     """What inspect_file found in a database file that passed its checks."""
+
     schema_version: int
     row_counts: dict[str, int]
-    foreign: Optional[str] = None  # with exact=False: what in it this bot's migrations do not make
+    foreign: str | None = None  # with exact=False: what in it this bot's migrations do not make
 
 
 @dataclass(frozen=True)
 class Storage:
     mode: str  # "file" or "memory"
     path: str  # the database file, or ":memory:"
-    reason: Optional[str] = None  # why the bot fell back to memory
+    reason: str | None = None  # why the bot fell back to memory
 
     @property
     def in_memory(self) -> bool:
@@ -91,9 +92,10 @@ class Migration:
 @dataclass(frozen=True)
 class UserState:
     """What the gate needs to know about a user right after recording their message."""
+
     user_id: int
-    blocked_until: Optional[datetime]
-    block_reason: Optional[str]
+    blocked_until: datetime | None
+    block_reason: str | None
     block_notified: bool
     recent_messages: int  # messages in the flood window, this one included
 
@@ -102,18 +104,19 @@ class UserState:
 
 
 def timestamp(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def parse_timestamp(text: Optional[str]) -> Optional[datetime]:
+def parse_timestamp(text: str | None) -> datetime | None:
     if text is None:
         return None
-    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
+    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
 
 
 # --- opening: storage probe and in-memory fallback -------------------------------------------
 
-def open_database(path: str) -> "Database":
+
+def open_database(path: str) -> Database:
     """Open the database at `path`, or an in-memory one when the folder fails the probe.
 
     Raises DamagedDatabaseError when the storage works but the file there is not a usable
@@ -121,8 +124,12 @@ def open_database(path: str) -> "Database":
     """
     problem = probe_storage(path)
     if problem is not None:
-        log.error("storage at %s is not usable (%s); running on an IN-MEMORY database: "
-                  "data will be lost when the process stops", path, problem)
+        log.error(
+            "storage at %s is not usable (%s); running on an IN-MEMORY database: "
+            "data will be lost when the process stops",
+            path,
+            problem,
+        )
         return Database(_connect(MEMORY), Storage("memory", MEMORY, problem))
     try:
         _make_private(path)
@@ -142,7 +149,7 @@ def _make_private(path: str) -> None:
             os.chmod(f"{path}{suffix}", 0o600)
 
 
-def probe_storage(path: str) -> Optional[str]:
+def probe_storage(path: str) -> str | None:
     """None when the folder of `path` can keep a SQLite database; otherwise the reason why not.
 
     Writes, fsyncs, reads back and deletes a probe file, then does the same through SQLite on a
@@ -207,8 +214,9 @@ def _probe_sqlite(path: Path) -> None:
 def _connect(path: str) -> sqlite3.Connection:
     # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a transaction means exactly
     # what transaction() says. check_same_thread=False: the lock below serialises access.
-    connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
-                                 timeout=BUSY_TIMEOUT_MS / 1000)
+    connection = sqlite3.connect(
+        path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
+    )
     try:
         connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         connection.execute("PRAGMA foreign_keys=ON")
@@ -219,7 +227,7 @@ def _connect(path: str) -> sqlite3.Connection:
     return connection
 
 
-def open_or_move_aside(path: str, now: datetime) -> tuple["Database", Optional[Path]]:
+def open_or_move_aside(path: str, now: datetime) -> tuple[Database, Path | None]:
     """Open the database at `path` (or run in memory when the storage fails its probe). A file
     there that SQLite cannot use, or that fails quick_check, is moved aside with its -wal and
     -shm files, none deleted and none changed, and a new, empty database is opened in its place.
@@ -234,7 +242,7 @@ def open_or_move_aside(path: str, now: datetime) -> tuple["Database", Optional[P
     return open_database(path), moved
 
 
-def _damage(path: str) -> Optional[str]:
+def _damage(path: str) -> str | None:
     """What is wrong with the database file at `path`, or None (a missing or empty file is
     fine). Read-only: a read-write connection would checkpoint the WAL into a damaged file
     when it closes, and the WAL may hold the last good writes."""
@@ -259,7 +267,7 @@ def _damage(path: str) -> Optional[str]:
 
 def move_aside(path: str, now: datetime) -> Path:
     """Rename a damaged database (and its -wal and -shm files) to PATH.corrupt-<UTC time>."""
-    stamp = now.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     target = Path(f"{path}.corrupt-{stamp}")
     for suffix in ("", "-wal", "-shm"):
         if Path(f"{path}{suffix}").exists():
@@ -268,6 +276,7 @@ def move_aside(path: str, now: datetime) -> Path:
 
 
 # --- the shared connection --------------------------------------------------------------------
+
 
 class Database:
     def __init__(self, connection: sqlite3.Connection, storage: Storage):
@@ -390,7 +399,7 @@ class Database:
         with self.lock:
             return self._connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
 
-    def health_problem(self) -> Optional[str]:
+    def health_problem(self) -> str | None:
         """None when PRAGMA quick_check passes; otherwise what it (or SQLite) reported."""
         try:
             with self.lock:
@@ -409,7 +418,7 @@ class Database:
         with self.lock:
             return self._connection.execute("PRAGMA user_version").fetchone()[0]
 
-    def migrate(self, migrations_dir: Path = MIGRATIONS_DIR, up_to: Optional[int] = None) -> list[str]:
+    def migrate(self, migrations_dir: Path = MIGRATIONS_DIR, up_to: int | None = None) -> list[str]:
         """Apply the pending migrations in order (up to version `up_to`), each in its own
         transaction.
 
@@ -423,7 +432,8 @@ class Database:
         if current > newest:
             raise SchemaTooNewError(
                 f"the database has schema version {current}, newer than this code knows "
-                f"({newest}); it was left untouched: run the newer bot or restore an older backup")
+                f"({newest}); it was left untouched: run the newer bot or restore an older backup"
+            )
         self._use_wal()  # only now: a refused database is left byte for byte as it was
         applied = []
         for migration in migrations:
@@ -451,16 +461,28 @@ class Database:
             except sqlite3.Error as error:
                 if self._connection.in_transaction:
                     self._connection.execute("ROLLBACK")
-                raise MigrationError(f"migration {migration.path.name} failed and was rolled "
-                                     f"back: {error}") from error
-        log.log(logging.DEBUG if self.storage.in_memory and self.storage.reason is None else logging.INFO,
-                "applied migration %s", migration.path.name)  # quiet for the reference schemas
+                raise MigrationError(
+                    f"migration {migration.path.name} failed and was rolled back: {error}"
+                ) from error
+        log.log(
+            logging.DEBUG if self.storage.in_memory and self.storage.reason is None else logging.INFO,
+            "applied migration %s",
+            migration.path.name,
+        )  # quiet for the reference schemas
 
     # --- users, blocks and tracking ---
 
-    def track_message(self, user_id: int, username: Optional[str], first_name: Optional[str],
-                      chat_id: int, kind: str, now: datetime, window_start: datetime,
-                      language_code: Optional[str] = None) -> UserState:
+    def track_message(
+        self,
+        user_id: int,
+        username: str | None,
+        first_name: str | None,
+        chat_id: int,
+        kind: str,
+        now: datetime,
+        window_start: datetime,
+        language_code: str | None = None,
+    ) -> UserState:
         """Register or refresh the user (with the language Telegram reports, when it does),
         record one action, and report their block state."""
         at = timestamp(now)
@@ -471,21 +493,29 @@ class Database:
                 " ON CONFLICT(user_id) DO UPDATE SET username = excluded.username,"
                 " first_name = excluded.first_name, last_seen = excluded.last_seen,"
                 " telegram_language = coalesce(excluded.telegram_language, users.telegram_language)",
-                (user_id, username, first_name, at, at, language_code))
-            db.execute("INSERT INTO tracking (user_id, chat_id, kind, created_at) VALUES (?, ?, ?, ?)",
-                       (user_id, chat_id, kind, at))
-            db.execute("INSERT INTO daily_activity (day, user_id, actions) VALUES (?, ?, 1)"
-                       " ON CONFLICT(day, user_id) DO UPDATE SET actions = actions + 1", (at[:10], user_id))
+                (user_id, username, first_name, at, at, language_code),
+            )
+            db.execute(
+                "INSERT INTO tracking (user_id, chat_id, kind, created_at) VALUES (?, ?, ?, ?)",
+                (user_id, chat_id, kind, at),
+            )
+            db.execute(
+                "INSERT INTO daily_activity (day, user_id, actions) VALUES (?, ?, 1)"
+                " ON CONFLICT(day, user_id) DO UPDATE SET actions = actions + 1",
+                (at[:10], user_id),
+            )
             blocked_until, reason, notified = db.execute(
-                "SELECT blocked_until, block_reason, block_notified FROM users WHERE user_id = ?",
-                (user_id,)).fetchone()
+                "SELECT blocked_until, block_reason, block_notified FROM users WHERE user_id = ?", (user_id,)
+            ).fetchone()
             (recent,) = db.execute(
-                "SELECT count(*) FROM tracking WHERE user_id = ? AND kind = 'message'"
-                " AND created_at >= ?", (user_id, timestamp(window_start))).fetchone()
+                "SELECT count(*) FROM tracking WHERE user_id = ? AND kind = 'message' AND created_at >= ?",
+                (user_id, timestamp(window_start)),
+            ).fetchone()
         return UserState(user_id, parse_timestamp(blocked_until), reason, bool(notified), recent)
 
-    def block_user(self, user_id: int, until: datetime, reason: str, *, notified: bool,
-                   now: datetime) -> None:
+    def block_user(
+        self, user_id: int, until: datetime, reason: str, *, notified: bool, now: datetime
+    ) -> None:
         at = timestamp(now)
         with self.transaction() as db:
             db.execute(
@@ -493,7 +523,8 @@ class Database:
                 " block_notified) VALUES (?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT(user_id) DO UPDATE SET blocked_until = excluded.blocked_until,"
                 " block_reason = excluded.block_reason, block_notified = excluded.block_notified",
-                (user_id, at, at, timestamp(until), reason, int(notified)))
+                (user_id, at, at, timestamp(until), reason, int(notified)),
+            )
 
     def mark_block_notified(self, user_id: int) -> None:
         with self.transaction() as db:
@@ -504,55 +535,66 @@ class Database:
         with self.transaction() as db:
             cursor = db.execute(
                 "UPDATE users SET blocked_until = NULL, block_reason = NULL, block_notified = 0"
-                " WHERE user_id = ? AND blocked_until IS NOT NULL", (user_id,))
+                " WHERE user_id = ? AND blocked_until IS NOT NULL",
+                (user_id,),
+            )
         return cursor.rowcount > 0
 
     def lift_expired_blocks(self, now: datetime) -> list[int]:
         """Unblock every user whose block has ended; returns their ids."""
         at = timestamp(now)
         with self.transaction() as db:
-            expired = [row[0] for row in db.execute(
-                "SELECT user_id FROM users WHERE blocked_until IS NOT NULL AND blocked_until <= ?"
-                " ORDER BY user_id", (at,))]
+            expired = [
+                row[0]
+                for row in db.execute(
+                    "SELECT user_id FROM users WHERE blocked_until IS NOT NULL AND blocked_until <= ?"
+                    " ORDER BY user_id",
+                    (at,),
+                )
+            ]
             db.executemany(
                 "UPDATE users SET blocked_until = NULL, block_reason = NULL, block_notified = 0"
-                " WHERE user_id = ?", [(user_id,) for user_id in expired])
+                " WHERE user_id = ?",
+                [(user_id,) for user_id in expired],
+            )
         return expired
 
     def delete_tracking_before(self, cutoff: datetime) -> int:
         with self.transaction() as db:
-            return db.execute("DELETE FROM tracking WHERE created_at < ?",
-                              (timestamp(cutoff),)).rowcount
+            return db.execute("DELETE FROM tracking WHERE created_at < ?", (timestamp(cutoff),)).rowcount
 
-    def get_state(self, key: str) -> Optional[str]:
+    def get_state(self, key: str) -> str | None:
         """The value remembered under `key`; None when there is none (or, before the migration
         that adds bot_state, no table for it yet)."""
         try:
             with self.lock:
-                row = self._connection.execute("SELECT value FROM bot_state WHERE key = ?",
-                                               (key,)).fetchone()
+                row = self._connection.execute("SELECT value FROM bot_state WHERE key = ?", (key,)).fetchone()
         except sqlite3.OperationalError as error:
             if "no such table" not in str(error):
                 raise
             return None
         return None if row is None else row[0]
 
-    def set_state(self, key: str, value: Optional[str]) -> None:
+    def set_state(self, key: str, value: str | None) -> None:
         """Remember `value` under `key`; None forgets it."""
         with self.transaction() as db:
             if value is None:
                 db.execute("DELETE FROM bot_state WHERE key = ?", (key,))
             else:
-                db.execute("INSERT INTO bot_state (key, value) VALUES (?, ?) ON CONFLICT(key)"
-                           " DO UPDATE SET value = excluded.value", (key, value))
+                db.execute(
+                    "INSERT INTO bot_state (key, value) VALUES (?, ?) ON CONFLICT(key)"
+                    " DO UPDATE SET value = excluded.value",
+                    (key, value),
+                )
 
-    def languages(self, user_id: int) -> tuple[Optional[str], Optional[str]]:
+    def languages(self, user_id: int) -> tuple[str | None, str | None]:
         """(their chosen language, the one Telegram last reported); None for what is not known.
         Before the migration that adds them, and for someone never seen: (None, None)."""
         try:
             with self.lock:
                 row = self._connection.execute(
-                    "SELECT language, telegram_language FROM users WHERE user_id = ?", (user_id,)).fetchone()
+                    "SELECT language, telegram_language FROM users WHERE user_id = ?", (user_id,)
+                ).fetchone()
         except sqlite3.OperationalError as error:
             if "no such column" not in str(error):
                 raise
@@ -562,11 +604,13 @@ class Database:
     def choose_language(self, user_id: int, language: str, now: datetime) -> None:
         at = timestamp(now)
         with self.transaction() as db:
-            db.execute("INSERT INTO users (user_id, first_seen, last_seen, language) VALUES (?, ?, ?, ?)"
-                       " ON CONFLICT(user_id) DO UPDATE SET language = excluded.language",
-                       (user_id, at, at, language))
+            db.execute(
+                "INSERT INTO users (user_id, first_seen, last_seen, language) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(user_id) DO UPDATE SET language = excluded.language",
+                (user_id, at, at, language),
+            )
 
-    def user(self, user_id: int) -> Optional[dict]:
+    def user(self, user_id: int) -> dict | None:
         with self.lock:
             cursor = self._connection.execute("SELECT * FROM users WHERE user_id = ?", (user_id,))
             row = cursor.fetchone()
@@ -578,23 +622,37 @@ class Database:
         since = timestamp(now - timedelta(hours=hours))
         admin_list = _id_list(admins)
         with self.transaction() as db:
-            (users,) = db.execute(f"SELECT count(*) FROM users WHERE user_id NOT IN ({admin_list})").fetchone()
-            (blocked,) = db.execute("SELECT count(*) FROM users WHERE blocked_until > ?",
-                                    (timestamp(now),)).fetchone()
+            (users,) = db.execute(
+                f"SELECT count(*) FROM users WHERE user_id NOT IN ({admin_list})"
+            ).fetchone()
+            (blocked,) = db.execute(
+                "SELECT count(*) FROM users WHERE blocked_until > ?", (timestamp(now),)
+            ).fetchone()
             (actions, by_admins) = db.execute(
                 f"SELECT count(*) FILTER (WHERE user_id NOT IN ({admin_list})),"
                 f" count(*) FILTER (WHERE user_id IN ({admin_list})) FROM tracking WHERE created_at >= ?",
-                (since,)).fetchone()
-            (new,) = db.execute(f"SELECT count(*) FROM users WHERE first_seen >= ? AND user_id NOT IN ({admin_list})",
-                                (since,)).fetchone()
-        return {"users": users, "blocked": blocked, "actions": actions, "admin_actions": by_admins,
-                "new": new}
+                (since,),
+            ).fetchone()
+            (new,) = db.execute(
+                f"SELECT count(*) FROM users WHERE first_seen >= ? AND user_id NOT IN ({admin_list})",
+                (since,),
+            ).fetchone()
+        return {
+            "users": users,
+            "blocked": blocked,
+            "actions": actions,
+            "admin_actions": by_admins,
+            "new": new,
+        }
 
     # --- finding people (the panel's 👥 Users) ---
 
     def newest_users(self, admins: Sequence[int] = (), limit: int = 5) -> list[dict]:
-        return self._users(f"SELECT * FROM users WHERE user_id NOT IN ({_id_list(admins)})"
-                           " ORDER BY first_seen DESC, user_id DESC LIMIT ?", (limit,))
+        return self._users(
+            f"SELECT * FROM users WHERE user_id NOT IN ({_id_list(admins)})"
+            " ORDER BY first_seen DESC, user_id DESC LIMIT ?",
+            (limit,),
+        )
 
     def most_active_users(self, since: datetime, admins: Sequence[int] = (), limit: int = 5) -> list[dict]:
         """Who did the most since `since` (whole UTC days), admins left out; with `actions`."""
@@ -602,11 +660,15 @@ class Database:
             "SELECT users.*, sum(daily_activity.actions) AS actions FROM daily_activity"
             " JOIN users USING (user_id) WHERE day >= ?"
             f" AND user_id NOT IN ({_id_list(admins)}) GROUP BY user_id ORDER BY actions DESC, user_id"
-            " LIMIT ?", (timestamp(since)[:10], limit))
+            " LIMIT ?",
+            (timestamp(since)[:10], limit),
+        )
 
     def blocked_users(self, now: datetime, limit: int = 20) -> list[dict]:
-        return self._users("SELECT * FROM users WHERE blocked_until > ? ORDER BY blocked_until LIMIT ?",
-                           (timestamp(now), limit))
+        return self._users(
+            "SELECT * FROM users WHERE blocked_until > ? ORDER BY blocked_until LIMIT ?",
+            (timestamp(now), limit),
+        )
 
     def find_users(self, query: str, limit: int = 10) -> list[dict]:
         """By id (all digits), by @username, or by a part of a name or username; case-insensitive
@@ -614,21 +676,25 @@ class Database:
         query = query.strip()
         if query.isascii() and query.isdigit():
             user_id = int(query)
-            return self._users("SELECT * FROM users WHERE user_id = ?", (user_id,)) if user_id < 2 ** 63 else []
+            return self._users("SELECT * FROM users WHERE user_id = ?", (user_id,)) if user_id < 2**63 else []
         if query.startswith("@"):
-            return self._users("SELECT * FROM users WHERE username = ? COLLATE NOCASE LIMIT ?",
-                               (query[1:], limit))
+            return self._users(
+                "SELECT * FROM users WHERE username = ? COLLATE NOCASE LIMIT ?", (query[1:], limit)
+            )
         pattern = "%" + re.sub(r"([%_\\])", r"\\\1", query) + "%"
         return self._users(
             "SELECT * FROM users WHERE first_name LIKE ? ESCAPE '\\' OR username LIKE ? ESCAPE '\\'"
-            " ORDER BY last_seen DESC LIMIT ?", (pattern, pattern, limit))
+            " ORDER BY last_seen DESC LIMIT ?",
+            (pattern, pattern, limit),
+        )
 
     def activity(self, user_id: int, since: datetime) -> tuple[int, int]:
         """(actions, days active) of `user_id` since `since` (whole UTC days)."""
         with self.lock:
             actions, days = self._connection.execute(
                 "SELECT coalesce(sum(actions), 0), count(*) FROM daily_activity WHERE user_id = ? AND day >= ?",
-                (user_id, timestamp(since)[:10])).fetchone()
+                (user_id, timestamp(since)[:10]),
+            ).fetchone()
         return actions, days
 
     def daily_counts(self, first: date, last: date, admins: Sequence[int] = ()) -> tuple[dict, dict]:
@@ -637,12 +703,20 @@ class Database:
         bounds = (first.isoformat(), last.isoformat())
         admin_list = _id_list(admins)
         with self.transaction() as db:
-            new = dict(db.execute(
-                "SELECT substr(first_seen, 1, 10) AS day, count(*) FROM users WHERE day BETWEEN ? AND ?"
-                f" AND user_id NOT IN ({admin_list}) GROUP BY day", bounds).fetchall())
-            active = dict(db.execute(
-                "SELECT day, count(*) FROM daily_activity WHERE day BETWEEN ? AND ?"
-                f" AND user_id NOT IN ({admin_list}) GROUP BY day", bounds).fetchall())
+            new = dict(
+                db.execute(
+                    "SELECT substr(first_seen, 1, 10) AS day, count(*) FROM users WHERE day BETWEEN ? AND ?"
+                    f" AND user_id NOT IN ({admin_list}) GROUP BY day",
+                    bounds,
+                ).fetchall()
+            )
+            active = dict(
+                db.execute(
+                    "SELECT day, count(*) FROM daily_activity WHERE day BETWEEN ? AND ?"
+                    f" AND user_id NOT IN ({admin_list}) GROUP BY day",
+                    bounds,
+                ).fetchall()
+            )
         return new, active
 
     def forget_activity_before(self, day: date) -> int:
@@ -672,8 +746,12 @@ def _id_list(ids: Sequence[int]) -> str:
 
 
 def _row_counts(connection: sqlite3.Connection) -> dict[str, int]:
-    tables = [row[0] for row in connection.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+    tables = [
+        row[0]
+        for row in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+        )
+    ]
     return {name: connection.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0] for name in tables}
 
 
@@ -683,6 +761,7 @@ def _read_only_uri(path: Path) -> str:
 
 
 # --- checking a database file that comes from outside (a backup) -------------------------------
+
 
 def inspect_file(path: Path, thorough: bool = False, exact: bool = True, check: bool = True) -> FileFacts:
     """Check that the SQLite file at `path` is intact and is a database of this bot: its schema
@@ -711,8 +790,9 @@ def inspect_file(path: Path, thorough: bool = False, exact: bool = True, check: 
         if missing:
             raise ForeignDatabaseError(f"the table {missing[0]} is missing")
         if version > newest:
-            raise SchemaTooNewError(f"schema version {version} is newer than this code knows "
-                                    f"({newest})", version, newest)
+            raise SchemaTooNewError(
+                f"schema version {version} is newer than this code knows ({newest})", version, newest
+            )
         difference = _schema_difference(_schema(connection), expected_schema(version), version)
         if difference and exact:
             raise ForeignDatabaseError(difference)
@@ -756,18 +836,22 @@ def upgraded_copy(path: Path, version: int, target: Path) -> Path:
 def _schema(connection: sqlite3.Connection) -> set[tuple]:
     """Every object of a database's schema: (type, name, table, its SQL), the SQL with comments
     and spacing taken out, so that two databases made by the same migrations compare equal."""
-    return {(kind, name, table, _normalised(sql)) for kind, name, table, sql in connection.execute(
-        "SELECT type, name, tbl_name, sql FROM sqlite_master")}
+    return {
+        (kind, name, table, _normalised(sql))
+        for kind, name, table, sql in connection.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master"
+        )
+    }
 
 
-def _normalised(sql: Optional[str]) -> Optional[str]:
+def _normalised(sql: str | None) -> str | None:
     if sql is None:
         return None
     sql = re.sub(r"--[^\n]*|/\*.*?\*/", " ", sql, flags=re.S)
     return re.sub(r"\s*([(),;])\s*", r"\1", re.sub(r"\s+", " ", sql)).strip()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def expected_schema(version: int) -> frozenset:
     """The schema this code's migrations 1..`version` make, built in memory."""
     reference = Database(_connect(MEMORY), Storage("memory", MEMORY))
@@ -779,20 +863,27 @@ def expected_schema(version: int) -> frozenset:
         reference.close()
 
 
-def _schema_difference(found: set, expected: frozenset, version: int) -> Optional[str]:
+def _schema_difference(found: set, expected: frozenset, version: int) -> str | None:
     """None when the schemas are the same; else the first difference, in words (tables first:
     an index follows from its table)."""
+
     def by_name(objects) -> dict:
         return {(kind, name): sql for kind, name, _, sql in objects}
 
     def order(key: tuple) -> tuple:
-        return (["table", "view", "trigger", "index"].index(key[0]) if key[0] in
-                ("table", "view", "trigger", "index") else 4, key[1])
+        return (
+            ["table", "view", "trigger", "index"].index(key[0])
+            if key[0] in ("table", "view", "trigger", "index")
+            else 4,
+            key[1],
+        )
 
     found, expected = by_name(found), by_name(expected)
     for kind, name in sorted(found.keys() - expected.keys(), key=order):
-        return (f"it holds {'an' if kind == 'index' else 'a'} {kind} {name} that schema version "
-                f"{version} of this bot does not have")
+        return (
+            f"it holds {'an' if kind == 'index' else 'a'} {kind} {name} that schema version "
+            f"{version} of this bot does not have"
+        )
     for kind, name in sorted(expected.keys() - found.keys(), key=order):
         return f"the {kind} {name} of schema version {version} is missing"
     for kind, name in sorted(found.keys(), key=order):
@@ -811,6 +902,8 @@ def find_migrations(migrations_dir: Path = MIGRATIONS_DIR) -> list[Migration]:
         migrations.append(Migration(int(match.group(1)), path))
     for expected, migration in enumerate(migrations, start=1):
         if migration.version != expected:
-            raise MigrationError(f"migration {migration.path.name} should be numbered "
-                                 f"{expected:04d}: migrations run in order without gaps")
+            raise MigrationError(
+                f"migration {migration.path.name} should be numbered "
+                f"{expected:04d}: migrations run in order without gaps"
+            )
     return migrations

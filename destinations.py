@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional, Protocol, Sequence
+from typing import Protocol
 
 from backup_format import NAME_PATTERN, BackupInfo, Head, Knock, NotABackupError, read_header
 from files import copy_file, fsync_folder, write_atomically
@@ -46,12 +47,14 @@ class Stale(DestinationError):
     """The destination's head names a newer writer: this instance must not bury its backups."""
 
 
-def fence(current: Optional[Head], generation: int, writer: str) -> None:
+def fence(current: Head | None, generation: int, writer: str) -> None:
     """Raise Stale when `current`, the destination's head, supersedes `writer` of `generation`.
     Every destination calls it before anything replaces what is there."""
     if current is not None and current.newer_writer_than(generation, writer):
-        raise Stale(f"a newer instance writes here (generation {current.generation}, "
-                    f"{current.writer}); this one is generation {generation}")
+        raise Stale(
+            f"a newer instance writes here (generation {current.generation}, "
+            f"{current.writer}); this one is generation {generation}"
+        )
 
 
 class Destination(Protocol):
@@ -65,11 +68,11 @@ class Destination(Protocol):
 
     def delete(self, backups: Sequence[BackupInfo]) -> None: ...
 
-    def read_head(self) -> Optional[Head]: ...
+    def read_head(self) -> Head | None: ...
 
     def write_head(self, head: Head) -> None: ...
 
-    def read_knock(self) -> Optional[Knock]: ...
+    def read_knock(self) -> Knock | None: ...
 
     def knock(self, knock: Knock) -> None: ...
 
@@ -126,14 +129,14 @@ class LocalFolder:
         if backups:
             fsync_folder(self.folder)
 
-    def read_head(self) -> Optional[Head]:
+    def read_head(self) -> Head | None:
         """None: this disk is the instance's own; no other instance reads it."""
         return None
 
     def write_head(self, head: Head) -> None:
         pass
 
-    def read_knock(self) -> Optional[Knock]:
+    def read_knock(self) -> Knock | None:
         return None
 
     def knock(self, knock: Knock) -> None:

@@ -15,23 +15,37 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence
 
-from backup_format import (COMPRESSION_LEVEL, ENCRYPTED_SUFFIX, FINAL_REASONS, PRE_RESTORE,
-                           QUICK_COMPRESSION_LEVEL,
-                           BackupError, BackupInfo, Head, Knock, file_name, inspect_snapshot,
-                           newest_head, newest_knock, sha256_of, unpack_and_verify, write_backup_file)
+from backup_format import (
+    COMPRESSION_LEVEL,
+    ENCRYPTED_SUFFIX,
+    FINAL_REASONS,
+    PRE_RESTORE,
+    QUICK_COMPRESSION_LEVEL,
+    BackupError,
+    BackupInfo,
+    Head,
+    Knock,
+    file_name,
+    inspect_snapshot,
+    newest_head,
+    newest_knock,
+    sha256_of,
+    unpack_and_verify,
+    write_backup_file,
+)
 from clock import Clock, utc_now
 from config import Settings
 from database import Database, DatabaseError
 from destinations import Destination, DestinationError, LocalFolder, Stale, TooLarge
 from files import fsync_folder, remove_stale_temporaries, scratch_folder, temporary_name
 from i18n import Alert, Code, Text
-from sealing import SealError, Sealer
+from sealing import Sealer, SealError
 
 log = logging.getLogger("backup")
 
@@ -47,7 +61,7 @@ GENERATION_KEY, WRITER_KEY = "generation", "writer"  # the writer of this databa
 
 @dataclass(frozen=True)
 class CreateResult:
-    info: Optional[BackupInfo]  # the new backup as stored locally; None when skipped
+    info: BackupInfo | None  # the new backup as stored locally; None when skipped
     seconds: float
     stored: list[BackupInfo] = field(default_factory=list)  # one per destination that took it
     failures: dict[str, str] = field(default_factory=dict)  # destination name -> why not
@@ -60,16 +74,18 @@ class CreateResult:
 @dataclass
 class DestinationStatus:
     """How storing backups in one destination has gone, for the admin panel and the alerts."""
-    last_success: Optional[datetime] = None
-    last_error: Optional[str] = None
-    last_error_at: Optional[datetime] = None
+
+    last_success: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
     failing: bool = False  # the last attempt failed
-    failing_since: Optional[datetime] = None  # when the current streak of failures began
+    failing_since: datetime | None = None  # when the current streak of failures began
 
 
 @dataclass(frozen=True)
 class Unreachable:
     """A destination that could not be listed."""
+
     destination: str
     error: str
     offsite: bool
@@ -84,6 +100,7 @@ class Listing:
 @dataclass(frozen=True)
 class Refusal:
     """A backup that could not be restored, and why."""
+
     info: BackupInfo
     reason: str
     offsite: bool
@@ -94,7 +111,7 @@ class Refusal:
 
 @dataclass(frozen=True)
 class StartupRestore:
-    restored: Optional[BackupInfo]  # None: nothing could be restored
+    restored: BackupInfo | None  # None: nothing could be restored
     passed_over: list[Refusal]  # candidates tried before, newest first
     unreachable: list[Unreachable]
 
@@ -102,33 +119,41 @@ class StartupRestore:
 @dataclass(frozen=True)
 class Overview:
     """The backup state, for the admin panel."""
-    newest: Optional[BackupInfo]  # the newest local backup
+
+    newest: BackupInfo | None  # the newest local backup
     kept: int  # local backups kept
     keep: int  # BACKUP_KEEP
     destinations: dict[str, DestinationStatus]
-    paused: Optional[str]
+    paused: str | None
 
 
 class BackupEngine:
     """Creates, lists, verifies and restores backups of one live database."""
 
-    def __init__(self, db: Optional[Database], settings: Settings, offsite: Sequence[Destination] = (),
-                 clock: Clock = utc_now, step_pages: int = STEP_PAGES, alert: Optional[Alert] = None):
+    def __init__(
+        self,
+        db: Database | None,
+        settings: Settings,
+        offsite: Sequence[Destination] = (),
+        clock: Clock = utc_now,
+        step_pages: int = STEP_PAGES,
+        alert: Alert | None = None,
+    ):
         self.db, self.settings, self.clock, self.step_pages = db, settings, clock, step_pages
         self.local = LocalFolder(settings.backup_dir)
         self._offsite = list(offsite)
         self._destinations: list[Destination] = [self.local, *self._offsite]
         self._status = {destination.name: DestinationStatus() for destination in self._destinations}
-        self._paused_seen: Optional[str] = None  # the pause as last read (offsite_paused_seen)
+        self._paused_seen: str | None = None  # the pause as last read (offsite_paused_seen)
         self.plain_copy = Path(f"{settings.db_path}.backup")
         self.alert = alert or (lambda text: None)  # tells the admins; main.py sends it to each
         self._sealer = Sealer(settings.backup_passphrase) if settings.backup_passphrase else None
         self._busy = threading.RLock()  # one backup or restore at a time
-        self._restored: Optional[BackupInfo] = None  # what the live data equals after a restore
+        self._restored: BackupInfo | None = None  # what the live data equals after a restore
         self._too_large_told: set[str] = set()  # destinations whose copies cannot be fetched back
         self.generation, self.writer = self._recorded_writer()
         self._claimed = True  # a writer read from the database claimed before (the command line)
-        self._newest_offsite: Optional[datetime] = None
+        self._newest_offsite: datetime | None = None
         self._writing = True  # False once this instance handed over, or found a newer writer
         self.on_stale: Callable[[str], object] = lambda why: None  # the instance goes passive
 
@@ -140,8 +165,10 @@ class BackupEngine:
         if self.db is None:
             return 0, ""
         generation = self.db.get_state(GENERATION_KEY)
-        return (int(generation) if generation and generation.isdigit() else 0,
-                self.db.get_state(WRITER_KEY) or "")
+        return (
+            int(generation) if generation and generation.isdigit() else 0,
+            self.db.get_state(WRITER_KEY) or "",
+        )
 
     def become_writer(self, generation: int, writer: str) -> None:
         """From now on this instance writes, as `writer` of `generation` (recorded in the
@@ -165,12 +192,12 @@ class BackupEngine:
     def offsite_count(self) -> int:
         return len(self._offsite)
 
-    def newest_offsite_backup_at(self) -> Optional[datetime]:
+    def newest_offsite_backup_at(self) -> datetime | None:
         """When the newest backup known to be off the machine was taken (one this process sent,
         or restored from there); None when there is none yet."""
         return self._newest_offsite
 
-    def heads(self) -> tuple[Optional[Head], list[Unreachable]]:
+    def heads(self) -> tuple[Head | None, list[Unreachable]]:
         """The newest head of every destination off the machine, and those that could not be
         asked."""
         found, unreachable = [], []
@@ -211,7 +238,7 @@ class BackupEngine:
             except (DestinationError, OSError) as error:
                 log.warning("could not ask for the hand-over in %s: %s", destination.name, error)
 
-    def latest_knock(self) -> Optional[Knock]:
+    def latest_knock(self) -> Knock | None:
         """The newest request to hand over, of every destination off the machine that answers."""
         found = []
         for destination in self._offsite:
@@ -226,8 +253,13 @@ class BackupEngine:
         if self._writing:
             self._writing = False
             log.error("this instance is stale: %s", why)
-            self.alert(Text("⛔ This instance stopped writing: {why}. Its backups stay on its own disk; "
-                            "the newer instance's backups are untouched.", why=Code(why)))
+            self.alert(
+                Text(
+                    "⛔ This instance stopped writing: {why}. Its backups stay on its own disk; "
+                    "the newer instance's backups are untouched.",
+                    why=Code(why),
+                )
+            )
             self.on_stale(why)
 
     # --- create ---
@@ -248,8 +280,10 @@ class BackupEngine:
     def _create(self, reason: str, local_only: bool) -> CreateResult:
         with self._busy, scratch_folder(self.local.folder) as workdir:
             if not self._writing and not local_only:
-                raise BackupError("this instance is not the writer any more (it handed over, or a "
-                                  "newer instance writes the backups)")
+                raise BackupError(
+                    "this instance is not the writer any more (it handed over, or a "
+                    "newer instance writes the backups)"
+                )
             started = time.monotonic()
             created_at = self.clock()
             for folder in (self.local.folder, self.plain_copy.parent):
@@ -257,8 +291,9 @@ class BackupEngine:
             if reason in FINAL_REASONS and not self.db.storage.in_memory:
                 # The instance has stopped writing: the database file itself is the snapshot.
                 with self.db.frozen() as source:
-                    return self._pack_and_store(reason, local_only, created_at, started, source,
-                                                workdir, plain_copy=False)
+                    return self._pack_and_store(
+                        reason, local_only, created_at, started, source, workdir, plain_copy=False
+                    )
             snapshot = self._snapshot_path(workdir)
             try:
                 try:
@@ -278,17 +313,34 @@ class BackupEngine:
             return folder / temporary_name(self.plain_copy.name)
         return workdir / "snapshot.db"
 
-    def _pack_and_store(self, reason: str, local_only: bool, created_at: datetime, started: float,
-                        snapshot: Path, workdir: Path, plain_copy: bool = True) -> CreateResult:
+    def _pack_and_store(
+        self,
+        reason: str,
+        local_only: bool,
+        created_at: datetime,
+        started: float,
+        snapshot: Path,
+        workdir: Path,
+        plain_copy: bool = True,
+    ) -> CreateResult:
         hurry = reason in HURRIED_REASONS
         schema_version, row_counts = inspect_snapshot(snapshot, exact=False, check=not hurry)
-        info = BackupInfo(created_at, reason, schema_version, row_counts, "",
-                          snapshot.stat().st_size, name=file_name(created_at, reason),
-                          generation=self.generation, writer=self.writer)
+        info = BackupInfo(
+            created_at,
+            reason,
+            schema_version,
+            row_counts,
+            "",
+            snapshot.stat().st_size,
+            name=file_name(created_at, reason),
+            generation=self.generation,
+            writer=self.writer,
+        )
         packed = workdir / info.name
         with open(snapshot, "rb") as content:
-            info = write_backup_file(content, info, packed,
-                                     QUICK_COMPRESSION_LEVEL if hurry else COMPRESSION_LEVEL)
+            info = write_backup_file(
+                content, info, packed, QUICK_COMPRESSION_LEVEL if hurry else COMPRESSION_LEVEL
+            )
         newest = self.newest_local() or self._restored
         if reason in SKIPPABLE_REASONS and newest is not None and newest.sha256 == info.sha256:
             log.info("%s backup skipped: nothing changed since %s", reason, newest.name)
@@ -306,11 +358,18 @@ class BackupEngine:
             self._newest_offsite = info.created_at
         if info.final and sent:
             self._publish_final(info)
-        result = CreateResult(stored[0], time.monotonic() - started, stored + sent,
-                              {**failures, **offsite_failures})
-        log.info("%s backup %s: %d bytes, %d rows, %.2f s, stored in %s", reason, info.name,
-                 stored[0].size, info.total_rows, result.seconds,
-                 ", ".join(i.destination for i in result.stored))
+        result = CreateResult(
+            stored[0], time.monotonic() - started, stored + sent, {**failures, **offsite_failures}
+        )
+        log.info(
+            "%s backup %s: %d bytes, %d rows, %.2f s, stored in %s",
+            reason,
+            info.name,
+            stored[0].size,
+            info.total_rows,
+            result.seconds,
+            ", ".join(i.destination for i in result.stored),
+        )
         return result
 
     def _publish_final(self, info: BackupInfo) -> None:
@@ -319,8 +378,9 @@ class BackupEngine:
         except Stale as error:
             self._went_stale(str(error))
 
-    def _store(self, destination: Destination, packed: Path,
-               info: BackupInfo) -> tuple[list[BackupInfo], dict[str, str]]:
+    def _store(
+        self, destination: Destination, packed: Path, info: BackupInfo
+    ) -> tuple[list[BackupInfo], dict[str, str]]:
         """Put one copy; a failure is recorded, alerted once per streak, and returned, not raised."""
         try:
             placed = destination.put(packed, info)
@@ -333,8 +393,9 @@ class BackupEngine:
         self._succeeded(destination.name)
         return [placed], {}
 
-    def _send_offsite(self, packed: Path, info: BackupInfo,
-                      workdir: Path) -> tuple[list[BackupInfo], dict[str, str]]:
+    def _send_offsite(
+        self, packed: Path, info: BackupInfo, workdir: Path
+    ) -> tuple[list[BackupInfo], dict[str, str]]:
         """Copies that leave the machine: encrypted when a passphrase is set, then read back."""
         if not self._offsite:
             return [], {}
@@ -390,8 +451,14 @@ class BackupEngine:
                 raise DestinationError("the copy read back differs from the one sent")
         except TooLarge as error:
             if destination.name not in self._too_large_told:  # once, when backups grow past it
-                self.alert(Text("⚠️ Backup {name} was stored in {destination} but cannot be read back to check it ({error}).",
-                                name=Code(placed.name), destination=Code(destination.name), error=Code(str(error))))
+                self.alert(
+                    Text(
+                        "⚠️ Backup {name} was stored in {destination} but cannot be read back to check it ({error}).",
+                        name=Code(placed.name),
+                        destination=Code(destination.name),
+                        error=Code(str(error)),
+                    )
+                )
                 self._too_large_told.add(destination.name)
             return {}
         except (DestinationError, OSError) as error:
@@ -424,8 +491,13 @@ class BackupEngine:
         log.error("backup not stored in %s: %s", name, error)
         if not status.failing:  # once per streak of failures
             where = Text("the local backup folder") if name == self.local.name else Code(name)
-            self.alert(Text("⚠️ A backup could not be stored in {where}: {error}. It is retried at the next "
-                            "backup.", where=where, error=Code(error)))
+            self.alert(
+                Text(
+                    "⚠️ A backup could not be stored in {where}: {error}. It is retried at the next backup.",
+                    where=where,
+                    error=Code(error),
+                )
+            )
             status.failing_since = self.clock()
         status.failing, status.last_error, status.last_error_at = True, error, self.clock()
 
@@ -451,7 +523,7 @@ class BackupEngine:
         """The destinations whose last attempt to store a backup failed."""
         return sorted(name for name, status in self._status.items() if status.failing)
 
-    def offsite_paused(self) -> Optional[str]:
+    def offsite_paused(self) -> str | None:
         """Why copies are kept from leaving the machine, or None when they may leave."""
         self._paused_seen = self.db.get_state(PAUSE_KEY) if self.db else None
         return self._paused_seen
@@ -471,10 +543,10 @@ class BackupEngine:
 
     # --- what there is ---
 
-    def newest_local(self) -> Optional[BackupInfo]:
+    def newest_local(self) -> BackupInfo | None:
         return next(iter(self.local.list()), None)
 
-    def listing(self, only: Optional[str] = None) -> Listing:
+    def listing(self, only: str | None = None) -> Listing:
         """Every backup in every destination (or only the one named), newest first by its own
         created-at. A destination that cannot be listed is skipped and named in the result."""
         found, unreachable = [], []
@@ -485,18 +557,21 @@ class BackupEngine:
                 found.extend(destination.list())
             except (DestinationError, OSError) as error:
                 log.warning("cannot list backups in %s: %s", destination.name, error)
-                unreachable.append(Unreachable(destination.name, str(error),
-                                               destination is not self.local))
+                unreachable.append(Unreachable(destination.name, str(error), destination is not self.local))
         return Listing(sorted(found, key=lambda info: info.created_at, reverse=True), unreachable)
 
     def overview(self) -> Overview:
         local = self.local.list()
-        return Overview(local[0] if local else None, len(local), self.settings.backup_keep,
-                        {name: replace(status) for name, status in self._status.items()},
-                        self.offsite_paused())
+        return Overview(
+            local[0] if local else None,
+            len(local),
+            self.settings.backup_keep,
+            {name: replace(status) for name, status in self._status.items()},
+            self.offsite_paused(),
+        )
 
     @contextmanager
-    def exported_newest(self) -> Iterator[Optional[tuple[Path, BackupInfo]]]:
+    def exported_newest(self) -> Iterator[tuple[Path, BackupInfo] | None]:
         """The newest local backup as it may leave the machine (encrypted when a passphrase is
         set), for a download; None when there is no backup yet."""
         newest = self.newest_local()
@@ -512,8 +587,9 @@ class BackupEngine:
             info, _ = self._unpack(source, workdir, thorough)
             return info
 
-    def _unpack(self, source: Path | BackupInfo, workdir: Path,
-                thorough: bool = False) -> tuple[BackupInfo, Path]:
+    def _unpack(
+        self, source: Path | BackupInfo, workdir: Path, thorough: bool = False
+    ) -> tuple[BackupInfo, Path]:
         """Fetch, decompress and verify a backup; returns its info and the verified SQLite file."""
         if not isinstance(source, BackupInfo):
             return unpack_and_verify(Path(source), workdir, thorough, self._sealer)
@@ -523,10 +599,12 @@ class BackupEngine:
         except (DestinationError, OSError) as error:
             raise BackupError(f"cannot fetch {source.name} from {source.destination}: {error}") from error
         from_outside = destination is not self.local
-        info, snapshot = unpack_and_verify(path, workdir, thorough, self._sealer,
-                                           must_be_sealed=from_outside and self._sealer is not None)
-        return replace(info, name=source.name, destination=source.destination,
-                       location=source.location, size=source.size), snapshot
+        info, snapshot = unpack_and_verify(
+            path, workdir, thorough, self._sealer, must_be_sealed=from_outside and self._sealer is not None
+        )
+        return replace(
+            info, name=source.name, destination=source.destination, location=source.location, size=source.size
+        ), snapshot
 
     def _destination(self, name: str) -> Destination:
         for destination in self._destinations:
@@ -553,14 +631,15 @@ class BackupEngine:
             raise BackupError(f"refused: {source} is the live database itself")
         with self._busy, scratch_folder(self.local.folder) as workdir:
             if by_person and not self._writing:
-                raise BackupError("this instance is not the writer any more: restore on the one "
-                                  "that serves")
+                raise BackupError("this instance is not the writer any more: restore on the one that serves")
             info, snapshot = self._unpack(source, workdir)
             if by_person and not self.db.is_empty():
                 try:
                     self.create(PRE_RESTORE)
                 except (BackupError, DestinationError, OSError) as error:
-                    raise BackupError(f"the safety backup failed, so nothing was restored: {error}") from error
+                    raise BackupError(
+                        f"the safety backup failed, so nothing was restored: {error}"
+                    ) from error
             try:
                 # the lifecycle's own restores replace everything: a scratch file is moved in
                 adopt = not by_person and snapshot.is_relative_to(workdir)
@@ -572,8 +651,9 @@ class BackupEngine:
             self._record_writer()  # the restored data names the writer that took it
             if info.destination not in (self.local.name, "file"):
                 self._newest_offsite = max(filter(None, [self._newest_offsite, info.created_at]))
-            log.info("restored %s (%s, %d rows) from %s", info.name, info.reason,
-                     info.total_rows, info.destination)
+            log.info(
+                "restored %s (%s, %d rows) from %s", info.name, info.reason, info.total_rows, info.destination
+            )
             if by_person:
                 self.resume_offsite()
                 self.backup_quietly("restore")
@@ -584,7 +664,7 @@ class BackupEngine:
             self.db.set_state(GENERATION_KEY, str(self.generation))
             self.db.set_state(WRITER_KEY, self.writer)
 
-    def backup_quietly(self, reason: str) -> Optional[CreateResult]:
+    def backup_quietly(self, reason: str) -> CreateResult | None:
         """A backup whose failure is logged, never raised: the next one retries."""
         try:
             return self.create(reason)
@@ -611,9 +691,21 @@ class BackupEngine:
         if not self.plain_copy.is_file():
             return []
         stat = self.plain_copy.stat()
-        modified = datetime.fromtimestamp(stat.st_mtime, timezone.utc)
-        return [BackupInfo(modified, "plain copy", 0, {}, "", 0, stat.st_size,
-                           self.local.name, str(self.plain_copy), self.plain_copy.name)]
+        modified = datetime.fromtimestamp(stat.st_mtime, UTC)
+        return [
+            BackupInfo(
+                modified,
+                "plain copy",
+                0,
+                {},
+                "",
+                0,
+                stat.st_size,
+                self.local.name,
+                str(self.plain_copy),
+                self.plain_copy.name,
+            )
+        ]
 
 
 def _same_file(path: Path, other: str) -> bool:

@@ -12,9 +12,10 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Optional
+from typing import BinaryIO
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ def remove_stale_temporaries(folder: Path) -> None:
         log.info("removed %s, left by a process that stopped mid-write", path.name)
 
 
-def _pid_in(name: str) -> Optional[int]:
+def _pid_in(name: str) -> int | None:
     match = _OURS.match(name)
     return int(match.group(1)) if match else None
 

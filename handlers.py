@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Optional
 
 import telebot
 from telebot import types
@@ -27,24 +26,32 @@ from readers import Readers
 log = logging.getLogger(__name__)
 
 
-
 class ActivityGate(BaseMiddleware):
     """Tracks every message, applies flood control, and keeps blocked users out."""
 
-    def __init__(self, bot: telebot.TeleBot, db: Database, settings: Settings, readers: Readers,
-                 clock: Clock):
+    def __init__(
+        self, bot: telebot.TeleBot, db: Database, settings: Settings, readers: Readers, clock: Clock
+    ):
         super().__init__()
         self.update_types = ["message"]
         self.bot, self.db, self.settings, self.readers, self.clock = bot, db, settings, readers, clock
 
-    def pre_process(self, message, data) -> Optional[CancelUpdate]:
+    def pre_process(self, message, data) -> CancelUpdate | None:
         user = message.from_user
         if user is None:
             return None
         now = self.clock()
         window_start = now - timedelta(seconds=self.settings.flood_window_seconds)
-        state = self.db.track_message(user.id, user.username, user.first_name, message.chat.id,
-                                      "message", now, window_start, language_code=user.language_code)
+        state = self.db.track_message(
+            user.id,
+            user.username,
+            user.first_name,
+            message.chat.id,
+            "message",
+            now,
+            window_start,
+            language_code=user.language_code,
+        )
         if self.settings.is_admin(user.id):
             return None
         if state.is_blocked(now):
@@ -62,13 +69,16 @@ class ActivityGate(BaseMiddleware):
     def post_process(self, message, data, exception) -> None:
         pass
 
-    def _notify_blocked(self, message, until: datetime, reason: Optional[str]) -> None:
-        if send_quietly(self.bot, message.chat.id, blocked_notice(until, reason), self.readers.of_message(message)):
+    def _notify_blocked(self, message, until: datetime, reason: str | None) -> None:
+        if send_quietly(
+            self.bot, message.chat.id, blocked_notice(until, reason), self.readers.of_message(message)
+        ):
             self.db.mark_block_notified(message.from_user.id)
 
 
-def register(bot: telebot.TeleBot, db: Database, settings: Settings, readers: Readers,
-             clock: Clock = utc_now) -> None:
+def register(
+    bot: telebot.TeleBot, db: Database, settings: Settings, readers: Readers, clock: Clock = utc_now
+) -> None:
     """Install the gate and the user and moderation commands on `bot`."""
     bot.setup_middleware(ActivityGate(bot, db, settings, readers, clock))
 
@@ -80,9 +90,15 @@ def register(bot: telebot.TeleBot, db: Database, settings: Settings, readers: Re
 
     @bot.message_handler(commands=["start"])
     def start(message):
-        reply(message, Text("Hello, {name}! You are registered; your Telegram user id is {id}. Send /help to "
-                            "see what I can do.", name=Code(message.from_user.first_name or ""),
-                            id=Code(str(message.from_user.id))))
+        reply(
+            message,
+            Text(
+                "Hello, {name}! You are registered; your Telegram user id is {id}. Send /help to "
+                "see what I can do.",
+                name=Code(message.from_user.first_name or ""),
+                id=Code(str(message.from_user.id)),
+            ),
+        )
 
     @bot.message_handler(commands=["id"])
     def your_id(message):
@@ -96,18 +112,29 @@ def register(bot: telebot.TeleBot, db: Database, settings: Settings, readers: Re
     @bot.message_handler(func=lambda m: m.text in LANGUAGE_LABELS and not admin(m))
     def chosen(message):  # an admin's choice is the panel's: it shows the panel in it
         reader = readers.choose(message.from_user.id, LANGUAGE_LABELS[message.text])
-        bot.send_message(message.chat.id, reader(Text("✅ Language: English")),
-                         reply_markup=types.ReplyKeyboardRemove())
+        bot.send_message(
+            message.chat.id, reader(Text("✅ Language: English")), reply_markup=types.ReplyKeyboardRemove()
+        )
 
     @bot.message_handler(commands=["help"])
     def help_(message):
-        lines = [Text("/start: register with the bot"), Text("/id: your Telegram user id"),
-                 Text("/language: choose your language"), Text("/help: this list")]
+        lines = [
+            Text("/start: register with the bot"),
+            Text("/id: your Telegram user id"),
+            Text("/language: choose your language"),
+            Text("/help: this list"),
+        ]
         if admin(message) and message.chat.type == "private":
-            lines += [Text("/admin: the admin panel"), Text("/backup: take a backup now"),
-                      Text("/start_fresh: while backups are paused after an empty start, keep the empty "
-                           "database and let backups leave the machine again"),
-                      Text(BLOCK_USAGE), Text(UNBLOCK_USAGE)]
+            lines += [
+                Text("/admin: the admin panel"),
+                Text("/backup: take a backup now"),
+                Text(
+                    "/start_fresh: while backups are paused after an empty start, keep the empty "
+                    "database and let backups leave the machine again"
+                ),
+                Text(BLOCK_USAGE),
+                Text(UNBLOCK_USAGE),
+            ]
         reader = readers.of_message(message)
         bot.send_message(message.chat.id, "\n".join(reader(line) for line in lines))
 

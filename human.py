@@ -5,8 +5,7 @@ One place, so the panel, the command line and the captions say the same thing th
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from typing import Optional
+from datetime import UTC, datetime, timedelta
 
 
 def size(count: float) -> str:
@@ -30,11 +29,11 @@ def age(delta: timedelta) -> str:
     return f"{minutes // 1440} days"
 
 
-def time(moment: Optional[datetime]) -> str:
+def time(moment: datetime | None) -> str:
     """2026-11-26 12:00 UTC, or a dash for 'never'."""
     if moment is None:
         return "—"
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def interval(seconds: float) -> str:

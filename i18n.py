@@ -22,11 +22,11 @@ from __future__ import annotations
 import gettext
 import string
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from functools import lru_cache
+from datetime import UTC, datetime, timedelta, timezone
+from functools import cache
 from pathlib import Path
-from typing import Callable, Optional
 from zoneinfo import ZoneInfo
 
 import jdatetime
@@ -43,8 +43,9 @@ FSI, PDI = "\u2068", "\u2069"  # first-strong isolate ... pop directional isolat
 PERSIAN_DIGITS = str.maketrans("0123456789.", "۰۱۲۳۴۵۶۷۸۹٫")
 # Direction controls: in a value from outside (a user's name, a file name, an admin's reason)
 # they could close our isolation early or reverse the rest of the line, so they are dropped.
-BIDI_CONTROLS = dict.fromkeys(map(ord, "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
-                                       "\u2066\u2067\u2068\u2069"))
+BIDI_CONTROLS = dict.fromkeys(
+    map(ord, "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+)
 
 
 def N_(msgid: str) -> str:
@@ -55,6 +56,7 @@ def N_(msgid: str) -> str:
 @dataclass(frozen=True)
 class Size:
     """A number of bytes: 1.2 MB, ۱٫۲ مگابایت."""
+
     count: int
 
 
@@ -62,6 +64,7 @@ class Size:
 class Code:
     """Something to show exactly as it is, never translated: a file name, a path, a command,
     an id, a technical error. Isolated in right-to-left text."""
+
     text: str
 
 
@@ -103,7 +106,7 @@ def lines(*parts) -> Joined:
 class Reader:
     """Someone who reads the bot: their language and time zone."""
 
-    def __init__(self, language: str, zone: ZoneInfo | timezone = timezone.utc):
+    def __init__(self, language: str, zone: ZoneInfo | timezone = UTC):
         self.language = language if language in LANGUAGES else "en"
         self.zone = zone
         self.rtl = self.language in RTL
@@ -152,7 +155,7 @@ class Reader:
         shown = (f"{value:.2f}".rstrip("0").rstrip(".") or "0") if isinstance(value, float) else str(value)
         return self._digits(shown)
 
-    def time(self, moment: Optional[datetime]) -> str:
+    def time(self, moment: datetime | None) -> str:
         """2026-11-26 15:30 Asia/Tehran; ۵ آذر ۱۴۰۵، ۱۵:۳۰ (Asia/Tehran)."""
         if moment is None:
             return "—"
@@ -160,7 +163,9 @@ class Reader:
         zone = getattr(self.zone, "key", None) or "UTC"
         if self.language == "fa":
             solar = jdatetime.datetime.fromgregorian(datetime=local.replace(tzinfo=None), locale="fa_IR")
-            return self._digits(f"{solar.day} {solar.strftime('%B')} {solar.year}، {local:%H:%M}") + f" ({zone})"
+            return (
+                self._digits(f"{solar.day} {solar.strftime('%B')} {solar.year}، {local:%H:%M}") + f" ({zone})"
+            )
         return f"{local:%Y-%m-%d %H:%M} {zone}"
 
     def age(self, delta: timedelta) -> str:
@@ -182,7 +187,8 @@ class Reader:
         hours = seconds >= 3600
         amount = seconds / 3600 if hours else seconds / 60
         return self.gettext(N_("{count} h") if hours else N_("{count} min")).format(
-            count=self._digits(f"{amount:g}"))
+            count=self._digits(f"{amount:g}")
+        )
 
     def _digits(self, shown: str) -> str:
         return shown.translate(PERSIAN_DIGITS) if self.language == "fa" else shown
@@ -194,7 +200,7 @@ UNITS = (N_("B"), N_("KB"), N_("MB"), N_("GB"))
 ENGLISH = Reader("en")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _catalog(language: str) -> gettext.NullTranslations:
     if language == "en":  # the msgids are the English
         return gettext.NullTranslations()
@@ -215,7 +221,7 @@ def ascii_digits(typed: str) -> str:
     return typed.translate(TYPED_DIGITS)
 
 
-def language_of(chosen: Optional[str], telegram_code: Optional[str], default: str) -> str:
+def language_of(chosen: str | None, telegram_code: str | None, default: str) -> str:
     """Their own choice if they made one, else Telegram's language_code (fa, fa-IR: Persian;
     en, en-GB: English), else the deployment's default."""
     if chosen in LANGUAGES:

@@ -38,7 +38,6 @@ import threading
 import time
 import uuid
 from datetime import datetime
-from typing import Optional
 
 import requests
 import telebot
@@ -69,18 +68,31 @@ def instance_name() -> str:
     return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
-def asks_for_handover(knock: Optional[Knock], instance: str, since: datetime, now: datetime) -> bool:
+def asks_for_handover(knock: Knock | None, instance: str, since: datetime, now: datetime) -> bool:
     """A knock that should make `instance`, serving since `since`, hand over: another instance's,
     made since, and recent (an instance that knocked and died must not leave it passive)."""
-    return (knock is not None and knock.instance != instance and knock.at > since
-            and (now - knock.at).total_seconds() <= KNOCK_FRESH_SECONDS)
+    return (
+        knock is not None
+        and knock.instance != instance
+        and knock.at > since
+        and (now - knock.at).total_seconds() <= KNOCK_FRESH_SECONDS
+    )
 
 
 class Lifecycle:
-    def __init__(self, bot: telebot.TeleBot, db: Database, engine: BackupEngine, runner: JobRunner,
-                 settings: Settings, alert: Alert, stop: threading.Event,
-                 clock: Clock = utc_now, instance: Optional[str] = None,
-                 gate: Optional[WebhookGate] = None):
+    def __init__(
+        self,
+        bot: telebot.TeleBot,
+        db: Database,
+        engine: BackupEngine,
+        runner: JobRunner,
+        settings: Settings,
+        alert: Alert,
+        stop: threading.Event,
+        clock: Clock = utc_now,
+        instance: str | None = None,
+        gate: WebhookGate | None = None,
+    ):
         """gate: webhook mode's source of updates (web.py hands it Telegram's requests); without
         it, the instance polls."""
         self.bot, self.db, self.engine, self.runner, self.gate = bot, db, engine, runner, gate
@@ -89,49 +101,58 @@ class Lifecycle:
         self.instance = instance or instance_name()
         self.state = "starting"
         self._lock = threading.RLock()  # one transition at a time
-        self._source: Optional[Poller | WebhookGate] = None  # while serving
-        self._handed_over_at: Optional[BackupInfo] = None  # our own final backup, when passive
+        self._source: Poller | WebhookGate | None = None  # while serving
+        self._handed_over_at: BackupInfo | None = None  # our own final backup, when passive
         self._passive_since = 0.0  # monotonic
-        self._watcher: Optional[threading.Thread] = None
+        self._watcher: threading.Thread | None = None
         self.took_over = False  # it serves data another instance handed over (already off-site)
         engine.on_stale = lambda why: self._go_passive_after_stale()
 
     # --- what the health endpoint shows ---
 
     def status(self) -> dict:
-        return {"state": self.state, "instance": self.instance, "updates": self.mode,
-                "generation": self.engine.generation if self.state == "serving" else None,
-                "newest_offsite_backup_age_seconds": self._newest_offsite_age(),
-                "failing_destinations": self.engine.failing_destinations(),
-                "offsite_paused": self.engine.offsite_paused_seen()}
+        return {
+            "state": self.state,
+            "instance": self.instance,
+            "updates": self.mode,
+            "generation": self.engine.generation if self.state == "serving" else None,
+            "newest_offsite_backup_age_seconds": self._newest_offsite_age(),
+            "failing_destinations": self.engine.failing_destinations(),
+            "offsite_paused": self.engine.offsite_paused_seen(),
+        }
 
-    def _newest_offsite_age(self) -> Optional[int]:
+    def _newest_offsite_age(self) -> int | None:
         newest = self.engine.newest_offsite_backup_at()
         return round((self.clock() - newest).total_seconds()) if newest else None
 
     # --- starting ---
 
-    def begin(self, restored: Optional[BackupInfo], kept_local: bool) -> None:
+    def begin(self, restored: BackupInfo | None, kept_local: bool) -> None:
         """Decide, after the startup's restore, whether this instance serves now, waits for a
         hand-over first, or stays passive; ends serving or passive (or stopping)."""
         head, _ = self.engine.heads()
         if kept_local:
             if head is not None and head.generation > self.engine.generation:
-                self.alert(Text("⏸ This instance kept its own database (generation {mine}), but a newer one "
-                                "writes the backups off the machine (generation {theirs}, {writer}): it "
-                                "stays passive and takes over when that one stops cleanly.",
-                                mine=self.engine.generation, theirs=head.generation, writer=Code(head.writer)))
+                self.alert(
+                    Text(
+                        "⏸ This instance kept its own database (generation {mine}), but a newer one "
+                        "writes the backups off the machine (generation {theirs}, {writer}): it "
+                        "stays passive and takes over when that one stops cleanly.",
+                        mine=self.engine.generation,
+                        theirs=head.generation,
+                        writer=Code(head.writer),
+                    )
+                )
                 self._become_passive(None)
                 return
             self._claim_and_serve(max(self.engine.generation, head.generation if head else 0))
         elif self._free(restored, head):
-            self._claim_and_serve(max(restored.generation if restored else 0,
-                                      head.generation if head else 0))
+            self._claim_and_serve(max(restored.generation if restored else 0, head.generation if head else 0))
         else:
             self._wait_for_handover(restored, head)
 
     @staticmethod
-    def _free(restored: Optional[BackupInfo], head: Optional[Head]) -> bool:
+    def _free(restored: BackupInfo | None, head: Head | None) -> bool:
         """What was restored (or nothing, when there is no backup) is the newest state there
         is: nobody is writing, or was, after it."""
         if restored is None:  # no backup anywhere: free unless someone announced themselves
@@ -142,13 +163,16 @@ class Lifecycle:
             return head.since <= restored.created_at and head.generation <= restored.generation
         return head.final_backup_at is None or head.final_backup_at <= restored.created_at
 
-    def _wait_for_handover(self, restored: Optional[BackupInfo], head: Optional[Head]) -> None:
+    def _wait_for_handover(self, restored: BackupInfo | None, head: Head | None) -> None:
         self.state = "waiting"
-        name = (head.writer if head else restored.writer if restored else "")
+        name = head.writer if head else restored.writer if restored else ""
         writer = Code(name) if name else Text("an older instance")
         generation = max(head.generation if head else 0, restored.generation if restored else 0)
-        log.info("%s may still be writing: waiting up to %.0f s for it to hand over", writer,
-                 self.settings.handover_wait_seconds)
+        log.info(
+            "%s may still be writing: waiting up to %.0f s for it to hand over",
+            writer,
+            self.settings.handover_wait_seconds,
+        )
         started = time.monotonic()
         deadline = started + self.settings.handover_wait_seconds
         why = Text("No hand-over came within {seconds} s", seconds=round(self.settings.handover_wait_seconds))
@@ -160,28 +184,51 @@ class Lifecycle:
                     taken = self.engine.restore(final, by_person=False)
                 except BackupError as error:
                     log.error("the hand-over backup %s cannot be restored: %s", final.name, error)
-                    why = Text("The hand-over backup {name} cannot be restored ({error})",
-                               name=Code(final.name), error=Code(str(error)))
+                    why = Text(
+                        "The hand-over backup {name} cannot be restored ({error})",
+                        name=Code(final.name),
+                        error=Code(str(error)),
+                    )
                     break
                 waited = time.monotonic() - started
                 self.took_over = True
                 if self._claim_and_serve(max(generation, taken.generation)):
-                    self.alert(Text("♻️ {writer} (generation {old}) handed over after {seconds} s; "
-                                    "generation {new} serves now, from its last backup ({rows} rows).",
-                                    writer=Code(final.writer) if final.writer else writer, old=taken.generation,
-                                    seconds=round(waited, 1), new=self.engine.generation, rows=taken.total_rows))
+                    self.alert(
+                        Text(
+                            "♻️ {writer} (generation {old}) handed over after {seconds} s; "
+                            "generation {new} serves now, from its last backup ({rows} rows).",
+                            writer=Code(final.writer) if final.writer else writer,
+                            old=taken.generation,
+                            seconds=round(waited, 1),
+                            new=self.engine.generation,
+                            rows=taken.total_rows,
+                        )
+                    )
                 return
             self.stop_requested.wait(KNOCK_SECONDS)
         if self.stop_requested.is_set():
             return
         if self._claim_and_serve(generation):
-            since = (Text("the newest backup, taken {when} ({age} ago): what it wrote after that is lost",
-                          when=restored.created_at, age=self.clock() - restored.created_at)
-                     if restored else Text("an empty database: it left no backup"))
+            since = (
+                Text(
+                    "the newest backup, taken {when} ({age} ago): what it wrote after that is lost",
+                    when=restored.created_at,
+                    age=self.clock() - restored.created_at,
+                )
+                if restored
+                else Text("an empty database: it left no backup")
+            )
             log.warning("%s from %s: serving from %s", why, writer, since)
-            self.alert(Text("⚠️ {why} from {writer} (generation {generation}), which was writing: it probably "
-                            "stopped without a final backup (a crash?). Serving from {since}.",
-                            why=why, writer=writer, generation=generation, since=since))
+            self.alert(
+                Text(
+                    "⚠️ {why} from {writer} (generation {generation}), which was writing: it probably "
+                    "stopped without a final backup (a crash?). Serving from {since}.",
+                    why=why,
+                    writer=writer,
+                    generation=generation,
+                    since=since,
+                )
+            )
 
     def _make_known(self) -> None:
         """Tell the writer a newer instance is here. A polling writer hears it from Telegram: a
@@ -191,16 +238,20 @@ class Lifecycle:
         try:
             # Through apihelper's request function: bot.get_updates would turn a long-polling
             # timeout of 0 into its default of 10 s, and this call must return at once.
-            telebot.apihelper._make_request(self.bot.token, "getUpdates", params={
-                "timeout": 10, "long_polling_timeout": 0, "limit": 1})
+            telebot.apihelper._make_request(
+                self.bot.token, "getUpdates", params={"timeout": 10, "long_polling_timeout": 0, "limit": 1}
+            )
         except (telebot.apihelper.ApiException, requests.RequestException) as error:
             log.debug("making ourselves known: %s", error)
         knock = self.engine.latest_knock()
-        if knock is None or knock.instance != self.instance or \
-                (self.clock() - knock.at).total_seconds() > KNOCK_REFRESH_SECONDS:
+        if (
+            knock is None
+            or knock.instance != self.instance
+            or (self.clock() - knock.at).total_seconds() > KNOCK_REFRESH_SECONDS
+        ):
             self.engine.knock(self.instance)  # kept fresh: a writer heeds only a recent one
 
-    def _final_after(self, restored: Optional[BackupInfo]) -> Optional[BackupInfo]:
+    def _final_after(self, restored: BackupInfo | None) -> BackupInfo | None:
         """A final backup newer than `restored` (any, without one), off the machine: the one
         the head names, or the newest backup when it is a final one (its writer stopped, even
         if a destination could not take its head)."""
@@ -235,8 +286,9 @@ class Lifecycle:
                 self.stop_requested.wait(SETTLE_SECONDS)
                 head, _ = self.engine.heads()
                 if head is not None and (head.writer, head.generation) != (self.instance, generation):
-                    log.warning("%s claimed generation %d at the same time; it serves", head.writer,
-                                head.generation)
+                    log.warning(
+                        "%s claimed generation %d at the same time; it serves", head.writer, head.generation
+                    )
                     self._become_passive(None)
                     return False
             self._serve()
@@ -251,8 +303,9 @@ class Lifecycle:
         else:
             self._source = Poller(self.bot, self.db, self._on_conflict)
             self._source.start()
-        threading.Thread(target=self._watch_knocks, args=(self.clock(),), name="knock-watch",
-                         daemon=True).start()
+        threading.Thread(
+            target=self._watch_knocks, args=(self.clock(),), name="knock-watch", daemon=True
+        ).start()
         log.info("serving as %s, generation %d (%s)", self.instance, self.engine.generation, self.mode)
 
     def _watch_knocks(self, since: datetime) -> None:
@@ -284,7 +337,7 @@ class Lifecycle:
             final = self._finish_writing("handover")
             self._become_passive(final)
 
-    def _finish_writing(self, reason: str) -> Optional[BackupInfo]:
+    def _finish_writing(self, reason: str) -> BackupInfo | None:
         """Stop taking updates, let the handlers finish, stop the jobs, and take the final
         backup (published as this writer's head); returns it."""
         self._source.stop()
@@ -295,7 +348,7 @@ class Lifecycle:
         self.engine.stop_writing()
         return result.info if result else None
 
-    def _become_passive(self, final: Optional[BackupInfo]) -> None:
+    def _become_passive(self, final: BackupInfo | None) -> None:
         if self.gate is not None:
             self.gate.stop()  # Telegram's requests get 503 now, and come again to the writer
         self.engine.stop_writing()
@@ -310,6 +363,7 @@ class Lifecycle:
 
     def _go_passive_after_stale(self) -> None:
         """The engine found a newer writer's head: stop taking updates, as after a 409."""
+
         def later() -> None:  # not on the thread taking the backup that found it
             with self._lock:
                 if self.state == "serving":
@@ -337,8 +391,14 @@ class Lifecycle:
             return
         if mine is not None and head.final_backup_at is not None and head.final_backup_at <= mine.created_at:
             return
-        final = next((c for c in self.engine.listing().backups
-                      if c.created_at == head.final_backup_at and c.destination != "local"), None)
+        final = next(
+            (
+                c
+                for c in self.engine.listing().backups
+                if c.created_at == head.final_backup_at and c.destination != "local"
+            ),
+            None,
+        )
         with self._lock:
             if final is None or self.state != "passive":
                 return
@@ -353,9 +413,14 @@ class Lifecycle:
                 self._become_passive(mine)  # watching on; the next look may find a better one
                 raise
             if self._claim_and_serve(max(head.generation, taken.generation)):
-                self.alert(Text("▶️ {writer} stopped cleanly; this instance took over again from its final "
-                                "backup and serves as generation {generation}.", writer=Code(head.writer),
-                                generation=self.engine.generation))
+                self.alert(
+                    Text(
+                        "▶️ {writer} stopped cleanly; this instance took over again from its final "
+                        "backup and serves as generation {generation}.",
+                        writer=Code(head.writer),
+                        generation=self.engine.generation,
+                    )
+                )
 
     def _serve_again_if_nobody_came(self, head: Head) -> None:
         """This instance handed over, and its final backup is still the newest state: when the
@@ -368,10 +433,15 @@ class Lifecycle:
             if self.state != "passive":
                 return
             if self._claim_and_serve(head.generation):
-                self.alert(Text("▶️ Nobody took over in {seconds} s after this instance handed over (the "
-                                "instance that asked for it is gone?): it serves again, as generation "
-                                "{generation}, from its own final backup.", seconds=round(waited),
-                                generation=self.engine.generation))
+                self.alert(
+                    Text(
+                        "▶️ Nobody took over in {seconds} s after this instance handed over (the "
+                        "instance that asked for it is gone?): it serves again, as generation "
+                        "{generation}, from its own final backup.",
+                        seconds=round(waited),
+                        generation=self.engine.generation,
+                    )
+                )
 
     # --- stopping ---
 

@@ -11,7 +11,6 @@ import os
 import threading
 from collections import deque
 from pathlib import Path
-from typing import Optional
 
 
 class FairLock:
@@ -25,7 +24,7 @@ class FairLock:
     def __init__(self) -> None:
         self._state = threading.Condition(threading.Lock())
         self._queue: deque = deque()
-        self._owner: Optional[int] = None
+        self._owner: int | None = None
         self._depth = 0
 
     def acquire(self) -> bool:

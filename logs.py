@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from typing import Iterable
+from collections.abc import Iterable
 
 REDACTED = "[REDACTED]"
 
@@ -67,8 +67,11 @@ def _route_uncaught_exceptions() -> None:
     def thread_hook(args: threading.ExceptHookArgs) -> None:
         if args.exc_type is SystemExit:
             return
-        log.error("uncaught exception in thread %s", getattr(args.thread, "name", "?"),
-                  exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+        log.error(
+            "uncaught exception in thread %s",
+            getattr(args.thread, "name", "?"),
+            exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+        )
 
     def main_hook(exc_type, exc_value, exc_traceback) -> None:
         log.critical("uncaught exception", exc_info=(exc_type, exc_value, exc_traceback))

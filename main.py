@@ -56,8 +56,13 @@ def main() -> int:
     # Webhook mode runs each handler in Telegram's request, which is answered once it is done:
     # an update is marked handled only then, and Telegram retries what was not.
     webhook = settings.webhook_url is not None
-    bot = telegram_bot(settings, threaded=not webhook, num_threads=4, use_class_middlewares=True,
-                       exception_handler=HandlerErrorLogger())
+    bot = telegram_bot(
+        settings,
+        threaded=not webhook,
+        num_threads=4,
+        use_class_middlewares=True,
+        exception_handler=HandlerErrorLogger(),
+    )
     if not _token_accepted(bot):
         return 2
     readers = Readers(settings)  # each person's language; the database is attached once open
@@ -68,20 +73,36 @@ def main() -> int:
         start_server(settings.port, lambda: status[0](), gate)
     try:
         db, engine, report = startup.prepare_database(
-            settings, startup.offsite_destinations(settings, bot, alert), alert=alert, stop=stop_requested,
-            opened=readers.attach)  # the startup's alerts in each admin's language
+            settings,
+            startup.offsite_destinations(settings, bot, alert),
+            alert=alert,
+            stop=stop_requested,
+            opened=readers.attach,
+        )  # the startup's alerts in each admin's language
     except (database.DatabaseError, locks.AlreadyRunningError) as error:
         log.error("cannot start: %s", error)
         return 1
     applied = report.applied_migrations
-    log.info("database: %s (%s); schema version %d%s", db.storage.path, db.storage.mode,
-             db.schema_version(), f", applied {', '.join(applied)}" if applied else "")
+    log.info(
+        "database: %s (%s); schema version %d%s",
+        db.storage.path,
+        db.storage.mode,
+        db.schema_version(),
+        f", applied {', '.join(applied)}" if applied else "",
+    )
     if not settings.admin_ids:
-        log.warning("ADMIN_IDS is empty: nobody can use the admin commands or get alerts "
-                    "(send /id to the bot to learn your user id)")
+        log.warning(
+            "ADMIN_IDS is empty: nobody can use the admin commands or get alerts "
+            "(send /id to the bot to learn your user id)"
+        )
 
-    runner = tasks.build_runner(db, settings, clock=utc_now, backup=engine.create,
-                                notify=lambda user_id, text: send_quietly(bot, user_id, text, readers.of(user_id)))
+    runner = tasks.build_runner(
+        db,
+        settings,
+        clock=utc_now,
+        backup=engine.create,
+        notify=lambda user_id, text: send_quietly(bot, user_id, text, readers.of(user_id)),
+    )
     if report.paused_unreachable:
         runner.add("resolve_pause", PAUSE_CHECK_SECONDS, tasks.PauseResolver(engine, db, alert))
     panel = AdminPanel(bot, db, engine, runner.statuses, settings, readers, utc_now)

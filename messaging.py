@@ -7,7 +7,7 @@ Every text goes out in its reader's language (i18n.py); what is logged is the En
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import requests
 import telebot

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Optional
 
 import telebot
 
@@ -25,18 +24,22 @@ FLOOD, BY_ADMIN = "flood", "blocked by an admin"
 REASONS = {FLOOD: N_("sending messages too fast"), BY_ADMIN: N_("blocked by an admin")}
 
 
-def reason_text(reason: Optional[str]) -> Text | Code:
+def reason_text(reason: str | None) -> Text | Code:
     """A block's reason for its reader: the bot's own translated, an admin's words as written."""
     return Text(REASONS[reason]) if reason in REASONS else Code(reason or "")
 
 
-def blocked_notice(until: datetime, reason: Optional[str]) -> Text:
-    return Text("You are blocked until {until} ({reason}); messages until then are ignored.",
-                until=until, reason=reason_text(reason))
+def blocked_notice(until: datetime, reason: str | None) -> Text:
+    return Text(
+        "You are blocked until {until} ({reason}); messages until then are ignored.",
+        until=until,
+        reason=reason_text(reason),
+    )
 
 
-def block_command(bot: telebot.TeleBot, db: Database, settings: Settings, readers: Readers,
-                  text: str, now: datetime) -> Text:
+def block_command(
+    bot: telebot.TeleBot, db: Database, settings: Settings, readers: Readers, text: str, now: datetime
+) -> Text:
     """Carry out '/block USER_ID [MINUTES] [REASON]'; returns the reply for the admin."""
     parts = ascii_digits(text).split(maxsplit=3)[1:]
     if not parts or not is_user_id(parts[0]):
@@ -47,26 +50,40 @@ def block_command(bot: telebot.TeleBot, db: Database, settings: Settings, reader
     if rest and rest[0].isascii() and rest[0].isdigit():  # int() refuses some of what isdigit() takes (²)
         minutes = int(rest.pop(0))
         if not 1 <= minutes <= MAX_BLOCK_MINUTES:
-            return Text("MINUTES must be from 1 to {most}. {usage}", most=MAX_BLOCK_MINUTES, usage=Text(BLOCK_USAGE))
+            return Text(
+                "MINUTES must be from 1 to {most}. {usage}", most=MAX_BLOCK_MINUTES, usage=Text(BLOCK_USAGE)
+            )
     return block(bot, db, settings, readers, user_id, minutes, " ".join(rest) or BY_ADMIN, now)
 
 
-def block(bot: telebot.TeleBot, db: Database, settings: Settings, readers: Readers, user_id: int,
-          minutes: int, reason: str, now: datetime) -> Text:
+def block(
+    bot: telebot.TeleBot,
+    db: Database,
+    settings: Settings,
+    readers: Readers,
+    user_id: int,
+    minutes: int,
+    reason: str,
+    now: datetime,
+) -> Text:
     """Block `user_id` for `minutes` and tell them; returns the reply for the admin."""
     user = Code(str(user_id))
     if settings.is_admin(user_id):
         return Text("{user} is an admin; admins cannot be blocked.", user=user)
     if db.user(user_id) is None:  # a typo, most likely: blocking it would make a user of it
-        return Text("{user} has never written to the bot: there is nobody to block. The id is in "
-                    "👥 Users, or /id tells a user theirs.", user=user)
+        return Text(
+            "{user} has never written to the bot: there is nobody to block. The id is in "
+            "👥 Users, or /id tells a user theirs.",
+            user=user,
+        )
     until = now + timedelta(minutes=minutes)
     db.block_user(user_id, until, reason, notified=False, now=now)
     log.info("user %s blocked by an admin until %s", user_id, until.isoformat(timespec="minutes"))
     if send_quietly(bot, user_id, blocked_notice(until, reason), readers.of(user_id)):
         db.mark_block_notified(user_id)
-    return Text("User {user} is blocked until {until} ({reason}).", user=user, until=until,
-                reason=reason_text(reason))
+    return Text(
+        "User {user} is blocked until {until} ({reason}).", user=user, until=until, reason=reason_text(reason)
+    )
 
 
 def unblock_command(bot: telebot.TeleBot, db: Database, readers: Readers, text: str) -> Text:
@@ -89,4 +106,4 @@ def unblock(bot: telebot.TeleBot, db: Database, readers: Readers, user_id: int) 
 
 def is_user_id(text: str) -> bool:
     """A Telegram user id as typed: ASCII digits, within what SQLite's INTEGER holds."""
-    return text.isascii() and text.isdigit() and 0 < int(text) < 2 ** 63
+    return text.isascii() and text.isdigit() and 0 < int(text) < 2**63

@@ -8,8 +8,6 @@ everyone reads the default language.
 
 from __future__ import annotations
 
-from typing import Optional
-
 from clock import Clock, utc_now
 from config import Settings
 from database import Database
@@ -19,7 +17,7 @@ from i18n import Reader, language_of
 class Readers:
     def __init__(self, settings: Settings, clock: Clock = utc_now):
         self.settings, self.clock = settings, clock
-        self.db: Optional[Database] = None
+        self.db: Database | None = None
 
     def attach(self, db: Database) -> None:
         self.db = db
@@ -27,7 +25,7 @@ class Readers:
     def default(self) -> Reader:
         return Reader(self.settings.default_language, self.settings.time_zone)
 
-    def of(self, user_id: int, telegram_code: Optional[str] = None) -> Reader:
+    def of(self, user_id: int, telegram_code: str | None = None) -> Reader:
         """`user_id`'s reader; `telegram_code`: the language_code of the message in hand."""
         chosen, seen = self.db.languages(user_id) if self.db is not None else (None, None)
         language = language_of(chosen, telegram_code or seen, self.settings.default_language)

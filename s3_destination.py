@@ -12,21 +12,35 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
 
 import boto3
 from boto3.exceptions import RetriesExceededError, S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, HTTPClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    HTTPClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ReadTimeoutError,
+)
 from botocore.exceptions import ConnectionError as BotoConnectionError
-from botocore.exceptions import NoCredentialsError, PartialCredentialsError, ReadTimeoutError
 
-from backup_format import (NAME_PATTERN, BackupInfo, Head, Knock, NotABackupError, info_from_metadata,
-                           info_to_metadata)
+from backup_format import (
+    NAME_PATTERN,
+    BackupInfo,
+    Head,
+    Knock,
+    NotABackupError,
+    info_from_metadata,
+    info_to_metadata,
+)
 from destinations import DestinationError, fence
 
 log = logging.getLogger(__name__)
@@ -49,21 +63,28 @@ class S3Bucket:
 
     name = "s3"
 
-    def __init__(self, bucket: str, prefix: str = "", endpoint_url: Optional[str] = None, client=None):
+    def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None, client=None):
         self.bucket, self.endpoint_url, self._client = bucket, endpoint_url, client
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
 
     @property
     def client(self):
         if self._client is None:
-            compatible = {"s3": {"addressing_style": "path"}, "request_checksum_calculation":
-                          "when_required", "response_checksum_validation": "when_required"}
-            config = Config(connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT,
-                            retries={"max_attempts": 2, "mode": "standard"},
-                            **(compatible if self.endpoint_url else {}))
+            compatible = {
+                "s3": {"addressing_style": "path"},
+                "request_checksum_calculation": "when_required",
+                "response_checksum_validation": "when_required",
+            }
+            config = Config(
+                connect_timeout=CONNECT_TIMEOUT,
+                read_timeout=READ_TIMEOUT,
+                retries={"max_attempts": 2, "mode": "standard"},
+                **(compatible if self.endpoint_url else {}),
+            )
             try:
-                self._client = boto3.session.Session().client("s3", endpoint_url=self.endpoint_url,
-                                                              config=config)
+                self._client = boto3.session.Session().client(
+                    "s3", endpoint_url=self.endpoint_url, config=config
+                )
             except ValueError as error:  # botocore says "Invalid endpoint: URL"
                 raise DestinationError(f"cannot use S3 endpoint {self.endpoint_url!r}: {error}") from error
         return self._client
@@ -72,8 +93,9 @@ class S3Bucket:
         fence(self.read_head(), info.generation, info.writer)
         key = self.prefix + info.name
         with self._errors():
-            self.client.upload_file(str(path), self.bucket, key, Config=TRANSFER,
-                                    ExtraArgs={"Metadata": info_to_metadata(info)})
+            self.client.upload_file(
+                str(path), self.bucket, key, Config=TRANSFER, ExtraArgs={"Metadata": info_to_metadata(info)}
+            )
             size = Path(path).stat().st_size
         return info.at(self.name, key, size)
 
@@ -81,7 +103,8 @@ class S3Bucket:
         found = []
         with self._errors():
             pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=self.prefix, Delimiter="/")
+                Bucket=self.bucket, Prefix=self.prefix, Delimiter="/"
+            )
             for page in pages:
                 for item in page.get("Contents", []):
                     info = self._describe(item["Key"], item["Size"])
@@ -100,12 +123,12 @@ class S3Bucket:
             with self._errors(info.location):
                 self.client.delete_object(Bucket=self.bucket, Key=info.location)
 
-    def read_head(self) -> Optional[Head]:
+    def read_head(self) -> Head | None:
         """The writer's record, the object PREFIX + head.json; None when there is none (or it is
         not one: it came from outside, and is reported)."""
         return self._read_record(HEAD_NAME, Head.from_json)
 
-    def read_knock(self) -> Optional[Knock]:
+    def read_knock(self) -> Knock | None:
         return self._read_record(KNOCK_NAME, Knock.from_json)
 
     def knock(self, knock: Knock) -> None:
@@ -131,14 +154,15 @@ class S3Bucket:
     def _write_record(self, name: str, record: dict) -> None:
         key = self.prefix + name
         with self._errors(key):
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=json.dumps(record).encode(),
-                                   ContentType="application/json")
+            self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=json.dumps(record).encode(), ContentType="application/json"
+            )
 
     def write_head(self, head: Head) -> None:
         fence(self.read_head(), head.generation, head.writer)
         self._write_record(HEAD_NAME, head.as_json())
 
-    def _describe(self, key: str, size: int) -> Optional[BackupInfo]:
+    def _describe(self, key: str, size: int) -> BackupInfo | None:
         """The backup at `key` from its metadata; None (and a warning) when it is not one."""
         name = key.rsplit("/", 1)[-1]
         if not NAME_PATTERN.match(name):  # a backup's name, plain or age-encrypted
@@ -170,7 +194,9 @@ class S3Bucket:
         if isinstance(error, (NoCredentialsError, PartialCredentialsError)):
             return "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
         if isinstance(error, (BotoConnectionError, HTTPClientError)):
-            return f"cannot reach S3 at {self.endpoint_url or self.client.meta.endpoint_url}: {_reason(error)}"
+            return (
+                f"cannot reach S3 at {self.endpoint_url or self.client.meta.endpoint_url}: {_reason(error)}"
+            )
         if isinstance(error, ClientError):
             return self._explain_code(_code(error), error, key)
         if isinstance(error, OSError):
@@ -182,14 +208,20 @@ class S3Bucket:
         if code in CREDENTIALS:
             return f"S3 rejected the credentials ({code}): {CREDENTIALS[code]}"
         if code in ("AccessDenied", "403"):
-            return (f"S3 denied access to bucket '{self.bucket}' ({code}): check the credentials "
-                    "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) and their permissions")
+            return (
+                f"S3 denied access to bucket '{self.bucket}' ({code}): check the credentials "
+                "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) and their permissions"
+            )
         if code == "NoSuchBucket":
             return f"S3 bucket '{self.bucket}' does not exist (NoSuchBucket)"
         if code in ("404", "NoSuchKey"):
             where = f"object '{key}' in bucket '{self.bucket}'" if key else f"bucket '{self.bucket}'"
             return f"S3 has no {where} ({code})"
-        if code in ("PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException"):
+        if code in (
+            "PermanentRedirect",
+            "AuthorizationHeaderMalformed",
+            "IllegalLocationConstraintException",
+        ):
             return f"S3 bucket '{self.bucket}' is in another region ({code}): set AWS_DEFAULT_REGION"
         if code == "RequestTimeTooSkewed":
             return "S3 refused the request (RequestTimeTooSkewed): this machine's clock is wrong"

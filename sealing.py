@@ -25,7 +25,7 @@ import os
 import re
 import threading
 from pathlib import Path
-from typing import BinaryIO, Optional
+from typing import BinaryIO
 
 import bech32
 import pyrage
@@ -59,7 +59,9 @@ class Sealer:
                 out.write(header)
                 pyrage.encrypt_io(plain, out, [identity.to_public()])
         except (OSError, pyrage.EncryptError) as error:
-            raise SealError(f"cannot encrypt the backup: {getattr(error, 'strerror', None) or error}") from None
+            raise SealError(
+                f"cannot encrypt the backup: {getattr(error, 'strerror', None) or error}"
+            ) from None
 
     def open(self, source: Path, target: Path) -> None:
         """Decrypt a sealed file (or one of age's passphrase mode) into `target`."""
@@ -70,7 +72,7 @@ class Sealer:
                 self._check_cost(log_n, 0)
                 self._decrypt(stream, target, [self._identity(salt, log_n)])
                 return
-        if start[:len(AGE_MAGIC)] == AGE_MAGIC:
+        if start[: len(AGE_MAGIC)] == AGE_MAGIC:
             self._open_age_passphrase(source, target)
             return
         raise SealError("damaged backup: it is not an encrypted backup")
@@ -80,8 +82,9 @@ class Sealer:
             with _private(target) as out:
                 pyrage.decrypt_io(stream, out, identities)
         except pyrage.DecryptError:
-            raise SealError("cannot decrypt the backup: wrong BACKUP_PASSPHRASE, or the encrypted "
-                            "file is damaged") from None
+            raise SealError(
+                "cannot decrypt the backup: wrong BACKUP_PASSPHRASE, or the encrypted file is damaged"
+            ) from None
         except OSError as error:
             raise SealError(f"cannot decrypt the backup in {target.parent}: {error.strerror}") from None
 
@@ -89,8 +92,15 @@ class Sealer:
         with self._lock:
             key = (salt, log_n)
             if key not in self._identities:
-                secret = hashlib.scrypt(self._passphrase, salt=SEALED_MAGIC + salt, n=1 << log_n, r=8,
-                                        p=1, maxmem=(1 << log_n) * 1024 + (16 << 20), dklen=32)
+                secret = hashlib.scrypt(
+                    self._passphrase,
+                    salt=SEALED_MAGIC + salt,
+                    n=1 << log_n,
+                    r=8,
+                    p=1,
+                    maxmem=(1 << log_n) * 1024 + (16 << 20),
+                    dklen=32,
+                )
                 encoded = bech32.bech32_encode("age-secret-key-", bech32.convertbits(list(secret), 8, 5))
                 self._identities[key] = pyrage.x25519.Identity.from_str(encoded.upper())
             return self._identities[key]
@@ -102,8 +112,9 @@ class Sealer:
         try:
             opened = pyrage.passphrase.decrypt(source.read_bytes(), self._passphrase.decode())
         except pyrage.DecryptError:
-            raise SealError("cannot decrypt the backup: wrong BACKUP_PASSPHRASE, or the encrypted "
-                            "file is damaged") from None
+            raise SealError(
+                "cannot decrypt the backup: wrong BACKUP_PASSPHRASE, or the encrypted file is damaged"
+            ) from None
         with _private(target) as out:
             out.write(opened)
 
@@ -114,13 +125,15 @@ class Sealer:
         spare = spare_memory()
         if log_n > MAX_WORK_FACTOR or (spare is not None and memory > spare // 2):
             allowed = f"{spare // 2 >> 20} MB" if spare else "less"
-            raise SealError(f"refused: decrypting this backup would take {memory >> 20} MB of memory "
-                            f"(scrypt work factor {log_n}); this machine can spare {allowed}")
+            raise SealError(
+                f"refused: decrypting this backup would take {memory >> 20} MB of memory "
+                f"(scrypt work factor {log_n}); this machine can spare {allowed}"
+            )
 
 
 def sealed_or_age(start: bytes) -> bool:
     """Whether a file starting with `start` is encrypted (sealed, or age's passphrase mode)."""
-    return start.startswith(SEALED_MAGIC) or start.startswith(AGE_MAGIC)
+    return start.startswith((SEALED_MAGIC, AGE_MAGIC))
 
 
 def _kdf_line(line: bytes) -> tuple[bytes, int]:
@@ -146,7 +159,7 @@ def _age_work_factor(path: Path) -> int:
     raise SealError("damaged backup: it is not an age file encrypted with a passphrase")
 
 
-def spare_memory() -> Optional[int]:
+def spare_memory() -> int | None:
     """Bytes of memory this process may still use: what the kernel calls available, and what
     the container's cgroup allows beyond what it uses; None when neither can be read."""
     found = []
@@ -155,9 +168,10 @@ def spare_memory() -> Optional[int]:
         found.append(int(re.search(r"^MemAvailable:\s+(\d+) kB", meminfo, re.M).group(1)) * 1024)
     except (OSError, AttributeError, ValueError):
         pass
-    for limit_file, used_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                                  ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                                   "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+    for limit_file, used_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+    ):
         try:
             limit = Path(limit_file).read_text().strip()
             if limit != "max" and int(limit) < 1 << 60:

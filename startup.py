@@ -13,10 +13,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 import database
 import locks
@@ -34,28 +34,35 @@ log = logging.getLogger("startup")
 
 @dataclass
 class StartupReport:
-    lock: Optional[locks.InstanceLock] = None
-    moved_aside: Optional[Path] = None  # where a damaged database went
-    restore_reason: Optional[str] = None  # why a restore was attempted; None: the database was kept
-    restored: Optional[BackupInfo] = None
+    lock: locks.InstanceLock | None = None
+    moved_aside: Path | None = None  # where a damaged database went
+    restore_reason: str | None = None  # why a restore was attempted; None: the database was kept
+    restored: BackupInfo | None = None
     passed_over: list[Refusal] = field(default_factory=list)  # candidates that could not be restored
     unreachable: list[Unreachable] = field(default_factory=list)  # destinations that could not be asked
-    offsite_paused: Optional[str] = None
+    offsite_paused: str | None = None
     paused_unreachable: bool = False  # the pause came (also) from a destination that did not answer
     applied_migrations: list[str] = field(default_factory=list)
 
 
-def offsite_destinations(settings: Settings, bot=None, alert: Optional[Alert] = None) -> list[Destination]:
+def offsite_destinations(settings: Settings, bot=None, alert: Alert | None = None) -> list[Destination]:
     """The destinations off this machine that the settings turn on."""
     found: list[Destination] = []
     off = destinations_off(settings)  # the one rule for which are on
     if "telegram" not in off:
         # The backup chat is the deployment's, not one person's: its captions are in DEFAULT_LANGUAGE.
-        found.append(TelegramChat(bot or telegram_bot(settings), settings.backup_chat_id,
-                                  official_api=official_api(settings), alert=alert,
-                                  reader=Reader(settings.default_language, settings.time_zone)))
+        found.append(
+            TelegramChat(
+                bot or telegram_bot(settings),
+                settings.backup_chat_id,
+                official_api=official_api(settings),
+                alert=alert,
+                reader=Reader(settings.default_language, settings.time_zone),
+            )
+        )
     if "s3" not in off:
         from s3_destination import S3Bucket  # boto3 is only imported when S3 is used
+
         found.append(S3Bucket(settings.s3_bucket, settings.s3_prefix, settings.s3_endpoint_url))
     return found
 
@@ -74,11 +81,14 @@ def destinations_off(settings: Settings) -> dict[str, Text]:
     return off
 
 
-def prepare_database(settings: Settings, offsite: Sequence[Destination] = (), clock: Clock = utc_now,
-                     alert: Optional[Alert] = None,
-                     stop: Optional[threading.Event] = None,
-                     opened: Callable[[Database], None] = lambda db: None,
-                     ) -> tuple[Database, BackupEngine, StartupReport]:
+def prepare_database(
+    settings: Settings,
+    offsite: Sequence[Destination] = (),
+    clock: Clock = utc_now,
+    alert: Alert | None = None,
+    stop: threading.Event | None = None,
+    opened: Callable[[Database], None] = lambda db: None,
+) -> tuple[Database, BackupEngine, StartupReport]:
     """Open, restore if needed, migrate. Raises locks.AlreadyRunningError when another bot
     holds DB_PATH, and MigrationError (SchemaTooNewError included) when the schema cannot be
     brought up to date.
@@ -96,14 +106,15 @@ def prepare_database(settings: Settings, offsite: Sequence[Destination] = (), cl
     outcome = None
     if report.restore_reason:
         log.warning("%s: looking for a backup to restore", report.restore_reason)
-        outcome = _restore_patiently(engine, settings.startup_restore_wait_seconds,
-                                     stop or threading.Event())
+        outcome = _restore_patiently(engine, settings.startup_restore_wait_seconds, stop or threading.Event())
         report.restored, report.passed_over = outcome.restored, outcome.passed_over
         report.unreachable = outcome.unreachable
     report.applied_migrations = db.migrate()
     if outcome is not None and outcome.restored is None:
         report.offsite_paused = _pause_if_a_real_backup_may_exist(engine, outcome)
-        report.paused_unreachable = bool(report.offsite_paused) and any(u.offsite for u in outcome.unreachable)
+        report.paused_unreachable = bool(report.offsite_paused) and any(
+            u.offsite for u in outcome.unreachable
+        )
     opened(db)
     _tell_admins(alert, db, report, clock())
     return db, engine, report
@@ -116,13 +127,14 @@ def _restore_patiently(engine: BackupEngine, wait: float, stop: threading.Event)
         silent = [u for u in outcome.unreachable if u.offsite]
         if outcome.restored or not silent or stop.is_set() or time.monotonic() + delay > deadline:
             return outcome
-        log.warning("cannot ask %s yet (%s); asking again in %.0f s", silent[0].destination,
-                    silent[0].error, delay)
+        log.warning(
+            "cannot ask %s yet (%s); asking again in %.0f s", silent[0].destination, silent[0].error, delay
+        )
         stop.wait(delay)
         delay = min(delay * 2, 15.0)
 
 
-def _why_restore(db: Database, report: StartupReport) -> Optional[str]:
+def _why_restore(db: Database, report: StartupReport) -> str | None:
     if db.storage.in_memory:
         return N_("the database is in memory")
     if report.moved_aside is not None:
@@ -132,7 +144,7 @@ def _why_restore(db: Database, report: StartupReport) -> Optional[str]:
     return None
 
 
-def _pause_if_a_real_backup_may_exist(engine: BackupEngine, outcome: StartupRestore) -> Optional[str]:
+def _pause_if_a_real_backup_may_exist(engine: BackupEngine, outcome: StartupRestore) -> str | None:
     doubts = [str(refusal) for refusal in outcome.passed_over if refusal.offsite]
     doubts += [f"{u.destination}: {u.error}" for u in outcome.unreachable if u.offsite]
     if not doubts:
@@ -140,35 +152,62 @@ def _pause_if_a_real_backup_may_exist(engine: BackupEngine, outcome: StartupRest
         return None
     why = "; ".join(doubts)  # what the admins read, in a sentence of their language
     engine.pause_offsite(why)
-    log.error("started on an empty database although backups may exist off the machine (%s): backups stay "
-              "on this machine until an admin restores one or sends /start_fresh", why)
+    log.error(
+        "started on an empty database although backups may exist off the machine (%s): backups stay "
+        "on this machine until an admin restores one or sends /start_fresh",
+        why,
+    )
     return why
 
 
 def _tell_admins(alert: Alert, db: Database, report: StartupReport, now: datetime) -> None:
     if db.storage.in_memory:
-        alert(Text("🚨 The database runs IN MEMORY: {reason}. Everything written is lost when the bot "
-                   "stops, except what reaches a backup. Give DB_PATH a writable place (a volume) and "
-                   "restart.", reason=Code(db.storage.reason)))
+        alert(
+            Text(
+                "🚨 The database runs IN MEMORY: {reason}. Everything written is lost when the bot "
+                "stops, except what reaches a backup. Give DB_PATH a writable place (a volume) and "
+                "restart.",
+                reason=Code(db.storage.reason),
+            )
+        )
     if report.moved_aside is not None:
-        alert(Text("🚨 The database was damaged and moved aside to {path}.", path=Code(str(report.moved_aside))))
+        alert(
+            Text("🚨 The database was damaged and moved aside to {path}.", path=Code(str(report.moved_aside)))
+        )
     if report.restored is not None:
         info = report.restored
-        passed = [Text("A newer backup was passed over: {backup}", backup=Code(str(refusal)))
-                  for refusal in report.passed_over[:5]]
-        alert(lines(Text("♻️ Restored at startup ({why}): {name} from {destination}, taken {when} ({age} old), "
-                         "{rows} rows.", why=Text(report.restore_reason), name=Code(info.name),
-                         destination=Code(info.destination), when=info.created_at, age=now - info.created_at,
-                         rows=info.total_rows), *passed))
+        passed = [
+            Text("A newer backup was passed over: {backup}", backup=Code(str(refusal)))
+            for refusal in report.passed_over[:5]
+        ]
+        alert(
+            lines(
+                Text(
+                    "♻️ Restored at startup ({why}): {name} from {destination}, taken {when} ({age} old), "
+                    "{rows} rows.",
+                    why=Text(report.restore_reason),
+                    name=Code(info.name),
+                    destination=Code(info.destination),
+                    when=info.created_at,
+                    age=now - info.created_at,
+                    rows=info.total_rows,
+                ),
+                *passed,
+            )
+        )
     elif report.offsite_paused:
-        alert(Text("🚨 The bot started on an empty database although backups may exist off the machine "
-                   "({why}). Nothing is sent off the machine until you restore a backup "
-                   "(⚙️ System → 💾 Backup → ♻️ Restore), or keep the empty database with 🆕 Start fresh there "
-                   "(or /start_fresh).",
-                   why=Code(report.offsite_paused)))
+        alert(
+            Text(
+                "🚨 The bot started on an empty database although backups may exist off the machine "
+                "({why}). Nothing is sent off the machine until you restore a backup "
+                "(⚙️ System → 💾 Backup → ♻️ Restore), or keep the empty database with 🆕 Start fresh there "
+                "(or /start_fresh).",
+                why=Code(report.offsite_paused),
+            )
+        )
 
 
-def _lock_if_possible(db_path: str, holder: str) -> Optional[locks.InstanceLock]:
+def _lock_if_possible(db_path: str, holder: str) -> locks.InstanceLock | None:
     try:
         Path(db_path).parent.mkdir(parents=True, exist_ok=True)
         return locks.InstanceLock(db_path, holder)

@@ -12,17 +12,17 @@ import logging
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
-from typing import Callable, Optional
+from datetime import UTC, datetime, timedelta
 
 import schedule
 
-from i18n import Alert, Code, Text
 from clock import Clock, utc_now
 from config import Settings
 from database import Database
 from engine import BackupEngine
+from i18n import Alert, Code, Text
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +33,12 @@ Notify = Callable[[int, Text], object]  # tell a user this, in their language
 class JobStatus:
     name: str
     interval_seconds: float
-    last_run: Optional[datetime] = None  # UTC, when the last run started
-    last_duration: Optional[float] = None  # seconds
-    last_error: Optional[str] = None  # the last run's exception; None when it succeeded
+    last_run: datetime | None = None  # UTC, when the last run started
+    last_duration: float | None = None  # seconds
+    last_error: str | None = None  # the last run's exception; None when it succeeded
     runs: int = 0
     failures: int = 0
-    next_run: Optional[datetime] = None  # UTC
+    next_run: datetime | None = None  # UTC
 
 
 class JobRunner:
@@ -51,7 +51,7 @@ class JobRunner:
         self._running = threading.Lock()  # held while jobs run
         self._paused = False
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
 
     def add(self, name: str, interval_seconds: float, func: Callable[[], object]) -> None:
         self._status[name] = JobStatus(name, interval_seconds)
@@ -74,8 +74,10 @@ class JobRunner:
 
     def statuses(self) -> list[JobStatus]:
         with self._lock:
-            return [replace(status, next_run=_utc(self._jobs[name].next_run))
-                    for name, status in self._status.items()]
+            return [
+                replace(status, next_run=_utc(self._jobs[name].next_run))
+                for name, status in self._status.items()
+            ]
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="tasks", daemon=True)
@@ -105,13 +107,18 @@ class JobRunner:
         with self._lock:
             status = self._status[name]
             self._status[name] = replace(
-                status, last_run=started_at, last_duration=time.monotonic() - started,
-                last_error=error, runs=status.runs + 1, failures=status.failures + (error is not None))
+                status,
+                last_run=started_at,
+                last_duration=time.monotonic() - started,
+                last_error=error,
+                runs=status.runs + 1,
+                failures=status.failures + (error is not None),
+            )
 
 
-def _utc(naive_local: Optional[datetime]) -> Optional[datetime]:
+def _utc(naive_local: datetime | None) -> datetime | None:
     """schedule keeps next_run as naive local time."""
-    return naive_local.astimezone(timezone.utc) if naive_local else None
+    return naive_local.astimezone(UTC) if naive_local else None
 
 
 def auto_unblock(db: Database, notify: Notify, clock: Clock) -> list[int]:
@@ -150,8 +157,8 @@ class ChangeDebouncer:
 
     def __init__(self, window: float, clock: Callable[[], float] = time.monotonic):
         self.window, self.clock = window, clock
-        self._seen: Optional[int] = None  # the change count the last backup started from
-        self._first_change: Optional[float] = None
+        self._seen: int | None = None  # the change count the last backup started from
+        self._first_change: float | None = None
         self._last_end = float("-inf")
         self._last_duration = 0.0
 
@@ -218,37 +225,60 @@ class PauseResolver:
         if not backups:
             self.engine.resume_offsite()
             self.done = True
-            self.alert(Text("▶️ Every place off the machine answers now and holds no backup, so nothing "
-                            "can be buried: backups leave the machine again."))
+            self.alert(
+                Text(
+                    "▶️ Every place off the machine answers now and holds no backup, so nothing "
+                    "can be buried: backups leave the machine again."
+                )
+            )
         elif self.db.table_row_counts().get("users", 0) == 0:
             restored = self.engine.restore_newest().restored
             if restored is not None:
                 self.engine.resume_offsite()
                 self.done = True
-                self.alert(Text("♻️ Restored {name} from {destination} now that it answers ({rows} rows); "
-                                "nothing had been written since the start.", name=Code(restored.name),
-                                destination=Code(restored.destination), rows=restored.total_rows))
+                self.alert(
+                    Text(
+                        "♻️ Restored {name} from {destination} now that it answers ({rows} rows); "
+                        "nothing had been written since the start.",
+                        name=Code(restored.name),
+                        destination=Code(restored.destination),
+                        rows=restored.total_rows,
+                    )
+                )
         elif not self._told:
-            self._told = bool(self.alert(Text(
-                "🚨 {destination} answers now and holds backups (the newest taken {when}), but this bot "
-                "has been serving an empty database since it started. Restore one with ⚙️ System → 💾 Backup → "
-                "♻️ Restore, or keep this database with 🆕 Start fresh.",
-                destination=Code(backups[0].destination), when=backups[0].created_at)))
+            self._told = bool(
+                self.alert(
+                    Text(
+                        "🚨 {destination} answers now and holds backups (the newest taken {when}), but this bot "
+                        "has been serving an empty database since it started. Restore one with ⚙️ System → 💾 Backup → "
+                        "♻️ Restore, or keep this database with 🆕 Start fresh.",
+                        destination=Code(backups[0].destination),
+                        when=backups[0].created_at,
+                    )
+                )
+            )
 
 
-def build_runner(db: Database, settings: Settings, notify: Notify, clock: Clock,
-                 backup: Optional[Callable[[str], object]] = None) -> JobRunner:
+def build_runner(
+    db: Database,
+    settings: Settings,
+    notify: Notify,
+    clock: Clock,
+    backup: Callable[[str], object] | None = None,
+) -> JobRunner:
     """The jobs: auto-unblock every minute, tracking cleanup every hour; with `backup` (the
     engine's create), the scheduled backup every BACKUP_INTERVAL_HOURS and the on-change
     backups (BACKUP_AFTER_CHANGE_SECONDS, 0: off)."""
     runner = JobRunner(clock)
     runner.add("auto_unblock", 60, lambda: auto_unblock(db, notify, clock))
-    runner.add("cleanup_tracking", 3600,
-               lambda: cleanup_tracking(db, settings.tracking_retention_hours, clock))
+    runner.add(
+        "cleanup_tracking", 3600, lambda: cleanup_tracking(db, settings.tracking_retention_hours, clock)
+    )
     if backup is not None:
         runner.add("backup", settings.backup_interval_hours * 3600, lambda: backup("scheduled"))
         if settings.backup_after_change_seconds > 0:
             debouncer = ChangeDebouncer(settings.backup_after_change_seconds)
-            runner.add("backup_after_change", 1,
-                       lambda: backup_after_change(db, lambda: backup("change"), debouncer))
+            runner.add(
+                "backup_after_change", 1, lambda: backup_after_change(db, lambda: backup("change"), debouncer)
+            )
     return runner

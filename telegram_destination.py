@@ -16,11 +16,12 @@ import io
 import json
 import logging
 import re
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO, Iterator, Optional, Sequence
+from typing import BinaryIO
 
 import requests
 import telebot
@@ -33,9 +34,17 @@ from config import Settings
 from destinations import DestinationError, TooLarge, fence
 from files import CHUNK
 from i18n import ENGLISH, Alert, Code, Joined, Reader, Size, Text, lines
-from telegram_index import VISIBLE_NAME, Entry, Index, Part, parse_index, serialize
+from telegram_index import (
+    VISIBLE_NAME,
+    Entry,
+    Index,
+    Part,
+    caption_with_knock,
+    knock_in_caption,
+    parse_index,
+    serialize,
+)
 from telegram_index import caption as index_caption
-from telegram_index import caption_with_knock, knock_in_caption
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +71,21 @@ class TelegramChat:
 
     name = "telegram"
 
-    def __init__(self, bot: telebot.TeleBot, chat_id: int, official_api: bool = True,
-                 alert: Optional[Alert] = None, reader: Reader = ENGLISH):
+    def __init__(
+        self,
+        bot: telebot.TeleBot,
+        chat_id: int,
+        official_api: bool = True,
+        alert: Alert | None = None,
+        reader: Reader = ENGLISH,
+    ):
         """reader: how the captions people see in the chat are written."""
         self.bot, self.chat_id, self.reader = bot, chat_id, reader
         self.official_api = official_api  # Telegram's own server: parts under its download limit
         self.alert = alert or (lambda text: None)
-        self._username: Optional[str] = None
+        self._username: str | None = None
         self._covered_told = False  # the admins know another message was pinned over the index
-        self._known: Optional[Index] = None  # the index as last read or written by this process
+        self._known: Index | None = None  # the index as last read or written by this process
 
     @property
     def bot_username(self) -> str:
@@ -100,8 +115,10 @@ class TelegramChat:
         self._delete_messages(retired)
         gone = sent | set(index.rolling)
         placed = replace(info.at(self.name, parts[0].file_id, size), name=visible_name)
-        index.entries = [Entry(placed, tuple(parts)),
-                         *(e for e in index.entries if not gone & set(e.message_ids))]
+        index.entries = [
+            Entry(placed, tuple(parts)),
+            *(e for e in index.entries if not gone & set(e.message_ids)),
+        ]
         index.rolling = sorted(sent) if info.reason == "change" else []
         self._write_index(index)
         return placed
@@ -141,7 +158,7 @@ class TelegramChat:
         index.rolling = [m for m in index.rolling if m not in messages]
         self._write_index(index)
 
-    def read_head(self) -> Optional[Head]:
+    def read_head(self) -> Head | None:
         return self._read_index().head
 
     def write_head(self, head: Head) -> None:
@@ -150,7 +167,7 @@ class TelegramChat:
         index.head = head
         self._write_index(index)
 
-    def read_knock(self) -> Optional[Knock]:
+    def read_knock(self) -> Knock | None:
         pinned = self._pinned()
         return knock_in_caption(pinned.caption or "") if self._is_index(pinned) else None
 
@@ -161,8 +178,9 @@ class TelegramChat:
         if not self._is_index(pinned):
             raise DestinationError("no backup index is pinned on top in the chat to leave the request on")
         with telegram_errors("edit the caption of the backup index in"):
-            self.bot.edit_message_caption(caption_with_knock(pinned.caption or "", knock), self.chat_id,
-                                          pinned.message_id)
+            self.bot.edit_message_caption(
+                caption_with_knock(pinned.caption or "", knock), self.chat_id, pinned.message_id
+            )
 
     def _is_index(self, pinned) -> bool:
         document = getattr(pinned, "document", None)
@@ -190,38 +208,54 @@ class TelegramChat:
                 raise
         return parts
 
-    def _send_part(self, window: tuple, name: str, text: str, replace_message: Optional[int]) -> Part:
+    def _send_part(self, window: tuple, name: str, text: str, replace_message: int | None) -> Part:
         """Upload one part, streamed (never held in memory); in place of `replace_message`'s
         document when given, or as a new message when that one is gone."""
         if replace_message is not None:
             media = json.dumps({"type": "document", "media": "attach://part", "caption": text})
             try:
-                return self._upload("editMessageMedia", {"chat_id": self.chat_id, "message_id":
-                                    replace_message, "media": media}, "part", name, window)
+                return self._upload(
+                    "editMessageMedia",
+                    {"chat_id": self.chat_id, "message_id": replace_message, "media": media},
+                    "part",
+                    name,
+                    window,
+                )
             except DestinationError as error:
                 if "not found" not in str(error):
                     raise
-        return self._upload("sendDocument", {"chat_id": self.chat_id, "caption": text,
-                                             "disable_notification": "true"}, "document", name, window)
+        return self._upload(
+            "sendDocument",
+            {"chat_id": self.chat_id, "caption": text, "disable_notification": "true"},
+            "document",
+            name,
+            window,
+        )
 
     def _upload(self, method: str, fields: dict, field: str, name: str, window: tuple) -> Part:
         """A multipart request whose file is read from disk as it is sent (requests-toolbelt's
         streaming encoder: pyTelegramBotAPI builds the whole body in memory first)."""
         body = _Window(*window)
-        encoder = MultipartEncoder({**{k: str(v) for k, v in fields.items()},
-                                    field: (name, body, "application/octet-stream")})
+        encoder = MultipartEncoder(
+            {**{k: str(v) for k, v in fields.items()}, field: (name, body, "application/octet-stream")}
+        )
         url = telebot.apihelper.API_URL.format(self.bot.token, method)
         with telegram_errors("send a backup to"):
-            response = requests.post(url, data=encoder, headers={"Content-Type": encoder.content_type},
-                                     timeout=(10, 600))
+            response = requests.post(
+                url, data=encoder, headers={"Content-Type": encoder.content_type}, timeout=(10, 600)
+            )
             # the same checks as every pyTelegramBotAPI call: ApiTelegramException and the rest
             message = types.Message.de_json(telebot.apihelper._check_result(method, response)["result"])
             return Part(message.message_id, message.document.file_id, body.length, body.hexdigest())
 
     def _send_bytes(self, data: bytes, name: str, text: str) -> types.Message:
         with telegram_errors("send a document to"):
-            return self.bot.send_document(self.chat_id, types.InputFile(io.BytesIO(data), file_name=name),
-                                          caption=text, disable_notification=True)
+            return self.bot.send_document(
+                self.chat_id,
+                types.InputFile(io.BytesIO(data), file_name=name),
+                caption=text,
+                disable_notification=True,
+            )
 
     def _delete_messages(self, message_ids: Sequence[int]) -> None:
         """Delete what Telegram lets a bot delete (its own messages, younger than 48 hours); an
@@ -241,8 +275,10 @@ class TelegramChat:
                 file = self.bot.get_file(part.file_id)
             except telebot.apihelper.ApiTelegramException as error:
                 if "too big" in (error.description or ""):  # a backup pinned by an older version
-                    raise TooLarge(f"{human.size(part.size)} is over the 20 MB a bot may download "
-                                   "from Telegram: restore it through a self-hosted Bot API server") from None
+                    raise TooLarge(
+                        f"{human.size(part.size)} is over the 20 MB a bot may download "
+                        "from Telegram: restore it through a self-hosted Bot API server"
+                    ) from None
                 raise
             return download(self.bot, file.file_path, out)
 
@@ -281,7 +317,7 @@ class TelegramChat:
                     return None
                 raise
 
-    def _as_index(self, pinned) -> Optional[Index]:
+    def _as_index(self, pinned) -> Index | None:
         """The index in a pinned message: ours, or a backup an older version pinned; None when
         it is something else."""
         document = getattr(pinned, "document", None)
@@ -292,8 +328,9 @@ class TelegramChat:
         legacy = info_from_caption(document.file_name or "", pinned.caption or "")
         if legacy is None:
             return None
-        located = replace(legacy.at(self.name, document.file_id, document.file_size or 0),
-                          name=document.file_name)
+        located = replace(
+            legacy.at(self.name, document.file_id, document.file_size or 0), name=document.file_name
+        )
         part = Part(pinned.message_id, document.file_id, document.file_size or 0, "")
         return Index(entries=[Entry(located, (part,))])
 
@@ -315,11 +352,18 @@ class TelegramChat:
         if self._covered_told:
             return
         self._covered_told = True
-        self.alert(Text("📌 Someone pinned another message over the bot's backup index in the backup chat. "
-                        "The index was found beneath it and pinned again: keep it pinned.") if found else
-                   Text("📌 Someone pinned another message over the bot's backup index in the backup chat. "
-                        "No index was found beneath it, so the backups there cannot be found: pin the "
-                        "bot's backup index again if you know it; the next backup pins a new one."))
+        self.alert(
+            Text(
+                "📌 Someone pinned another message over the bot's backup index in the backup chat. "
+                "The index was found beneath it and pinned again: keep it pinned."
+            )
+            if found
+            else Text(
+                "📌 Someone pinned another message over the bot's backup index in the backup chat. "
+                "No index was found beneath it, so the backups there cannot be found: pin the "
+                "bot's backup index again if you know it; the next backup pins a new one."
+            )
+        )
 
     def _write_index(self, index: Index) -> None:
         """Edit the pinned index in place; send and pin a new one when there is none (or it can
@@ -328,17 +372,23 @@ class TelegramChat:
         if index.message_id is not None:
             media = json.dumps({"type": "document", "media": "attach://index", "caption": text})
             try:
-                self._upload("editMessageMedia", {"chat_id": self.chat_id, "message_id": index.message_id,
-                                                  "media": media}, "index", self.index_name,
-                             (io.BytesIO(data), 0, len(data)))
+                self._upload(
+                    "editMessageMedia",
+                    {"chat_id": self.chat_id, "message_id": index.message_id, "media": media},
+                    "index",
+                    self.index_name,
+                    (io.BytesIO(data), 0, len(data)),
+                )
                 self._known = index
                 return
             except DestinationError as error:
                 log.warning("could not edit the backup index (%s); pinning a new one", error)
         message = self._send_bytes(data, self.index_name, text)
         if not self._pin(message.message_id):
-            raise DestinationError("cannot pin the backup index, so a start on an empty disk could "
-                                   "not find the backups: let the bot pin messages in the chat")
+            raise DestinationError(
+                "cannot pin the backup index, so a start on an empty disk could "
+                "not find the backups: let the bot pin messages in the chat"
+            )
         index.message_id = message.message_id
         self._known = index
 
@@ -390,7 +440,9 @@ class _Window(io.RawIOBase):
         return self._digest.hexdigest()
 
 
-def download(bot: telebot.TeleBot, file_path: str, out: BinaryIO, limit: Optional[int] = None) -> tuple[int, str]:
+def download(
+    bot: telebot.TeleBot, file_path: str, out: BinaryIO, limit: int | None = None
+) -> tuple[int, str]:
     """Stream a file from Telegram into `out` (never whole in memory); returns its size and
     SHA-256. More than `limit` bytes is a DestinationError."""
     url = telebot.apihelper.FILE_URL.format(bot.token, file_path)
@@ -417,34 +469,44 @@ def telegram_errors(action: str) -> Iterator[None]:
     except telebot.apihelper.ApiTelegramException as error:
         raise DestinationError(f"Telegram would not {action} the chat: {error.description}") from None
     except telebot.apihelper.ApiHTTPException as error:
-        raise DestinationError(f"Telegram answered HTTP {error.result.status_code} when asked to "
-                               f"{action} the chat") from None
+        raise DestinationError(
+            f"Telegram answered HTTP {error.result.status_code} when asked to {action} the chat"
+        ) from None
     except telebot.apihelper.ApiException:
-        raise DestinationError(f"Telegram gave an answer that is not JSON when asked to {action} "
-                               "the chat") from None
+        raise DestinationError(
+            f"Telegram gave an answer that is not JSON when asked to {action} the chat"
+        ) from None
     except requests.RequestException as error:
-        raise DestinationError(f"cannot reach Telegram to {action} the chat "
-                               f"({type(error).__name__})") from None
+        raise DestinationError(
+            f"cannot reach Telegram to {action} the chat ({type(error).__name__})"
+        ) from None
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         # pyTelegramBotAPI reads answers without checking them: JSON without 'ok', a result of
         # the wrong shape. Whatever it was, this is what the server said, not our data.
         log.debug("unreadable answer from Telegram", exc_info=error)
-        raise DestinationError(f"Telegram gave an answer this bot cannot read when asked to "
-                               f"{action} the chat") from None
+        raise DestinationError(
+            f"Telegram gave an answer this bot cannot read when asked to {action} the chat"
+        ) from None
 
 
 def caption(info: BackupInfo, size: int) -> Joined:
     """What people see under the document (the index, not the caption, is what the bot reads)."""
     rows = ", ".join(f"{table} {count}" for table, count in info.row_counts.items())
-    first = (Text("💾 Backup {when}, {reason} (encrypted)", when=info.created_at, reason=shown_reason(info.reason))
-             if info.encrypted else Text("💾 Backup {when}, {reason}", when=info.created_at, reason=shown_reason(info.reason)))
+    first = (
+        Text("💾 Backup {when}, {reason} (encrypted)", when=info.created_at, reason=shown_reason(info.reason))
+        if info.encrypted
+        else Text("💾 Backup {when}, {reason}", when=info.created_at, reason=shown_reason(info.reason))
+    )
     # A short checksum is enough to tell backups apart by eye; the whole one is in the file's
     # header and the index, which is what anything checks against.
-    return lines(first, Text("{size}; rows: {rows}", size=Size(size), rows=Code(rows)),
-                 f"schema {info.schema_version}; sha256 {info.sha256[:12]}…")
+    return lines(
+        first,
+        Text("{size}; rows: {rows}", size=Size(size), rows=Code(rows)),
+        f"schema {info.schema_version}; sha256 {info.sha256[:12]}…",
+    )
 
 
-def info_from_caption(file_name: str, text: str) -> Optional[BackupInfo]:
+def info_from_caption(file_name: str, text: str) -> BackupInfo | None:
     """Rebuild what a pinned backup of an earlier version (before the index, whose captions held
     the whole checksum) says about itself from its file name and caption; None when they are not
     a backup's (whatever they hold: both came from the chat)."""
@@ -456,10 +518,16 @@ def info_from_caption(file_name: str, text: str) -> Optional[BackupInfo]:
     counts = re.findall(r"(\w+) (\d{1,19})\b", rows.group(1)) if rows else []
     schema = re.search(r"schema (\d{1,9}); sha256 ([0-9a-f]{64})", text)
     try:
-        created_at = datetime.strptime(match.group(1), "%Y%m%dT%H%M%S%fZ").replace(tzinfo=timezone.utc)
-        return checked_info(created_at, match.group(2), int(schema.group(1)) if schema else 0,
-                            {table: int(count) for table, count in counts},
-                            schema.group(2) if schema else "", 0, encrypted=bool(match.group(3)),
-                            problem="its caption is damaged")
+        created_at = datetime.strptime(match.group(1), "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
+        return checked_info(
+            created_at,
+            match.group(2),
+            int(schema.group(1)) if schema else 0,
+            {table: int(count) for table, count in counts},
+            schema.group(2) if schema else "",
+            0,
+            encrypted=bool(match.group(3)),
+            problem="its caption is damaged",
+        )
     except (ValueError, NotABackupError):  # an impossible date, a bad table name...
         return None

@@ -24,7 +24,6 @@ import json
 import logging
 import re
 from dataclasses import dataclass, field, replace
-from typing import Optional
 
 from backup_format import SHA256, BackupInfo, Head, Knock, NotABackupError, checked_info, shown_reason
 from i18n import Code, Joined, Size, Text, lines
@@ -41,6 +40,7 @@ VISIBLE_NAME = re.compile(r"^[A-Za-z0-9_]{0,64}-?backup-\d{8}T\d{9}Z-[a-z-]+\.db
 @dataclass(frozen=True)
 class Part:
     """One document of a backup: where it is, and what it must hold."""
+
     message_id: int
     file_id: str
     size: int
@@ -50,6 +50,7 @@ class Part:
 @dataclass(frozen=True)
 class Entry:
     """One backup in the chat: what it says about itself, and its parts, in order."""
+
     info: BackupInfo  # name: the visible name; location: the first part's file_id
     parts: tuple[Part, ...]
 
@@ -60,33 +61,46 @@ class Entry:
 
 @dataclass
 class Index:
-    message_id: Optional[int] = None  # the pinned index message; None: there is none yet
-    head: Optional[Head] = None
+    message_id: int | None = None  # the pinned index message; None: there is none yet
+    head: Head | None = None
     entries: list[Entry] = field(default_factory=list)  # newest first
     rolling: list[int] = field(default_factory=list)  # the on-change backup's messages
 
-    def find(self, name: str) -> Optional[Entry]:
+    def find(self, name: str) -> Entry | None:
         return next((entry for entry in self.entries if entry.info.name == name), None)
 
 
 def serialize(index: Index) -> bytes:
-    return json.dumps({
-        "format": FORMAT,
-        "head": index.head.as_json() if index.head else None,
-        "rolling": index.rolling,
-        "backups": [_entry_json(entry) for entry in index.entries],
-    }, indent=1).encode()
+    return json.dumps(
+        {
+            "format": FORMAT,
+            "head": index.head.as_json() if index.head else None,
+            "rolling": index.rolling,
+            "backups": [_entry_json(entry) for entry in index.entries],
+        },
+        indent=1,
+    ).encode()
 
 
 def _entry_json(entry: Entry) -> dict:
     info = entry.info
-    return {"name": info.name, "size": info.size, "encrypted": info.encrypted,
-            "created_at": info.created_at.isoformat(timespec="milliseconds"), "reason": info.reason,
-            "generation": info.generation, "writer": info.writer,
-            "schema_version": info.schema_version, "row_counts": info.row_counts,
-            "sha256": info.sha256, "db_size": info.db_size,
-            "parts": [{"message_id": p.message_id, "file_id": p.file_id, "size": p.size,
-                       "sha256": p.sha256} for p in entry.parts]}
+    return {
+        "name": info.name,
+        "size": info.size,
+        "encrypted": info.encrypted,
+        "created_at": info.created_at.isoformat(timespec="milliseconds"),
+        "reason": info.reason,
+        "generation": info.generation,
+        "writer": info.writer,
+        "schema_version": info.schema_version,
+        "row_counts": info.row_counts,
+        "sha256": info.sha256,
+        "db_size": info.db_size,
+        "parts": [
+            {"message_id": p.message_id, "file_id": p.file_id, "size": p.size, "sha256": p.sha256}
+            for p in entry.parts
+        ],
+    }
 
 
 def parse_index(data: bytes, message_id: int) -> Index:
@@ -130,20 +144,32 @@ def _entry(raw) -> Entry:
     checked = tuple(_part(part, problem) for part in parts)
     if sum(part.size for part in checked) != size:
         raise NotABackupError(f"{problem} (its parts do not add up)")
-    info = checked_info(raw.get("created_at"), raw.get("reason"), raw.get("schema_version"),
-                        raw.get("row_counts"), raw.get("sha256"), raw.get("db_size"),
-                        generation=raw.get("generation", 0), writer=raw.get("writer", ""),
-                        problem=problem)
-    return Entry(replace(info, location=checked[0].file_id, name=name, size=size, encrypted=encrypted),
-                 checked)
+    info = checked_info(
+        raw.get("created_at"),
+        raw.get("reason"),
+        raw.get("schema_version"),
+        raw.get("row_counts"),
+        raw.get("sha256"),
+        raw.get("db_size"),
+        generation=raw.get("generation", 0),
+        writer=raw.get("writer", ""),
+        problem=problem,
+    )
+    return Entry(
+        replace(info, location=checked[0].file_id, name=name, size=size, encrypted=encrypted), checked
+    )
 
 
 def _part(raw, problem: str) -> Part:
     if not isinstance(raw, dict):
         raise NotABackupError(f"{problem} (part)")
     message_id, file_id, size, sha256 = (raw.get(k) for k in ("message_id", "file_id", "size", "sha256"))
-    if not _message_id(message_id) or not (isinstance(file_id, str) and FILE_ID.match(file_id)) \
-            or not _count(size) or not (isinstance(sha256, str) and SHA256.match(sha256)):
+    if (
+        not _message_id(message_id)
+        or not (isinstance(file_id, str) and FILE_ID.match(file_id))
+        or not _count(size)
+        or not (isinstance(sha256, str) and SHA256.match(sha256))
+    ):
         raise NotABackupError(f"{problem} (part)")
     return Part(message_id, file_id, size, sha256)
 
@@ -158,16 +184,31 @@ def _count(value) -> bool:
 
 def caption(index: Index, bot_username: str) -> Joined:
     """What people see under the pinned index."""
-    parts = [Text("📌 Backup index of @{bot}: keep it pinned, it is how the bot finds its backups after "
-                  "a restart.", bot=Code(bot_username))]
+    parts = [
+        Text(
+            "📌 Backup index of @{bot}: keep it pinned, it is how the bot finds its backups after a restart.",
+            bot=Code(bot_username),
+        )
+    ]
     if index.entries:
         newest = index.entries[0].info
         users = newest.row_counts.get("users")
-        parts.append(Text("Newest: {when}, {reason}, {size}, {users} users", when=newest.created_at,
-                          reason=shown_reason(newest.reason), size=Size(newest.size), users=users)
-                     if users is not None else
-                     Text("Newest: {when}, {reason}, {size}", when=newest.created_at,
-                          reason=shown_reason(newest.reason), size=Size(newest.size)))
+        parts.append(
+            Text(
+                "Newest: {when}, {reason}, {size}, {users} users",
+                when=newest.created_at,
+                reason=shown_reason(newest.reason),
+                size=Size(newest.size),
+                users=users,
+            )
+            if users is not None
+            else Text(
+                "Newest: {when}, {reason}, {size}",
+                when=newest.created_at,
+                reason=shown_reason(newest.reason),
+                size=Size(newest.size),
+            )
+        )
         parts.append(Text("Backups listed: {count}.", count=len(index.entries)))
     return lines(*parts)
 
@@ -184,7 +225,7 @@ def caption_with_knock(text: str, knock: Knock) -> str:
     line = f"🔔 Hand-over asked by {knock.instance} at {knock.at.isoformat(timespec='milliseconds')}"
     kept = "\n".join(kept for kept in text.splitlines() if not KNOCK_LINE.match(kept))
     while kept and telegram_length(kept) + 1 + telegram_length(line) > 1024:
-        kept = kept[:-max(1, (telegram_length(kept) + telegram_length(line) - 1023) // 2)]
+        kept = kept[: -max(1, (telegram_length(kept) + telegram_length(line) - 1023) // 2)]
     return kept + "\n" + line if kept else line
 
 
@@ -193,7 +234,7 @@ def telegram_length(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-def knock_in_caption(text: str) -> Optional[Knock]:
+def knock_in_caption(text: str) -> Knock | None:
     """The request in a pinned index's caption; None without one, or with a damaged one."""
     for line in reversed(text.splitlines()[-5:]):
         found = KNOCK_LINE.match(line)

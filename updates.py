@@ -13,7 +13,7 @@ import json
 import logging
 import threading
 from collections import deque
-from typing import Callable, Optional
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import requests
@@ -40,7 +40,7 @@ RECENT_UPDATES = 500  # retried deliveries are of the newest updates: these are 
 class Handled:
     """The ids of the last RECENT_UPDATES updates handled, in the order they came."""
 
-    def __init__(self, recorded: Optional[str] = None):
+    def __init__(self, recorded: str | None = None):
         self._ids: deque[int] = deque(_update_ids(recorded), maxlen=RECENT_UPDATES)
 
     def __contains__(self, update_id: int) -> bool:
@@ -50,13 +50,13 @@ class Handled:
         self._ids.append(update_id)
 
     @property
-    def last(self) -> Optional[int]:
+    def last(self) -> int | None:
         return self._ids[-1] if self._ids else None
 
     def as_json(self) -> str:
         return json.dumps(list(self._ids))
 
-    def remember(self, db: Database, last_update_id: Optional[int]) -> None:
+    def remember(self, db: Database, last_update_id: int | None) -> None:
         """Keep them in the database, with the offset a poller confirms from."""
         db.set_state(HANDLED_KEY, self.as_json())
         if last_update_id is not None:
@@ -95,9 +95,12 @@ class Poller:
         backoff = 0.5
         while not self._stopped.is_set():
             try:
-                updates = self.bot.get_updates(offset=self.offset, timeout=LONG_POLL_SECONDS + 15,
-                                               long_polling_timeout=LONG_POLL_SECONDS,
-                                               allowed_updates=ALLOWED_UPDATES)
+                updates = self.bot.get_updates(
+                    offset=self.offset,
+                    timeout=LONG_POLL_SECONDS + 15,
+                    long_polling_timeout=LONG_POLL_SECONDS,
+                    allowed_updates=ALLOWED_UPDATES,
+                )
             except telebot.apihelper.ApiTelegramException as error:
                 if error.error_code == 409:
                     if not self._stopped.is_set():
@@ -106,8 +109,13 @@ class Poller:
                     return
                 backoff = self._pause(f"getUpdates failed: {error.description}", backoff)
                 continue
-            except (telebot.apihelper.ApiException, requests.RequestException, ValueError,
-                    KeyError, TypeError) as error:
+            except (
+                telebot.apihelper.ApiException,
+                requests.RequestException,
+                ValueError,
+                KeyError,
+                TypeError,
+            ) as error:
                 backoff = self._pause(f"getUpdates failed ({type(error).__name__})", backoff)
                 continue
             backoff = 0.5
@@ -175,7 +183,7 @@ class WebhookGate:
     def __init__(self, bot: telebot.TeleBot, settings: Settings, refused: Alert):
         """refused: told when Telegram will not take WEBHOOK_URL (the admins must hear of it)."""
         self.bot, self.refused = bot, refused
-        self.db: Optional[Database] = None  # the instance's, once it serves
+        self.db: Database | None = None  # the instance's, once it serves
         self.url, self.path = settings.webhook_url, urlsplit(settings.webhook_url).path or "/"
         self.secret = settings.webhook_secret
         self._state = "holding"
@@ -201,16 +209,22 @@ class WebhookGate:
         backoff = 0.5
         while self._state == "open":
             try:
-                self.bot.set_webhook(url=self.url, secret_token=self.secret, allowed_updates=ALLOWED_UPDATES,
-                                     max_connections=1)  # one at a time, in order: they are handled so
+                self.bot.set_webhook(
+                    url=self.url, secret_token=self.secret, allowed_updates=ALLOWED_UPDATES, max_connections=1
+                )  # one at a time, in order: they are handled so
                 log.info("webhook set: Telegram POSTs the updates to %s", self.path)
                 return
             except telebot.apihelper.ApiTelegramException as error:
                 if error.error_code < 500 and error.error_code != 429:
                     why = str(error.description or error.error_code)[:200]
                     log.error("Telegram refused WEBHOOK_URL: %s", why)
-                    self.refused(Text("❗ Telegram refused the webhook address (WEBHOOK_URL): {why}. "
-                                      "No updates arrive until it is fixed.", why=Code(why)))
+                    self.refused(
+                        Text(
+                            "❗ Telegram refused the webhook address (WEBHOOK_URL): {why}. "
+                            "No updates arrive until it is fixed.",
+                            why=Code(why),
+                        )
+                    )
                     return
                 log.warning("setWebhook failed: %s", error.description)
             except (telebot.apihelper.ApiException, requests.RequestException, ValueError) as error:
@@ -263,7 +277,7 @@ class WebhookGate:
             return 200
 
 
-def _update_ids(recorded: Optional[str]) -> list[int]:
+def _update_ids(recorded: str | None) -> list[int]:
     """The update ids kept under HANDLED_KEY; none when there are none, or they do not read."""
     try:
         ids = json.loads(recorded) if recorded else []

@@ -21,8 +21,9 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Optional, Protocol
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,9 @@ class Webhook(Protocol):
     def handle(self, update: dict) -> int: ...
 
 
-def start_server(port: int, status: Callable[[], dict], webhook: Optional[Webhook] = None,
-                 host: str = "0.0.0.0") -> ThreadingHTTPServer:
+def start_server(
+    port: int, status: Callable[[], dict], webhook: Webhook | None = None, host: str = "0.0.0.0"
+) -> ThreadingHTTPServer:
     started = time.monotonic()
 
     class Handler(BaseHTTPRequestHandler):
@@ -69,8 +71,9 @@ def start_server(port: int, status: Callable[[], dict], webhook: Optional[Webhoo
             self._deadline.cancel()
             path = self.path.split("?")[0]
             if path in HEALTH_PATHS:
-                self._answer(200, {"ok": True, "uptime_seconds": round(time.monotonic() - started),
-                                   **status()})
+                self._answer(
+                    200, {"ok": True, "uptime_seconds": round(time.monotonic() - started), **status()}
+                )
             elif webhook is not None and path == webhook.path:
                 self._answer(405, {"ok": False, "error": "method not allowed"})
             else:
@@ -96,7 +99,7 @@ def start_server(port: int, status: Callable[[], dict], webhook: Optional[Webhoo
                 status = 500
             self._answer(status, {})
 
-        def _update(self) -> Optional[dict]:
+        def _update(self) -> dict | None:
             """The request's update, or None once it was answered with what is wrong."""
             length = self.headers.get("Content-Length", "")
             if not (length.isascii() and length.isdigit()):  # "²".isdigit() is True

@@ -30,15 +30,16 @@ import sys
 import tempfile
 import time
 from contextlib import closing
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-import database  # noqa: E402
 from bot_process import ADMIN_ID, BotProcess  # noqa: E402
 from fake_bot_api import FakeBotAPI  # noqa: E402
+
+import database  # noqa: E402
 
 CHAT = -1007770001
 NOW = "2026-11-26 12:00:00"
@@ -55,12 +56,16 @@ def build(path: Path, megabytes: float) -> None:
         conn.execute(
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000)"
             " INSERT INTO users (user_id, username, first_name, first_seen, last_seen)"
-            " SELECT 100000 + i, 'user' || i, 'Name ' || i, '2026-11-01 00:00:00', ? FROM n", (NOW,))
+            " SELECT 100000 + i, 'user' || i, 'Name ' || i, '2026-11-01 00:00:00', ? FROM n",
+            (NOW,),
+        )
         conn.execute(
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)"
             " INSERT INTO tracking (user_id, chat_id, kind, created_at)"
             " SELECT 100001 + abs(random()) % 20000, 100001 + abs(random()) % 20000, 'message',"
-            " datetime(1795000000 + i * 86400 / ?, 'unixepoch') FROM n", (rows, rows))
+            " datetime(1795000000 + i * 86400 / ?, 'unixepoch') FROM n",
+            (rows, rows),
+        )
     db.close()
 
 
@@ -70,7 +75,7 @@ class Tenth:
     def __init__(self, name: str):
         self.path = CGROUP / f"bot-bench-{name}-{os.getpid()}"
 
-    def __enter__(self) -> "Tenth":
+    def __enter__(self) -> Tenth:
         self.path.mkdir()
         (self.path / "cpu.cfs_period_us").write_text("100000")
         (self.path / "cpu.cfs_quota_us").write_text("10000")
@@ -92,14 +97,16 @@ class Bench:
         self.chat = CHAT
         self.next_user = 10_000  # the users the bench writes: 10 000 to 99 999
 
-    def bot(self, folder: str, database_file: Path | None = None, cgroup: Tenth | None = None,
-            **env) -> BotProcess:
+    def bot(
+        self, folder: str, database_file: Path | None = None, cgroup: Tenth | None = None, **env
+    ) -> BotProcess:
         workdir = self.work / folder
         (workdir / "data").mkdir(parents=True, exist_ok=True)
         if database_file is not None:
             shutil.copyfile(database_file, workdir / "data" / "bot.db")
-        bot = BotProcess(workdir, self.fake.url, self.fake.token, LOG_LEVEL="INFO",
-                         BACKUP_CHAT_ID=str(self.chat), **env).start()
+        bot = BotProcess(
+            workdir, self.fake.url, self.fake.token, LOG_LEVEL="INFO", BACKUP_CHAT_ID=str(self.chat), **env
+        ).start()
         if cgroup is not None:
             cgroup.add(bot.process.pid)
         self.started.append(bot)
@@ -138,6 +145,7 @@ def serving(bot: BotProcess, timeout: float = 300) -> None:
 
 
 # --- hand-over ---------------------------------------------------------------------------------
+
 
 def handover(bench: Bench, database_file: Path, cgroups=(None, None), label: str = "") -> dict:
     """Rolling: B starts while A serves; from A's 409 to B answering with A's last write."""
@@ -178,8 +186,11 @@ def immediate(bench: Bench, database_file: Path) -> dict:
 
 # --- recovery point ----------------------------------------------------------------------------
 
-CHANGE_LINE = re.compile(r"^(\S+ \S+) INFO backup: change backup backup-(\d{8}T\d{9}Z)-change\.db\.zst: "
-                         r"\d+ bytes, \d+ rows, ([\d.]+) s, stored in (.*)$", re.M)
+CHANGE_LINE = re.compile(
+    r"^(\S+ \S+) INFO backup: change backup backup-(\d{8}T\d{9}Z)-change\.db\.zst: "
+    r"\d+ bytes, \d+ rows, ([\d.]+) s, stored in (.*)$",
+    re.M,
+)
 
 
 def recovery_point(bench: Bench, database_file: Path, seconds: float, label: str) -> dict:
@@ -196,9 +207,15 @@ def recovery_point(bench: Bench, database_file: Path, seconds: float, label: str
     cpu = _cpu_seconds(a.process.pid) - cpu_before
     killed_at, killed_wall = time.monotonic(), time.time()
     a.kill()
-    backups = [(datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp(),
-                datetime.strptime(m.group(2), "%Y%m%dT%H%M%S%fZ").replace(tzinfo=timezone.utc).timestamp(),
-                float(m.group(3)), m.group(4)) for m in CHANGE_LINE.finditer(a.log())]
+    backups = [
+        (
+            datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp(),
+            datetime.strptime(m.group(2), "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC).timestamp(),
+            float(m.group(3)),
+            m.group(4),
+        )
+        for m in CHANGE_LINE.finditer(a.log())
+    ]
     offsite = [b for b in backups if "telegram" in b[3]]
     # What a SIGKILL would lose at a moment: the writes since the newest copy off the machine
     # began its snapshot. It is largest just before each backup lands, and at the end.
@@ -211,13 +228,19 @@ def recovery_point(bench: Bench, database_file: Path, seconds: float, label: str
     serving(b)
     b.stop(timeout=300)
     with closing(sqlite3.connect(b.db_path)) as conn:
-        present = conn.execute("SELECT count(*) FROM users WHERE user_id BETWEEN ? AND 99999",
-                               (first_user,)).fetchone()[0]
+        present = conn.execute(
+            "SELECT count(*) FROM users WHERE user_id BETWEEN ? AND 99999", (first_user,)
+        ).fetchone()[0]
     lost = answers[present:]
-    return {"worst_rpo": worst, "backups": len(offsite),
-            "backup_seconds": statistics.median([b[2] for b in offsite]) if offsite else 0.0,
-            "backup_share": sum(b[2] for b in backups) / elapsed, "cpu_share": cpu / elapsed,
-            "lost_at_kill": len(lost), "kill_loss_window": killed_at - lost[0] if lost else 0.0}
+    return {
+        "worst_rpo": worst,
+        "backups": len(offsite),
+        "backup_seconds": statistics.median([b[2] for b in offsite]) if offsite else 0.0,
+        "backup_share": sum(b[2] for b in backups) / elapsed,
+        "cpu_share": cpu / elapsed,
+        "lost_at_kill": len(lost),
+        "kill_loss_window": killed_at - lost[0] if lost else 0.0,
+    }
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -226,6 +249,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 # --- a tenth of a core -------------------------------------------------------------------------
+
 
 def tenth(bench: Bench, database_file: Path) -> dict:
     results = {}
@@ -240,15 +264,16 @@ def tenth(bench: Bench, database_file: Path) -> dict:
         reply = bench.fake.wait_for_message(ADMIN_ID, "✅ Backup backup-", after=seen, timeout=300)
         results["on-demand backup"] = time.monotonic() - started
         results["backup size"] = reply["text"].split(": ", 1)[1].split(" in ", 1)[0]
-        code, results["SIGTERM to exit"] = a.stop(timeout=300)
+        _code, results["SIGTERM to exit"] = a.stop(timeout=300)
 
         started = time.monotonic()
         b = bench.bot("tenth-b", None, cgroup_b)
         serving(b)
         results["empty disk to serving (restore)"] = time.monotonic() - started
         b.stop(timeout=300)
-        results["handover (both at a tenth)"] = handover(bench, database_file, (cgroup_a, cgroup_b),
-                                                         label="-tenth")["seconds"]
+        results["handover (both at a tenth)"] = handover(
+            bench, database_file, (cgroup_a, cgroup_b), label="-tenth"
+        )["seconds"]
     return results
 
 
@@ -268,25 +293,33 @@ def main() -> None:
             runs = [handover(bench, work / "10mb.db", label=f"-{n}")["seconds"] for n in range(3)]
             imm = [immediate(bench, work / "10mb.db")["seconds"]]
             print("| hand-over, 10 MB database | seconds (median of 3) | runs |\n|---|---|---|")
-            print(f"| rolling: from the old one's 409 to the new one answering with its last write | "
-                  f"{statistics.median(runs):.2f} | {', '.join(f'{r:.2f}' for r in runs)} |")
+            print(
+                f"| rolling: from the old one's 409 to the new one answering with its last write | "
+                f"{statistics.median(runs):.2f} | {', '.join(f'{r:.2f}' for r in runs)} |"
+            )
             print(f"| immediate: from the old one's SIGTERM, the new one starting then | {imm[0]:.2f} | |\n")
         if "rpo" in parts:
-            print("| recovery point, defaults | worst RPO | on-change backups | one takes | "
-                  "their share of time | bot's CPU share | a SIGKILL at the end lost |\n"
-                  "|---|---|---|---|---|---|---|")
+            print(
+                "| recovery point, defaults | worst RPO | on-change backups | one takes | "
+                "their share of time | bot's CPU share | a SIGKILL at the end lost |\n"
+                "|---|---|---|---|---|---|---|"
+            )
             for megabytes in (1, 100):
                 build(work / f"{megabytes}mb.db", megabytes)
                 r = recovery_point(bench, work / f"{megabytes}mb.db", args.rpo_seconds, f"{megabytes}mb")
-                print(f"| {megabytes} MB database, a write every 0.5 s for {args.rpo_seconds:.0f} s | "
-                      f"{r['worst_rpo']:.1f} s | {r['backups']} | {r['backup_seconds']:.2f} s | "
-                      f"{100 * r['backup_share']:.1f} % | {100 * r['cpu_share']:.1f} % | "
-                      f"{r['lost_at_kill']} writes, the last {r['kill_loss_window']:.1f} s |")
+                print(
+                    f"| {megabytes} MB database, a write every 0.5 s for {args.rpo_seconds:.0f} s | "
+                    f"{r['worst_rpo']:.1f} s | {r['backups']} | {r['backup_seconds']:.2f} s | "
+                    f"{100 * r['backup_share']:.1f} % | {100 * r['cpu_share']:.1f} % | "
+                    f"{r['lost_at_kill']} writes, the last {r['kill_loss_window']:.1f} s |"
+                )
             print()
         if "tenth" in parts:
             build(work / "77mb.db", 77)
             r = tenth(bench, work / "77mb.db")
-            print(f"| a tenth of a core, 77 MB database ({r.pop('backup size')} backup) | seconds |\n|---|---|")
+            print(
+                f"| a tenth of a core, 77 MB database ({r.pop('backup size')} backup) | seconds |\n|---|---|"
+            )
             for what, seconds in r.items():
                 print(f"| {what} | {seconds:.1f} |")
     finally:

@@ -31,13 +31,16 @@ TOKEN = "123456:TEST-TOKEN-abcdefghijklmnopqrstuvwxyz"
 
 def build(path: Path, megabytes: int) -> None:
     import database
+
     path.parent.mkdir(parents=True, exist_ok=True)
     db = database.open_database(str(path))
     db.migrate()
     with db.transaction() as conn:  # data zstd cannot shrink: the backup is as large as this
-        conn.executemany("INSERT INTO users (user_id, username, first_seen, last_seen)"
-                         " VALUES (?, randomblob(1048576), '2026-11-26', '2026-11-26')",
-                         [(n,) for n in range(1, megabytes + 1)])
+        conn.executemany(
+            "INSERT INTO users (user_id, username, first_seen, last_seen)"
+            " VALUES (?, randomblob(1048576), '2026-11-26', '2026-11-26')",
+            [(n,) for n in range(1, megabytes + 1)],
+        )
     db.close()
 
 
@@ -45,16 +48,25 @@ def settings_for(work: str, folder: str, api_url: str, parts: bool, passphrase: 
     import telebot
 
     from config import load_settings
+
     telebot.apihelper.API_URL = api_url + "/bot{0}/{1}"
     telebot.apihelper.FILE_URL = api_url + "/file/bot{0}/{1}"
-    return load_settings({"BOT_TOKEN": TOKEN, "TELEGRAM_API_URL": api_url, "BACKUP_CHAT_ID": str(CHAT),
-                          "TELEGRAM_FILE_LIMITS": "telegram" if parts else "none", "BACKUP_KEEP": "100",
-                          "DB_PATH": str(Path(work) / folder / "bot.db"),
-                          **({"BACKUP_PASSPHRASE": passphrase} if passphrase else {})})
+    return load_settings(
+        {
+            "BOT_TOKEN": TOKEN,
+            "TELEGRAM_API_URL": api_url,
+            "BACKUP_CHAT_ID": str(CHAT),
+            "TELEGRAM_FILE_LIMITS": "telegram" if parts else "none",
+            "BACKUP_KEEP": "100",
+            "DB_PATH": str(Path(work) / folder / "bot.db"),
+            **({"BACKUP_PASSPHRASE": passphrase} if passphrase else {}),
+        }
+    )
 
 
 def peak_mb() -> float:
     import resource
+
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -63,6 +75,7 @@ def send(work: str, database_file: str, api_url: str, parts: bool, passphrase: s
     import database
     import startup
     from engine import BackupEngine
+
     settings = settings_for(work, "a", api_url, parts, passphrase)
     Path(settings.db_path).parent.mkdir(parents=True)
     shutil.copyfile(database_file, settings.db_path)
@@ -80,9 +93,10 @@ def send(work: str, database_file: str, api_url: str, parts: bool, passphrase: s
 def restore(work: str, api_url: str, parts: bool, passphrase: str) -> dict:
     """In a fresh process: a start on an empty disk, restoring the newest backup of the chat."""
     import startup
+
     settings = settings_for(work, "b", api_url, parts, passphrase)
     baseline, started = peak_mb(), time.perf_counter()
-    db, engine, report = startup.prepare_database(settings, startup.offsite_destinations(settings))
+    db, _engine, report = startup.prepare_database(settings, startup.offsite_destinations(settings))
     seconds = time.perf_counter() - started
     assert report.restored is not None and report.restored.destination == "telegram"
     db.close()
@@ -90,10 +104,16 @@ def restore(work: str, api_url: str, parts: bool, passphrase: str) -> dict:
 
 
 def in_child(function: str, *args) -> dict:
-    code = (f"import sys, json; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-            f"import telegram_bench as b; print(json.dumps(b.{function}(*{args!r})))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env={**os.environ, "LOG_LEVEL": "WARNING"})
+    code = (
+        f"import sys, json; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+        f"import telegram_bench as b; print(json.dumps(b.{function}(*{args!r})))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "LOG_LEVEL": "WARNING"},
+    )
     if done.returncode != 0:
         raise SystemExit(done.stderr[-3000:])
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -105,16 +125,27 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="telegram-bench-"))
-    server = subprocess.Popen([sys.executable, "-c", (
-        f"import sys, time; sys.path.insert(0, {str(ROOT / 'tests')!r}); "
-        "from fake_bot_api import FakeBotAPI; "
-        "f = FakeBotAPI(upload_limit=1 << 31, download_limit=1 << 31).start(); "
-        "print(f.url, flush=True); time.sleep(10 ** 6)")], stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                f"import sys, time; sys.path.insert(0, {str(ROOT / 'tests')!r}); "
+                "from fake_bot_api import FakeBotAPI; "
+                "f = FakeBotAPI(upload_limit=1 << 31, download_limit=1 << 31).start(); "
+                "print(f.url, flush=True); time.sleep(10 ** 6)"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         api_url = server.stdout.readline().strip()
         build(work / "db" / "bot.db", args.megabytes)
-        print(f"| {args.megabytes} MB backup | send + read back (s) | restore on an empty disk (s) "
-              "| peak memory growth: send, restore |\n|---|---|---|---|")
+        print(
+            f"| {args.megabytes} MB backup | send + read back (s) | restore on an empty disk (s) "
+            "| peak memory growth: send, restore |\n|---|---|---|---|"
+        )
         rows = {}
         for parts in (True, False):
             for passphrase in ("", "correct horse battery staple"):
@@ -123,18 +154,29 @@ def main() -> None:
                     folder = str(work / f"run-{parts}-{bool(passphrase)}-{n}")
                     sent = in_child("send", folder, str(work / "db" / "bot.db"), api_url, parts, passphrase)
                     back = in_child("restore", folder, api_url, parts, passphrase)
-                    runs.append({"send": sent["seconds"], "restore": back["seconds"],
-                                 "send_mb": sent["peak_mb"], "restore_mb": back["peak_mb"]})
+                    runs.append(
+                        {
+                            "send": sent["seconds"],
+                            "restore": back["seconds"],
+                            "send_mb": sent["peak_mb"],
+                            "restore_mb": back["peak_mb"],
+                        }
+                    )
                 median = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
                 rows[parts, bool(passphrase)] = median
-                what = ("as parts of 19 MB (Telegram)" if parts else "whole (a self-hosted server)") + \
-                    (", encrypted" if passphrase else "")
-                print(f"| {what} | {median['send']:.2f} | {median['restore']:.2f} | "
-                      f"{median['send_mb']:.0f} MB, {median['restore_mb']:.0f} MB |")
+                what = ("as parts of 19 MB (Telegram)" if parts else "whole (a self-hosted server)") + (
+                    ", encrypted" if passphrase else ""
+                )
+                print(
+                    f"| {what} | {median['send']:.2f} | {median['restore']:.2f} | "
+                    f"{median['send_mb']:.0f} MB, {median['restore_mb']:.0f} MB |"
+                )
         for encrypted in (False, True):
             parts, whole = rows[True, encrypted], rows[False, encrypted]
-            print(f"\nparts / whole{' (encrypted)' if encrypted else ''}: send {parts['send'] / whole['send']:.2f}x, "
-                  f"restore {parts['restore'] / whole['restore']:.2f}x")
+            print(
+                f"\nparts / whole{' (encrypted)' if encrypted else ''}: send {parts['send'] / whole['send']:.2f}x, "
+                f"restore {parts['restore'] / whole['restore']:.2f}x"
+            )
     finally:
         server.kill()
         shutil.rmtree(work, ignore_errors=True)

@@ -30,11 +30,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
-import database  # noqa: E402
 from bot_process import BotProcess  # noqa: E402
 from edge_proxy import EdgeProxy  # noqa: E402
 from fake_bot_api import FakeBotAPI  # noqa: E402
 from handover_bench import Tenth  # noqa: E402
+
+import database  # noqa: E402
 
 CHAT = -1008880001
 PATH = "/telegram"
@@ -51,7 +52,9 @@ def build(path: Path, megabytes: float) -> None:
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)"
             " INSERT INTO users (user_id, username, first_name, first_seen, last_seen)"
             " SELECT 100000 + i, 'user' || i, hex(randomblob(120)), '2026-11-01 00:00:00',"
-            " '2026-11-26 12:00:00' FROM n", (rows,))
+            " '2026-11-26 12:00:00' FROM n",
+            (rows,),
+        )
     db.close()
 
 
@@ -64,7 +67,12 @@ def logged_at(bot: BotProcess, text: str) -> float:
 def run(work: Path, database_file: Path, runs: int, tenth: bool) -> None:
     fake, proxy = FakeBotAPI().start(), EdgeProxy(hold_seconds=300).start()
     port = _free_port()
-    env = {"BACKUP_CHAT_ID": str(CHAT), "PORT": str(port), "WEBHOOK_URL": proxy.url + PATH, "LOG_LEVEL": "INFO"}
+    env = {
+        "BACKUP_CHAT_ID": str(CHAT),
+        "PORT": str(port),
+        "WEBHOOK_URL": proxy.url + PATH,
+        "LOG_LEVEL": "INFO",
+    }
     started: list[BotProcess] = []
 
     def instance(folder: str, copy_from: Path | None = None) -> BotProcess:
@@ -100,14 +108,22 @@ def run(work: Path, database_file: Path, runs: int, tenth: bool) -> None:
                 answered = time.time()
                 restore_began = logged_at(bot, "logged in as")
                 restored = logged_at(bot, "Restored at startup")
-                samples.append({"total": answered - began, "process start": restore_began - began,
-                                "restore": restored - restore_began, "serve and answer": answered - restored})
+                samples.append(
+                    {
+                        "total": answered - began,
+                        "process start": restore_began - began,
+                        "restore": restored - restore_began,
+                        "serve and answer": answered - restored,
+                    }
+                )
                 bot.stop(timeout=300)  # asleep again: the next run restores its final backup
         print("| wake on a request, empty disk | total | process start | restore | serve and answer |")
         print("|---|---|---|---|---|")
         for label, samples in results.items():
-            cells = [f"{statistics.median(s[key] for s in samples):.2f} s"
-                     for key in ("total", "process start", "restore", "serve and answer")]
+            cells = [
+                f"{statistics.median(s[key] for s in samples):.2f} s"
+                for key in ("total", "process start", "restore", "serve and answer")
+            ]
             print(f"| {label}, median of {runs} | " + " | ".join(cells) + " |")
         totals = [f"{s['total']:.2f}" for samples in results.values() for s in samples]
         print(f"\nevery run's total, s: {', '.join(totals)}")
@@ -120,6 +136,7 @@ def run(work: Path, database_file: Path, runs: int, tenth: bool) -> None:
 
 def _free_port() -> int:
     import socket
+
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]

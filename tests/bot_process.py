@@ -31,14 +31,19 @@ class BotProcess:
         }
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> "BotProcess":
+    def start(self) -> BotProcess:
         # cwd is the test's own folder: a developer's .env in the project is never read.
         self._lines: list[str] = []
         self._new_line = threading.Condition()
-        self.process = subprocess.Popen([sys.executable, str(PROJECT / "main.py")], cwd=self.workdir,
-                                        env={k: v for k, v in self.env.items() if v is not None},
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                        errors="replace")
+        self.process = subprocess.Popen(
+            [sys.executable, str(PROJECT / "main.py")],
+            cwd=self.workdir,
+            env={k: v for k, v in self.env.items() if v is not None},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        )
         self._reader = threading.Thread(target=self._read_output, daemon=True)
         self._reader.start()
         return self

@@ -1,17 +1,17 @@
 import json
 import subprocess
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
-
-import database
 from bot_process import BotProcess
 from fake_bot_api import FakeBotAPI
 
+import database
+
 pytest_plugins = ["seaweed"]  # s3_server and s3_env: a real S3 server (SeaweedFS) on loopback
 
-NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 
 
 def sql(db, query, params=()):
@@ -33,8 +33,9 @@ def db(tmp_path):
 def tmpfs(folder, options):
     """A real tmpfs mounted on `folder` (skips the test where mounting is not allowed)."""
     folder.mkdir(exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
     try:

@@ -15,7 +15,6 @@ import http.client
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Optional
 
 FORWARDED_HEADERS = ("Content-Type", "Content-Length", "X-Telegram-Bot-Api-Secret-Token")
 
@@ -24,21 +23,22 @@ class EdgeProxy:
     def __init__(self, hold_seconds: float = 60.0):
         self.hold_seconds = hold_seconds
         self.forwarded: list[tuple[str, int, int]] = []
-        self._target: Optional[int] = None
-        self._server: Optional[ThreadingHTTPServer] = None
+        self._target: int | None = None
+        self._server: ThreadingHTTPServer | None = None
 
     @property
     def url(self) -> str:
-        return "http://127.0.0.1:%d" % self._server.server_address[1]
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def route_to(self, port: Optional[int]) -> None:
+    def route_to(self, port: int | None) -> None:
         self._target = port
 
-    def start(self) -> "EdgeProxy":
+    def start(self) -> EdgeProxy:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         return self
 
     def stop(self) -> None:

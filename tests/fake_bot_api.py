@@ -31,6 +31,7 @@ with an extra "status" key (None when the connection was dropped); file download
 recorded as method "downloadFile", webhook delivery attempts as "webhookDelivery" (params:
 update_id and url; an extra "error" key: None, or what getWebhookInfo shows for the failure).
 """
+
 import copy
 import http.client
 import ipaddress
@@ -44,19 +45,42 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 MAX_LONG_POLL = 10.0
-TEXT_KEYS = {"text", "caption", "description", "short_description", "title", "query", "url", "secret_token",
-             "ip_address"}
-INT_KEYS = {"chat_id", "message_id", "offset", "limit", "user_id", "from_chat_id", "message_thread_id",
-            "max_connections"}
+TEXT_KEYS = {
+    "text",
+    "caption",
+    "description",
+    "short_description",
+    "title",
+    "query",
+    "url",
+    "secret_token",
+    "ip_address",
+}
+INT_KEYS = {
+    "chat_id",
+    "message_id",
+    "offset",
+    "limit",
+    "user_id",
+    "from_chat_id",
+    "message_thread_id",
+    "max_connections",
+}
 BOOL_WORDS = {"True": True, "true": True, "False": False, "false": False}
 SIMPLE_TRUE = ("sendChatAction", "setMyCommands", "answerCallbackQuery")
 CONTENT_KEYS = ("text", "entities", "document", "caption", "caption_entities")
-NOT_MODIFIED = ("Bad Request: message is not modified: specified new message content and reply markup are "
-                "exactly the same as a current content and reply markup of the message")
-OTHER_POLL = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
+NOT_MODIFIED = (
+    "Bad Request: message is not modified: specified new message content and reply markup are "
+    "exactly the same as a current content and reply markup of the message"
+)
+OTHER_POLL = (
+    "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
+)
 WEBHOOK_SET = "Conflict: terminated by setWebhook request"
-WEBHOOK_ACTIVE = ("Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete "
-                  "the webhook first")
+WEBHOOK_ACTIVE = (
+    "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete "
+    "the webhook first"
+)
 MEDIA_NOT_FOUND = "Bad Request: Can't parse InputMedia: media not found"
 MAX_BACKOFF_DOUBLINGS = 4  # a failing webhook is retried after 1, 2, 4, 8, then 16 x webhook_retry_seconds
 
@@ -89,10 +113,10 @@ def _decode_value(key, value):
 
 def _header_param(header, key):
     """A parameter of a Content-Disposition header; pyTelegramBotAPI sends filename unquoted."""
-    quoted = re.search(r';\s*%s="((?:[^"\\]|\\.)*)"' % key, header)
+    quoted = re.search(rf';\s*{key}="((?:[^"\\]|\\.)*)"', header)
     if quoted:
         return re.sub(r"\\(.)", r"\1", quoted.group(1)).replace("%22", '"')
-    bare = re.search(r";\s*%s=(%s)" % (key, ".*" if key == "filename" else "[^;]*"), header)
+    bare = re.search(r";\s*{}=({})".format(key, ".*" if key == "filename" else "[^;]*"), header)
     return bare.group(1).strip() if bare else None
 
 
@@ -106,8 +130,14 @@ def parse_multipart(content_type, body):
         if part.startswith(b"--"):
             break
         head, sep, data = part.partition(b"\r\n\r\n")
-        disposition = next((line.split(":", 1)[1] for line in head.decode("utf-8", "replace").split("\r\n")
-                            if line.lower().startswith("content-disposition:")), None)
+        disposition = next(
+            (
+                line.split(":", 1)[1]
+                for line in head.decode("utf-8", "replace").split("\r\n")
+                if line.lower().startswith("content-disposition:")
+            ),
+            None,
+        )
         if not sep or disposition is None:
             continue
         name, filename = _header_param(disposition, "name"), _header_param(disposition, "filename")
@@ -119,56 +149,77 @@ def parse_multipart(content_type, body):
 
 
 class FakeBotAPI:
-    def __init__(self, token="123456:TEST-TOKEN-abcdefghijklmnopqrstuvwxyz", bot_username="backup_test_bot",
-                 upload_limit=50 * 1024 * 1024, download_limit=20 * 1024 * 1024, webhook_retry_seconds=0.2,
-                 webhook_timeout=10.0):
+    def __init__(
+        self,
+        token="123456:TEST-TOKEN-abcdefghijklmnopqrstuvwxyz",
+        bot_username="backup_test_bot",
+        upload_limit=50 * 1024 * 1024,
+        download_limit=20 * 1024 * 1024,
+        webhook_retry_seconds=0.2,
+        webhook_timeout=10.0,
+    ):
         self.token, self.bot_username = token, bot_username
         self.upload_limit, self.download_limit = upload_limit, download_limit
         # Telegram waits seconds to minutes before retrying a webhook; tests want it quick
         self.webhook_retry_seconds, self.webhook_timeout = webhook_retry_seconds, webhook_timeout
-        self.bot_user = {"id": int(token.split(":")[0]), "is_bot": True, "first_name": "Test Bot",
-                         "username": bot_username}
+        self.bot_user = {
+            "id": int(token.split(":")[0]),
+            "is_bot": True,
+            "first_name": "Test Bot",
+            "username": bot_username,
+        }
         self.url = None
         self._cond = threading.Condition()
-        self._version = 0          # bumped on every change; wait_for() waits for it to move
+        self._version = 0  # bumped on every change; wait_for() waits for it to move
         self._stopping = False
         self._calls, self._updates, self._next_update_id = [], [], 1
-        self._sent = {}            # chat_id -> [messages the bot sent]
-        self._by_id = {}           # (chat_id, message_id) -> message (sent or received)
+        self._sent = {}  # chat_id -> [messages the bot sent]
+        self._by_id = {}  # (chat_id, message_id) -> message (sent or received)
         self._last_message_id = {}
         self._files, self._paths = {}, {}
         self._pins, self._failures = {}, {}
         self._corrupt_downloads = self._truncate_downloads = 0
         self._undeletable = set()  # (chat_id, message_id) that deleteMessage refuses
         self._outage = False
-        self._poll_ticket = 0      # numbers getUpdates calls: only the newest may wait
+        self._poll_ticket = 0  # numbers getUpdates calls: only the newest may wait
         self._poll_waiting = None  # the ticket of the getUpdates call now waiting, if any
-        self._webhook = None       # the setWebhook parameters while a webhook is set
+        self._webhook = None  # the setWebhook parameters while a webhook is set
         self._webhook_error = None  # (unix time, message) of the last failed delivery
         self._webhook_failures, self._webhook_retry_at = 0, 0.0  # failures in a row; monotonic time
         self._delivery_sock = None  # the socket of a delivery in flight, for stop() to cut
         self._server = self._thread = self._deliverer = None
-        self._handlers = {"getMe": self._get_me, "getUpdates": self._get_updates, "sendMessage": self._send_message,
-                          "sendDocument": self._send_document, "sendPhoto": self._send_photo,
-                          "pinChatMessage": self._pin,
-                          "unpinChatMessage": self._unpin, "getChat": self._get_chat,
-                          "getFile": self._get_file, "editMessageText": self._edit_text,
-                          "editMessageMedia": self._edit_media, "editMessageCaption": self._edit_caption,
-                          "deleteMessage": self._delete,
-                          "setWebhook": self._set_webhook, "deleteWebhook": self._delete_webhook,
-                          "getWebhookInfo": self._get_webhook_info}
+        self._handlers = {
+            "getMe": self._get_me,
+            "getUpdates": self._get_updates,
+            "sendMessage": self._send_message,
+            "sendDocument": self._send_document,
+            "sendPhoto": self._send_photo,
+            "pinChatMessage": self._pin,
+            "unpinChatMessage": self._unpin,
+            "getChat": self._get_chat,
+            "getFile": self._get_file,
+            "editMessageText": self._edit_text,
+            "editMessageMedia": self._edit_media,
+            "editMessageCaption": self._edit_caption,
+            "deleteMessage": self._delete,
+            "setWebhook": self._set_webhook,
+            "deleteWebhook": self._delete_webhook,
+            "getWebhookInfo": self._get_webhook_info,
+        }
         self._handlers.update({name: lambda p, f: True for name in SIMPLE_TRUE})
 
     # ---- lifecycle ----
     def start(self):
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
         self._server.daemon_threads = True
-        self.url = "http://127.0.0.1:%d" % self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="FakeBotAPI", daemon=True)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="FakeBotAPI", daemon=True
+        )
         self._thread.start()
-        self._deliverer = threading.Thread(target=self._deliver_webhooks, name="FakeBotAPI-webhook " + self.url,
-                                           daemon=True)
+        self._deliverer = threading.Thread(
+            target=self._deliver_webhooks, name="FakeBotAPI-webhook " + self.url, daemon=True
+        )
         self._deliverer.start()
         return self
 
@@ -200,8 +251,9 @@ class FakeBotAPI:
         content = {"text": text}
         if text.startswith("/"):
             content["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
-        return self._incoming(user_id, chat_id, content, username=username, first_name=first_name,
-                              language_code=language_code)
+        return self._incoming(
+            user_id, chat_id, content, username=username, first_name=first_name, language_code=language_code
+        )
 
     def send_document(self, user_id, filename, content, *, caption=None, chat_id=None):
         fields = {"document": self._store_file(filename, content)}
@@ -209,8 +261,9 @@ class FakeBotAPI:
             fields["caption"] = caption
         return self._incoming(user_id, chat_id, fields)
 
-    def fail_next(self, method, error_code=500, description="Internal Server Error", times=1, body=None,
-                  when=None):
+    def fail_next(
+        self, method, error_code=500, description="Internal Server Error", times=1, body=None, when=None
+    ):
         """The next `times` calls of `method` fail with `error_code`: a Bot API error object, or
         `body` as it is (an HTML error page from a proxy, say, as Telegram's front ends send).
         `when(params, files)`: only calls it says yes to (files: name -> (file name, bytes))."""
@@ -296,8 +349,9 @@ class FakeBotAPI:
     def pin_by_someone(self, chat_id, text, user_id=999):
         """Someone (an admin of the chat) posts `text` and pins it: the newest pin from now on."""
         with self._cond:
-            message = self._message(chat_id, {"id": user_id, "is_bot": False, "first_name": "Someone"},
-                                    {"text": text})
+            message = self._message(
+                chat_id, {"id": user_id, "is_bot": False, "first_name": "Someone"}, {"text": text}
+            )
             self._pin_message(chat_id, message)
             return copy.deepcopy(message)
 
@@ -323,14 +377,17 @@ class FakeBotAPI:
                 body = message.get("text") or message.get("caption") or ""
                 if contains is None or contains in body:
                     return message
-        return self.wait_for(find, timeout, "a message to chat %r (index >= %d) containing %r"
-                             % (chat_id, after, contains))
+
+        return self.wait_for(
+            find, timeout, f"a message to chat {chat_id!r} (index >= {after}) containing {contains!r}"
+        )
 
     def wait_for_request(self, method, *, after_count=0, timeout=10.0):
         def find():
             calls = self.requests(method)
             return calls[after_count] if len(calls) > after_count else None
-        return self.wait_for(find, timeout, "call #%d to %s" % (after_count + 1, method))
+
+        return self.wait_for(find, timeout, f"call #{after_count + 1} to {method}")
 
     def wait_for_long_poll(self, timeout=10.0):
         """Block until a getUpdates call is waiting for updates; returns its ticket (a number
@@ -338,9 +395,12 @@ class FakeBotAPI:
         return self.wait_for(self._waiting_poll, timeout, "a getUpdates call waiting for updates")
 
     def _timeout_report(self, what, timeout):
-        lines = ["  %s %s -> %s" % (c["method"], _short(c["params"]), c.get("status")) for c in self._calls[-10:]]
-        return "Timed out after %.1fs waiting for %s. Last %d recorded calls:\n%s" % (
-            timeout, what, len(lines), "\n".join(lines) or "  (none)")
+        lines = [
+            "  {} {} -> {}".format(c["method"], _short(c["params"]), c.get("status"))
+            for c in self._calls[-10:]
+        ]
+        recorded = "\n".join(lines) or "  (none)"
+        return f"Timed out after {timeout:.1f}s waiting for {what}. Last {len(lines)} recorded calls:\n{recorded}"
 
     def _waiting_poll(self):
         with self._cond:
@@ -360,8 +420,13 @@ class FakeBotAPI:
         return self._last_message_id[chat_id]
 
     def _message(self, chat_id, sender, fields):
-        message = {"message_id": self._new_message_id(chat_id), "from": sender,
-                   "chat": _chat(chat_id), "date": int(time.time()), **fields}
+        message = {
+            "message_id": self._new_message_id(chat_id),
+            "from": sender,
+            "chat": _chat(chat_id),
+            "date": int(time.time()),
+            **fields,
+        }
         self._by_id[(chat_id, message["message_id"])] = message
         return message
 
@@ -372,8 +437,10 @@ class FakeBotAPI:
         if language_code:
             sender["language_code"] = language_code
         with self._cond:
-            update = {"update_id": self._next_update_id,
-                      "message": self._message(user_id if chat_id is None else chat_id, sender, fields)}
+            update = {
+                "update_id": self._next_update_id,
+                "message": self._message(user_id if chat_id is None else chat_id, sender, fields),
+            }
             self._next_update_id += 1
             self._updates.append(update)
             self._changed()
@@ -382,7 +449,10 @@ class FakeBotAPI:
     def _store_file(self, filename, content):
         with self._cond:
             n = len(self._files) + 1
-            file_id, path = "BQACAgIAAxkB-file-%d" % n, "documents/file_%d%s" % (n, os.path.splitext(filename)[1])
+            file_id, path = (
+                f"BQACAgIAAxkB-file-{n}",
+                f"documents/file_{n}{os.path.splitext(filename)[1]}",
+            )
             self._files[file_id] = {"bytes": bytes(content), "name": filename, "path": path, "n": n}
             self._paths[path] = file_id
             return self._document(file_id)
@@ -391,8 +461,13 @@ class FakeBotAPI:
         stored = self._files.get(file_id)
         if stored is None:
             raise ApiError(400, "Bad Request: wrong file identifier/HTTP URL specified")
-        return {"file_id": file_id, "file_unique_id": "AgAD-%d" % stored["n"], "file_name": stored["name"],
-                "mime_type": "application/octet-stream", "file_size": len(stored["bytes"])}
+        return {
+            "file_id": file_id,
+            "file_unique_id": f"AgAD-{stored['n']}",
+            "file_name": stored["name"],
+            "mime_type": "application/octet-stream",
+            "file_size": len(stored["bytes"]),
+        }
 
     def _bot_message(self, chat_id, fields, params):
         with self._cond:
@@ -435,8 +510,12 @@ class FakeBotAPI:
 
     # ---- API methods: (params, files) -> result, or raise ApiError ----
     def _get_me(self, p, files):
-        return dict(self.bot_user, can_join_groups=True, can_read_all_group_messages=False,
-                    supports_inline_queries=False)
+        return dict(
+            self.bot_user,
+            can_join_groups=True,
+            can_read_all_group_messages=False,
+            supports_inline_queries=False,
+        )
 
     def _get_updates(self, p, files):
         offset, limit = p.get("offset") or 0, min(max(p.get("limit") or 100, 1), 100)
@@ -512,8 +591,13 @@ class FakeBotAPI:
         if width + height > 10000 or max(width, height) > 20 * min(width, height):
             raise ApiError(400, "Bad Request: PHOTO_INVALID_DIMENSIONS")
         stored = self._store_file(filename or "photo.png", content)
-        photo = {"file_id": stored["file_id"], "file_unique_id": stored["file_unique_id"], "width": width,
-                 "height": height, "file_size": len(content)}
+        photo = {
+            "file_id": stored["file_id"],
+            "file_unique_id": stored["file_unique_id"],
+            "width": width,
+            "height": height,
+            "file_size": len(content),
+        }
         fields = {"photo": [photo]}
         if p.get("caption"):
             if len(p["caption"]) > 1024:
@@ -557,7 +641,9 @@ class FakeBotAPI:
             if len(stored["bytes"]) > self.download_limit:
                 raise ApiError(400, "Bad Request: file is too big")
             document = self._document(p["file_id"])
-        return dict({k: document[k] for k in ("file_id", "file_unique_id", "file_size")}, file_path=stored["path"])
+        return dict(
+            {k: document[k] for k in ("file_id", "file_unique_id", "file_size")}, file_path=stored["path"]
+        )
 
     def _edit_text(self, p, files):
         with self._cond:
@@ -579,15 +665,20 @@ class FakeBotAPI:
             message = self._editable(p)
             document = self._store_file(*upload) if upload else self._document(media["media"])
             # the new media's caption replaces the old one; none given means none left (as Telegram)
-            new = {"text": None, "entities": None, "document": document, "caption": media.get("caption") or None,
-                   "caption_entities": media.get("caption_entities")}
+            new = {
+                "text": None,
+                "entities": None,
+                "document": document,
+                "caption": media.get("caption") or None,
+                "caption_entities": media.get("caption_entities"),
+            }
             return self._apply_edit(message, new, p)
 
     def _attached(self, reference, files):
         """The (file name, bytes) an "attach://<part>" reference names, or None for a file_id."""
         if not reference.startswith("attach://"):
             return None
-        part = files.get(reference[len("attach://"):])
+        part = files.get(reference[len("attach://") :])
         if part is None:
             raise ApiError(400, MEDIA_NOT_FOUND)
         if len(part[1]) > self.upload_limit:
@@ -633,8 +724,11 @@ class FakeBotAPI:
     def _get_webhook_info(self, p, files):
         with self._cond:
             hook = self._webhook or {}
-            info = {"url": hook.get("url", ""), "has_custom_certificate": bool(hook.get("has_custom_certificate")),
-                    "pending_update_count": len(self._updates)}
+            info = {
+                "url": hook.get("url", ""),
+                "has_custom_certificate": bool(hook.get("has_custom_certificate")),
+                "pending_update_count": len(self._updates),
+            }
             if self._webhook_error:
                 info["last_error_date"], info["last_error_message"] = self._webhook_error
         for key in ("max_connections", "ip_address", "allowed_updates"):
@@ -670,7 +764,11 @@ class FakeBotAPI:
 
     def _drop_unwanted_updates(self):
         """Telegram never sends a webhook a kind of update it did not ask for."""
-        while self._webhook and self._updates and not _wanted(self._updates[0], self._webhook["allowed_updates"]):
+        while (
+            self._webhook
+            and self._updates
+            and not _wanted(self._updates[0], self._webhook["allowed_updates"])
+        ):
             self._updates.pop(0)
             self._changed()
 
@@ -679,7 +777,9 @@ class FakeBotAPI:
         if self._is_down():
             return None, "Connection timed out"
         url = urlsplit(hook["url"])
-        connection_class = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+        connection_class = (
+            http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
+        )
         connection = connection_class(url.hostname, url.port, timeout=self.webhook_timeout)
         try:
             connection.connect()
@@ -696,7 +796,7 @@ class FakeBotAPI:
             connection.close()
         if 200 <= response.status <= 299:
             return response.status, None
-        return response.status, "Wrong response from the webhook: %d %s" % (response.status, response.reason)
+        return response.status, f"Wrong response from the webhook: {response.status} {response.reason}"
 
     def _track_delivery(self, sock):
         """Note the socket of the delivery in flight for stop() to cut; False when already stopping."""
@@ -708,8 +808,15 @@ class FakeBotAPI:
         """Record a delivery attempt (lock held): a success confirms the update, a failure delays a retry."""
         if self._stopping:
             return  # cut short by stop(): no attempt worth recording
-        self._calls.append({"method": "webhookDelivery", "params": {"update_id": update["update_id"],
-                            "url": hook["url"]}, "time": started, "status": status, "error": error})
+        self._calls.append(
+            {
+                "method": "webhookDelivery",
+                "params": {"update_id": update["update_id"], "url": hook["url"]},
+                "time": started,
+                "status": status,
+                "error": error,
+            }
+        )
         if error is None:
             self._updates = [u for u in self._updates if u["update_id"] != update["update_id"]]
             self._webhook_failures, self._webhook_retry_at = 0, 0.0
@@ -717,7 +824,7 @@ class FakeBotAPI:
             self._webhook_error = (int(time.time()), error)
             self._webhook_failures += 1
             doublings = min(self._webhook_failures - 1, MAX_BACKOFF_DOUBLINGS)
-            self._webhook_retry_at = time.monotonic() + self.webhook_retry_seconds * 2 ** doublings
+            self._webhook_retry_at = time.monotonic() + self.webhook_retry_seconds * 2**doublings
         self._changed()
 
     # ---- HTTP plumbing ----
@@ -726,8 +833,11 @@ class FakeBotAPI:
         body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
         arrived = time.time()
         match = re.fullmatch(r"/(file/)?bot([^/]+)/(.+)", url.path)
-        is_file, token, name = (match.group(1), unquote(match.group(2)), unquote(match.group(3))) if match \
+        is_file, token, name = (
+            (match.group(1), unquote(match.group(2)), unquote(match.group(3)))
+            if match
             else (None, None, url.path)
+        )
         if self._is_down():
             return self._hang_up(handler, "downloadFile" if is_file else name, arrived)
         if not match:
@@ -740,7 +850,7 @@ class FakeBotAPI:
         except _HangUp:
             return self._hang_up(handler, name, arrived)
         except (ApiError, ValueError) as e:
-            error = e if isinstance(e, ApiError) else ApiError(400, "Bad Request: %s" % e)
+            error = e if isinstance(e, ApiError) else ApiError(400, f"Bad Request: {e}")
             params, files, status, payload = {}, {}, error.code, _error(error.code, error.description)
         for key, (filename, content) in files.items():
             params[key] = {"file_name": filename, "file_size": len(content)}
@@ -784,11 +894,11 @@ class FakeBotAPI:
         except ApiError as e:
             return e.code, _error(e.code, e.description)
         except KeyError as e:
-            return 400, _error(400, "Bad Request: parameter %s is required" % e)
+            return 400, _error(400, f"Bad Request: parameter {e} is required")
         except (TypeError, ValueError) as e:
-            return 400, _error(400, "Bad Request: %s" % e)
+            return 400, _error(400, f"Bad Request: {e}")
         except Exception as e:  # a bug in the stand-in: answer rather than drop the connection
-            return 500, _error(500, "Internal Server Error: %r" % e)
+            return 500, _error(500, f"Internal Server Error: {e!r}")
 
     def _download(self, handler, token, path):
         with self._cond:
@@ -796,8 +906,11 @@ class FakeBotAPI:
             content = self._files[file_id]["bytes"] if file_id else None
             if content and self._corrupt_downloads:
                 self._corrupt_downloads -= 1
-                content = content[:len(content) // 2] + bytes([content[len(content) // 2] ^ 1]) \
-                    + content[len(content) // 2 + 1:]
+                content = (
+                    content[: len(content) // 2]
+                    + bytes([content[len(content) // 2] ^ 1])
+                    + content[len(content) // 2 + 1 :]
+                )
             truncate = bool(content) and self._truncate_downloads > 0
             self._truncate_downloads -= truncate
         self._record("downloadFile", {"file_path": path}, time.time(), 200 if content is not None else 404)
@@ -807,7 +920,7 @@ class FakeBotAPI:
             handler.send_response(200)
             handler.send_header("Content-Length", str(len(content)))
             handler.end_headers()
-            handler.wfile.write(content[:len(content) // 2])
+            handler.wfile.write(content[: len(content) // 2])
             handler.close_connection = True
             return
         _reply(handler, 200, content, "application/octet-stream")
@@ -828,8 +941,12 @@ def _input_media(media):
     if not isinstance(media, dict):
         raise ApiError(400, "Bad Request: Can't parse input media JSON object")
     if media.get("type") != "document":
-        raise ApiError(400, "Bad Request: Can't parse InputMedia: type %s is not supported by the stand-in"
-                       % json.dumps(media.get("type")))
+        raise ApiError(
+            400,
+            "Bad Request: Can't parse InputMedia: type {} is not supported by the stand-in".format(
+                json.dumps(media.get("type"))
+            ),
+        )
     if not isinstance(media.get("media"), str) or not media["media"]:
         raise ApiError(400, MEDIA_NOT_FOUND)
     if len(media.get("caption") or "") > 1024:
@@ -851,10 +968,14 @@ def _webhook_params(p, files):
         raise ApiError(400, "Bad Request: secret token is too long")
     if not re.fullmatch(r"[A-Za-z0-9_-]*", secret):
         raise ApiError(400, "Bad Request: secret token contains unallowed characters")
-    return {"url": p["url"], "secret_token": secret, "has_custom_certificate": "certificate" in files,
-            "max_connections": min(max(int(p.get("max_connections") or 40), 1), 100),
-            "ip_address": p.get("ip_address") or _ip_literal(url.hostname),
-            "allowed_updates": p.get("allowed_updates") or None}
+    return {
+        "url": p["url"],
+        "secret_token": secret,
+        "has_custom_certificate": "certificate" in files,
+        "max_connections": min(max(int(p.get("max_connections") or 40), 1), 100),
+        "ip_address": p.get("ip_address") or _ip_literal(url.hostname),
+        "allowed_updates": p.get("allowed_updates") or None,
+    }
 
 
 def _ip_literal(host):
@@ -883,7 +1004,7 @@ def _connect_error(error):
     if isinstance(error, socket.timeout):
         return "Connection timed out"
     if isinstance(error, socket.gaierror):
-        return "Failed to resolve host: %s" % error.strerror
+        return f"Failed to resolve host: {error.strerror}"
     return "Connection error: %s" % (error.strerror or error)
 
 
@@ -893,7 +1014,7 @@ def _answer_error(error):
         return "Read timeout expired"
     if isinstance(error, (ConnectionError, http.client.IncompleteRead)):
         return "Webhook connection closed"
-    return "Wrong response from the webhook: %s" % (error,)
+    return f"Wrong response from the webhook: {error}"
 
 
 def _cut(sock):

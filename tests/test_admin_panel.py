@@ -5,20 +5,40 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from bot_process import ADMIN_ID
+from conftest import chat_index, newest_backup_message
 
 import admin_panel as panel
 import database
-from bot_process import ADMIN_ID
-from conftest import chat_index, newest_backup_message
 
 pytestmark = pytest.mark.e2e
 OTHER_ADMIN = ADMIN_ID + 1
 USER = 5151
-LABELS = [panel.STATISTICS, panel.SYSTEM, panel.BACKUP, panel.JOBS, panel.BACK, panel.CREATE,
-          panel.REFRESH, panel.LIST, panel.DOWNLOAD, panel.RESTORE, panel.CONFIRM, panel.CANCEL,
-          panel.START_FRESH, panel.CONFIRM_FRESH, "♻️ 1: 2026-11-26 12:00 manual (local)", panel.USERS,
-          panel.CHART, panel.BLOCK, panel.UNBLOCK, panel.CONFIRM_BLOCK, panel.CONFIRM_UNBLOCK,
-          f"👤 {ADMIN_ID} Admin", panel.LANGUAGE]
+LABELS = [
+    panel.STATISTICS,
+    panel.SYSTEM,
+    panel.BACKUP,
+    panel.JOBS,
+    panel.BACK,
+    panel.CREATE,
+    panel.REFRESH,
+    panel.LIST,
+    panel.DOWNLOAD,
+    panel.RESTORE,
+    panel.CONFIRM,
+    panel.CANCEL,
+    panel.START_FRESH,
+    panel.CONFIRM_FRESH,
+    "♻️ 1: 2026-11-26 12:00 manual (local)",
+    panel.USERS,
+    panel.CHART,
+    panel.BLOCK,
+    panel.UNBLOCK,
+    panel.CONFIRM_BLOCK,
+    panel.CONFIRM_UNBLOCK,
+    f"👤 {ADMIN_ID} Admin",
+    panel.LANGUAGE,
+]
 
 
 @pytest.fixture
@@ -64,20 +84,43 @@ def test_every_screen_and_button(fake, start_bot):
     assert "Users: 1" in stats and "Blocked now: 0" in stats and "Actions in the last 24 hours:" in stats
     system = press(fake, panel.SYSTEM, "System")
     assert buttons(system) == [panel.BACKUP, panel.JOBS, panel.BACK]
-    assert "Updates: by polling (getUpdates)" in system["text"] and "Updates waiting at Telegram: 0" in system["text"]
+    assert (
+        "Updates: by polling (getUpdates)" in system["text"]
+        and "Updates waiting at Telegram: 0" in system["text"]
+    )
     jobs = press(fake, panel.JOBS, "Jobs")["text"]
-    for line in ("auto_unblock: every 1 min", "cleanup_tracking: every 1 h", "backup: every 6 h",
-                 "last error: none", "next 20"):
+    for line in (
+        "auto_unblock: every 1 min",
+        "cleanup_tracking: every 1 h",
+        "backup: every 6 h",
+        "last error: none",
+        "next 20",
+    ):
         assert line in jobs
     assert "System" in press(fake, panel.BACK, "System")["text"]
 
     status = press(fake, panel.BACKUP, "Storage:")
-    for line in ("Storage: ", "schema version 4", "users: 2", "tracking: ", "Newest backup: ",
-                 "startup", "local: ✅", "telegram: ✅", "Local backups kept: 1 of 10",
-                 "Next scheduled backup: 20"):
+    for line in (
+        "Storage: ",
+        "schema version 4",
+        "users: 2",
+        "tracking: ",
+        "Newest backup: ",
+        "startup",
+        "local: ✅",
+        "telegram: ✅",
+        "Local backups kept: 1 of 10",
+        "Next scheduled backup: 20",
+    ):
         assert line in status["text"], line
-    assert buttons(status) == [panel.CREATE, panel.REFRESH, panel.LIST, panel.DOWNLOAD,
-                               panel.RESTORE, panel.BACK]
+    assert buttons(status) == [
+        panel.CREATE,
+        panel.REFRESH,
+        panel.LIST,
+        panel.DOWNLOAD,
+        panel.RESTORE,
+        panel.BACK,
+    ]
     assert "Storage:" in press(fake, panel.REFRESH, "Storage:")["text"]
 
     newest_before = chat_index(fake, ADMIN_ID)["backups"][0]
@@ -194,8 +237,7 @@ def test_after_a_restart_any_label_brings_its_menu_back(fake, start_bot):
 
 def test_alerts_reach_every_admin_once(fake, start_bot, tmp_path):
     (tmp_path / "not-a-folder").write_text("")
-    bot = start_bot(DB_PATH=str(tmp_path / "not-a-folder" / "bot.db"),
-                    BACKUP_DIR=str(tmp_path / "backups"))
+    bot = start_bot(DB_PATH=str(tmp_path / "not-a-folder" / "bot.db"), BACKUP_DIR=str(tmp_path / "backups"))
     for admin in (ADMIN_ID, OTHER_ADMIN):
         alert = fake.wait_for_message(admin, "IN MEMORY")["text"]
         assert "Not a directory" in alert and "lost when the bot stops" in alert

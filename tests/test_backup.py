@@ -11,24 +11,24 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from conftest import NOW, sql
 
 import backup_format
 import database
 import locks
 import startup
-from backup_format import BackupError
-from engine import BackupEngine
-from backup_format import BackupInfo, file_name, read_header
+from backup_format import BackupError, BackupInfo, file_name, read_header
 from config import load_settings
-from conftest import NOW, sql
+from engine import BackupEngine
 
 TOKEN = "123456:AAbbCCddEEffGGhhIIjjKKll"
 CURRENT_SCHEMA = len(database.find_migrations())
 
 
 def make_settings(tmp_path, **env):
-    return load_settings({"BOT_TOKEN": TOKEN, "DB_PATH": str(tmp_path / "data" / "bot.db"),
-                          "BACKUP_KEEP": "3", **env})
+    return load_settings(
+        {"BOT_TOKEN": TOKEN, "DB_PATH": str(tmp_path / "data" / "bot.db"), "BACKUP_KEEP": "3", **env}
+    )
 
 
 class Clock:
@@ -77,7 +77,9 @@ def fill_tracking(db, rows):
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)"
             " INSERT INTO tracking (user_id, chat_id, kind, created_at)"
             " SELECT 1, i, 'message', printf('2026-11-26 %02d:%02d:%02d', i % 24, i % 60, i % 60)"
-            " FROM n", (rows,))
+            " FROM n",
+            (rows,),
+        )
 
 
 # --- create ---
@@ -95,8 +97,9 @@ def test_a_backup_describes_itself_and_opens_with_common_tools(engine, live, set
     # without this project: zstd, then the sqlite3 shell
     plain = path.with_suffix(".plain")
     subprocess.run(["zstd", "-q", "-d", str(path), "-o", str(plain)], check=True)
-    shell = subprocess.run(["sqlite3", str(plain), "SELECT count(*) FROM users"],
-                           capture_output=True, text=True, check=True)
+    shell = subprocess.run(
+        ["sqlite3", str(plain), "SELECT count(*) FROM users"], capture_output=True, text=True, check=True
+    )
     assert shell.stdout.strip() == "3"
     # and the newest snapshot is also a plain SQLite file at DB_PATH.backup
     copy = sqlite3.connect(f"{settings.db_path}.backup")
@@ -144,10 +147,14 @@ def test_a_backup_taken_while_a_writer_inserts_is_consistent(live, settings):
     def writer():
         while not stop.is_set():
             with live.transaction() as conn:
-                conn.execute("INSERT INTO tracking (user_id, chat_id, kind, created_at)"
-                             " VALUES (1, 1, 'message', '2026-11-26 12:00:00')")
-                conn.execute("INSERT INTO tracking (user_id, chat_id, kind, created_at)"
-                             " VALUES (1, 2, 'message', '2026-11-26 12:00:00')")
+                conn.execute(
+                    "INSERT INTO tracking (user_id, chat_id, kind, created_at)"
+                    " VALUES (1, 1, 'message', '2026-11-26 12:00:00')"
+                )
+                conn.execute(
+                    "INSERT INTO tracking (user_id, chat_id, kind, created_at)"
+                    " VALUES (1, 2, 'message', '2026-11-26 12:00:00')"
+                )
                 (count,) = conn.execute("SELECT count(*) FROM tracking").fetchone()
             committed.add(count)
 
@@ -219,22 +226,35 @@ def bad_files(tmp_path, good_backup):
     (tmp_path / "truncated.db.zst").write_bytes(data[: len(data) * 2 // 3])
     (tmp_path / "flipped.db.zst").write_bytes(bytes(flipped))
     raw_sqlite(tmp_path / "other.db", "CREATE TABLE notes (x); INSERT INTO notes VALUES (1);")
-    raw_sqlite(tmp_path / "future.db", (Path(database.MIGRATIONS_DIR) / "0001_initial.sql").read_text()
-               + "PRAGMA user_version = 99;")
+    raw_sqlite(
+        tmp_path / "future.db",
+        (Path(database.MIGRATIONS_DIR) / "0001_initial.sql").read_text() + "PRAGMA user_version = 99;",
+    )
     return {
         "a text file": (tmp_path / "notes.txt", "not a backup"),
         "a truncated backup": (tmp_path / "truncated.db.zst", "damaged backup"),
         "a bit-flipped backup": (tmp_path / "flipped.db.zst", "damaged backup"),
         "a SQLite file without the tables": (tmp_path / "other.db", "the table users is missing"),
-        "a backup from a newer schema": (packed_backup(tmp_path, tmp_path / "future.db"),
-                                         rf"schema version 99, newer than this code knows \({CURRENT_SCHEMA}\)"),
+        "a backup from a newer schema": (
+            packed_backup(tmp_path, tmp_path / "future.db"),
+            rf"schema version 99, newer than this code knows \({CURRENT_SCHEMA}\)",
+        ),
     }
 
 
-@pytest.mark.parametrize("kind", ["a text file", "a truncated backup", "a bit-flipped backup",
-                                  "a SQLite file without the tables", "a backup from a newer schema"])
-def test_restore_refuses_bad_input_and_leaves_the_live_database_untouched(kind, tmp_path, engine, live,
-                                                                          good_backup):
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "a text file",
+        "a truncated backup",
+        "a bit-flipped backup",
+        "a SQLite file without the tables",
+        "a backup from a newer schema",
+    ],
+)
+def test_restore_refuses_bad_input_and_leaves_the_live_database_untouched(
+    kind, tmp_path, engine, live, good_backup
+):
     path, reason = bad_files(tmp_path, good_backup)[kind]
     backups_before = engine.listing().backups
     with pytest.raises(BackupError, match=reason) as refused:
@@ -259,7 +279,7 @@ def test_restore_takes_a_safety_backup_then_brings_the_data_back(engine, live, g
 
 
 def start(settings):
-    db, engine, report = startup.prepare_database(settings, clock=Clock())
+    db, _engine, report = startup.prepare_database(settings, clock=Clock())
     report.lock.release()
     return db, report
 
@@ -304,7 +324,7 @@ def test_startup_moves_aside_a_database_that_fails_quick_check(engine, live, set
     path = Path(settings.db_path)
     sqlite3.connect(path).execute("PRAGMA wal_checkpoint(TRUNCATE)").close()
     data = bytearray(path.read_bytes())
-    data[4096 * 3: 4096 * 3 + 200] = b"\xff" * 200  # smash a b-tree page, keep the header
+    data[4096 * 3 : 4096 * 3 + 200] = b"\xff" * 200  # smash a b-tree page, keep the header
     path.write_bytes(bytes(data))
     db, report = start(settings)
     assert report.moved_aside is not None and report.restored is not None
@@ -334,7 +354,7 @@ def test_startup_without_any_backup_gives_a_fresh_database_and_a_warning(setting
 
 
 def test_a_second_process_on_the_same_database_is_refused(settings):
-    db, engine, report = startup.prepare_database(settings)
+    _db, _engine, report = startup.prepare_database(settings)
     try:
         with pytest.raises(locks.AlreadyRunningError, match="already in use by a running bot"):
             startup.prepare_database(settings)
@@ -369,7 +389,7 @@ def test_a_damaged_database_is_moved_aside_with_its_wal_and_shm_files(live, sett
     for suffix in ("", "-wal", "-shm"):
         shutil.copyfile(crashed / f"bot.db{suffix}", f"{settings.db_path}{suffix}")
     data = bytearray(Path(settings.db_path).read_bytes())
-    data[4096 * 5: 4096 * 5 + 200] = b"\xff" * 200  # then a b-tree page of the main file is smashed
+    data[4096 * 5 : 4096 * 5 + 200] = b"\xff" * 200  # then a b-tree page of the main file is smashed
     Path(settings.db_path).write_bytes(bytes(data))
     originals = {suffix: Path(f"{settings.db_path}{suffix}").read_bytes() for suffix in ("", "-wal")}
     assert originals["-wal"]  # there is something in the WAL to keep
@@ -384,8 +404,12 @@ def test_a_damaged_database_is_moved_aside_with_its_wal_and_shm_files(live, sett
 def test_another_programs_files_beside_the_database_survive_a_backup(engine, live, settings):
     folder, backups = Path(settings.db_path).parent, Path(settings.backup_dir)
     backups.mkdir(exist_ok=True)
-    theirs = [folder / ".tmp-report-99999999", backups / ".tmp-backup-x.db.zst-99999999",
-              folder / "upload.tmp-99999999", backups / ".botbackup-tmp-their-own-idea"]
+    theirs = [
+        folder / ".tmp-report-99999999",
+        backups / ".tmp-backup-x.db.zst-99999999",
+        folder / "upload.tmp-99999999",
+        backups / ".botbackup-tmp-their-own-idea",
+    ]
     for path in theirs:
         path.write_text("not ours")
     (folder / ".tmp-work-99999999-abc").mkdir()  # a folder named like ours used to be
@@ -425,7 +449,8 @@ def test_files_in_the_backup_folder_that_are_not_backups_never_fail_a_backup(eng
     backups.mkdir(exist_ok=True)
     (backups / file_name(NOW, "manual")).write_bytes(b"not a backup at all")
     (backups / file_name(NOW.replace(hour=13), "manual")).write_bytes(
-        struct.pack("<II", backup_format.SKIPPABLE_MAGIC, 200_000) + b"[" * 100_000 + b"]" * 100_000)
+        struct.pack("<II", backup_format.SKIPPABLE_MAGIC, 200_000) + b"[" * 100_000 + b"]" * 100_000
+    )
     add_users(live, 1)
     assert engine.create("manual").info.row_counts["users"] == 1
     engine.create("manual")

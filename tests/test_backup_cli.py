@@ -11,14 +11,14 @@ import sys
 from contextlib import closing
 
 import pytest
+from bot_process import PROJECT
+from conftest import NOW
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import database
 import locks
-from bot_process import PROJECT
 from config import load_settings
-from conftest import NOW
 from engine import BackupEngine
 from files import TEMP_PREFIX
 
@@ -27,13 +27,13 @@ BACKUP = str(PROJECT / "backup.py")
 
 @pytest.fixture
 def env(tmp_path):
-    return {"PATH": os.environ["PATH"], "DB_PATH": str(tmp_path / "data" / "bot.db"),
-            "BACKUP_KEEP": "5"}
+    return {"PATH": os.environ["PATH"], "DB_PATH": str(tmp_path / "data" / "bot.db"), "BACKUP_KEEP": "5"}
 
 
 def run(env, *args, stdin=subprocess.DEVNULL):
-    return subprocess.run([sys.executable, BACKUP, *args], env=env, capture_output=True, text=True,
-                          stdin=stdin, timeout=60)
+    return subprocess.run(
+        [sys.executable, BACKUP, *args], env=env, capture_output=True, text=True, stdin=stdin, timeout=60
+    )
 
 
 def make_database(path, users=(), tracking_rows=0):
@@ -47,7 +47,9 @@ def make_database(path, users=(), tracking_rows=0):
             conn.execute(
                 "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)"
                 " INSERT INTO tracking (user_id, chat_id, kind, created_at)"
-                " SELECT 1, i, hex(randomblob(16)), '2026-11-26 12:00:00' FROM n", (tracking_rows,))
+                " SELECT 1, i, hex(randomblob(16)), '2026-11-26 12:00:00' FROM n",
+                (tracking_rows,),
+            )
     db.close()
 
 
@@ -70,8 +72,11 @@ def references(listed):
 
 def fingerprint(folder):
     """Every file under `folder` and its content (the lock file aside)."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "bot.db.lock"}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "bot.db.lock"
+    }
 
 
 def one_line_error(result, expected=""):
@@ -147,8 +152,13 @@ def test_a_create_killed_midway_leaves_no_backup_that_verifies_and_the_next_one_
     assert run(env, "create").returncode == 0
     good = run(env, "list").stdout
 
-    child = subprocess.Popen([sys.executable, BACKUP, "create"], env={**env, "LOG_LEVEL": "DEBUG"},
-                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    child = subprocess.Popen(
+        [sys.executable, BACKUP, "create"],
+        env={**env, "LOG_LEVEL": "DEBUG"},
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
     for line in child.stderr:
         if stage in line:
             child.send_signal(signal.SIGKILL)
@@ -156,8 +166,11 @@ def test_a_create_killed_midway_leaves_no_backup_that_verifies_and_the_next_one_
     assert child.wait(30) == -signal.SIGKILL
 
     assert run(env, "list").stdout == good  # only the earlier backup is listed
-    leftovers = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "bot.db.lock"
-                 and not p.name.startswith("bot.db")]
+    leftovers = [
+        p
+        for p in tmp_path.rglob("*")
+        if p.is_file() and p.name != "bot.db.lock" and not p.name.startswith("bot.db")
+    ]
     for path in leftovers:
         verdict = run(env, "verify", str(path))
         if TEMP_PREFIX not in str(path):
@@ -169,11 +182,12 @@ def test_a_create_killed_midway_leaves_no_backup_that_verifies_and_the_next_one_
     again = run(env, "create")
     assert again.returncode == 0, again.stderr
     assert len(run(env, "list").stdout.splitlines()) == 2
-    assert not [p for p in tmp_path.rglob(f"{TEMP_PREFIX}*")]  # the next create cleaned up after the dead one
+    assert not list(tmp_path.rglob(f"{TEMP_PREFIX}*"))  # the next create cleaned up after the dead one
 
 
 def test_list_and_restore_reach_the_telegram_chat(env, tmp_path):
     from fake_bot_api import FakeBotAPI
+
     with FakeBotAPI() as fake:
         env = {**env, "BOT_TOKEN": fake.token, "TELEGRAM_API_URL": fake.url, "BACKUP_CHAT_ID": "-100777"}
         db_path = tmp_path / "data" / "bot.db"
@@ -195,10 +209,16 @@ def test_list_and_restore_reach_the_telegram_chat(env, tmp_path):
 def test_an_encrypted_backup_is_decrypted_by_hand_and_opens_with_zstd_and_sqlite3(env, tmp_path):
     from config import load_settings
     from engine import BackupEngine
+
     db_path = tmp_path / "data" / "bot.db"
     make_database(db_path, users=[7, 8])
-    settings = load_settings({"BOT_TOKEN": "1:abcdefghijklmnopqrstuvwxyz", "DB_PATH": str(db_path),
-                              "BACKUP_PASSPHRASE": "correct horse"})
+    settings = load_settings(
+        {
+            "BOT_TOKEN": "1:abcdefghijklmnopqrstuvwxyz",
+            "DB_PATH": str(db_path),
+            "BACKUP_PASSPHRASE": "correct horse",
+        }
+    )
     db = database.open_database(str(db_path))
     with BackupEngine(db, settings).exported_newest() as nothing:
         assert nothing is None
@@ -218,8 +238,10 @@ def test_an_encrypted_backup_is_decrypted_by_hand_and_opens_with_zstd_and_sqlite
 
 TOKEN = "123456:AAbbCCddEEffGGhhIIjjKKll"
 NAME = "backup-20261126T120000000Z-manual.db.zst"  # the name of the backup one_backup() takes
-LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC  [a-z-]+ +[0-9.]+ [KMG]?B +\d+ rows  "
-                  r"(local|telegram|s3):\S+$")
+LINE = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC  [a-z-]+ +[0-9.]+ [KMG]?B +\d+ rows  "
+    r"(local|telegram|s3):\S+$"
+)
 
 
 def one_backup(env, users=(1, 2)):
@@ -234,19 +256,33 @@ def one_backup(env, users=(1, 2)):
         db.close()
 
 
-@pytest.mark.parametrize("setting, where, message", [
-    ({}, "telegram", "telegram is off: set BOT_TOKEN and BACKUP_CHAT_ID (or ADMIN_IDS)"),
-    ({"ADMIN_IDS": "5"}, "telegram", "telegram is off: set BOT_TOKEN"),
-    ({"BOT_TOKEN": TOKEN}, "telegram", "telegram is off: set BACKUP_CHAT_ID (or ADMIN_IDS)"),
-    ({"BOT_TOKEN": TOKEN, "ADMIN_IDS": "5", "BACKUP_CHAT_ID": "off"}, "telegram", "telegram is off: set BACKUP_CHAT_ID"),
-    ({"BOT_TOKEN": TOKEN, "ADMIN_IDS": "5"}, "s3", "s3 is off: set S3_BUCKET"),
-])
-def test_a_destination_that_is_not_configured_is_named_with_what_to_set(env, tmp_path, setting, where, message):
+@pytest.mark.parametrize(
+    "setting, where, message",
+    [
+        ({}, "telegram", "telegram is off: set BOT_TOKEN and BACKUP_CHAT_ID (or ADMIN_IDS)"),
+        ({"ADMIN_IDS": "5"}, "telegram", "telegram is off: set BOT_TOKEN"),
+        ({"BOT_TOKEN": TOKEN}, "telegram", "telegram is off: set BACKUP_CHAT_ID (or ADMIN_IDS)"),
+        (
+            {"BOT_TOKEN": TOKEN, "ADMIN_IDS": "5", "BACKUP_CHAT_ID": "off"},
+            "telegram",
+            "telegram is off: set BACKUP_CHAT_ID",
+        ),
+        ({"BOT_TOKEN": TOKEN, "ADMIN_IDS": "5"}, "s3", "s3 is off: set S3_BUCKET"),
+    ],
+)
+def test_a_destination_that_is_not_configured_is_named_with_what_to_set(
+    env, tmp_path, setting, where, message
+):
     one_backup(env)
     before = fingerprint(tmp_path / "data")
     env = {**env, **setting}
-    for args in (("list", "--from", where), ("verify", "--from", where), ("verify", f"{where}:{NAME}"),
-                 ("restore", "latest", "--from", where, "--yes"), ("restore", f"{where}:{NAME}", "--yes")):
+    for args in (
+        ("list", "--from", where),
+        ("verify", "--from", where),
+        ("verify", f"{where}:{NAME}"),
+        ("restore", "latest", "--from", where, "--yes"),
+        ("restore", f"{where}:{NAME}", "--yes"),
+    ):
         result = run(env, *args)
         assert (result.returncode, result.stdout, result.stderr) == (1, "", f"error: {message}\n"), args
     assert fingerprint(tmp_path / "data") == before
@@ -260,7 +296,9 @@ def test_list_prints_each_backup_as_verify_and_restore_take_it_back(env, tmp_pat
     assert run(env, "create").returncode == 0
 
     listed = run(env, "list")
-    assert listed.returncode == 0 and all(LINE.match(line) for line in listed.stdout.splitlines()), listed.stdout
+    assert listed.returncode == 0 and all(LINE.match(line) for line in listed.stdout.splitlines()), (
+        listed.stdout
+    )
     newer, older = references(listed)
     assert older.startswith("local:backup-") and older.endswith("-manual.db.zst")
     assert references(run(env, "list", "--from", "local")) == [newer, older]
@@ -293,6 +331,7 @@ def verified_and_restored_on_an_empty_disk(env, tmp_path, reference):
 
 def test_a_backup_in_the_telegram_chat_is_verified_and_restored_by_what_list_prints(env, tmp_path):
     from fake_bot_api import FakeBotAPI
+
     with FakeBotAPI() as fake:
         env = {**env, "BOT_TOKEN": fake.token, "TELEGRAM_API_URL": fake.url, "BACKUP_CHAT_ID": "-100777"}
         db_path = tmp_path / "data" / "bot.db"
@@ -304,13 +343,17 @@ def test_a_backup_in_the_telegram_chat_is_verified_and_restored_by_what_list_pri
         assert reference.endswith("-manual.db.zst") and fake.token.split(":")[1] not in listed.stdout
 
         verified_and_restored_on_an_empty_disk(env, tmp_path, reference)  # only the chat has it
-        one_line_error(run(env, "verify", reference.replace("manual", "change")),
-                       "there is no backup '")
+        one_line_error(run(env, "verify", reference.replace("manual", "change")), "there is no backup '")
 
 
 def test_a_backup_in_s3_is_verified_and_restored_by_what_list_prints(env, tmp_path, s3_server, s3_env):
-    env = {**env, "S3_BUCKET": s3_server.bucket, "S3_PREFIX": s3_env, "S3_ENDPOINT_URL": s3_server.endpoint_url,
-           **{k: v for k, v in os.environ.items() if k.startswith("AWS_")}}
+    env = {
+        **env,
+        "S3_BUCKET": s3_server.bucket,
+        "S3_PREFIX": s3_env,
+        "S3_ENDPOINT_URL": s3_server.endpoint_url,
+        **{k: v for k, v in os.environ.items() if k.startswith("AWS_")},
+    }
     db_path = tmp_path / "data" / "bot.db"
     make_database(db_path, users=[1, 2])
     created = run(env, "create")
@@ -319,13 +362,15 @@ def test_a_backup_in_s3_is_verified_and_restored_by_what_list_prints(env, tmp_pa
     assert reference.startswith("s3:backup-") and s3_env not in reference  # the name, not the key
 
     verified_and_restored_on_an_empty_disk(env, tmp_path, reference)  # only the bucket has it
-    one_line_error(run(env, "restore", f"s3:{s3_env}{reference.removeprefix('s3:')}", "--yes"),
-                   "there is no backup '")  # the key with its prefix is no name
+    one_line_error(
+        run(env, "restore", f"s3:{s3_env}{reference.removeprefix('s3:')}", "--yes"), "there is no backup '"
+    )  # the key with its prefix is no name
 
 
 ARGUMENT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40)
-HOSTILE = st.tuples(st.sampled_from(["", "local:", "s3:", "telegram:", "local:../", "ftp:", "local:/"]),
-                    ARGUMENT).map("".join)
+HOSTILE = st.tuples(
+    st.sampled_from(["", "local:", "s3:", "telegram:", "local:../", "ftp:", "local:/"]), ARGUMENT
+).map("".join)
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -355,9 +400,18 @@ def test_a_hostile_backup_argument_is_refused_in_one_line_and_changes_nothing(en
         (tmp_path / "cwd").mkdir()
     before = fingerprint(tmp_path / "data")
     commands = [("verify", "--", text), ("restore", "--yes", "--", text)]
-    children = [subprocess.Popen([sys.executable, BACKUP, *args], env=env, cwd=tmp_path / "cwd", text=True,
-                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                for args in commands]
+    children = [
+        subprocess.Popen(
+            [sys.executable, BACKUP, *args],
+            env=env,
+            cwd=tmp_path / "cwd",
+            text=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for args in commands
+    ]
     for args, child in zip(commands, children):
         stdout, stderr = child.communicate(timeout=60)
         one_line_error(subprocess.CompletedProcess(args, child.returncode, stdout, stderr))
@@ -368,12 +422,20 @@ def test_list_piped_into_head_ends_quietly(env, tmp_path):
     one_backup(env)
     backups = tmp_path / "data" / "backups"
     for n in range(1500):  # the same backup under many names: more than a pipe holds
-        os.link(backups / NAME, backups / f"backup-20261126T11{n // 60 % 60:02d}{n % 60:02d}000Z-manual.db.zst")
+        os.link(
+            backups / NAME, backups / f"backup-20261126T11{n // 60 % 60:02d}{n % 60:02d}000Z-manual.db.zst"
+        )
     whole = run(env, "list").stdout
     assert len(whole) > 2 * 65536  # more than a pipe holds: the writer is still writing when the reader goes
 
-    child = subprocess.Popen([sys.executable, BACKUP, "list"], env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    child = subprocess.Popen(
+        [sys.executable, BACKUP, "list"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
     first = child.stdout.readline()  # `| head -1`
     child.stdout.close()
     stderr = child.stderr.read()

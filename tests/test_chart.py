@@ -91,8 +91,9 @@ def test_days_go_left_to_right_in_order():
     shape = layout(MONTH)
     xs = [x for x, _ in shape.points]
     assert xs == sorted(xs) and len(set(xs)) == len(xs)
-    assert [(box.left + box.right) // 2 for box in shape.bars if box] == \
-           [x for (x, _), n in zip(shape.points, NEW) if n]
+    assert [(box.left + box.right) // 2 for box in shape.bars if box] == [
+        x for (x, _), n in zip(shape.points, NEW) if n
+    ]
 
 
 def test_x_ticks_label_the_day_of_month_every_five_days_ending_today():
@@ -139,16 +140,16 @@ def test_all_zeros_draw_no_bars_and_a_flat_line():
 
 def test_one_huge_day_fits_the_scale():
     new = [0] * 30
-    new[10] = 10 ** 6
+    new[10] = 10**6
     shape = layout(counts(new, [n + 1 for n in new]))
     assert shape.bars[10].top >= shape.plot[1]
     assert min(y for _, y in shape.points) >= shape.plot[1]
-    assert max(value for value, _ in shape.y_ticks) >= 10 ** 6 + 1
+    assert max(value for value, _ in shape.y_ticks) >= 10**6 + 1
     assert_png(render(counts(new, new)))
 
 
 def test_a_small_day_next_to_a_huge_one_still_shows():
-    shape = layout(counts([1, 10 ** 6], [1, 10 ** 6]))
+    shape = layout(counts([1, 10**6], [1, 10**6]))
     assert shape.bars[0] is not None and shape.bars[0].height == 1
 
 
@@ -187,7 +188,7 @@ def test_render_refuses_counts_changed_behind_the_dataclass():
 @st.composite
 def daily_counts(draw):
     length = draw(st.integers(1, 60))
-    series = st.lists(st.integers(0, 10 ** 6), min_size=length, max_size=length)
+    series = st.lists(st.integers(0, 10**6), min_size=length, max_size=length)
     start = draw(st.dates(date(2000, 1, 1), date(2100, 1, 1)))
     return DailyCounts(days(length, start), tuple(draw(series)), tuple(draw(series)))
 

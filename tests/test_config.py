@@ -26,8 +26,14 @@ def test_defaults_follow_the_design():
 
 
 def test_values_are_read_and_normalised():
-    s = settings(DB_PATH="/data/bot.db", BACKUP_INTERVAL_HOURS="0.5", BACKUP_CHAT_ID="off",
-                 TELEGRAM_API_URL="http://127.0.0.1:8081/", PORT="8000", LOG_LEVEL="debug")
+    s = settings(
+        DB_PATH="/data/bot.db",
+        BACKUP_INTERVAL_HOURS="0.5",
+        BACKUP_CHAT_ID="off",
+        TELEGRAM_API_URL="http://127.0.0.1:8081/",
+        PORT="8000",
+        LOG_LEVEL="debug",
+    )
     assert s.backup_dir == "/data/backups"
     assert s.backup_interval_hours == 0.5
     assert s.backup_chat_id is None
@@ -46,22 +52,25 @@ def test_the_backup_command_line_needs_no_token():
     assert load_settings({}, require_token=False).bot_token == ""
 
 
-@pytest.mark.parametrize("name, value, expected", [
-    ("ADMIN_IDS", "12,abc", "ADMIN_IDS must be Telegram user ids"),
-    ("BACKUP_KEEP", "0", "BACKUP_KEEP must be a whole number >= 1"),
-    ("BACKUP_INTERVAL_HOURS", "often", "BACKUP_INTERVAL_HOURS must be a number"),
-    ("BACKUP_INTERVAL_HOURS", "nan", "BACKUP_INTERVAL_HOURS must be a number"),
-    ("BACKUP_CHAT_ID", "@mychannel", "BACKUP_CHAT_ID must be a chat id"),
-    ("TELEGRAM_API_URL", "api.telegram.org", "TELEGRAM_API_URL must be an http"),
-    ("PORT", "80000", "PORT must be a TCP port"),
-    ("LOG_LEVEL", "LOUD", "LOG_LEVEL must be one of"),
-    ("FLOOD_MAX_MESSAGES", "-1", "FLOOD_MAX_MESSAGES must be a whole number"),
-    ("DEFAULT_LANGUAGE", "de", "DEFAULT_LANGUAGE must be one of en, fa"),
-    ("BOT_TIMEZONE", "Tehran", "BOT_TIMEZONE must be a time zone name like Asia/Tehran"),
-    ("BOT_TIMEZONE", "Asia", "BOT_TIMEZONE must be a time zone name"),  # a folder of zones
-    ("BOT_TIMEZONE", "../../etc/passwd", "BOT_TIMEZONE must be a time zone name"),
-    ("BOT_TIMEZONE", "zone.tab", "BOT_TIMEZONE must be a time zone name"),  # a file, not a zone
-])
+@pytest.mark.parametrize(
+    "name, value, expected",
+    [
+        ("ADMIN_IDS", "12,abc", "ADMIN_IDS must be Telegram user ids"),
+        ("BACKUP_KEEP", "0", "BACKUP_KEEP must be a whole number >= 1"),
+        ("BACKUP_INTERVAL_HOURS", "often", "BACKUP_INTERVAL_HOURS must be a number"),
+        ("BACKUP_INTERVAL_HOURS", "nan", "BACKUP_INTERVAL_HOURS must be a number"),
+        ("BACKUP_CHAT_ID", "@mychannel", "BACKUP_CHAT_ID must be a chat id"),
+        ("TELEGRAM_API_URL", "api.telegram.org", "TELEGRAM_API_URL must be an http"),
+        ("PORT", "80000", "PORT must be a TCP port"),
+        ("LOG_LEVEL", "LOUD", "LOG_LEVEL must be one of"),
+        ("FLOOD_MAX_MESSAGES", "-1", "FLOOD_MAX_MESSAGES must be a whole number"),
+        ("DEFAULT_LANGUAGE", "de", "DEFAULT_LANGUAGE must be one of en, fa"),
+        ("BOT_TIMEZONE", "Tehran", "BOT_TIMEZONE must be a time zone name like Asia/Tehran"),
+        ("BOT_TIMEZONE", "Asia", "BOT_TIMEZONE must be a time zone name"),  # a folder of zones
+        ("BOT_TIMEZONE", "../../etc/passwd", "BOT_TIMEZONE must be a time zone name"),
+        ("BOT_TIMEZONE", "zone.tab", "BOT_TIMEZONE must be a time zone name"),  # a file, not a zone
+    ],
+)
 def test_malformed_values_name_the_variable(name, value, expected):
     with pytest.raises(ConfigError, match=expected):
         settings(**{name: value})
@@ -93,17 +102,20 @@ def test_dotenv_file_is_read_and_the_environment_wins(tmp_path, monkeypatch):
 def test_webhook_mode_needs_a_port_and_an_address_telegram_will_post_to():
     with pytest.raises(ConfigError, match="WEBHOOK_URL needs PORT"):
         settings(WEBHOOK_URL="https://bot-org.koyeb.app/telegram")
-    for url, given in (("http://bot-org.koyeb.app/telegram", "http:// with no port"),
-                       ("https://bot-org.koyeb.app:8000/telegram", "port 8000"),
-                       ("https://bot-org.koyeb.app:99999/telegram", "a port that is not a number")):
+    for url, given in (
+        ("http://bot-org.koyeb.app/telegram", "http:// with no port"),
+        ("https://bot-org.koyeb.app:8000/telegram", "port 8000"),
+        ("https://bot-org.koyeb.app:99999/telegram", "a port that is not a number"),
+    ):
         with pytest.raises(ConfigError, match="https:// URL on port 443, 80, 88 or 8443") as error:
             settings(WEBHOOK_URL=url, PORT="8000")
         assert given in str(error.value) and "koyeb" not in str(error.value)  # the address is not echoed
     s = settings(WEBHOOK_URL="https://bot-org.koyeb.app:8443/telegram", PORT="8000")
     assert (s.webhook_url, s.port) == ("https://bot-org.koyeb.app:8443/telegram", 8000)
     # A server of one's own (a test's stand-in) is taken at its word: plain http, any port.
-    local = settings(WEBHOOK_URL="http://127.0.0.1:9000/hook", PORT="9000",
-                     TELEGRAM_API_URL="http://127.0.0.1:8081")
+    local = settings(
+        WEBHOOK_URL="http://127.0.0.1:9000/hook", PORT="9000", TELEGRAM_API_URL="http://127.0.0.1:8081"
+    )
     assert local.webhook_url == "http://127.0.0.1:9000/hook"
     assert settings().webhook_url is None and settings().webhook_secret == ""
 

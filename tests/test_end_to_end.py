@@ -11,7 +11,6 @@ import urllib.request
 from contextlib import closing
 
 import pytest
-
 from bot_process import ADMIN_ID, PROJECT, BotProcess
 from conftest import NOW, chat_index, newest_backup_message
 
@@ -31,8 +30,11 @@ def test_start_registers_the_user_and_sigterm_exits_cleanly(fake, run_bot):
 
     code, seconds = bot.stop(signal.SIGTERM)
     assert code == 0 and seconds < 10
-    row = sqlite3.connect(bot.db_path).execute(
-        "SELECT username, first_name FROM users WHERE user_id = ?", (USER,)).fetchone()
+    row = (
+        sqlite3.connect(bot.db_path)
+        .execute("SELECT username, first_name FROM users WHERE user_id = ?", (USER,))
+        .fetchone()
+    )
     assert row == ("ann", "Ann")
     log = bot.log()
     assert "stopped cleanly" in log
@@ -51,8 +53,11 @@ def test_flooding_blocks_the_user(fake, run_bot):
     fake.wait_for_message(ADMIN_ID, "Admin panel")
     assert bot.stop()[0] == 0  # every handler in progress finishes first: nothing comes later
     assert not any("registered" in (m.get("text") or "") for m in fake.messages(USER))
-    blocked_until, reason = sqlite3.connect(bot.db_path).execute(
-        "SELECT blocked_until, block_reason FROM users WHERE user_id = ?", (USER,)).fetchone()
+    blocked_until, reason = (
+        sqlite3.connect(bot.db_path)
+        .execute("SELECT blocked_until, block_reason FROM users WHERE user_id = ?", (USER,))
+        .fetchone()
+    )
     assert blocked_until is not None and reason == "flood"
 
 
@@ -120,16 +125,27 @@ def test_health_endpoint_reports_state_generation_storage_and_backup_age(fake, r
     assert bot.stop()[0] == 0
 
 
-@pytest.mark.parametrize("env, expected", [
-    ({}, "BOT_TOKEN is required"),
-    ({"BOT_TOKEN": "123:short"}, "BOT_TOKEN is malformed"),
-    ({"BOT_TOKEN": "123456:AAbbCCddEEffGGhhIIjjKKll", "BACKUP_KEEP": "many"}, "BACKUP_KEEP"),
-    ({"BOT_TOKEN": "123456:AAbbCCddEEffGGhhIIjjKKll", "WEBHOOK_URL": "https://b.koyeb.app/t"}, "WEBHOOK_URL needs PORT"),
-])
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({}, "BOT_TOKEN is required"),
+        ({"BOT_TOKEN": "123:short"}, "BOT_TOKEN is malformed"),
+        ({"BOT_TOKEN": "123456:AAbbCCddEEffGGhhIIjjKKll", "BACKUP_KEEP": "many"}, "BACKUP_KEEP"),
+        (
+            {"BOT_TOKEN": "123456:AAbbCCddEEffGGhhIIjjKKll", "WEBHOOK_URL": "https://b.koyeb.app/t"},
+            "WEBHOOK_URL needs PORT",
+        ),
+    ],
+)
 def test_bad_configuration_is_one_line_and_exit_2(tmp_path, env, expected):
-    result = subprocess.run([sys.executable, str(PROJECT / "main.py")], cwd=tmp_path,
-                            env={"PATH": "/usr/bin:/bin", **env}, capture_output=True, text=True,
-                            timeout=30)
+    result = subprocess.run(
+        [sys.executable, str(PROJECT / "main.py")],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0] and "Traceback" not in result.stderr
@@ -162,8 +178,12 @@ def test_sigterm_takes_a_shutdown_backup_that_the_sqlite3_shell_opens(fake, run_
     assert code == 0 and seconds < 10
     assert "shutdown backup backup-" in bot.log()
     opened = unpacked_shutdown_backup(bot, tmp_path)  # with zstd, without this project
-    shell = subprocess.run(["sqlite3", str(opened), "SELECT user_id FROM users ORDER BY 1"],
-                           capture_output=True, text=True, check=True)
+    shell = subprocess.run(
+        ["sqlite3", str(opened), "SELECT user_id FROM users ORDER BY 1"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert shell.stdout.split() == ["501", "502", "503"]
 
 
@@ -176,13 +196,16 @@ def unpacked_shutdown_backup(bot, folder):
 
 def test_the_shutdown_backup_of_tens_of_megabytes_fits_in_ten_seconds(tmp_path, fake, run_bot):
     import database
+
     db = database.open_database(str(tmp_path / "data" / "bot.db"))
     db.migrate()
     db.track_message(1, None, "N", 1, "message", NOW, NOW)
     with db.transaction() as conn:  # about 40 MB of tracking rows
-        conn.execute("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 400000)"
-                     " INSERT INTO tracking (user_id, chat_id, kind, created_at)"
-                     " SELECT 1, i, hex(randomblob(16)), '2026-11-26 12:00:00' FROM n")
+        conn.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 400000)"
+            " INSERT INTO tracking (user_id, chat_id, kind, created_at)"
+            " SELECT 1, i, hex(randomblob(16)), '2026-11-26 12:00:00' FROM n"
+        )
     db.close()
     bot = run_bot()
     fake.send_text(USER, "/start")
@@ -195,9 +218,13 @@ def test_the_shutdown_backup_of_tens_of_megabytes_fits_in_ten_seconds(tmp_path, 
         assert copy.execute("SELECT count(*) FROM tracking").fetchone() == (400_002,)  # and 2 tracked
         assert copy.execute("SELECT user_id FROM users ORDER BY 1").fetchall() == [(1,), (USER,)]
     newest = next(p for p in sorted((bot.db_path.parent / "backups").iterdir()) if "shutdown" in p.name)
-    verified = subprocess.run([sys.executable, str(PROJECT / "backup.py"), "verify", str(newest)],
-                              env={"PATH": "/usr/bin:/bin", "DB_PATH": str(bot.db_path)},
-                              capture_output=True, text=True, timeout=120)
+    verified = subprocess.run(
+        [sys.executable, str(PROJECT / "backup.py"), "verify", str(newest)],
+        env={"PATH": "/usr/bin:/bin", "DB_PATH": str(bot.db_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert verified.returncode == 0 and "tracking 400002" in verified.stdout, verified.stderr
 
 
@@ -224,8 +251,10 @@ BACKUP_CHAT = -1009876543210
 
 def users_in(db_path):
     with closing(sqlite3.connect(db_path)) as conn:
-        return [row[0] for row in conn.execute("SELECT user_id FROM users WHERE user_id != ? ORDER BY 1",
-                                               (ADMIN_ID,))]
+        return [
+            row[0]
+            for row in conn.execute("SELECT user_id FROM users WHERE user_id != ? ORDER BY 1", (ADMIN_ID,))
+        ]
 
 
 def backup_by_admin(fake):
@@ -275,8 +304,9 @@ def test_encrypted_off_site_copies_and_a_wrong_passphrase(tmp_path, fake, run_bo
 
     shutil.rmtree(tmp_path / "data")
     told = len(fake.messages(ADMIN_ID))
-    wrong = run_bot(BACKUP_CHAT_ID=str(BACKUP_CHAT), BACKUP_PASSPHRASE="not the passphrase",
-                    HANDOVER_WAIT_SECONDS="1")  # the first one was killed: no hand-over to wait for
+    wrong = run_bot(
+        BACKUP_CHAT_ID=str(BACKUP_CHAT), BACKUP_PASSPHRASE="not the passphrase", HANDOVER_WAIT_SECONDS="1"
+    )  # the first one was killed: no hand-over to wait for
     alert = fake.wait_for_message(ADMIN_ID, "Nothing is sent off the machine", after=told)["text"]
     assert "wrong BACKUP_PASSPHRASE" in alert
     fake.send_text(702, "/start")  # the bot runs anyway
@@ -293,18 +323,26 @@ def test_encrypted_off_site_copies_and_a_wrong_passphrase(tmp_path, fake, run_bo
     assert users_in(right.db_path) == [701]
 
 
-HTML_502 = ("<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1>"
-            "</center><hr><center>nginx</center></body></html>")
+HTML_502 = (
+    "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1>"
+    "</center><hr><center>nginx</center></body></html>"
+)
 
 
 def s3_settings(s3_server, prefix):
-    return {"S3_BUCKET": s3_server.bucket, "S3_PREFIX": prefix, "S3_ENDPOINT_URL": s3_server.endpoint_url,
-            "AWS_ACCESS_KEY_ID": s3_server.access_key, "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
-            "AWS_DEFAULT_REGION": "us-east-1"}
+    return {
+        "S3_BUCKET": s3_server.bucket,
+        "S3_PREFIX": prefix,
+        "S3_ENDPOINT_URL": s3_server.endpoint_url,
+        "AWS_ACCESS_KEY_ID": s3_server.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
 
 
-def test_html_502_pages_from_telegram_at_startup_and_on_send_document(tmp_path, fake, run_bot,
-                                                                      s3_server, s3_env):
+def test_html_502_pages_from_telegram_at_startup_and_on_send_document(
+    tmp_path, fake, run_bot, s3_server, s3_env
+):
     settings = {"BACKUP_CHAT_ID": str(BACKUP_CHAT), **s3_settings(s3_server, s3_env)}
     first = run_bot(**settings)
     for user_id in (801, 802):
@@ -346,8 +384,9 @@ def test_start_fresh_lets_copies_leave_the_machine_again(how, tmp_path, fake, ru
     shutil.rmtree(tmp_path / "data")
     fake.fail_next("getChat", 502, "Bad Gateway")  # the chat cannot be asked: the bot pauses
     told = len(fake.messages(ADMIN_ID))
-    again = run_bot(BACKUP_CHAT_ID=str(BACKUP_CHAT), STARTUP_RESTORE_WAIT_SECONDS="0",
-                    HANDOVER_WAIT_SECONDS="1")  # the first one was killed
+    again = run_bot(
+        BACKUP_CHAT_ID=str(BACKUP_CHAT), STARTUP_RESTORE_WAIT_SECONDS="0", HANDOVER_WAIT_SECONDS="1"
+    )  # the first one was killed
     fake.wait_for_message(ADMIN_ID, "Nothing is sent off the machine", after=told)
     assert "stored in local" in backup_by_admin(fake) and fake.pinned_message(BACKUP_CHAT) == real
 
@@ -367,12 +406,15 @@ def test_start_fresh_lets_copies_leave_the_machine_again(how, tmp_path, fake, ru
 
 def test_a_backup_over_both_telegram_limits_comes_back_from_the_chat_alone(tmp_path, fake, run_bot):
     import database
+
     seeded = database.open_database(str(tmp_path / "data" / "bot.db"))
     seeded.migrate()
     with seeded.transaction() as conn:  # 64 MB that zstd cannot shrink: a backup over 50 MB
-        conn.executemany("INSERT INTO users (user_id, username, first_seen, last_seen)"
-                         " VALUES (?, randomblob(1048576), '2026-11-26', '2026-11-26')",
-                         [(10_000 + n,) for n in range(64)])
+        conn.executemany(
+            "INSERT INTO users (user_id, username, first_seen, last_seen)"
+            " VALUES (?, randomblob(1048576), '2026-11-26', '2026-11-26')",
+            [(10_000 + n,) for n in range(64)],
+        )
     seeded.close()
     limits = {"BACKUP_CHAT_ID": str(BACKUP_CHAT), "TELEGRAM_FILE_LIMITS": "telegram"}
     bot = run_bot(**limits)  # Telegram the only destination off the machine; the stand-in has its limits
@@ -386,5 +428,6 @@ def test_a_backup_over_both_telegram_limits_comes_back_from_the_chat_alone(tmp_p
     again.wait_for_log("bot started:", timeout=60)
     assert again.stop()[0] == 0
     with closing(sqlite3.connect(again.db_path)) as conn:
-        assert conn.execute("SELECT count(*), sum(length(username)) FROM users WHERE user_id >= 10000"
-                            ).fetchone() == (64, 64 * 2**20)  # every row back, every byte
+        assert conn.execute(
+            "SELECT count(*), sum(length(username)) FROM users WHERE user_id >= 10000"
+        ).fetchone() == (64, 64 * 2**20)  # every row back, every byte

@@ -1,4 +1,5 @@
 """Tests for the fake Telegram Bot API server, driven by pyTelegramBotAPI itself."""
+
 import io
 import json
 import socket
@@ -52,8 +53,10 @@ class WebhookReceiver:
         self._received, self._cond = [], threading.Condition()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self.server.daemon_threads = True
-        self.url = "http://127.0.0.1:%d/hook?from=test" % self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook?from=test"
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
 
     def _handler_class(self):
         receiver = self
@@ -78,9 +81,14 @@ class WebhookReceiver:
     def arrived(self, request):
         body = json.loads(request.rfile.read(int(request.headers["Content-Length"])))
         with self._cond:
-            self._received.append({"update": body, "path": request.path,
-                                   "secret": request.headers.get("X-Telegram-Bot-Api-Secret-Token"),
-                                   "content_type": request.headers.get("Content-Type")})
+            self._received.append(
+                {
+                    "update": body,
+                    "path": request.path,
+                    "secret": request.headers.get("X-Telegram-Bot-Api-Secret-Token"),
+                    "content_type": request.headers.get("Content-Type"),
+                }
+            )
             self._cond.notify_all()
             return self.answers.pop(0) if self.answers else (200, None)
 
@@ -115,7 +123,7 @@ def receiver():
 def closed_port_url():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return "http://127.0.0.1:%d/hook" % sock.getsockname()[1]
+        return f"http://127.0.0.1:{sock.getsockname()[1]}/hook"
 
 
 def a_document(content, name="x.json", caption=None):
@@ -170,7 +178,10 @@ def test_document_round_trip(fake, bot):
     assert bot.download_file(file.file_path) == content
     resent = bot.send_document(CHAT + 1, sent.document.file_id)
     assert resent.document.file_id == sent.document.file_id
-    assert fake.requests("sendDocument")[0]["params"]["document"] == {"file_name": name, "file_size": len(content)}
+    assert fake.requests("sendDocument")[0]["params"]["document"] == {
+        "file_name": name,
+        "file_size": len(content),
+    }
 
 
 def test_incoming_document_can_be_downloaded(fake, bot):
@@ -278,8 +289,10 @@ def test_a_newer_get_updates_ends_the_waiting_one(fake, bot):
         newer = pool.submit(bot.get_updates, timeout=10, long_polling_timeout=5)
         error = older.exception(timeout=10)
         assert isinstance(error, ApiTelegramException) and error.error_code == 409
-        assert error.description == ("Conflict: terminated by other getUpdates request; "
-                                     "make sure that only one bot instance is running")
+        assert error.description == (
+            "Conflict: terminated by other getUpdates request; "
+            "make sure that only one bot instance is running"
+        )
         fake.wait_for_long_poll()  # the newer one keeps waiting
         fake.send_text(7, "for the newest")
         assert [u.message.text for u in newer.result(timeout=10)] == ["for the newest"]
@@ -297,8 +310,9 @@ def test_a_short_get_updates_also_ends_the_waiting_one(fake, bot):
 def test_edit_message_media_replaces_the_document(fake, bot):
     sent = bot.send_document(CHAT, b"old", visible_file_name="old.json", caption="v1")
     bot.pin_chat_message(CHAT, sent.message_id)
-    edited = bot.edit_message_media(a_document(b'{"v": 2}', "x.json", caption="v2"), chat_id=CHAT,
-                                    message_id=sent.message_id)
+    edited = bot.edit_message_media(
+        a_document(b'{"v": 2}', "x.json", caption="v2"), chat_id=CHAT, message_id=sent.message_id
+    )
     assert (edited.message_id, edited.document.file_name, edited.caption) == (sent.message_id, "x.json", "v2")
     assert edited.edit_date and edited.document.file_id != sent.document.file_id
     assert bot.download_file(bot.get_file(edited.document.file_id).file_path) == b'{"v": 2}'
@@ -311,7 +325,9 @@ def test_edit_message_media_replaces_the_document(fake, bot):
     edited = bot.edit_message_media(back, chat_id=CHAT, message_id=sent.message_id)
     assert (edited.document.file_id, edited.caption) == (sent.document.file_id, None)
     assert "caption" not in fake.messages(CHAT)[0] and "caption" not in fake.pinned_message(CHAT)
-    code, description = api_error(lambda: bot.edit_message_media(back, chat_id=CHAT, message_id=sent.message_id))
+    code, description = api_error(
+        lambda: bot.edit_message_media(back, chat_id=CHAT, message_id=sent.message_id)
+    )
     assert code == 400 and description.startswith("Bad Request: message is not modified: ")
 
 
@@ -323,14 +339,24 @@ def test_edit_message_media_on_a_text_message_and_its_errors(make_api):
     assert "text" not in fake.messages(CHAT)[0]
     incoming = fake.send_document(7, "theirs.bin", b"x")["message"]
     for call, expected in [
-        (lambda: bot.edit_message_media(a_document(b"x"), chat_id=CHAT, message_id=99),
-         (400, "Bad Request: message to edit not found")),
-        (lambda: bot.edit_message_media(a_document(b"x" * 1001), chat_id=CHAT, message_id=text.message_id),
-         (413, "Request Entity Too Large")),
-        (lambda: bot.edit_message_media(types.InputMediaDocument("nope"), chat_id=CHAT, message_id=text.message_id),
-         (400, "Bad Request: wrong file identifier/HTTP URL specified")),
-        (lambda: bot.edit_message_media(a_document(b"x"), chat_id=7, message_id=incoming["message_id"]),
-         (400, "Bad Request: message can't be edited")),
+        (
+            lambda: bot.edit_message_media(a_document(b"x"), chat_id=CHAT, message_id=99),
+            (400, "Bad Request: message to edit not found"),
+        ),
+        (
+            lambda: bot.edit_message_media(a_document(b"x" * 1001), chat_id=CHAT, message_id=text.message_id),
+            (413, "Request Entity Too Large"),
+        ),
+        (
+            lambda: bot.edit_message_media(
+                types.InputMediaDocument("nope"), chat_id=CHAT, message_id=text.message_id
+            ),
+            (400, "Bad Request: wrong file identifier/HTTP URL specified"),
+        ),
+        (
+            lambda: bot.edit_message_media(a_document(b"x"), chat_id=7, message_id=incoming["message_id"]),
+            (400, "Bad Request: message can't be edited"),
+        ),
     ]:
         assert api_error(call) == expected
     assert fake.messages(CHAT)[0]["document"]["file_name"] == "r.txt"  # the failed edits changed nothing
@@ -343,12 +369,22 @@ def test_a_deleted_message_is_gone(fake, bot):
     assert bot.get_chat(CHAT).pinned_message is None and fake.pinned_message(CHAT) is None
     assert [m.get("deleted", False) for m in fake.messages(CHAT)] == [False, True]
     gone = status.message_id
-    assert api_error(lambda: bot.delete_message(CHAT, gone)) == (400, "Bad Request: message to delete not found")
+    assert api_error(lambda: bot.delete_message(CHAT, gone)) == (
+        400,
+        "Bad Request: message to delete not found",
+    )
     assert api_error(lambda: bot.edit_message_text("new", CHAT, gone)) == (
-        400, "Bad Request: message to edit not found")
+        400,
+        "Bad Request: message to edit not found",
+    )
     assert api_error(lambda: bot.edit_message_media(a_document(b"x"), chat_id=CHAT, message_id=gone)) == (
-        400, "Bad Request: message to edit not found")
-    assert api_error(lambda: bot.pin_chat_message(CHAT, gone)) == (400, "Bad Request: message to pin not found")
+        400,
+        "Bad Request: message to edit not found",
+    )
+    assert api_error(lambda: bot.pin_chat_message(CHAT, gone)) == (
+        400,
+        "Bad Request: message to pin not found",
+    )
     bot.pin_chat_message(CHAT, keep.message_id)
     bot.delete_message(CHAT, bot.send_message(CHAT, "other").message_id)
     assert bot.get_chat(CHAT).pinned_message.text == "keep"  # deleting another message leaves the pin
@@ -358,9 +394,13 @@ def test_an_undeletable_message(fake, bot):
     fake.make_undeletable(CHAT, 1)
     old = bot.send_message(CHAT, "two days old")
     assert api_error(lambda: bot.delete_message(CHAT, old.message_id)) == (
-        400, "Bad Request: message can't be deleted for everyone")
+        400,
+        "Bad Request: message can't be deleted for everyone",
+    )
     assert "deleted" not in fake.messages(CHAT)[0]
-    assert bot.edit_message_text("(outdated)", CHAT, old.message_id).text == "(outdated)"  # the usual fallback
+    assert (
+        bot.edit_message_text("(outdated)", CHAT, old.message_id).text == "(outdated)"
+    )  # the usual fallback
     assert bot.delete_message(CHAT, bot.send_message(CHAT, "fresh").message_id) is True
 
 
@@ -377,7 +417,10 @@ def test_an_outage_drops_every_connection(fake, bot):
     with pytest.raises(requests.exceptions.ConnectionError):
         bot.download_file(path)
     assert [(c["method"], c["status"]) for c in fake.requests()[-3:]] == [
-        ("getUpdates", None), ("getMe", None), ("downloadFile", None)]
+        ("getUpdates", None),
+        ("getMe", None),
+        ("downloadFile", None),
+    ]
     fake.set_outage(False)
     assert bot.get_me().username == "backup_test_bot"
     assert bot.download_file(path) == b"abc"
@@ -417,7 +460,8 @@ def test_a_webhook_gets_updates_in_order_with_the_secret_and_retries(make_api, r
     assert [r["update"]["update_id"] for r in received] == [1, 1, 2]
     assert received[0]["update"]["message"]["text"] == "pending before the webhook"
     assert {(r["secret"], r["content_type"], r["path"]) for r in received} == {
-        ("s3cret_-X", "application/json", "/hook?from=test")}
+        ("s3cret_-X", "application/json", "/hook?from=test")
+    }
     info = bot.get_webhook_info()
     assert info.pending_update_count == 0 and info.last_error_message.endswith("500 Internal Server Error")
 
@@ -429,8 +473,10 @@ def test_a_webhook_blocks_get_updates_until_deleted(fake, bot):
     assert (failed["status"], failed["error"]) == (None, "Connection refused")
     assert bot.get_webhook_info().last_error_message == "Connection refused"
     assert api_error(lambda: bot.get_updates(timeout=5, long_polling_timeout=1)) == (
-        409, "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the "
-             "webhook first")
+        409,
+        "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the "
+        "webhook first",
+    )
     fake.send_text(7, "two")
     assert bot.delete_webhook() is True
     info = bot.get_webhook_info()
@@ -499,6 +545,10 @@ def test_a_raw_error_body_for_get_updates_and_edit_media(fake, bot):
         bot.edit_message_media(a_document(b"v2", "b.json"), chat_id=CHAT, message_id=sent.message_id)
     assert error.value.result.headers["Content-Type"] == "text/html"
     assert fake.messages(CHAT)[0]["document"]["file_name"] == "a.json"  # untouched
-    assert bot.edit_message_media(a_document(b"v2", "b.json"), chat_id=CHAT,
-                                  message_id=sent.message_id).document.file_name == "b.json"
+    assert (
+        bot.edit_message_media(
+            a_document(b"v2", "b.json"), chat_id=CHAT, message_id=sent.message_id
+        ).document.file_name
+        == "b.json"
+    )
     assert bot.get_updates(timeout=5, long_polling_timeout=0.1) == []

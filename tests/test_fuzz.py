@@ -8,18 +8,29 @@ import io
 import json
 import struct
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import zstandard
+from conftest import NOW
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import database
-from backup_format import (EARLIEST, FORMAT, LATEST, SKIPPABLE_MAGIC,
-                           SQLITE_MAGIC, BackupError, BackupInfo, Knock, NotABackupError,
-                           info_from_metadata, read_header, unpack_and_verify)
-from conftest import NOW
+from backup_format import (
+    EARLIEST,
+    FORMAT,
+    LATEST,
+    SKIPPABLE_MAGIC,
+    SQLITE_MAGIC,
+    BackupError,
+    BackupInfo,
+    Knock,
+    NotABackupError,
+    info_from_metadata,
+    read_header,
+    unpack_and_verify,
+)
 from sealing import AGE_MAGIC, SEALED_MAGIC, Sealer
 from telegram_destination import info_from_caption
 from telegram_index import caption_with_knock, knock_in_caption, telegram_length
@@ -30,7 +41,8 @@ SLOW = settings(max_examples=60, deadline=None, suppress_health_check=[HealthChe
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
-    max_leaves=12)
+    max_leaves=12,
+)
 FIELDS = ["created_at", "reason", "schema_version", "row_counts", "sha256", "db_size"]
 PLAUSIBLE = {
     "created_at": st.datetimes(timezones=st.timezones()).map(datetime.isoformat) | st.text(max_size=40),
@@ -49,8 +61,8 @@ def header_frame(payload: bytes) -> io.BytesIO:
 def assert_sound(info: BackupInfo) -> None:
     """What every parser promises about a backup it accepts."""
     assert EARLIEST <= info.created_at < LATEST and info.created_at.utcoffset().total_seconds() == 0
-    assert isinstance(info.schema_version, int) and 0 <= info.schema_version
-    assert isinstance(info.db_size, int) and 0 <= info.db_size
+    assert isinstance(info.schema_version, int) and info.schema_version >= 0
+    assert isinstance(info.db_size, int) and info.db_size >= 0
     assert all(isinstance(t, str) and isinstance(n, int) and n >= 0 for t, n in info.row_counts.items())
     assert isinstance(info.reason, str) and info.reason
 
@@ -68,8 +80,14 @@ def test_any_header_bytes_give_a_backup_or_our_error(payload):
     assert_sound(info)
 
 
-VALID = {"created_at": NOW.isoformat(), "reason": "manual", "schema_version": 2,
-         "row_counts": {"users": 1}, "sha256": "0" * 64, "db_size": 4096}
+VALID = {
+    "created_at": NOW.isoformat(),
+    "reason": "manual",
+    "schema_version": 2,
+    "row_counts": {"users": 1},
+    "sha256": "0" * 64,
+    "db_size": 4096,
+}
 
 
 @FAST
@@ -78,8 +96,11 @@ VALID = {"created_at": NOW.isoformat(), "reason": "manual", "schema_version": 2,
 @example({**VALID, "created_at": "0001-01-01T00:00:00+14:00"}, {}, True)  # before the year 1 in UTC
 @example({**VALID, "created_at": "9999-12-31T23:59:59-14:00"}, {}, True)  # after the year 9999
 @example({**VALID, "db_size": True, "schema_version": 2.0}, {}, True)  # a bool, a float
-@given(st.fixed_dictionaries({}, optional={name: strategy for name, strategy in PLAUSIBLE.items()}),
-       st.dictionaries(st.text(max_size=10), JSON, max_size=3), st.booleans())
+@given(
+    st.fixed_dictionaries({}, optional=dict(PLAUSIBLE.items())),
+    st.dictionaries(st.text(max_size=10), JSON, max_size=3),
+    st.booleans(),
+)
 def test_any_header_json_gives_a_backup_or_our_error(fields, extra, right_format):
     document = {**extra, **fields, **({"format": FORMAT} if right_format else {})}
     try:
@@ -90,13 +111,32 @@ def test_any_header_json_gives_a_backup_or_our_error(fields, extra, right_format
 
 
 @FAST
-@example({"created-at": NOW.isoformat(), "reason": "scheduled", "schema-version": "2",
-          "row-counts": '{"users": 3}', "sha256": "a" * 64, "db-size": "8192", "encrypted": "yes"})
-@given(st.fixed_dictionaries({}, optional={
-    "created-at": st.text(max_size=40) | st.datetimes(timezones=st.timezones()).map(datetime.isoformat),
-    "reason": st.text(max_size=40), "schema-version": st.text(max_size=25),
-    "row-counts": st.text(max_size=60) | JSON.map(json.dumps), "sha256": st.text(max_size=70),
-    "db-size": st.text(max_size=25), "encrypted": st.text(max_size=5)}))
+@example(
+    {
+        "created-at": NOW.isoformat(),
+        "reason": "scheduled",
+        "schema-version": "2",
+        "row-counts": '{"users": 3}',
+        "sha256": "a" * 64,
+        "db-size": "8192",
+        "encrypted": "yes",
+    }
+)
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "created-at": st.text(max_size=40)
+            | st.datetimes(timezones=st.timezones()).map(datetime.isoformat),
+            "reason": st.text(max_size=40),
+            "schema-version": st.text(max_size=25),
+            "row-counts": st.text(max_size=60) | JSON.map(json.dumps),
+            "sha256": st.text(max_size=70),
+            "db-size": st.text(max_size=25),
+            "encrypted": st.text(max_size=5),
+        },
+    )
+)
 def test_any_object_metadata_gives_a_backup_or_our_error(metadata):
     try:
         info = info_from_metadata(metadata)
@@ -105,13 +145,16 @@ def test_any_object_metadata_gives_a_backup_or_our_error(metadata):
     assert_sound(info)
 
 
-CAPTION_NAME = st.from_regex(r"[a-z_]{0,8}-backup-[0-9]{8}T[0-9]{9}Z-[a-z-]{1,12}\.db\.zst(\.sealed|\.age)?",
-                             fullmatch=True)
+CAPTION_NAME = st.from_regex(
+    r"[a-z_]{0,8}-backup-[0-9]{8}T[0-9]{9}Z-[a-z-]{1,12}\.db\.zst(\.sealed|\.age)?", fullmatch=True
+)
 
 
 @FAST
-@example("bot-backup-20261126T120000000Z-manual.db.zst",
-         "💾 Backup\n1.1 KB; rows: users 2, tracking 3\nschema 2; sha256 " + "b" * 64)
+@example(
+    "bot-backup-20261126T120000000Z-manual.db.zst",
+    "💾 Backup\n1.1 KB; rows: users 2, tracking 3\nschema 2; sha256 " + "b" * 64,
+)
 @given(CAPTION_NAME | st.text(max_size=80), st.text(max_size=400))
 def test_any_pinned_file_name_and_caption_give_a_backup_or_nothing(file_name, caption):
     info = info_from_caption(file_name, caption)
@@ -127,10 +170,15 @@ def real_backup(folder: Path) -> bytes:
     db.track_message(1, "ann", "Ann", 1, "message", NOW, NOW)
     db.close()
     data = path.read_bytes()
-    header = {"format": FORMAT, "created_at": NOW.isoformat(), "reason": "manual",
-              "schema_version": len(database.find_migrations()),
-              "row_counts": {"bot_state": 0, "tracking": 1, "users": 1},
-              "sha256": hashlib.sha256(data).hexdigest(), "db_size": len(data)}
+    header = {
+        "format": FORMAT,
+        "created_at": NOW.isoformat(),
+        "reason": "manual",
+        "schema_version": len(database.find_migrations()),
+        "row_counts": {"bot_state": 0, "tracking": 1, "users": 1},
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "db_size": len(data),
+    }
     return header_frame(json.dumps(header).encode()).getvalue() + zstandard.ZstdCompressor().compress(data)
 
 
@@ -143,18 +191,30 @@ def mutated(data: bytes):
     """A real backup with a few bytes flipped, cut short, or with bytes inserted."""
     return st.one_of(
         st.tuples(st.integers(0, len(data) - 1), st.integers(1, 255)).map(
-            lambda change: data[:change[0]] + bytes([data[change[0]] ^ change[1]]) + data[change[0] + 1:]),
+            lambda change: data[: change[0]] + bytes([data[change[0]] ^ change[1]]) + data[change[0] + 1 :]
+        ),
         st.integers(0, len(data) - 1).map(lambda end: data[:end]),
         st.tuples(st.integers(0, len(data)), st.binary(min_size=1, max_size=20)).map(
-            lambda insert: data[:insert[0]] + insert[1] + data[insert[0]:]),
+            lambda insert: data[: insert[0]] + insert[1] + data[insert[0] :]
+        ),
     )
 
 
 ANY_FILE = st.one_of(
     mutated(GOOD),
-    st.tuples(st.sampled_from([AGE_MAGIC, SEALED_MAGIC, SEALED_MAGIC + b"scrypt AAAAAAAAAAAAAAAAAAAAAA 15\n",
-                               SQLITE_MAGIC, struct.pack("<I", SKIPPABLE_MAGIC), b""]),
-              st.binary(max_size=3000)).map(lambda parts: parts[0] + parts[1]),
+    st.tuples(
+        st.sampled_from(
+            [
+                AGE_MAGIC,
+                SEALED_MAGIC,
+                SEALED_MAGIC + b"scrypt AAAAAAAAAAAAAAAAAAAAAA 15\n",
+                SQLITE_MAGIC,
+                struct.pack("<I", SKIPPABLE_MAGIC),
+                b"",
+            ]
+        ),
+        st.binary(max_size=3000),
+    ).map(lambda parts: parts[0] + parts[1]),
 )
 
 
@@ -176,15 +236,31 @@ def test_any_file_gives_a_verified_backup_or_our_error(content):
         assert database.inspect_file(snapshot).row_counts["users"] == 1  # what came out is real
 
 
-INDEX_ENTRY = st.fixed_dictionaries({}, optional={
-    "name": st.from_regex(r"[a-z_]{0,8}-backup-[0-9]{8}T[0-9]{9}Z-[a-z-]{1,12}\.db\.zst(\.sealed)?",
-                          fullmatch=True) | st.text(max_size=80),
-    "size": st.integers() | JSON, "encrypted": st.booleans() | JSON,
-    "parts": st.lists(st.fixed_dictionaries({}, optional={
-        "message_id": st.integers() | JSON, "file_id": st.text(max_size=60) | JSON,
-        "size": st.integers() | JSON, "sha256": st.from_regex(r"[0-9a-f]{64}", fullmatch=True) | JSON}),
-        max_size=3) | JSON,
-    **PLAUSIBLE})
+INDEX_ENTRY = st.fixed_dictionaries(
+    {},
+    optional={
+        "name": st.from_regex(
+            r"[a-z_]{0,8}-backup-[0-9]{8}T[0-9]{9}Z-[a-z-]{1,12}\.db\.zst(\.sealed)?", fullmatch=True
+        )
+        | st.text(max_size=80),
+        "size": st.integers() | JSON,
+        "encrypted": st.booleans() | JSON,
+        "parts": st.lists(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "message_id": st.integers() | JSON,
+                    "file_id": st.text(max_size=60) | JSON,
+                    "size": st.integers() | JSON,
+                    "sha256": st.from_regex(r"[0-9a-f]{64}", fullmatch=True) | JSON,
+                },
+            ),
+            max_size=3,
+        )
+        | JSON,
+        **PLAUSIBLE,
+    },
+)
 
 
 @FAST
@@ -192,6 +268,7 @@ INDEX_ENTRY = st.fixed_dictionaries({}, optional={
 @given(st.binary(max_size=2000))
 def test_any_pinned_index_bytes_give_an_index_or_our_error(data):
     from telegram_index import parse_index
+
     try:
         index = parse_index(data, 1)
     except NotABackupError:
@@ -201,16 +278,29 @@ def test_any_pinned_index_bytes_give_an_index_or_our_error(data):
 
 
 @FAST
-@given(st.fixed_dictionaries({"format": st.just("telegram-bot-backup-index/1")}, optional={
-    "head": JSON | st.fixed_dictionaries({}, optional={
-        "generation": st.integers() | JSON, "writer": st.text(max_size=90) | JSON,
-        "state": st.sampled_from(["writing", "final"]) | JSON,
-        "since": st.datetimes(timezones=st.timezones()).map(datetime.isoformat) | JSON,
-        "final_backup_at": st.none() | st.text(max_size=40)}),
-    "rolling": st.lists(st.integers(), max_size=3) | JSON,
-    "backups": st.lists(INDEX_ENTRY, max_size=3) | JSON}))
+@given(
+    st.fixed_dictionaries(
+        {"format": st.just("telegram-bot-backup-index/1")},
+        optional={
+            "head": JSON
+            | st.fixed_dictionaries(
+                {},
+                optional={
+                    "generation": st.integers() | JSON,
+                    "writer": st.text(max_size=90) | JSON,
+                    "state": st.sampled_from(["writing", "final"]) | JSON,
+                    "since": st.datetimes(timezones=st.timezones()).map(datetime.isoformat) | JSON,
+                    "final_backup_at": st.none() | st.text(max_size=40),
+                },
+            ),
+            "rolling": st.lists(st.integers(), max_size=3) | JSON,
+            "backups": st.lists(INDEX_ENTRY, max_size=3) | JSON,
+        },
+    )
+)
 def test_any_index_document_gives_an_index_of_sound_entries_or_our_error(document):
     from telegram_index import parse_index
+
     try:
         index = parse_index(json.dumps(document).encode(), 1)
     except NotABackupError:
@@ -221,26 +311,37 @@ def test_any_index_document_gives_an_index_of_sound_entries_or_our_error(documen
     assert all(isinstance(m, int) and m > 0 for m in index.rolling)
 
 
-KNOCK_LINES = st.builds(lambda name, at: f"🔔 Hand-over asked by {name} at {at}",
-                        st.text(alphabet="abc-_.:9Z", max_size=90) | st.text(max_size=20),
-                        st.text(alphabet="0123456789-T:.+Z", max_size=40) | st.just("2026-11-26T12:00:00.000+00:00"))
+KNOCK_LINES = st.builds(
+    lambda name, at: f"🔔 Hand-over asked by {name} at {at}",
+    st.text(alphabet="abc-_.:9Z", max_size=90) | st.text(max_size=20),
+    st.text(alphabet="0123456789-T:.+Z", max_size=40) | st.just("2026-11-26T12:00:00.000+00:00"),
+)
 
 
 @FAST
 @example("📌 Backup index of @bot\n🔔 Hand-over asked by vm-1-ab at 2026-11-26T12:00:00.000+00:00")
-@given(st.lists(KNOCK_LINES | st.text(max_size=100) | st.text(min_size=900, max_size=1100) | st.just("📌" * 600), max_size=6).map("\n".join))
+@given(
+    st.lists(
+        KNOCK_LINES | st.text(max_size=100) | st.text(min_size=900, max_size=1100) | st.just("📌" * 600),
+        max_size=6,
+    ).map("\n".join)
+)
 def test_any_index_caption_gives_a_sound_knock_or_nothing(caption):
     knock = knock_in_caption(caption)
     if knock is not None:
         assert knock.instance and len(knock.instance) <= 80 and knock.at.tzinfo is not None
-    mine = Knock("vm-7-" + "x" * 75, datetime(2026, 11, 26, 12, 0, 1, 500000, tzinfo=timezone.utc))
+    mine = Knock("vm-7-" + "x" * 75, datetime(2026, 11, 26, 12, 0, 1, 500000, tzinfo=UTC))
     written = caption_with_knock(caption, mine)
     assert telegram_length(written) <= 1024 and knock_in_caption(written) == mine  # never cut off
 
 
 @FAST
-@given(st.dictionaries(st.sampled_from(["instance", "at", "other"]),
-                       st.none() | st.integers() | st.text(max_size=90) | st.lists(st.integers(), max_size=2)))
+@given(
+    st.dictionaries(
+        st.sampled_from(["instance", "at", "other"]),
+        st.none() | st.integers() | st.text(max_size=90) | st.lists(st.integers(), max_size=2),
+    )
+)
 def test_any_knock_record_gives_a_knock_or_our_error(data):
     try:
         knock = Knock.from_json(data)

@@ -5,12 +5,12 @@ from datetime import timedelta
 
 import pytest
 import telebot
+from conftest import NOW
+from fake_bot_api import FakeBotAPI
 from telebot import types
 
 import handlers
 from config import load_settings
-from conftest import NOW
-from fake_bot_api import FakeBotAPI
 from readers import Readers
 
 ADMIN = 1000
@@ -20,9 +20,16 @@ USER = 2000
 class Harness:
     def __init__(self, fake, db, **env):
         self.fake, self.db, self.now = fake, db, NOW
-        self.settings = load_settings({"BOT_TOKEN": fake.token, "ADMIN_IDS": str(ADMIN),
-                                       "FLOOD_MAX_MESSAGES": "3", "FLOOD_WINDOW_SECONDS": "60",
-                                       "FLOOD_BLOCK_MINUTES": "10", **env})
+        self.settings = load_settings(
+            {
+                "BOT_TOKEN": fake.token,
+                "ADMIN_IDS": str(ADMIN),
+                "FLOOD_MAX_MESSAGES": "3",
+                "FLOOD_WINDOW_SECONDS": "60",
+                "FLOOD_BLOCK_MINUTES": "10",
+                **env,
+            }
+        )
         self.bot = telebot.TeleBot(fake.token, threaded=False, use_class_middlewares=True)
         self.readers = Readers(self.settings, clock=lambda: self.now)
         self.readers.attach(db)
@@ -62,8 +69,10 @@ def test_flooding_blocks_the_user_tells_them_once_then_ignores_them(harness):
     for _ in range(3):
         assert "blocked" not in " ".join(harness.say(USER, "hi", seconds_later=1))
     replies = harness.say(USER, "/start", seconds_later=1)  # the 4th message within 60 s
-    assert replies == ["You are blocked until 2026-11-26 12:10 UTC (sending messages too fast); "
-                       "messages until then are ignored."]
+    assert replies == [
+        "You are blocked until 2026-11-26 12:10 UTC (sending messages too fast); "
+        "messages until then are ignored."
+    ]
     assert harness.db.user(USER)["block_reason"] == "flood"
     assert harness.say(USER, "/start", seconds_later=120) == []  # ignored, no second notice
 
@@ -97,20 +106,24 @@ def test_block_and_unblock_by_an_admin(harness):
 def test_block_defaults_to_the_flood_block_length(harness):
     harness.say(USER, "hi")
     assert harness.say(ADMIN, f"/block {USER}") == [
-        f"User {USER} is blocked until 2026-11-26 12:10 UTC (blocked by an admin)."]
+        f"User {USER} is blocked until 2026-11-26 12:10 UTC (blocked by an admin)."
+    ]
 
 
-@pytest.mark.parametrize("command, expected", [
-    ("/block", handlers.BLOCK_USAGE),
-    ("/block someone", handlers.BLOCK_USAGE),
-    (f"/block {USER} 0", "MINUTES must be from 1"),
-    (f"/block {ADMIN}", "admins cannot be blocked"),
-    (f"/block {USER} 30", "has never written to the bot"),  # a typo, not a user to invent
-    ("/block 99999999999999999999", handlers.BLOCK_USAGE),
-    ("/unblock", handlers.UNBLOCK_USAGE),
-    (f"/unblock {USER} extra", handlers.UNBLOCK_USAGE),
-    (f"/unblock {USER}", f"User {USER} is not blocked."),
-])
+@pytest.mark.parametrize(
+    "command, expected",
+    [
+        ("/block", handlers.BLOCK_USAGE),
+        ("/block someone", handlers.BLOCK_USAGE),
+        (f"/block {USER} 0", "MINUTES must be from 1"),
+        (f"/block {ADMIN}", "admins cannot be blocked"),
+        (f"/block {USER} 30", "has never written to the bot"),  # a typo, not a user to invent
+        ("/block 99999999999999999999", handlers.BLOCK_USAGE),
+        ("/unblock", handlers.UNBLOCK_USAGE),
+        (f"/unblock {USER} extra", handlers.UNBLOCK_USAGE),
+        (f"/unblock {USER}", f"User {USER} is not blocked."),
+    ],
+)
 def test_bad_moderation_commands_get_a_clear_answer_and_change_nothing(harness, command, expected):
     replies = harness.say(ADMIN, command)
     assert len(replies) == 1 and expected in replies[0]
@@ -121,7 +134,8 @@ def test_ids_and_minutes_typed_on_a_persian_keyboard_are_numbers(harness):
     harness.say(USER, "hi")
     persian = str(USER).translate(str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹"))
     assert harness.say(ADMIN, f"/block {persian} ۳۰") == [
-        f"User {USER} is blocked until 2026-11-26 12:30 UTC (blocked by an admin)."]
+        f"User {USER} is blocked until 2026-11-26 12:30 UTC (blocked by an admin)."
+    ]
     assert harness.say(ADMIN, f"/unblock {persian}") == [f"User {USER} is unblocked."]
     harness.say(ADMIN, f"/block {USER} ² spam")  # a digit int() refuses: a word of the reason
     assert harness.db.user(USER)["block_reason"] == "² spam"

@@ -6,17 +6,17 @@ import os
 import signal
 import sqlite3
 import threading
-from datetime import datetime, timedelta, timezone
 from contextlib import closing
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from bot_process import ADMIN_ID
+from conftest import NOW, chat_index
 
 import database
 import startup
-from bot_process import ADMIN_ID
 from config import load_settings
-from conftest import NOW, chat_index
 from engine import BackupEngine
 from s3_destination import S3Bucket
 from startup import offsite_destinations
@@ -31,21 +31,34 @@ def users_in(db_path):
 
 # --- fencing, on the engine ---------------------------------------------------------------------
 
-def test_a_stale_instance_never_replaces_a_newer_generations_backup_anywhere(tmp_path, fake, s3_server,
-                                                                            s3_env, monkeypatch):
+
+def test_a_stale_instance_never_replaces_a_newer_generations_backup_anywhere(
+    tmp_path, fake, s3_server, s3_env, monkeypatch
+):
     import telebot
+
     monkeypatch.setattr(telebot.apihelper, "API_URL", fake.url + "/bot{0}/{1}")
     monkeypatch.setattr(telebot.apihelper, "FILE_URL", fake.url + "/file/bot{0}/{1}")
 
     def instance(folder, generation, name):
-        settings = load_settings({"BOT_TOKEN": fake.token, "TELEGRAM_API_URL": fake.url,
-                                  "DB_PATH": str(tmp_path / folder / "bot.db"), "ADMIN_IDS": "1000",
-                                  "BACKUP_CHAT_ID": str(CHAT), "S3_BUCKET": s3_server.bucket,
-                                  "S3_PREFIX": s3_env, "S3_ENDPOINT_URL": s3_server.endpoint_url})
+        settings = load_settings(
+            {
+                "BOT_TOKEN": fake.token,
+                "TELEGRAM_API_URL": fake.url,
+                "DB_PATH": str(tmp_path / folder / "bot.db"),
+                "ADMIN_IDS": "1000",
+                "BACKUP_CHAT_ID": str(CHAT),
+                "S3_BUCKET": s3_server.bucket,
+                "S3_PREFIX": s3_env,
+                "S3_ENDPOINT_URL": s3_server.endpoint_url,
+            }
+        )
         db = database.open_database(settings.db_path)
         db.migrate()
         alerts = []
-        engine = BackupEngine(db, settings, offsite_destinations(settings), alert=lambda text: alerts.append(str(text)))
+        engine = BackupEngine(
+            db, settings, offsite_destinations(settings), alert=lambda text: alerts.append(str(text))
+        )
         engine.become_writer(generation, name)
         return db, engine, alerts
 
@@ -76,10 +89,18 @@ def test_a_stale_instance_never_replaces_a_newer_generations_backup_anywhere(tmp
 
 def test_a_restore_by_a_person_is_what_a_new_instance_brings_back(tmp_path, fake, monkeypatch):
     import telebot
+
     monkeypatch.setattr(telebot.apihelper, "API_URL", fake.url + "/bot{0}/{1}")
     monkeypatch.setattr(telebot.apihelper, "FILE_URL", fake.url + "/file/bot{0}/{1}")
-    settings = load_settings({"BOT_TOKEN": fake.token, "TELEGRAM_API_URL": fake.url, "ADMIN_IDS": "1000",
-                              "DB_PATH": str(tmp_path / "one" / "bot.db"), "BACKUP_CHAT_ID": str(CHAT)})
+    settings = load_settings(
+        {
+            "BOT_TOKEN": fake.token,
+            "TELEGRAM_API_URL": fake.url,
+            "ADMIN_IDS": "1000",
+            "DB_PATH": str(tmp_path / "one" / "bot.db"),
+            "BACKUP_CHAT_ID": str(CHAT),
+        }
+    )
     db = database.open_database(settings.db_path)
     db.migrate()
     engine = BackupEngine(db, settings, offsite_destinations(settings))
@@ -89,8 +110,15 @@ def test_a_restore_by_a_person_is_what_a_new_instance_brings_back(tmp_path, fake
     db.track_message(2, None, "N", 2, "message", NOW, NOW)
     engine.restore(Path(chosen.location))  # back to user 1 only
     db.close()
-    empty_disk = load_settings({**{"BOT_TOKEN": fake.token, "TELEGRAM_API_URL": fake.url, "ADMIN_IDS": "1000",
-                                   "BACKUP_CHAT_ID": str(CHAT)}, "DB_PATH": str(tmp_path / "two" / "bot.db")})
+    empty_disk = load_settings(
+        {
+            "BOT_TOKEN": fake.token,
+            "TELEGRAM_API_URL": fake.url,
+            "ADMIN_IDS": "1000",
+            "BACKUP_CHAT_ID": str(CHAT),
+            "DB_PATH": str(tmp_path / "two" / "bot.db"),
+        }
+    )
     db, engine, report = startup.prepare_database(empty_disk, offsite_destinations(empty_disk))
     report.lock.release()
     assert report.restored.reason == "restore"
@@ -102,11 +130,20 @@ def test_a_knock_never_costs_the_writer_a_backup_or_its_head(tmp_path, fake, s3_
     """The race a knock in the writer's head lost to: the waiting instance reads the chat's
     index, the writer publishes its final backup, the waiting instance writes back what it read."""
     import telebot
+
     from backup_format import Knock
+
     monkeypatch.setattr(telebot.apihelper, "API_URL", fake.url + "/bot{0}/{1}")
     monkeypatch.setattr(telebot.apihelper, "FILE_URL", fake.url + "/file/bot{0}/{1}")
-    env = {"BOT_TOKEN": fake.token, "TELEGRAM_API_URL": fake.url, "ADMIN_IDS": "1000", "BACKUP_CHAT_ID": str(CHAT),
-           "S3_BUCKET": s3_server.bucket, "S3_PREFIX": s3_env, "S3_ENDPOINT_URL": s3_server.endpoint_url}
+    env = {
+        "BOT_TOKEN": fake.token,
+        "TELEGRAM_API_URL": fake.url,
+        "ADMIN_IDS": "1000",
+        "BACKUP_CHAT_ID": str(CHAT),
+        "S3_BUCKET": s3_server.bucket,
+        "S3_PREFIX": s3_env,
+        "S3_ENDPOINT_URL": s3_server.endpoint_url,
+    }
     writer_settings = load_settings({**env, "DB_PATH": str(tmp_path / "a" / "bot.db")})
     db = database.open_database(writer_settings.db_path)
     db.migrate()
@@ -117,18 +154,17 @@ def test_a_knock_never_costs_the_writer_a_backup_or_its_head(tmp_path, fake, s3_
     writer.create("manual")
 
     waiting = offsite_destinations(load_settings({**env, "DB_PATH": str(tmp_path / "b" / "bot.db")}))
-    chat, bucket = waiting
+    chat, _bucket = waiting
     stale_pin = chat._pinned()  # what the waiting instance read, before the writer's final backup
     chat._pinned = lambda: stale_pin
     final = writer.create("handover").info  # the writer hands over meanwhile: head 'final'
     for destination in waiting:
-        destination.knock(Knock("instance-b", datetime(2026, 11, 26, 12, 0, 1, tzinfo=timezone.utc)))
+        destination.knock(Knock("instance-b", datetime(2026, 11, 26, 12, 0, 1, tzinfo=UTC)))
 
     for destination in offsite_destinations(writer_settings):  # what anyone reads now
         assert destination.read_head().state == "final" and destination.read_head().writer == "writer-a"
         assert final.sha256 in {b.sha256 for b in destination.list()}
-        assert destination.read_knock() == Knock("instance-b", datetime(2026, 11, 26, 12, 0, 1,
-                                                                         tzinfo=timezone.utc))
+        assert destination.read_knock() == Knock("instance-b", datetime(2026, 11, 26, 12, 0, 1, tzinfo=UTC))
     assert "Backup index of" in fake.pinned_message(CHAT)["caption"]  # the people's text kept
     writer.create("manual")  # the writer's next index: the request is gone from the chat
     assert offsite_destinations(writer_settings)[0].read_knock() is None
@@ -136,6 +172,7 @@ def test_a_knock_never_costs_the_writer_a_backup_or_its_head(tmp_path, fake, s3_
 
 
 # --- end to end: real processes, each on its own empty disk --------------------------------------
+
 
 class Users:
     """People writing to the bot all along: each new user sends /start and waits for the answer.
@@ -252,8 +289,11 @@ def test_a_killed_writer_loses_at_most_the_on_change_window(fake, run_bot):
     for _ in range(6):
         users.one()
     first.wait_for_log("change backup backup-", timeout=30)  # within BACKUP_AFTER_CHANGE_SECONDS
-    fake.wait_for(lambda: len(chat_index(fake, CHAT)["backups"]) and chat_index(fake, CHAT)["rolling"],
-                  30, "the on-change backup in the chat")
+    fake.wait_for(
+        lambda: len(chat_index(fake, CHAT)["backups"]) and chat_index(fake, CHAT)["rolling"],
+        30,
+        "the on-change backup in the chat",
+    )
     first.kill()  # SIGKILL: no hand-over, no shutdown backup
     second = run_bot(folder="b", HANDOVER_WAIT_SECONDS="1", **SETTINGS)
     serving(second)
@@ -299,6 +339,7 @@ def test_the_network_down_longer_than_the_wait_starts_paused_and_lifts_the_pause
 @pytest.mark.e2e
 def test_while_it_waits_for_a_frozen_writer_the_health_endpoint_says_so(fake, run_bot):
     from test_end_to_end import free_port, health
+
     first = run_bot(folder="a", **SETTINGS)
     first.wait_for_log("bot started:")
     Users(fake, first_id=500).one()
@@ -338,33 +379,41 @@ def test_a_writer_whose_data_is_not_off_the_machine_yet_is_waited_for(tmp_path, 
     assert users_in(second.db_path) == {601, 602}
 
 
-@pytest.mark.parametrize("restored, head, free", [
-    (None, None, True),  # nothing anywhere: a new deployment
-    (None, ("writing", 3, 0), False),  # a writer announced itself, with nothing off the machine yet
-    (None, ("final", 3, 0), True),
-    (("manual", 0), None, False),  # not final: its writer may still run
-    (("shutdown", 0), None, True),
-    (("handover", 0), ("final", 3, 0), True),  # the head's final is the one restored
-    (("shutdown", 0), ("writing", 4, 10), False),  # someone announced themselves since
-    (("shutdown", 0), ("final", 4, 10), False),  # a newer final exists (it could not be restored)
-    (("shutdown", 20), ("writing", 3, 10), True),  # the claim came before this final
-])
+@pytest.mark.parametrize(
+    "restored, head, free",
+    [
+        (None, None, True),  # nothing anywhere: a new deployment
+        (None, ("writing", 3, 0), False),  # a writer announced itself, with nothing off the machine yet
+        (None, ("final", 3, 0), True),
+        (("manual", 0), None, False),  # not final: its writer may still run
+        (("shutdown", 0), None, True),
+        (("handover", 0), ("final", 3, 0), True),  # the head's final is the one restored
+        (("shutdown", 0), ("writing", 4, 10), False),  # someone announced themselves since
+        (("shutdown", 0), ("final", 4, 10), False),  # a newer final exists (it could not be restored)
+        (("shutdown", 20), ("writing", 3, 10), True),  # the claim came before this final
+    ],
+)
 def test_when_an_instance_may_serve_at_once(restored, head, free):
     from datetime import timedelta
 
     from backup_format import BackupInfo, Head
     from lifecycle import Lifecycle
+
     at = lambda seconds: NOW + timedelta(seconds=seconds)  # noqa: E731
     info = BackupInfo(at(restored[1]), restored[0], 2, {}, "", 0, generation=3) if restored else None
-    current = Head(head[1], "other", head[0], at(head[2]), at(head[2]) if head[0] == "final" else None) \
-        if head else None
+    current = (
+        Head(head[1], "other", head[0], at(head[2]), at(head[2]) if head[0] == "final" else None)
+        if head
+        else None
+    )
     assert Lifecycle._free(info, current) is free
 
 
 def test_a_writer_heeds_only_a_recent_knock_of_another_instance_made_since_it_serves():
     from backup_format import Knock
     from lifecycle import KNOCK_FRESH_SECONDS, asks_for_handover
-    since = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+
+    since = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
     now = since + timedelta(minutes=5)
     fresh = now - timedelta(seconds=1)
     assert asks_for_handover(Knock("new", fresh), "me", since, now)
@@ -376,23 +425,36 @@ def test_a_writer_heeds_only_a_recent_knock_of_another_instance_made_since_it_se
 
 
 @pytest.mark.e2e
-def test_a_writer_that_handed_over_to_an_instance_that_died_serves_again(tmp_path, fake, run_bot, monkeypatch):
+def test_a_writer_that_handed_over_to_an_instance_that_died_serves_again(
+    tmp_path, fake, run_bot, monkeypatch
+):
     import telebot
-    from backup_format import Knock
-    from test_webhook import webhook_env
     from test_end_to_end import free_port
+    from test_webhook import webhook_env
+
+    from backup_format import Knock
+
     monkeypatch.setattr(telebot.apihelper, "API_URL", fake.url + "/bot{0}/{1}")
     # (no on-change backups: each rewrites the index, and with it the caption a knock is on)
-    writer = run_bot(folder="a", **{**webhook_env(free_port()), "HANDOVER_WAIT_SECONDS": "1",
-                                    "BACKUP_AFTER_CHANGE_SECONDS": "0"})
+    writer = run_bot(
+        folder="a",
+        **{**webhook_env(free_port()), "HANDOVER_WAIT_SECONDS": "1", "BACKUP_AFTER_CHANGE_SECONDS": "0"},
+    )
     writer.wait_for_log("bot started:")  # its startup backup, which rewrites the index, is done
     users = Users(fake)
     users.one()
     # An instance of a deploy that was then cancelled: it knocks, and is gone.
-    chat = offsite_destinations(load_settings({"BOT_TOKEN": fake.token, "TELEGRAM_API_URL": fake.url,
-                                               "DB_PATH": str(tmp_path / "gone" / "bot.db"),
-                                               "BACKUP_CHAT_ID": str(CHAT)}))[0]
-    chat.knock(Knock("gone-instance", datetime.now(timezone.utc)))
+    chat = offsite_destinations(
+        load_settings(
+            {
+                "BOT_TOKEN": fake.token,
+                "TELEGRAM_API_URL": fake.url,
+                "DB_PATH": str(tmp_path / "gone" / "bot.db"),
+                "BACKUP_CHAT_ID": str(CHAT),
+            }
+        )
+    )[0]
+    chat.knock(Knock("gone-instance", datetime.now(UTC)))
     writer.wait_for_log("gone-instance asks this instance to hand over", timeout=30)
     writer.wait_for_log("passive:")
     writer.wait_for_log("Nobody took over", timeout=60)

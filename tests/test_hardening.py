@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 import zstandard
+from bot_process import PROJECT
+from conftest import NOW
 
 import database
 import startup
 from backup_format import SKIPPABLE_MAGIC, file_name
-from bot_process import PROJECT
 from config import load_settings
-from conftest import NOW
 
 BACKUP = str(PROJECT / "backup.py")
 CURRENT = len(database.find_migrations())
@@ -47,9 +47,15 @@ def header_of(db_file: Path) -> dict:
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
         counts = {t: conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
     data = db_file.read_bytes()
-    return {"format": "telegram-bot-backup/1", "created_at": NOW.isoformat(), "reason": "manual",
-            "schema_version": version, "row_counts": counts,
-            "sha256": hashlib.sha256(data).hexdigest(), "db_size": len(data)}
+    return {
+        "format": "telegram-bot-backup/1",
+        "created_at": NOW.isoformat(),
+        "reason": "manual",
+        "schema_version": version,
+        "row_counts": counts,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "db_size": len(data),
+    }
 
 
 def backup_file(target: Path, header, content: bytes) -> Path:
@@ -61,8 +67,9 @@ def backup_file(target: Path, header, content: bytes) -> Path:
 
 
 def packed(tmp_path: Path, db_file: Path, **changes) -> Path:
-    return backup_file(tmp_path / file_name(NOW, "manual"), {**header_of(db_file), **changes},
-                       db_file.read_bytes())
+    return backup_file(
+        tmp_path / file_name(NOW, "manual"), {**header_of(db_file), **changes}, db_file.read_bytes()
+    )
 
 
 def with_header(tmp_path: Path, **changes) -> Path:
@@ -82,8 +89,7 @@ def expansion_bomb(tmp_path: Path) -> Path:
 
 def declared_bomb(tmp_path: Path) -> Path:
     db_file = bot_database(tmp_path / "ok.db")
-    return backup_file(tmp_path / "bomb.db.zst", {**header_of(db_file), "db_size": 1 << 43},
-                       bytes(8 * MB))
+    return backup_file(tmp_path / "bomb.db.zst", {**header_of(db_file), "db_size": 1 << 43}, bytes(8 * MB))
 
 
 def age_file(tmp_path: Path, work_factor: int) -> Path:
@@ -91,15 +97,28 @@ def age_file(tmp_path: Path, work_factor: int) -> Path:
     body = base64.b64encode(os.urandom(32)).rstrip(b"=")
     mac = base64.b64encode(os.urandom(32)).rstrip(b"=")
     path = tmp_path / "extreme.db.zst.age"
-    path.write_bytes(b"age-encryption.org/v1\n-> scrypt " + salt + b" %d\n" % work_factor + body
-                     + b"\n--- " + mac + b"\n" + os.urandom(4096))
+    path.write_bytes(
+        b"age-encryption.org/v1\n-> scrypt "
+        + salt
+        + b" %d\n" % work_factor
+        + body
+        + b"\n--- "
+        + mac
+        + b"\n"
+        + os.urandom(4096)
+    )
     return path
 
 
 def sealed_file(tmp_path: Path, work_factor: int, salt: bytes = b"c2FsdHNhbHRzYWx0c2FsdA") -> Path:
     path = tmp_path / "extreme.db.zst.sealed"
-    path.write_bytes(b"telegram-bot-backup-sealed/1\nscrypt " + salt + b" %d\n" % work_factor
-                     + b"age-encryption.org/v1\n" + os.urandom(4096))
+    path.write_bytes(
+        b"telegram-bot-backup-sealed/1\nscrypt "
+        + salt
+        + b" %d\n" % work_factor
+        + b"age-encryption.org/v1\n"
+        + os.urandom(4096)
+    )
     return path
 
 
@@ -116,43 +135,76 @@ CRAFTED = {
     "a bomb that declares 8 TB": (declared_bomb, "not enough disk space to unpack the backup"),
     "foreign columns under the right table names": (
         lambda t: packed(t, bot_database(t / "f.db", version=0, users=(), extra_sql=FOREIGN_COLUMNS)),
-        "not a backup of this bot"),
+        "not a backup of this bot",
+    ),
     "an extra trigger": (
-        lambda t: packed(t, bot_database(t / "t.db", extra_sql=(
-            "CREATE TRIGGER rewrite AFTER INSERT ON tracking BEGIN "
-            "UPDATE users SET blocked_until = '2999-01-01 00:00:00'; END"))),
-        "holds a trigger rewrite"),
+        lambda t: packed(
+            t,
+            bot_database(
+                t / "t.db",
+                extra_sql=(
+                    "CREATE TRIGGER rewrite AFTER INSERT ON tracking BEGIN "
+                    "UPDATE users SET blocked_until = '2999-01-01 00:00:00'; END"
+                ),
+            ),
+        ),
+        "holds a trigger rewrite",
+    ),
     "an extra view": (
-        lambda t: packed(t, bot_database(t / "v.db", extra_sql="CREATE VIEW everyone AS SELECT * FROM users")),
-        "holds a view everyone"),
+        lambda t: packed(
+            t, bot_database(t / "v.db", extra_sql="CREATE VIEW everyone AS SELECT * FROM users")
+        ),
+        "holds a view everyone",
+    ),
     "an old schema version over existing tables": (
         lambda t: packed(t, bot_database(t / "o.db", extra_sql="PRAGMA user_version = 1")),
-        "holds a table bot_state that schema version 1"),
+        "holds a table bot_state that schema version 1",
+    ),
     "a header with an impossible date": (
-        lambda t: with_header(t, created_at="2026-13-45T00:00:00+00:00"), "header is damaged (date)"),
+        lambda t: with_header(t, created_at="2026-13-45T00:00:00+00:00"),
+        "header is damaged (date)",
+    ),
     "a header with a date before the year 1": (
-        lambda t: with_header(t, created_at="0001-01-01T00:00:00+14:00"), "header is damaged (date)"),
+        lambda t: with_header(t, created_at="0001-01-01T00:00:00+14:00"),
+        "header is damaged (date)",
+    ),
     "a header with a date without a zone": (
-        lambda t: with_header(t, created_at="2026-11-26T12:00:00"), "header is damaged (date)"),
+        lambda t: with_header(t, created_at="2026-11-26T12:00:00"),
+        "header is damaged (date)",
+    ),
     "a header nested a hundred thousand deep": (
-        lambda t: raw_header(t, b'{"format": "telegram-bot-backup/1", "row_counts": '
-                             + b"[" * 100_000 + b"]" * 100_000 + b"}"), "header is damaged"),
+        lambda t: raw_header(
+            t, b'{"format": "telegram-bot-backup/1", "row_counts": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+        ),
+        "header is damaged",
+    ),
     "a header with an infinite size": (
-        lambda t: raw_header(t, json.dumps({**header_of(bot_database(t / "i.db")),
-                                            "db_size": float("inf")}).encode()), "header is damaged (size)"),
+        lambda t: raw_header(
+            t, json.dumps({**header_of(bot_database(t / "i.db")), "db_size": float("inf")}).encode()
+        ),
+        "header is damaged (size)",
+    ),
     "a header with a negative row count": (
         lambda t: with_header(t, row_counts={"users": -1, "tracking": 2, "bot_state": 0}),
-        "header is damaged (row counts)"),
+        "header is damaged (row counts)",
+    ),
     "a header that is a list": (lambda t: raw_header(t, b"[1, 2, 3]"), "not a JSON object"),
     "a header that is not UTF-8": (
         lambda t: raw_header(t, '{"format": "telegram-bot-backup/1", "reason": "café"}'.encode("latin-1")),
-        "header is damaged (not readable JSON)"),
+        "header is damaged (not readable JSON)",
+    ),
     "an age file with an extreme work factor": (
-        lambda t: age_file(t, 40), "refused: decrypting this backup would take"),
+        lambda t: age_file(t, 40),
+        "refused: decrypting this backup would take",
+    ),
     "a sealed file with an extreme work factor": (
-        lambda t: sealed_file(t, 31), "refused: decrypting this backup would take"),
+        lambda t: sealed_file(t, 31),
+        "refused: decrypting this backup would take",
+    ),
     "a sealed file with a damaged header": (
-        lambda t: sealed_file(t, 15, salt=b"not base64 at all!!!!!"), "encryption header is not readable"),
+        lambda t: sealed_file(t, 15, salt=b"not base64 at all!!!!!"),
+        "encryption header is not readable",
+    ),
 }
 
 
@@ -167,13 +219,17 @@ def live(tmp_path):
 def fingerprint(db_path: Path) -> dict:
     """Every file beside the live database (the database, -wal, -shm, backups), with its bytes."""
     folder = db_path.parent
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "bot.db.lock"}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "bot.db.lock"
+    }
 
 
 def run(env, *args):
-    return subprocess.run([sys.executable, BACKUP, *args], env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, BACKUP, *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.mark.parametrize("kind", list(CRAFTED))
@@ -205,17 +261,25 @@ def test_restoring_the_live_file_onto_itself_is_refused_at_once(live):
 
 
 def test_at_startup_a_crafted_newest_backup_is_passed_over_for_the_next(tmp_path):
-    settings = load_settings({"BOT_TOKEN": "123456:AAbbCCddEEffGGhhIIjjKKll",
-                              "DB_PATH": str(tmp_path / "data" / "bot.db"), "BACKUP_CHAT_ID": "off"})
+    settings = load_settings(
+        {
+            "BOT_TOKEN": "123456:AAbbCCddEEffGGhhIIjjKKll",
+            "DB_PATH": str(tmp_path / "data" / "bot.db"),
+            "BACKUP_CHAT_ID": "off",
+        }
+    )
     good = bot_database(tmp_path / "good.db", users=(7, 8))
     backups = Path(settings.backup_dir)
     backups.mkdir(parents=True)
     older = NOW.replace(hour=11)
-    backup_file(backups / file_name(older, "manual"), {**header_of(good), "created_at": older.isoformat()},
-                good.read_bytes())
+    backup_file(
+        backups / file_name(older, "manual"),
+        {**header_of(good), "created_at": older.isoformat()},
+        good.read_bytes(),
+    )
     bomb = expansion_bomb(tmp_path)
     bomb.rename(backups / file_name(NOW, "scheduled"))
-    db, engine, report = startup.prepare_database(settings)
+    db, _engine, report = startup.prepare_database(settings)
     report.lock.release()
     assert report.restored is not None and report.restored.row_counts["users"] == 2
     (passed,) = report.passed_over

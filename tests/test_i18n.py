@@ -3,7 +3,7 @@ compiled catalogs are the ones the translators wrote, and values read right in e
 
 import gettext
 import unicodedata
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -20,15 +20,18 @@ from i18n import FSI, LANGUAGE_LABELS, PDI, Code, Reader, Size, Text, language_o
 PROJECT = Path(__file__).resolve().parent.parent
 LOCALES = PROJECT / "locales"
 TRANSLATED = [language for language in LANGUAGES if language != "en"]  # English is the msgids
-NOON = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+NOON = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 TEHRAN = ZoneInfo("Asia/Tehran")
 
 
 def source_texts() -> set[str]:
     """Every text the bot's modules mark for people, as `pybabel extract -F babel.cfg` finds it."""
-    found = extract_from_dir(str(PROJECT), method_map=[("*.py", "python")],
-                             keywords={"Text": None, "N_": None},
-                             directory_filter=lambda path: Path(path).resolve() == PROJECT)
+    found = extract_from_dir(
+        str(PROJECT),
+        method_map=[("*.py", "python")],
+        keywords={"Text": None, "N_": None},
+        directory_filter=lambda path: Path(path).resolve() == PROJECT,
+    )
     return {message for _, _, message, _, _ in found}
 
 
@@ -85,8 +88,10 @@ def test_times_are_in_the_readers_zone_named_and_for_persian_readers_in_the_sola
     assert Reader("en").time(NOON) == "2026-11-26 12:00 UTC"
     # 26 November 2026 is 5 Azar 1405 in the Solar Hijri calendar
     assert Reader("fa", TEHRAN).time(NOON) == "۵ آذر ۱۴۰۵، ۱۵:۳۰ (Asia/Tehran)"
-    assert Reader("fa", TEHRAN).time(datetime(2027, 3, 20, 21, 0, tzinfo=timezone.utc)) \
-        == "۱ فروردین ۱۴۰۶، ۰۰:۳۰ (Asia/Tehran)"  # Nowruz begins in Tehran before it does in UTC
+    assert (
+        Reader("fa", TEHRAN).time(datetime(2027, 3, 20, 21, 0, tzinfo=UTC))
+        == "۱ فروردین ۱۴۰۶، ۰۰:۳۰ (Asia/Tehran)"
+    )  # Nowruz begins in Tehran before it does in UTC
 
 
 def test_sizes_ages_and_numbers_in_persian_words_and_digits():
@@ -98,17 +103,23 @@ def test_sizes_ages_and_numbers_in_persian_words_and_digits():
 
 
 def test_in_persian_every_value_is_isolated_so_it_keeps_its_own_order():
-    text = Text("✅ Backup {name}: {size} in {seconds} s; stored in {places}",
-                name=Code("backup-20261126T120000000Z-manual.db.zst"), size=Size(2048), seconds=1.5,
-                places=Code("local, telegram"))
+    text = Text(
+        "✅ Backup {name}: {size} in {seconds} s; stored in {places}",
+        name=Code("backup-20261126T120000000Z-manual.db.zst"),
+        size=Size(2048),
+        seconds=1.5,
+        places=Code("local, telegram"),
+    )
     shown = Reader("fa")(text)
     assert f"{FSI}backup-20261126T120000000Z-manual.db.zst{PDI}" in shown
     assert f"{FSI}۲٫۰ کیلوبایت{PDI}" in shown and f"{FSI}۱٫۵{PDI}" in shown
     assert shown.startswith("✅") and "Backup" not in shown  # the sentence is Persian
     assert FSI not in Reader("en")(text)  # left-to-right text needs no marks...
     # ...but a right-to-left value in it does: a Persian name first would turn the line around
-    assert Reader("en")(Text("• {user}: {count} actions", user=Code("علی · 7001"), count=4)) \
+    assert (
+        Reader("en")(Text("• {user}: {count} actions", user=Code("علی · 7001"), count=4))
         == f"• {FSI}علی · 7001{PDI}: 4 actions"
+    )
 
 
 @given(st.text())
@@ -116,12 +127,25 @@ def test_no_value_from_outside_can_reverse_or_escape_its_isolation(hostile):
     """A user's name, a file name or an admin's reason may hold direction controls (RLO, PDI...):
     each value stays one isolated run, whatever it holds."""
     for language in LANGUAGES:
-        shown = Reader(language)(Text("User {user} is blocked until {until} ({reason}).",
-                                      user=Code(hostile), until=NOON, reason=hostile))
+        shown = Reader(language)(
+            Text(
+                "User {user} is blocked until {until} ({reason}).",
+                user=Code(hostile),
+                until=NOON,
+                reason=hostile,
+            )
+        )
         depth = 0
         for char in shown:
-            if char in (FSI, PDI) or unicodedata.bidirectional(char) in ("LRE", "RLE", "LRO", "RLO", "PDF",
-                                                                          "LRI", "RLI"):
+            if char in (FSI, PDI) or unicodedata.bidirectional(char) in (
+                "LRE",
+                "RLE",
+                "LRO",
+                "RLO",
+                "PDF",
+                "LRI",
+                "RLI",
+            ):
                 assert char in (FSI, PDI), f"a direction control from outside: {char!r}"
                 depth += 1 if char == FSI else -1
                 assert depth in (0, 1), "an isolate closed that was not opened, or nested"
@@ -134,12 +158,19 @@ def test_several_texts_render_line_by_line_and_plain_strings_stay_as_they_are():
     assert str(lines(Text("Users: {count}", count=3))) == "Users: 3"  # English: what logs carry
 
 
-@pytest.mark.parametrize("chosen, telegram, default, expected", [
-    ("en", "fa", "fa", "en"),  # their own choice first
-    (None, "fa", "en", "fa"), (None, "fa-IR", "en", "fa"), (None, "FA", "en", "fa"),
-    (None, "en-GB", "fa", "en"),
-    (None, None, "fa", "fa"), (None, "de", "fa", "fa"), (None, "", "en", "en"),  # else the default
-    ("xx", "de", "fa", "fa"),  # a stored value the bot no longer offers is no choice
-])
+@pytest.mark.parametrize(
+    "chosen, telegram, default, expected",
+    [
+        ("en", "fa", "fa", "en"),  # their own choice first
+        (None, "fa", "en", "fa"),
+        (None, "fa-IR", "en", "fa"),
+        (None, "FA", "en", "fa"),
+        (None, "en-GB", "fa", "en"),
+        (None, None, "fa", "fa"),
+        (None, "de", "fa", "fa"),
+        (None, "", "en", "en"),  # else the default
+        ("xx", "de", "fa", "fa"),  # a stored value the bot no longer offers is no choice
+    ],
+)
 def test_the_language_is_their_choice_else_telegrams_else_the_default(chosen, telegram, default, expected):
     assert language_of(chosen, telegram, default) == expected

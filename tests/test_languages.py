@@ -2,13 +2,13 @@
 reads the language Telegram reports for them until they choose; an admin's panel follows their
 choice, and a label in either language brings its screen, before and after a restart."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from bot_process import ADMIN_ID
 
 import admin_panel as panel
-from bot_process import ADMIN_ID
 from i18n import LANGUAGE_LABELS, Reader
 
 pytestmark = pytest.mark.e2e
@@ -17,8 +17,7 @@ FA, EN = Reader("fa", TEHRAN), Reader("en", TEHRAN)
 PERSIAN = next(label for label, language in LANGUAGE_LABELS.items() if language == "fa")
 ENGLISH = next(label for label, language in LANGUAGE_LABELS.items() if language == "en")
 USER, SWITCHER = 5151, 5252
-HELLO = ("Hello, {name}! You are registered; your Telegram user id is {id}. Send /help to see what I can "
-         "do.")
+HELLO = "Hello, {name}! You are registered; your Telegram user id is {id}. Send /help to see what I can do."
 
 
 def words(reader: Reader, msgid: str) -> str:
@@ -32,9 +31,18 @@ def say(fake, chat, text, expect, language_code=None):
     """Send `text` as the user in `chat`; the bot's first reply after it containing `expect`."""
     seen = len(fake.messages(chat))
     fake.send_text(chat, text, language_code=language_code)
-    return fake.wait_for(lambda: next((m for m in fake.messages(chat)[seen:]
-                                       if m["from"]["is_bot"] and expect in (m.get("text") or m.get("caption") or "")),
-                                      None), 20, f"a reply to {text!r} containing {expect!r}")
+    return fake.wait_for(
+        lambda: next(
+            (
+                m
+                for m in fake.messages(chat)[seen:]
+                if m["from"]["is_bot"] and expect in (m.get("text") or m.get("caption") or "")
+            ),
+            None,
+        ),
+        20,
+        f"a reply to {text!r} containing {expect!r}",
+    )
 
 
 def buttons(message):
@@ -50,9 +58,10 @@ def test_a_persian_user_reads_persian_with_solar_hijri_times_and_a_choice_surviv
 
     # the admin writes in English; the user is told in Persian, the time in Tehran's zone and calendar
     say(fake, ADMIN_ID, f"/block {USER} 60 spam", "is blocked until")
-    notice = fake.wait_for_message(USER, words(FA, "You are blocked until {until} ({reason}); messages "
-                                                   "until then are ignored."))["text"]
-    until_date = FA.time(datetime.now(timezone.utc) + timedelta(minutes=60)).split("،")[0]
+    notice = fake.wait_for_message(
+        USER, words(FA, "You are blocked until {until} ({reason}); messages until then are ignored.")
+    )["text"]
+    until_date = FA.time(datetime.now(UTC) + timedelta(minutes=60)).split("،")[0]
     assert until_date in notice and "(Asia/Tehran)" in notice and "spam" in notice
     say(fake, ADMIN_ID, f"/unblock {USER}", "is unblocked")
 
@@ -68,21 +77,33 @@ def test_a_persian_user_reads_persian_with_solar_hijri_times_and_a_choice_surviv
 
 # Each label of the panel, pressed in Persian, and the words its answer starts with.
 ANSWERS = [
-    (panel.STATISTICS, "📊 Statistics"), (panel.USERS, "👥 Users"), (panel.BACK, "📊 Statistics"),
-    (panel.CHART, "⏳ Drawing the chart…"), (panel.BACK, "🛠 Admin panel"),
-    (panel.SYSTEM, "⚙️ System"), (panel.JOBS, "🩺 Jobs"),
-    (panel.BACKUP, "💾 Backup"), (panel.REFRESH, "💾 Backup"), (panel.CREATE, "⏳ Working on a backup…"),
-    (panel.LIST, "🗂 Backups, newest first:"), (panel.DOWNLOAD, "⏳ Preparing the newest backup…"),
+    (panel.STATISTICS, "📊 Statistics"),
+    (panel.USERS, "👥 Users"),
+    (panel.BACK, "📊 Statistics"),
+    (panel.CHART, "⏳ Drawing the chart…"),
+    (panel.BACK, "🛠 Admin panel"),
+    (panel.SYSTEM, "⚙️ System"),
+    (panel.JOBS, "🩺 Jobs"),
+    (panel.BACKUP, "💾 Backup"),
+    (panel.REFRESH, "💾 Backup"),
+    (panel.CREATE, "⏳ Working on a backup…"),
+    (panel.LIST, "🗂 Backups, newest first:"),
+    (panel.DOWNLOAD, "⏳ Preparing the newest backup…"),
     (panel.RESTORE, "♻️ Restore: choose a backup, or send a backup file here as a document."),
-    (panel.BACK, "💾 Backup"), (panel.BACK, "⚙️ System"), (panel.BACK, "🛠 Admin panel"),
-    (panel.LANGUAGE, "Choose your language:"), (panel.BACK, "🛠 Admin panel"),
+    (panel.BACK, "💾 Backup"),
+    (panel.BACK, "⚙️ System"),
+    (panel.BACK, "🛠 Admin panel"),
+    (panel.LANGUAGE, "Choose your language:"),
+    (panel.BACK, "🛠 Admin panel"),
 ]
 
 
 def test_an_admin_switches_the_panel_to_persian_and_labels_in_either_language_keep_working(fake, run_bot):
     bot = run_bot()
     opened = say(fake, ADMIN_ID, "/admin", "🛠 Admin panel")
-    assert buttons(opened) == [EN.gettext(label) for label in (panel.STATISTICS, panel.SYSTEM, panel.LANGUAGE)]
+    assert buttons(opened) == [
+        EN.gettext(label) for label in (panel.STATISTICS, panel.SYSTEM, panel.LANGUAGE)
+    ]
     say(fake, ADMIN_ID, EN.gettext(panel.LANGUAGE), "Choose your language:")
     switched = say(fake, ADMIN_ID, PERSIAN, words(FA, "✅ Language: English"))
     keyboard = buttons(switched)
@@ -103,8 +124,16 @@ def test_an_admin_switches_the_panel_to_persian_and_labels_in_either_language_ke
     seen = len(fake.messages(ADMIN_ID))
     bot.start()
     # told in Persian: the choice came back with the restore, before the admins were told
-    fake.wait_for_message(ADMIN_ID, words(FA, "♻️ Restored at startup ({why}): {name} from {destination}, "
-                                              "taken {when} ({age} old), {rows} rows."), after=seen, timeout=20)
+    fake.wait_for_message(
+        ADMIN_ID,
+        words(
+            FA,
+            "♻️ Restored at startup ({why}): {name} from {destination}, "
+            "taken {when} ({age} old), {rows} rows.",
+        ),
+        after=seen,
+        timeout=20,
+    )
     for label in (panel.SYSTEM, panel.STATISTICS):  # and after a restart, in both languages
         for reader in (EN, FA):
             say(fake, ADMIN_ID, reader.gettext(label), words(FA, dict(ANSWERS)[label]))

@@ -43,10 +43,15 @@ def test_alerts_to_admins_carry_no_secret(fake, monkeypatch):
 
     import messaging
     from config import load_settings
+
     monkeypatch.setattr(telebot.apihelper, "API_URL", fake.url + "/bot{0}/{1}")
     settings = load_settings({"BOT_TOKEN": fake.token, "ADMIN_IDS": "7,8", "BACKUP_PASSPHRASE": "hunter2"})
-    messaging.alert_admins(telebot.TeleBot(fake.token), settings, lambda _: Reader("en"),
-                          f"failed: https://api.telegram.org/bot{fake.token}/x with hunter2")
+    messaging.alert_admins(
+        telebot.TeleBot(fake.token),
+        settings,
+        lambda _: Reader("en"),
+        f"failed: https://api.telegram.org/bot{fake.token}/x with hunter2",
+    )
     for admin in (7, 8):
         (message,) = fake.messages(admin)
         assert message["text"] == f"failed: https://api.telegram.org/bot{REDACTED}/x with {REDACTED}"
@@ -57,12 +62,16 @@ def test_admin_panel_replies_carry_no_secret(fake, monkeypatch):
 
     from admin_panel import AdminPanel
     from config import load_settings
+
     monkeypatch.setattr(telebot.apihelper, "API_URL", fake.url + "/bot{0}/{1}")
     settings = load_settings({"BOT_TOKEN": fake.token, "ADMIN_IDS": "7"})
     panel = AdminPanel(telebot.TeleBot(fake.token), None, None, None, settings, Readers(settings), utc_now)
     admin = SimpleNamespace(id=7, language_code=None)
     # what a requests ConnectionError from a panel job says
-    panel.say(SimpleNamespace(chat=admin, from_user=admin), f"❌ Max retries exceeded with url: /bot{fake.token}/getFile")
+    panel.say(
+        SimpleNamespace(chat=admin, from_user=admin),
+        f"❌ Max retries exceeded with url: /bot{fake.token}/getFile",
+    )
     (message,) = fake.messages(7)
     assert message["text"] == f"❌ Max retries exceeded with url: /bot{REDACTED}/getFile"
 
@@ -72,10 +81,18 @@ def test_every_credential_is_a_secret_session_tokens_and_url_passwords_included(
 
     import messaging
     from config import load_settings
+
     monkeypatch.setattr(telebot.apihelper, "API_URL", fake.url + "/bot{0}/{1}")
-    settings = load_settings({"BOT_TOKEN": fake.token, "ADMIN_IDS": "7", "BACKUP_PASSPHRASE": "pass phrase",
-                              "AWS_SECRET_ACCESS_KEY": "aws-secret-key", "AWS_SESSION_TOKEN": "aws-session-token",
-                              "S3_ENDPOINT_URL": "https://minio:url-password@s3.example.com"})
+    settings = load_settings(
+        {
+            "BOT_TOKEN": fake.token,
+            "ADMIN_IDS": "7",
+            "BACKUP_PASSPHRASE": "pass phrase",
+            "AWS_SECRET_ACCESS_KEY": "aws-secret-key",
+            "AWS_SESSION_TOKEN": "aws-session-token",
+            "S3_ENDPOINT_URL": "https://minio:url-password@s3.example.com",
+        }
+    )
     leaked = "; ".join(["pass phrase", "aws-secret-key", "aws-session-token", "url-password", fake.token])
     messaging.alert_admins(telebot.TeleBot(fake.token), settings, lambda _: Reader("fa"), f"error: {leaked}")
     (message,) = fake.messages(7)

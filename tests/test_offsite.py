@@ -7,17 +7,16 @@ from pathlib import Path
 
 import pytest
 import telebot
+from conftest import NOW, chat_index, newest_backup_message
+from fake_bot_api import FakeBotAPI
 
 import database
 import startup
-from backup_format import BackupError
-from engine import BackupEngine
-from backup_format import SQLITE_MAGIC
-from sealing import SEALED_MAGIC
+from backup_format import SQLITE_MAGIC, BackupError
 from config import load_settings
-from conftest import NOW, chat_index, newest_backup_message
+from engine import BackupEngine
+from sealing import SEALED_MAGIC
 from startup import offsite_destinations
-from fake_bot_api import FakeBotAPI
 
 CHAT = -1001234567890  # a channel the bot is an admin of
 MB = 1 << 20
@@ -32,9 +31,16 @@ def fake(monkeypatch):
 
 
 def settings_for(tmp_path, fake, **env):
-    return load_settings({"BOT_TOKEN": fake.token, "TELEGRAM_API_URL": fake.url,
-                          "DB_PATH": str(tmp_path / "data" / "bot.db"), "ADMIN_IDS": "1000",
-                          "BACKUP_CHAT_ID": str(CHAT), **env})
+    return load_settings(
+        {
+            "BOT_TOKEN": fake.token,
+            "TELEGRAM_API_URL": fake.url,
+            "DB_PATH": str(tmp_path / "data" / "bot.db"),
+            "ADMIN_IDS": "1000",
+            "BACKUP_CHAT_ID": str(CHAT),
+            **env,
+        }
+    )
 
 
 class Setup:
@@ -46,8 +52,12 @@ class Setup:
         self.db = database.open_database(self.settings.db_path)
         self.db.migrate()
         self.alerts = []
-        self.engine = BackupEngine(self.db, self.settings, offsite_destinations(self.settings),
-                                   alert=lambda text: self.alerts.append(str(text)))
+        self.engine = BackupEngine(
+            self.db,
+            self.settings,
+            offsite_destinations(self.settings),
+            alert=lambda text: self.alerts.append(str(text)),
+        )
 
     def add_users(self, *user_ids):
         for user_id in user_ids:
@@ -56,9 +66,11 @@ class Setup:
     def pad(self, megabytes):
         """Users with incompressible names, so the backup file really is that large."""
         with self.db.transaction() as conn:
-            conn.executemany("INSERT INTO users (user_id, username, first_seen, last_seen)"
-                             " VALUES (?, randomblob(?), '2026-11-26', '2026-11-26')",
-                             [(10**9 + n, MB) for n in range(megabytes)])
+            conn.executemany(
+                "INSERT INTO users (user_id, username, first_seen, last_seen)"
+                " VALUES (?, randomblob(?), '2026-11-26', '2026-11-26')",
+                [(10**9 + n, MB) for n in range(megabytes)],
+            )
 
 
 def test_a_backup_is_sent_without_sound_listed_in_the_pinned_index_and_read_back(tmp_path, fake):
@@ -71,7 +83,10 @@ def test_a_backup_is_sent_without_sound_listed_in_the_pinned_index_and_read_back
     assert message["document"]["file_name"] == f"backup_test_bot-{result.info.name}"
     assert "manual" in message["caption"] and "users 2" in message["caption"]
     # a short checksum, for people; the whole one is in the header and the index
-    assert f"sha256 {result.info.sha256[:12]}…" in message["caption"] and result.info.sha256 not in message["caption"]
+    assert (
+        f"sha256 {result.info.sha256[:12]}…" in message["caption"]
+        and result.info.sha256 not in message["caption"]
+    )
     assert fake.requests("getFile") and fake.requests("downloadFile")  # the read-back
     assert fake.file_bytes(message["document"]["file_id"]) == Path(result.info.location).read_bytes()
     assert s.engine.overview().destinations["telegram"].last_success is not None and s.alerts == []
@@ -82,12 +97,15 @@ def test_older_backups_stay_in_the_chat_and_the_index_lists_them_newest_first(tm
     for user_id in (1, 2, 3):
         s.add_users(user_id)
         s.engine.create("manual")
-    backups = [m for m in fake.messages(CHAT) if "-backup-2" in (m.get("document") or {}).get("file_name", "")]
+    backups = [
+        m for m in fake.messages(CHAT) if "-backup-2" in (m.get("document") or {}).get("file_name", "")
+    ]
     assert len(backups) == 3
     listed = s.engine.listing(only="telegram").backups
     assert [info.row_counts["users"] for info in listed] == [3, 2, 1]
-    assert [e["parts"][0]["message_id"] for e in chat_index(fake, CHAT)["backups"]] == \
-        [m["message_id"] for m in reversed(backups)]
+    assert [e["parts"][0]["message_id"] for e in chat_index(fake, CHAT)["backups"]] == [
+        m["message_id"] for m in reversed(backups)
+    ]
 
 
 def test_encrypted_copies_hold_nothing_readable_and_restore_with_the_passphrase(tmp_path, fake):
@@ -141,8 +159,11 @@ def test_a_copy_that_reads_back_wrong_is_a_failure(tmp_path, fake):
 
 def part_messages(fake):
     """The backup documents in the chat that are parts, and their sizes."""
-    return [m for m in fake.messages(CHAT) if ".part" in (m.get("document") or {}).get("file_name", "")
-            and not m.get("deleted")]
+    return [
+        m
+        for m in fake.messages(CHAT)
+        if ".part" in (m.get("document") or {}).get("file_name", "") and not m.get("deleted")
+    ]
 
 
 def test_a_backup_over_the_download_limit_travels_in_parts_and_comes_back_whole(tmp_path, fake):
@@ -196,8 +217,9 @@ def test_startup_on_an_empty_disk_restores_the_pinned_backup(tmp_path, fake):
     s.db.close()
     empty_disk = settings_for(tmp_path / "new-instance", fake, BACKUP_CHAT_ID=str(CHAT))
     alerts = []
-    db, engine, report = startup.prepare_database(empty_disk, offsite_destinations(empty_disk),
-                                                  alert=lambda text: alerts.append(str(text)))
+    db, _engine, report = startup.prepare_database(
+        empty_disk, offsite_destinations(empty_disk), alert=lambda text: alerts.append(str(text))
+    )
     report.lock.release()
     assert report.restored.destination == "telegram"
     assert db.table_row_counts()["users"] == 3
@@ -213,7 +235,7 @@ def test_startup_takes_the_newest_of_all_destinations_and_survives_a_failing_one
     s.db.close()
     Path(s.settings.db_path).unlink()
     fake.fail_next("getChat", 502, "Bad Gateway")
-    db, engine, report = startup.prepare_database(s.settings, offsite_destinations(s.settings))
+    db, _engine, report = startup.prepare_database(s.settings, offsite_destinations(s.settings))
     report.lock.release()
     assert report.restored.destination == "local" and db.table_row_counts()["users"] == 2
     assert "telegram" in [u.destination for u in report.unreachable]
@@ -228,8 +250,9 @@ def test_an_empty_database_never_buries_a_real_backup(tmp_path, fake):
     new_disk = settings_for(tmp_path / "new-instance", fake, STARTUP_RESTORE_WAIT_SECONDS="0")
     fake.fail_next("getChat", 502, "Bad Gateway")  # Telegram cannot even be asked, and no wait
     alerts = []
-    db, engine, report = startup.prepare_database(new_disk, offsite_destinations(new_disk),
-                                                  alert=lambda text: alerts.append(str(text)))
+    db, engine, report = startup.prepare_database(
+        new_disk, offsite_destinations(new_disk), alert=lambda text: alerts.append(str(text))
+    )
     assert report.restored is None and "Bad Gateway" in report.offsite_paused
     assert any("Nothing is sent off the machine" in a for a in alerts)
     db.track_message(9, None, "N", 9, "message", NOW, NOW)
@@ -262,7 +285,7 @@ def test_after_a_startup_restore_an_unchanged_database_is_not_sent_again(tmp_pat
     s.engine.create("manual")
     s.db.close()
     empty_disk = settings_for(tmp_path / "new-instance", fake)
-    db, engine, report = startup.prepare_database(empty_disk, offsite_destinations(empty_disk))
+    _db, engine, report = startup.prepare_database(empty_disk, offsite_destinations(empty_disk))
     report.lock.release()
     assert engine.create("startup").skipped
     sent = [r for r in fake.requests("sendDocument") if "-backup-2" in r["params"]["document"]["file_name"]]
@@ -272,7 +295,7 @@ def test_after_a_startup_restore_an_unchanged_database_is_not_sent_again(tmp_pat
 def test_a_first_start_before_the_admin_wrote_to_the_bot_is_not_paused(tmp_path, fake):
     settings = settings_for(tmp_path, fake, BACKUP_CHAT_ID="1000")
     fake.fail_next("getChat", 400, "Bad Request: chat not found")
-    db, engine, report = startup.prepare_database(settings, offsite_destinations(settings))
+    _db, _engine, report = startup.prepare_database(settings, offsite_destinations(settings))
     report.lock.release()
     assert report.restored is None and report.offsite_paused is None
     assert report.unreachable == []
@@ -283,8 +306,9 @@ def test_a_copy_whose_bytes_differ_when_read_back_is_a_failure(tmp_path, fake):
     s.add_users(1)
     fake.corrupt_next_download()  # Telegram gives back other bytes than it was sent
     result = s.engine.create("manual")
-    assert re.search(r"read-back failed: .*(differs from the one sent|not what was sent)",
-                     result.failures["telegram"])
+    assert re.search(
+        r"read-back failed: .*(differs from the one sent|not what was sent)", result.failures["telegram"]
+    )
     assert [i.destination for i in result.stored] == ["local"]
     assert len(s.alerts) == 1 and "telegram" in s.alerts[0]
 
@@ -316,7 +340,7 @@ def test_a_truncated_download_is_a_one_line_failure(tmp_path, fake):
     s.engine.create("manual")  # the next one is read back whole
     listed = s.engine.listing(only="telegram").backups[0]
     fake.truncate_next_download()
-    with pytest.raises(BackupError, match="cannot fetch .* from telegram: cannot reach Telegram"):
+    with pytest.raises(BackupError, match=r"cannot fetch .* from telegram: cannot reach Telegram"):
         s.engine.verify(listed)
 
 
@@ -325,12 +349,19 @@ def test_on_change_backups_are_edited_into_one_message_and_a_scheduled_one_retir
     for user in (1, 2, 3):
         s.add_users(user)
         s.engine.create("change")
-    backups = lambda: [m for m in fake.messages(CHAT) if "-backup-2" in (m.get("document") or {}).get("file_name", "")]  # noqa: E731
+
+    def backups():
+        return [
+            m for m in fake.messages(CHAT) if "-backup-2" in (m.get("document") or {}).get("file_name", "")
+        ]
+
     assert len(backups()) == 1  # three on-change backups, one message, edited in place
     index = chat_index(fake, CHAT)
     assert index["rolling"] == [backups()[0]["message_id"]] and len(index["backups"]) == 1
-    assert fake.file_bytes(backups()[0]["document"]["file_id"]) == \
-        Path(s.engine.newest_local().location).read_bytes()  # it holds the newest of them
+    assert (
+        fake.file_bytes(backups()[0]["document"]["file_id"])
+        == Path(s.engine.newest_local().location).read_bytes()
+    )  # it holds the newest of them
     s.add_users(4)
     s.engine.create("scheduled")
     kept = [m for m in backups() if not m.get("deleted")]
@@ -343,6 +374,7 @@ def test_on_change_backups_are_edited_into_one_message_and_a_scheduled_one_retir
 
 def test_the_pause_resolves_itself_once_the_chat_answers(tmp_path, fake):
     import tasks
+
     s = Setup(tmp_path, fake)
     s.add_users(1, 2)
     s.engine.create("manual")  # a real backup in the chat
@@ -351,8 +383,9 @@ def test_the_pause_resolves_itself_once_the_chat_answers(tmp_path, fake):
     empty = settings_for(tmp_path / "new-instance", fake, STARTUP_RESTORE_WAIT_SECONDS="0")
     alerts = []
     deliver = {"ok": False}
-    db, engine, report = startup.prepare_database(empty, offsite_destinations(empty),
-                                                  alert=lambda text: alerts.append(str(text)) or deliver["ok"])
+    db, engine, report = startup.prepare_database(
+        empty, offsite_destinations(empty), alert=lambda text: alerts.append(str(text)) or deliver["ok"]
+    )
     report.lock.release()
     assert report.paused_unreachable and engine.offsite_paused()
     resolve = tasks.PauseResolver(engine, db, lambda text: alerts.append(str(text)) or deliver["ok"])
@@ -367,6 +400,7 @@ def test_the_pause_resolves_itself_once_the_chat_answers(tmp_path, fake):
 
 def test_when_people_wrote_meanwhile_the_admins_are_told_until_the_alert_arrives(tmp_path, fake):
     import tasks
+
     s = Setup(tmp_path, fake)
     s.add_users(1)
     s.engine.create("manual")
@@ -393,23 +427,30 @@ def empty_disk_start(tmp_path, fake, folder="new-instance", **env):
     """A start on an empty disk, with the admins' alerts collected."""
     settings = settings_for(tmp_path / folder, fake, **env)
     alerts = []
-    db, engine, report = startup.prepare_database(settings, offsite_destinations(settings, alert=lambda text: alerts.append(str(text))),
-                                                  alert=lambda text: alerts.append(str(text)))
+    db, _engine, report = startup.prepare_database(
+        settings,
+        offsite_destinations(settings, alert=lambda text: alerts.append(str(text))),
+        alert=lambda text: alerts.append(str(text)),
+    )
     report.lock.release()
     return db, report, alerts
 
 
 @pytest.mark.parametrize("damage", ["a part missing", "a flipped byte", "the wrong passphrase"])
-def test_when_the_newest_backup_is_damaged_the_next_is_restored_and_the_admins_told_why(damage, tmp_path, fake):
+def test_when_the_newest_backup_is_damaged_the_next_is_restored_and_the_admins_told_why(
+    damage, tmp_path, fake
+):
     s = Setup(tmp_path, fake, TELEGRAM_FILE_LIMITS="telegram", BACKUP_PASSPHRASE="right one")
     s.add_users(1)
     s.pad(20)  # 21 users; two parts a backup
     s.engine.create("manual")
     s.add_users(2)
     if damage == "the wrong passphrase":  # sealed with another passphrase (an old one, say)
-        BackupEngine(s.db, settings_for(tmp_path, fake, TELEGRAM_FILE_LIMITS="telegram",
-                                        BACKUP_PASSPHRASE="an old one"),
-                     offsite_destinations(s.settings)).create("manual")
+        BackupEngine(
+            s.db,
+            settings_for(tmp_path, fake, TELEGRAM_FILE_LIMITS="telegram", BACKUP_PASSPHRASE="an old one"),
+            offsite_destinations(s.settings),
+        ).create("manual")
     else:
         s.engine.create("manual")
         newest = part_messages(fake)[-1]  # the second part of the newest backup
@@ -418,12 +459,16 @@ def test_when_the_newest_backup_is_damaged_the_next_is_restored_and_the_admins_t
         else:
             fake.damage_file(newest["document"]["file_id"])
     s.db.close()
-    db, report, alerts = empty_disk_start(tmp_path, fake, TELEGRAM_FILE_LIMITS="telegram",
-                                          BACKUP_PASSPHRASE="right one")
+    db, _report, alerts = empty_disk_start(
+        tmp_path, fake, TELEGRAM_FILE_LIMITS="telegram", BACKUP_PASSPHRASE="right one"
+    )
     assert db.table_row_counts()["users"] == 21  # the backup before the damaged one
     (alert,) = [a for a in alerts if "Restored at startup" in a]
-    reason = {"a part missing": "part 2 of 2: Telegram would not", "a flipped byte": "part 2 of 2 is damaged",
-              "the wrong passphrase": "wrong BACKUP_PASSPHRASE"}[damage]
+    reason = {
+        "a part missing": "part 2 of 2: Telegram would not",
+        "a flipped byte": "part 2 of 2 is damaged",
+        "the wrong passphrase": "wrong BACKUP_PASSPHRASE",
+    }[damage]
     assert "A newer backup was passed over:" in alert and reason in alert
     db.close()
 
@@ -460,16 +505,28 @@ def legacy_pinned_backup(fake, tmp_path, file_name):
     s.add_users(5)
     info = s.engine.create("manual").info
     s.db.close()
-    update = fake.send_document(1000, file_name, Path(info.location).read_bytes(), chat_id=CHAT,
-                                caption=f"💾 Backup\nrows: users 1\nschema 2; sha256 {info.sha256}")
+    update = fake.send_document(
+        1000,
+        file_name,
+        Path(info.location).read_bytes(),
+        chat_id=CHAT,
+        caption=f"💾 Backup\nrows: users 1\nschema 2; sha256 {info.sha256}",
+    )
     fake.pin(CHAT, update["message"]["message_id"])
 
 
-@pytest.mark.parametrize("file_name", ["../../../../../../tmp/evil-backup-20261126T120000000Z-manual.db.zst",
-                                       "/etc/x-backup-20261126T120000000Z-manual.db.zst"])
-def test_a_pinned_document_named_like_a_path_writes_nothing_outside_the_work_folder(file_name, tmp_path, fake):
+@pytest.mark.parametrize(
+    "file_name",
+    [
+        "../../../../../../tmp/evil-backup-20261126T120000000Z-manual.db.zst",
+        "/etc/x-backup-20261126T120000000Z-manual.db.zst",
+    ],
+)
+def test_a_pinned_document_named_like_a_path_writes_nothing_outside_the_work_folder(
+    file_name, tmp_path, fake
+):
     legacy_pinned_backup(fake, tmp_path, file_name)
-    db, report, alerts = empty_disk_start(tmp_path, fake)
+    db, report, _alerts = empty_disk_start(tmp_path, fake)
     assert report.restored is not None and db.table_row_counts()["users"] == 1  # data, not a path
     assert not Path("/tmp/evil-backup-20261126T120000000Z-manual.db.zst").exists()
     assert not Path("/etc/x-backup-20261126T120000000Z-manual.db.zst").exists()
@@ -495,6 +552,8 @@ def test_rotation_keeps_backup_keep_in_the_index_and_deletes_what_telegram_lets_
             fake.make_undeletable(CHAT, chat_index(fake, CHAT)["backups"][0]["parts"][0]["message_id"])
     listed = s.engine.listing(only="telegram").backups
     assert [b.row_counts["users"] for b in listed] == [4, 3]  # exactly BACKUP_KEEP, the newest
-    documents = [m for m in fake.messages(CHAT) if "-backup-2" in (m.get("document") or {}).get("file_name", "")]
+    documents = [
+        m for m in fake.messages(CHAT) if "-backup-2" in (m.get("document") or {}).get("file_name", "")
+    ]
     assert [bool(m.get("deleted")) for m in documents] == [False, True, False, False]
     assert len(chat_index(fake, CHAT)["backups"]) == 2  # the undeletable one stays as history only

@@ -7,10 +7,10 @@ from types import SimpleNamespace
 
 import pytest
 import telebot
+from conftest import NOW
 
 import admin_panel as panel
 from config import load_settings
-from conftest import NOW
 from engine import BackupEngine
 from readers import Readers
 
@@ -20,14 +20,21 @@ ADMIN = 7
 @pytest.fixture
 def setup(db, fake, tmp_path, monkeypatch):
     monkeypatch.setattr(telebot.apihelper, "API_URL", fake.url + "/bot{0}/{1}")
-    settings = load_settings({"BOT_TOKEN": fake.token, "ADMIN_IDS": str(ADMIN), "BACKUP_CHAT_ID": "off",
-                              "DB_PATH": str(tmp_path / "bot.db")})
+    settings = load_settings(
+        {
+            "BOT_TOKEN": fake.token,
+            "ADMIN_IDS": str(ADMIN),
+            "BACKUP_CHAT_ID": "off",
+            "DB_PATH": str(tmp_path / "bot.db"),
+        }
+    )
     engine = BackupEngine(db, settings, clock=lambda: NOW)
     engine.create("manual")
     readers = Readers(settings)
     readers.attach(db)
-    admin_panel = panel.AdminPanel(telebot.TeleBot(fake.token, threaded=False), db, engine, list,
-                                   settings, readers, lambda: NOW)
+    admin_panel = panel.AdminPanel(
+        telebot.TeleBot(fake.token, threaded=False), db, engine, list, settings, readers, lambda: NOW
+    )
     admin_panel.in_background = lambda message, job, working, **options: job()  # in order, here
     yield admin_panel, fake
     admin_panel.close()

@@ -12,15 +12,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import NOW
+from seaweed import free_ports
 
 import database
+from backup_format import BackupError
 from config import load_settings
-from conftest import NOW
 from destinations import DestinationError
 from engine import BackupEngine
-from backup_format import BackupError
 from s3_destination import S3Bucket
-from seaweed import free_ports
 
 TOKEN = "123456:AAbbCCddEEffGGhhIIjjKKll"
 
@@ -28,8 +28,14 @@ TOKEN = "123456:AAbbCCddEEffGGhhIIjjKKll"
 @pytest.fixture
 def make_backups(tmp_path):
     """make_backups(n): n real backup files, one second apart, each with one more user."""
-    settings = load_settings({"BOT_TOKEN": TOKEN, "DB_PATH": str(tmp_path / "bot.db"),
-                              "BACKUP_DIR": str(tmp_path / "backups"), "BACKUP_KEEP": "100"})
+    settings = load_settings(
+        {
+            "BOT_TOKEN": TOKEN,
+            "DB_PATH": str(tmp_path / "bot.db"),
+            "BACKUP_DIR": str(tmp_path / "backups"),
+            "BACKUP_KEEP": "100",
+        }
+    )
     db = database.open_database(settings.db_path)
     db.migrate()
     times = iter(NOW + timedelta(seconds=i) for i in range(1000))
@@ -56,7 +62,11 @@ def bucket(s3_server, s3_env):
 def test_put_then_list_gives_the_backup_with_its_metadata(bucket, make_backups):
     (local,) = make_backups(1)
     stored = bucket.put(Path(local.location), local)
-    assert (stored.destination, stored.location, stored.name) == ("s3", bucket.prefix + local.name, local.name)
+    assert (stored.destination, stored.location, stored.name) == (
+        "s3",
+        bucket.prefix + local.name,
+        local.name,
+    )
     assert stored.size == local.size == Path(local.location).stat().st_size
 
     (listed,) = bucket.list()
@@ -93,15 +103,24 @@ def test_delete_removes_exactly_the_backups_given(bucket, make_backups):
 
 def test_the_engine_keeps_exactly_backup_keep_in_the_bucket(s3_server, s3_env, tmp_path):
     from startup import offsite_destinations
-    settings = load_settings({"BOT_TOKEN": TOKEN, "DB_PATH": str(tmp_path / "bot.db"),
-                              "BACKUP_KEEP": "2", "BACKUP_CHAT_ID": "off",
-                              "S3_BUCKET": s3_server.bucket, "S3_PREFIX": s3_env,
-                              "S3_ENDPOINT_URL": s3_server.endpoint_url})
+
+    settings = load_settings(
+        {
+            "BOT_TOKEN": TOKEN,
+            "DB_PATH": str(tmp_path / "bot.db"),
+            "BACKUP_KEEP": "2",
+            "BACKUP_CHAT_ID": "off",
+            "S3_BUCKET": s3_server.bucket,
+            "S3_PREFIX": s3_env,
+            "S3_ENDPOINT_URL": s3_server.endpoint_url,
+        }
+    )
     db = database.open_database(settings.db_path)
     db.migrate()
     ticks = itertools.count()
-    engine = BackupEngine(db, settings, offsite_destinations(settings),
-                          clock=lambda: NOW + timedelta(seconds=next(ticks)))
+    engine = BackupEngine(
+        db, settings, offsite_destinations(settings), clock=lambda: NOW + timedelta(seconds=next(ticks))
+    )
     made = []
     for user in range(1, 5):
         db.track_message(user, None, "N", user, "message", NOW, NOW)
@@ -144,7 +163,9 @@ def test_wrong_secret_key_is_reported_without_the_secret(bucket, make_backups, m
 
 def test_unknown_access_key_is_reported(s3_server, s3_env, monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKNOBODY")
-    with pytest.raises(DestinationError, match=r"credentials \(InvalidAccessKeyId\): check AWS_ACCESS_KEY_ID"):
+    with pytest.raises(
+        DestinationError, match=r"credentials \(InvalidAccessKeyId\): check AWS_ACCESS_KEY_ID"
+    ):
         S3Bucket(s3_server.bucket, s3_env, s3_server.endpoint_url).list()
 
 
@@ -152,7 +173,9 @@ def test_missing_bucket_is_reported(s3_server, s3_env, make_backups):
     (local,) = make_backups(1)
     missing = S3Bucket("no-such-bucket", s3_env, s3_server.endpoint_url)
     for attempt in (missing.list, lambda: missing.put(Path(local.location), local)):
-        with pytest.raises(DestinationError, match=r"^S3 bucket 'no-such-bucket' does not exist \(NoSuchBucket\)$"):
+        with pytest.raises(
+            DestinationError, match=r"^S3 bucket 'no-such-bucket' does not exist \(NoSuchBucket\)$"
+        ):
             attempt()
 
 
@@ -169,7 +192,9 @@ def test_unreachable_endpoint_fails_within_seconds(s3_env, make_backups):
     unreachable = S3Bucket("backups", s3_env, f"http://127.0.0.1:{port}")
     for attempt in (unreachable.list, lambda: unreachable.put(Path(local.location), local)):
         started = time.monotonic()
-        with pytest.raises(DestinationError, match=rf"^cannot reach S3 at http://127.0.0.1:{port}: Connection refused$"):
+        with pytest.raises(
+            DestinationError, match=rf"^cannot reach S3 at http://127.0.0.1:{port}: Connection refused$"
+        ):
             attempt()
         assert time.monotonic() - started < 5
 
@@ -182,7 +207,9 @@ def test_missing_credentials_are_reported(s3_server, s3_env, monkeypatch, tmp_pa
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", raising=False)
     monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", raising=False)
-    with pytest.raises(DestinationError, match="^no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY$"):
+    with pytest.raises(
+        DestinationError, match=r"^no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY$"
+    ):
         S3Bucket(s3_server.bucket, s3_env, s3_server.endpoint_url).list()
 
 
@@ -196,10 +223,16 @@ def test_a_wiped_disk_comes_back_from_the_bucket(s3_server, s3_env, tmp_path):
     from startup import offsite_destinations
 
     def settings(folder):
-        return load_settings({"BOT_TOKEN": "123456:AAbbCCddEEffGGhhIIjjKKll",
-                              "DB_PATH": str(tmp_path / folder / "bot.db"), "BACKUP_CHAT_ID": "off",
-                              "S3_BUCKET": s3_server.bucket, "S3_PREFIX": s3_env,
-                              "S3_ENDPOINT_URL": s3_server.endpoint_url})
+        return load_settings(
+            {
+                "BOT_TOKEN": "123456:AAbbCCddEEffGGhhIIjjKKll",
+                "DB_PATH": str(tmp_path / folder / "bot.db"),
+                "BACKUP_CHAT_ID": "off",
+                "S3_BUCKET": s3_server.bucket,
+                "S3_PREFIX": s3_env,
+                "S3_ENDPOINT_URL": s3_server.endpoint_url,
+            }
+        )
 
     first = settings("first-instance")
     db, engine, report = startup.prepare_database(first, offsite_destinations(first))
@@ -235,8 +268,11 @@ class GarbageS3:
             def answer(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 self.rfile.read(length)
-                status, body = (502, b"<html><body>502 Bad Gateway</body></html>") if mode == "html" \
+                status, body = (
+                    (502, b"<html><body>502 Bad Gateway</body></html>")
+                    if mode == "html"
                     else (200, b"\x00\xffnot xml at all<<<")
+                )
                 self.send_response(status)
                 self.send_header("Content-Type", "text/html")
                 self.send_header("Content-Length", str(len(body)))
@@ -262,9 +298,16 @@ class GarbageS3:
 def test_garbage_from_s3_is_a_one_line_failure_and_the_local_backup_is_made(mode, s3_env, tmp_path):
     garbage = GarbageS3(mode)
     try:
-        settings = load_settings({"BOT_TOKEN": TOKEN, "DB_PATH": str(tmp_path / "bot.db"),
-                                  "BACKUP_CHAT_ID": "off", "S3_BUCKET": "backups", "S3_PREFIX": s3_env,
-                                  "S3_ENDPOINT_URL": garbage.url})
+        settings = load_settings(
+            {
+                "BOT_TOKEN": TOKEN,
+                "DB_PATH": str(tmp_path / "bot.db"),
+                "BACKUP_CHAT_ID": "off",
+                "S3_BUCKET": "backups",
+                "S3_PREFIX": s3_env,
+                "S3_ENDPOINT_URL": garbage.url,
+            }
+        )
         db = database.open_database(settings.db_path)
         db.migrate()
         db.track_message(1, None, "N", 1, "message", NOW, NOW)

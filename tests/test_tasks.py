@@ -1,12 +1,13 @@
+import itertools
 import threading
 from datetime import timedelta
 
+from conftest import NOW
 from freezegun import freeze_time
 
 import tasks
 from clock import utc_now
 from config import load_settings
-from conftest import NOW
 
 SETTINGS = load_settings({"BOT_TOKEN": "1:abcdefghijklmnopqrstuvwxyz", "TRACKING_RETENTION_HOURS": "24"})
 
@@ -30,10 +31,13 @@ def test_cleanup_tracking_removes_exactly_the_rows_past_retention(db):
 def test_the_scheduler_runs_unblock_every_minute_and_cleanup_every_hour(db):
     told = []
     with freeze_time("2026-11-26 12:00:00") as clock:
-        runner = tasks.build_runner(db, SETTINGS, notify=lambda user_id, text: told.append(user_id),
-                                    clock=utc_now)
+        runner = tasks.build_runner(
+            db, SETTINGS, notify=lambda user_id, text: told.append(user_id), clock=utc_now
+        )
         assert {s.name: s.interval_seconds for s in runner.statuses()} == {
-            "auto_unblock": 60, "cleanup_tracking": 3600}
+            "auto_unblock": 60,
+            "cleanup_tracking": 3600,
+        }
         db.block_user(1, NOW + timedelta(seconds=30), "flood", notified=True, now=NOW)
         db.block_user(2, NOW + timedelta(seconds=90), "flood", notified=True, now=NOW)
         db.track_message(3, None, "Cy", 3, "message", NOW - timedelta(hours=23.5), NOW)
@@ -100,8 +104,13 @@ def test_the_backup_job_runs_every_backup_interval_hours_decimals_allowed(db):
     settings = load_settings({"BOT_TOKEN": "1:abcdefghijklmnopqrstuvwxyz", "BACKUP_INTERVAL_HOURS": "0.25"})
     backups = []
     with freeze_time("2026-11-26 12:00:00") as clock:
-        runner = tasks.build_runner(db, settings, notify=lambda *a: None, clock=utc_now,
-                                    backup=lambda reason: backups.append((reason, utc_now())))
+        runner = tasks.build_runner(
+            db,
+            settings,
+            notify=lambda *a: None,
+            clock=utc_now,
+            backup=lambda reason: backups.append((reason, utc_now())),
+        )
         clock.tick(14 * 60 + 59)
         runner.run_pending()
         assert backups == []
@@ -164,20 +173,25 @@ def backup_starts(seconds: int, backup_takes: float) -> list[float]:
 
 def test_steady_writes_give_one_backup_per_window_finishing_inside_it():
     started = backup_starts(600, backup_takes=2.0)
-    gaps = {round(b - a) for a, b in zip(started, started[1:])}
+    gaps = {round(b - a) for a, b in itertools.pairwise(started)}
     assert gaps == {59}  # started 58 s after the first write it covers: done by 60 s
 
 
 def test_slow_backups_are_spaced_by_ten_times_their_duration():
     started = backup_starts(3600, backup_takes=30.0)  # a large database on a small machine
-    assert len(started) > 1 and all(b - a >= 300 for a, b in zip(started, started[1:]))  # never over a tenth of the time
+    assert len(started) > 1 and all(
+        b - a >= 300 for a, b in itertools.pairwise(started)
+    )  # never over a tenth of the time
     assert len(started) >= 10
 
 
 def test_the_on_change_job_backs_up_a_real_database_once_per_burst(db):
     ticks, taken = Ticks(), []
     debouncer = tasks.ChangeDebouncer(5, clock=ticks)
-    run = lambda: tasks.backup_after_change(db, lambda: taken.append(db.change_count()), debouncer)
+
+    def run():
+        return tasks.backup_after_change(db, lambda: taken.append(db.change_count()), debouncer)
+
     assert not run()
     for user in (1, 2, 3):
         db.track_message(user, None, "N", user, "message", NOW, NOW)

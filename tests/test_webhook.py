@@ -11,17 +11,17 @@ import time
 
 import pytest
 import telebot
+from bot_process import ADMIN_ID
+from edge_proxy import EdgeProxy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_end_to_end import free_port, health
+from test_handover import CHAT, Users, serving, users_in
 
 import database
 import updates
 import web
-from bot_process import ADMIN_ID
 from config import load_settings
-from edge_proxy import EdgeProxy
-from test_end_to_end import free_port, health
-from test_handover import CHAT, Users, serving, users_in
 
 PATH = "/telegram"
 SECRET = "s3cret-Token_1"
@@ -29,8 +29,10 @@ SECRET = "s3cret-Token_1"
 
 # --- web.py: what gets in ----------------------------------------------------------------------
 
+
 class Recorder:
     """A webhook that records what reaches it."""
+
     path, secret = PATH, SECRET
 
     def __init__(self):
@@ -61,17 +63,30 @@ def post(port, body: bytes, headers: dict, path=PATH, method="POST"):
 
 
 def update(update_id=1, user=4242, text="/start"):
-    return {"update_id": update_id, "message": {
-        "message_id": update_id, "date": 1795000000, "text": text,
-        "chat": {"id": user, "type": "private"}, "from": {"id": user, "is_bot": False, "first_name": "U"},
-        "entities": [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
-        if text.startswith("/") else []}}
+    return {
+        "update_id": update_id,
+        "message": {
+            "message_id": update_id,
+            "date": 1795000000,
+            "text": text,
+            "chat": {"id": user, "type": "private"},
+            "from": {"id": user, "is_bot": False, "first_name": "U"},
+            "entities": [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
+            if text.startswith("/")
+            else [],
+        },
+    }
 
 
 SOME_BODY = st.one_of(st.binary(max_size=300), st.just(json.dumps(update()).encode()))
 NOT_THE_SECRET = st.one_of(
-    st.none(), st.just(""), st.just(SECRET.upper()), st.just(SECRET + "x"), st.just(SECRET[:-1]),
-    st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=300))
+    st.none(),
+    st.just(""),
+    st.just(SECRET.upper()),
+    st.just(SECRET + "x"),
+    st.just(SECRET[:-1]),
+    st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=300),
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -87,17 +102,22 @@ def test_without_the_secret_nothing_gets_in_whatever_the_body(server, secret, bo
     assert len(recorder.updates) == before
 
 
-JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
-                           max_leaves=20)
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
 BODIES = st.one_of(
     st.binary(max_size=400),
     JSON_VALUES.map(lambda v: json.dumps(v).encode()),
     st.dictionaries(st.text(max_size=10), JSON_VALUES, max_size=4).map(lambda d: json.dumps(d).encode()),
     st.one_of(st.integers(), st.floats(allow_nan=False), st.text(), st.booleans(), st.none()).map(
-        lambda u: json.dumps({"update_id": u, "message": {}}).encode()),
+        lambda u: json.dumps({"update_id": u, "message": {}}).encode()
+    ),
     st.integers(min_value=0, max_value=2**53 - 1).map(lambda u: json.dumps(update(u)).encode()),
-    st.just(b"[" * 100_000), st.just(b'{"update_id": 1, "x": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"))
+    st.just(b"[" * 100_000),
+    st.just(b'{"update_id": 1, "x": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"),
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -110,7 +130,9 @@ def test_with_the_secret_only_an_update_gets_through(server, body):
         parsed = json.loads(body)
     except (ValueError, RecursionError):
         parsed = None
-    is_update = isinstance(parsed, dict) and type(parsed.get("update_id")) is int and 0 <= parsed["update_id"] < 2**53
+    is_update = (
+        isinstance(parsed, dict) and type(parsed.get("update_id")) is int and 0 <= parsed["update_id"] < 2**53
+    )
     assert status == (200 if is_update else 400)
     assert recorder.updates[before:] == ([parsed] if is_update else [])
 
@@ -133,8 +155,10 @@ def test_wrong_methods_paths_lengths_and_sizes_get_a_4xx_and_reach_nothing(serve
 
     # Over the limit: refused from the headers alone, before a byte of the body is waited for.
     with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-        raw.sendall(f"POST {PATH} HTTP/1.1\r\nHost: x\r\n{web.SECRET_HEADER}: {SECRET}\r\n"
-                    f"Content-Length: {web.MAX_BODY + 1}\r\n\r\n".encode())
+        raw.sendall(
+            f"POST {PATH} HTTP/1.1\r\nHost: x\r\n{web.SECRET_HEADER}: {SECRET}\r\n"
+            f"Content-Length: {web.MAX_BODY + 1}\r\n\r\n".encode()
+        )
         assert raw.recv(100).startswith(b"HTTP/1.0 413")
     assert recorder.updates[before:] == []
 
@@ -159,7 +183,7 @@ def test_a_slow_client_is_cut_off_and_others_are_served_meanwhile(monkeypatch, t
                 slow.settimeout(0.2)
                 try:
                     closed = slow.recv(100) == b""
-                except socket.timeout:
+                except TimeoutError:
                     pass
                 except OSError:
                     closed = True
@@ -198,7 +222,7 @@ def test_a_flood_of_connections_gets_no_thread_each_and_the_health_check_still_a
             connection.settimeout(2)
             try:
                 refused += connection.recv(10) == b""
-            except socket.timeout:  # a thread of its own, waiting for a request
+            except TimeoutError:  # a thread of its own, waiting for a request
                 pass
             except OSError:  # reset
                 refused += 1
@@ -221,6 +245,7 @@ def test_a_flood_of_connections_gets_no_thread_each_and_the_health_check_still_a
 
 # --- updates.WebhookGate: once, and never against an empty database ----------------------------
 
+
 class Seen(list):
     """The texts the bot's handler saw; wait() blocks until there are so many."""
 
@@ -241,8 +266,15 @@ class Seen(list):
 @pytest.fixture
 def gate_parts(tmp_path, fake, monkeypatch):
     monkeypatch.setattr(telebot.apihelper, "API_URL", fake.url + "/bot{0}/{1}")
-    conf = load_settings({"BOT_TOKEN": fake.token, "TELEGRAM_API_URL": fake.url, "DB_PATH": str(tmp_path / "bot.db"),
-                          "WEBHOOK_URL": "http://127.0.0.1:9/telegram", "PORT": "9"})
+    conf = load_settings(
+        {
+            "BOT_TOKEN": fake.token,
+            "TELEGRAM_API_URL": fake.url,
+            "DB_PATH": str(tmp_path / "bot.db"),
+            "WEBHOOK_URL": "http://127.0.0.1:9/telegram",
+            "PORT": "9",
+        }
+    )
     bot = telebot.TeleBot(fake.token, threaded=False)
     handled = Seen()
     bot.message_handler(func=lambda m: True)(lambda m: handled.append(m.text))
@@ -320,7 +352,7 @@ def test_a_request_while_the_instance_starts_is_held_until_it_serves(gate_parts)
 
 
 def test_a_request_held_while_the_instance_gives_up_serving_gets_503(gate_parts, monkeypatch):
-    bot, conf, handled, open_db = gate_parts
+    bot, conf, handled, _open_db = gate_parts
     gate = updates.WebhookGate(bot, conf, refused=print)
     answers = []
     request = threading.Thread(target=lambda: answers.append(gate.handle(update(7))))
@@ -333,7 +365,7 @@ def test_a_request_held_while_the_instance_gives_up_serving_gets_503(gate_parts,
 
 
 def test_telegram_refusing_the_webhook_address_is_told_to_the_admins(gate_parts, fake):
-    bot, conf, handled, open_db = gate_parts
+    bot, conf, _handled, open_db = gate_parts
     db = open_db()
     fake.fail_next("setWebhook", 502, "Bad Gateway")  # first a passing trouble: retried
     fake.fail_next("setWebhook", 400, "Bad Request: bad webhook: HTTPS url must be provided for webhook")
@@ -349,9 +381,14 @@ def test_telegram_refusing_the_webhook_address_is_told_to_the_admins(gate_parts,
 
 # --- end to end: real processes ----------------------------------------------------------------
 
+
 def webhook_env(port, url=None):
-    return {"PORT": str(port), "WEBHOOK_URL": url or f"http://127.0.0.1:{port}{PATH}",
-            "BACKUP_CHAT_ID": str(CHAT), "BACKUP_AFTER_CHANGE_SECONDS": "2"}
+    return {
+        "PORT": str(port),
+        "WEBHOOK_URL": url or f"http://127.0.0.1:{port}{PATH}",
+        "BACKUP_CHAT_ID": str(CHAT),
+        "BACKUP_AFTER_CHANGE_SECONDS": "2",
+    }
 
 
 def _call(fake, method):
@@ -383,7 +420,9 @@ def test_users_are_answered_by_webhook_and_nothing_else_gets_in(fake, run_bot):
         assert post(port, forged, {"Content-Length": str(len(forged)), **headers})[0] == 401
     secret = fake.requests("setWebhook")[-1]["params"]["secret_token"]
     assert secret and secret not in bot.log() and fake.token.split(":")[1] not in secret
-    assert post(port, b'{"update_id": 1, "mess', {"Content-Length": "22", web.SECRET_HEADER: secret})[0] == 400
+    assert (
+        post(port, b'{"update_id": 1, "mess', {"Content-Length": "22", web.SECRET_HEADER: secret})[0] == 400
+    )
     users.one()  # still serving
     assert bot.stop()[0] == 0
     assert users_in(bot.db_path) == set(users.answered) and 6666 not in users_in(bot.db_path)
@@ -404,8 +443,11 @@ def test_sleep_then_a_message_wakes_a_bot_on_an_empty_disk_and_nothing_is_lost(f
     failed = len([c for c in fake.requests("webhookDelivery") if c["error"]])
     waking = users.next_id
     fake.send_text(waking, "/start")  # arrives while no process runs
-    fake.wait_for(lambda: len([c for c in fake.requests("webhookDelivery") if c["error"]]) >= failed + 2,
-                  10, "the delivery failed, and was retried")
+    fake.wait_for(
+        lambda: len([c for c in fake.requests("webhookDelivery") if c["error"]]) >= failed + 2,
+        10,
+        "the delivery failed, and was retried",
+    )
     assert "Connection refused" in _call(fake, "getWebhookInfo")["last_error_message"]
 
     woken = run_bot(folder="b", **webhook_env(port))  # a new instance, another empty disk
