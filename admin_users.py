@@ -8,7 +8,6 @@ right-to-left text, direction controls dropped) and cut short on a button.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 
@@ -17,7 +16,6 @@ from database import Database, parse_timestamp
 from i18n import BIDI_CONTROLS, N_, Code, Joined, Text, language_of, lines
 from moderation import reason_text
 
-USER_BUTTON = re.compile(r"^👤 ([0-9]{1,19})(?: |$)")  # "👤 12345 Ann (@ann)"
 ACTIVE_DAYS = 7  # "the most active": over the last week
 CARD_DAYS = 30  # a card's activity, and the chart's days
 BLOCKED_SHOWN = 10  # the blocked users listed (and given a button) on 👥 Users

@@ -21,7 +21,7 @@ from destinations import DestinationError, LocalFolder
 from engine import STEP_PAGES, BackupEngine
 from logs import Redactor, setup_logging
 from sealing import Sealer, SealError
-from startup import destinations_off, offsite_destinations
+from startup import destinations_off, offsite
 
 WHERE = ("local", "telegram", "s3")
 # A backup as `list` prints it and verify / restore take it back: DESTINATION:NAME. The prefix
@@ -173,10 +173,11 @@ def _engine(
 ) -> BackupEngine:
     """The engine with every destination the settings turn on; refused when `where` is not one
     of them (else an unconfigured destination would read as one without backups)."""
-    offsite = offsite_destinations(settings)
-    if where not in (None, LocalFolder.name, *(destination.name for destination in offsite)):
+    destinations = offsite(settings).destinations
+    if where not in (None, LocalFolder.name, *(destination.name for destination in destinations)):
         raise BackupError(_not_configured(settings, where))
-    return BackupEngine(db, settings, offsite, **options)
+    # Its backups are those of the writer the database records (lease.Lease without stores).
+    return BackupEngine(db, settings, destinations, **options)
 
 
 def _not_configured(settings: Settings, where: str) -> str:
@@ -279,11 +280,7 @@ def _decrypt(settings: Settings, args) -> int:
     if not settings.backup_passphrase:
         raise BackupError("set BACKUP_PASSPHRASE to the passphrase the backup was encrypted with")
     source = Path(args.file)
-    target = (
-        Path(args.output)
-        if args.output
-        else source.with_name(source.name.removesuffix(".sealed").removesuffix(".age"))
-    )
+    target = Path(args.output) if args.output else source.with_name(source.name.removesuffix(".sealed"))
     if target == source or target.exists():
         raise BackupError(f"{target} exists already: name another one with -o")
     try:

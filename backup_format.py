@@ -32,7 +32,7 @@ import database
 import human
 from files import CHUNK
 from i18n import N_, Code, Text
-from sealing import Sealer, SealError, sealed_or_age
+from sealing import Sealer, SealError, is_sealed
 
 log = logging.getLogger("backup")
 
@@ -42,7 +42,7 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 ENCRYPTED_SUFFIX = ".sealed"  # a copy encrypted for leaving the machine (sealing.py)
 MAX_HEADER_BYTES = 1 << 20
 SUFFIX = ".db.zst"
-NAME_PATTERN = re.compile(r"^backup-(\d{8}T\d{9}Z)-([a-z-]+)\.db\.zst(\.sealed|\.age)?$")
+NAME_PATTERN = re.compile(r"^backup-(\d{8}T\d{9}Z)-([a-z-]+)\.db\.zst(\.sealed)?$")
 FINAL_REASONS = ("shutdown", "handover")  # a writer's last backup: nothing was written after it
 PRE_RESTORE = "pre-restore"  # the safety copy before a restore: kept, never taken for the newest state
 # Why a backup was taken, as people read it; a reason not listed is shown as it is.
@@ -105,91 +105,6 @@ class BackupInfo:
 
     def at(self, destination: str, location: str, size: int) -> BackupInfo:
         return replace(self, destination=destination, location=location, size=size)
-
-
-@dataclass(frozen=True)
-class Head:
-    """Who writes the backups off the machine, as each destination keeps it: a writer publishes
-    'writing' before it handles its first update, and 'final' with its last backup when it stops
-    cleanly (at shutdown, or handing over to a newer instance). Every instance that starts, or
-    waits passively, reads it; a writer whose generation is behind it stops writing (fencing)."""
-
-    generation: int
-    writer: str  # the instance
-    state: str  # "writing" or "final"
-    since: datetime  # when this state began
-    final_backup_at: datetime | None = None  # the created-at of the final backup
-
-    def newer_writer_than(self, generation: int, writer: str) -> bool:
-        """This head belongs to a writer that supersedes `writer` of `generation`."""
-        return self.generation > generation or (
-            self.generation == generation and self.writer != writer and self.state == "writing"
-        )
-
-    def as_json(self) -> dict:
-        return {
-            "generation": self.generation,
-            "writer": self.writer,
-            "state": self.state,
-            "since": self.since.isoformat(timespec="milliseconds"),
-            "final_backup_at": self.final_backup_at.isoformat(timespec="milliseconds")
-            if self.final_backup_at
-            else None,
-        }
-
-    @staticmethod
-    def from_json(data) -> Head:
-        """A Head from JSON that came from outside; NotABackupError when it is not one."""
-        problem = "the writer record is damaged"
-        if not isinstance(data, dict):
-            raise NotABackupError(f"{problem} (not an object)")
-        generation, writer, state = data.get("generation"), data.get("writer"), data.get("state")
-        if not _whole(generation, MAX_GENERATION):
-            raise NotABackupError(f"{problem} (generation)")
-        if not isinstance(writer, str) or not WRITER.match(writer) or state not in ("writing", "final"):
-            raise NotABackupError(f"{problem} (writer)")
-        final_at = data.get("final_backup_at")
-        return Head(
-            generation,
-            writer,
-            state,
-            checked_moment(data.get("since"), problem),
-            checked_moment(final_at, problem) if final_at is not None else None,
-        )
-
-
-@dataclass(frozen=True)
-class Knock:
-    """A newer instance asking the writer to hand over to it: what a writer in webhook mode
-    hears instead of a 409. Each off-site destination keeps the latest one in a record of its
-    own, never in the writer's head: two instances writing one record would lose one's write
-    (the writer's final head, say)."""
-
-    instance: str
-    at: datetime
-
-    def as_json(self) -> dict:
-        return {"instance": self.instance, "at": self.at.isoformat(timespec="milliseconds")}
-
-    @staticmethod
-    def from_json(data) -> Knock:
-        """A Knock from JSON that came from outside; NotABackupError when it is not one."""
-        problem = "the hand-over request is damaged"
-        instance = data.get("instance") if isinstance(data, dict) else None
-        if not isinstance(instance, str) or not instance or not WRITER.match(instance):
-            raise NotABackupError(problem)
-        return Knock(instance, checked_moment(data.get("at"), problem))
-
-
-def newest_knock(knocks) -> Knock | None:
-    knocks = [knock for knock in knocks if knock is not None]
-    return max(knocks, key=lambda knock: knock.at) if knocks else None
-
-
-def newest_head(heads) -> Head | None:
-    """The head that speaks for now: the highest generation, then the latest change."""
-    heads = [head for head in heads if head is not None]
-    return max(heads, key=lambda head: (head.generation, head.since)) if heads else None
 
 
 def file_name(created_at: datetime, reason: str) -> str:
@@ -285,13 +200,13 @@ def checked_info(
     if not isinstance(row_counts, dict) or len(row_counts) > 1000:
         raise refuse("row counts")
     for table, rows in row_counts.items():
-        if not (isinstance(table, str) and TABLE_NAME.match(table)) or not _whole(rows, MAX_ROWS):
+        if not (isinstance(table, str) and TABLE_NAME.match(table)) or not whole(rows, MAX_ROWS):
             raise refuse("row counts")
-    if not _whole(schema_version, 1_000_000):
+    if not whole(schema_version, 1_000_000):
         raise refuse("schema version")
-    if not _whole(db_size, MAX_DB_SIZE):
+    if not whole(db_size, MAX_DB_SIZE):
         raise refuse("size")
-    if not _whole(generation, MAX_GENERATION):
+    if not whole(generation, MAX_GENERATION):
         raise refuse("generation")
     if not isinstance(writer, str) or not WRITER.match(writer):
         raise refuse("writer")
@@ -323,7 +238,7 @@ def checked_moment(value, problem: str = "impossible date") -> datetime:
     return value
 
 
-def _whole(value, maximum: int) -> bool:
+def whole(value, maximum: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= maximum
 
 
@@ -333,7 +248,7 @@ def sniff(stream: BinaryIO) -> str:
     stream.seek(0)
     if len(start) >= 4 and struct.unpack("<I", start[:4])[0] == SKIPPABLE_MAGIC:
         return "backup"
-    if sealed_or_age(start):
+    if is_sealed(start):
         return "encrypted"
     if start[:16] == SQLITE_MAGIC:
         return "sqlite"

@@ -1,23 +1,19 @@
 """Where backup files live, behind one small interface.
 
     put(path, info)      store the backup file at `path` (streamed, never read whole into memory);
-                         returns the stored copy's info. Fenced: refused with Stale when the
-                         destination's head names a newer writer than the backup's
+                         returns the stored copy's info. Fenced where the place keeps a writer's
+                         lease (lease.py): refused with Stale when it names a newer writer
     list()               the backups there, newest first, as BackupInfo
     fetch(info, workdir) a local, readable file of that backup (may be the stored file itself)
     delete(backups)      remove these backups (the engine decides which: see its retention)
-    read_head()          who writes the backups there (backup_format.Head), or None
-    write_head(head)     publish it; fenced like put
-    read_knock()         the latest request to the writer to hand over (backup_format.Knock), or None
-    knock(knock)         leave one there: a record of its own, never the head (not fenced: any
-                         instance may ask)
 
 Every failure is a DestinationError whose message is one line, without secrets; TooLarge is one
 a destination reports when a file is over what it can take or give back, and Stale one when a
-newer writer's head is there. The engine treats every
-destination alike, by this interface only. Here: the local folder (BACKUP_DIR).
-telegram_destination.py and s3_destination.py hold the places off the machine. Each BackupInfo
-carries the backup's own header, so every destination can say what it holds without the others.
+newer writer's head is there. The engine treats every destination alike, by this interface
+only. Here: the local folder (BACKUP_DIR). telegram_destination.py and s3_destination.py hold
+the places off the machine. Each BackupInfo carries the backup's own header, so every
+destination can say what it holds without the others. Who may write is the lease's business
+(lease.py), not this interface's.
 """
 
 from __future__ import annotations
@@ -25,11 +21,11 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-from backup_format import NAME_PATTERN, BackupInfo, Head, Knock, NotABackupError, read_header
+from backup_format import NAME_PATTERN, BackupInfo, NotABackupError, read_header
 from files import copy_file, fsync_folder, write_atomically
 
 log = logging.getLogger(__name__)
@@ -47,14 +43,13 @@ class Stale(DestinationError):
     """The destination's head names a newer writer: this instance must not bury its backups."""
 
 
-def fence(current: Head | None, generation: int, writer: str) -> None:
-    """Raise Stale when `current`, the destination's head, supersedes `writer` of `generation`.
-    Every destination calls it before anything replaces what is there."""
-    if current is not None and current.newer_writer_than(generation, writer):
-        raise Stale(
-            f"a newer instance writes here (generation {current.generation}, "
-            f"{current.writer}); this one is generation {generation}"
-        )
+@dataclass(frozen=True)
+class Unreachable:
+    """A place off the machine (or the local folder) that could not be asked."""
+
+    destination: str
+    error: str
+    offsite: bool
 
 
 class Destination(Protocol):
@@ -67,14 +62,6 @@ class Destination(Protocol):
     def fetch(self, info: BackupInfo, workdir: Path) -> Path: ...
 
     def delete(self, backups: Sequence[BackupInfo]) -> None: ...
-
-    def read_head(self) -> Head | None: ...
-
-    def write_head(self, head: Head) -> None: ...
-
-    def read_knock(self) -> Knock | None: ...
-
-    def knock(self, knock: Knock) -> None: ...
 
 
 class LocalFolder:
@@ -128,16 +115,3 @@ class LocalFolder:
             Path(info.location).unlink(missing_ok=True)
         if backups:
             fsync_folder(self.folder)
-
-    def read_head(self) -> Head | None:
-        """None: this disk is the instance's own; no other instance reads it."""
-        return None
-
-    def write_head(self, head: Head) -> None:
-        pass
-
-    def read_knock(self) -> Knock | None:
-        return None
-
-    def knock(self, knock: Knock) -> None:
-        pass

@@ -15,10 +15,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from backup_format import (
@@ -29,22 +29,20 @@ from backup_format import (
     QUICK_COMPRESSION_LEVEL,
     BackupError,
     BackupInfo,
-    Head,
-    Knock,
     file_name,
     inspect_snapshot,
-    newest_head,
-    newest_knock,
     sha256_of,
-    unpack_and_verify,
     write_backup_file,
 )
+from catalog import Catalog, Listing
 from clock import Clock, utc_now
 from config import Settings
 from database import Database, DatabaseError
-from destinations import Destination, DestinationError, LocalFolder, Stale, TooLarge
+from destination_status import DestinationStatus, OffsitePause, StatusBoard
+from destinations import Destination, DestinationError, LocalFolder, Stale, TooLarge, Unreachable
 from files import fsync_folder, remove_stale_temporaries, scratch_folder, temporary_name
 from i18n import Alert, Code, Text
+from lease import Lease
 from sealing import Sealer, SealError
 
 log = logging.getLogger("backup")
@@ -55,8 +53,6 @@ SKIPPABLE_REASONS = ("startup", "scheduled", "change")  # skipped when nothing c
 # read back; the scheduled and manual backups do all of it.
 HURRIED_REASONS = ("change", "shutdown", "handover")
 STEP_PAGES = 256  # pages copied per snapshot step while holding the lock (1 MB at 4 KB pages)
-PAUSE_KEY = "offsite_paused"
-GENERATION_KEY, WRITER_KEY = "generation", "writer"  # the writer of this database, in bot_state
 
 
 @dataclass(frozen=True)
@@ -69,32 +65,6 @@ class CreateResult:
     @property
     def skipped(self) -> bool:
         return self.info is None
-
-
-@dataclass
-class DestinationStatus:
-    """How storing backups in one destination has gone, for the admin panel and the alerts."""
-
-    last_success: datetime | None = None
-    last_error: str | None = None
-    last_error_at: datetime | None = None
-    failing: bool = False  # the last attempt failed
-    failing_since: datetime | None = None  # when the current streak of failures began
-
-
-@dataclass(frozen=True)
-class Unreachable:
-    """A destination that could not be listed."""
-
-    destination: str
-    error: str
-    offsite: bool
-
-
-@dataclass(frozen=True)
-class Listing:
-    backups: list[BackupInfo]  # newest first, by each backup's own created-at
-    unreachable: list[Unreachable] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -138,55 +108,30 @@ class BackupEngine:
         clock: Clock = utc_now,
         step_pages: int = STEP_PAGES,
         alert: Alert | None = None,
+        lease: Lease | None = None,
     ):
+        """lease: who may write off the machine (lease.py); without one, this engine writes as
+        the writer its database records (the command line beside a running bot)."""
         self.db, self.settings, self.clock, self.step_pages = db, settings, clock, step_pages
         self.local = LocalFolder(settings.backup_dir)
         self._offsite = list(offsite)
         self._destinations: list[Destination] = [self.local, *self._offsite]
-        self._status = {destination.name: DestinationStatus() for destination in self._destinations}
-        self._paused_seen: str | None = None  # the pause as last read (offsite_paused_seen)
-        self.plain_copy = Path(f"{settings.db_path}.backup")
         self.alert = alert or (lambda text: None)  # tells the admins; main.py sends it to each
+        self._status = StatusBoard([d.name for d in self._destinations], self.local.name, self.alert, clock)
+        self.pause = OffsitePause(db)
+        self.plain_copy = Path(f"{settings.db_path}.backup")
         self._sealer = Sealer(settings.backup_passphrase) if settings.backup_passphrase else None
         self._busy = threading.RLock()  # one backup or restore at a time
         self._restored: BackupInfo | None = None  # what the live data equals after a restore
         self._too_large_told: set[str] = set()  # destinations whose copies cannot be fetched back
-        self.generation, self.writer = self._recorded_writer()
-        self._claimed = True  # a writer read from the database claimed before (the command line)
+        self.lease = lease or Lease(db=db, clock=clock, alert=self.alert)
+        self.catalog = Catalog(self.local, self._offsite, self._sealer)
         self._newest_offsite: datetime | None = None
-        self._writing = True  # False once this instance handed over, or found a newer writer
-        self.on_stale: Callable[[str], object] = lambda why: None  # the instance goes passive
-
-    # --- the writer: one instance at a time writes the backups off the machine ---
-
-    def _recorded_writer(self) -> tuple[int, str]:
-        """The generation and writer recorded in the database (what the command line uses
-        beside a running bot: its backups are that writer's)."""
-        if self.db is None:
-            return 0, ""
-        generation = self.db.get_state(GENERATION_KEY)
-        return (
-            int(generation) if generation and generation.isdigit() else 0,
-            self.db.get_state(WRITER_KEY) or "",
-        )
-
-    def become_writer(self, generation: int, writer: str) -> None:
-        """From now on this instance writes, as `writer` of `generation` (recorded in the
-        database, so every backup of it says so)."""
-        with self._busy:
-            self.generation, self.writer, self._writing = generation, writer, True
-            self._claimed = False  # its head is published before its first copy leaves
-            self.db.set_state(GENERATION_KEY, str(generation))
-            self.db.set_state(WRITER_KEY, writer)
-
-    def stop_writing(self) -> None:
-        """After a hand-over: no backup, no restore, nothing leaves the machine any more."""
-        with self._busy:
-            self._writing = False
 
     @property
     def writing(self) -> bool:
-        return self._writing
+        """Whether this instance may still write (its lease is held)."""
+        return self.lease.held
 
     @property
     def offsite_count(self) -> int:
@@ -196,71 +141,6 @@ class BackupEngine:
         """When the newest backup known to be off the machine was taken (one this process sent,
         or restored from there); None when there is none yet."""
         return self._newest_offsite
-
-    def heads(self) -> tuple[Head | None, list[Unreachable]]:
-        """The newest head of every destination off the machine, and those that could not be
-        asked."""
-        found, unreachable = [], []
-        for destination in self._offsite:
-            try:
-                found.append(destination.read_head())
-            except (DestinationError, OSError) as error:
-                unreachable.append(Unreachable(destination.name, str(error), True))
-        return newest_head(found), unreachable
-
-    def publish(self, state: str, final_backup_at=None) -> list[str]:
-        """Write this writer's head ('writing', or 'final' with its last backup) in every
-        destination off the machine; returns those that could not take it. Stale when one names
-        a newer writer."""
-        head = Head(self.generation, self.writer, state, self.clock(), final_backup_at)
-        failed = []
-        for destination in self._offsite:
-            try:
-                destination.write_head(head)
-            except Stale:
-                raise
-            except (DestinationError, OSError) as error:
-                log.warning("could not publish the writer in %s: %s", destination.name, error)
-                failed.append(destination.name)
-        if state == "writing" and len(failed) < len(self._offsite):
-            self._claimed = True
-        return failed
-
-    def knock(self, instance: str) -> None:
-        """Ask whoever writes off the machine to hand over to `instance`: in webhook mode there
-        is no 409 to tell the writer a newer instance is here, so it watches for this."""
-        if self.offsite_paused():  # nothing leaves the machine, not even this
-            return
-        knock = Knock(instance, self.clock())
-        for destination in self._offsite:
-            try:
-                destination.knock(knock)
-            except (DestinationError, OSError) as error:
-                log.warning("could not ask for the hand-over in %s: %s", destination.name, error)
-
-    def latest_knock(self) -> Knock | None:
-        """The newest request to hand over, of every destination off the machine that answers."""
-        found = []
-        for destination in self._offsite:
-            try:
-                found.append(destination.read_knock())
-            except (DestinationError, OSError) as error:
-                log.debug("could not read the hand-over requests in %s: %s", destination.name, error)
-        return newest_knock(found)
-
-    def _went_stale(self, why: str) -> None:
-        """A newer instance writes off the machine: stop writing there, keep copies locally."""
-        if self._writing:
-            self._writing = False
-            log.error("this instance is stale: %s", why)
-            self.alert(
-                Text(
-                    "⛔ This instance stopped writing: {why}. Its backups stay on its own disk; "
-                    "the newer instance's backups are untouched.",
-                    why=Code(why),
-                )
-            )
-            self.on_stale(why)
 
     # --- create ---
 
@@ -274,12 +154,12 @@ class BackupEngine:
         try:
             return self._create(reason, local_only)
         except BackupError as error:
-            self._failed(self.local.name, str(error))
+            self._status.failed(self.local.name, str(error))
             raise
 
     def _create(self, reason: str, local_only: bool) -> CreateResult:
         with self._busy, scratch_folder(self.local.folder) as workdir:
-            if not self._writing and not local_only:
+            if not self.lease.held and not local_only:
                 raise BackupError(
                     "this instance is not the writer any more (it handed over, or a "
                     "newer instance writes the backups)"
@@ -333,8 +213,8 @@ class BackupEngine:
             "",
             snapshot.stat().st_size,
             name=file_name(created_at, reason),
-            generation=self.generation,
-            writer=self.writer,
+            generation=self.lease.generation,
+            writer=self.lease.writer,
         )
         packed = workdir / info.name
         with open(snapshot, "rb") as content:
@@ -357,7 +237,7 @@ class BackupEngine:
         if sent:
             self._newest_offsite = info.created_at
         if info.final and sent:
-            self._publish_final(info)
+            self.lease.publish_final(info.created_at)
         result = CreateResult(
             stored[0], time.monotonic() - started, stored + sent, {**failures, **offsite_failures}
         )
@@ -372,12 +252,6 @@ class BackupEngine:
         )
         return result
 
-    def _publish_final(self, info: BackupInfo) -> None:
-        try:
-            self.publish("final", info.created_at)
-        except Stale as error:
-            self._went_stale(str(error))
-
     def _store(
         self, destination: Destination, packed: Path, info: BackupInfo
     ) -> tuple[list[BackupInfo], dict[str, str]]:
@@ -385,12 +259,12 @@ class BackupEngine:
         try:
             placed = destination.put(packed, info)
         except Stale as error:
-            self._went_stale(str(error))
+            self.lease.went_stale(str(error))
             return [], {destination.name: str(error)}
         except (DestinationError, OSError) as error:
-            self._failed(destination.name, str(error))
+            self._status.failed(destination.name, str(error))
             return [], {destination.name: str(error)}
-        self._succeeded(destination.name)
+        self._status.succeeded(destination.name)
         return [placed], {}
 
     def _send_offsite(
@@ -403,16 +277,12 @@ class BackupEngine:
         if paused:
             log.warning("backup %s kept on this machine only: %s", info.name, paused)
             return [], {d.name: f"paused: {paused}" for d in self._offsite}
-        if not self._claimed:  # paused when it became the writer: it says so now
-            try:
-                self.publish("writing")
-            except Stale as error:
-                self._went_stale(str(error))
+        self.lease.claim_if_needed()  # paused when it became the writer: it says so now
         copy, copy_info = self._leaving_copy(packed, info, workdir)
         sent, failures = [], {}
         expected = sha256_of(copy)[0] if self._should_read_back(info) else None
         for destination in self._offsite:
-            if not self._writing:  # stale: nothing more leaves the machine
+            if not self.lease.held:  # stale: nothing more leaves the machine
                 failures[destination.name] = "not sent: a newer instance writes the backups"
                 continue
             placed, failed = self._store(destination, copy, copy_info)
@@ -463,7 +333,7 @@ class BackupEngine:
             return {}
         except (DestinationError, OSError) as error:
             message = f"read-back failed: {error}"
-            self._failed(destination.name, message)
+            self._status.failed(destination.name, message)
             return {destination.name: message}
         self._too_large_told.discard(destination.name)  # tell again if backups grow past it
         return {}
@@ -479,27 +349,6 @@ class BackupEngine:
             return
         for info in old:
             log.info("rotated out %s from %s", info.name, destination.name)
-
-    def _succeeded(self, name: str) -> None:
-        status = self._status[name]
-        if status.failing:
-            self.alert(Text("✅ Backups to {destination} work again.", destination=Code(name)))
-        status.failing, status.failing_since, status.last_success = False, None, self.clock()
-
-    def _failed(self, name: str, error: str) -> None:
-        status = self._status[name]
-        log.error("backup not stored in %s: %s", name, error)
-        if not status.failing:  # once per streak of failures
-            where = Text("the local backup folder") if name == self.local.name else Code(name)
-            self.alert(
-                Text(
-                    "⚠️ A backup could not be stored in {where}: {error}. It is retried at the next backup.",
-                    where=where,
-                    error=Code(error),
-                )
-            )
-            status.failing_since = self.clock()
-        status.failing, status.last_error, status.last_error_at = True, error, self.clock()
 
     def _keep_plain_copy(self, snapshot: Path) -> None:
         """DB_PATH + '.backup': the newest snapshot as a plain SQLite file (the seed's path),
@@ -521,44 +370,28 @@ class BackupEngine:
 
     def failing_destinations(self) -> list[str]:
         """The destinations whose last attempt to store a backup failed."""
-        return sorted(name for name, status in self._status.items() if status.failing)
+        return self._status.failing()
 
     def offsite_paused(self) -> str | None:
         """Why copies are kept from leaving the machine, or None when they may leave."""
-        self._paused_seen = self.db.get_state(PAUSE_KEY) if self.db else None
-        return self._paused_seen
+        return self.pause.why()
 
     def offsite_paused_seen(self) -> bool:
-        """Whether the pause was on when last read (every backup reads it): for the health
-        endpoint, which must answer while a final backup holds the database for seconds."""
-        return self._paused_seen is not None
+        return self.pause.seen()
 
     def pause_offsite(self, why: str) -> None:
-        self.db.set_state(PAUSE_KEY, why)
-        self._paused_seen = why
+        self.pause.set(why)
 
     def resume_offsite(self) -> None:
-        self.db.set_state(PAUSE_KEY, None)
-        self._paused_seen = None
+        self.pause.lift()
 
     # --- what there is ---
 
     def newest_local(self) -> BackupInfo | None:
-        return next(iter(self.local.list()), None)
+        return self.catalog.newest_local()
 
     def listing(self, only: str | None = None) -> Listing:
-        """Every backup in every destination (or only the one named), newest first by its own
-        created-at. A destination that cannot be listed is skipped and named in the result."""
-        found, unreachable = [], []
-        for destination in self._destinations:
-            if only and destination.name != only:
-                continue
-            try:
-                found.extend(destination.list())
-            except (DestinationError, OSError) as error:
-                log.warning("cannot list backups in %s: %s", destination.name, error)
-                unreachable.append(Unreachable(destination.name, str(error), destination is not self.local))
-        return Listing(sorted(found, key=lambda info: info.created_at, reverse=True), unreachable)
+        return self.catalog.listing(only)
 
     def overview(self) -> Overview:
         local = self.local.list()
@@ -566,7 +399,7 @@ class BackupEngine:
             local[0] if local else None,
             len(local),
             self.settings.backup_keep,
-            {name: replace(status) for name, status in self._status.items()},
+            self._status.copy(),
             self.offsite_paused(),
         )
 
@@ -584,33 +417,8 @@ class BackupEngine:
     def verify(self, source: Path | BackupInfo, thorough: bool = False) -> BackupInfo:
         """Check a backup (checksum, integrity, tables, schema); returns its info."""
         with scratch_folder(self.local.folder) as workdir:
-            info, _ = self._unpack(source, workdir, thorough)
+            info, _ = self.catalog.unpack(source, workdir, thorough)
             return info
-
-    def _unpack(
-        self, source: Path | BackupInfo, workdir: Path, thorough: bool = False
-    ) -> tuple[BackupInfo, Path]:
-        """Fetch, decompress and verify a backup; returns its info and the verified SQLite file."""
-        if not isinstance(source, BackupInfo):
-            return unpack_and_verify(Path(source), workdir, thorough, self._sealer)
-        destination = self._destination(source.destination)
-        try:
-            path = destination.fetch(source, workdir)
-        except (DestinationError, OSError) as error:
-            raise BackupError(f"cannot fetch {source.name} from {source.destination}: {error}") from error
-        from_outside = destination is not self.local
-        info, snapshot = unpack_and_verify(
-            path, workdir, thorough, self._sealer, must_be_sealed=from_outside and self._sealer is not None
-        )
-        return replace(
-            info, name=source.name, destination=source.destination, location=source.location, size=source.size
-        ), snapshot
-
-    def _destination(self, name: str) -> Destination:
-        for destination in self._destinations:
-            if destination.name == name:
-                return destination
-        raise BackupError(f"there is no destination called {name}")
 
     # --- restore ---
 
@@ -630,9 +438,9 @@ class BackupEngine:
         if isinstance(source, Path) and _same_file(source, self.settings.db_path):
             raise BackupError(f"refused: {source} is the live database itself")
         with self._busy, scratch_folder(self.local.folder) as workdir:
-            if by_person and not self._writing:
+            if by_person and not self.lease.held:
                 raise BackupError("this instance is not the writer any more: restore on the one that serves")
-            info, snapshot = self._unpack(source, workdir)
+            info, snapshot = self.catalog.unpack(source, workdir)
             if by_person and not self.db.is_empty():
                 try:
                     self.create(PRE_RESTORE)
@@ -648,7 +456,7 @@ class BackupEngine:
             except DatabaseError as error:
                 raise BackupError(str(error)) from error
             self._restored = info
-            self._record_writer()  # the restored data names the writer that took it
+            self.lease.record()  # the restored data names the writer that took it
             if info.destination not in (self.local.name, "file"):
                 self._newest_offsite = max(filter(None, [self._newest_offsite, info.created_at]))
             log.info(
@@ -659,11 +467,6 @@ class BackupEngine:
                 self.backup_quietly("restore")
             return info
 
-    def _record_writer(self) -> None:
-        if self.writer:
-            self.db.set_state(GENERATION_KEY, str(self.generation))
-            self.db.set_state(WRITER_KEY, self.writer)
-
     def backup_quietly(self, reason: str) -> CreateResult | None:
         """A backup whose failure is logged, never raised: the next one retries."""
         try:
@@ -673,39 +476,18 @@ class BackupEngine:
             return None
 
     def restore_newest(self) -> StartupRestore:
-        """Restore the newest backup that verifies, trying older ones when it does not. Safety
-        copies taken before a restore come last: they hold what a person chose to replace."""
-        listing = self.listing()
-        candidates = sorted(listing.backups, key=lambda info: info.reason == PRE_RESTORE)
+        """Restore the newest backup that verifies, trying older ones when it does not (the
+        catalog's candidates, in order)."""
+        candidates, unreachable = self.catalog.candidates(self.plain_copy)
         passed_over = []
-        for candidate in candidates + self._plain_copy_candidate():
+        for candidate in candidates:
             try:
                 restored = self.restore(candidate, by_person=False)
-                return StartupRestore(restored, passed_over, listing.unreachable)
+                return StartupRestore(restored, passed_over, unreachable)
             except BackupError as error:
                 log.warning("cannot restore %s (%s): %s", candidate.name, candidate.destination, error)
                 passed_over.append(Refusal(candidate, str(error), candidate.destination != self.local.name))
-        return StartupRestore(None, passed_over, listing.unreachable)
-
-    def _plain_copy_candidate(self) -> list[BackupInfo]:
-        if not self.plain_copy.is_file():
-            return []
-        stat = self.plain_copy.stat()
-        modified = datetime.fromtimestamp(stat.st_mtime, UTC)
-        return [
-            BackupInfo(
-                modified,
-                "plain copy",
-                0,
-                {},
-                "",
-                0,
-                stat.st_size,
-                self.local.name,
-                str(self.plain_copy),
-                self.plain_copy.name,
-            )
-        ]
+        return StartupRestore(None, passed_over, unreachable)
 
 
 def _same_file(path: Path, other: str) -> bool:

@@ -76,21 +76,32 @@ class ActivityGate(BaseMiddleware):
             self.db.mark_block_notified(message.from_user.id)
 
 
-def register(
-    bot: telebot.TeleBot, db: Database, settings: Settings, readers: Readers, clock: Clock = utc_now
-) -> None:
-    """Install the gate and the user and moderation commands on `bot`."""
-    bot.setup_middleware(ActivityGate(bot, db, settings, readers, clock))
+class Commands:
+    """The commands everyone has, and the admins' /block and /unblock."""
 
-    def admin(message) -> bool:
-        return is_admin(settings, message)
+    def __init__(
+        self, bot: telebot.TeleBot, db: Database, settings: Settings, readers: Readers, clock: Clock
+    ):
+        self.bot, self.db, self.settings, self.readers, self.clock = bot, db, settings, readers, clock
 
-    def reply(message, text, **options) -> None:
-        bot.send_message(message.chat.id, readers.of_message(message)(text), **options)
+    def register(self) -> None:
+        add, admin = self.bot.register_message_handler, self.admin
+        add(self.start, commands=["start"])
+        add(self.your_id, commands=["id"])
+        add(self.language, commands=["language"])
+        add(self.chosen, func=lambda m: m.text in LANGUAGE_LABELS and not admin(m))
+        add(self.help, commands=["help"])
+        add(self.block, commands=["block"], func=admin)
+        add(self.unblock, commands=["unblock"], func=admin)
 
-    @bot.message_handler(commands=["start"])
-    def start(message):
-        reply(
+    def admin(self, message) -> bool:
+        return is_admin(self.settings, message)
+
+    def reply(self, message, text, **options) -> None:
+        self.bot.send_message(message.chat.id, self.readers.of_message(message)(text), **options)
+
+    def start(self, message) -> None:
+        self.reply(
             message,
             Text(
                 "Hello, {name}! You are registered; your Telegram user id is {id}. Send /help to "
@@ -100,31 +111,27 @@ def register(
             ),
         )
 
-    @bot.message_handler(commands=["id"])
-    def your_id(message):
+    def your_id(self, message) -> None:
         # How a new deployment's owner finds the number ADMIN_IDS wants, from the bot itself.
-        reply(message, Text("Your Telegram user id: {id}", id=Code(str(message.from_user.id))))
+        self.reply(message, Text("Your Telegram user id: {id}", id=Code(str(message.from_user.id))))
 
-    @bot.message_handler(commands=["language"])
-    def language(message):
-        reply(message, Text("Choose your language:"), reply_markup=language_keyboard())
+    def language(self, message) -> None:
+        self.reply(message, Text("Choose your language:"), reply_markup=language_keyboard())
 
-    @bot.message_handler(func=lambda m: m.text in LANGUAGE_LABELS and not admin(m))
-    def chosen(message):  # an admin's choice is the panel's: it shows the panel in it
-        reader = readers.choose(message.from_user.id, LANGUAGE_LABELS[message.text])
-        bot.send_message(
+    def chosen(self, message) -> None:  # an admin's choice is the panel's: it shows the panel in it
+        reader = self.readers.choose(message.from_user.id, LANGUAGE_LABELS[message.text])
+        self.bot.send_message(
             message.chat.id, reader(Text("✅ Language: English")), reply_markup=types.ReplyKeyboardRemove()
         )
 
-    @bot.message_handler(commands=["help"])
-    def help_(message):
+    def help(self, message) -> None:
         lines = [
             Text("/start: register with the bot"),
             Text("/id: your Telegram user id"),
             Text("/language: choose your language"),
             Text("/help: this list"),
         ]
-        if admin(message) and message.chat.type == "private":
+        if self.admin(message) and message.chat.type == "private":
             lines += [
                 Text("/admin: the admin panel"),
                 Text("/backup: take a backup now"),
@@ -135,16 +142,24 @@ def register(
                 Text(BLOCK_USAGE),
                 Text(UNBLOCK_USAGE),
             ]
-        reader = readers.of_message(message)
-        bot.send_message(message.chat.id, "\n".join(reader(line) for line in lines))
+        reader = self.readers.of_message(message)
+        self.bot.send_message(message.chat.id, "\n".join(reader(line) for line in lines))
 
-    @bot.message_handler(commands=["block"], func=admin)
-    def block(message):
-        reply(message, block_command(bot, db, settings, readers, message.text, clock()))
+    def block(self, message) -> None:
+        self.reply(
+            message, block_command(self.bot, self.db, self.settings, self.readers, message.text, self.clock())
+        )
 
-    @bot.message_handler(commands=["unblock"], func=admin)
-    def unblock(message):
-        reply(message, unblock_command(bot, db, readers, message.text))
+    def unblock(self, message) -> None:
+        self.reply(message, unblock_command(self.bot, self.db, self.readers, message.text))
+
+
+def register(
+    bot: telebot.TeleBot, db: Database, settings: Settings, readers: Readers, clock: Clock = utc_now
+) -> None:
+    """Install the gate and the user and moderation commands on `bot`."""
+    bot.setup_middleware(ActivityGate(bot, db, settings, readers, clock))
+    Commands(bot, db, settings, readers, clock).register()
 
 
 def language_keyboard() -> types.ReplyKeyboardMarkup:

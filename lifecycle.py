@@ -30,6 +30,7 @@ the others are passive. The states:
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import re
@@ -42,13 +43,14 @@ from datetime import datetime
 import requests
 import telebot
 
-from backup_format import PRE_RESTORE, BackupError, BackupInfo, Head, Knock
+from backup_format import PRE_RESTORE, BackupError, BackupInfo
 from clock import Clock, utc_now
 from config import Settings
 from database import Database
 from destinations import Stale
 from engine import BackupEngine
 from i18n import Alert, Code, Text
+from lease import Head, HeadState, asks_for_handover
 from tasks import JobRunner
 from updates import DRAIN_SECONDS, Poller, WebhookGate, drain
 
@@ -57,9 +59,9 @@ log = logging.getLogger("lifecycle")
 SETTLE_SECONDS = 1.0  # between publishing a claim and reading it back: two claims at once meet
 WATCH_SECONDS = 5.0  # how often a passive instance looks at the heads off the machine
 KNOCK_SECONDS = 1.0  # how often a waiting instance makes itself known, and looks for the hand-over
+LONG_POLL_SECONDS = 1  # its own getUpdates: a long poll (only one ends a waiting one with 409)
 KNOCK_WATCH_SECONDS = {"webhook": 3.0, "polling": 15.0}  # how often a writer looks for a knock
 KNOCK_REFRESH_SECONDS = 3.0  # a waiting instance knocks again when its knock is older
-KNOCK_FRESH_SECONDS = 10.0  # a writer heeds a knock this recent: its instance is still waiting
 
 
 def instance_name() -> str:
@@ -68,15 +70,15 @@ def instance_name() -> str:
     return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
-def asks_for_handover(knock: Knock | None, instance: str, since: datetime, now: datetime) -> bool:
-    """A knock that should make `instance`, serving since `since`, hand over: another instance's,
-    made since, and recent (an instance that knocked and died must not leave it passive)."""
-    return (
-        knock is not None
-        and knock.instance != instance
-        and knock.at > since
-        and (now - knock.at).total_seconds() <= KNOCK_FRESH_SECONDS
-    )
+class State(enum.Enum):
+    """Where an instance is in its life (the health endpoint shows the value)."""
+
+    STARTING = "starting"  # restoring, or taking over from a backup
+    WAITING = "waiting"  # for an older writer's hand-over
+    SERVING = "serving"  # the writer: handles updates, takes backups
+    HANDING_OVER = "handing over"  # a newer instance asked: finishing, then the final backup
+    PASSIVE = "passive"  # takes no updates; watches the heads off the machine
+    STOPPING = "stopping"  # SIGTERM
 
 
 class Lifecycle:
@@ -99,23 +101,24 @@ class Lifecycle:
         self.mode = "webhook" if gate is not None else "polling"
         self.settings, self.alert, self.stop_requested, self.clock = settings, alert, stop, clock
         self.instance = instance or instance_name()
-        self.state = "starting"
+        self.state = State.STARTING
         self._lock = threading.RLock()  # one transition at a time
         self._source: Poller | WebhookGate | None = None  # while serving
         self._handed_over_at: BackupInfo | None = None  # our own final backup, when passive
         self._passive_since = 0.0  # monotonic
         self._watcher: threading.Thread | None = None
         self.took_over = False  # it serves data another instance handed over (already off-site)
-        engine.on_stale = lambda why: self._go_passive_after_stale()
+        self.lease = engine.lease
+        self.lease.on_stale = lambda why: self._go_passive_after_stale()
 
     # --- what the health endpoint shows ---
 
     def status(self) -> dict:
         return {
-            "state": self.state,
+            "state": self.state.value,
             "instance": self.instance,
             "updates": self.mode,
-            "generation": self.engine.generation if self.state == "serving" else None,
+            "generation": self.lease.generation if self.state is State.SERVING else None,
             "newest_offsite_backup_age_seconds": self._newest_offsite_age(),
             "failing_destinations": self.engine.failing_destinations(),
             "offsite_paused": self.engine.offsite_paused_seen(),
@@ -130,22 +133,22 @@ class Lifecycle:
     def begin(self, restored: BackupInfo | None, kept_local: bool) -> None:
         """Decide, after the startup's restore, whether this instance serves now, waits for a
         hand-over first, or stays passive; ends serving or passive (or stopping)."""
-        head, _ = self.engine.heads()
+        head, _ = self.lease.heads()
         if kept_local:
-            if head is not None and head.generation > self.engine.generation:
+            if head is not None and head.generation > self.lease.generation:
                 self.alert(
                     Text(
                         "⏸ This instance kept its own database (generation {mine}), but a newer one "
                         "writes the backups off the machine (generation {theirs}, {writer}): it "
                         "stays passive and takes over when that one stops cleanly.",
-                        mine=self.engine.generation,
+                        mine=self.lease.generation,
                         theirs=head.generation,
                         writer=Code(head.writer),
                     )
                 )
                 self._become_passive(None)
                 return
-            self._claim_and_serve(max(self.engine.generation, head.generation if head else 0))
+            self._claim_and_serve(max(self.lease.generation, head.generation if head else 0))
         elif self._free(restored, head):
             self._claim_and_serve(max(restored.generation if restored else 0, head.generation if head else 0))
         else:
@@ -156,15 +159,15 @@ class Lifecycle:
         """What was restored (or nothing, when there is no backup) is the newest state there
         is: nobody is writing, or was, after it."""
         if restored is None:  # no backup anywhere: free unless someone announced themselves
-            return head is None or head.state == "final"
+            return head is None or head.state is HeadState.FINAL
         if not restored.final or head is None:
             return restored.final
-        if head.state == "writing":
+        if head.state is HeadState.WRITING:
             return head.since <= restored.created_at and head.generation <= restored.generation
         return head.final_backup_at is None or head.final_backup_at <= restored.created_at
 
     def _wait_for_handover(self, restored: BackupInfo | None, head: Head | None) -> None:
-        self.state = "waiting"
+        self.state = State.WAITING
         name = head.writer if head else restored.writer if restored else ""
         writer = Code(name) if name else Text("an older instance")
         generation = max(head.generation if head else 0, restored.generation if restored else 0)
@@ -180,83 +183,95 @@ class Lifecycle:
             self._make_known()
             final = self._final_after(restored)
             if final is not None:
-                try:
-                    taken = self.engine.restore(final, by_person=False)
-                except BackupError as error:
-                    log.error("the hand-over backup %s cannot be restored: %s", final.name, error)
-                    why = Text(
-                        "The hand-over backup {name} cannot be restored ({error})",
-                        name=Code(final.name),
-                        error=Code(str(error)),
-                    )
-                    break
-                waited = time.monotonic() - started
-                self.took_over = True
-                if self._claim_and_serve(max(generation, taken.generation)):
-                    self.alert(
-                        Text(
-                            "♻️ {writer} (generation {old}) handed over after {seconds} s; "
-                            "generation {new} serves now, from its last backup ({rows} rows).",
-                            writer=Code(final.writer) if final.writer else writer,
-                            old=taken.generation,
-                            seconds=round(waited, 1),
-                            new=self.engine.generation,
-                            rows=taken.total_rows,
-                        )
-                    )
-                return
+                why = self._take_handover(final, generation, writer, started)
+                if why is None:
+                    return
+                break
             self.stop_requested.wait(KNOCK_SECONDS)
-        if self.stop_requested.is_set():
-            return
-        if self._claim_and_serve(generation):
-            since = (
-                Text(
-                    "the newest backup, taken {when} ({age} ago): what it wrote after that is lost",
-                    when=restored.created_at,
-                    age=self.clock() - restored.created_at,
-                )
-                if restored
-                else Text("an empty database: it left no backup")
+        if not self.stop_requested.is_set():
+            self._serve_without_handover(why, writer, generation, restored)
+
+    def _take_handover(self, final: BackupInfo, generation: int, writer, started: float) -> Text | None:
+        """Restore the older writer's final backup and serve from it; None when that was done,
+        else why it could not be."""
+        try:
+            taken = self.engine.restore(final, by_person=False)
+        except BackupError as error:
+            log.error("the hand-over backup %s cannot be restored: %s", final.name, error)
+            return Text(
+                "The hand-over backup {name} cannot be restored ({error})",
+                name=Code(final.name),
+                error=Code(str(error)),
             )
-            log.warning("%s from %s: serving from %s", why, writer, since)
+        waited = time.monotonic() - started
+        self.took_over = True
+        if self._claim_and_serve(max(generation, taken.generation)):
             self.alert(
                 Text(
-                    "⚠️ {why} from {writer} (generation {generation}), which was writing: it probably "
-                    "stopped without a final backup (a crash?). Serving from {since}.",
-                    why=why,
-                    writer=writer,
-                    generation=generation,
-                    since=since,
+                    "♻️ {writer} (generation {old}) handed over after {seconds} s; "
+                    "generation {new} serves now, from its last backup ({rows} rows).",
+                    writer=Code(final.writer) if final.writer else writer,
+                    old=taken.generation,
+                    seconds=round(waited, 1),
+                    new=self.lease.generation,
+                    rows=taken.total_rows,
                 )
             )
+        return None
+
+    def _serve_without_handover(
+        self, why: Text, writer, generation: int, restored: BackupInfo | None
+    ) -> None:
+        if not self._claim_and_serve(generation):
+            return
+        since = (
+            Text(
+                "the newest backup, taken {when} ({age} ago): what it wrote after that is lost",
+                when=restored.created_at,
+                age=self.clock() - restored.created_at,
+            )
+            if restored
+            else Text("an empty database: it left no backup")
+        )
+        log.warning("%s from %s: serving from %s", why, writer, since)
+        self.alert(
+            Text(
+                "⚠️ {why} from {writer} (generation {generation}), which was writing: it probably "
+                "stopped without a final backup (a crash?). Serving from {since}.",
+                why=why,
+                writer=writer,
+                generation=generation,
+                since=since,
+            )
+        )
 
     def _make_known(self) -> None:
-        """Tell the writer a newer instance is here. A polling writer hears it from Telegram: a
-        getUpdates of our own, confirming nothing, ends its request with 409 (while a webhook is
-        set this one gets the 409, and nobody minds). Every writer, polling or not, also finds
-        a request to hand over off the machine (a knock): in webhook mode the only sign."""
+        """Tell the writer a newer instance is here: a request to hand over left off the machine
+        (a knock), which every writer watches for; then a long poll of our own, confirming
+        nothing, which Telegram answers a polling writer's waiting getUpdates with 409 when
+        there is nothing to deliver (a sooner sign than the knock; while a webhook is set this
+        one gets the 409, and nobody minds)."""
+        if not self.engine.offsite_paused():  # nothing leaves the machine, not even a knock
+            knock = self.lease.latest_knock()
+            if (
+                knock is None
+                or knock.instance != self.instance
+                or (self.clock() - knock.at).total_seconds() > KNOCK_REFRESH_SECONDS
+            ):
+                self.lease.knock(self.instance)  # kept fresh: a writer heeds only a recent one
         try:
-            # Through apihelper's request function: bot.get_updates would turn a long-polling
-            # timeout of 0 into its default of 10 s, and this call must return at once.
-            telebot.apihelper._make_request(
-                self.bot.token, "getUpdates", params={"timeout": 10, "long_polling_timeout": 0, "limit": 1}
+            self.bot.get_updates(
+                limit=1, timeout=LONG_POLL_SECONDS + 5, long_polling_timeout=LONG_POLL_SECONDS
             )
         except (telebot.apihelper.ApiException, requests.RequestException) as error:
             log.debug("making ourselves known: %s", error)
-        knock = self.engine.latest_knock()
-        if (
-            knock is None
-            or knock.instance != self.instance
-            or (self.clock() - knock.at).total_seconds() > KNOCK_REFRESH_SECONDS
-        ):
-            self.engine.knock(self.instance)  # kept fresh: a writer heeds only a recent one
 
     def _final_after(self, restored: BackupInfo | None) -> BackupInfo | None:
         """A final backup newer than `restored` (any, without one), off the machine: the one
         the head names, or the newest backup when it is a final one (its writer stopped, even
         if a destination could not take its head)."""
-        head, _ = self.engine.heads()
-        named = head.final_backup_at if head is not None and head.state == "final" else None
+        head, _ = self.lease.heads()
+        named = head.final_backup_at if head is not None and head.state is HeadState.FINAL else None
         candidates = [c for c in self.engine.listing().backups if c.destination != "local"]
         for candidate in candidates:
             newer = restored is None or candidate.created_at > restored.created_at
@@ -270,21 +285,21 @@ class Lifecycle:
         """Publish this instance as the writer of the next generation, let the claim settle,
         read it back; serve when it is still ours, else stay passive."""
         with self._lock:
-            head, _ = self.engine.heads()
+            head, _ = self.lease.heads()
             generation = max(base_generation, head.generation if head else 0) + 1
-            self.engine.become_writer(generation, self.instance)
+            self.lease.become(generation, self.instance)
             if self.engine.offsite_paused():  # nothing leaves the machine, not even a claim
                 self._serve()
                 return True
             try:
-                unreached = self.engine.publish("writing")
+                unreached = self.lease.publish(HeadState.WRITING)
             except Stale as error:
                 log.warning("not the writer: %s", error)
                 self._become_passive(None)
                 return False
-            if len(unreached) < self.engine.offsite_count:  # a claim is out there: let it settle
+            if len(unreached) < len(self.lease.stores):  # a claim is out there: let it settle
                 self.stop_requested.wait(SETTLE_SECONDS)
-                head, _ = self.engine.heads()
+                head, _ = self.lease.heads()
                 if head is not None and (head.writer, head.generation) != (self.instance, generation):
                     log.warning(
                         "%s claimed generation %d at the same time; it serves", head.writer, head.generation
@@ -296,7 +311,7 @@ class Lifecycle:
 
     def _serve(self) -> None:
         self.runner.resume()
-        self.state = "serving"
+        self.state = State.SERVING
         if self.gate is not None:
             self._source = self.gate
             self.gate.start(self.db)
@@ -306,17 +321,17 @@ class Lifecycle:
         threading.Thread(
             target=self._watch_knocks, args=(self.clock(),), name="knock-watch", daemon=True
         ).start()
-        log.info("serving as %s, generation %d (%s)", self.instance, self.engine.generation, self.mode)
+        log.info("serving as %s, generation %d (%s)", self.instance, self.lease.generation, self.mode)
 
     def _watch_knocks(self, since: datetime) -> None:
         """While serving: a newer instance that asks this writer to hand over gets its
         hand-over (in webhook mode the only way it can ask; Telegram's 409 is the other)."""
-        generation = self.engine.generation
+        generation = self.lease.generation
         while not self.stop_requested.wait(KNOCK_WATCH_SECONDS[self.mode]):
-            if self.state != "serving" or self.engine.generation != generation:
+            if self.state is not State.SERVING or self.lease.generation != generation:
                 return
             try:
-                knock = self.engine.latest_knock()
+                knock = self.lease.latest_knock()
             except Exception:  # the watch must go on
                 log.exception("reading the hand-over requests off the machine failed")
                 continue
@@ -331,9 +346,9 @@ class Lifecycle:
         """A newer instance is here (the poller's getUpdates got 409, or it knocked): hand over
         to it."""
         with self._lock:
-            if self.state != "serving":
+            if self.state is not State.SERVING:
                 return
-            self.state = "handing over"
+            self.state = State.HANDING_OVER
             final = self._finish_writing("handover")
             self._become_passive(final)
 
@@ -345,17 +360,17 @@ class Lifecycle:
         self.runner.pause()
         self._source.remember(self.db)
         result = self.engine.backup_quietly(reason)
-        self.engine.stop_writing()
+        self.lease.release()
         return result.info if result else None
 
     def _become_passive(self, final: BackupInfo | None) -> None:
         if self.gate is not None:
             self.gate.stop()  # Telegram's requests get 503 now, and come again to the writer
-        self.engine.stop_writing()
+        self.lease.release()
         self.runner.pause()
         self._handed_over_at = final
         self._passive_since = time.monotonic()
-        self.state = "passive"
+        self.state = State.PASSIVE
         if self._watcher is None or not self._watcher.is_alive():  # one watcher, however we got here
             self._watcher = threading.Thread(target=self._watch, name="passive-watch", daemon=True)
             self._watcher.start()
@@ -366,7 +381,7 @@ class Lifecycle:
 
         def later() -> None:  # not on the thread taking the backup that found it
             with self._lock:
-                if self.state == "serving":
+                if self.state is State.SERVING:
                     self._source.stop()
                     drain(self.bot)
                     self._become_passive(None)
@@ -375,15 +390,15 @@ class Lifecycle:
 
     def _watch(self) -> None:
         """While passive: when the instance that took over stops cleanly, take over again."""
-        while self.state == "passive" and not self.stop_requested.wait(WATCH_SECONDS):
+        while self.state is State.PASSIVE and not self.stop_requested.wait(WATCH_SECONDS):
             try:
                 self._take_over_if_free()
             except Exception:  # a watcher must keep watching
                 log.exception("watching the backups off the machine failed")
 
     def _take_over_if_free(self) -> None:
-        head, _ = self.engine.heads()
-        if head is None or head.state != "final":
+        head, _ = self.lease.heads()
+        if head is None or head.state is not HeadState.FINAL:
             return
         mine = self._handed_over_at
         if head.writer == self.instance:
@@ -400,9 +415,9 @@ class Lifecycle:
             None,
         )
         with self._lock:
-            if final is None or self.state != "passive":
+            if final is None or self.state is not State.PASSIVE:
                 return
-            self.state = "starting"
+            self.state = State.STARTING
             if self.gate is not None:
                 self.gate.hold()
             try:
@@ -418,7 +433,7 @@ class Lifecycle:
                         "▶️ {writer} stopped cleanly; this instance took over again from its final "
                         "backup and serves as generation {generation}.",
                         writer=Code(head.writer),
-                        generation=self.engine.generation,
+                        generation=self.lease.generation,
                     )
                 )
 
@@ -430,7 +445,7 @@ class Lifecycle:
         if self._handed_over_at is None or waited < self.settings.handover_wait_seconds + 2 * WATCH_SECONDS:
             return
         with self._lock:
-            if self.state != "passive":
+            if self.state is not State.PASSIVE:
                 return
             if self._claim_and_serve(head.generation):
                 self.alert(
@@ -439,7 +454,7 @@ class Lifecycle:
                         "instance that asked for it is gone?): it serves again, as generation "
                         "{generation}, from its own final backup.",
                         seconds=round(waited),
-                        generation=self.engine.generation,
+                        generation=self.lease.generation,
                     )
                 )
 
@@ -448,8 +463,8 @@ class Lifecycle:
     def stop(self) -> None:
         """SIGTERM: a writer takes its final backup; anyone else has nothing to hand over."""
         with self._lock:
-            serving = self.state == "serving"
-            self.state = "stopping"
+            serving = self.state is State.SERVING
+            self.state = State.STOPPING
             if serving:
                 self._finish_writing("shutdown")
             elif self.gate is not None:

@@ -10,10 +10,13 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import partial
 
 import telebot
 
+import bot_api
 import database
 import handlers
 import locks
@@ -21,12 +24,11 @@ import startup
 import tasks
 from admin_panel import AdminPanel
 from clock import utc_now
-from config import ConfigError, load_settings
-from lifecycle import Lifecycle
+from config import ConfigError, Settings, load_settings
+from lifecycle import Lifecycle, State
 from logs import setup_logging
 from messaging import alert_admins, send_quietly
 from readers import Readers
-from telegram_destination import telegram_bot
 from updates import WebhookGate
 from web import start_server
 
@@ -43,6 +45,19 @@ class HandlerErrorLogger(telebot.ExceptionHandler):
         return True
 
 
+@dataclass
+class Bot:
+    """What the wiring holds once the bot is built, for the steps that follow."""
+
+    settings: Settings
+    bot: telebot.TeleBot
+    readers: Readers
+    alert: Callable
+    stop_requested: threading.Event
+    gate: WebhookGate | None
+    status: list = field(default_factory=lambda: [lambda: {"state": State.STARTING.value}])
+
+
 def main() -> int:
     try:
         settings = load_settings()
@@ -52,12 +67,12 @@ def main() -> int:
     setup_logging(settings.log_level, settings.secrets)
     stop_requested = threading.Event()
     _install_signal_handlers(stop_requested)
-
     # Webhook mode runs each handler in Telegram's request, which is answered once it is done:
     # an update is marked handled only then, and Telegram retries what was not.
     webhook = settings.webhook_url is not None
-    bot = telegram_bot(
-        settings,
+    bot = bot_api.build(
+        settings.bot_token,
+        settings.telegram_api_url,
         threaded=not webhook,
         num_threads=4,
         use_class_middlewares=True,
@@ -68,20 +83,62 @@ def main() -> int:
     readers = Readers(settings)  # each person's language; the database is attached once open
     alert = partial(alert_admins, bot, settings, readers.of)
     gate = WebhookGate(bot, settings, refused=alert) if webhook else None
-    status = [lambda: {"state": "starting"}]  # what the health endpoint shows, asked each time
+    wired = Bot(settings, bot, readers, alert, stop_requested, gate)
     if settings.port:
-        start_server(settings.port, lambda: status[0](), gate)
+        start_server(settings.port, lambda: wired.status[0](), gate)
+    return _run(wired)
+
+
+def _run(wired: Bot) -> int:
+    """Open the database (restoring it if need be), then serve until SIGTERM."""
+    settings, bot, readers = wired.settings, wired.bot, wired.readers
     try:
         db, engine, report = startup.prepare_database(
             settings,
-            startup.offsite_destinations(settings, bot, alert),
-            alert=alert,
-            stop=stop_requested,
-            opened=readers.attach,
-        )  # the startup's alerts in each admin's language
+            startup.offsite(settings, bot, wired.alert),
+            alert=wired.alert,
+            stop=wired.stop_requested,
+            opened=readers.attach,  # the startup's alerts in each admin's language
+        )
     except (database.DatabaseError, locks.AlreadyRunningError) as error:
         log.error("cannot start: %s", error)
         return 1
+    _log_database(db, report, settings)
+    runner = tasks.build_runner(
+        db,
+        settings,
+        clock=utc_now,
+        backup=engine.create,
+        notify=lambda user_id, text: send_quietly(bot, user_id, text, readers.of(user_id)),
+    )
+    if report.paused_unreachable:
+        runner.add("resolve_pause", PAUSE_CHECK_SECONDS, tasks.PauseResolver(engine, db, wired.alert))
+    panel = AdminPanel(bot, db, engine, runner.statuses, settings, readers, utc_now)
+    panel.register()  # first: an admin's /start opens the panel
+    handlers.register(bot, db, settings, readers)
+    runner.pause()  # nothing is written before this instance is the writer
+    runner.start()
+    instance = Lifecycle(
+        bot, db, engine, runner, settings, wired.alert, wired.stop_requested, gate=wired.gate
+    )
+    wired.status[0] = lambda: {**instance.status(), "storage": db.storage.mode}
+    if not wired.stop_requested.is_set():
+        instance.begin(report.restored, kept_local=report.restore_reason is None)
+        if instance.state is State.SERVING and report.restored is None and not instance.took_over:
+            # A restored database is off the machine already: only a new one needs this backup.
+            engine.backup_quietly("startup")
+    log.info("bot started: %s", instance.state.value)
+    wired.stop_requested.wait()
+    instance.stop()
+    panel.close()
+    db.close()
+    if report.lock:
+        report.lock.release()
+    log.info("stopped cleanly")
+    return 0
+
+
+def _log_database(db, report, settings: Settings) -> None:
     applied = report.applied_migrations
     log.info(
         "database: %s (%s); schema version %d%s",
@@ -95,38 +152,6 @@ def main() -> int:
             "ADMIN_IDS is empty: nobody can use the admin commands or get alerts "
             "(send /id to the bot to learn your user id)"
         )
-
-    runner = tasks.build_runner(
-        db,
-        settings,
-        clock=utc_now,
-        backup=engine.create,
-        notify=lambda user_id, text: send_quietly(bot, user_id, text, readers.of(user_id)),
-    )
-    if report.paused_unreachable:
-        runner.add("resolve_pause", PAUSE_CHECK_SECONDS, tasks.PauseResolver(engine, db, alert))
-    panel = AdminPanel(bot, db, engine, runner.statuses, settings, readers, utc_now)
-    panel.register()  # first: an admin's /start opens the panel
-    handlers.register(bot, db, settings, readers)
-    runner.pause()  # nothing is written before this instance is the writer
-    runner.start()
-
-    instance = Lifecycle(bot, db, engine, runner, settings, alert, stop_requested, gate=gate)
-    status[0] = lambda: {**instance.status(), "storage": db.storage.mode}
-    if not stop_requested.is_set():
-        instance.begin(report.restored, kept_local=report.restore_reason is None)
-        if instance.state == "serving" and report.restored is None and not instance.took_over:
-            # A restored database is off the machine already: only a new one needs this backup.
-            engine.backup_quietly("startup")
-    log.info("bot started: %s", instance.state)
-    stop_requested.wait()
-    instance.stop()
-    panel.close()
-    db.close()
-    if report.lock:
-        report.lock.release()
-    log.info("stopped cleanly")
-    return 0
 
 
 def _token_accepted(bot: telebot.TeleBot) -> bool:

@@ -1,4 +1,5 @@
-"""Backups as objects in an S3 bucket: AWS, or any S3-compatible store (MinIO, SeaweedFS, R2, ...).
+"""Backups as objects in an S3 bucket: AWS, or any S3-compatible store (MinIO, SeaweedFS, R2, ...),
+and the writer's lease beside them (S3Lease: head.json and knock.json, lease.py).
 
 Each backup is the object PREFIX + its file name, carrying the backup's header as object metadata
 (info_to_metadata), so listing needs no downloads. Encrypted copies (NAME.sealed) are listed too.
@@ -32,16 +33,9 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from backup_format import (
-    NAME_PATTERN,
-    BackupInfo,
-    Head,
-    Knock,
-    NotABackupError,
-    info_from_metadata,
-    info_to_metadata,
-)
-from destinations import DestinationError, fence
+from backup_format import NAME_PATTERN, BackupInfo, NotABackupError, info_from_metadata, info_to_metadata
+from destinations import DestinationError
+from lease import Head, Knock, fence
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +52,9 @@ CREDENTIALS = {
 }
 
 
-class S3Bucket:
-    """Backups as objects under `prefix` in one bucket."""
-
-    name = "s3"
+class S3Place:
+    """One bucket and prefix, its client, and its errors in one line: what the backups
+    (S3Bucket) and the writer's lease (S3Lease) share."""
 
     def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None, client=None):
         self.bucket, self.endpoint_url, self._client = bucket, endpoint_url, client
@@ -89,98 +82,8 @@ class S3Bucket:
                 raise DestinationError(f"cannot use S3 endpoint {self.endpoint_url!r}: {error}") from error
         return self._client
 
-    def put(self, path: Path, info: BackupInfo) -> BackupInfo:
-        fence(self.read_head(), info.generation, info.writer)
-        key = self.prefix + info.name
-        with self._errors():
-            self.client.upload_file(
-                str(path), self.bucket, key, Config=TRANSFER, ExtraArgs={"Metadata": info_to_metadata(info)}
-            )
-            size = Path(path).stat().st_size
-        return info.at(self.name, key, size)
-
-    def list(self) -> list[BackupInfo]:
-        found = []
-        with self._errors():
-            pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=self.prefix, Delimiter="/"
-            )
-            for page in pages:
-                for item in page.get("Contents", []):
-                    info = self._describe(item["Key"], item["Size"])
-                    if info is not None:
-                        found.append(info)
-        return sorted(found, key=lambda i: (i.created_at, i.name), reverse=True)
-
-    def fetch(self, info: BackupInfo, workdir: Path) -> Path:
-        target = Path(workdir) / info.name
-        with self._errors(info.location):
-            self.client.download_file(self.bucket, info.location, str(target), Config=TRANSFER)
-        return target
-
-    def delete(self, backups: Sequence[BackupInfo]) -> None:
-        for info in backups:
-            with self._errors(info.location):
-                self.client.delete_object(Bucket=self.bucket, Key=info.location)
-
-    def read_head(self) -> Head | None:
-        """The writer's record, the object PREFIX + head.json; None when there is none (or it is
-        not one: it came from outside, and is reported)."""
-        return self._read_record(HEAD_NAME, Head.from_json)
-
-    def read_knock(self) -> Knock | None:
-        return self._read_record(KNOCK_NAME, Knock.from_json)
-
-    def knock(self, knock: Knock) -> None:
-        self._write_record(KNOCK_NAME, knock.as_json())
-
-    def _read_record(self, name: str, parse):
-        key = self.prefix + name
-        with self._errors(key):
-            try:
-                body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read(MAX_HEAD_BYTES + 1)
-            except ClientError as error:
-                if _code(error) in ("404", "NoSuchKey"):
-                    return None
-                raise
-        try:
-            if len(body) > MAX_HEAD_BYTES:
-                raise NotABackupError("the record is implausibly large")
-            return parse(json.loads(body))
-        except (ValueError, RecursionError, NotABackupError) as error:
-            log.warning("ignoring s3://%s/%s: %s", self.bucket, key, error)
-            return None
-
-    def _write_record(self, name: str, record: dict) -> None:
-        key = self.prefix + name
-        with self._errors(key):
-            self.client.put_object(
-                Bucket=self.bucket, Key=key, Body=json.dumps(record).encode(), ContentType="application/json"
-            )
-
-    def write_head(self, head: Head) -> None:
-        fence(self.read_head(), head.generation, head.writer)
-        self._write_record(HEAD_NAME, head.as_json())
-
-    def _describe(self, key: str, size: int) -> BackupInfo | None:
-        """The backup at `key` from its metadata; None (and a warning) when it is not one."""
-        name = key.rsplit("/", 1)[-1]
-        if not NAME_PATTERN.match(name):  # a backup's name, plain or age-encrypted
-            return None
-        try:
-            metadata = self.client.head_object(Bucket=self.bucket, Key=key).get("Metadata", {})
-            info = info_from_metadata(metadata)
-        except NotABackupError as error:
-            log.warning("ignoring s3://%s/%s: %s", self.bucket, key, error)
-            return None
-        except ClientError as error:
-            if _code(error) not in ("404", "NoSuchKey"):
-                raise
-            return None  # deleted since the listing
-        return replace(info.at(self.name, key, size), name=name)
-
     @contextmanager
-    def _errors(self, key: str = "") -> Iterator[None]:
+    def errors(self, key: str = "") -> Iterator[None]:
         try:
             yield
         except (BotoCoreError, ClientError, S3UploadFailedError, RetriesExceededError, OSError) as error:
@@ -227,6 +130,126 @@ class S3Bucket:
             return "S3 refused the request (RequestTimeTooSkewed): this machine's clock is wrong"
         message = str(error.response.get("Error", {}).get("Message") or "").splitlines()[:1]
         return f"S3 refused the request ({code})" + (f": {message[0][:200]}" if message else "")
+
+
+class S3Bucket:
+    """Backups as objects under the place's prefix in one bucket."""
+
+    name = "s3"
+
+    def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None, client=None):
+        self.place = S3Place(bucket, prefix, endpoint_url, client)
+        self.lease = S3Lease(self.place)  # the head that fences what is put here
+        self.bucket, self.prefix = self.place.bucket, self.place.prefix
+        self._errors = self.place.errors
+
+    @property
+    def client(self):
+        return self.place.client
+
+    def put(self, path: Path, info: BackupInfo) -> BackupInfo:
+        fence(self.lease.read_head(), info.generation, info.writer)
+        key = self.prefix + info.name
+        with self._errors():
+            self.client.upload_file(
+                str(path), self.bucket, key, Config=TRANSFER, ExtraArgs={"Metadata": info_to_metadata(info)}
+            )
+            size = Path(path).stat().st_size
+        return info.at(self.name, key, size)
+
+    def list(self) -> list[BackupInfo]:
+        found = []
+        with self._errors():
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.prefix, Delimiter="/"
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    info = self._describe(item["Key"], item["Size"])
+                    if info is not None:
+                        found.append(info)
+        return sorted(found, key=lambda i: (i.created_at, i.name), reverse=True)
+
+    def fetch(self, info: BackupInfo, workdir: Path) -> Path:
+        target = Path(workdir) / info.name
+        with self._errors(info.location):
+            self.client.download_file(self.bucket, info.location, str(target), Config=TRANSFER)
+        return target
+
+    def delete(self, backups: Sequence[BackupInfo]) -> None:
+        for info in backups:
+            with self._errors(info.location):
+                self.client.delete_object(Bucket=self.bucket, Key=info.location)
+
+    def _describe(self, key: str, size: int) -> BackupInfo | None:
+        """The backup at `key` from its metadata; None (and a warning) when it is not one."""
+        name = key.rsplit("/", 1)[-1]
+        if not NAME_PATTERN.match(name):  # a backup's name, plain or age-encrypted
+            return None
+        try:
+            metadata = self.client.head_object(Bucket=self.bucket, Key=key).get("Metadata", {})
+            info = info_from_metadata(metadata)
+        except NotABackupError as error:
+            log.warning("ignoring s3://%s/%s: %s", self.bucket, key, error)
+            return None
+        except ClientError as error:
+            if _code(error) not in ("404", "NoSuchKey"):
+                raise
+            return None  # deleted since the listing
+        return replace(info.at(self.name, key, size), name=name)
+
+
+class S3Lease:
+    """The writer's head (PREFIX + head.json) and the knock (PREFIX + knock.json)."""
+
+    name = "s3"
+
+    def __init__(self, place: S3Place):
+        self.place = place
+
+    def read_head(self) -> Head | None:
+        """The writer's record, the object PREFIX + head.json; None when there is none (or it is
+        not one: it came from outside, and is reported)."""
+        return self._read_record(HEAD_NAME, Head.from_json)
+
+    def read_knock(self) -> Knock | None:
+        return self._read_record(KNOCK_NAME, Knock.from_json)
+
+    def knock(self, knock: Knock) -> None:
+        self._write_record(KNOCK_NAME, knock.as_json())
+
+    def _read_record(self, name: str, parse):
+        key = self.place.prefix + name
+        with self.place.errors(key):
+            try:
+                body = self.place.client.get_object(Bucket=self.place.bucket, Key=key)["Body"].read(
+                    MAX_HEAD_BYTES + 1
+                )
+            except ClientError as error:
+                if _code(error) in ("404", "NoSuchKey"):
+                    return None
+                raise
+        try:
+            if len(body) > MAX_HEAD_BYTES:
+                raise NotABackupError("the record is implausibly large")
+            return parse(json.loads(body))
+        except (ValueError, RecursionError, NotABackupError) as error:
+            log.warning("ignoring s3://%s/%s: %s", self.place.bucket, key, error)
+            return None
+
+    def _write_record(self, name: str, record: dict) -> None:
+        key = self.place.prefix + name
+        with self.place.errors(key):
+            self.place.client.put_object(
+                Bucket=self.place.bucket,
+                Key=key,
+                Body=json.dumps(record).encode(),
+                ContentType="application/json",
+            )
+
+    def write_head(self, head: Head) -> None:
+        fence(self.read_head(), head.generation, head.writer)
+        self._write_record(HEAD_NAME, head.as_json())
 
 
 def _code(error: ClientError) -> str:

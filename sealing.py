@@ -12,9 +12,6 @@ streams (pyrage has no streaming passphrase mode: it held the file twice in memo
 bounded, small amount of memory (pyrage picked a scrypt work factor by timing the machine: 19
 here, 512 MB, more than a small instance has). Each process seals with one salt, so the key is
 derived once. `python backup.py decrypt FILE` opens a sealed file by hand.
-
-Files sealed by an earlier version (age's passphrase mode, `age -d` opens them) are still
-opened, with their work factor checked before anything is done.
 """
 
 from __future__ import annotations
@@ -31,7 +28,6 @@ import bech32
 import pyrage
 
 SEALED_MAGIC = b"telegram-bot-backup-sealed/1\n"
-AGE_MAGIC = b"age-encryption.org/v1\n"
 LOG_N = 15  # scrypt's work factor for sealing: 2^15 * 1 KB = 32 MB of memory
 MAX_WORK_FACTOR = 20  # beyond 2^20 * 1 KB = 1 GB of memory a file is refused, whatever it says
 SALT_BYTES = 16
@@ -64,18 +60,13 @@ class Sealer:
             ) from None
 
     def open(self, source: Path, target: Path) -> None:
-        """Decrypt a sealed file (or one of age's passphrase mode) into `target`."""
+        """Decrypt a sealed file into `target`; its work factor is checked before any work."""
         with open(source, "rb") as stream:
-            start = stream.read(len(SEALED_MAGIC))
-            if start == SEALED_MAGIC:
-                salt, log_n = _kdf_line(stream.readline(64))
-                self._check_cost(log_n, 0)
-                self._decrypt(stream, target, [self._identity(salt, log_n)])
-                return
-        if start[: len(AGE_MAGIC)] == AGE_MAGIC:
-            self._open_age_passphrase(source, target)
-            return
-        raise SealError("damaged backup: it is not an encrypted backup")
+            if stream.read(len(SEALED_MAGIC)) != SEALED_MAGIC:
+                raise SealError("damaged backup: it is not an encrypted backup")
+            salt, log_n = _kdf_line(stream.readline(64))
+            self._check_cost(log_n)
+            self._decrypt(stream, target, [self._identity(salt, log_n)])
 
     def _decrypt(self, stream: BinaryIO, target: Path, identities) -> None:
         try:
@@ -105,23 +96,10 @@ class Sealer:
                 self._identities[key] = pyrage.x25519.Identity.from_str(encoded.upper())
             return self._identities[key]
 
-    def _open_age_passphrase(self, source: Path, target: Path) -> None:
-        """An earlier version's file: age's passphrase mode, which pyrage opens only in memory."""
-        factor = _age_work_factor(source)
-        self._check_cost(factor, 2 * source.stat().st_size)
-        try:
-            opened = pyrage.passphrase.decrypt(source.read_bytes(), self._passphrase.decode())
-        except pyrage.DecryptError:
-            raise SealError(
-                "cannot decrypt the backup: wrong BACKUP_PASSPHRASE, or the encrypted file is damaged"
-            ) from None
-        with _private(target) as out:
-            out.write(opened)
-
     @staticmethod
-    def _check_cost(log_n: int, other_bytes: int) -> None:
+    def _check_cost(log_n: int) -> None:
         """Refuse, before any work, a file whose key derivation would take absurd memory."""
-        memory = (1024 << log_n) + other_bytes  # scrypt's 128 * r * N bytes (r = 8)
+        memory = 1024 << log_n  # scrypt's 128 * r * N bytes (r = 8)
         spare = spare_memory()
         if log_n > MAX_WORK_FACTOR or (spare is not None and memory > spare // 2):
             allowed = f"{spare // 2 >> 20} MB" if spare else "less"
@@ -131,9 +109,9 @@ class Sealer:
             )
 
 
-def sealed_or_age(start: bytes) -> bool:
-    """Whether a file starting with `start` is encrypted (sealed, or age's passphrase mode)."""
-    return start.startswith((SEALED_MAGIC, AGE_MAGIC))
+def is_sealed(start: bytes) -> bool:
+    """Whether a file starting with `start` is a sealed (encrypted) backup."""
+    return start.startswith(SEALED_MAGIC)
 
 
 def _kdf_line(line: bytes) -> tuple[bytes, int]:
@@ -141,22 +119,6 @@ def _kdf_line(line: bytes) -> tuple[bytes, int]:
     if not match:
         raise SealError("damaged backup: its encryption header is not readable")
     return base64.b64decode(match.group(1) + b"=="), int(match.group(2))
-
-
-def _age_work_factor(path: Path) -> int:
-    """The scrypt work factor (log2 N) of an age file encrypted with a passphrase, read from its
-    header before any work is done."""
-    with open(path, "rb") as stream:
-        head = stream.read(1024)
-    for line in head.split(b"\n")[1:]:
-        if line.startswith(b"---"):
-            break
-        args = line.split(b" ")
-        if args[:2] == [b"->", b"scrypt"]:
-            if len(args) == 4 and re.fullmatch(rb"[0-9]{1,2}", args[3]):
-                return int(args[3])
-            break
-    raise SealError("damaged backup: it is not an age file encrypted with a passphrase")
 
 
 def spare_memory() -> int | None:

@@ -13,21 +13,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import bot_api
 import database
 import locks
 from backup_format import BackupInfo
 from clock import Clock, utc_now
 from config import Settings
 from database import Database
-from destinations import Destination
-from engine import BackupEngine, Refusal, StartupRestore, Unreachable
+from destinations import Destination, Unreachable
+from engine import BackupEngine, Refusal, StartupRestore
 from i18n import N_, Alert, Code, Reader, Text, lines
-from telegram_destination import TelegramChat, official_api, telegram_bot
+from lease import Lease, LeaseStore
+from telegram_destination import ChatIndex, ChatLease, TelegramChat
 
 log = logging.getLogger("startup")
 
@@ -45,31 +47,55 @@ class StartupReport:
     applied_migrations: list[str] = field(default_factory=list)
 
 
-def offsite_destinations(settings: Settings, bot=None, alert: Alert | None = None) -> list[Destination]:
-    """The destinations off this machine that the settings turn on."""
-    found: list[Destination] = []
+@dataclass(frozen=True)
+class Offsite:
+    """The places off the machine the settings turn on: where backups go, and where the
+    writer's lease is kept (the same places, each seen through its own interface)."""
+
+    destinations: list[Destination] = field(default_factory=list)
+    lease_stores: list[LeaseStore] = field(default_factory=list)
+
+
+def offsite(settings: Settings, bot=None, alert: Alert | None = None) -> Offsite:
+    """The places off this machine that the settings turn on."""
+    places = Offsite()
     off = destinations_off(settings)  # the one rule for which are on
     if "telegram" not in off:
         # The backup chat is the deployment's, not one person's: its captions are in DEFAULT_LANGUAGE.
-        found.append(
-            TelegramChat(
-                bot or telegram_bot(settings),
-                settings.backup_chat_id,
-                official_api=official_api(settings),
-                alert=alert,
-                reader=Reader(settings.default_language, settings.time_zone),
-            )
+        index = ChatIndex(
+            bot or bot_api.build(settings.bot_token, settings.telegram_api_url),
+            settings.backup_chat_id,
+            alert=alert,
+            reader=Reader(settings.default_language, settings.time_zone),
         )
+        places.destinations.append(TelegramChat(index, official_api=settings.telegram_file_limits))
+        places.lease_stores.append(ChatLease(index))
     if "s3" not in off:
         from s3_destination import S3Bucket  # boto3 is only imported when S3 is used
 
-        found.append(S3Bucket(settings.s3_bucket, settings.s3_prefix, settings.s3_endpoint_url))
-    return found
+        bucket = S3Bucket(settings.s3_bucket, settings.s3_prefix, settings.s3_endpoint_url)
+        places.destinations.append(bucket)
+        places.lease_stores.append(bucket.lease)
+    return places
+
+
+def backup_engine(
+    db: Database | None,
+    settings: Settings,
+    places: Offsite | None = None,
+    clock: Clock = utc_now,
+    alert: Alert | None = None,
+    **options,
+) -> BackupEngine:
+    """The backup engine of `db` over `places`, with this instance's lease over their stores."""
+    places = places or Offsite()
+    lease = Lease(places.lease_stores, db, clock, alert)
+    return BackupEngine(db, settings, places.destinations, clock, alert=alert, lease=lease, **options)
 
 
 def destinations_off(settings: Settings) -> dict[str, Text]:
     """Each destination off the machine the settings leave off, with the setting that turns it
-    on (offsite_destinations builds the others)."""
+    on (offsite() builds the others)."""
     off = {}
     missing = [] if settings.bot_token else ["BOT_TOKEN"]
     if settings.backup_chat_id is None:  # ADMIN_IDS stand in only while BACKUP_CHAT_ID is unset
@@ -83,7 +109,7 @@ def destinations_off(settings: Settings) -> dict[str, Text]:
 
 def prepare_database(
     settings: Settings,
-    offsite: Sequence[Destination] = (),
+    places: Offsite | None = None,
     clock: Clock = utc_now,
     alert: Alert | None = None,
     stop: threading.Event | None = None,
@@ -91,7 +117,7 @@ def prepare_database(
 ) -> tuple[Database, BackupEngine, StartupReport]:
     """Open, restore if needed, migrate. Raises locks.AlreadyRunningError when another bot
     holds DB_PATH, and MigrationError (SchemaTooNewError included) when the schema cannot be
-    brought up to date.
+    brought up to date. `places`: off the machine (offsite()).
 
     A patient start: when a restore is needed, nothing could be restored, and a destination off
     the machine could not be asked (the network not ready at boot, a Telegram 5xx), it asks
@@ -102,7 +128,7 @@ def prepare_database(
     report = StartupReport(lock=_lock_if_possible(settings.db_path, "a running bot"))
     db, report.moved_aside = database.open_or_move_aside(settings.db_path, clock())
     report.restore_reason = _why_restore(db, report)
-    engine = BackupEngine(db, settings, offsite, clock, alert=alert)
+    engine = backup_engine(db, settings, places, clock, alert)
     outcome = None
     if report.restore_reason:
         log.warning("%s: looking for a backup to restore", report.restore_reason)

@@ -25,8 +25,9 @@ import logging
 import re
 from dataclasses import dataclass, field, replace
 
-from backup_format import SHA256, BackupInfo, Head, Knock, NotABackupError, checked_info, shown_reason
+from backup_format import SHA256, BackupInfo, NotABackupError, checked_info, shown_reason
 from i18n import Code, Joined, Size, Text, lines
+from lease import Head, Knock
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ FORMAT = "telegram-bot-backup-index/1"
 MAX_BYTES = 1 << 20  # an index of a thousand backups is far smaller
 MAX_ENTRIES, MAX_PARTS = 1000, 10_000
 FILE_ID = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
-VISIBLE_NAME = re.compile(r"^[A-Za-z0-9_]{0,64}-?backup-\d{8}T\d{9}Z-[a-z-]+\.db\.zst(\.sealed|\.age)?$")
+VISIBLE_NAME = re.compile(r"^[A-Za-z0-9_]{0,64}-?backup-\d{8}T\d{9}Z-[a-z-]+\.db\.zst(\.sealed)?$")
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ next writer, polling or not, never handles an update twice.
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import threading
@@ -170,6 +171,12 @@ def _pass_barrier(barrier: threading.Barrier) -> None:
         pass
 
 
+class GateState(enum.Enum):
+    HOLDING = "holding"  # the instance starts or takes over: a request waits for it
+    OPEN = "open"  # it serves: updates are handled
+    SHUT = "shut"  # passive or stopping: 503 at once, Telegram delivers again later
+
+
 class WebhookGate:
     """Webhook mode's source: Telegram's requests (web.py checks the secret and the body), one at
     a time, handled while this instance writes; an update handled before is acknowledged and
@@ -186,13 +193,13 @@ class WebhookGate:
         self.db: Database | None = None  # the instance's, once it serves
         self.url, self.path = settings.webhook_url, urlsplit(settings.webhook_url).path or "/"
         self.secret = settings.webhook_secret
-        self._state = "holding"
+        self._state = GateState.HOLDING
         self._changed = threading.Condition()
         self._one_at_a_time = threading.Lock()
         self.handled = Handled()
 
     def hold(self) -> None:
-        self._set("holding")
+        self._set(GateState.HOLDING)
 
     def start(self, db: Database) -> None:
         """Serve Telegram's requests from `db`, and (again) tell Telegram where to send them."""
@@ -200,14 +207,14 @@ class WebhookGate:
         # A poller before this writer recorded what it handled too: the updates it had not
         # confirmed yet come again now, by webhook, and are skipped.
         self.handled = Handled(db.get_state(HANDLED_KEY))
-        self._set("open")
+        self._set(GateState.OPEN)
         threading.Thread(target=self._register, name="set-webhook", daemon=True).start()
 
     def _register(self) -> None:
         """setWebhook, retried while the network fails and this instance serves. Each writer
         sets it when it starts serving: a polling writer before it deleted the webhook."""
         backoff = 0.5
-        while self._state == "open":
+        while self._state is GateState.OPEN:
             try:
                 self.bot.set_webhook(
                     url=self.url, secret_token=self.secret, allowed_updates=ALLOWED_UPDATES, max_connections=1
@@ -230,14 +237,14 @@ class WebhookGate:
             except (telebot.apihelper.ApiException, requests.RequestException, ValueError) as error:
                 log.warning("setWebhook failed (%s)", type(error).__name__)
             with self._changed:
-                self._changed.wait_for(lambda: self._state != "open", backoff)
+                self._changed.wait_for(lambda: self._state is not GateState.OPEN, backoff)
             backoff = min(backoff * 2, 30.0)
 
     def stop(self) -> None:
         """No update is taken from now on; returns once the one in progress is done, or after
         DRAIN_SECONDS (a handler stuck on the network must not cost the final backup: that
         update is then answered 503, and delivered again to the next writer)."""
-        self._set("shut")
+        self._set(GateState.SHUT)
         if self._one_at_a_time.acquire(timeout=DRAIN_SECONDS):
             self._one_at_a_time.release()
         else:
@@ -246,7 +253,7 @@ class WebhookGate:
     def remember(self, db: Database) -> None:
         self.handled.remember(db, self.handled.last)
 
-    def _set(self, state: str) -> None:
+    def _set(self, state: GateState) -> None:
         with self._changed:
             self._state = state
             self._changed.notify_all()
@@ -255,9 +262,9 @@ class WebhookGate:
         """The HTTP status to answer Telegram with: 200 once handled (or handled before), 503
         when this instance is not the writer now."""
         with self._changed:
-            self._changed.wait_for(lambda: self._state != "holding", HOLD_SECONDS)
+            self._changed.wait_for(lambda: self._state is not GateState.HOLDING, HOLD_SECONDS)
         with self._one_at_a_time:
-            if self._state != "open":
+            if self._state is not GateState.OPEN:
                 return 503
             update_id = update["update_id"]
             if update_id in self.handled:
@@ -270,7 +277,7 @@ class WebhookGate:
                 parsed = None
             if parsed is not None:
                 self.bot.process_new_updates([parsed])  # handlers run here, before the answer
-            if self._state != "open":  # shut meanwhile: maybe after the final backup was taken
+            if self._state is not GateState.OPEN:  # shut meanwhile: maybe after the final backup was taken
                 return 503  # so Telegram delivers it again, to the next writer
             self.handled.add(update_id)
             self.db.set_state(HANDLED_KEY, self.handled.as_json())

@@ -41,109 +41,118 @@ class Webhook(Protocol):
     def handle(self, update: dict) -> int: ...
 
 
+class _Handler(BaseHTTPRequestHandler):
+    """One request. The server gives each handler what it answers from (bound in start_server)."""
+
+    timeout = CLIENT_TIMEOUT  # on each read of the socket
+    status: Callable[[], dict]  # the instance's status, asked at each health check
+    webhook: Webhook | None = None
+    started = 0.0  # monotonic, when the server started
+
+    def setup(self) -> None:
+        super().setup()
+        # The whole request within CLIENT_TIMEOUT, not each read: a client that sends a
+        # byte every few seconds is cut off too. Cancelled once the request is read.
+        self._deadline = threading.Timer(CLIENT_TIMEOUT, self._cut)
+        self._deadline.daemon = True
+        self._deadline.start()
+
+    def finish(self) -> None:
+        self._deadline.cancel()
+        super().finish()
+
+    def _cut(self) -> None:
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def do_GET(self) -> None:
+        self._deadline.cancel()
+        path = self.path.split("?")[0]
+        if path in HEALTH_PATHS:
+            self._answer(
+                200, {"ok": True, "uptime_seconds": round(time.monotonic() - self.started), **self.status()}
+            )
+        elif self.webhook is not None and path == self.webhook.path:
+            self._answer(405, {"ok": False, "error": "method not allowed"})
+        else:
+            self._answer(404, {"ok": False, "error": "not found"})
+
+    def do_POST(self) -> None:
+        path = self.path.split("?")[0]
+        if self.webhook is None or path != self.webhook.path:
+            self._answer(405 if path in HEALTH_PATHS else 404, {"ok": False})
+            return
+        given = self.headers.get(SECRET_HEADER, "")
+        if not hmac.compare_digest(given.encode(errors="replace"), self.webhook.secret.encode()):
+            self._answer(401, {"ok": False, "error": "unauthorized"}, close=True)
+            return
+        update = self._update()
+        if update is None:
+            return
+        self._deadline.cancel()  # read: the handler may take its time
+        try:
+            status = self.webhook.handle(update)
+        except Exception:  # answered, so Telegram retries; never a raw traceback on stderr
+            log.exception("handling update %s failed", update.get("update_id"))
+            status = 500
+        self._answer(status, {})
+
+    def _update(self) -> dict | None:
+        """The request's update, or None once it was answered with what is wrong."""
+        length = self.headers.get("Content-Length", "")
+        if not (length.isascii() and length.isdigit()):  # "²".isdigit() is True
+            self._answer(411, {"ok": False, "error": "length required"}, close=True)
+            return None
+        if int(length) > MAX_BODY:
+            self._answer(413, {"ok": False, "error": "too large"}, close=True)
+            return None
+        try:
+            update = json.loads(self.rfile.read(int(length)))
+        except (ValueError, RecursionError):
+            update = None
+        if not isinstance(update, dict) or not _update_id(update.get("update_id")):
+            self._answer(400, {"ok": False, "error": "not an update"})
+            return None
+        return update
+
+    def _refuse(self) -> None:
+        self._answer(405, {"ok": False, "error": "method not allowed"}, close=True)
+
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse
+
+    def do_HEAD(self) -> None:  # what some uptime checkers send: the status, no body
+        path = self.path.split("?")[0]
+        known = path in HEALTH_PATHS or (self.webhook is not None and path == self.webhook.path)
+        self.send_response(200 if path in HEALTH_PATHS else 405 if known else 404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _answer(self, code: int, body: dict, close: bool = False) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args) -> None:  # health checks every few seconds: quiet
+        log.debug("http: " + format, *args)
+
+
 def start_server(
     port: int, status: Callable[[], dict], webhook: Webhook | None = None, host: str = "0.0.0.0"
 ) -> ThreadingHTTPServer:
-    started = time.monotonic()
-
-    class Handler(BaseHTTPRequestHandler):
-        timeout = CLIENT_TIMEOUT  # on each read of the socket
-
-        def setup(self) -> None:
-            super().setup()
-            # The whole request within CLIENT_TIMEOUT, not each read: a client that sends a
-            # byte every few seconds is cut off too. Cancelled once the request is read.
-            self._deadline = threading.Timer(CLIENT_TIMEOUT, self._cut)
-            self._deadline.daemon = True
-            self._deadline.start()
-
-        def finish(self) -> None:
-            self._deadline.cancel()
-            super().finish()
-
-        def _cut(self) -> None:
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-        def do_GET(self) -> None:
-            self._deadline.cancel()
-            path = self.path.split("?")[0]
-            if path in HEALTH_PATHS:
-                self._answer(
-                    200, {"ok": True, "uptime_seconds": round(time.monotonic() - started), **status()}
-                )
-            elif webhook is not None and path == webhook.path:
-                self._answer(405, {"ok": False, "error": "method not allowed"})
-            else:
-                self._answer(404, {"ok": False, "error": "not found"})
-
-        def do_POST(self) -> None:
-            path = self.path.split("?")[0]
-            if webhook is None or path != webhook.path:
-                self._answer(405 if path in HEALTH_PATHS else 404, {"ok": False})
-                return
-            given = self.headers.get(SECRET_HEADER, "")
-            if not hmac.compare_digest(given.encode(errors="replace"), webhook.secret.encode()):
-                self._answer(401, {"ok": False, "error": "unauthorized"}, close=True)
-                return
-            update = self._update()
-            if update is None:
-                return
-            self._deadline.cancel()  # read: the handler may take its time
-            try:
-                status = webhook.handle(update)
-            except Exception:  # answered, so Telegram retries; never a raw traceback on stderr
-                log.exception("handling update %s failed", update.get("update_id"))
-                status = 500
-            self._answer(status, {})
-
-        def _update(self) -> dict | None:
-            """The request's update, or None once it was answered with what is wrong."""
-            length = self.headers.get("Content-Length", "")
-            if not (length.isascii() and length.isdigit()):  # "²".isdigit() is True
-                self._answer(411, {"ok": False, "error": "length required"}, close=True)
-                return None
-            if int(length) > MAX_BODY:
-                self._answer(413, {"ok": False, "error": "too large"}, close=True)
-                return None
-            try:
-                update = json.loads(self.rfile.read(int(length)))
-            except (ValueError, RecursionError):
-                update = None
-            if not isinstance(update, dict) or not _update_id(update.get("update_id")):
-                self._answer(400, {"ok": False, "error": "not an update"})
-                return None
-            return update
-
-        def _refuse(self) -> None:
-            self._answer(405, {"ok": False, "error": "method not allowed"}, close=True)
-
-        do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse
-
-        def do_HEAD(self) -> None:  # what some uptime checkers send: the status, no body
-            path = self.path.split("?")[0]
-            known = path in HEALTH_PATHS or (webhook is not None and path == webhook.path)
-            self.send_response(200 if path in HEALTH_PATHS else 405 if known else 404)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def _answer(self, code: int, body: dict, close: bool = False) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            if close:
-                self.send_header("Connection", "close")
-                self.close_connection = True
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args) -> None:  # health checks every few seconds: quiet
-            log.debug("http: " + format, *args)
-
-    server = _Server((host, port), Handler)
+    handler = type(
+        "Handler",
+        (_Handler,),
+        {"status": staticmethod(status), "webhook": webhook, "started": time.monotonic()},
+    )
+    server = _Server((host, port), handler)
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
     log.info("listening on port %d%s", port, f" (webhook at {webhook.path})" if webhook else "")
     return server

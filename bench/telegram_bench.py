@@ -45,12 +45,8 @@ def build(path: Path, megabytes: int) -> None:
 
 
 def settings_for(work: str, folder: str, api_url: str, parts: bool, passphrase: str):
-    import telebot
-
     from config import load_settings
 
-    telebot.apihelper.API_URL = api_url + "/bot{0}/{1}"
-    telebot.apihelper.FILE_URL = api_url + "/file/bot{0}/{1}"
     return load_settings(
         {
             "BOT_TOKEN": TOKEN,
@@ -74,14 +70,13 @@ def send(work: str, database_file: str, api_url: str, parts: bool, passphrase: s
     """In a fresh process: a manual backup of `database_file`, sent and read back."""
     import database
     import startup
-    from engine import BackupEngine
 
     settings = settings_for(work, "a", api_url, parts, passphrase)
     Path(settings.db_path).parent.mkdir(parents=True)
     shutil.copyfile(database_file, settings.db_path)
     db = database.open_database(settings.db_path)
-    engine = BackupEngine(db, settings, startup.offsite_destinations(settings))
-    engine.become_writer(1, "bench")
+    engine = startup.backup_engine(db, settings, startup.offsite(settings))
+    engine.lease.become(1, "bench")
     baseline, started = peak_mb(), time.perf_counter()
     result = engine.create("manual")
     seconds = time.perf_counter() - started
@@ -96,7 +91,7 @@ def restore(work: str, api_url: str, parts: bool, passphrase: str) -> dict:
 
     settings = settings_for(work, "b", api_url, parts, passphrase)
     baseline, started = peak_mb(), time.perf_counter()
-    db, _engine, report = startup.prepare_database(settings, startup.offsite_destinations(settings))
+    db, _engine, report = startup.prepare_database(settings, startup.offsite(settings))
     seconds = time.perf_counter() - started
     assert report.restored is not None and report.restored.destination == "telegram"
     db.close()

@@ -1,4 +1,3 @@
-import json
 import subprocess
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -82,16 +81,3 @@ def run_bot(tmp_path, fake):
     yield run
     for bot in started:
         bot.kill()
-
-
-def chat_index(fake, chat_id) -> dict:
-    """The backup index the bot keeps pinned in a chat (telegram_index.py), as JSON."""
-    pinned = fake.pinned_message(chat_id)
-    assert pinned is not None and pinned["document"]["file_name"].endswith("-backup-index.json"), pinned
-    return json.loads(fake.file_bytes(pinned["document"]["file_id"]))
-
-
-def newest_backup_message(fake, chat_id) -> dict:
-    """The message of the newest backup the chat's index lists."""
-    entry = chat_index(fake, chat_id)["backups"][0]
-    return next(m for m in fake.messages(chat_id) if m["message_id"] == entry["parts"][0]["message_id"])

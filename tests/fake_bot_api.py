@@ -294,6 +294,12 @@ class FakeBotAPI:
             data[len(data) // 2] ^= 1
             stored["bytes"] = bytes(data)
 
+    def replace_file(self, file_id, content):
+        """The stored bytes of a file become `content`, for good: what a test needs to stand
+        for a document whose content is other than the bot wrote (a crafted one)."""
+        with self._cond:
+            self._files[file_id]["bytes"] = bytes(content)
+
     def delete_message_as_admin(self, chat_id, message_id):
         """An admin of the chat deletes a message, and its document is gone from Telegram's
         servers with it: getFile on its file_id fails from then on."""

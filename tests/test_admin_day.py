@@ -5,47 +5,18 @@ checked against the bot's own database file."""
 
 import io
 import re
-import sqlite3
-from contextlib import closing
 
 import pytest
 from bot_process import ADMIN_ID
+from helpers import buttons, press, query
 from PIL import Image
 
-import admin_panel as panel
 import chart
 import human
+import panel_screens as panel
 
 pytestmark = pytest.mark.e2e
 ANN, BOB, CY = 7001, 7002, 7003
-
-
-def press(fake, text, expect, chat=ADMIN_ID, timeout=20):
-    """Send `text`; the bot's first reply after it containing `expect` (its text or caption)."""
-    seen = len(fake.messages(chat))
-    fake.send_text(chat, text)
-    return fake.wait_for(
-        lambda: next(
-            (
-                m
-                for m in fake.messages(chat)[seen:]
-                if m["from"]["is_bot"] and expect in (m.get("text") or m.get("caption") or "")
-            ),
-            None,
-        ),
-        timeout,
-        f"a reply to {text!r} containing {expect!r}",
-    )
-
-
-def buttons(message):
-    keyboard = (message.get("reply_markup") or {}).get("keyboard", [])
-    return [b["text"] if isinstance(b, dict) else b for row in keyboard for b in row]
-
-
-def query(bot, sql, *args):
-    with closing(sqlite3.connect(f"file:{bot.db_path}?mode=ro", uri=True)) as db:
-        return db.execute(sql, args).fetchall()
 
 
 def number_after(text, label):
@@ -66,12 +37,12 @@ def test_statistics_users_and_a_users_card_match_the_database(fake, run_bot):
     press(fake, "/admin", "Admin panel")
     stats = press(fake, panel.STATISTICS, "Users:")
     ((people, admin),) = query(
-        bot,
+        bot.db_path,
         "SELECT count(*) FILTER (WHERE user_id != ?), count(*) FILTER (WHERE user_id = ?) FROM tracking",
         ADMIN_ID,
         ADMIN_ID,
     )
-    users = query(bot, "SELECT count(*) FROM users WHERE user_id != ?", ADMIN_ID)[0][0]
+    users = query(bot.db_path, "SELECT count(*) FROM users WHERE user_id != ?", ADMIN_ID)[0][0]
     assert number_after(stats["text"], "Users:") == users == 3  # people, not the admin
     assert number_after(stats["text"], "Actions in the last 24 hours:") == people == 7  # no panel press
     assert number_after(stats["text"], "Admins' own actions, not counted above:") == admin == 2
@@ -97,20 +68,25 @@ def test_statistics_users_and_a_users_card_match_the_database(fake, run_bot):
     press(fake, panel.CONFIRM_BLOCK, "🚫 Blocked until")  # the card again, once the block is done
     fake.wait_for_message(ADMIN_ID, "User 7002 is blocked until", after=seen)
     fake.wait_for_message(BOB, "You are blocked until")
-    ((until, reason),) = query(bot, "SELECT blocked_until, block_reason FROM users WHERE user_id = ?", BOB)
+    ((until, reason),) = query(
+        bot.db_path, "SELECT blocked_until, block_reason FROM users WHERE user_id = ?", BOB
+    )
     assert until is not None and reason == "blocked by an admin"
-    users = press(fake, panel.BACK, "👥 Users")["text"]  # the card's Back: the users
-    assert "Bob (@bobby) · 7002, until" in users.split("Blocked now:")[1]
-    card = press(fake, "👤 7002", "🚫 Blocked until")
+    users = press(fake, panel.BACK, "👥 Users")  # the card's Back: the users
+    assert "Bob (@bobby) · 7002, until" in users["text"].split("Blocked now:")[1]
+    assert "👤 7002 Bob" in buttons(users)  # once, though Bob is among the newest and the blocked
+    assert len(buttons(users)) == len(set(buttons(users)))
+    card = press(fake, "👤 7002 Bob", "🚫 Blocked until")
     assert buttons(card) == [panel.UNBLOCK, panel.BACK]
     press(fake, panel.UNBLOCK, "Unblock Bob")
     press(fake, panel.CANCEL, "🚫 Blocked until")  # "Cancelled", then the card it came from
-    assert query(bot, "SELECT blocked_until FROM users WHERE user_id = ?", BOB)[0][0] is not None
-    press(fake, "👤 7002", "🚫 Blocked until")
+    assert query(bot.db_path, "SELECT blocked_until FROM users WHERE user_id = ?", BOB)[0][0] is not None
+    press(fake, "👤 7002", "👥 Users")  # not a button of the list shown: the list again
+    press(fake, "👤 7002 Bob", "🚫 Blocked until")
     press(fake, panel.UNBLOCK, "Unblock Bob")
     press(fake, panel.CONFIRM_UNBLOCK, "Not blocked.")
     fake.wait_for_message(BOB, "Your block was lifted")
-    assert query(bot, "SELECT blocked_until FROM users WHERE user_id = ?", BOB)[0][0] is None
+    assert query(bot.db_path, "SELECT blocked_until FROM users WHERE user_id = ?", BOB)[0][0] is None
 
     press(fake, panel.BACK, "👥 Users")
     nobody = press(fake, "100%_", "Nobody matches")  # the search is plain text, no wildcards
@@ -137,7 +113,7 @@ def test_the_system_overview_and_backups_one_line_each_with_their_places(fake, r
     meet(fake, (ANN, "Ann", "ann", 1))
     press(fake, "/admin", "Admin panel")
     system = press(fake, panel.SYSTEM, "⚙️ System")["text"]
-    size = query(bot, "PRAGMA page_count")[0][0] * query(bot, "PRAGMA page_size")[0][0]
+    size = query(bot.db_path, "PRAGMA page_count")[0][0] * query(bot.db_path, "PRAGMA page_size")[0][0]
     assert f"Database: {human.size(size)}, schema version 4" in system
     for line in (
         f"Storage: {bot.db_path}",
@@ -164,13 +140,15 @@ def test_the_system_overview_and_backups_one_line_each_with_their_places(fake, r
     meet(fake, (BOB, "Bob", None, 1), (CY, "Cy", None, 1))
     listed = press(fake, panel.RESTORE, "♻️ Restore:")
     offer = press(fake, next(b for b in buttons(listed) if b.startswith("♻️ 1: ")), "Restore it?")["text"]
-    written = query(bot, "SELECT count(*) FROM users")[0][0] - 2  # Ann and the admin were in the backup
+    written = (
+        query(bot.db_path, "SELECT count(*) FROM users")[0][0] - 2
+    )  # Ann and the admin were in the backup
     assert written == 2
     assert re.search(r"what was written since is lost, \d+ rows more now \(.*users \+2", offer), offer
     seen = len(fake.messages(ADMIN_ID))
     press(fake, panel.CANCEL, "Storage:")  # "Cancelled", then the 💾 Backup screen: its last answer
     fake.wait_for_message(ADMIN_ID, "Cancelled; nothing changed.", after=seen)
-    assert query(bot, "SELECT count(*) FROM users")[0][0] == 4  # nothing restored
+    assert query(bot.db_path, "SELECT count(*) FROM users")[0][0] == 4  # nothing restored
 
     # ❌ Cancel right after ✅ Confirm restore: "nothing changed" is said only when it is true
     listed = press(fake, panel.RESTORE, "♻️ Restore:")
@@ -182,7 +160,7 @@ def test_the_system_overview_and_backups_one_line_each_with_their_places(fake, r
         lambda: any(t.startswith(("✅ Restored", "Nothing to confirm")) for t in texts(fake, seen)), 30
     )
     said_unchanged = any("nothing changed" in t for t in texts(fake, seen))
-    restored = query(bot, "SELECT count(*) FROM users")[0][0] == 2  # the backup's Ann and admin
+    restored = query(bot.db_path, "SELECT count(*) FROM users")[0][0] == 2  # the backup's Ann and admin
     assert said_unchanged != restored, texts(fake, seen)
     if restored:  # the usual order: the restore began, and its keyboard went with it
         working = next(

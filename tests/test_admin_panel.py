@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 from bot_process import ADMIN_ID
-from conftest import chat_index, newest_backup_message
+from helpers import buttons, chat_index, newest_backup_message, press, register_users, upload
 
-import admin_panel as panel
 import database
+import panel_screens as panel
 
 pytestmark = pytest.mark.e2e
 OTHER_ADMIN = ADMIN_ID + 1
@@ -46,34 +46,9 @@ def start_bot(run_bot):
     return lambda **env: run_bot(**{"ADMIN_IDS": f"{ADMIN_ID},{OTHER_ADMIN}", **env})
 
 
-def press(fake, text, expect, chat=ADMIN_ID, timeout=20):
-    """Send `text` and return the first reply whose text contains `expect`."""
-    seen = len(fake.messages(chat))
-    fake.send_text(chat, text)
-    return fake.wait_for_message(chat, expect, after=seen, timeout=timeout)
-
-
-def upload(fake, name, content, expect, chat=ADMIN_ID):
-    seen = len(fake.messages(chat))
-    fake.send_document(chat, name, content)
-    return fake.wait_for_message(chat, expect, after=seen, timeout=20)
-
-
-def buttons(message):
-    keyboard = (message.get("reply_markup") or {}).get("keyboard", [])
-    return [b["text"] if isinstance(b, dict) else b for row in keyboard for b in row]
-
-
 def users_now(fake):
     text = press(fake, panel.STATISTICS, "Users:")["text"]
     return int(text.split("Users: ")[1].split(" ")[0])
-
-
-def register_users(fake, *user_ids):
-    for user_id in user_ids:
-        seen = len(fake.messages(user_id))
-        fake.send_text(user_id, "/start")
-        fake.wait_for_message(user_id, "registered", after=seen)
 
 
 def test_every_screen_and_button(fake, start_bot):
@@ -84,10 +59,9 @@ def test_every_screen_and_button(fake, start_bot):
     assert "Users: 1" in stats and "Blocked now: 0" in stats and "Actions in the last 24 hours:" in stats
     system = press(fake, panel.SYSTEM, "System")
     assert buttons(system) == [panel.BACKUP, panel.JOBS, panel.BACK]
-    assert (
-        "Updates: by polling (getUpdates)" in system["text"]
-        and "Updates waiting at Telegram: 0" in system["text"]
-    )
+    # (how many wait depends on whether the poller confirmed this very press yet)
+    assert "Updates: by polling (getUpdates)" in system["text"]
+    assert re.search(r"Updates waiting at Telegram: \d+", system["text"])
     jobs = press(fake, panel.JOBS, "Jobs")["text"]
     for line in (
         "auto_unblock: every 1 min",

@@ -1,6 +1,5 @@
 """`python backup.py`, run as a person would: a separate process, exit codes, one-line errors."""
 
-import hashlib
 import os
 import re
 import shutil
@@ -13,6 +12,7 @@ from contextlib import closing
 import pytest
 from bot_process import PROJECT
 from conftest import NOW
+from helpers import fingerprint, users_in
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -53,11 +53,6 @@ def make_database(path, users=(), tracking_rows=0):
     db.close()
 
 
-def users_in(path):
-    with closing(sqlite3.connect(path)) as conn:
-        return [r[0] for r in conn.execute("SELECT user_id FROM users ORDER BY 1")]
-
-
 def rows_in(path):
     """Every row of every table, as a backup counts them (whatever tables the schema has now)."""
     with closing(sqlite3.connect(path)) as conn:
@@ -68,15 +63,6 @@ def rows_in(path):
 def references(listed):
     """The last column of `list`: each backup as verify and restore take it."""
     return [line.split()[-1] for line in listed.stdout.splitlines()]
-
-
-def fingerprint(folder):
-    """Every file under `folder` and its content (the lock file aside)."""
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != "bot.db.lock"
-    }
 
 
 def one_line_error(result, expected=""):
@@ -103,11 +89,11 @@ def test_create_list_verify_restore_without_a_bot_token(env, tmp_path):
 
     refused = run(env, "restore", "latest")  # no terminal to ask: nothing happens
     assert refused.returncode == 1 and "--yes" in refused.stderr
-    assert users_in(db_path) == [1, 2, 3]
+    assert users_in(db_path, admins=()) == {1, 2, 3}
 
     restored = run(env, "restore", "latest", "--yes")
     assert restored.returncode == 0, restored.stderr
-    assert users_in(db_path) == [1, 2]
+    assert users_in(db_path, admins=()) == {1, 2}
     assert "pre-restore" in run(env, "list").stdout
 
 
@@ -185,25 +171,22 @@ def test_a_create_killed_midway_leaves_no_backup_that_verifies_and_the_next_one_
     assert not list(tmp_path.rglob(f"{TEMP_PREFIX}*"))  # the next create cleaned up after the dead one
 
 
-def test_list_and_restore_reach_the_telegram_chat(env, tmp_path):
-    from fake_bot_api import FakeBotAPI
+def test_list_and_restore_reach_the_telegram_chat(env, tmp_path, fake):
+    env = {**env, "BOT_TOKEN": fake.token, "TELEGRAM_API_URL": fake.url, "BACKUP_CHAT_ID": "-100777"}
+    db_path = tmp_path / "data" / "bot.db"
+    make_database(db_path, users=[1, 2])
+    created = run(env, "create")
+    assert created.returncode == 0 and "stored in local, telegram" in created.stdout, created.stderr
+    listed = run(env, "list", "--from", "telegram")
+    assert listed.returncode == 0 and "telegram" in listed.stdout
+    assert f"{rows_in(db_path)} rows" in listed.stdout
+    assert "local" not in listed.stdout.replace("telegram", "")
 
-    with FakeBotAPI() as fake:
-        env = {**env, "BOT_TOKEN": fake.token, "TELEGRAM_API_URL": fake.url, "BACKUP_CHAT_ID": "-100777"}
-        db_path = tmp_path / "data" / "bot.db"
-        make_database(db_path, users=[1, 2])
-        created = run(env, "create")
-        assert created.returncode == 0 and "stored in local, telegram" in created.stdout, created.stderr
-        listed = run(env, "list", "--from", "telegram")
-        assert listed.returncode == 0 and "telegram" in listed.stdout
-        assert f"{rows_in(db_path)} rows" in listed.stdout
-        assert "local" not in listed.stdout.replace("telegram", "")
-
-        shutil.rmtree(tmp_path / "data")  # an empty disk
-        restored = run(env, "restore", "latest", "--from", "telegram", "--yes")
-        assert restored.returncode == 0, restored.stderr
-        assert "from telegram" in restored.stdout and users_in(db_path) == [1, 2]
-        assert fake.token.split(":")[1] not in restored.stdout + restored.stderr
+    shutil.rmtree(tmp_path / "data")  # an empty disk
+    restored = run(env, "restore", "latest", "--from", "telegram", "--yes")
+    assert restored.returncode == 0, restored.stderr
+    assert "from telegram" in restored.stdout and users_in(db_path, admins=()) == {1, 2}
+    assert fake.token.split(":")[1] not in restored.stdout + restored.stderr
 
 
 def test_an_encrypted_backup_is_decrypted_by_hand_and_opens_with_zstd_and_sqlite3(env, tmp_path):
@@ -233,7 +216,7 @@ def test_an_encrypted_backup_is_decrypted_by_hand_and_opens_with_zstd_and_sqlite
     assert opened.returncode == 0, opened.stderr
     plain = tmp_path / info.name.removesuffix(".sealed")
     subprocess.run(["zstd", "-q", "-d", str(plain), "-o", str(tmp_path / "opened.db")], check=True)
-    assert users_in(tmp_path / "opened.db") == [7, 8]
+    assert users_in(tmp_path / "opened.db", admins=()) == {7, 8}
 
 
 TOKEN = "123456:AAbbCCddEEffGGhhIIjjKKll"
@@ -311,7 +294,7 @@ def test_list_prints_each_backup_as_verify_and_restore_take_it_back(env, tmp_pat
     restored = run(env, "restore", older, "--yes")
     assert restored.returncode == 0, restored.stderr
     assert restored.stdout.startswith(f"restored {older.removeprefix('local:')} from local")
-    assert users_in(db_path) == [1]
+    assert users_in(db_path, admins=()) == {1}
     # a file's path still works as before
     path = tmp_path / "data" / "backups" / newer.removeprefix("local:")
     assert run(env, "verify", str(path)).stdout.startswith(f"ok: {path.name}: ")
@@ -326,24 +309,21 @@ def verified_and_restored_on_an_empty_disk(env, tmp_path, reference):
     restored = run(env, "restore", reference, "--yes")
     destination = reference.split(":")[0]
     assert restored.returncode == 0 and f"from {destination}" in restored.stdout, restored.stderr
-    assert users_in(tmp_path / "data" / "bot.db") == [1, 2]
+    assert users_in(tmp_path / "data" / "bot.db", admins=()) == {1, 2}
 
 
-def test_a_backup_in_the_telegram_chat_is_verified_and_restored_by_what_list_prints(env, tmp_path):
-    from fake_bot_api import FakeBotAPI
+def test_a_backup_in_the_telegram_chat_is_verified_and_restored_by_what_list_prints(env, tmp_path, fake):
+    env = {**env, "BOT_TOKEN": fake.token, "TELEGRAM_API_URL": fake.url, "BACKUP_CHAT_ID": "-100777"}
+    db_path = tmp_path / "data" / "bot.db"
+    make_database(db_path, users=[1, 2])
+    assert run(env, "create").returncode == 0
+    listed = run(env, "list", "--from", "telegram")
+    (reference,) = references(listed)
+    assert LINE.match(listed.stdout.strip()) and reference.startswith("telegram:")
+    assert reference.endswith("-manual.db.zst") and fake.token.split(":")[1] not in listed.stdout
 
-    with FakeBotAPI() as fake:
-        env = {**env, "BOT_TOKEN": fake.token, "TELEGRAM_API_URL": fake.url, "BACKUP_CHAT_ID": "-100777"}
-        db_path = tmp_path / "data" / "bot.db"
-        make_database(db_path, users=[1, 2])
-        assert run(env, "create").returncode == 0
-        listed = run(env, "list", "--from", "telegram")
-        (reference,) = references(listed)
-        assert LINE.match(listed.stdout.strip()) and reference.startswith("telegram:")
-        assert reference.endswith("-manual.db.zst") and fake.token.split(":")[1] not in listed.stdout
-
-        verified_and_restored_on_an_empty_disk(env, tmp_path, reference)  # only the chat has it
-        one_line_error(run(env, "verify", reference.replace("manual", "change")), "there is no backup '")
+    verified_and_restored_on_an_empty_disk(env, tmp_path, reference)  # only the chat has it
+    one_line_error(run(env, "verify", reference.replace("manual", "change")), "there is no backup '")
 
 
 def test_a_backup_in_s3_is_verified_and_restored_by_what_list_prints(env, tmp_path, s3_server, s3_env):

@@ -1,18 +1,17 @@
 """End to end: the real main.py process against the local Bot API stand-in."""
 
-import json
 import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
-import urllib.request
 from contextlib import closing
 
 import pytest
 from bot_process import ADMIN_ID, PROJECT, BotProcess
-from conftest import NOW, chat_index, newest_backup_message
+from conftest import NOW
+from helpers import backup_by_admin, chat_index, free_port, health, newest_backup_message, users_in
 
 pytestmark = pytest.mark.e2e
 USER = 4242
@@ -94,18 +93,6 @@ def test_no_log_line_holds_the_token_when_the_api_is_unreachable(fake, run_bot):
     assert code == 0
     assert "cannot reach Telegram" in log and "Connection refused" in log  # urllib3's DEBUG lines
     assert_no_secret_in(log, fake.token)
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def health(port):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
-        assert response.status == 200
-        return json.loads(response.read())
 
 
 def test_health_endpoint_reports_state_generation_storage_and_backup_age(fake, run_bot):
@@ -249,20 +236,6 @@ def test_a_second_bot_on_the_same_database_is_refused(tmp_path, fake, run_bot):
 BACKUP_CHAT = -1009876543210
 
 
-def users_in(db_path):
-    with closing(sqlite3.connect(db_path)) as conn:
-        return [
-            row[0]
-            for row in conn.execute("SELECT user_id FROM users WHERE user_id != ? ORDER BY 1", (ADMIN_ID,))
-        ]
-
-
-def backup_by_admin(fake):
-    before = len(fake.messages(ADMIN_ID))
-    fake.send_text(ADMIN_ID, "/backup")
-    return fake.wait_for_message(ADMIN_ID, "✅ Backup backup-", after=before, timeout=30)["text"]
-
-
 def test_a_wiped_disk_comes_back_from_the_telegram_chat(tmp_path, fake, run_bot):
     bot = run_bot(BACKUP_CHAT_ID=str(BACKUP_CHAT))
     for user_id in (601, 602, 603):
@@ -284,7 +257,7 @@ def test_a_wiped_disk_comes_back_from_the_telegram_chat(tmp_path, fake, run_bot)
     fake.send_text(601, "/start")  # the bot serves the restored data
     fake.wait_for_message(601, "registered", after=seen)
     assert again.stop()[0] == 0
-    assert users_in(again.db_path) == [601, 602, 603]
+    assert users_in(again.db_path) == {601, 602, 603}
     alerts = [m.get("text") or "" for m in fake.messages(ADMIN_ID)]
     assert sum("Restored at startup" in text for text in alerts) == 1
 
@@ -313,14 +286,14 @@ def test_encrypted_off_site_copies_and_a_wrong_passphrase(tmp_path, fake, run_bo
     fake.wait_for_message(702, "registered")
     assert wrong.stop()[0] == 0  # its shutdown backup stays on this machine
     assert fake.pinned_message(BACKUP_CHAT) == pinned  # nothing new pinned
-    assert users_in(wrong.db_path) == [702]
+    assert users_in(wrong.db_path) == {702}
 
     shutil.rmtree(tmp_path / "data")
     told = len(fake.messages(ADMIN_ID))
     right = run_bot(BACKUP_CHAT_ID=str(BACKUP_CHAT), BACKUP_PASSPHRASE=secret, HANDOVER_WAIT_SECONDS="1")
     fake.wait_for_message(ADMIN_ID, "Restored at startup", after=told)
     assert right.stop()[0] == 0
-    assert users_in(right.db_path) == [701]
+    assert users_in(right.db_path) == {701}
 
 
 HTML_502 = (
@@ -371,7 +344,7 @@ def test_html_502_pages_from_telegram_at_startup_and_on_send_document(
     assert "HTTP 502" in alert and "<html>" not in alert
     assert fake.pinned_message(BACKUP_CHAT) == pinned
     assert again.stop()[0] == 0
-    assert users_in(again.db_path) == [801, 802]
+    assert users_in(again.db_path) == {801, 802}
     assert "uncaught exception" not in again.log()
 
 

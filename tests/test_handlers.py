@@ -4,9 +4,8 @@ replies go to the local Bot API stand-in; the clock is a plain variable the test
 from datetime import timedelta
 
 import pytest
-import telebot
 from conftest import NOW
-from fake_bot_api import FakeBotAPI
+from helpers import bot_for
 from telebot import types
 
 import handlers
@@ -30,7 +29,7 @@ class Harness:
                 **env,
             }
         )
-        self.bot = telebot.TeleBot(fake.token, threaded=False, use_class_middlewares=True)
+        self.bot = bot_for(fake, threaded=False, use_class_middlewares=True)
         self.readers = Readers(self.settings, clock=lambda: self.now)
         self.readers.attach(db)
         handlers.register(self.bot, db, self.settings, self.readers, clock=lambda: self.now)
@@ -45,11 +44,8 @@ class Harness:
 
 
 @pytest.fixture
-def harness(db, monkeypatch):
-    with FakeBotAPI() as fake:
-        monkeypatch.setattr(telebot.apihelper, "API_URL", fake.url + "/bot{0}/{1}")
-        monkeypatch.setattr(telebot.apihelper, "FILE_URL", fake.url + "/file/bot{0}/{1}")
-        yield Harness(fake, db)
+def harness(db, fake):
+    return Harness(fake, db)
 
 
 def test_start_registers_the_user_and_answers(harness):

@@ -4,29 +4,22 @@ processes, each on a disk of its own, against the Bot API stand-in, as a host li
 
 import os
 import signal
-import sqlite3
 import threading
-from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from bot_process import ADMIN_ID
-from conftest import NOW, chat_index
+from conftest import NOW
+from helpers import chat_index, free_port, health, users_in
 
 import database
 import startup
 from config import load_settings
-from engine import BackupEngine
+from lease import HeadState
 from s3_destination import S3Bucket
-from startup import offsite_destinations
 
 CHAT = -1005550001
-
-
-def users_in(db_path):
-    with closing(sqlite3.connect(db_path)) as conn:
-        return {row[0] for row in conn.execute("SELECT user_id FROM users WHERE user_id != ?", (ADMIN_ID,))}
 
 
 # --- fencing, on the engine ---------------------------------------------------------------------
@@ -35,10 +28,6 @@ def users_in(db_path):
 def test_a_stale_instance_never_replaces_a_newer_generations_backup_anywhere(
     tmp_path, fake, s3_server, s3_env, monkeypatch
 ):
-    import telebot
-
-    monkeypatch.setattr(telebot.apihelper, "API_URL", fake.url + "/bot{0}/{1}")
-    monkeypatch.setattr(telebot.apihelper, "FILE_URL", fake.url + "/file/bot{0}/{1}")
 
     def instance(folder, generation, name):
         settings = load_settings(
@@ -56,10 +45,10 @@ def test_a_stale_instance_never_replaces_a_newer_generations_backup_anywhere(
         db = database.open_database(settings.db_path)
         db.migrate()
         alerts = []
-        engine = BackupEngine(
-            db, settings, offsite_destinations(settings), alert=lambda text: alerts.append(str(text))
+        engine = startup.backup_engine(
+            db, settings, startup.offsite(settings), alert=lambda text: alerts.append(str(text))
         )
-        engine.become_writer(generation, name)
+        engine.lease.become(generation, name)
         return db, engine, alerts
 
     old_db, old, old_alerts = instance("old", 4, "old-instance")
@@ -67,7 +56,7 @@ def test_a_stale_instance_never_replaces_a_newer_generations_backup_anywhere(
     assert [i.destination for i in old.create("manual").stored] == ["local", "telegram", "s3"]
 
     new_db, new, _ = instance("new", 5, "new-instance")  # restored generation 4: writes 5
-    new.publish("writing")
+    new.lease.publish(HeadState.WRITING)
     new_db.track_message(2, None, "N", 2, "message", NOW, NOW)
     newest = new.create("change")
     in_chat = chat_index(fake, CHAT)
@@ -81,17 +70,15 @@ def test_a_stale_instance_never_replaces_a_newer_generations_backup_anywhere(
     assert len(old_alerts) == 1 and "stopped writing" in old_alerts[0]
     assert chat_index(fake, CHAT) == in_chat  # the chat's index and head: untouched
     assert S3Bucket(s3_server.bucket, s3_env, s3_server.endpoint_url).list() == in_bucket
-    assert S3Bucket(s3_server.bucket, s3_env, s3_server.endpoint_url).read_head().writer == "new-instance"
+    assert (
+        S3Bucket(s3_server.bucket, s3_env, s3_server.endpoint_url).lease.read_head().writer == "new-instance"
+    )
     assert in_chat["backups"][0]["created_at"].startswith(newest.info.created_at.isoformat()[:19])
     old_db.close()
     new_db.close()
 
 
 def test_a_restore_by_a_person_is_what_a_new_instance_brings_back(tmp_path, fake, monkeypatch):
-    import telebot
-
-    monkeypatch.setattr(telebot.apihelper, "API_URL", fake.url + "/bot{0}/{1}")
-    monkeypatch.setattr(telebot.apihelper, "FILE_URL", fake.url + "/file/bot{0}/{1}")
     settings = load_settings(
         {
             "BOT_TOKEN": fake.token,
@@ -103,8 +90,8 @@ def test_a_restore_by_a_person_is_what_a_new_instance_brings_back(tmp_path, fake
     )
     db = database.open_database(settings.db_path)
     db.migrate()
-    engine = BackupEngine(db, settings, offsite_destinations(settings))
-    engine.become_writer(1, "one")
+    engine = startup.backup_engine(db, settings, startup.offsite(settings))
+    engine.lease.become(1, "one")
     db.track_message(1, None, "N", 1, "message", NOW, NOW)
     chosen = engine.create("manual").info
     db.track_message(2, None, "N", 2, "message", NOW, NOW)
@@ -119,7 +106,7 @@ def test_a_restore_by_a_person_is_what_a_new_instance_brings_back(tmp_path, fake
             "DB_PATH": str(tmp_path / "two" / "bot.db"),
         }
     )
-    db, engine, report = startup.prepare_database(empty_disk, offsite_destinations(empty_disk))
+    db, engine, report = startup.prepare_database(empty_disk, startup.offsite(empty_disk))
     report.lock.release()
     assert report.restored.reason == "restore"
     assert users_in(empty_disk.db_path) == {1}  # not the pre-restore safety copy, which had user 2
@@ -129,12 +116,8 @@ def test_a_restore_by_a_person_is_what_a_new_instance_brings_back(tmp_path, fake
 def test_a_knock_never_costs_the_writer_a_backup_or_its_head(tmp_path, fake, s3_server, s3_env, monkeypatch):
     """The race a knock in the writer's head lost to: the waiting instance reads the chat's
     index, the writer publishes its final backup, the waiting instance writes back what it read."""
-    import telebot
+    from lease import Knock
 
-    from backup_format import Knock
-
-    monkeypatch.setattr(telebot.apihelper, "API_URL", fake.url + "/bot{0}/{1}")
-    monkeypatch.setattr(telebot.apihelper, "FILE_URL", fake.url + "/file/bot{0}/{1}")
     env = {
         "BOT_TOKEN": fake.token,
         "TELEGRAM_API_URL": fake.url,
@@ -147,27 +130,28 @@ def test_a_knock_never_costs_the_writer_a_backup_or_its_head(tmp_path, fake, s3_
     writer_settings = load_settings({**env, "DB_PATH": str(tmp_path / "a" / "bot.db")})
     db = database.open_database(writer_settings.db_path)
     db.migrate()
-    writer = BackupEngine(db, writer_settings, offsite_destinations(writer_settings))
-    writer.become_writer(3, "writer-a")
-    writer.publish("writing")
+    writer = startup.backup_engine(db, writer_settings, startup.offsite(writer_settings))
+    writer.lease.become(3, "writer-a")
+    writer.lease.publish(HeadState.WRITING)
     db.track_message(1, None, "N", 1, "message", NOW, NOW)
     writer.create("manual")
 
-    waiting = offsite_destinations(load_settings({**env, "DB_PATH": str(tmp_path / "b" / "bot.db")}))
-    chat, _bucket = waiting
-    stale_pin = chat._pinned()  # what the waiting instance read, before the writer's final backup
-    chat._pinned = lambda: stale_pin
+    waiting = startup.offsite(load_settings({**env, "DB_PATH": str(tmp_path / "b" / "bot.db")}))
+    chat_lease = waiting.lease_stores[0]
+    stale_pin = chat_lease.index.pinned()  # what the waiting one read, before the writer's final backup
+    chat_lease.index.pinned = lambda: stale_pin
     final = writer.create("handover").info  # the writer hands over meanwhile: head 'final'
-    for destination in waiting:
-        destination.knock(Knock("instance-b", datetime(2026, 11, 26, 12, 0, 1, tzinfo=UTC)))
+    for store in waiting.lease_stores:
+        store.knock(Knock("instance-b", datetime(2026, 11, 26, 12, 0, 1, tzinfo=UTC)))
 
-    for destination in offsite_destinations(writer_settings):  # what anyone reads now
-        assert destination.read_head().state == "final" and destination.read_head().writer == "writer-a"
+    now = startup.offsite(writer_settings)  # what anyone reads now
+    for destination, store in zip(now.destinations, now.lease_stores):
+        assert store.read_head().state is HeadState.FINAL and store.read_head().writer == "writer-a"
         assert final.sha256 in {b.sha256 for b in destination.list()}
-        assert destination.read_knock() == Knock("instance-b", datetime(2026, 11, 26, 12, 0, 1, tzinfo=UTC))
+        assert store.read_knock() == Knock("instance-b", datetime(2026, 11, 26, 12, 0, 1, tzinfo=UTC))
     assert "Backup index of" in fake.pinned_message(CHAT)["caption"]  # the people's text kept
     writer.create("manual")  # the writer's next index: the request is gone from the chat
-    assert offsite_destinations(writer_settings)[0].read_knock() is None
+    assert startup.offsite(writer_settings).lease_stores[0].read_knock() is None
     db.close()
 
 
@@ -338,7 +322,6 @@ def test_the_network_down_longer_than_the_wait_starts_paused_and_lifts_the_pause
 
 @pytest.mark.e2e
 def test_while_it_waits_for_a_frozen_writer_the_health_endpoint_says_so(fake, run_bot):
-    from test_end_to_end import free_port, health
 
     first = run_bot(folder="a", **SETTINGS)
     first.wait_for_log("bot started:")
@@ -396,13 +379,14 @@ def test_a_writer_whose_data_is_not_off_the_machine_yet_is_waited_for(tmp_path, 
 def test_when_an_instance_may_serve_at_once(restored, head, free):
     from datetime import timedelta
 
-    from backup_format import BackupInfo, Head
+    from backup_format import BackupInfo
+    from lease import Head
     from lifecycle import Lifecycle
 
     at = lambda seconds: NOW + timedelta(seconds=seconds)  # noqa: E731
     info = BackupInfo(at(restored[1]), restored[0], 2, {}, "", 0, generation=3) if restored else None
     current = (
-        Head(head[1], "other", head[0], at(head[2]), at(head[2]) if head[0] == "final" else None)
+        Head(head[1], "other", HeadState(head[0]), at(head[2]), at(head[2]) if head[0] == "final" else None)
         if head
         else None
     )
@@ -410,8 +394,7 @@ def test_when_an_instance_may_serve_at_once(restored, head, free):
 
 
 def test_a_writer_heeds_only_a_recent_knock_of_another_instance_made_since_it_serves():
-    from backup_format import Knock
-    from lifecycle import KNOCK_FRESH_SECONDS, asks_for_handover
+    from lease import KNOCK_FRESH_SECONDS, Knock, asks_for_handover
 
     since = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
     now = since + timedelta(minutes=5)
@@ -428,13 +411,10 @@ def test_a_writer_heeds_only_a_recent_knock_of_another_instance_made_since_it_se
 def test_a_writer_that_handed_over_to_an_instance_that_died_serves_again(
     tmp_path, fake, run_bot, monkeypatch
 ):
-    import telebot
-    from test_end_to_end import free_port
     from test_webhook import webhook_env
 
-    from backup_format import Knock
+    from lease import Knock
 
-    monkeypatch.setattr(telebot.apihelper, "API_URL", fake.url + "/bot{0}/{1}")
     # (no on-change backups: each rewrites the index, and with it the caption a knock is on)
     writer = run_bot(
         folder="a",
@@ -444,7 +424,7 @@ def test_a_writer_that_handed_over_to_an_instance_that_died_serves_again(
     users = Users(fake)
     users.one()
     # An instance of a deploy that was then cancelled: it knocks, and is gone.
-    chat = offsite_destinations(
+    chat = startup.offsite(
         load_settings(
             {
                 "BOT_TOKEN": fake.token,
@@ -453,7 +433,7 @@ def test_a_writer_that_handed_over_to_an_instance_that_died_serves_again(
                 "BACKUP_CHAT_ID": str(CHAT),
             }
         )
-    )[0]
+    ).lease_stores[0]
     chat.knock(Knock("gone-instance", datetime.now(UTC)))
     writer.wait_for_log("gone-instance asks this instance to hand over", timeout=30)
     writer.wait_for_log("passive:")

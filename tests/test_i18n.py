@@ -13,7 +13,7 @@ from babel.messages.pofile import read_po
 from hypothesis import given
 from hypothesis import strategies as st
 
-import admin_panel
+import panel_screens
 from config import LANGUAGES
 from i18n import FSI, LANGUAGE_LABELS, PDI, Code, Reader, Size, Text, language_of, lines, placeholders
 
@@ -76,10 +76,10 @@ def test_the_compiled_catalog_is_the_one_the_translators_wrote(language):
 def test_every_panel_label_in_every_language_means_one_thing_so_every_press_finds_its_screen():
     meaning: dict[str, set[str]] = {}
     for language in LANGUAGES:
-        for label in admin_panel.LABELS:
+        for label in panel_screens.LABELS:
             meaning.setdefault(Reader(language).gettext(label), set()).add(label)
     assert {shown: labels for shown, labels in meaning.items() if len(labels) > 1} == {}
-    assert len(meaning) == len(admin_panel.LABELS) * len(LANGUAGES)  # no label left untranslated
+    assert len(meaning) == len(panel_screens.LABELS) * len(LANGUAGES)  # no label left untranslated
     assert not set(meaning) & set(LANGUAGE_LABELS)
 
 

@@ -7,8 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from bot_process import ADMIN_ID
+from helpers import buttons, press
 
-import admin_panel as panel
+import panel_screens as panel
 from i18n import LANGUAGE_LABELS, Reader
 
 pytestmark = pytest.mark.e2e
@@ -28,26 +29,9 @@ def words(reader: Reader, msgid: str) -> str:
 
 
 def say(fake, chat, text, expect, language_code=None):
-    """Send `text` as the user in `chat`; the bot's first reply after it containing `expect`."""
-    seen = len(fake.messages(chat))
-    fake.send_text(chat, text, language_code=language_code)
-    return fake.wait_for(
-        lambda: next(
-            (
-                m
-                for m in fake.messages(chat)[seen:]
-                if m["from"]["is_bot"] and expect in (m.get("text") or m.get("caption") or "")
-            ),
-            None,
-        ),
-        20,
-        f"a reply to {text!r} containing {expect!r}",
-    )
-
-
-def buttons(message):
-    keyboard = (message.get("reply_markup") or {}).get("keyboard", [])
-    return [b["text"] if isinstance(b, dict) else b for row in keyboard for b in row]
+    """Send `text` as the user in `chat`, in Telegram's `language_code`; the bot's first reply
+    after it containing `expect`."""
+    return press(fake, text, expect, chat=chat, language_code=language_code)
 
 
 def test_a_persian_user_reads_persian_with_solar_hijri_times_and_a_choice_survives_a_restart(fake, run_bot):

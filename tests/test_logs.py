@@ -3,6 +3,7 @@ from types import SimpleNamespace
 
 import pytest
 import requests
+from helpers import bot_for
 
 from clock import utc_now
 from i18n import Reader
@@ -38,16 +39,13 @@ def test_secrets_are_redacted_from_messages_arguments_and_tracebacks(capsys):
     assert "Traceback" in output and "getUpdates" in output
 
 
-def test_alerts_to_admins_carry_no_secret(fake, monkeypatch):
-    import telebot
-
+def test_alerts_to_admins_carry_no_secret(fake):
     import messaging
     from config import load_settings
 
-    monkeypatch.setattr(telebot.apihelper, "API_URL", fake.url + "/bot{0}/{1}")
     settings = load_settings({"BOT_TOKEN": fake.token, "ADMIN_IDS": "7,8", "BACKUP_PASSPHRASE": "hunter2"})
     messaging.alert_admins(
-        telebot.TeleBot(fake.token),
+        bot_for(fake),
         settings,
         lambda _: Reader("en"),
         f"failed: https://api.telegram.org/bot{fake.token}/x with hunter2",
@@ -57,15 +55,12 @@ def test_alerts_to_admins_carry_no_secret(fake, monkeypatch):
         assert message["text"] == f"failed: https://api.telegram.org/bot{REDACTED}/x with {REDACTED}"
 
 
-def test_admin_panel_replies_carry_no_secret(fake, monkeypatch):
-    import telebot
-
+def test_admin_panel_replies_carry_no_secret(fake):
     from admin_panel import AdminPanel
     from config import load_settings
 
-    monkeypatch.setattr(telebot.apihelper, "API_URL", fake.url + "/bot{0}/{1}")
     settings = load_settings({"BOT_TOKEN": fake.token, "ADMIN_IDS": "7"})
-    panel = AdminPanel(telebot.TeleBot(fake.token), None, None, None, settings, Readers(settings), utc_now)
+    panel = AdminPanel(bot_for(fake), None, None, None, settings, Readers(settings), utc_now)
     admin = SimpleNamespace(id=7, language_code=None)
     # what a requests ConnectionError from a panel job says
     panel.say(
@@ -76,13 +71,10 @@ def test_admin_panel_replies_carry_no_secret(fake, monkeypatch):
     assert message["text"] == f"❌ Max retries exceeded with url: /bot{REDACTED}/getFile"
 
 
-def test_every_credential_is_a_secret_session_tokens_and_url_passwords_included(fake, monkeypatch):
-    import telebot
-
+def test_every_credential_is_a_secret_session_tokens_and_url_passwords_included(fake):
     import messaging
     from config import load_settings
 
-    monkeypatch.setattr(telebot.apihelper, "API_URL", fake.url + "/bot{0}/{1}")
     settings = load_settings(
         {
             "BOT_TOKEN": fake.token,
@@ -94,7 +86,7 @@ def test_every_credential_is_a_secret_session_tokens_and_url_passwords_included(
         }
     )
     leaked = "; ".join(["pass phrase", "aws-secret-key", "aws-session-token", "url-password", fake.token])
-    messaging.alert_admins(telebot.TeleBot(fake.token), settings, lambda _: Reader("fa"), f"error: {leaked}")
+    messaging.alert_admins(bot_for(fake), settings, lambda _: Reader("fa"), f"error: {leaked}")
     (message,) = fake.messages(7)
     for secret in ("pass phrase", "aws-secret-key", "aws-session-token", "url-password", fake.token):
         assert secret not in message["text"]

@@ -1,14 +1,14 @@
 """Off-site copies through the Telegram chat destination, against the local Bot API stand-in:
 sending and pinning, read-back, encryption, Telegram's size limits, and the startup search."""
 
+import json
 import re
 import sqlite3
 from pathlib import Path
 
 import pytest
-import telebot
-from conftest import NOW, chat_index, newest_backup_message
-from fake_bot_api import FakeBotAPI
+from conftest import NOW
+from helpers import chat_index, newest_backup_message
 
 import database
 import startup
@@ -16,18 +16,9 @@ from backup_format import SQLITE_MAGIC, BackupError
 from config import load_settings
 from engine import BackupEngine
 from sealing import SEALED_MAGIC
-from startup import offsite_destinations
 
 CHAT = -1001234567890  # a channel the bot is an admin of
 MB = 1 << 20
-
-
-@pytest.fixture
-def fake(monkeypatch):
-    with FakeBotAPI() as api:
-        monkeypatch.setattr(telebot.apihelper, "API_URL", api.url + "/bot{0}/{1}")
-        monkeypatch.setattr(telebot.apihelper, "FILE_URL", api.url + "/file/bot{0}/{1}")
-        yield api
 
 
 def settings_for(tmp_path, fake, **env):
@@ -52,10 +43,10 @@ class Setup:
         self.db = database.open_database(self.settings.db_path)
         self.db.migrate()
         self.alerts = []
-        self.engine = BackupEngine(
+        self.engine = startup.backup_engine(
             self.db,
             self.settings,
-            offsite_destinations(self.settings),
+            startup.offsite(self.settings),
             alert=lambda text: self.alerts.append(str(text)),
         )
 
@@ -122,7 +113,7 @@ def test_encrypted_copies_hold_nothing_readable_and_restore_with_the_passphrase(
     with sqlite3.connect(f"{s.settings.db_path}.backup") as plain:  # never encrypted on this disk
         assert plain.execute("SELECT count(*) FROM users").fetchone() == (2,)
 
-    without = BackupEngine(s.db, settings_for(tmp_path, fake), offsite_destinations(s.settings))
+    without = startup.backup_engine(s.db, settings_for(tmp_path, fake), startup.offsite(s.settings))
     with pytest.raises(BackupError, match="the backup is encrypted: set BACKUP_PASSPHRASE"):
         without.restore(without.listing(only="telegram").backups[0])  # refused before anything changes
 
@@ -218,7 +209,7 @@ def test_startup_on_an_empty_disk_restores_the_pinned_backup(tmp_path, fake):
     empty_disk = settings_for(tmp_path / "new-instance", fake, BACKUP_CHAT_ID=str(CHAT))
     alerts = []
     db, _engine, report = startup.prepare_database(
-        empty_disk, offsite_destinations(empty_disk), alert=lambda text: alerts.append(str(text))
+        empty_disk, startup.offsite(empty_disk), alert=lambda text: alerts.append(str(text))
     )
     report.lock.release()
     assert report.restored.destination == "telegram"
@@ -235,7 +226,7 @@ def test_startup_takes_the_newest_of_all_destinations_and_survives_a_failing_one
     s.db.close()
     Path(s.settings.db_path).unlink()
     fake.fail_next("getChat", 502, "Bad Gateway")
-    db, _engine, report = startup.prepare_database(s.settings, offsite_destinations(s.settings))
+    db, _engine, report = startup.prepare_database(s.settings, startup.offsite(s.settings))
     report.lock.release()
     assert report.restored.destination == "local" and db.table_row_counts()["users"] == 2
     assert "telegram" in [u.destination for u in report.unreachable]
@@ -251,7 +242,7 @@ def test_an_empty_database_never_buries_a_real_backup(tmp_path, fake):
     fake.fail_next("getChat", 502, "Bad Gateway")  # Telegram cannot even be asked, and no wait
     alerts = []
     db, engine, report = startup.prepare_database(
-        new_disk, offsite_destinations(new_disk), alert=lambda text: alerts.append(str(text))
+        new_disk, startup.offsite(new_disk), alert=lambda text: alerts.append(str(text))
     )
     assert report.restored is None and "Bad Gateway" in report.offsite_paused
     assert any("Nothing is sent off the machine" in a for a in alerts)
@@ -262,7 +253,7 @@ def test_an_empty_database_never_buries_a_real_backup(tmp_path, fake):
     # the pause outlives a restart on the same disk, where the database is no longer empty
     db.close()
     report.lock.release()
-    db, engine, report = startup.prepare_database(new_disk, offsite_destinations(new_disk))
+    db, engine, report = startup.prepare_database(new_disk, startup.offsite(new_disk))
     assert report.restore_reason is None and engine.offsite_paused()
     engine.resume_offsite()  # what /start_fresh YES does
     engine.create("manual")
@@ -285,7 +276,7 @@ def test_after_a_startup_restore_an_unchanged_database_is_not_sent_again(tmp_pat
     s.engine.create("manual")
     s.db.close()
     empty_disk = settings_for(tmp_path / "new-instance", fake)
-    _db, engine, report = startup.prepare_database(empty_disk, offsite_destinations(empty_disk))
+    _db, engine, report = startup.prepare_database(empty_disk, startup.offsite(empty_disk))
     report.lock.release()
     assert engine.create("startup").skipped
     sent = [r for r in fake.requests("sendDocument") if "-backup-2" in r["params"]["document"]["file_name"]]
@@ -295,7 +286,7 @@ def test_after_a_startup_restore_an_unchanged_database_is_not_sent_again(tmp_pat
 def test_a_first_start_before_the_admin_wrote_to_the_bot_is_not_paused(tmp_path, fake):
     settings = settings_for(tmp_path, fake, BACKUP_CHAT_ID="1000")
     fake.fail_next("getChat", 400, "Bad Request: chat not found")
-    _db, _engine, report = startup.prepare_database(settings, offsite_destinations(settings))
+    _db, _engine, report = startup.prepare_database(settings, startup.offsite(settings))
     report.lock.release()
     assert report.restored is None and report.offsite_paused is None
     assert report.unreachable == []
@@ -322,7 +313,7 @@ def test_a_startup_restore_of_a_backup_taken_while_paused_keeps_the_pause(tmp_pa
     s.db.close()
     for suffix in ("", "-wal", "-shm"):
         Path(f"{s.settings.db_path}{suffix}").unlink(missing_ok=True)
-    db, engine, report = startup.prepare_database(s.settings, offsite_destinations(s.settings))
+    db, engine, report = startup.prepare_database(s.settings, startup.offsite(s.settings))
     report.lock.release()
     assert report.restored.destination == "local" and db.table_row_counts()["users"] == 2
     assert "backups may exist" in engine.offsite_paused()
@@ -384,7 +375,7 @@ def test_the_pause_resolves_itself_once_the_chat_answers(tmp_path, fake):
     alerts = []
     deliver = {"ok": False}
     db, engine, report = startup.prepare_database(
-        empty, offsite_destinations(empty), alert=lambda text: alerts.append(str(text)) or deliver["ok"]
+        empty, startup.offsite(empty), alert=lambda text: alerts.append(str(text)) or deliver["ok"]
     )
     report.lock.release()
     assert report.paused_unreachable and engine.offsite_paused()
@@ -407,7 +398,7 @@ def test_when_people_wrote_meanwhile_the_admins_are_told_until_the_alert_arrives
     s.db.close()
     fake.set_outage(True)
     empty = settings_for(tmp_path / "new-instance", fake, STARTUP_RESTORE_WAIT_SECONDS="0")
-    db, engine, report = startup.prepare_database(empty, offsite_destinations(empty))
+    db, engine, report = startup.prepare_database(empty, startup.offsite(empty))
     report.lock.release()
     told, deliver = [], {"ok": False}
     resolve = tasks.PauseResolver(engine, db, lambda text: told.append(str(text)) or deliver["ok"])
@@ -429,7 +420,7 @@ def empty_disk_start(tmp_path, fake, folder="new-instance", **env):
     alerts = []
     db, _engine, report = startup.prepare_database(
         settings,
-        offsite_destinations(settings, alert=lambda text: alerts.append(str(text))),
+        startup.offsite(settings, alert=lambda text: alerts.append(str(text))),
         alert=lambda text: alerts.append(str(text)),
     )
     report.lock.release()
@@ -446,10 +437,10 @@ def test_when_the_newest_backup_is_damaged_the_next_is_restored_and_the_admins_t
     s.engine.create("manual")
     s.add_users(2)
     if damage == "the wrong passphrase":  # sealed with another passphrase (an old one, say)
-        BackupEngine(
+        startup.backup_engine(
             s.db,
             settings_for(tmp_path, fake, TELEGRAM_FILE_LIMITS="telegram", BACKUP_PASSPHRASE="an old one"),
-            offsite_destinations(s.settings),
+            startup.offsite(s.settings),
         ).create("manual")
     else:
         s.engine.create("manual")
@@ -498,43 +489,34 @@ def test_with_nothing_beneath_the_other_pin_the_bot_says_it_cannot_find_its_back
     db.close()
 
 
-def legacy_pinned_backup(fake, tmp_path, file_name):
-    """A document pinned in the chat, named and captioned like an older version's backup, whose
-    content is a real backup: the name is the hostile part."""
-    s = Setup(tmp_path / "maker", fake, BACKUP_CHAT_ID="off")
-    s.add_users(5)
-    info = s.engine.create("manual").info
-    s.db.close()
-    update = fake.send_document(
-        1000,
-        file_name,
-        Path(info.location).read_bytes(),
-        chat_id=CHAT,
-        caption=f"💾 Backup\nrows: users 1\nschema 2; sha256 {info.sha256}",
-    )
-    fake.pin(CHAT, update["message"]["message_id"])
-
-
 @pytest.mark.parametrize(
-    "file_name",
+    "name",
     [
         "../../../../../../tmp/evil-backup-20261126T120000000Z-manual.db.zst",
         "/etc/x-backup-20261126T120000000Z-manual.db.zst",
     ],
 )
-def test_a_pinned_document_named_like_a_path_writes_nothing_outside_the_work_folder(
-    file_name, tmp_path, fake
-):
-    legacy_pinned_backup(fake, tmp_path, file_name)
+def test_an_index_entry_named_like_a_path_writes_nothing_outside_the_work_folder(name, tmp_path, fake):
+    s = Setup(tmp_path, fake)
+    s.add_users(5)
+    s.engine.create("manual")
+    s.db.close()
+    pinned = fake.pinned_message(CHAT)
+    index = json.loads(fake.file_bytes(pinned["document"]["file_id"]))
+    index["backups"][0]["name"] = name  # as if the index said so
+    fake.replace_file(pinned["document"]["file_id"], json.dumps(index).encode())
     db, report, _alerts = empty_disk_start(tmp_path, fake)
-    assert report.restored is not None and db.table_row_counts()["users"] == 1  # data, not a path
+    assert report.restored is None  # the entry is left out of the index: its name is no backup's
     assert not Path("/tmp/evil-backup-20261126T120000000Z-manual.db.zst").exists()
     assert not Path("/etc/x-backup-20261126T120000000Z-manual.db.zst").exists()
     db.close()
 
 
 def test_with_a_passphrase_an_unencrypted_backup_from_the_chat_is_passed_over(tmp_path, fake):
-    legacy_pinned_backup(fake, tmp_path, "someone-backup-20261126T120000000Z-manual.db.zst")
+    s = Setup(tmp_path, fake)  # before the passphrase was set
+    s.add_users(5)
+    s.engine.create("manual")
+    s.db.close()
     db, report, alerts = empty_disk_start(tmp_path, fake, BACKUP_PASSPHRASE="ours")
     assert report.restored is None and db.table_row_counts()["users"] == 0
     (refusal,) = report.passed_over

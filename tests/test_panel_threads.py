@@ -6,10 +6,11 @@ press is a direct call, so the order is the test's."""
 from types import SimpleNamespace
 
 import pytest
-import telebot
 from conftest import NOW
+from helpers import bot_for
 
-import admin_panel as panel
+import panel_screens as panel
+from admin_panel import AdminPanel
 from config import load_settings
 from engine import BackupEngine
 from readers import Readers
@@ -19,7 +20,6 @@ ADMIN = 7
 
 @pytest.fixture
 def setup(db, fake, tmp_path, monkeypatch):
-    monkeypatch.setattr(telebot.apihelper, "API_URL", fake.url + "/bot{0}/{1}")
     settings = load_settings(
         {
             "BOT_TOKEN": fake.token,
@@ -32,9 +32,7 @@ def setup(db, fake, tmp_path, monkeypatch):
     engine.create("manual")
     readers = Readers(settings)
     readers.attach(db)
-    admin_panel = panel.AdminPanel(
-        telebot.TeleBot(fake.token, threaded=False), db, engine, list, settings, readers, lambda: NOW
-    )
+    admin_panel = AdminPanel(bot_for(fake, threaded=False), db, engine, list, settings, readers, lambda: NOW)
     admin_panel.in_background = lambda message, job, working, **options: job()  # in order, here
     yield admin_panel, fake
     admin_panel.close()
@@ -53,7 +51,7 @@ def said(fake):
 
 def test_a_preview_that_comes_after_the_admin_moved_on_offers_nothing_to_confirm(setup):
     admin_panel, fake = setup
-    label = admin_panel.place(press(admin_panel, panel.RESTORE)).choice_labels[0]
+    label = next(iter(admin_panel.place(press(admin_panel, panel.RESTORE)).backups))
     checks = []
     admin_panel.in_background = lambda message, job, working, **options: checks.append(job)
     press(admin_panel, label)  # the check is queued...
@@ -85,4 +83,4 @@ def test_a_list_that_comes_after_the_admin_moved_on_leaves_their_keyboard_alone(
     jobs.pop()()  # the list arrives
     late = fake.messages(ADMIN)[-1]
     assert late["text"].startswith("♻️ Restore: choose a backup") and late.get("reply_markup") is None
-    assert admin_panel.place(press(admin_panel, panel.REFRESH)).screen == "backup"
+    assert admin_panel.place(press(admin_panel, panel.REFRESH)).screen is panel.Screen.BACKUP

@@ -16,6 +16,7 @@ from conftest import NOW
 from seaweed import free_ports
 
 import database
+import startup
 from backup_format import BackupError
 from config import load_settings
 from destinations import DestinationError
@@ -102,8 +103,6 @@ def test_delete_removes_exactly_the_backups_given(bucket, make_backups):
 
 
 def test_the_engine_keeps_exactly_backup_keep_in_the_bucket(s3_server, s3_env, tmp_path):
-    from startup import offsite_destinations
-
     settings = load_settings(
         {
             "BOT_TOKEN": TOKEN,
@@ -118,8 +117,8 @@ def test_the_engine_keeps_exactly_backup_keep_in_the_bucket(s3_server, s3_env, t
     db = database.open_database(settings.db_path)
     db.migrate()
     ticks = itertools.count()
-    engine = BackupEngine(
-        db, settings, offsite_destinations(settings), clock=lambda: NOW + timedelta(seconds=next(ticks))
+    engine = startup.backup_engine(
+        db, settings, startup.offsite(settings), clock=lambda: NOW + timedelta(seconds=next(ticks))
     )
     made = []
     for user in range(1, 5):
@@ -220,7 +219,6 @@ def test_prefix_is_a_folder(given, used):
 
 def test_a_wiped_disk_comes_back_from_the_bucket(s3_server, s3_env, tmp_path):
     import startup
-    from startup import offsite_destinations
 
     def settings(folder):
         return load_settings(
@@ -235,7 +233,7 @@ def test_a_wiped_disk_comes_back_from_the_bucket(s3_server, s3_env, tmp_path):
         )
 
     first = settings("first-instance")
-    db, engine, report = startup.prepare_database(first, offsite_destinations(first))
+    db, engine, report = startup.prepare_database(first, startup.offsite(first))
     db.track_message(42, "ann", "Ann", 42, "message", NOW, NOW)
     result = engine.create("manual")
     assert [info.destination for info in result.stored] == ["local", "s3"]
@@ -243,7 +241,7 @@ def test_a_wiped_disk_comes_back_from_the_bucket(s3_server, s3_env, tmp_path):
     report.lock.release()
 
     second = settings("second-instance")  # nothing on this disk
-    db, engine, report = startup.prepare_database(second, offsite_destinations(second))
+    db, engine, report = startup.prepare_database(second, startup.offsite(second))
     assert report.restored.destination == "s3" and report.restored.name == result.info.name
     assert db.user(42)["username"] == "ann"
     db.close()

@@ -10,13 +10,12 @@ import threading
 import time
 
 import pytest
-import telebot
 from bot_process import ADMIN_ID
 from edge_proxy import EdgeProxy
+from helpers import bot_for, free_port, health, users_in
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_end_to_end import free_port, health
-from test_handover import CHAT, Users, serving, users_in
+from test_handover import CHAT, Users, serving
 
 import database
 import updates
@@ -265,7 +264,6 @@ class Seen(list):
 
 @pytest.fixture
 def gate_parts(tmp_path, fake, monkeypatch):
-    monkeypatch.setattr(telebot.apihelper, "API_URL", fake.url + "/bot{0}/{1}")
     conf = load_settings(
         {
             "BOT_TOKEN": fake.token,
@@ -275,7 +273,7 @@ def gate_parts(tmp_path, fake, monkeypatch):
             "PORT": "9",
         }
     )
-    bot = telebot.TeleBot(fake.token, threaded=False)
+    bot = bot_for(fake, threaded=False)
     handled = Seen()
     bot.message_handler(func=lambda m: True)(lambda m: handled.append(m.text))
 

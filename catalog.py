@@ -1,0 +1,103 @@
+"""What backups there are, wherever they lie, and getting one back as a verified SQLite file:
+the reading side of the backup engine (engine.py), for the restores, the panel's lists and the
+command line.
+
+Everything here reads; nothing writes to a destination. A backup fetched from off the machine
+must be encrypted when BACKUP_PASSPHRASE is set: anyone who can post where it was could have put
+a plain one there.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from backup_format import PRE_RESTORE, BackupError, BackupInfo, unpack_and_verify
+from destinations import Destination, DestinationError, LocalFolder, Unreachable
+from sealing import Sealer
+
+log = logging.getLogger("backup")
+
+
+@dataclass(frozen=True)
+class Listing:
+    backups: list[BackupInfo]  # newest first, by each backup's own created-at
+    unreachable: list[Unreachable] = field(default_factory=list)
+
+
+class Catalog:
+    """The backups of the local folder and of every destination off the machine."""
+
+    def __init__(self, local: LocalFolder, offsite: Sequence[Destination], sealer: Sealer | None):
+        self.local, self.sealer = local, sealer
+        self.destinations: list[Destination] = [local, *offsite]
+
+    def newest_local(self) -> BackupInfo | None:
+        return next(iter(self.local.list()), None)
+
+    def listing(self, only: str | None = None) -> Listing:
+        """Every backup in every destination (or only the one named), newest first by its own
+        created-at. A destination that cannot be listed is skipped and named in the result."""
+        found, unreachable = [], []
+        for destination in self.destinations:
+            if only and destination.name != only:
+                continue
+            try:
+                found.extend(destination.list())
+            except (DestinationError, OSError) as error:
+                log.warning("cannot list backups in %s: %s", destination.name, error)
+                unreachable.append(Unreachable(destination.name, str(error), destination is not self.local))
+        return Listing(sorted(found, key=lambda info: info.created_at, reverse=True), unreachable)
+
+    def candidates(self, plain_copy: Path) -> tuple[list[BackupInfo], list[Unreachable]]:
+        """What a restore of the newest backup tries, in order: every backup, newest first, the
+        safety copies taken before a person's restore last (they hold what the person chose to
+        replace), then DB_PATH.backup, the plain copy; and the destinations not listed."""
+        listing = self.listing()
+        ordered = sorted(listing.backups, key=lambda info: info.reason == PRE_RESTORE)
+        if plain_copy.is_file():
+            stat = plain_copy.stat()
+            modified = datetime.fromtimestamp(stat.st_mtime, UTC)
+            ordered.append(
+                BackupInfo(
+                    modified,
+                    "plain copy",
+                    0,
+                    {},
+                    "",
+                    0,
+                    stat.st_size,
+                    self.local.name,
+                    str(plain_copy),
+                    plain_copy.name,
+                )
+            )
+        return ordered, listing.unreachable
+
+    def unpack(
+        self, source: Path | BackupInfo, workdir: Path, thorough: bool = False
+    ) -> tuple[BackupInfo, Path]:
+        """Fetch, decompress and verify a backup; returns its info and the verified SQLite file."""
+        if not isinstance(source, BackupInfo):
+            return unpack_and_verify(Path(source), workdir, thorough, self.sealer)
+        destination = self.destination(source.destination)
+        try:
+            path = destination.fetch(source, workdir)
+        except (DestinationError, OSError) as error:
+            raise BackupError(f"cannot fetch {source.name} from {source.destination}: {error}") from error
+        from_outside = destination is not self.local
+        info, snapshot = unpack_and_verify(
+            path, workdir, thorough, self.sealer, must_be_sealed=from_outside and self.sealer is not None
+        )
+        return replace(
+            info, name=source.name, destination=source.destination, location=source.location, size=source.size
+        ), snapshot
+
+    def destination(self, name: str) -> Destination:
+        for destination in self.destinations:
+            if destination.name == name:
+                return destination
+        raise BackupError(f"there is no destination called {name}")
