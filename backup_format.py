@@ -42,7 +42,7 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 ENCRYPTED_SUFFIX = ".sealed"  # a copy encrypted for leaving the machine (sealing.py)
 MAX_HEADER_BYTES = 1 << 20
 SUFFIX = ".db.zst"
-NAME_PATTERN = re.compile(r"^backup-(\d{8}T\d{9}Z)-([a-z-]+)\.db\.zst(\.sealed)?$")
+NAME_PATTERN = re.compile(r"^backup-(\d{8}T\d{9}Z)-([a-z-]+)\.db\.zst(\.sealed)?\Z")
 FINAL_REASONS = ("shutdown", "handover")  # a writer's last backup: nothing was written after it
 PRE_RESTORE = "pre-restore"  # the safety copy before a restore: kept, never taken for the newest state
 # Why a backup was taken, as people read it; a reason not listed is shown as it is.
@@ -92,7 +92,15 @@ class BackupInfo:
     encrypted: bool = False  # this copy is age-encrypted (copies that leave the machine)
     generation: int = 0  # the writer's generation: an instance that restores N writes N + 1
     writer: str = ""  # the instance that took it
+    sequence: int = 0  # its place among the backups of its generation (1, 2, ...; 0: not known)
     extra: dict = field(default_factory=dict)  # anything a newer format adds, kept as it came
+
+    @property
+    def order(self) -> tuple:
+        """Which of two backups is newer: the higher generation, then the later one of it. Not
+        the clock: two machines' clocks may be hours apart, a generation's writer is one
+        machine, and its sequence counts its own backups (its clock only breaks a tie)."""
+        return (self.generation, self.sequence, self.created_at)
 
     @property
     def final(self) -> bool:
@@ -125,6 +133,7 @@ def header_bytes(info: BackupInfo) -> bytes:
             "db_size": info.db_size,
             "generation": info.generation,
             "writer": info.writer,
+            "sequence": info.sequence,
             **info.extra,
         },
         sort_keys=True,
@@ -157,6 +166,7 @@ def read_header(stream: BinaryIO) -> BackupInfo:
         **known,
         generation=fields.pop("generation", 0),
         writer=fields.pop("writer", ""),
+        sequence=fields.pop("sequence", 0),
         extra=fields,
         problem="its header is damaged",
     )
@@ -167,10 +177,10 @@ def read_header(stream: BinaryIO) -> BackupInfo:
 EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
 MAX_DB_SIZE = 1 << 44  # 16 TB: beyond any SQLite file this bot makes
 MAX_ROWS = 1 << 62
-TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-REASON = re.compile(r"^[a-z][a-z-]{0,31}$")
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
-WRITER = re.compile(r"^[A-Za-z0-9._:-]{0,80}$")
+TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
+REASON = re.compile(r"^[a-z][a-z-]{0,31}\Z")
+SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
+WRITER = re.compile(r"^[A-Za-z0-9._:-]{0,80}\Z")
 MAX_GENERATION = 1 << 53
 
 
@@ -185,6 +195,7 @@ def checked_info(
     problem: str,
     generation=0,
     writer="",
+    sequence=0,
     **more,
 ) -> BackupInfo:
     """A BackupInfo from values that came from outside (a header, object metadata, a caption),
@@ -206,7 +217,7 @@ def checked_info(
         raise refuse("schema version")
     if not whole(db_size, MAX_DB_SIZE):
         raise refuse("size")
-    if not whole(generation, MAX_GENERATION):
+    if not whole(generation, MAX_GENERATION) or not whole(sequence, MAX_GENERATION):
         raise refuse("generation")
     if not isinstance(writer, str) or not WRITER.match(writer):
         raise refuse("writer")
@@ -219,6 +230,7 @@ def checked_info(
         db_size,
         generation=generation,
         writer=writer,
+        sequence=sequence,
         **more,
     )
 
@@ -472,6 +484,7 @@ def info_to_metadata(info: BackupInfo) -> dict[str, str]:
         "encrypted": "yes" if info.encrypted else "no",
         "generation": str(info.generation),
         "writer": info.writer,
+        "sequence": str(info.sequence),
     }
 
 
@@ -497,6 +510,7 @@ def info_from_metadata(metadata: dict) -> BackupInfo:
         problem="its metadata is incomplete",
         generation=_number(text("generation") or "0"),
         writer=text("writer") or "",
+        sequence=_number(text("sequence") or "0"),
     )
 
 

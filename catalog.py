@@ -24,7 +24,7 @@ log = logging.getLogger("backup")
 
 @dataclass(frozen=True)
 class Listing:
-    backups: list[BackupInfo]  # newest first, by each backup's own created-at
+    backups: list[BackupInfo]  # newest first (BackupInfo.order: generation, then sequence)
     unreachable: list[Unreachable] = field(default_factory=list)
 
 
@@ -34,13 +34,24 @@ class Catalog:
     def __init__(self, local: LocalFolder, offsite: Sequence[Destination], sealer: Sealer | None):
         self.local, self.sealer = local, sealer
         self.destinations: list[Destination] = [local, *offsite]
+        self._sequence: tuple[tuple, int] = ((), 0)  # the last one given: (generation, writer), number
+
+    def next_sequence(self, generation: int, writer: str) -> int:
+        """The next backup's place among its generation's (BackupInfo.order): one more than any
+        this writer took, here or before a restart (the local folder's headers say). Kept out of
+        the database, whose every change would be a change to back up."""
+        mine = (generation, writer)
+        taken = [b.sequence for b in self.local.list() if (b.generation, b.writer) == mine]
+        last = self._sequence[1] if self._sequence[0] == mine else 0
+        self._sequence = (mine, max([last, *taken]) + 1)
+        return self._sequence[1]
 
     def newest_local(self) -> BackupInfo | None:
         return next(iter(self.local.list()), None)
 
     def listing(self, only: str | None = None) -> Listing:
-        """Every backup in every destination (or only the one named), newest first by its own
-        created-at. A destination that cannot be listed is skipped and named in the result."""
+        """Every backup in every destination (or only the one named), newest first by its
+        generation, then its sequence (never by a clock). A destination that cannot be listed is skipped and named in the result."""
         found, unreachable = [], []
         for destination in self.destinations:
             if only and destination.name != only:
@@ -50,7 +61,7 @@ class Catalog:
             except (DestinationError, OSError) as error:
                 log.warning("cannot list backups in %s: %s", destination.name, error)
                 unreachable.append(Unreachable(destination.name, str(error), destination is not self.local))
-        return Listing(sorted(found, key=lambda info: info.created_at, reverse=True), unreachable)
+        return Listing(sorted(found, key=lambda info: info.order, reverse=True), unreachable)
 
     def candidates(self, plain_copy: Path) -> tuple[list[BackupInfo], list[Unreachable]]:
         """What a restore of the newest backup tries, in order: every backup, newest first, the

@@ -23,7 +23,7 @@ from dotenv import dotenv_values
 
 DEFAULT_DB_PATH = "/tmp/bot_database.db"
 DEFAULT_API_URL = "https://api.telegram.org"
-TOKEN_PATTERN = re.compile(r"^\d+:[A-Za-z0-9_-]{20,}$")
+TOKEN_PATTERN = re.compile(r"^\d+:[A-Za-z0-9_-]{20,}\Z")
 
 
 class ConfigError(Exception):

@@ -105,7 +105,7 @@ class LocalFolder:
                     self._reported.add(path.name)
                 continue
             found.append(replace(info.at(self.name, str(path), size), name=path.name))
-        return sorted(found, key=lambda i: (i.created_at, i.name), reverse=True)
+        return sorted(found, key=lambda i: (i.order, i.name), reverse=True)
 
     def fetch(self, info: BackupInfo, workdir: Path) -> Path:
         return Path(info.location)

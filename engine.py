@@ -215,6 +215,7 @@ class BackupEngine:
             name=file_name(created_at, reason),
             generation=self.lease.generation,
             writer=self.lease.writer,
+            sequence=self.catalog.next_sequence(self.lease.generation, self.lease.writer),
         )
         packed = workdir / info.name
         with open(snapshot, "rb") as content:

@@ -26,6 +26,13 @@ from readers import Readers
 log = logging.getLogger(__name__)
 
 
+# What a person writes (pyTelegramBotAPI's content types); anything else is a service message.
+WRITTEN = frozenset(
+    {"text", "document", "photo", "audio", "video", "voice", "video_note", "sticker", "animation"}
+    | {"contact", "location", "venue", "poll", "dice"}
+)
+
+
 class ActivityGate(BaseMiddleware):
     """Tracks every message, applies flood control, and keeps blocked users out."""
 
@@ -38,8 +45,10 @@ class ActivityGate(BaseMiddleware):
 
     def pre_process(self, message, data) -> CancelUpdate | None:
         user = message.from_user
-        if user is None:
-            return None
+        if user is None or user.is_bot or message.content_type not in WRITTEN:
+            # Not a person writing: a channel's post, another bot, or a service message (a pin,
+            # a group's upgrade), which Telegram sends the bot for its own actions too.
+            return CancelUpdate()
         now = self.clock()
         window_start = now - timedelta(seconds=self.settings.flood_window_seconds)
         state = self.db.track_message(

@@ -169,7 +169,8 @@ class Reader:
         return f"{local:%Y-%m-%d %H:%M} {zone}"
 
     def age(self, delta: timedelta) -> str:
-        minutes = int(delta.total_seconds() // 60)
+        # A time from another machine may be ahead of this one's clock: never a negative age.
+        minutes = max(0, int(delta.total_seconds() // 60))
         if minutes < 120:
             count, unit = minutes, N_("{count} min")
         elif minutes < 48 * 60:

@@ -158,7 +158,8 @@ class LeaseStore(Protocol):
     read_head()       the head there, or None (none yet, or not one: what came from outside is
                       reported and ignored)
     write_head(head)  publish it; fenced: Stale when the head there names a newer writer
-    read_knock()      the latest knock there, or None
+    read_knock()      the latest knock there, or None; keep_on_top: the writer asks, and keeps
+                      its record where others look (the chat's index above other pins)
     knock(knock)      leave one (not fenced: any instance may ask)
 
     Every failure is a one-line DestinationError without secrets."""
@@ -169,7 +170,7 @@ class LeaseStore(Protocol):
 
     def write_head(self, head: Head) -> None: ...
 
-    def read_knock(self) -> Knock | None: ...
+    def read_knock(self, keep_on_top: bool = False) -> Knock | None: ...
 
     def knock(self, knock: Knock) -> None: ...
 
@@ -269,12 +270,13 @@ class Lease:
             except (DestinationError, OSError) as error:
                 log.warning("could not ask for the hand-over in %s: %s", store.name, error)
 
-    def latest_knock(self) -> Knock | None:
-        """The newest request to hand over, of every store that answers."""
+    def latest_knock(self, writer: bool = False) -> Knock | None:
+        """The newest request to hand over, of every store that answers. `writer`: the writer
+        asks, and keeps its records where a newer instance looks for them."""
         found = []
         for store in self.stores:
             try:
-                found.append(store.read_knock())
+                found.append(store.read_knock(keep_on_top=writer))
             except (DestinationError, OSError) as error:
                 log.debug("could not read the hand-over requests in %s: %s", store.name, error)
         return newest_knock(found)

@@ -126,7 +126,7 @@ class Lifecycle:
 
     def _newest_offsite_age(self) -> int | None:
         newest = self.engine.newest_offsite_backup_at()
-        return round((self.clock() - newest).total_seconds()) if newest else None
+        return max(0, round((self.clock() - newest).total_seconds())) if newest else None
 
     # --- starting ---
 
@@ -157,14 +157,17 @@ class Lifecycle:
     @staticmethod
     def _free(restored: BackupInfo | None, head: Head | None) -> bool:
         """What was restored (or nothing, when there is no backup) is the newest state there
-        is: nobody is writing, or was, after it."""
+        is: nobody is writing, or was, after it. Decided by generations and writers, never by
+        comparing two machines' clocks."""
         if restored is None:  # no backup anywhere: free unless someone announced themselves
             return head is None or head.state is HeadState.FINAL
-        if not restored.final or head is None:
-            return restored.final
-        if head.state is HeadState.WRITING:
-            return head.since <= restored.created_at and head.generation <= restored.generation
-        return head.final_backup_at is None or head.final_backup_at <= restored.created_at
+        if not restored.final:
+            return False
+        if head is None or head.generation < restored.generation:
+            return True
+        # The head of its generation is its own writer's (a final it could not publish in
+        # every place leaves a WRITING head of the same writer); anyone else's is newer.
+        return head.generation == restored.generation and head.writer == restored.writer
 
     def _wait_for_handover(self, restored: BackupInfo | None, head: Head | None) -> None:
         self.state = State.WAITING
@@ -271,11 +274,11 @@ class Lifecycle:
         the head names, or the newest backup when it is a final one (its writer stopped, even
         if a destination could not take its head)."""
         head, _ = self.lease.heads()
-        named = head.final_backup_at if head is not None and head.state is HeadState.FINAL else None
+        named = head if head is not None and head.state is HeadState.FINAL else None
         candidates = [c for c in self.engine.listing().backups if c.destination != "local"]
         for candidate in candidates:
-            newer = restored is None or candidate.created_at > restored.created_at
-            if newer and (candidate.created_at == named or (candidate is candidates[0] and candidate.final)):
+            newer = restored is None or candidate.order > restored.order
+            if newer and (_named_by(named, candidate) or (candidate is candidates[0] and candidate.final)):
                 return candidate
         return None
 
@@ -331,7 +334,7 @@ class Lifecycle:
             if self.state is not State.SERVING or self.lease.generation != generation:
                 return
             try:
-                knock = self.lease.latest_knock()
+                knock = self.lease.latest_knock(writer=True)
             except Exception:  # the watch must go on
                 log.exception("reading the hand-over requests off the machine failed")
                 continue
@@ -404,14 +407,10 @@ class Lifecycle:
         if head.writer == self.instance:
             self._serve_again_if_nobody_came(head)
             return
-        if mine is not None and head.final_backup_at is not None and head.final_backup_at <= mine.created_at:
+        if mine is not None and head.generation <= mine.generation:  # nothing newer than its own
             return
         final = next(
-            (
-                c
-                for c in self.engine.listing().backups
-                if c.created_at == head.final_backup_at and c.destination != "local"
-            ),
+            (c for c in self.engine.listing().backups if _named_by(head, c) and c.destination != "local"),
             None,
         )
         with self._lock:
@@ -470,3 +469,13 @@ class Lifecycle:
             elif self.gate is not None:
                 self.gate.stop()
             self.runner.stop(timeout=DRAIN_SECONDS)
+
+
+def _named_by(head: Head | None, info: BackupInfo) -> bool:
+    """`info` is the final backup a FINAL head names: its writer's, of its generation, taken
+    when the head says (both times from that one writer's clock)."""
+    return (
+        head is not None
+        and head.final_backup_at == info.created_at
+        and (head.generation, head.writer) == (info.generation, info.writer)
+    )

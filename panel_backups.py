@@ -296,7 +296,7 @@ def by_backup(copies: list[BackupInfo]) -> list[list[BackupInfo]]:
         grouped.setdefault((info.created_at, info.sha256), []).append(info)
     for group in grouped.values():
         group.sort(key=lambda info: info.destination != "local")
-    return sorted(grouped.values(), key=lambda group: group[0].created_at, reverse=True)
+    return sorted(grouped.values(), key=lambda group: group[0].order, reverse=True)
 
 
 def places(copies: list[BackupInfo]) -> Code:

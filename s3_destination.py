@@ -168,7 +168,7 @@ class S3Bucket:
                     info = self._describe(item["Key"], item["Size"])
                     if info is not None:
                         found.append(info)
-        return sorted(found, key=lambda i: (i.created_at, i.name), reverse=True)
+        return sorted(found, key=lambda i: (i.order, i.name), reverse=True)
 
     def fetch(self, info: BackupInfo, workdir: Path) -> Path:
         target = Path(workdir) / info.name
@@ -212,7 +212,7 @@ class S3Lease:
         not one: it came from outside, and is reported)."""
         return self._read_record(HEAD_NAME, Head.from_json)
 
-    def read_knock(self) -> Knock | None:
+    def read_knock(self, keep_on_top: bool = False) -> Knock | None:
         return self._read_record(KNOCK_NAME, Knock.from_json)
 
     def knock(self, knock: Knock) -> None:

@@ -47,13 +47,35 @@ class StartupReport:
     applied_migrations: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+MOVED_KEY = "backup_chat_moved"  # in bot_state: "OLD NEW", a backup group upgraded to a supergroup
+
+
+@dataclass
 class Offsite:
     """The places off the machine the settings turn on: where backups go, and where the
     writer's lease is kept (the same places, each seen through its own interface)."""
 
     destinations: list[Destination] = field(default_factory=list)
     lease_stores: list[LeaseStore] = field(default_factory=list)
+    chat: ChatIndex | None = None
+    db: Database | None = None  # where a move of the backup chat is remembered, once open
+
+    def attach(self, db: Database) -> None:
+        """The database is open: a move of the backup chat it remembers is followed (a group
+        upgraded to a supergroup answers reads on its old id as if nothing happened)."""
+        self.db = db
+        moved = (db.get_state(MOVED_KEY) or "").split()
+        if (
+            self.chat is not None
+            and len(moved) == 2
+            and moved[0] == str(self.chat.chat_id)
+            and moved[1].lstrip("-").isdigit()
+        ):
+            self.chat.follow(int(moved[1]))
+
+    def remember_move(self, old: int, new: int) -> None:
+        if self.db is not None:
+            self.db.set_state(MOVED_KEY, f"{old} {new}")
 
 
 def offsite(settings: Settings, bot=None, alert: Alert | None = None) -> Offsite:
@@ -61,15 +83,22 @@ def offsite(settings: Settings, bot=None, alert: Alert | None = None) -> Offsite
     places = Offsite()
     off = destinations_off(settings)  # the one rule for which are on
     if "telegram" not in off:
+        alert = alert or (lambda text: None)
+
+        def moved(old: int, new: int) -> None:
+            places.remember_move(old, new)
+            alert(Text(_MOVED, setting=Code("BACKUP_CHAT_ID"), new=Code(str(new)), old=Code(str(old))))
+
         # The backup chat is the deployment's, not one person's: its captions are in DEFAULT_LANGUAGE.
-        index = ChatIndex(
+        places.chat = ChatIndex(
             bot or bot_api.build(settings.bot_token, settings.telegram_api_url),
             settings.backup_chat_id,
             alert=alert,
             reader=Reader(settings.default_language, settings.time_zone),
+            moved=moved,
         )
-        places.destinations.append(TelegramChat(index, official_api=settings.telegram_file_limits))
-        places.lease_stores.append(ChatLease(index))
+        places.destinations.append(TelegramChat(places.chat, official_api=settings.telegram_file_limits))
+        places.lease_stores.append(ChatLease(places.chat))
     if "s3" not in off:
         from s3_destination import S3Bucket  # boto3 is only imported when S3 is used
 
@@ -91,6 +120,12 @@ def backup_engine(
     places = places or Offsite()
     lease = Lease(places.lease_stores, db, clock, alert)
     return BackupEngine(db, settings, places.destinations, clock, alert=alert, lease=lease, **options)
+
+
+_MOVED = N_(
+    "🔀 The backup group was upgraded to a supergroup: backups go to the supergroup now. Set "
+    "{setting} to {new} (it is {old}): the bot follows the move by itself meanwhile."
+)
 
 
 def destinations_off(settings: Settings) -> dict[str, Text]:
@@ -141,6 +176,8 @@ def prepare_database(
         report.paused_unreachable = bool(report.offsite_paused) and any(
             u.offsite for u in outcome.unreachable
         )
+    if places is not None:
+        places.attach(db)
     opened(db)
     _tell_admins(alert, db, report, clock())
     return db, engine, report

@@ -3,23 +3,36 @@
 The Bot API cannot read a chat's history; what a bot starting on an empty disk can read is the
 chat's pinned message (getChat). So that message is a document the bot keeps up to date:
 
-    {"format": "telegram-bot-backup-index/1",
-     "head": {...} | null,                who writes the backups (backup_format.Head)
-     "rolling": [123, 124],               the messages the on-change backups replace in place
+    {"format": "telegram-bot-backup-index/2",
+     "chat_id": -100123, "message_id": 77,   the message that holds it: a copy elsewhere is no index
+     "head": {...} | null,                    who writes the backups (lease.Head)
+     "rolling": [123, 124],                   the messages the on-change backups replace in place
+     "scrub": [[-100123, 98], ...],           rotated-out messages that still hold a backup's data
      "backups": [{"name": "...", "size": 1234, "encrypted": false,
                   "created_at": "...", "reason": "...", "generation": 7, "writer": "...",
-                  "schema_version": 2, "row_counts": {...}, "sha256": "...", "db_size": 4096,
-                  "parts": [{"message_id": 120, "file_id": "...", "size": 1234,
-                             "sha256": "..."}, ...]}, ...]}      newest first
+                  "sequence": 12, "schema_version": 2, "row_counts": {...}, "sha256": "...",
+                  "db_size": 4096,
+                  "parts": [{"message_id": 120, "file_id": "...", "size": 1234, "sha256": "...",
+                             "chat_id": -100123 (only where it is not the index's chat)}, ...]},
+                 ...],                        newest first
+     "seal": "..."}                           HMAC-SHA256 of the rest, keyed by the bot's token
+
+Other people may write to the chat, post documents with any name and pin them. So the bot
+trusts only an index it wrote itself: posted by the bot (the message's `from`, in every chat
+that has one) and sealed with a key only the token's holder can make, for the very message
+that holds it (a forwarded or reposted copy names another message). Everything else is data.
+An index of the first format (/1, before the seal) is trusted only when the bot posted it.
 
 A backup larger than a bot may download travels as parts, each a document of its own with its
 own checksum. A newer instance asking the writer to hand over leaves a line under the caption
-(caption_with_knock), never in the document. Everything in the index came from a chat other people may write to: parse_index
-checks every field and answers an Index or NotABackupError, whatever the bytes.
+(caption_with_knock), never in the document; it is sealed too. parse_index checks every field
+and answers an Index or NotABackupError, whatever the bytes.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import re
@@ -31,11 +44,12 @@ from lease import Head, Knock
 
 log = logging.getLogger(__name__)
 
-FORMAT = "telegram-bot-backup-index/1"
+FORMAT = "telegram-bot-backup-index/2"
+FORMAT_UNSEALED = "telegram-bot-backup-index/1"  # before the seal: trusted when the bot posted it
 MAX_BYTES = 1 << 20  # an index of a thousand backups is far smaller
 MAX_ENTRIES, MAX_PARTS = 1000, 10_000
-FILE_ID = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
-VISIBLE_NAME = re.compile(r"^[A-Za-z0-9_]{0,64}-?backup-\d{8}T\d{9}Z-[a-z-]+\.db\.zst(\.sealed)?$")
+FILE_ID = re.compile(r"^[A-Za-z0-9_-]{1,256}\Z")
+VISIBLE_NAME = re.compile(r"^[A-Za-z0-9_]{0,64}-?backup-\d{8}T\d{9}Z-[a-z-]+\.db\.zst(\.sealed)?\Z")
 
 
 @dataclass(frozen=True)
@@ -46,6 +60,15 @@ class Part:
     file_id: str
     size: int
     sha256: str
+    chat_id: int | None = None  # None: the index's own chat (another after a group's upgrade)
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A message of the bot's, in some chat."""
+
+    chat_id: int
+    message_id: int
 
 
 @dataclass(frozen=True)
@@ -59,6 +82,10 @@ class Entry:
     def message_ids(self) -> list[int]:
         return [part.message_id for part in self.parts]
 
+    def refs(self, chat_id: int) -> list[Ref]:
+        """Its parts' messages, in `chat_id` unless a part says otherwise."""
+        return [Ref(part.chat_id or chat_id, part.message_id) for part in self.parts]
+
 
 @dataclass
 class Index:
@@ -66,21 +93,42 @@ class Index:
     head: Head | None = None
     entries: list[Entry] = field(default_factory=list)  # newest first
     rolling: list[int] = field(default_factory=list)  # the on-change backup's messages
+    scrub: list[Ref] = field(default_factory=list)  # rotated-out messages still holding data
+    chat_id: int = 0  # the chat the index lives in
 
     def find(self, name: str) -> Entry | None:
         return next((entry for entry in self.entries if entry.info.name == name), None)
 
 
-def serialize(index: Index) -> bytes:
-    return json.dumps(
-        {
-            "format": FORMAT,
-            "head": index.head.as_json() if index.head else None,
-            "rolling": index.rolling,
-            "backups": [_entry_json(entry) for entry in index.entries],
-        },
-        indent=1,
-    ).encode()
+class Seal:
+    """What makes an index or a knock the bot's own: an HMAC keyed by a key derived from the
+    bot's token, which only the token's holder (every instance of this bot, nobody else) has."""
+
+    def __init__(self, token: str):
+        self._key = hmac.new(token.encode(), b"telegram-bot-backup-index", hashlib.sha256).digest()
+
+    def sign(self, payload: bytes) -> str:
+        return hmac.new(self._key, payload, hashlib.sha256).hexdigest()
+
+    def verify(self, payload: bytes, seal) -> bool:
+        return isinstance(seal, str) and hmac.compare_digest(self.sign(payload), seal)
+
+
+def _canonical(body: dict) -> bytes:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def serialize(index: Index, seal: Seal) -> bytes:
+    body = {
+        "format": FORMAT,
+        "chat_id": index.chat_id,
+        "message_id": index.message_id,
+        "head": index.head.as_json() if index.head else None,
+        "rolling": index.rolling,
+        "scrub": [[ref.chat_id, ref.message_id] for ref in index.scrub],
+        "backups": [_entry_json(entry) for entry in index.entries],
+    }
+    return json.dumps({**body, "seal": seal.sign(_canonical(body))}, indent=1).encode()
 
 
 def _entry_json(entry: Entry) -> dict:
@@ -93,32 +141,73 @@ def _entry_json(entry: Entry) -> dict:
         "reason": info.reason,
         "generation": info.generation,
         "writer": info.writer,
+        "sequence": info.sequence,
         "schema_version": info.schema_version,
         "row_counts": info.row_counts,
         "sha256": info.sha256,
         "db_size": info.db_size,
         "parts": [
             {"message_id": p.message_id, "file_id": p.file_id, "size": p.size, "sha256": p.sha256}
+            | ({"chat_id": p.chat_id} if p.chat_id is not None else {})
             for p in entry.parts
         ],
     }
 
 
-def parse_index(data: bytes, message_id: int) -> Index:
-    """The index in `data`, the document of pinned message `message_id`. A damaged entry is
-    left out (and logged); a document that is not an index at all raises NotABackupError."""
+def parse_index(data: bytes, chat_id: int, message_id: int, seal: Seal, posted_by_bot: bool) -> Index:
+    """The index in `data`, the document of message `message_id` of chat `chat_id`, when the
+    bot wrote it (see the module's docstring); NotABackupError otherwise, whatever the bytes. A
+    damaged entry is left out (and logged)."""
     if len(data) > MAX_BYTES:
         raise NotABackupError("the index is implausibly large")
     try:
         document = json.loads(data)
     except (ValueError, RecursionError):
         raise NotABackupError("the index is not readable JSON") from None
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
+    if not isinstance(document, dict):
         raise NotABackupError("the pinned document is not a backup index")
-    head = Head.from_json(document["head"]) if document.get("head") is not None else None
-    rolling = document.get("rolling") or []
-    if not isinstance(rolling, list) or len(rolling) > MAX_PARTS or not all(map(_message_id, rolling)):
-        raise NotABackupError("the index is damaged (rolling)")
+    if document.get("format") == FORMAT:
+        body = {key: value for key, value in document.items() if key != "seal"}
+        if not seal.verify(_canonical(body), document.get("seal")):
+            raise NotABackupError("the index is not sealed by this bot")
+        if (document.get("chat_id"), document.get("message_id")) != (chat_id, message_id):
+            raise NotABackupError("the index names another message: a copy, not the bot's own")
+    elif document.get("format") != FORMAT_UNSEALED or not posted_by_bot:
+        raise NotABackupError("the pinned document is not a backup index of this bot")
+    return Index(
+        message_id,
+        _head(document),
+        _entries(document),
+        _message_ids(document.get("rolling"), "rolling"),
+        _refs(document.get("scrub")),
+        chat_id,
+    )
+
+
+def _head(document: dict) -> Head | None:
+    return Head.from_json(document["head"]) if document.get("head") is not None else None
+
+
+def _message_ids(value, what: str) -> list[int]:
+    value = value or []
+    if not isinstance(value, list) or len(value) > MAX_PARTS or not all(map(_message_id, value)):
+        raise NotABackupError(f"the index is damaged ({what})")
+    return value
+
+
+def _refs(value) -> list[Ref]:
+    value = value or []
+    if not isinstance(value, list) or len(value) > MAX_PARTS:
+        raise NotABackupError("the index is damaged (scrub)")
+    refs = []
+    for item in value:
+        if not (isinstance(item, list) and len(item) == 2 and _chat_id(item[0]) and _message_id(item[1])):
+            raise NotABackupError("the index is damaged (scrub)")
+        refs.append(Ref(item[0], item[1]))
+    return refs
+
+
+def _entries(document: dict) -> list[Entry]:
     backups = document.get("backups")
     if not isinstance(backups, list) or len(backups) > MAX_ENTRIES:
         raise NotABackupError("the index is damaged (backups)")
@@ -128,7 +217,7 @@ def parse_index(data: bytes, message_id: int) -> Index:
             entries.append(_entry(raw))
         except NotABackupError as error:
             log.warning("leaving a damaged entry out of the chat's backup index: %s", error)
-    return Index(message_id, head, entries, rolling)
+    return entries
 
 
 def _entry(raw) -> Entry:
@@ -154,6 +243,7 @@ def _entry(raw) -> Entry:
         raw.get("db_size"),
         generation=raw.get("generation", 0),
         writer=raw.get("writer", ""),
+        sequence=raw.get("sequence", 0),
         problem=problem,
     )
     return Entry(
@@ -165,18 +255,24 @@ def _part(raw, problem: str) -> Part:
     if not isinstance(raw, dict):
         raise NotABackupError(f"{problem} (part)")
     message_id, file_id, size, sha256 = (raw.get(k) for k in ("message_id", "file_id", "size", "sha256"))
+    chat_id = raw.get("chat_id")
     if (
         not _message_id(message_id)
         or not (isinstance(file_id, str) and FILE_ID.match(file_id))
         or not _count(size)
         or not (isinstance(sha256, str) and SHA256.match(sha256))
+        or not (chat_id is None or _chat_id(chat_id))
     ):
         raise NotABackupError(f"{problem} (part)")
-    return Part(message_id, file_id, size, sha256)
+    return Part(message_id, file_id, size, sha256, chat_id)
 
 
 def _message_id(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 1 << 53
+
+
+def _chat_id(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < abs(value) < 1 << 53
 
 
 def _count(value) -> bool:
@@ -214,17 +310,24 @@ def caption(index: Index, bot_username: str) -> Joined:
     return lines(*parts)
 
 
-# A newer instance asking the writer to hand over (backup_format.Knock) writes this line under
-# the caption: the one part of the pinned index it may change without touching the document,
-# which only the writer rewrites. The writer's next index drops it.
-KNOCK_LINE = re.compile(r"^🔔 Hand-over asked by ([A-Za-z0-9._:-]{1,80}) at (\S{1,40})$")
+# A newer instance asking the writer to hand over (lease.Knock) writes this line under the
+# caption: the one part of the pinned index it may change without touching the document, which
+# only the writer rewrites. It is sealed for that message, as the index is. The writer's next
+# index drops it.
+KNOCK_LINE = re.compile(r"^🔔 Hand-over asked by ([A-Za-z0-9._:-]{1,80}) at (\S{1,40}) ([0-9a-f]{16})$")
 
 
-def caption_with_knock(text: str, knock: Knock) -> str:
+def _knock_seal(seal: Seal, chat_id: int, message_id: int, instance: str, at: str) -> str:
+    return seal.sign(f"knock:{chat_id}:{message_id}:{instance}:{at}".encode())[:16]
+
+
+def caption_with_knock(text: str, knock: Knock, seal: Seal, chat_id: int, message_id: int) -> str:
     """`text` (a pinned index's caption) with `knock` as its last line, within Telegram's 1024
     characters: what the caption said before is cut, never the request."""
-    line = f"🔔 Hand-over asked by {knock.instance} at {knock.at.isoformat(timespec='milliseconds')}"
-    kept = "\n".join(kept for kept in text.splitlines() if not KNOCK_LINE.match(kept))
+    at = knock.at.isoformat(timespec="milliseconds")
+    mark = _knock_seal(seal, chat_id, message_id, knock.instance, at)
+    line = f"🔔 Hand-over asked by {knock.instance} at {at} {mark}"
+    kept = "\n".join(kept for kept in text.splitlines() if not kept.startswith("🔔 "))
     while kept and telegram_length(kept) + 1 + telegram_length(line) > 1024:
         kept = kept[: -max(1, (telegram_length(kept) + telegram_length(line) - 1023) // 2)]
     return kept + "\n" + line if kept else line
@@ -235,13 +338,17 @@ def telegram_length(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-def knock_in_caption(text: str) -> Knock | None:
-    """The request in a pinned index's caption; None without one, or with a damaged one."""
+def knock_in_caption(text: str, seal: Seal, chat_id: int, message_id: int) -> Knock | None:
+    """The request in a pinned index's caption, when sealed by this bot for this message;
+    None without one, or with a damaged or forged one."""
     for line in reversed(text.splitlines()[-5:]):
         found = KNOCK_LINE.match(line)
         if found:
+            instance, at, mark = found.groups()
+            if not hmac.compare_digest(mark, _knock_seal(seal, chat_id, message_id, instance, at)):
+                return None
             try:
-                return Knock.from_json({"instance": found.group(1), "at": found.group(2)})
+                return Knock.from_json({"instance": instance, "at": at})
             except NotABackupError:
                 return None
     return None

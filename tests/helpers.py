@@ -79,6 +79,16 @@ def chat_index(fake, chat_id) -> dict:
     return json.loads(fake.file_bytes(pinned["document"]["file_id"]))
 
 
+def backups_in_chat(fake, chat_id) -> list[dict]:
+    """The backups the chat's pinned index lists; none while no index is pinned there."""
+    pinned = fake.pinned_message(chat_id)
+    if pinned is None or not (pinned.get("document") or {}).get("file_name", "").endswith(
+        "-backup-index.json"
+    ):
+        return []
+    return json.loads(fake.file_bytes(pinned["document"]["file_id"])).get("backups") or []
+
+
 def newest_backup_message(fake, chat_id) -> dict:
     """The message of the newest backup the chat's index lists."""
     entry = chat_index(fake, chat_id)["backups"][0]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from bot_process import ADMIN_ID
-from helpers import buttons, chat_index, newest_backup_message, press, register_users, upload
+from helpers import backups_in_chat, buttons, chat_index, newest_backup_message, press, register_users, upload
 
 import database
 import panel_screens as panel
@@ -73,6 +73,8 @@ def test_every_screen_and_button(fake, start_bot):
         assert line in jobs
     assert "System" in press(fake, panel.BACK, "System")["text"]
 
+    # The startup backup goes to the chat within Telegram's pace (a few writes a few seconds)
+    fake.wait_for(lambda: backups_in_chat(fake, ADMIN_ID), 20, "the startup backup in the chat")
     status = press(fake, panel.BACKUP, "Storage:")
     for line in (
         "Storage: ",

@@ -11,6 +11,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 import zstandard
 from conftest import NOW
 from hypothesis import HealthCheck, example, given, settings
@@ -32,7 +33,8 @@ from backup_format import (
 )
 from lease import Knock
 from sealing import SEALED_MAGIC, Sealer
-from telegram_index import caption_with_knock, knock_in_caption, telegram_length
+from telegram_index import FORMAT as INDEX_FORMAT
+from telegram_index import Seal, caption_with_knock, knock_in_caption, parse_index, telegram_length
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SLOW = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -245,14 +247,24 @@ INDEX_ENTRY = st.fixed_dictionaries(
 )
 
 
-@FAST
-@example(b'{"format": "telegram-bot-backup-index/1", "backups": [' + b"[" * 50_000 + b"]" * 50_000 + b"]}")
-@given(st.binary(max_size=2000))
-def test_any_pinned_index_bytes_give_an_index_or_our_error(data):
-    from telegram_index import parse_index
+SEAL, CHAT = Seal("123456:TEST-TOKEN-abcdefghijklmnopqrstuvwxyz"), -1001234567890
 
+
+def sealed(document: dict, chat_id=CHAT, message_id=1) -> bytes:
+    """A document as the bot writes it: for its message, sealed with the bot's key."""
+    body = {**document, "format": INDEX_FORMAT, "chat_id": chat_id, "message_id": message_id}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return json.dumps({**body, "seal": SEAL.sign(canonical)}).encode()
+
+
+@FAST
+@example(
+    b'{"format": "telegram-bot-backup-index/1", "backups": [' + b"[" * 50_000 + b"]" * 50_000 + b"]}", True
+)
+@given(st.binary(max_size=2000), st.booleans())
+def test_any_pinned_index_bytes_give_an_index_or_our_error(data, posted_by_bot):
     try:
-        index = parse_index(data, 1)
+        index = parse_index(data, CHAT, 1, SEAL, posted_by_bot)
     except NotABackupError:
         return
     for entry in index.entries:
@@ -281,16 +293,40 @@ def test_any_pinned_index_bytes_give_an_index_or_our_error(data):
     )
 )
 def test_any_index_document_gives_an_index_of_sound_entries_or_our_error(document):
-    from telegram_index import parse_index
+    for data, posted in ((json.dumps(document).encode(), True), (sealed(document), False)):
+        try:
+            index = parse_index(data, CHAT, 1, SEAL, posted)
+        except NotABackupError:
+            continue
+        for entry in index.entries:
+            assert_sound(entry.info)
+            assert entry.parts and sum(part.size for part in entry.parts) == entry.info.size
+        assert all(isinstance(m, int) and m > 0 for m in index.rolling)
 
-    try:
-        index = parse_index(json.dumps(document).encode(), 1)
-    except NotABackupError:
-        return
-    for entry in index.entries:
-        assert_sound(entry.info)
-        assert entry.parts and sum(part.size for part in entry.parts) == entry.info.size
-    assert all(isinstance(m, int) and m > 0 for m in index.rolling)
+
+@FAST
+@given(
+    st.dictionaries(st.text(max_size=12), JSON, max_size=6),
+    st.integers(-(10**13), 10**13),
+    st.integers(-5, 10**9),
+    st.booleans(),
+)
+def test_an_index_the_bot_did_not_seal_for_that_very_message_is_never_trusted(
+    document, chat_id, message_id, copy
+):
+    """Whatever someone else posts (any document, the bot's own index reposted, an index of
+    another chat or message) is no index: only the sender and the seal decide."""
+    forged = {**document, "format": INDEX_FORMAT, "seal": "0" * 64}
+    with pytest.raises(NotABackupError):
+        parse_index(json.dumps(forged).encode(), chat_id, message_id, SEAL, True)
+    genuine = sealed(document, CHAT, 1)
+    if copy and (chat_id, message_id) != (CHAT, 1):  # a copy elsewhere names the original's message
+        with pytest.raises(NotABackupError):
+            parse_index(genuine, chat_id, message_id, SEAL, True)
+    with pytest.raises(NotABackupError):  # the first format, from anyone but the bot
+        parse_index(
+            json.dumps({**document, "format": "telegram-bot-backup-index/1"}).encode(), CHAT, 1, SEAL, False
+        )
 
 
 KNOCK_LINES = st.builds(
@@ -309,12 +345,12 @@ KNOCK_LINES = st.builds(
     ).map("\n".join)
 )
 def test_any_index_caption_gives_a_sound_knock_or_nothing(caption):
-    knock = knock_in_caption(caption)
-    if knock is not None:
-        assert knock.instance and len(knock.instance) <= 80 and knock.at.tzinfo is not None
+    assert knock_in_caption(caption, SEAL, CHAT, 1) is None  # nobody but the bot seals one
     mine = Knock("vm-7-" + "x" * 75, datetime(2026, 11, 26, 12, 0, 1, 500000, tzinfo=UTC))
-    written = caption_with_knock(caption, mine)
-    assert telegram_length(written) <= 1024 and knock_in_caption(written) == mine  # never cut off
+    written = caption_with_knock(caption, mine, SEAL, CHAT, 1)
+    assert telegram_length(written) <= 1024 and knock_in_caption(written, SEAL, CHAT, 1) == mine  # never cut
+    assert knock_in_caption(written, SEAL, CHAT, 2) is None  # the knock is for one message
+    assert knock_in_caption(written, Seal("654321:ANOTHER-BOT-abcdefghijklmnopqr"), CHAT, 1) is None
 
 
 @FAST

@@ -366,27 +366,33 @@ def test_a_writer_whose_data_is_not_off_the_machine_yet_is_waited_for(tmp_path, 
     "restored, head, free",
     [
         (None, None, True),  # nothing anywhere: a new deployment
-        (None, ("writing", 3, 0), False),  # a writer announced itself, with nothing off the machine yet
-        (None, ("final", 3, 0), True),
-        (("manual", 0), None, False),  # not final: its writer may still run
-        (("shutdown", 0), None, True),
-        (("handover", 0), ("final", 3, 0), True),  # the head's final is the one restored
-        (("shutdown", 0), ("writing", 4, 10), False),  # someone announced themselves since
-        (("shutdown", 0), ("final", 4, 10), False),  # a newer final exists (it could not be restored)
-        (("shutdown", 20), ("writing", 3, 10), True),  # the claim came before this final
+        (None, ("writing", "b", 3, 0), False),  # a writer announced itself, nothing off the machine yet
+        (None, ("final", "b", 3, 0), True),
+        (("manual", "a", 3), None, False),  # not final: its writer may still run
+        (("shutdown", "a", 3), None, True),
+        (("handover", "a", 3), ("final", "a", 3, 0), True),  # the head's final is the one restored
+        (("shutdown", "a", 3), ("writing", "b", 4, 0), False),  # someone announced themselves since
+        (("shutdown", "a", 3), ("final", "b", 4, 0), False),  # a newer final exists (not restorable)
+        (("shutdown", "a", 3), ("writing", "a", 3, 0), True),  # its own claim: the final head was lost
+        (("shutdown", "a", 3), ("writing", "b", 3, 0), False),  # another claimed the same generation
+        # Clocks hours apart decide nothing: the generation does.
+        (("shutdown", "a", 3), ("writing", "b", 2, 3 * 3600), True),
+        (("shutdown", "a", 3), ("writing", "b", 4, -3 * 3600), False),
     ],
 )
 def test_when_an_instance_may_serve_at_once(restored, head, free):
-    from datetime import timedelta
-
     from backup_format import BackupInfo
     from lease import Head
     from lifecycle import Lifecycle
 
-    at = lambda seconds: NOW + timedelta(seconds=seconds)  # noqa: E731
-    info = BackupInfo(at(restored[1]), restored[0], 2, {}, "", 0, generation=3) if restored else None
+    info = (
+        BackupInfo(NOW, restored[0], 2, {}, "", 0, writer=restored[1], generation=restored[2])
+        if restored
+        else None
+    )
+    since = NOW + timedelta(seconds=head[3]) if head else None
     current = (
-        Head(head[1], "other", HeadState(head[0]), at(head[2]), at(head[2]) if head[0] == "final" else None)
+        Head(head[2], head[1], HeadState(head[0]), since, since if head[0] == "final" else None)
         if head
         else None
     )

@@ -16,6 +16,7 @@ from backup_format import SQLITE_MAGIC, BackupError
 from config import load_settings
 from engine import BackupEngine
 from sealing import SEALED_MAGIC
+from telegram_index import Seal
 
 CHAT = -1001234567890  # a channel the bot is an admin of
 MB = 1 << 20
@@ -464,19 +465,40 @@ def test_when_the_newest_backup_is_damaged_the_next_is_restored_and_the_admins_t
     db.close()
 
 
-def test_a_message_pinned_over_the_index_is_looked_beneath_and_the_index_pinned_again(tmp_path, fake):
+def test_a_message_pinned_over_the_index_is_found_beneath_once_and_a_fresh_index_goes_on_top(tmp_path, fake):
+    """getChat shows the pinned message with the highest id: pinning the index again never
+    brings it back on top. The bot looks beneath once (an empty disk), pins theirs back, and
+    its next write sends a fresh index on top; their pin stays, and nobody's pins are touched
+    again at the reads that follow."""
     s = Setup(tmp_path, fake)
     s.add_users(1, 2)
     s.engine.create("manual")
     s.db.close()
+    old_index = fake.pinned_message(CHAT)["message_id"]
     theirs = fake.pin_by_someone(CHAT, "Welcome! Please read the rules.")
-    db, report, alerts = empty_disk_start(tmp_path, fake)
+    settings = settings_for(tmp_path / "new-instance", fake)
+    alerts = []
+    db, engine, report = startup.prepare_database(
+        settings, startup.offsite(settings, alert=alerts.append), alert=alerts.append
+    )
     assert report.restored.destination == "telegram" and db.table_row_counts()["users"] == 2
-    pinned = fake.pinned_messages(CHAT)
-    assert pinned[-1]["document"]["file_name"] == "backup_test_bot-backup-index.json"  # on top again
-    assert theirs["message_id"] in [m["message_id"] for m in pinned]  # theirs stays pinned
-    assert sum("pinned another message over the bot's backup index" in a for a in alerts) == 1
-    assert "found beneath it and pinned again" in alerts[0]
+    assert fake.pinned_message(CHAT)["message_id"] == theirs["message_id"]  # theirs, as it was
+    unpins = len(fake.requests("unpinChatMessage"))
+    engine.lease.become(2, "new-instance")
+    engine.create("manual")  # the first write: a fresh index, on top
+    top = fake.pinned_message(CHAT)
+    assert (
+        top["document"]["file_name"] == "backup_test_bot-backup-index.json"
+        and top["message_id"] > theirs["message_id"]
+    )
+    pinned = [m["message_id"] for m in fake.pinned_messages(CHAT)]
+    assert theirs["message_id"] in pinned and old_index not in pinned  # one index pinned, theirs kept
+    assert [b.row_counts["users"] for b in engine.listing(only="telegram").backups][:2] == [2, 2]
+    engine.listing(only="telegram")  # reads from now on find the index on top: nobody unpinned
+    assert [c["params"].get("message_id") for c in fake.requests("unpinChatMessage")[unpins:]] == [old_index]
+    told = [str(a) for a in alerts if "pinned another message" in str(a) or "was pinned over" in str(a)]
+    assert len(told) == 2 and "found beneath it" in told[0] and "pinned a fresh index on top" in told[1]
+    report.lock.release()
     db.close()
 
 
@@ -503,7 +525,10 @@ def test_an_index_entry_named_like_a_path_writes_nothing_outside_the_work_folder
     s.db.close()
     pinned = fake.pinned_message(CHAT)
     index = json.loads(fake.file_bytes(pinned["document"]["file_id"]))
-    index["backups"][0]["name"] = name  # as if the index said so
+    index["backups"][0]["name"] = name  # as if the bot's own index said so, sealed as it seals
+    body = {key: value for key, value in index.items() if key != "seal"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    index["seal"] = Seal(fake.token).sign(canonical)
     fake.replace_file(pinned["document"]["file_id"], json.dumps(index).encode())
     db, report, _alerts = empty_disk_start(tmp_path, fake)
     assert report.restored is None  # the entry is left out of the index: its name is no backup's
@@ -525,17 +550,34 @@ def test_with_a_passphrase_an_unencrypted_backup_from_the_chat_is_passed_over(tm
     db.close()
 
 
-def test_rotation_keeps_backup_keep_in_the_index_and_deletes_what_telegram_lets_it(tmp_path, fake):
+def test_rotation_keeps_backup_keep_and_leaves_no_copy_of_the_data_in_the_chat(tmp_path, fake):
+    """A bot cannot delete a message older than 48 hours, but may edit its own forever: a
+    backup rotated out of the index leaves no copy of the database behind, whatever its age."""
     s = Setup(tmp_path, fake, BACKUP_KEEP="2")
-    for user in range(1, 5):
+    s.add_users(1)
+    s.engine.create("manual")
+    fake.advance_time(49 * 3600)  # the first backup is older than Telegram lets a bot delete
+    for user in range(2, 5):
         s.add_users(user)
         s.engine.create("manual")
-        if user == 1:  # the first backup's message will be older than 48 hours when it goes
-            fake.make_undeletable(CHAT, chat_index(fake, CHAT)["backups"][0]["parts"][0]["message_id"])
     listed = s.engine.listing(only="telegram").backups
     assert [b.row_counts["users"] for b in listed] == [4, 3]  # exactly BACKUP_KEEP, the newest
     documents = [
         m for m in fake.messages(CHAT) if "-backup-2" in (m.get("document") or {}).get("file_name", "")
     ]
-    assert [bool(m.get("deleted")) for m in documents] == [False, True, False, False]
-    assert len(chat_index(fake, CHAT)["backups"]) == 2  # the undeletable one stays as history only
+    assert [bool(m.get("deleted")) for m in documents] == [True, False, False]  # the young one deleted
+    blanked = [
+        m for m in fake.messages(CHAT) if (m.get("document") or {}).get("file_name") == "rotated-out.txt"
+    ]
+    assert len(blanked) == 1  # the old one could not be deleted: its document was replaced
+    assert (
+        fake.file_bytes(blanked[0]["document"]["file_id"])
+        == b"This backup was rotated out; its data is gone from this chat.\n"
+    )
+    index = chat_index(fake, CHAT)
+    assert len(index["backups"]) == 2 and index["scrub"] == []
+    live = {
+        m["document"]["file_id"] for m in fake.messages(CHAT) if m.get("document") and not m.get("deleted")
+    }
+    holding_data = [f for f in live if fake.file_bytes(f).startswith((b"\x50\x2a\x4d\x18", b"telegram-bot"))]
+    assert len(holding_data) == 2  # the kept backups' data, and nothing else

@@ -32,7 +32,8 @@ LAYERS = {
     "engine": 7,  # the backup engine
     "panel_users": 7,  # 👥 Users
     "catalog": 6,  # what backups there are, and reading one back
-    "telegram_destination": 6,
+    "telegram_destination": 7,  # the chat's backups and the lease kept there
+    "telegram_chat": 6,  # the backup chat and its pinned index
     "s3_destination": 6,  # places off the machine: backups and the writer's lease there
     "admin_users": 6,  # what the panel shows of people
     "telegram_index": 5,  # the chat's index

@@ -1,0 +1,406 @@
+"""The backup chat (BACKUP_CHAT_ID) and its pinned index, through the Bot API (bot_api.py):
+what telegram_destination.py's TelegramChat (the backups) and ChatLease (the writer's head and
+knock) share.
+
+Telegram's rules, as its server keeps them (tests/fake_bot_api/ follows its source):
+- getChat shows the pinned message with the highest id, whatever was pinned last: when someone
+  pins a message over the index, the bot does not fight the order; it sends a fresh index and
+  pins that, and leaves their pin as it was. On an empty disk, with something else on top, it
+  looks beneath once (unpinning what covers the index, and pinning it again at once).
+- Only what the bot wrote itself is trusted (telegram_index.py: the sender, and a seal only the
+  token's holder can make). Anything else is data: it changes nothing, and is reported once.
+- A bot cannot delete a message older than 48 hours, but may edit its own forever: a backup
+  rotated out is deleted, or its document replaced by a few bytes that hold no data.
+- A basic group upgraded to a supergroup answers writes with `migrate_to_chat_id`: backups
+  follow it there, and the admins are told what to set BACKUP_CHAT_ID to.
+- Flood control and Telegram's pace are bot_api.py's; a write that Telegram refuses is never
+  taken for a message that is gone (no second index because of a 429).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+
+import telebot
+from telebot import types
+
+import bot_api
+from backup_format import NotABackupError
+from bot_api import BotApiError
+from destinations import DestinationError
+from i18n import ENGLISH, Alert, Reader, Text
+from telegram_index import (
+    Entry,
+    Index,
+    Ref,
+    Seal,
+    parse_index,
+    serialize,
+)
+from telegram_index import caption as index_caption
+
+log = logging.getLogger(__name__)
+
+INDEX_LIMIT = 1 << 20
+MAX_COVERING = 5  # other messages pinned over the index that are looked beneath
+DESTINATION = "telegram"  # the name its backups are listed under (TelegramChat.name)
+ROTATED_OUT = b"This backup was rotated out; its data is gone from this chat.\n"
+GONE = ("message to delete not found", "message to edit not found", "message not found")
+UNDELETABLE = ("can't be deleted",)  # older than 48 hours: "for everyone" in some chats
+
+
+@contextmanager
+def chat_errors(action: str) -> Iterator[None]:
+    """A failed Bot API call about the chat as one DestinationError line: Telegram would not
+    `action` the chat, and why."""
+    try:
+        with bot_api.calling(f"{action} the chat"):
+            yield
+    except BotApiError as error:
+        raise DestinationError(str(error)) from None
+
+
+def paced(method):
+    """Every write of this work to the chat keeps to Telegram's guidance (bot_api.paced)."""
+
+    @functools.wraps(method)
+    def paced(*args, **kwargs):
+        with bot_api.paced():
+            return method(*args, **kwargs)
+
+    return paced
+
+
+class ChatIndex:
+    """The backup chat and its pinned index document, as this process last read or wrote it.
+    One at a time: the engine's lock holds the writers, and a reader only reads."""
+
+    def __init__(
+        self,
+        bot: telebot.TeleBot,
+        chat_id: int,
+        alert: Alert | None = None,
+        reader: Reader = ENGLISH,
+        moved: Callable[[int, int], object] = lambda old, new: None,
+    ):
+        """reader: how the captions people see in the chat are written. moved(old, new): the
+        chat was upgraded to a supergroup (main.py remembers it and tells the admins)."""
+        self.bot, self.chat_id, self.reader = bot, chat_id, reader
+        self.api = bot_api.api_of(bot)
+        self.seal = Seal(bot.token)
+        self.alert = alert or (lambda text: None)
+        self.moved = moved
+        self._username: str | None = None
+        self._probed = False  # whether a basic group was asked if it moved
+        self._told: set[str] = set()  # what the admins were told once
+        self._to_repin: list[int] = []  # others' pins this process took away and owes back
+        self.on_top = False  # the index is what getChat shows, as last read
+        self.known: Index | None = None  # the index as last read or written by this process
+
+    @property
+    def bot_username(self) -> str:
+        if self._username is None:
+            with chat_errors("ask Telegram about the bot for"):
+                self._username = self.bot.get_me().username or "bot"
+        return self._username
+
+    @property
+    def index_name(self) -> str:
+        return f"{self.bot_username}-backup-index.json"
+
+    # --- reading ---
+
+    def read(self) -> Index:
+        """The chat's index. With another message pinned over it, the index this process knows
+        (it writes a fresh one on top at its next write); without one (an empty disk), the
+        messages over it are looked beneath, once, and pinned again as they were."""
+        pinned = self.pinned()
+        index = self.trusted(pinned)
+        self.on_top = index is not None
+        if index is None and self.known is not None and self.known.message_id is not None:
+            return self.known
+        if index is None and pinned is not None:
+            index = self._look_beneath()
+        self.known = index or Index(chat_id=self.chat_id)
+        return self.known
+
+    def pinned(self):
+        """The chat's pinned message as getChat shows it; None when there is none, or when the
+        bot was never in the chat (an admin who has not written to it yet: certainly no backup
+        there; any other error may hide one, and is raised)."""
+        self._check_moved()
+        self._repin_what_is_owed()
+        try:
+            with chat_errors("read the pinned message of"):
+                return self.bot.get_chat(self.chat_id).pinned_message
+        except DestinationError as error:
+            if "chat not found" in str(error):
+                return None
+            raise
+
+    def posted_by_bot(self, message) -> bool | None:
+        """Whether the bot posted `message`; None where Telegram does not say (a channel's
+        posts carry no sender: only the seal tells)."""
+        sender = getattr(message, "from_user", None)
+        if sender is None and getattr(message.chat, "type", "") == "channel":
+            return None
+        return sender is not None and sender.id == self.api.bot_id
+
+    def trusted(self, pinned) -> Index | None:
+        """The index in `pinned` when the bot wrote it; None when `pinned` is anything else
+        (told once when it only looks like one). An index of the bot's that cannot be read is
+        a DestinationError: backups may be behind it."""
+        document = getattr(pinned, "document", None)
+        if document is None or document.file_name != self.index_name:
+            return None
+        posted = self.posted_by_bot(pinned)
+        if posted is False:
+            self._tell_once("forged", _FORGED)
+            return None
+        data = self._download_index(document)
+        try:
+            index = parse_index(data, self.chat_id, pinned.message_id, self.seal, bool(posted))
+        except NotABackupError as error:
+            if posted:  # the bot's own, damaged
+                raise DestinationError(f"the pinned backup index cannot be read: {error}") from None
+            self._tell_once("forged", _FORGED)
+            return None
+        index.entries = [Entry(replace(e.info, destination=DESTINATION), e.parts) for e in index.entries]
+        return index
+
+    def _download_index(self, document) -> bytes:
+        with chat_errors("read the backup index of"):
+            file = self.bot.get_file(document.file_id)
+            if (file.file_size or 0) > INDEX_LIMIT:
+                raise DestinationError("the pinned backup index is implausibly large")
+            data = io.BytesIO()
+            self.api.download(file.file_path, data, INDEX_LIMIT)
+        return data.getvalue()
+
+    @paced
+    def _look_beneath(self) -> Index | None:
+        """Unpin what covers the index, to see beneath it, and pin others' messages again at
+        once (pins are ordered by message id: theirs come back on top as they were; a pin the
+        bot could not give back is owed, and given back at the next read)."""
+        covering, index = [], None
+        try:
+            for _ in range(MAX_COVERING):
+                pinned = self.pinned()
+                index = self.trusted(pinned)
+                if index is not None or pinned is None or not self.unpin(pinned.message_id):
+                    break
+                if not self.posted_by_bot(pinned):  # a message of the bot's own stays unpinned
+                    covering.append(pinned.message_id)
+        finally:
+            self._to_repin += reversed(covering)
+            self._repin_what_is_owed()
+        self._tell_once("covered", _COVERED_FOUND if index is not None else _COVERED_LOST)
+        return index
+
+    def _repin_what_is_owed(self) -> None:
+        while self._to_repin and self.pin(self._to_repin[0]):
+            self._to_repin.pop(0)
+
+    # --- writing ---
+
+    @paced
+    def write(self, index: Index) -> None:
+        """Edit the index in place when it is what getChat shows; else (none yet, something
+        pinned over it, its message gone) send a fresh one and pin it on top. A refusal of an
+        edit for any other reason (a 429, the network) is an error: never a second index."""
+        index.chat_id = self.chat_id
+        if index.message_id is not None and self.on_top:
+            try:
+                self._edit_index(index)
+                self.known = index
+                return
+            except BotApiError as error:
+                if not any(gone in error.description for gone in GONE):
+                    raise DestinationError(str(error)) from None
+                log.warning("the backup index's message is gone; pinning a new one")
+        self._publish(index)
+
+    def _edit_index(self, index: Index) -> None:
+        data, text = serialize(index, self.seal), self.reader(index_caption(index, self.bot_username))
+        media = bot_api.json_field({"type": "document", "media": "attach://index", "caption": text})
+        fields = {"chat_id": self.chat_id, "message_id": index.message_id, "media": media}
+        self.api.upload(
+            "edit the backup index in the chat",
+            "editMessageMedia",
+            fields,
+            "index",
+            self.index_name,
+            lambda: io.BytesIO(data),
+        )
+
+    def _publish(self, index: Index) -> None:
+        """A fresh index: sent, sealed for its own message, pinned; the one before retired."""
+        message = self._send_index_document(index)
+        old, covered = index.message_id, index.message_id is not None
+        index.message_id = message.message_id
+        try:
+            with chat_errors("seal the backup index in"):
+                self._edit_index(index)  # now it names its own message
+            if not self.pin(message.message_id):
+                raise DestinationError(
+                    "cannot pin the backup index, so a start on an empty disk could not find the "
+                    "backups: let the bot pin messages in the chat"
+                )
+        except DestinationError:
+            index.message_id = old
+            self.delete(Ref(self.chat_id, message.message_id))
+            raise
+        self.on_top, self.known = True, index
+        if old is not None:
+            self.unpin(old)
+            self.delete(Ref(self.chat_id, old))
+        if covered:
+            self._tell_once("republished", _REPUBLISHED)
+
+    def _send_index_document(self, index: Index):
+        """A new message to hold the index (sealed once its id is known); in the supergroup a
+        group was upgraded to, when it was."""
+        for _ in range(2):
+            try:
+                with bot_api.calling("send the backup index to the chat"):
+                    return self.bot.send_document(
+                        self.chat_id,
+                        types.InputFile(io.BytesIO(b"{}"), file_name=self.index_name),
+                        caption=self.reader(index_caption(index, self.bot_username)),
+                        disable_notification=True,
+                    )
+            except BotApiError as error:
+                if error.migrate_to_chat_id is None:
+                    raise DestinationError(str(error)) from None
+                self.follow(error.migrate_to_chat_id)
+                index.message_id, index.chat_id = None, self.chat_id
+        raise DestinationError("the backup chat moved twice while the bot wrote to it")
+
+    def pin(self, message_id: int) -> bool:
+        try:
+            with chat_errors("pin a message in"):
+                self.bot.pin_chat_message(self.chat_id, message_id, disable_notification=True)
+            return True
+        except DestinationError as error:
+            log.warning("could not pin message %s in chat %s: %s", message_id, self.chat_id, error)
+            return False
+
+    def unpin(self, message_id: int) -> bool:
+        try:
+            with chat_errors("unpin a message in"):
+                self.bot.unpin_chat_message(self.chat_id, message_id)
+            return True
+        except DestinationError as error:
+            log.warning("cannot unpin message %s in chat %s: %s", message_id, self.chat_id, error)
+            return False
+
+    def delete(self, ref: Ref) -> bool:
+        """Take a message of the bot's out of the chat, or at least its data: deleted, or (older
+        than 48 hours: a bot may not delete it, but may edit its own forever) its document
+        replaced by a few bytes. True when nothing of the backup is left in it."""
+        try:
+            self.bot.delete_message(ref.chat_id, ref.message_id)
+            return True
+        except telebot.apihelper.ApiTelegramException as error:
+            description = error.description or ""
+            if any(gone in description for gone in GONE):
+                return True
+            if not any(words in description for words in UNDELETABLE):
+                return self._beyond_reach(ref, description)
+        except (telebot.apihelper.ApiException, OSError) as error:
+            log.info(
+                "message %s stays in chat %s for now: %s", ref.message_id, ref.chat_id, type(error).__name__
+            )
+            return False
+        return self._blank(ref)
+
+    def _blank(self, ref: Ref) -> bool:
+        media = bot_api.json_field({"type": "document", "media": "attach://gone", "caption": "🗑"})
+        try:
+            self.api.upload(
+                "blank a rotated backup in the chat",
+                "editMessageMedia",
+                {"chat_id": ref.chat_id, "message_id": ref.message_id, "media": media},
+                "gone",
+                "rotated-out.txt",
+                lambda: io.BytesIO(ROTATED_OUT),
+            )
+            return True
+        except BotApiError as error:
+            if any(gone in error.description for gone in GONE) or "not modified" in error.description:
+                return True
+            return self._beyond_reach(ref, error.description)
+
+    def _beyond_reach(self, ref: Ref, why: str) -> bool:
+        """A message the bot can no longer change (the old group after an upgrade): told once,
+        then let go (True); anything else is tried again later (False)."""
+        if "upgraded to a supergroup" in why:
+            self._tell_once("old group", _OLD_GROUP)
+            return True
+        log.info("message %s stays in chat %s for now: %s", ref.message_id, ref.chat_id, why)
+        return False
+
+    # --- a group upgraded to a supergroup ---
+
+    def _check_moved(self) -> None:
+        """A basic group (a negative id not of a supergroup) that was upgraded still answers
+        reads, with its old pins: only a write says where it went. So once per process, before
+        anything is read there, a chat action asks."""
+        if self._probed or not -(10**12) < self.chat_id < 0:
+            return
+        self._probed = True
+        try:
+            self.bot.send_chat_action(self.chat_id, "upload_document")
+        except telebot.apihelper.ApiTelegramException as error:
+            new = bot_api.failure_of("", error.result_json or {}).migrate_to_chat_id
+            if new is not None:
+                self.follow(new)
+        except (telebot.apihelper.ApiException, OSError):
+            self._probed = False  # ask again next time
+
+    def follow(self, new: int) -> None:
+        """From now on the chat is `new`: what the old group holds stays readable there."""
+        if new == self.chat_id:
+            return
+        old, self.chat_id, self.on_top = self.chat_id, new, False
+        if self.known is not None:  # its backups stay readable in the old group (their file ids)
+            self.known.entries = [
+                Entry(e.info, tuple(replace(p, chat_id=p.chat_id or old) for p in e.parts))
+                for e in self.known.entries
+            ]
+            self.known.rolling, self.known.message_id = [], None  # the old index stays there
+        log.warning("the backup chat %s was upgraded to a supergroup: backups go to %s now", old, new)
+        self.moved(old, new)
+
+    def _tell_once(self, what: str, text: Text) -> None:
+        if what not in self._told:
+            self._told.add(what)
+            self.alert(text)
+
+
+_FORGED = Text(
+    "📌 Someone else posted a document named like the bot's backup index in the backup chat. "
+    "The bot trusts only what it wrote itself: it is ignored, and nothing changed."
+)
+_COVERED_FOUND = Text(
+    "📌 Someone pinned another message over the bot's backup index in the backup chat. The index "
+    "was found beneath it; the bot pins a fresh one on top and leaves their pin as it was."
+)
+_COVERED_LOST = Text(
+    "📌 Someone pinned another message over the bot's backup index in the backup chat. No index "
+    "was found beneath it, so the backups there cannot be found: pin the bot's backup index "
+    "again if you know it; the next backup pins a new one."
+)
+_REPUBLISHED = Text(
+    "📌 Another message was pinned over the bot's backup index in the backup chat: the bot pinned a "
+    "fresh index on top, and left the other pin as it was."
+)
+_OLD_GROUP = Text(
+    "🗑 Some rotated-out backups stay in the backup group's history from before its upgrade to a "
+    "supergroup: Telegram lets no bot change that history. Delete them there by hand if you must."
+)
