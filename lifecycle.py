@@ -43,6 +43,7 @@ from datetime import datetime
 import requests
 import telebot
 
+import bot_api
 from backup_format import PRE_RESTORE, BackupError, BackupInfo
 from clock import Clock, utc_now
 from config import Settings
@@ -61,6 +62,9 @@ WATCH_SECONDS = 5.0  # how often a passive instance looks at the heads off the m
 KNOCK_SECONDS = 1.0  # how often a waiting instance makes itself known, and looks for the hand-over
 LONG_POLL_SECONDS = 1  # its own getUpdates: a long poll (only one ends a waiting one with 409)
 KNOCK_WATCH_SECONDS = {"webhook": 3.0, "polling": 15.0}  # how often a writer looks for a knock
+# What Telegram's flood control may cost a final backup: at SIGTERM the host gives seconds (its
+# grace period is not documented: keep well within it); at a hand-over the next writer waits.
+SHUTDOWN_BACKUP_SECONDS, HANDOVER_BACKUP_SECONDS = 6.0, 60.0
 KNOCK_REFRESH_SECONDS = 3.0  # a waiting instance knocks again when its knock is older
 
 
@@ -352,17 +356,19 @@ class Lifecycle:
             if self.state is not State.SERVING:
                 return
             self.state = State.HANDING_OVER
-            final = self._finish_writing("handover")
+            final = self._finish_writing("handover", HANDOVER_BACKUP_SECONDS)
             self._become_passive(final)
 
-    def _finish_writing(self, reason: str) -> BackupInfo | None:
+    def _finish_writing(self, reason: str, seconds: float) -> BackupInfo | None:
         """Stop taking updates, let the handlers finish, stop the jobs, and take the final
-        backup (published as this writer's head); returns it."""
+        backup (published as this writer's head) within `seconds` of Telegram's flood control;
+        returns it."""
         self._source.stop()
         drain(self.bot)
         self.runner.pause()
         self._source.remember(self.db)
-        result = self.engine.backup_quietly(reason)
+        with bot_api.deadline(seconds):
+            result = self.engine.backup_quietly(reason)
         self.lease.release()
         return result.info if result else None
 
@@ -465,7 +471,7 @@ class Lifecycle:
             serving = self.state is State.SERVING
             self.state = State.STOPPING
             if serving:
-                self._finish_writing("shutdown")
+                self._finish_writing("shutdown", SHUTDOWN_BACKUP_SECONDS)
             elif self.gate is not None:
                 self.gate.stop()
             self.runner.stop(timeout=DRAIN_SECONDS)

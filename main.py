@@ -10,9 +10,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 
 import telebot
 
@@ -27,7 +25,8 @@ from clock import utc_now
 from config import ConfigError, Settings, load_settings
 from lifecycle import Lifecycle, State
 from logs import setup_logging
-from messaging import alert_admins, send_quietly
+from messaging import send_quietly
+from outbox import Outbox
 from readers import Readers
 from updates import WebhookGate
 from web import start_server
@@ -35,6 +34,7 @@ from web import start_server
 log = logging.getLogger("main")
 
 PAUSE_CHECK_SECONDS = 5  # while paused because a destination did not answer at boot: one getChat
+ALERTS_AT_SHUTDOWN_SECONDS = 2.0  # alerts that wait for Telegram get this much more at a shutdown
 
 
 class HandlerErrorLogger(telebot.ExceptionHandler):
@@ -52,7 +52,7 @@ class Bot:
     settings: Settings
     bot: telebot.TeleBot
     readers: Readers
-    alert: Callable
+    outbox: Outbox
     stop_requested: threading.Event
     gate: WebhookGate | None
     status: list = field(default_factory=lambda: [lambda: {"state": State.STARTING.value}])
@@ -81,9 +81,9 @@ def main() -> int:
     if not _token_accepted(bot):
         return 2
     readers = Readers(settings)  # each person's language; the database is attached once open
-    alert = partial(alert_admins, bot, settings, readers.of)
-    gate = WebhookGate(bot, settings, refused=alert) if webhook else None
-    wired = Bot(settings, bot, readers, alert, stop_requested, gate)
+    outbox = Outbox(bot, settings, readers.of)  # alerts: delayed by flood control, never dropped
+    gate = WebhookGate(bot, settings, refused=outbox.alert) if webhook else None
+    wired = Bot(settings, bot, readers, outbox, stop_requested, gate)
     if settings.port:
         start_server(settings.port, lambda: wired.status[0](), gate)
     return _run(wired)
@@ -95,8 +95,8 @@ def _run(wired: Bot) -> int:
     try:
         db, engine, report = startup.prepare_database(
             settings,
-            startup.offsite(settings, bot, wired.alert),
-            alert=wired.alert,
+            startup.offsite(settings, bot, wired.outbox.alert),
+            alert=wired.outbox.alert,
             stop=wired.stop_requested,
             opened=readers.attach,  # the startup's alerts in each admin's language
         )
@@ -112,14 +112,14 @@ def _run(wired: Bot) -> int:
         notify=lambda user_id, text: send_quietly(bot, user_id, text, readers.of(user_id)),
     )
     if report.paused_unreachable:
-        runner.add("resolve_pause", PAUSE_CHECK_SECONDS, tasks.PauseResolver(engine, db, wired.alert))
+        runner.add("resolve_pause", PAUSE_CHECK_SECONDS, tasks.PauseResolver(engine, db, wired.outbox.alert))
     panel = AdminPanel(bot, db, engine, runner.statuses, settings, readers, utc_now)
     panel.register()  # first: an admin's /start opens the panel
     handlers.register(bot, db, settings, readers)
     runner.pause()  # nothing is written before this instance is the writer
     runner.start()
     instance = Lifecycle(
-        bot, db, engine, runner, settings, wired.alert, wired.stop_requested, gate=wired.gate
+        bot, db, engine, runner, settings, wired.outbox.alert, wired.stop_requested, gate=wired.gate
     )
     wired.status[0] = lambda: {**instance.status(), "storage": db.storage.mode}
     if not wired.stop_requested.is_set():
@@ -130,6 +130,7 @@ def _run(wired: Bot) -> int:
     log.info("bot started: %s", instance.state.value)
     wired.stop_requested.wait()
     instance.stop()
+    wired.outbox.flush(ALERTS_AT_SHUTDOWN_SECONDS)
     panel.close()
     db.close()
     if report.lock:

@@ -39,6 +39,7 @@ LAYERS = {
     "telegram_index": 5,  # the chat's index
     "lease": 4,  # the writer's lease: who may write off the machine
     "moderation": 3,  # blocking and unblocking people
+    "outbox": 3,  # alerts: delayed by flood control, never dropped
     "destinations": 3,  # the destination interface and the local folder
     "destination_status": 2,  # how storing went, and the pause
     "backup_format": 2,  # the backup file
