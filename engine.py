@@ -17,13 +17,12 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from backup_format import (
     COMPRESSION_LEVEL,
-    ENCRYPTED_SUFFIX,
     FINAL_REASONS,
     PRE_RESTORE,
     QUICK_COMPRESSION_LEVEL,
@@ -31,7 +30,6 @@ from backup_format import (
     BackupInfo,
     file_name,
     inspect_snapshot,
-    sha256_of,
     write_backup_file,
 )
 from catalog import Catalog, Listing
@@ -39,11 +37,12 @@ from clock import Clock, utc_now
 from config import Settings
 from database import Database, DatabaseError
 from destination_status import DestinationStatus, OffsitePause, StatusBoard
-from destinations import Destination, DestinationError, LocalFolder, Stale, TooLarge, Unreachable
+from destinations import Destination, DestinationError, LocalFolder, Unreachable
 from files import fsync_folder, remove_stale_temporaries, scratch_folder, temporary_name
-from i18n import Alert, Code, Text
+from i18n import Alert
 from lease import Lease
-from sealing import Sealer, SealError
+from offsite_copies import OffsiteCopies
+from sealing import Sealer
 
 log = logging.getLogger("backup")
 
@@ -123,10 +122,16 @@ class BackupEngine:
         self._sealer = Sealer(settings.backup_passphrase) if settings.backup_passphrase else None
         self._busy = threading.RLock()  # one backup or restore at a time
         self._restored: BackupInfo | None = None  # what the live data equals after a restore
-        self._too_large_told: set[str] = set()  # destinations whose copies cannot be fetched back
         self.lease = lease or Lease(db=db, clock=clock, alert=self.alert)
         self.catalog = Catalog(self.local, self._offsite, self._sealer)
+        self.copies = OffsiteCopies(
+            self.local, self._offsite, self.lease, self._status, self._sealer, settings, self.alert
+        )
         self._newest_offsite: datetime | None = None
+        # The newest backup every place off the machine holds, and the database's change count
+        # when it was taken: everything written up to then is off the machine.
+        self._offsite_state: tuple[int, BackupInfo] | None = None
+        self._changes_at_snapshot = -1
 
     @property
     def writing(self) -> bool:
@@ -136,6 +141,12 @@ class BackupEngine:
     @property
     def offsite_count(self) -> int:
         return len(self._offsite)
+
+    def everything_offsite(self) -> BackupInfo | None:
+        """The newest backup every place off the machine holds, when nothing was written since
+        it was taken (what a writer going quiet names); None otherwise."""
+        state = self._offsite_state
+        return state[1] if state is not None and state[0] == self.db.change_count() else None
 
     def newest_offsite_backup_at(self) -> datetime | None:
         """When the newest backup known to be off the machine was taken (one this process sent,
@@ -166,6 +177,7 @@ class BackupEngine:
                 )
             started = time.monotonic()
             created_at = self.clock()
+            self._changes_at_snapshot = self.db.change_count()  # what the snapshot holds, at least
             for folder in (self.local.folder, self.plain_copy.parent):
                 remove_stale_temporaries(folder)
             if reason in FINAL_REASONS and not self.db.storage.in_memory:
@@ -226,19 +238,16 @@ class BackupEngine:
         if reason in SKIPPABLE_REASONS and newest is not None and newest.sha256 == info.sha256:
             log.info("%s backup skipped: nothing changed since %s", reason, newest.name)
             return CreateResult(None, time.monotonic() - started)
-        stored, failures = self._store(self.local, packed, info)
+        stored, failures = self.copies.store(self.local, packed, info)
         if stored:
             if plain_copy:
                 self._keep_plain_copy(snapshot)
-            self._rotate(self.local)
+            self.copies.rotate(self.local)
         sent, offsite_failures = ([], {}) if local_only else self._send_offsite(packed, info, workdir)
         if not stored:
             elsewhere = f"; it did reach {', '.join(i.destination for i in sent)}" if sent else ""
             raise BackupError(f"the backup could not be written: {failures['local']}{elsewhere}")
-        if sent:
-            self._newest_offsite = info.created_at
-        if info.final and sent:
-            self.lease.publish_final(info.created_at)
+        self._note_offsite(info, sent)
         result = CreateResult(
             stored[0], time.monotonic() - started, stored + sent, {**failures, **offsite_failures}
         )
@@ -253,103 +262,25 @@ class BackupEngine:
         )
         return result
 
-    def _store(
-        self, destination: Destination, packed: Path, info: BackupInfo
-    ) -> tuple[list[BackupInfo], dict[str, str]]:
-        """Put one copy; a failure is recorded, alerted once per streak, and returned, not raised."""
-        try:
-            placed = destination.put(packed, info)
-        except Stale as error:
-            self.lease.went_stale(str(error))
-            return [], {destination.name: str(error)}
-        except (DestinationError, OSError) as error:
-            self._status.failed(destination.name, str(error))
-            return [], {destination.name: str(error)}
-        self._status.succeeded(destination.name)
-        return [placed], {}
+    def _note_offsite(self, info: BackupInfo, sent: list[BackupInfo]) -> None:
+        """What reached the machine's outside: the newest backup there, whether every place
+        holds it, and a writer's final head."""
+        if sent:
+            self._newest_offsite = info.created_at
+        if sent and len(sent) == len(self._offsite):
+            self._offsite_state = (self._changes_at_snapshot, sent[0])
+        if info.final and sent:
+            self.lease.publish_final(info.created_at)
 
     def _send_offsite(
         self, packed: Path, info: BackupInfo, workdir: Path
     ) -> tuple[list[BackupInfo], dict[str, str]]:
-        """Copies that leave the machine: encrypted when a passphrase is set, then read back."""
-        if not self._offsite:
-            return [], {}
-        paused = self.offsite_paused()
+        """Copies that leave the machine, unless the pause keeps them here."""
+        paused = self.offsite_paused() if self._offsite else None
         if paused:
             log.warning("backup %s kept on this machine only: %s", info.name, paused)
             return [], {d.name: f"paused: {paused}" for d in self._offsite}
-        self.lease.claim_if_needed()  # paused when it became the writer: it says so now
-        copy, copy_info = self._leaving_copy(packed, info, workdir)
-        sent, failures = [], {}
-        expected = sha256_of(copy)[0] if self._should_read_back(info) else None
-        for destination in self._offsite:
-            if not self.lease.held:  # stale: nothing more leaves the machine
-                failures[destination.name] = "not sent: a newer instance writes the backups"
-                continue
-            placed, failed = self._store(destination, copy, copy_info)
-            if placed and expected:
-                failed = self._read_back(destination, placed[0], expected)
-                placed = [] if failed else placed
-            if placed:
-                self._rotate(destination)
-            sent += placed
-            failures.update(failed)
-        return sent, failures
-
-    def _leaving_copy(self, packed: Path, info: BackupInfo, workdir: Path) -> tuple[Path, BackupInfo]:
-        """The copy of a backup that may leave the machine: encrypted when BACKUP_PASSPHRASE is
-        set. The one place that decides this, for off-site copies and downloads alike."""
-        if self._sealer is None:
-            return packed, info
-        sealed_info = replace(info, name=info.name + ENCRYPTED_SUFFIX, encrypted=True)
-        sealed = workdir / sealed_info.name
-        try:
-            self._sealer.seal(packed, sealed)
-        except SealError as error:
-            raise BackupError(str(error)) from None
-        return sealed, sealed_info
-
-    def _should_read_back(self, info: BackupInfo) -> bool:
-        return self.settings.backup_read_back and info.reason not in HURRIED_REASONS
-
-    def _read_back(self, destination: Destination, placed: BackupInfo, expected: str) -> dict[str, str]:
-        """Fetch the copy back: a backup nobody has read back is not a backup. Byte for byte
-        what was sent (itself made from a verified snapshot), so no decryption is needed."""
-        try:
-            with scratch_folder(self.local.folder) as scratch:
-                fetched = sha256_of(destination.fetch(placed, scratch))[0]
-            if fetched != expected:
-                raise DestinationError("the copy read back differs from the one sent")
-        except TooLarge as error:
-            if destination.name not in self._too_large_told:  # once, when backups grow past it
-                self.alert(
-                    Text(
-                        "⚠️ Backup {name} was stored in {destination} but cannot be read back to check it ({error}).",
-                        name=Code(placed.name),
-                        destination=Code(destination.name),
-                        error=Code(str(error)),
-                    )
-                )
-                self._too_large_told.add(destination.name)
-            return {}
-        except (DestinationError, OSError) as error:
-            message = f"read-back failed: {error}"
-            self._status.failed(destination.name, message)
-            return {destination.name: message}
-        self._too_large_told.discard(destination.name)  # tell again if backups grow past it
-        return {}
-
-    def _rotate(self, destination: Destination) -> None:
-        """Keep what retention() keeps in `destination`; a failure to delete is logged and
-        retried at the next backup, never a failed backup."""
-        try:
-            old = retention(destination.list(), self.settings.backup_keep)
-            destination.delete(old)
-        except (DestinationError, OSError) as error:
-            log.warning("could not rotate the backups in %s: %s", destination.name, error)
-            return
-        for info in old:
-            log.info("rotated out %s from %s", info.name, destination.name)
+        return self.copies.send(packed, info, workdir, read_back=info.reason not in HURRIED_REASONS)
 
     def _keep_plain_copy(self, snapshot: Path) -> None:
         """DB_PATH + '.backup': the newest snapshot as a plain SQLite file (the seed's path),
@@ -413,7 +344,7 @@ class BackupEngine:
             yield None
             return
         with scratch_folder(self.local.folder) as workdir:
-            yield self._leaving_copy(Path(newest.location), newest, workdir)
+            yield self.copies.leaving_copy(Path(newest.location), newest, workdir)
 
     def verify(self, source: Path | BackupInfo, thorough: bool = False) -> BackupInfo:
         """Check a backup (checksum, integrity, tables, schema); returns its info."""
@@ -458,8 +389,11 @@ class BackupEngine:
                 raise BackupError(str(error)) from error
             self._restored = info
             self.lease.record()  # the restored data names the writer that took it
+            self._offsite_state = None  # the connection, and its change count, began again
             if info.destination not in (self.local.name, "file"):
                 self._newest_offsite = max(filter(None, [self._newest_offsite, info.created_at]))
+                if not by_person:  # the data is this backup's, which is off the machine
+                    self._offsite_state = (self.db.change_count(), info)
             log.info(
                 "restored %s (%s, %d rows) from %s", info.name, info.reason, info.total_rows, info.destination
             )
@@ -496,10 +430,3 @@ def _same_file(path: Path, other: str) -> bool:
         return os.path.samefile(path, other)
     except OSError:
         return False
-
-
-def retention(backups: Sequence[BackupInfo], keep: int) -> list[BackupInfo]:
-    """Which of `backups` (newest first) rotation removes: all but the newest `keep`, where an
-    on-change backup stays only while it is the newest of all (anything after it says as much)."""
-    kept = [info for n, info in enumerate(backups) if n == 0 or info.reason != "change"][:keep]
-    return [info for info in backups if info not in kept]

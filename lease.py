@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,6 +44,7 @@ KNOCK_FRESH_SECONDS = 10.0  # a writer heeds a knock this recent: its instance i
 
 class HeadState(enum.Enum):
     WRITING = "writing"  # the writer serves; what it wrote since its newest backup may be on its disk only
+    QUIET = "quiet"  # it serves, but wrote nothing since the backup named: that one holds it all
     FINAL = "final"  # it stopped cleanly: its final backup holds everything it wrote
 
 
@@ -57,7 +59,7 @@ class Head:
     writer: str  # the instance
     state: HeadState
     since: datetime  # when this state began
-    final_backup_at: datetime | None = None  # the created-at of the final backup
+    final_backup_at: datetime | None = None  # the created-at of the backup that holds it all
 
     def newer_writer_than(self, generation: int, writer: str) -> bool:
         """This head belongs to a writer that supersedes `writer` of `generation`."""
@@ -141,15 +143,24 @@ def fence(current: Head | None, generation: int, writer: str) -> None:
         )
 
 
-def asks_for_handover(knock: Knock | None, instance: str, since: datetime, now: datetime) -> bool:
-    """A knock that should make `instance`, serving since `since`, hand over: another instance's,
-    made since, and recent (an instance that knocked and died must not leave it passive)."""
-    return (
-        knock is not None
-        and knock.instance != instance
-        and knock.at > since
-        and (now - knock.at).total_seconds() <= KNOCK_FRESH_SECONDS
-    )
+class KnockWatch:
+    """Which knocks ask this writer to hand over, judged by this machine's own clock only (two
+    machines' clocks may be hours apart): a knock counts when it is new to this watch (one
+    already there when the writer began serving counts for nothing) and for KNOCK_FRESH_SECONDS
+    after it was first seen. A waiting instance knocks again every few seconds, each knock a new
+    one; one that died stops counting."""
+
+    def __init__(self, instance: str, already: Knock | None, clock: Callable[[], float] = time.monotonic):
+        self.instance, self.clock = instance, clock
+        self._seen: dict[Knock, float] = {already: float("-inf")} if already is not None else {}
+
+    def asking(self, knock: Knock | None) -> bool:
+        if knock is None or knock.instance == self.instance:
+            return False
+        first = self._seen.setdefault(knock, self.clock())
+        if len(self._seen) > 100:  # old knocks need no memory
+            self._seen = {knock: first}
+        return self.clock() - first <= KNOCK_FRESH_SECONDS
 
 
 class LeaseStore(Protocol):

@@ -38,7 +38,6 @@ import socket
 import threading
 import time
 import uuid
-from datetime import datetime
 
 import requests
 import telebot
@@ -51,7 +50,8 @@ from database import Database
 from destinations import Stale
 from engine import BackupEngine
 from i18n import Alert, Code, Text
-from lease import Head, HeadState, asks_for_handover
+from lease import Head, HeadState, KnockWatch
+from liveness import Liveness
 from tasks import JobRunner
 from updates import DRAIN_SECONDS, Poller, WebhookGate, drain
 
@@ -114,6 +114,9 @@ class Lifecycle:
         self.took_over = False  # it serves data another instance handed over (already off-site)
         self.lease = engine.lease
         self.lease.on_stale = lambda why: self._go_passive_after_stale()
+        self.liveness = Liveness(engine, settings)  # quiet periods, freezes
+        self._knocks: KnockWatch | None = None  # while serving
+        runner.add("quiet", 1, self.liveness.check_quiet)
 
     # --- what the health endpoint shows ---
 
@@ -153,25 +156,10 @@ class Lifecycle:
                 self._become_passive(None)
                 return
             self._claim_and_serve(max(self.lease.generation, head.generation if head else 0))
-        elif self._free(restored, head):
+        elif free_to_serve(restored, head):
             self._claim_and_serve(max(restored.generation if restored else 0, head.generation if head else 0))
         else:
             self._wait_for_handover(restored, head)
-
-    @staticmethod
-    def _free(restored: BackupInfo | None, head: Head | None) -> bool:
-        """What was restored (or nothing, when there is no backup) is the newest state there
-        is: nobody is writing, or was, after it. Decided by generations and writers, never by
-        comparing two machines' clocks."""
-        if restored is None:  # no backup anywhere: free unless someone announced themselves
-            return head is None or head.state is HeadState.FINAL
-        if not restored.final:
-            return False
-        if head is None or head.generation < restored.generation:
-            return True
-        # The head of its generation is its own writer's (a final it could not publish in
-        # every place leaves a WRITING head of the same writer); anyone else's is newer.
-        return head.generation == restored.generation and head.writer == restored.writer
 
     def _wait_for_handover(self, restored: BackupInfo | None, head: Head | None) -> None:
         self.state = State.WAITING
@@ -321,18 +309,19 @@ class Lifecycle:
         self.state = State.SERVING
         if self.gate is not None:
             self._source = self.gate
-            self.gate.start(self.db)
+            self.gate.start(self.db, self.liveness.may_handle)
         else:
-            self._source = Poller(self.bot, self.db, self._on_conflict)
+            self._source = Poller(self.bot, self.db, self._on_conflict, self.liveness.may_handle)
             self._source.start()
+        self._knocks = KnockWatch(self.instance, self.lease.latest_knock())
         threading.Thread(
-            target=self._watch_knocks, args=(self.clock(),), name="knock-watch", daemon=True
+            target=self._watch_knocks, args=(self._knocks,), name="knock-watch", daemon=True
         ).start()
         log.info("serving as %s, generation %d (%s)", self.instance, self.lease.generation, self.mode)
 
-    def _watch_knocks(self, since: datetime) -> None:
+    def _watch_knocks(self, watch: KnockWatch) -> None:
         """While serving: a newer instance that asks this writer to hand over gets its
-        hand-over (in webhook mode the only way it can ask; Telegram's 409 is the other)."""
+        hand-over (in webhook mode the only way it can ask; Telegram's 409 is another sign)."""
         generation = self.lease.generation
         while not self.stop_requested.wait(KNOCK_WATCH_SECONDS[self.mode]):
             if self.state is not State.SERVING or self.lease.generation != generation:
@@ -342,20 +331,34 @@ class Lifecycle:
             except Exception:  # the watch must go on
                 log.exception("reading the hand-over requests off the machine failed")
                 continue
-            if asks_for_handover(knock, self.instance, since, self.clock()):
+            if watch.asking(knock):
                 log.warning("%s asks this instance to hand over", knock.instance)
-                self._on_conflict()
+                self._hand_over()
                 return
 
     # --- handing over, and taking over again ---
 
-    def _on_conflict(self) -> None:
-        """A newer instance is here (the poller's getUpdates got 409, or it knocked): hand over
-        to it."""
+    def _on_conflict(self) -> bool:
+        """The poller's getUpdates got 409: someone else polls. That says nobody is newer: hand
+        over only to an instance that claimed a newer generation (this one is stale then) or
+        that knocked for it; else keep serving (True: the polling ends)."""
+        head, _ = self.lease.heads()
+        if head is not None and head.newer_writer_than(self.lease.generation, self.instance):
+            self.lease.went_stale(f"generation {head.generation} of {head.writer} writes now")
+            return True
+        if self._knocks is not None and self._knocks.asking(self.lease.latest_knock(writer=True)):
+            self._hand_over()
+            return True
+        log.warning("another instance polls, but none newer asked for the hand-over: serving on")
+        return False
+
+    def _hand_over(self) -> None:
+        """A newer instance asked: hand over to it."""
         with self._lock:
             if self.state is not State.SERVING:
                 return
             self.state = State.HANDING_OVER
+            log.warning("handing over to a newer instance")
             final = self._finish_writing("handover", HANDOVER_BACKUP_SECONDS)
             self._become_passive(final)
 
@@ -485,3 +488,31 @@ def _named_by(head: Head | None, info: BackupInfo) -> bool:
         and head.final_backup_at == info.created_at
         and (head.generation, head.writer) == (info.generation, info.writer)
     )
+
+
+def free_to_serve(restored: BackupInfo | None, head: Head | None) -> bool:
+    """What was restored (or nothing, when there is no backup) is the newest state there is:
+    nobody is writing, or was, after it. Decided by generations, writers and the backups the
+    heads name, never by comparing two machines' clocks."""
+    if restored is None:  # no backup anywhere: free unless someone announced themselves
+        return head is None or head.state is HeadState.FINAL
+    if head is not None and head.state is HeadState.QUIET and _quiet_up_to(head, restored):
+        return True  # a quiet writer: everything it wrote is in what was restored
+    if not restored.final:
+        return False
+    if head is None or head.generation < restored.generation:
+        return True
+    # The head of its generation is its own writer's (a final it could not publish in every
+    # place leaves a WRITING head of the same writer); anyone else's is newer.
+    return head.generation == restored.generation and head.writer == restored.writer
+
+
+def _quiet_up_to(head: Head, restored: BackupInfo) -> bool:
+    """`restored` holds all a quiet writer wrote: the backup its head names, or a later one of
+    that writer's own (both times from its one clock)."""
+    if head.final_backup_at is None:
+        return False
+    if head.final_backup_at == restored.created_at:
+        return True
+    same_writer = (head.generation, head.writer) == (restored.generation, restored.writer)
+    return same_writer and restored.created_at >= head.final_backup_at

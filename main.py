@@ -111,7 +111,7 @@ def _run(wired: Bot) -> int:
         backup=engine.create,
         notify=lambda user_id, text: send_quietly(bot, user_id, text, readers.of(user_id)),
     )
-    if report.paused_unreachable:
+    if engine.offsite_paused():  # at every start while paused: the places may answer now
         runner.add("resolve_pause", PAUSE_CHECK_SECONDS, tasks.PauseResolver(engine, db, wired.outbox.alert))
     panel = AdminPanel(bot, db, engine, runner.statuses, settings, readers, utc_now)
     panel.register()  # first: an admin's /start opens the panel

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -66,19 +67,22 @@ def chat_errors(action: str) -> Iterator[None]:
 
 
 def paced(method):
-    """Every write of this work to the chat keeps to Telegram's guidance (bot_api.paced)."""
+    """Work on the chat (a method of an object with the chat's `index`, or of the ChatIndex
+    itself): one at a time in this process (its threads read and rewrite one index: the backup
+    jobs, the writer's watch, the panel), each write within Telegram's guidance (bot_api.paced)."""
 
     @functools.wraps(method)
-    def paced(*args, **kwargs):
-        with bot_api.paced():
-            return method(*args, **kwargs)
+    def paced(self, *args, **kwargs):
+        chat = self if isinstance(self, ChatIndex) else self.index
+        with chat.lock, bot_api.paced():
+            return method(self, *args, **kwargs)
 
     return paced
 
 
 class ChatIndex:
     """The backup chat and its pinned index document, as this process last read or wrote it.
-    One at a time: the engine's lock holds the writers, and a reader only reads."""
+    `lock` (re-entrant) makes each piece of work on it whole: a read, then a write based on it."""
 
     def __init__(
         self,
@@ -97,6 +101,7 @@ class ChatIndex:
         self.moved = moved
         self._username: str | None = None
         self._probed = False  # whether a basic group was asked if it moved
+        self.lock = threading.RLock()
         self._told: set[str] = set()  # what the admins were told once
         self._to_repin: list[int] = []  # others' pins this process took away and owes back
         self.on_top = False  # the index is what getChat shows, as last read
@@ -115,6 +120,7 @@ class ChatIndex:
 
     # --- reading ---
 
+    @paced
     def read(self) -> Index:
         """The chat's index. With another message pinned over it, the index this process knows
         (it writes a fresh one on top at its next write); without one (an empty disk), the

@@ -75,6 +75,7 @@ class TelegramChat:
         self.index.write(index)
         return placed
 
+    @paced
     def list(self) -> list[BackupInfo]:
         return [entry.info for entry in self.index.read().entries]
 
@@ -218,6 +219,7 @@ class ChatLease:
     def __init__(self, index: ChatIndex):
         self.index = index
 
+    @paced
     def read_head(self) -> Head | None:
         return self.index.read().head
 
@@ -228,6 +230,7 @@ class ChatLease:
         index.head = head
         self.index.write(index)
 
+    @paced
     def read_knock(self, keep_on_top: bool = False) -> Knock | None:
         """The latest knock. `keep_on_top`: the writer looks (this process's index is the chat's
         newest): with something pinned over the index, a fresh index goes on top first, so that

@@ -69,8 +69,16 @@ class Poller:
     getUpdates is not an error to retry here but a newer instance taking over ("terminated by
     other getUpdates request"; or a webhook set by one in webhook mode)."""
 
-    def __init__(self, bot: telebot.TeleBot, db: Database, on_conflict: Callable[[], object]):
-        self.bot, self.on_conflict = bot, on_conflict
+    def __init__(
+        self,
+        bot: telebot.TeleBot,
+        db: Database,
+        on_conflict: Callable[[], bool],
+        may_handle: Callable[[], bool] = lambda: True,
+    ):
+        """on_conflict(): a 409; True when this instance hands over (the polling ends), False
+        when it keeps serving. may_handle(): asked before a batch is handled (liveness.py)."""
+        self.bot, self.on_conflict, self.may_handle = bot, on_conflict, may_handle
         recorded = db.get_state(LAST_UPDATE_KEY)
         self.offset = int(recorded) + 1 if recorded and recorded.isdigit() else None
         self.handled = Handled(db.get_state(HANDLED_KEY))  # for a webhook writer after this one
@@ -104,10 +112,11 @@ class Poller:
                 )
             except telebot.apihelper.ApiTelegramException as error:
                 if error.error_code == 409:
-                    if not self._stopped.is_set():
-                        log.warning("getUpdates: 409 (%s): handing over", error.description)
-                        self.on_conflict()
-                    return
+                    log.warning("getUpdates: 409 (%s)", error.description)
+                    if self._stopped.is_set() or self.on_conflict():
+                        return
+                    backoff = self._pause("another getUpdates: this instance keeps serving", backoff)
+                    continue
                 backoff = self._pause(f"getUpdates failed: {error.description}", backoff)
                 continue
             except (
@@ -121,6 +130,8 @@ class Poller:
                 continue
             backoff = 0.5
             if self._stopped.is_set():
+                return
+            if updates and not self.may_handle():  # not confirmed to Telegram: the writer gets them
                 return
             if updates:
                 self.offset = max(update.update_id for update in updates) + 1
@@ -197,13 +208,15 @@ class WebhookGate:
         self._changed = threading.Condition()
         self._one_at_a_time = threading.Lock()
         self.handled = Handled()
+        self.may_handle: Callable[[], bool] = lambda: True
 
     def hold(self) -> None:
         self._set(GateState.HOLDING)
 
-    def start(self, db: Database) -> None:
-        """Serve Telegram's requests from `db`, and (again) tell Telegram where to send them."""
-        self.db = db
+    def start(self, db: Database, may_handle: Callable[[], bool] = lambda: True) -> None:
+        """Serve Telegram's requests from `db`, and (again) tell Telegram where to send them.
+        may_handle(): asked before each update is handled (liveness.py)."""
+        self.db, self.may_handle = db, may_handle
         # A poller before this writer recorded what it handled too: the updates it had not
         # confirmed yet come again now, by webhook, and are skipped.
         self.handled = Handled(db.get_state(HANDLED_KEY))
@@ -264,7 +277,7 @@ class WebhookGate:
         with self._changed:
             self._changed.wait_for(lambda: self._state is not GateState.HOLDING, HOLD_SECONDS)
         with self._one_at_a_time:
-            if self._state is not GateState.OPEN:
+            if self._state is not GateState.OPEN or not self.may_handle():
                 return 503
             update_id = update["update_id"]
             if update_id in self.handled:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from bot_process import ADMIN_ID
 from conftest import NOW
-from helpers import chat_index, free_port, health, users_in
+from helpers import backups_in_chat, chat_index, free_port, health, users_in
 
 import database
 import startup
@@ -357,7 +357,7 @@ def test_a_writer_whose_data_is_not_off_the_machine_yet_is_waited_for(tmp_path, 
     assert chat_index(fake, CHAT)["backups"] == []
     second = run_bot(folder="b", **SETTINGS)
     serving(second)
-    first.wait_for_log("handing over")  # it was waited for, and handed its data over
+    assert "handover" in [b["reason"] for b in backups_in_chat(fake, CHAT)]  # waited for: it handed over
     assert second.stop()[0] == 0 and first.stop()[0] == 0
     assert users_in(second.db_path) == {601, 602}
 
@@ -383,7 +383,7 @@ def test_a_writer_whose_data_is_not_off_the_machine_yet_is_waited_for(tmp_path, 
 def test_when_an_instance_may_serve_at_once(restored, head, free):
     from backup_format import BackupInfo
     from lease import Head
-    from lifecycle import Lifecycle
+    from lifecycle import free_to_serve
 
     info = (
         BackupInfo(NOW, restored[0], 2, {}, "", 0, writer=restored[1], generation=restored[2])
@@ -396,21 +396,45 @@ def test_when_an_instance_may_serve_at_once(restored, head, free):
         if head
         else None
     )
-    assert Lifecycle._free(info, current) is free
+    assert free_to_serve(info, current) is free
 
 
-def test_a_writer_heeds_only_a_recent_knock_of_another_instance_made_since_it_serves():
-    from lease import KNOCK_FRESH_SECONDS, Knock, asks_for_handover
+def test_a_quiet_writers_backup_lets_an_instance_serve_at_once():
+    """A writer that wrote nothing since a backup every place holds says so (head QUIET,
+    naming it): an instance that restores it, or a later one of that writer, serves at once."""
+    from backup_format import BackupInfo
+    from lease import Head
+    from lifecycle import free_to_serve
 
-    since = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-    now = since + timedelta(minutes=5)
-    fresh = now - timedelta(seconds=1)
-    assert asks_for_handover(Knock("new", fresh), "me", since, now)
-    assert not asks_for_handover(None, "me", since, now)
-    assert not asks_for_handover(Knock("me", fresh), "me", since, now)  # its own, from its wait
-    assert not asks_for_handover(Knock("new", since - timedelta(seconds=1)), "me", since, now)  # before it
-    stale = now - timedelta(seconds=KNOCK_FRESH_SECONDS + 1)  # the instance that knocked is gone
-    assert not asks_for_handover(Knock("new", stale), "me", since, now)
+    def backup(seconds, generation=3, writer="a"):
+        return BackupInfo(
+            NOW + timedelta(seconds=seconds), "change", 2, {}, "", 0, writer=writer, generation=generation
+        )
+
+    quiet = Head(3, "a", HeadState.QUIET, NOW + timedelta(seconds=70), NOW + timedelta(seconds=10))
+    assert free_to_serve(backup(10), quiet)  # the one it names
+    assert free_to_serve(backup(20), quiet)  # a later one of the same writer holds it too
+    assert not free_to_serve(backup(5), quiet)  # an older one lacks what came after
+    assert free_to_serve(backup(10, 2, "before"), quiet)  # named by it: the one its writer restored
+    assert not free_to_serve(backup(10), Head(3, "a", HeadState.WRITING, NOW))  # not quiet: wait
+
+
+def test_a_writer_heeds_a_new_knock_of_another_instance_while_it_is_fresh_on_its_own_clock():
+    from lease import KNOCK_FRESH_SECONDS, Knock, KnockWatch
+
+    now = [100.0]
+    at = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+    there_before = Knock("gone", at)
+    watch = KnockWatch("me", there_before, clock=lambda: now[0])
+    assert not watch.asking(None)
+    assert not watch.asking(there_before)  # already there when the writer began serving
+    assert not watch.asking(Knock("me", at))  # its own, from its wait
+    # Hours ahead, or behind, on the knocker's clock: what counts is when this writer saw it.
+    assert watch.asking(Knock("new", at + timedelta(hours=3)))
+    assert watch.asking(Knock("other", at - timedelta(hours=3)))
+    now[0] += KNOCK_FRESH_SECONDS + 1  # the instance that knocked is gone: no new knock since
+    assert not watch.asking(Knock("new", at + timedelta(hours=3)))
+    assert watch.asking(Knock("new", at + timedelta(hours=3, seconds=3)))  # it knocks again
 
 
 @pytest.mark.e2e

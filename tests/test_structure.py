@@ -29,9 +29,11 @@ LAYERS = {
     "web": 9,
     "updates": 9,  # what people, Telegram and the clock drive
     "startup": 8,  # the startup's database steps; which places off the machine are on
+    "liveness": 8,  # a writer's quiet periods and freezes
     "engine": 7,  # the backup engine
     "panel_users": 7,  # 👥 Users
     "catalog": 6,  # what backups there are, and reading one back
+    "offsite_copies": 6,  # the copies that leave the machine: sent, read back, rotated
     "telegram_destination": 7,  # the chat's backups and the lease kept there
     "telegram_chat": 6,  # the backup chat and its pinned index
     "s3_destination": 6,  # places off the machine: backups and the writer's lease there
