@@ -132,6 +132,7 @@ class BackupEngine:
         # when it was taken: everything written up to then is off the machine.
         self._offsite_state: tuple[int, BackupInfo] | None = None
         self._changes_at_snapshot = -1
+        self._backed_up_changes: int | None = None  # the change count the newest backup holds
 
     @property
     def writing(self) -> bool:
@@ -141,6 +142,11 @@ class BackupEngine:
     @property
     def offsite_count(self) -> int:
         return len(self._offsite)
+
+    def backed_up_changes(self) -> int | None:
+        """The database's change count when the newest backup was taken (what it holds); None
+        before the first backup of this process."""
+        return self._backed_up_changes
 
     def everything_offsite(self) -> BackupInfo | None:
         """The newest backup every place off the machine holds, when nothing was written since
@@ -236,10 +242,12 @@ class BackupEngine:
             )
         newest = self.newest_local() or self._restored
         if reason in SKIPPABLE_REASONS and newest is not None and newest.sha256 == info.sha256:
+            self._backed_up_changes = self._changes_at_snapshot  # the newest backup holds them
             log.info("%s backup skipped: nothing changed since %s", reason, newest.name)
             return CreateResult(None, time.monotonic() - started)
         stored, failures = self.copies.store(self.local, packed, info)
         if stored:
+            self._backed_up_changes = self._changes_at_snapshot
             if plain_copy:
                 self._keep_plain_copy(snapshot)
             self.copies.rotate(self.local)
@@ -390,6 +398,7 @@ class BackupEngine:
             self._restored = info
             self.lease.record()  # the restored data names the writer that took it
             self._offsite_state = None  # the connection, and its change count, began again
+            self._backed_up_changes = self.db.change_count()  # the data is a backup's
             if info.destination not in (self.local.name, "file"):
                 self._newest_offsite = max(filter(None, [self._newest_offsite, info.created_at]))
                 if not by_person:  # the data is this backup's, which is off the machine

@@ -3,14 +3,15 @@
 On Koyeb's free instance the common end of an instance is no longer SIGTERM: it sleeps (frozen,
 no SIGTERM), and may be thrown away while frozen. So:
 
-- **A quiet writer leaves nothing to wait for.** Once nothing was written for a short while
-  and the newest backup is in every place off the machine, the writer publishes its head as
-  QUIET, naming that backup: everything up to it is off the machine. An instance that starts
+- **A quiet writer leaves nothing to wait for.** Once nothing was written and no update let in
+  for a short while, and the newest backup is in every place off the machine, the writer
+  publishes its head as QUIET, naming that backup: everything up to it is off the machine. An instance that starts
   after a deep sleep restores it and serves at once (no hand-over wait, no alarm of loss).
 - **The next update claims the writer's place again first.** A quiet writer, or one that may
   have been frozen (its own heartbeat stopped for a while), publishes WRITING again before it
   handles anything it fetched; fenced as every head is: when a newer instance took over
-  meanwhile, it learns it is stale and handles nothing (a thawed zombie never answers).
+  meanwhile, it learns it is stale and handles nothing (a thawed zombie never answers). A
+  write seen while quiet (a job's, or a handler's let in just before) claims it again too.
 
 Threads: the heartbeat ticks on a thread of its own; `check_quiet` runs as a job; `may_handle`
 on whichever thread fetched updates (the poller, a webhook request). `_lock` keeps one claim at a
@@ -22,6 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from config import Settings
 from destinations import Stale
@@ -36,23 +38,24 @@ TICK = 1.0
 
 
 class Liveness:
-    def __init__(self, engine: BackupEngine, settings: Settings):
+    def __init__(self, engine: BackupEngine, settings: Settings, clock: Callable[[], float] = time.monotonic):
         self.engine, self.lease, self.db = engine, engine.lease, engine.db
         window = settings.backup_after_change_seconds  # 0: no on-change backups, no quiet
         low, high = QUIET_AFTER_LIMITS
         self.quiet_after = min(max(window, low), high) if window > 0 else None
         self.quiet = False  # the head off the machine says QUIET
         self._thawed = False
-        self._last_tick = time.monotonic()
+        self._clock = clock
+        self._last_tick = clock()
         self._changes: int | None = None
-        self._changed_at = time.monotonic()
+        self._changed_at = self._admitted_at = clock()  # last write; last update let in
         self._lock = threading.Lock()
         threading.Thread(target=self._beat, name="heartbeat", daemon=True).start()
 
     def _beat(self) -> None:
         while True:
             time.sleep(TICK)
-            now = time.monotonic()
+            now = self._clock()
             if now - self._last_tick > FREEZE_GAP:
                 log.warning("this process was frozen for %.0f s", now - self._last_tick)
                 self._thawed = True
@@ -60,22 +63,30 @@ class Liveness:
 
     def thawed(self) -> bool:
         """The process may have been frozen since the writer's place was last confirmed."""
-        return self._thawed or time.monotonic() - self._last_tick > FREEZE_GAP
+        return self._thawed or self._clock() - self._last_tick > FREEZE_GAP
 
     def check_quiet(self) -> None:
-        """A job of the writer's, every second: go quiet once nothing changed for a while and
-        the newest backup is in every place off the machine."""
+        """A job of the writer's, every second: go quiet once nothing was written and nothing
+        was let in for a while, and the newest backup is in every place off the machine; and
+        claim the place again at once when something was written while quiet (a job's write,
+        or a handler let in just before the head went quiet)."""
         changes = self.db.change_count()
-        now = time.monotonic()
+        now = self._clock()
         if changes != self._changes:
             self._changes, self._changed_at = changes, now
+            if self.quiet and self.lease.held:
+                self._claim()  # the quiet head no longer names everything written
             return
-        if self.quiet or self.quiet_after is None or now - self._changed_at < self.quiet_after:
+        idle_since = max(self._changed_at, self._admitted_at)
+        if self.quiet or self.quiet_after is None or now - idle_since < self.quiet_after:
             return
         named = self.engine.everything_offsite()
         if named is None or not self.lease.held:
             return
         with self._lock:
+            # Quiet before the head says so: whatever is fetched from now on waits for this
+            # lock, then claims the place again, so nothing is let in under a QUIET head.
+            self.quiet = True
             try:
                 unreached = self.lease.publish(HeadState.QUIET, named.created_at)
             except Stale as error:
@@ -92,11 +103,18 @@ class Liveness:
         (it cannot know, so it must not answer)."""
         if not self.lease.held:
             return False
-        if not (self.quiet or self.thawed()) or self.engine.offsite_paused():
-            return True  # (while paused, nothing leaves the machine: not even a claim)
+        claiming = (self.quiet or self.thawed()) and not self.engine.offsite_paused()
+        if claiming and not self._claim():  # (while paused, nothing leaves the machine: no claim)
+            return False
+        self._admitted_at = self._clock()
+        return True
+
+    def _claim(self) -> bool:
+        """Publish WRITING again, fenced: False when a newer writer took over or nothing off
+        the machine answered."""
         with self._lock:
             if not (self.quiet or self.thawed()):
-                return True
+                return True  # another thread claimed it meanwhile
             try:
                 unreached = self.lease.publish(HeadState.WRITING)
             except Stale as error:
@@ -106,6 +124,6 @@ class Liveness:
                 log.warning("cannot confirm this instance still writes: nothing off the machine answers")
                 return False
             self.quiet = self._thawed = False
-            self._last_tick = time.monotonic()
+            self._last_tick = self._clock()
             log.info("writing again, as generation %d", self.lease.generation)
             return True

@@ -175,6 +175,12 @@ class ChangeDebouncer:
         start_by = self._first_change + max(0.0, self.window - self._last_duration)
         return now >= max(start_by, self._last_end + 10 * self._last_duration)
 
+    def backed_up(self, changes: int) -> None:
+        """A backup (of any kind) holds the database up to `changes`: a count at or below it is
+        nothing to back up. Without it, what was written before this watch began would be."""
+        if self._seen is None or changes > self._seen:
+            self._seen = changes
+
     def done(self, changes_at_start: int, seconds: float) -> None:
         """A backup that started at `changes_at_start` ended, after `seconds`; changes made
         while it ran make the next one due."""
@@ -182,8 +188,17 @@ class ChangeDebouncer:
         self._last_end, self._last_duration = self.clock(), seconds
 
 
-def backup_after_change(db: Database, create: Callable[[], object], debouncer: ChangeDebouncer) -> bool:
-    """Take an on-change backup when one is due; True when it did."""
+def backup_after_change(
+    db: Database,
+    create: Callable[[], object],
+    debouncer: ChangeDebouncer,
+    backed_up: Callable[[], int | None] = lambda: None,
+) -> bool:
+    """Take an on-change backup when one is due; True when it did. backed_up(): the change
+    count the newest backup holds (engine.BackupEngine.backed_up_changes)."""
+    known = backed_up()
+    if known is not None:
+        debouncer.backed_up(known)
     changes = db.change_count()
     if not debouncer.due(changes):
         return False
@@ -265,6 +280,7 @@ def build_runner(
     notify: Notify,
     clock: Clock,
     backup: Callable[[str], object] | None = None,
+    backed_up: Callable[[], int | None] = lambda: None,
 ) -> JobRunner:
     """The jobs: auto-unblock every minute, tracking cleanup every hour; with `backup` (the
     engine's create), the scheduled backup every BACKUP_INTERVAL_HOURS and the on-change
@@ -279,6 +295,8 @@ def build_runner(
         if settings.backup_after_change_seconds > 0:
             debouncer = ChangeDebouncer(settings.backup_after_change_seconds)
             runner.add(
-                "backup_after_change", 1, lambda: backup_after_change(db, lambda: backup("change"), debouncer)
+                "backup_after_change",
+                1,
+                lambda: backup_after_change(db, lambda: backup("change"), debouncer, backed_up),
             )
     return runner
