@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import telebot
 
-from config import Settings
+from config import MAX_BLOCK_MINUTES, MAX_USER_ID, Settings
 from database import Database
 from i18n import N_, Code, Text, ascii_digits
 from messaging import send_quietly
@@ -16,7 +16,6 @@ from readers import Readers
 
 log = logging.getLogger("handlers")
 
-MAX_BLOCK_MINUTES = 366 * 24 * 60
 BLOCK_USAGE = N_("Usage: /block USER_ID [MINUTES] [REASON], for example /block 12345 60 spam")
 UNBLOCK_USAGE = N_("Usage: /unblock USER_ID, for example /unblock 12345")
 # The reasons the bot gives a block itself; an admin's own words are shown as they are.
@@ -105,5 +104,5 @@ def unblock(bot: telebot.TeleBot, db: Database, readers: Readers, user_id: int) 
 
 
 def is_user_id(text: str) -> bool:
-    """A Telegram user id as typed: ASCII digits, within what SQLite's INTEGER holds."""
-    return text.isascii() and text.isdigit() and 0 < int(text) < 2**63
+    """A Telegram user id as typed: ASCII digits, at most 52 bits (config.MAX_USER_ID)."""
+    return text.isascii() and text.isdigit() and len(text) <= 20 and 0 < int(text) <= MAX_USER_ID
