@@ -274,5 +274,13 @@ def _lock_if_possible(db_path: str, holder: str) -> locks.InstanceLock | None:
     try:
         Path(db_path).parent.mkdir(parents=True, exist_ok=True)
         return locks.InstanceLock(db_path, holder)
-    except OSError:
-        return None  # the folder is unusable: the probe will say why and memory mode follows
+    except OSError as error:
+        # The folder is unusable: the probe will say why and memory mode follows. Else only the
+        # lock file is (a folder in its place, say): a second bot would not be stopped; said so.
+        if Path(db_path).parent.is_dir():
+            log.warning(
+                "cannot take the lock %s.lock (%s): a second bot on this DB_PATH would not be stopped",
+                db_path,
+                error.strerror or error,
+            )
+        return None

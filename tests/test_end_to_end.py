@@ -231,6 +231,19 @@ def test_a_second_bot_on_the_same_database_is_refused(tmp_path, fake, run_bot):
     assert first.stop()[0] == 0
 
 
+def test_a_port_another_program_holds_is_one_line_and_exit_1(fake, run_bot):
+    port = free_port()
+    with socket.socket() as holder:  # another program on PORT
+        holder.bind(("0.0.0.0", port))
+        holder.listen()
+        bot = run_bot(PORT=str(port))
+        assert bot.wait() == 1  # the environment, not a setting: exit 1
+    said = bot.wait_for_log("cannot start")
+    assert f"cannot listen on PORT {port}: Address already in use" in said
+    assert "Traceback" not in bot.log() and "CRITICAL" not in bot.log()
+    assert not bot.db_path.exists()  # nothing was opened, nothing written
+
+
 # --- off-site: the disk of a host like Koyeb is wiped on every redeploy ---
 
 BACKUP_CHAT = -1009876543210
