@@ -11,7 +11,7 @@ import telebot
 
 from config import MAX_BLOCK_MINUTES, MAX_USER_ID, Settings
 from database import Database
-from i18n import N_, Code, Text, ascii_digits
+from i18n import DETAIL, N_, Code, Text, ascii_digits
 from messaging import send_quietly
 from readers import Readers
 
@@ -24,9 +24,10 @@ FLOOD, BY_ADMIN = "flood", "blocked by an admin"
 REASONS = {FLOOD: N_("sending messages too fast"), BY_ADMIN: N_("blocked by an admin")}
 
 
-def reason_text(reason: str | None) -> Text | Code:
-    """A block's reason for its reader: the bot's own translated, an admin's words as written."""
-    return Text(REASONS[reason]) if reason in REASONS else Code(reason or "")
+def reason_text(reason: str | None, most: int = DETAIL) -> Text | Code:
+    """A block's reason for its reader: the bot's own translated, an admin's words as written
+    (up to `most` characters, then how many more: they may be as long as a message)."""
+    return Text(REASONS[reason]) if reason in REASONS else Code(reason or "", most)
 
 
 def blocked_notice(until: datetime, reason: str | None) -> Text:

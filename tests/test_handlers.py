@@ -177,7 +177,7 @@ WHOLE = st.integers(1, MAX_BLOCK_MINUTES).flatmap(
 )
 REASON = st.one_of(st.just(""), st.text(min_size=1, max_size=40).filter(lambda t: t.strip()))
 FAMILY = {
-    "max_examples": 150,
+    "max_examples": 100,
     "deadline": None,
     "suppress_health_check": [HealthCheck.function_scoped_fixture],
 }
