@@ -283,10 +283,14 @@ class _Reader:
         if not re.match(r"^https?://[^/\s]+", raw):
             raise ConfigError(f"{name} must be an http:// or https:// URL, got {_shown(raw)}")
         try:
-            port = urlsplit(raw).port
+            parts = urlsplit(raw)
+        except ValueError:  # a broken [IPv6] address: the address is not echoed (it may hold a password)
+            raise ConfigError(f"{name} must be an http:// or https:// URL with a valid host") from None
+        try:
+            port = parts.port
         except ValueError:  # not a number, or past 65535
             port = 0
-        if check_port and port == 0:  # the address itself is not echoed: it may hold a password
+        if check_port and port == 0:
             raise ConfigError(f"{name} must be an http:// or https:// URL whose port is from 1 to 65535")
         return raw.rstrip("/")
 

@@ -206,9 +206,31 @@ def test_a_value_is_quoted_on_one_line_and_not_a_screenful():
     for url in ("http://127.0.0.1:99999", "http://127.0.0.1:0/", "http://[::1"):
         with pytest.raises(ConfigError, match="TELEGRAM_API_URL must be an http"):
             settings(TELEGRAM_API_URL=url)
+    with pytest.raises(ConfigError, match="WEBHOOK_URL must be an http"):  # a ValueError before
+        settings(WEBHOOK_URL="https://[::1/telegram", PORT="8000")
 
 
 NAMES = [name for name, *_ in RANGES]
+# The settings that are words: anything is refused in one line naming them, or accepted.
+WORDS = [
+    "BOT_TOKEN",
+    "WEBHOOK_URL",
+    "WEBHOOK_SECRET",
+    "TELEGRAM_API_URL",
+    "S3_ENDPOINT_URL",
+    "TELEGRAM_FILE_LIMITS",
+    "BACKUP_READBACK",
+    "LOG_LEVEL",
+    "DEFAULT_LANGUAGE",
+    "BOT_TIMEZONE",
+]
+URLISH = st.builds(
+    lambda scheme, host, port, path: f"{scheme}{host}{port}{path}",
+    st.sampled_from(["http://", "https://", "ftp://", ""]),
+    st.sampled_from(["127.0.0.1", "[::1]", "[::1", "a.koyeb.app", "user:pw@h", ""]) | st.text(max_size=8),
+    st.sampled_from(["", ":8443", ":0", ":99999", ":x", ":-1", ":8443:1"]),
+    st.sampled_from(["", "/", "/telegram", "/a b"]) | st.text(max_size=8),
+)
 VALUES = st.one_of(
     st.integers().map(str),
     st.floats().map(str),
@@ -222,6 +244,17 @@ VALUES = st.one_of(
     st.text(max_size=30),
 )
 WORKS = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+
+
+@hypothesis_settings(max_examples=400, deadline=None)
+@given(env=st.dictionaries(st.sampled_from(WORDS + NAMES), URLISH | VALUES, max_size=4))
+def test_any_value_of_any_setting_is_accepted_or_refused_in_one_line_naming_it(env):
+    try:
+        settings(**{"PORT": "8000", **env})
+    except ConfigError as error:
+        message = str(error)
+        assert "\n" not in message and len(message) < 400
+        assert any(message.startswith(f"{name} ") for name in [*env, "WEBHOOK_URL"]), message
 
 
 @hypothesis_settings(max_examples=400, deadline=None, suppress_health_check=WORKS)
