@@ -35,7 +35,7 @@ from destinations import DestinationError
 from engine import BackupEngine
 from i18n import LANGUAGE_LABELS, Code, Reader, Text
 from logs import Redactor
-from messaging import is_admin
+from messaging import is_admin, send
 from panel_backups import Backups
 from panel_restore import Restore
 from panel_screens import (
@@ -52,6 +52,7 @@ from panel_users import People
 from readers import Readers
 
 log = logging.getLogger("admin_panel")
+ERROR_SHOWN = 1000  # characters of an error's text in a "❌ …" answer (the log has all of it)
 
 
 class AdminPanel:
@@ -143,7 +144,7 @@ class AdminPanel:
         """Every panel message goes through here, in the admin's language: error texts can
         quote anything (a requests error quotes the URL, and the URL holds the token), so
         secrets are taken out first."""
-        self.bot.send_message(message.chat.id, self.redact(self.reader(message)(text)), **options)
+        send(self.bot, message.chat.id, text, self.reader(message), self.redact, **options)
 
     def show(self, message, screen: Screen, text) -> None:
         self.place(message).screen = screen
@@ -180,7 +181,7 @@ class AdminPanel:
                 OSError,
                 telebot.apihelper.ApiException,
             ) as error:
-                self.say(message, Text("❌ {error}", error=Code(str(error))))
+                self.say(message, Text("❌ {error}", error=Code(str(error), most=ERROR_SHOWN)))
             except Exception:
                 log.exception("an admin panel job failed")
                 self.say(message, Text("❌ Something went wrong; the log has the details."))

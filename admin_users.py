@@ -19,6 +19,7 @@ from moderation import reason_text
 ACTIVE_DAYS = 7  # "the most active": over the last week
 CARD_DAYS = 30  # a card's activity, and the chart's days
 BLOCKED_SHOWN = 10  # the blocked users listed (and given a button) on 👥 Users
+REASON_LISTED = 80  # characters of a block's reason in that list (the card shows more)
 LANGUAGE_NAMES = {"en": N_("English"), "fa": N_("Persian")}
 
 
@@ -53,7 +54,7 @@ def overview(db: Database, now: datetime, admins: Sequence[int]) -> tuple[Joined
             "• {user}, until {when} ({reason})",
             user=name(u),
             when=parse_timestamp(u["blocked_until"]),
-            reason=reason_text(u["block_reason"]),
+            reason=reason_text(u["block_reason"], REASON_LISTED),
         )
         for u in blocked
     ]

@@ -25,6 +25,16 @@ DEFAULT_DB_PATH = "/tmp/bot_database.db"
 DEFAULT_API_URL = "https://api.telegram.org"
 TOKEN_PATTERN = re.compile(r"^\d+:[A-Za-z0-9_-]{20,}\Z")
 
+# Telegram's ids. The Bot API promises that a user's or chat's id has at most 52 significant
+# bits; TDLib (td/telegram/DialogId.cpp, ChatId.h, ChannelId.h) puts a basic group at -1 to
+# -999999999999 and a supergroup or channel at -10^12 minus its channel id, which is below
+# 10^12 - 2^31.
+MAX_USER_ID = 2**52 - 1
+MAX_GROUP_ID = 999_999_999_999  # a basic group's id is -1 .. -MAX_GROUP_ID
+CHANNEL_IDS = (-(10**12 + 10**12 - 2**31 - 1), -(10**12 + 1))  # a supergroup's or channel's
+HOUR, DAY, YEAR = 3600, 86400, 8760  # seconds, seconds, hours: the bounds of the settings
+MAX_BLOCK_MINUTES = 366 * 24 * 60  # a block (FLOOD_BLOCK_MINUTES, /block's MINUTES): a leap year
+
 
 class ConfigError(Exception):
     """A setting is missing or malformed; the message names it and says what it expects."""
@@ -123,11 +133,6 @@ def load_settings(
         admin_ids=admin_ids,
         db_path=db_path,
         backup_dir=reader.text("BACKUP_DIR") or str(Path(db_path).parent / "backups"),
-        backup_keep=reader.integer("BACKUP_KEEP", 10, minimum=1),
-        backup_interval_hours=reader.number("BACKUP_INTERVAL_HOURS", 6.0, minimum=0.001),
-        backup_after_change_seconds=reader.number("BACKUP_AFTER_CHANGE_SECONDS", 60.0, minimum=0),
-        handover_wait_seconds=reader.number("HANDOVER_WAIT_SECONDS", 30.0, minimum=0),
-        startup_restore_wait_seconds=reader.number("STARTUP_RESTORE_WAIT_SECONDS", 120.0, minimum=0),
         backup_chat_id=reader.backup_chat_id(admin_ids),
         backup_passphrase=reader.text("BACKUP_PASSPHRASE"),
         backup_read_back=reader.switch("BACKUP_READBACK", True),
@@ -142,21 +147,46 @@ def load_settings(
         webhook_url=webhook_url,
         webhook_secret=reader.webhook_secret(token) if webhook_url else "",
         log_level=reader.log_level("LOG_LEVEL"),
-        flood_max_messages=reader.integer("FLOOD_MAX_MESSAGES", 20, minimum=1),
-        flood_window_seconds=reader.integer("FLOOD_WINDOW_SECONDS", 60, minimum=1),
-        flood_block_minutes=reader.integer("FLOOD_BLOCK_MINUTES", 10, minimum=1),
-        tracking_retention_hours=reader.number("TRACKING_RETENTION_HOURS", 24.0, minimum=0.01),
         default_language=reader.choice("DEFAULT_LANGUAGE", LANGUAGES),
         time_zone=reader.time_zone("BOT_TIMEZONE"),
+        **_amounts(reader),
     )
+
+
+def _amounts(reader: _Reader) -> dict:
+    """The settings that are amounts, each within a range the code can honour: no date, timer,
+    wait or SQLite integer that overflows, and no feature switched off by a value out of reach.
+    The bounds are ones a person understands, and each error message says them."""
+    return {
+        "backup_keep": reader.integer("BACKUP_KEEP", 10, 1, 1000),
+        "backup_interval_hours": reader.number("BACKUP_INTERVAL_HOURS", 6.0, 0.001, YEAR, "8760 (a year)"),
+        "backup_after_change_seconds": reader.number(
+            "BACKUP_AFTER_CHANGE_SECONDS", 60.0, 1, DAY, "86400 (a day)", off=True
+        ),
+        "handover_wait_seconds": reader.number("HANDOVER_WAIT_SECONDS", 30.0, 0, HOUR, "3600 (an hour)"),
+        "startup_restore_wait_seconds": reader.number(
+            "STARTUP_RESTORE_WAIT_SECONDS", 120.0, 0, HOUR, "3600 (an hour)"
+        ),
+        "flood_max_messages": reader.integer("FLOOD_MAX_MESSAGES", 20, 1, 1000),
+        "flood_window_seconds": reader.integer("FLOOD_WINDOW_SECONDS", 60, 1, HOUR, "3600 (an hour)"),
+        "flood_block_minutes": reader.integer(
+            "FLOOD_BLOCK_MINUTES", 10, 1, MAX_BLOCK_MINUTES, f"{MAX_BLOCK_MINUTES} (366 days)"
+        ),
+        # At least an hour: the cleanup runs hourly, and flood control counts the rows of its window.
+        "tracking_retention_hours": reader.number("TRACKING_RETENTION_HOURS", 24.0, 1, YEAR, "8760 (a year)"),
+    }
 
 
 def _merged_environment(environ: Mapping[str, str] | None, dotenv_path: Path | None) -> dict[str, str]:
     if environ is not None:
         return dict(environ)
     path = dotenv_path or Path.cwd() / ".env"
-    from_file = {k: v for k, v in dotenv_values(path).items() if v is not None} if path.is_file() else {}
-    return {**from_file, **os.environ}
+    try:
+        found = dotenv_values(path) if path.is_file() else {}
+    except (OSError, UnicodeDecodeError) as error:  # unreadable, or not text
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else type(error).__name__
+        raise ConfigError(f"{path} cannot be read ({reason}): fix or remove it") from None
+    return {**{k: v for k, v in found.items() if v is not None}, **os.environ}
 
 
 class _Reader:
@@ -169,31 +199,41 @@ class _Reader:
         value = self.env.get(name, "").strip()
         return value or None
 
-    def integer(self, name: str, default: int, *, minimum: int) -> int:
+    def integer(self, name: str, default: int, minimum: int, maximum: int, most: str = "") -> int:
+        """A whole number from `minimum` to `maximum` (`most`: the maximum as a person reads it)."""
         raw = self.text(name)
         if raw is None:
             return default
         try:
             value = int(raw)
         except ValueError:
-            raise ConfigError(f"{name} must be a whole number >= {minimum}, got {raw!r}") from None
-        if value < minimum:
-            raise ConfigError(f"{name} must be a whole number >= {minimum}, got {raw!r}")
+            value = None
+        if value is None or not minimum <= value <= maximum:
+            raise ConfigError(
+                f"{name} must be a whole number from {minimum} to {most or maximum}, got {_shown(raw)}"
+            )
         return value
 
-    def number(self, name: str, default: float, *, minimum: float) -> float:
+    def number(
+        self, name: str, default: float, minimum: float, maximum: float, most: str, off: bool = False
+    ) -> float:
+        """A number from `minimum` to `maximum`, decimals allowed; with `off`, 0 too (what turns
+        the feature off)."""
         raw = self.text(name)
         if raw is None:
             return default
         try:
             value = float(raw)
         except ValueError:
-            raise ConfigError(
-                f"{name} must be a number >= {minimum} (decimals allowed), got {raw!r}"
-            ) from None
-        if not value >= minimum or value == float("inf"):
-            raise ConfigError(f"{name} must be a number >= {minimum} (decimals allowed), got {raw!r}")
-        return value
+            value = None
+        if value is None or not (minimum <= value <= maximum or (off and value == 0)):
+            allowed = (
+                f"0 (off) or a number from {minimum:g} to {most}"
+                if off
+                else f"a number from {minimum:g} to {most}"
+            )
+            raise ConfigError(f"{name} must be {allowed}, decimals allowed, got {_shown(raw)}")
+        return value + 0.0  # -0.0 is 0
 
     def switch(self, name: str, default: bool) -> bool:
         raw = (self.text(name) or "").lower()
@@ -203,18 +243,19 @@ class _Reader:
             return True
         if raw in ("0", "off", "no", "false"):
             return False
-        raise ConfigError(f"{name} must be on or off, got {raw!r}")
+        raise ConfigError(f"{name} must be on or off, got {_shown(raw)}")
 
     def id_list(self, name: str) -> tuple[int, ...]:
         raw = self.text(name)
         if raw is None:
             return ()
-        try:
-            return tuple(int(part) for part in raw.replace(" ", "").split(",") if part)
-        except ValueError:
+        parts = [part for part in raw.replace(" ", "").split(",") if part]
+        if not all(_whole(part) and 1 <= int(part) <= MAX_USER_ID for part in parts):
             raise ConfigError(
-                f"{name} must be Telegram user ids separated by commas, like 12345,67890, got {raw!r}"
-            ) from None
+                f"{name} must be Telegram user ids (whole numbers from 1 to {MAX_USER_ID}) separated by "
+                f"commas, like 12345,67890, got {_shown(raw)}"
+            )
+        return tuple(int(part) for part in parts)
 
     def backup_chat_id(self, admin_ids: tuple[int, ...]) -> int | None:
         raw = self.text("BACKUP_CHAT_ID")
@@ -222,19 +263,35 @@ class _Reader:
             return admin_ids[0] if admin_ids else None
         if raw.lower() == "off":
             return None
-        try:
-            return int(raw)
-        except ValueError:
+        value = int(raw) if _whole(raw, signed=True) else None
+        if value is None or not (
+            1 <= value <= MAX_USER_ID
+            or -MAX_GROUP_ID <= value <= -1
+            or CHANNEL_IDS[0] <= value <= CHANNEL_IDS[1]
+        ):
             raise ConfigError(
-                f"BACKUP_CHAT_ID must be a chat id (like -1001234567890) or 'off', got {raw!r}"
-            ) from None
+                "BACKUP_CHAT_ID must be 'off' or a Telegram chat id: a user's (1 to "
+                f"{MAX_USER_ID}), a group's (-1 to -{MAX_GROUP_ID}), or a supergroup's or channel's "
+                f"({CHANNEL_IDS[1]} to {CHANNEL_IDS[0]}, like -1001234567890), got {_shown(raw)}"
+            )
+        return value
 
-    def url(self, name: str, default: str | None) -> str | None:
+    def url(self, name: str, default: str | None, check_port: bool = True) -> str | None:
         raw = self.text(name)
         if raw is None:
             return default
         if not re.match(r"^https?://[^/\s]+", raw):
-            raise ConfigError(f"{name} must be an http:// or https:// URL, got {raw!r}")
+            raise ConfigError(f"{name} must be an http:// or https:// URL, got {_shown(raw)}")
+        try:
+            parts = urlsplit(raw)
+        except ValueError:  # a broken [IPv6] address: the address is not echoed (it may hold a password)
+            raise ConfigError(f"{name} must be an http:// or https:// URL with a valid host") from None
+        try:
+            port = parts.port
+        except ValueError:  # not a number, or past 65535
+            port = 0
+        if check_port and port == 0:
+            raise ConfigError(f"{name} must be an http:// or https:// URL whose port is from 1 to 65535")
         return raw.rstrip("/")
 
     def file_limits(self, api_url: str) -> bool:
@@ -245,13 +302,13 @@ class _Reader:
         if not raw:
             return api_url == DEFAULT_API_URL
         if raw not in ("telegram", "none"):
-            raise ConfigError(f"TELEGRAM_FILE_LIMITS must be telegram or none, got {raw!r}")
+            raise ConfigError(f"TELEGRAM_FILE_LIMITS must be telegram or none, got {_shown(raw)}")
         return raw == "telegram"
 
     def webhook_url(self, api_url: str) -> str | None:
         """WEBHOOK_URL: where Telegram POSTs the updates. Telegram's own server sends them only to
         https on ports 443, 80, 88 or 8443; another server (a test's stand-in) is taken at its word."""
-        url = self.url("WEBHOOK_URL", None)
+        url = self.url("WEBHOOK_URL", None, check_port=api_url != DEFAULT_API_URL)
         if url is None or api_url != DEFAULT_API_URL:
             return url
         parts = urlsplit(url)
@@ -285,14 +342,14 @@ class _Reader:
         raw = self.text(name)
         if raw is None:
             return None
-        if not raw.isdigit() or not 1 <= int(raw) <= 65535:
-            raise ConfigError(f"{name} must be a TCP port from 1 to 65535, got {raw!r}")
+        if not _whole(raw) or not 1 <= int(raw) <= 65535:  # "²".isdigit(), and int() refuses it
+            raise ConfigError(f"{name} must be a TCP port from 1 to 65535, got {_shown(raw)}")
         return int(raw)
 
     def choice(self, name: str, allowed: tuple[str, ...]) -> str:
         raw = (self.text(name) or allowed[0]).lower()
         if raw not in allowed:
-            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {_shown(raw)}")
         return raw
 
     def time_zone(self, name: str) -> tzinfo:
@@ -305,10 +362,24 @@ class _Reader:
                 return ZoneInfo(raw)
             except (ZoneInfoNotFoundError, ValueError, OSError):
                 pass
-        raise ConfigError(f"{name} must be a time zone name like Asia/Tehran or UTC, got {raw!r}")
+        raise ConfigError(f"{name} must be a time zone name like Asia/Tehran or UTC, got {_shown(raw)}")
 
     def log_level(self, name: str) -> str:
         raw = (self.text(name) or "INFO").upper()
         if not isinstance(logging.getLevelName(raw), int):
-            raise ConfigError(f"{name} must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got {raw!r}")
+            raise ConfigError(
+                f"{name} must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got {_shown(raw)}"
+            )
         return raw
+
+
+def _whole(raw: str, signed: bool = False) -> bool:
+    """ASCII digits (after a minus sign when `signed`), at most 20 of them: what int() takes
+    without surprises (no "²", no "1_000", no 4300-digit limit)."""
+    digits = raw[1:] if signed and raw.startswith("-") else raw
+    return digits.isascii() and digits.isdigit() and len(digits) <= 20
+
+
+def _shown(raw: str) -> str:
+    """A value as an error quotes it: on one line, and not a screenful."""
+    return repr(raw) if len(raw) <= 40 else f"{raw[:40]!r}… ({len(raw)} characters)"

@@ -11,6 +11,7 @@ create, listing, overview, exported_newest, verify, restore, restore_newest, and
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -38,7 +39,14 @@ from config import Settings
 from database import Database, DatabaseError
 from destination_status import DestinationStatus, OffsitePause, StatusBoard
 from destinations import Destination, DestinationError, LocalFolder, Unreachable
-from files import fsync_folder, remove_stale_temporaries, scratch_folder, temporary_name
+from files import (
+    copy_file,
+    fsync_folder,
+    remove_stale_temporaries,
+    scratch_folder,
+    temporary_name,
+    write_atomically,
+)
 from i18n import Alert
 from lease import Lease
 from offsite_copies import OffsiteCopies
@@ -189,9 +197,12 @@ class BackupEngine:
             if reason in FINAL_REASONS and not self.db.storage.in_memory:
                 # The instance has stopped writing: the database file itself is the snapshot.
                 with self.db.frozen() as source:
-                    return self._pack_and_store(
-                        reason, local_only, created_at, started, source, workdir, plain_copy=False
-                    )
+                    try:
+                        return self._pack_and_store(
+                            reason, local_only, created_at, started, source, workdir, plain_copy=False
+                        )
+                    finally:  # still frozen, and after the copies that leave the machine
+                        self._copy_plain(source)
             snapshot = self._snapshot_path(workdir)
             try:
                 try:
@@ -305,6 +316,17 @@ class BackupEngine:
             fsync_folder(self.plain_copy.parent)
         except OSError as error:
             log.warning("could not update %s: %s", self.plain_copy, error.strerror or error)
+
+    def _copy_plain(self, database_file: Path) -> None:
+        """DB_PATH + '.backup' at a final backup: a copy of the stopped database's own file
+        (which stays the database, so it is copied, not moved); when that fails, none rather
+        than an older state."""
+        try:
+            write_atomically(self.plain_copy, lambda out: copy_file(database_file, out))
+        except OSError as error:
+            log.warning("could not update %s: %s", self.plain_copy, error.strerror or error)
+            with contextlib.suppress(OSError):
+                self.plain_copy.unlink(missing_ok=True)
 
     # --- keeping an empty database from burying a real off-site backup ---
 

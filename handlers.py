@@ -19,7 +19,8 @@ from clock import Clock, utc_now
 from config import Settings
 from database import Database
 from i18n import LANGUAGE_LABELS, Code, Text
-from messaging import is_admin, send_quietly
+from i18n import lines as lines_of
+from messaging import is_admin, send, send_quietly
 from moderation import BLOCK_USAGE, FLOOD, UNBLOCK_USAGE, block_command, blocked_notice, unblock_command
 from readers import Readers
 
@@ -107,7 +108,7 @@ class Commands:
         return is_admin(self.settings, message)
 
     def reply(self, message, text, **options) -> None:
-        self.bot.send_message(message.chat.id, self.readers.of_message(message)(text), **options)
+        send(self.bot, message.chat.id, text, self.readers.of_message(message), **options)
 
     def start(self, message) -> None:
         self.reply(
@@ -129,8 +130,12 @@ class Commands:
 
     def chosen(self, message) -> None:  # an admin's choice is the panel's: it shows the panel in it
         reader = self.readers.choose(message.from_user.id, LANGUAGE_LABELS[message.text])
-        self.bot.send_message(
-            message.chat.id, reader(Text("✅ Language: English")), reply_markup=types.ReplyKeyboardRemove()
+        send(
+            self.bot,
+            message.chat.id,
+            Text("✅ Language: English"),
+            reader,
+            reply_markup=types.ReplyKeyboardRemove(),
         )
 
     def help(self, message) -> None:
@@ -151,8 +156,7 @@ class Commands:
                 Text(BLOCK_USAGE),
                 Text(UNBLOCK_USAGE),
             ]
-        reader = self.readers.of_message(message)
-        self.bot.send_message(message.chat.id, "\n".join(reader(line) for line in lines))
+        self.reply(message, lines_of(*lines))
 
     def block(self, message) -> None:
         self.reply(

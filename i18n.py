@@ -41,6 +41,10 @@ LOCALES = Path(__file__).resolve().parent / "locales"
 DOMAIN = "bot"
 FSI, PDI = "\u2068", "\u2069"  # first-strong isolate ... pop directional isolate
 PERSIAN_DIGITS = str.maketrans("0123456789.", "۰۱۲۳۴۵۶۷۸۹٫")
+TEXT_LIMIT, CAPTION_LIMIT = 4096, 1024  # Telegram's most for a message's text and a caption
+ISOLATES = "\u2066\u2067\u2068"  # LRI, RLI, FSI: each closed by a PDI
+DETAIL = 300  # characters shown of free text from outside in a line (an error, a reason), then how many more
+_OPEN_MOST = 8  # isolates a cut may leave open that fit() closes (ours nest two or three deep)
 # Direction controls: in a value from outside (a user's name, a file name, an admin's reason)
 # they could close our isolation early or reverse the rest of the line, so they are dropped.
 BIDI_CONTROLS = dict.fromkeys(
@@ -63,9 +67,11 @@ class Size:
 @dataclass(frozen=True)
 class Code:
     """Something to show exactly as it is, never translated: a file name, a path, a command,
-    an id, a technical error. Isolated in right-to-left text."""
+    an id, a technical error. Isolated in right-to-left text. `most`: shown up to that many
+    characters, then how many more there were (free text from outside: a reason, an error)."""
 
     text: str
+    most: int | None = None
 
 
 class Text:
@@ -83,7 +89,7 @@ class Text:
         return f"Text({self.msgid!r})"
 
 
-Alert = Callable[[Text], object]  # tells every admin, each in their language (messaging.alert_admins)
+Alert = Callable[[Text], object]  # tells every admin, each in their language (outbox.Outbox.alert)
 
 
 class Joined:
@@ -131,7 +137,7 @@ class Reader:
         if isinstance(value, (Text, Joined)):
             return self(value)  # already right for this reader, isolated inside itself
         if isinstance(value, Code):
-            shown = value.text.translate(BIDI_CONTROLS)
+            shown = self.clipped(value.text.translate(BIDI_CONTROLS), value.most)
         elif isinstance(value, bool):
             shown = str(value)
         elif isinstance(value, datetime):
@@ -193,6 +199,50 @@ class Reader:
 
     def _digits(self, shown: str) -> str:
         return shown.translate(PERSIAN_DIGITS) if self.language == "fa" else shown
+
+    # --- within Telegram's limits ---
+
+    def clipped(self, shown: str, most: int | None) -> str:
+        """`shown` up to `most` characters, then how many more there were."""
+        if most is None or len(shown) <= most:
+            return shown
+        more = self.gettext(N_("… {count} more characters")).format(count=self.number(len(shown) - most))
+        return f"{shown[:most]}{more}"
+
+    def fit(self, shown: str, limit: int = TEXT_LIMIT) -> str:
+        """A rendered text cut to Telegram's `limit` (UTF-16 code units, as Telegram counts),
+        ending with what was left out: whole lines when a line break lies in the second half of
+        what fits, else characters. Isolation marks left open by the cut are closed."""
+        if utf16_length(shown) <= limit:
+            return shown
+        notes = (N_("…and {count} more lines not shown"), N_("…and {count} more characters not shown"))
+        worst = max(utf16_length(self.gettext(n).format(count=self.number(len(shown)))) for n in notes)
+        budget = limit - worst - 1 - _OPEN_MOST  # the note, its line break, the closing marks
+        kept = _prefix_within(shown, budget)
+        lines_from = kept.rfind("\n")
+        if lines_from >= len(kept) // 2:
+            kept, count = kept[:lines_from], shown[lines_from + 1 :].count("\n") + 1
+            note = notes[0]
+        else:
+            count, note = len(shown) - len(kept), notes[1]
+        opened = sum(kept.count(c) for c in ISOLATES) - kept.count(PDI)
+        closing = PDI * min(max(opened, 0), _OPEN_MOST)
+        return f"{kept}{closing}\n{self.gettext(note).format(count=self.number(count))}"
+
+
+def utf16_length(text: str) -> int:
+    """How long Telegram counts `text`: UTF-16 code units (an emoji beyond the BMP is two)."""
+    return len(text) + sum(1 for c in text if ord(c) > 0xFFFF)
+
+
+def _prefix_within(text: str, units: int) -> str:
+    """The longest start of `text` of at most `units` UTF-16 code units."""
+    total = 0
+    for index, character in enumerate(text):
+        total += 2 if ord(character) > 0xFFFF else 1
+        if total > units:
+            return text[:index]
+    return text
 
 
 # The units human.size writes, for the catalogs.

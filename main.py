@@ -35,6 +35,10 @@ log = logging.getLogger("main")
 
 PAUSE_CHECK_SECONDS = 5  # while paused because a destination did not answer at boot: one getChat
 ALERTS_AT_SHUTDOWN_SECONDS = 2.0  # alerts that wait for Telegram get this much more at a shutdown
+# Exit statuses: 0 stopped cleanly; 2 a setting is wrong (or Telegram rejects the token): fix the
+# configuration; 1 the machine does not let it start (PORT taken, DB_PATH held by another bot, a
+# database that cannot be opened or migrated): fix the environment. Each said in one line.
+EXIT_CANNOT_START, EXIT_BAD_SETTING = 1, 2
 
 
 class HandlerErrorLogger(telebot.ExceptionHandler):
@@ -63,7 +67,7 @@ def main() -> int:
         settings = load_settings()
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_SETTING
     setup_logging(settings.log_level, settings.secrets)
     stop_requested = threading.Event()
     _install_signal_handlers(stop_requested)
@@ -79,13 +83,17 @@ def main() -> int:
         exception_handler=HandlerErrorLogger(),
     )
     if not _token_accepted(bot):
-        return 2
+        return EXIT_BAD_SETTING
     readers = Readers(settings)  # each person's language; the database is attached once open
     outbox = Outbox(bot, settings, readers.of)  # alerts: delayed by flood control, never dropped
     gate = WebhookGate(bot, settings, refused=outbox.alert) if webhook else None
     wired = Bot(settings, bot, readers, outbox, stop_requested, gate)
     if settings.port:
-        start_server(settings.port, lambda: wired.status[0](), gate)
+        try:
+            start_server(settings.port, lambda: wired.status[0](), gate)
+        except OSError as error:  # another program holds it, or a port below 1024 without root
+            log.error("cannot start: cannot listen on PORT %d: %s", settings.port, error.strerror or error)
+            return EXIT_CANNOT_START
     return _run(wired)
 
 
@@ -102,7 +110,7 @@ def _run(wired: Bot) -> int:
         )
     except (database.DatabaseError, locks.AlreadyRunningError) as error:
         log.error("cannot start: %s", error)
-        return 1
+        return EXIT_CANNOT_START
     _log_database(db, report, settings)
     runner = tasks.build_runner(
         db,

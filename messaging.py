@@ -14,7 +14,6 @@ import telebot
 
 from config import Settings
 from i18n import Reader
-from logs import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -26,25 +25,21 @@ def is_admin(settings: Settings, message) -> bool:
     return message.from_user is not None and settings.is_admin(message.from_user.id)
 
 
+def send(
+    bot: telebot.TeleBot, chat_id: int, text, reader: Reader, redact: Callable[[str], str] = str, **kwargs
+):
+    """Send `text` (an i18n.Text, or plain) as `reader` reads it: the one way a message leaves
+    the bot. `redact` takes the secrets out of the rendered text (an error may quote a URL, and
+    a URL holds the token); then it is fitted to Telegram's 4096 (i18n.Reader.fit: a text that
+    grew with the data ends with how much was left out, instead of not being sent at all)."""
+    return bot.send_message(chat_id, reader.fit(redact(reader(text))), **kwargs)
+
+
 def send_quietly(bot: telebot.TeleBot, chat_id: int, text, reader: Reader, **kwargs) -> bool:
-    """Send `text` (an i18n.Text, or plain) as `reader` reads it; a failure (the user blocked
-    the bot, a network error) is logged, not raised."""
+    """send(), but a failure (the user blocked the bot, a network error) is logged, not raised."""
     try:
-        bot.send_message(chat_id, reader(text), **kwargs)
+        send(bot, chat_id, text, reader, **kwargs)
         return True
     except (telebot.apihelper.ApiException, requests.RequestException) as error:
         log.warning("could not send a message to chat %s: %s", chat_id, error)
         return False
-
-
-def alert_admins(bot: telebot.TeleBot, settings: Settings, reader_of: ReaderOf, text) -> bool:
-    """Tell every admin, each in their language; also logged (in English), so an alert is never
-    lost when Telegram is unreachable. Secrets are taken out first: an alert quotes error
-    messages, and those may quote anything. True when at least one admin got it."""
-    redact = Redactor(settings.secrets)
-    log.warning("alert: %s", redact(str(text)))
-    sent = 0
-    for admin_id in settings.admin_ids:
-        reader = reader_of(admin_id)
-        sent += send_quietly(bot, admin_id, redact(reader(text)), reader)
-    return sent > 0

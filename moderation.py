@@ -4,19 +4,19 @@ and the words a block is told in. The user is told either way, in their own lang
 from __future__ import annotations
 
 import logging
+import unicodedata
 from datetime import datetime, timedelta
 
 import telebot
 
-from config import Settings
+from config import MAX_BLOCK_MINUTES, MAX_USER_ID, Settings
 from database import Database
-from i18n import N_, Code, Text, ascii_digits
+from i18n import DETAIL, N_, Code, Text, ascii_digits
 from messaging import send_quietly
 from readers import Readers
 
 log = logging.getLogger("handlers")
 
-MAX_BLOCK_MINUTES = 366 * 24 * 60
 BLOCK_USAGE = N_("Usage: /block USER_ID [MINUTES] [REASON], for example /block 12345 60 spam")
 UNBLOCK_USAGE = N_("Usage: /unblock USER_ID, for example /unblock 12345")
 # The reasons the bot gives a block itself; an admin's own words are shown as they are.
@@ -24,9 +24,10 @@ FLOOD, BY_ADMIN = "flood", "blocked by an admin"
 REASONS = {FLOOD: N_("sending messages too fast"), BY_ADMIN: N_("blocked by an admin")}
 
 
-def reason_text(reason: str | None) -> Text | Code:
-    """A block's reason for its reader: the bot's own translated, an admin's words as written."""
-    return Text(REASONS[reason]) if reason in REASONS else Code(reason or "")
+def reason_text(reason: str | None, most: int = DETAIL) -> Text | Code:
+    """A block's reason for its reader: the bot's own translated, an admin's words as written
+    (up to `most` characters, then how many more: they may be as long as a message)."""
+    return Text(REASONS[reason]) if reason in REASONS else Code(reason or "", most)
 
 
 def blocked_notice(until: datetime, reason: str | None) -> Text:
@@ -41,19 +42,41 @@ def block_command(
     bot: telebot.TeleBot, db: Database, settings: Settings, readers: Readers, text: str, now: datetime
 ) -> Text:
     """Carry out '/block USER_ID [MINUTES] [REASON]'; returns the reply for the admin."""
-    parts = ascii_digits(text).split(maxsplit=3)[1:]
-    if not parts or not is_user_id(parts[0]):
+    parts = text.split(maxsplit=3)[1:]  # the reason as written; the numbers typed on a Persian keyboard too
+    if not parts or not is_user_id(ascii_digits(parts[0])):
         return Text(BLOCK_USAGE)
-    user_id = int(parts[0])
+    user_id = int(ascii_digits(parts[0]))
     minutes = settings.flood_block_minutes
     rest = parts[1:]
-    if rest and rest[0].isascii() and rest[0].isdigit():  # int() refuses some of what isdigit() takes (²)
-        minutes = int(rest.pop(0))
-        if not 1 <= minutes <= MAX_BLOCK_MINUTES:
+    if rest and is_minutes_word(rest[0]):
+        minutes = whole_minutes(rest.pop(0))
+        if minutes is None:  # 12x, -5, 5.5, 1e3, ۵x: never a reason, never another number
             return Text(
-                "MINUTES must be from 1 to {most}. {usage}", most=MAX_BLOCK_MINUTES, usage=Text(BLOCK_USAGE)
+                "{minutes} must be a whole number from 1 to {most}. {usage}",
+                minutes=Code("MINUTES"),
+                most=MAX_BLOCK_MINUTES,
+                usage=Text(BLOCK_USAGE),
             )
-    return block(bot, db, settings, readers, user_id, minutes, " ".join(rest) or BY_ADMIN, now)
+    return block(bot, db, settings, readers, user_id, minutes, " ".join(rest).strip() or BY_ADMIN, now)
+
+
+SIGNS = "+-\u2212\ufe63\uff0b\uff0d"  # plus and minus, with Unicode's minus signs and wide forms
+
+
+def is_minutes_word(word: str) -> bool:
+    """Whether /block's second word is meant as MINUTES: it starts with a digit of any script
+    (a Persian keyboard's too) or a sign. Such a word is MINUTES or wrong, never a reason's
+    first word ("²", not a decimal digit, is a word of a reason)."""
+    return unicodedata.category(word[0]) == "Nd" or word[0] in SIGNS
+
+
+def whole_minutes(word: str) -> int | None:
+    """MINUTES as typed (Persian digits read as ASCII ones), when it is a whole number from 1 to
+    MAX_BLOCK_MINUTES; None otherwise."""
+    word = ascii_digits(word)
+    if not (word.isascii() and word.isdigit() and len(word) <= 7):
+        return None
+    return int(word) if 1 <= int(word) <= MAX_BLOCK_MINUTES else None
 
 
 def block(
@@ -105,5 +128,5 @@ def unblock(bot: telebot.TeleBot, db: Database, readers: Readers, user_id: int) 
 
 
 def is_user_id(text: str) -> bool:
-    """A Telegram user id as typed: ASCII digits, within what SQLite's INTEGER holds."""
-    return text.isascii() and text.isdigit() and 0 < int(text) < 2**63
+    """A Telegram user id as typed: ASCII digits, at most 52 bits (config.MAX_USER_ID)."""
+    return text.isascii() and text.isdigit() and len(text) <= 20 and 0 < int(text) <= MAX_USER_ID

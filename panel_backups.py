@@ -10,7 +10,7 @@ import requests
 import telebot
 
 from backup_format import BackupInfo, shown_reason
-from i18n import Code, Reader, Size, Text, lines
+from i18n import CAPTION_LIMIT, DETAIL, Code, Reader, Size, Text, lines
 from panel_screens import BACKUP, CREATE, RESTORE, START_FRESH, PanelPart, Screen
 from startup import destinations_off
 
@@ -50,7 +50,7 @@ class Backups(PanelPart):
                     interval=Code(reader.interval(job.interval_seconds)),
                 ),
                 Text("{last}; next {when}", last=last, when=job.next_run),
-                Text("last error: {error}", error=Code(job.last_error))
+                Text("last error: {error}", error=Code(job.last_error, DETAIL))
                 if job.last_error
                 else Text("last error: none"),
             ]
@@ -96,7 +96,7 @@ class Backups(PanelPart):
                 Text(
                     "⏸ Copies stay on this machine: the bot started on an empty database although "
                     "backups may exist off the machine ({why}).",
-                    why=Code(overview.paused),
+                    why=Code(overview.paused, 4 * DETAIL),
                 )
             )
         return lines(*parts)
@@ -186,7 +186,7 @@ class Backups(PanelPart):
             found.append(
                 Text(
                     "Last delivery error: {error} ({when})",
-                    error=Code(str(info.last_error_message)[:200]),
+                    error=Code(str(info.last_error_message), DETAIL),
                     when=datetime.fromtimestamp(info.last_error_date, UTC),
                 )
             )
@@ -211,7 +211,7 @@ class Backups(PanelPart):
                 )
             ]
             parts += [
-                Text("⚠️ not in {destination}: {error}", destination=Code(name), error=Code(error))
+                Text("⚠️ not in {destination}: {error}", destination=Code(name), error=Code(error, DETAIL))
                 for name, error in result.failures.items()
             ]
             self.panel.say(message, lines(*parts))
@@ -229,7 +229,7 @@ class Backups(PanelPart):
                 for n, copies in enumerate(backups, start=1)
             ]
             parts += [
-                Text("⚠️ {destination}: {error}", destination=Code(u.destination), error=Code(u.error))
+                Text("⚠️ {destination}: {error}", destination=Code(u.destination), error=Code(u.error, DETAIL))
                 for u in listing.unreachable
             ]
             self.panel.say(message, lines(*parts))
@@ -252,7 +252,9 @@ class Backups(PanelPart):
                         message.chat.id,
                         document,
                         visible_file_name=info.name,
-                        caption=reader(Text("📥 {backup}", backup=describe([info]))),
+                        caption=reader.fit(
+                            reader(Text("📥 {backup}", backup=describe([info]))), CAPTION_LIMIT
+                        ),
                     )
 
         self.panel.in_background(message, job, Text("⏳ Preparing the newest backup…"))
@@ -271,7 +273,7 @@ class Backups(PanelPart):
                 "The bot started on an empty database although backups may exist off the machine ({why}).\n"
                 "Restore a backup instead if you can. Starting fresh keeps the current database, and the "
                 "next backup replaces the pinned one off the machine.",
-                why=Code(paused),
+                why=Code(paused, 4 * DETAIL),
             ),
         )
 
@@ -318,7 +320,8 @@ def describe(copies: list[BackupInfo]) -> Text:
 def storage_line(storage) -> Text:
     if storage.in_memory:
         return Text(
-            "⚠️ Storage: IN-MEMORY ({reason}): data is lost when the bot stops", reason=Code(storage.reason)
+            "⚠️ Storage: IN-MEMORY ({reason}): data is lost when the bot stops",
+            reason=Code(storage.reason, DETAIL),
         )
     return Text("Storage: {path}", path=Code(storage.path))
 
@@ -328,7 +331,7 @@ def destination_line(status) -> Text:
         return Text(
             "❌ failing since {since}: {error} (last tried {when})",
             since=status.failing_since,
-            error=Code(status.last_error),
+            error=Code(status.last_error, DETAIL),
             when=status.last_error_at,
         )
     if status.last_success:

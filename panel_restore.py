@@ -21,7 +21,7 @@ import bot_api
 from backup_format import BackupError, BackupInfo, shown_reason
 from destinations import DestinationError
 from files import scratch_directory
-from i18n import Code, Text, lines
+from i18n import DETAIL, Code, Text, lines
 from panel_backups import by_backup, places
 from panel_screens import BACK, BACKUP, BACKUP_MARK, RESTORE, PanelPart, Screen
 from telegram_destination import DOWNLOAD_LIMIT
@@ -126,7 +126,7 @@ class Restore(PanelPart):
         self.panel.in_background(
             message,
             lambda: self._check_upload(message),
-            Text("⏳ Checking {file}…", file=Code(document.file_name or "?")),
+            Text("⏳ Checking {file}…", file=Code(document.file_name or "?", DETAIL)),
         )
 
     def _check_upload(self, message) -> None:

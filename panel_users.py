@@ -7,7 +7,7 @@ from __future__ import annotations
 import admin_users as texts
 import chart
 import moderation
-from i18n import Code, Text, ascii_digits
+from i18n import CAPTION_LIMIT, Code, Text, ascii_digits
 from panel_screens import BACK, BLOCK, UNBLOCK, PanelPart, Screen
 
 
@@ -127,6 +127,7 @@ class People(PanelPart):
                 "days (UTC days); admins left out.",
                 days=len(counts.days),
             )
-            self.bot.send_photo(message.chat.id, chart.render(counts), caption=reader(caption))
+            shown = reader.fit(reader(caption), CAPTION_LIMIT)
+            self.bot.send_photo(message.chat.id, chart.render(counts), caption=shown)
 
         self.panel.in_background(message, job, Text("⏳ Drawing the chart…"))

@@ -27,7 +27,7 @@ from config import Settings
 from database import Database
 from destinations import Destination, Unreachable
 from engine import BackupEngine, Refusal, StartupRestore
-from i18n import N_, Alert, Code, Reader, Text, lines
+from i18n import DETAIL, N_, Alert, Code, Reader, Text, lines
 from lease import Lease, LeaseStore
 from telegram_destination import ChatIndex, ChatLease, TelegramChat
 
@@ -47,6 +47,7 @@ class StartupReport:
     applied_migrations: list[str] = field(default_factory=list)
 
 
+DOUBTS_KEPT = 3  # the reasons a pause keeps and shows (why a restore was not possible)
 MOVED_KEY = "backup_chat_moved"  # in bot_state: "OLD NEW", a backup group upgraded to a supergroup
 
 
@@ -213,7 +214,11 @@ def _pause_if_a_real_backup_may_exist(engine: BackupEngine, outcome: StartupRest
     if not doubts:
         log.warning("no backup could be restored: starting with a fresh database")
         return None
-    why = "; ".join(doubts)  # what the admins read, in a sentence of their language
+    # What the admins read, in a sentence of their language, and what is kept with the pause:
+    # the first few (each backup of each place may have been refused: a thousand, say).
+    why = "; ".join(doubt if len(doubt) <= DETAIL else f"{doubt[:DETAIL]}…" for doubt in doubts[:DOUBTS_KEPT])
+    if len(doubts) > DOUBTS_KEPT:
+        why += f"; and {len(doubts) - DOUBTS_KEPT} more (the log names each)"
     engine.pause_offsite(why)
     log.error(
         "started on an empty database although backups may exist off the machine (%s): backups stay "
@@ -230,7 +235,7 @@ def _tell_admins(alert: Alert, db: Database, report: StartupReport, now: datetim
                 "🚨 The database runs IN MEMORY: {reason}. Everything written is lost when the bot "
                 "stops, except what reaches a backup. Give DB_PATH a writable place (a volume) and "
                 "restart.",
-                reason=Code(db.storage.reason),
+                reason=Code(db.storage.reason, DETAIL),
             )
         )
     if report.moved_aside is not None:
@@ -240,9 +245,16 @@ def _tell_admins(alert: Alert, db: Database, report: StartupReport, now: datetim
     if report.restored is not None:
         info = report.restored
         passed = [
-            Text("A newer backup was passed over: {backup}", backup=Code(str(refusal)))
-            for refusal in report.passed_over[:5]
+            Text("A newer backup was passed over: {backup}", backup=Code(str(refusal), DETAIL))
+            for refusal in report.passed_over[:DOUBTS_KEPT]
         ]
+        if len(report.passed_over) > DOUBTS_KEPT:
+            passed.append(
+                Text(
+                    "…and {count} more passed over (the log names each).",
+                    count=len(report.passed_over) - DOUBTS_KEPT,
+                )
+            )
         alert(
             lines(
                 Text(
@@ -265,7 +277,7 @@ def _tell_admins(alert: Alert, db: Database, report: StartupReport, now: datetim
                 "({why}). Nothing is sent off the machine until you restore a backup "
                 "(⚙️ System → 💾 Backup → ♻️ Restore), or keep the empty database with 🆕 Start fresh there "
                 "(or /start_fresh).",
-                why=Code(report.offsite_paused),
+                why=Code(report.offsite_paused, 4 * DETAIL),
             )
         )
 
@@ -274,5 +286,13 @@ def _lock_if_possible(db_path: str, holder: str) -> locks.InstanceLock | None:
     try:
         Path(db_path).parent.mkdir(parents=True, exist_ok=True)
         return locks.InstanceLock(db_path, holder)
-    except OSError:
-        return None  # the folder is unusable: the probe will say why and memory mode follows
+    except OSError as error:
+        # The folder is unusable: the probe will say why and memory mode follows. Else only the
+        # lock file is (a folder in its place, say): a second bot would not be stopped; said so.
+        if Path(db_path).parent.is_dir():
+            log.warning(
+                "cannot take the lock %s.lock (%s): a second bot on this DB_PATH would not be stopped",
+                db_path,
+                error.strerror or error,
+            )
+        return None

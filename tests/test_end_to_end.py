@@ -11,7 +11,7 @@ from contextlib import closing
 import pytest
 from bot_process import ADMIN_ID, PROJECT, BotProcess
 from conftest import NOW
-from helpers import backup_by_admin, chat_index, free_port, health, newest_backup_message, users_in
+from helpers import backup_by_admin, chat_index, free_port, health, newest_backup_message, query, users_in
 
 pytestmark = pytest.mark.e2e
 USER = 4242
@@ -215,6 +215,19 @@ def test_the_shutdown_backup_of_tens_of_megabytes_fits_in_ten_seconds(tmp_path, 
     assert verified.returncode == 0 and "tracking 400002" in verified.stdout, verified.stderr
 
 
+def test_after_a_clean_shutdown_db_path_backup_holds_the_final_state(fake, run_bot):
+    bot = run_bot(BACKUP_AFTER_CHANGE_SECONDS="0")  # no on-change backup: the shutdown's is the next
+    bot.wait_for_log("bot started:")  # its startup backup taken, DB_PATH.backup written
+    fake.send_text(USER, "/start", first_name="Ann")
+    fake.wait_for_message(USER, "registered")
+    assert bot.stop()[0] == 0
+    assert "shutdown backup backup-" in bot.log()
+    plain = bot.db_path.with_name(bot.db_path.name + ".backup")
+    for table in ("users", "tracking", "daily_activity", "bot_state"):
+        rows = f"SELECT * FROM {table} ORDER BY 1"
+        assert query(plain, rows) == query(bot.db_path, rows), table
+
+
 def test_a_second_bot_on_the_same_database_is_refused(tmp_path, fake, run_bot):
     first = run_bot()
     fake.send_text(USER, "/start")
@@ -229,6 +242,19 @@ def test_a_second_bot_on_the_same_database_is_refused(tmp_path, fake, run_bot):
     assert "is already in use by a running bot (pid" in second.log()
     assert first.process.poll() is None  # the first one is unharmed
     assert first.stop()[0] == 0
+
+
+def test_a_port_another_program_holds_is_one_line_and_exit_1(fake, run_bot):
+    port = free_port()
+    with socket.socket() as holder:  # another program on PORT
+        holder.bind(("0.0.0.0", port))
+        holder.listen()
+        bot = run_bot(PORT=str(port))
+        assert bot.wait() == 1  # the environment, not a setting: exit 1
+    said = bot.wait_for_log("cannot start")
+    assert f"cannot listen on PORT {port}: Address already in use" in said
+    assert "Traceback" not in bot.log() and "CRITICAL" not in bot.log()
+    assert not bot.db_path.exists()  # nothing was opened, nothing written
 
 
 # --- off-site: the disk of a host like Koyeb is wiped on every redeploy ---

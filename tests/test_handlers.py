@@ -6,10 +6,14 @@ from datetime import timedelta
 import pytest
 from conftest import NOW
 from helpers import bot_for
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from telebot import types
 
 import handlers
-from config import load_settings
+from config import MAX_BLOCK_MINUTES, load_settings
+from database import parse_timestamp
+from moderation import BY_ADMIN
 from readers import Readers
 
 ADMIN = 1000
@@ -111,7 +115,7 @@ def test_block_defaults_to_the_flood_block_length(harness):
     [
         ("/block", handlers.BLOCK_USAGE),
         ("/block someone", handlers.BLOCK_USAGE),
-        (f"/block {USER} 0", "MINUTES must be from 1"),
+        (f"/block {USER} 0", "MINUTES must be a whole number from 1"),
         (f"/block {ADMIN}", "admins cannot be blocked"),
         (f"/block {USER} 30", "has never written to the bot"),  # a typo, not a user to invent
         ("/block 99999999999999999999", handlers.BLOCK_USAGE),
@@ -146,3 +150,83 @@ def test_non_admins_cannot_block(harness):
 def test_anyone_can_learn_their_user_id_for_admin_ids(harness):
     assert harness.say(USER, "/id") == [f"Your Telegram user id: {USER}"]
     assert "/id: your Telegram user id" in harness.say(USER, "/help")[0]
+
+
+# --- /block's MINUTES: a number, or the usage line; never a reason, never another number --------
+
+PERSIAN = str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹")
+
+
+def whole(word):
+    """What /block takes for MINUTES: a whole number of minutes in range, in ASCII or Persian digits."""
+    ascii_word = word.translate(str.maketrans("۰۱۲۳۴۵۶۷۸۹", "0123456789"))
+    return ascii_word.isascii() and ascii_word.isdigit() and 1 <= int(ascii_word) <= MAX_BLOCK_MINUTES
+
+
+MALFORMED = st.one_of(
+    st.sampled_from(["12x", "-5", "5.5", "۵x", "+5", "1e3", "0", "00", "−5", "0x10", "5,5", "٣٠m", "१०"]),
+    st.integers().map(str),
+    st.floats().map(str).filter(lambda w: w[0] in "-0123456789"),  # not "inf", "nan": those are words
+    st.tuples(st.integers(0, 9), st.text(min_size=1, max_size=8).filter(lambda t: not t.isdigit())).map(
+        lambda p: f"{p[0]}{p[1]}".split()[0]
+    ),
+    st.tuples(st.sampled_from("+-"), st.text(max_size=6)).map(lambda p: (p[0] + p[1]).split()[0]),
+).filter(lambda word: not whole(word))
+WHOLE = st.integers(1, MAX_BLOCK_MINUTES).flatmap(
+    lambda n: st.sampled_from([str(n), str(n).translate(PERSIAN)])
+)
+REASON = st.one_of(st.just(""), st.text(min_size=1, max_size=40).filter(lambda t: t.strip()))
+FAMILY = {
+    "max_examples": 100,
+    "deadline": None,
+    "suppress_health_check": [HealthCheck.function_scoped_fixture],
+}
+
+
+@pytest.fixture
+def blockable(harness):
+    harness.say(USER, "hi")
+    return harness
+
+
+def state_of(harness):
+    user = harness.db.user(USER)
+    return user["blocked_until"], user["block_reason"], len(harness.fake.messages(USER))
+
+
+@settings(**FAMILY)
+@given(word=MALFORMED, reason=REASON)
+def test_malformed_minutes_get_the_usage_line_and_change_nothing(blockable, word, reason):
+    harness = blockable
+    before = state_of(harness)
+    replies = harness.say(ADMIN, f"/block {USER} {word} {reason}".rstrip())
+    assert len(replies) == 1 and handlers.BLOCK_USAGE in replies[0], (word, replies)
+    assert state_of(harness) == before  # not blocked, and not told anything
+
+
+@settings(**FAMILY)
+@given(minutes=WHOLE, reason=REASON)
+def test_whole_minutes_block_for_that_long_with_the_reason_as_written(blockable, minutes, reason):
+    harness = blockable
+    replies = harness.say(ADMIN, f"/block {USER} {minutes} {reason}".rstrip())
+    assert len(replies) == 1 and "is blocked until" in replies[0], replies
+    until, why, _ = state_of(harness)
+    shown = int(minutes.translate(str.maketrans("۰۱۲۳۴۵۶۷۸۹", "0123456789")))
+    assert parse_timestamp(until) == harness.now + timedelta(minutes=shown)
+    assert why == (reason.strip() or BY_ADMIN)  # after MINUTES, the rest as written
+    harness.db.unblock_user(USER)
+
+
+@settings(**FAMILY)
+@given(
+    reason=st.text(min_size=1, max_size=40).filter(lambda t: t.strip() and not t.split()[0][0].isdecimal())
+)
+def test_a_reason_that_does_not_start_like_a_number_is_the_reason(blockable, reason):
+    harness = blockable
+    if reason.split()[0][0] in "+-\u2212\ufe63\uff0b\uff0d":
+        return  # a sign starts MINUTES
+    harness.say(ADMIN, f"/block {USER} {reason}")
+    until, why, _ = state_of(harness)
+    assert parse_timestamp(until) == harness.now + timedelta(minutes=10)  # FLOOD_BLOCK_MINUTES
+    assert why == " ".join(reason.strip().split(maxsplit=1))
+    harness.db.unblock_user(USER)

@@ -40,15 +40,12 @@ def test_secrets_are_redacted_from_messages_arguments_and_tracebacks(capsys):
 
 
 def test_alerts_to_admins_carry_no_secret(fake):
-    import messaging
     from config import load_settings
+    from outbox import Outbox
 
     settings = load_settings({"BOT_TOKEN": fake.token, "ADMIN_IDS": "7,8", "BACKUP_PASSPHRASE": "hunter2"})
-    messaging.alert_admins(
-        bot_for(fake),
-        settings,
-        lambda _: Reader("en"),
-        f"failed: https://api.telegram.org/bot{fake.token}/x with hunter2",
+    Outbox(bot_for(fake), settings, lambda _: Reader("en")).alert(
+        f"failed: https://api.telegram.org/bot{fake.token}/x with hunter2"
     )
     for admin in (7, 8):
         (message,) = fake.messages(admin)
@@ -72,8 +69,8 @@ def test_admin_panel_replies_carry_no_secret(fake):
 
 
 def test_every_credential_is_a_secret_session_tokens_and_url_passwords_included(fake):
-    import messaging
     from config import load_settings
+    from outbox import Outbox
 
     settings = load_settings(
         {
@@ -86,7 +83,7 @@ def test_every_credential_is_a_secret_session_tokens_and_url_passwords_included(
         }
     )
     leaked = "; ".join(["pass phrase", "aws-secret-key", "aws-session-token", "url-password", fake.token])
-    messaging.alert_admins(bot_for(fake), settings, lambda _: Reader("fa"), f"error: {leaked}")
+    Outbox(bot_for(fake), settings, lambda _: Reader("fa")).alert(f"error: {leaked}")
     (message,) = fake.messages(7)
     for secret in ("pass phrase", "aws-secret-key", "aws-session-token", "url-password", fake.token):
         assert secret not in message["text"]

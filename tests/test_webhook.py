@@ -4,8 +4,11 @@ bot that sleeps with its host, wakes on a message on an empty disk, and loses no
 
 import http.client
 import json
+import logging
+import selectors
 import shutil
 import socket
+import struct
 import threading
 import time
 
@@ -210,36 +213,140 @@ def test_a_failing_handler_gets_500_and_the_endpoint_keeps_serving():
         http_server.server_close()
 
 
-def test_a_flood_of_connections_gets_no_thread_each_and_the_health_check_still_answers(monkeypatch):
-    monkeypatch.setattr(web, "MAX_CONNECTIONS", 4)
+def test_idle_connections_take_no_thread_and_the_oldest_make_room(monkeypatch):
+    monkeypatch.setattr(web, "MAX_WAITING", 4)
     port = free_port()
     http_server = web.start_server(port, lambda: {"state": "serving"}, Recorder(), host="127.0.0.1")
     try:
+        threads = threading.active_count()
         idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(12)]
-        refused = 0
-        for connection in idle[4:]:  # past the limit: closed by the server without a word
-            connection.settimeout(2)
-            try:
-                refused += connection.recv(10) == b""
-            except TimeoutError:  # a thread of its own, waiting for a request
-                pass
-            except OSError:  # reset
-                refused += 1
-        assert refused == 8
+        for connection in idle[:8]:  # the oldest, closed as newer ones came, without a word
+            assert connection.recv(10) == b""
+        assert threading.active_count() == threads  # waiting for headers costs no thread
+        assert health(port)["state"] == "serving"  # and the health check is served meanwhile
         for connection in idle:
             connection.close()
-        until = time.monotonic() + 5
-        while time.monotonic() < until:  # the slots come back as the idle ones close
-            try:
-                assert health(port)["state"] == "serving"
-                break
-            except OSError:
-                continue
-        else:
-            raise AssertionError("the health check never answered again")
     finally:
         http_server.shutdown()
         http_server.server_close()
+
+
+class Idlers:
+    """`count` connections to a port that never send a byte, kept open: each one the server
+    closes is opened again at once, as a client bent on taking the port's capacity would."""
+
+    def __init__(self, port, count=40):
+        self.port, self.count = port, count
+        self.opened = 0
+        self._more = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._selector = selectors.DefaultSelector()
+
+    def __enter__(self):
+        for _ in range(self.count):
+            self._open()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(10)
+        for key in list(self._selector.get_map().values()):
+            key.fileobj.close()
+
+    def _open(self):
+        connection = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        self._selector.register(connection, selectors.EVENT_READ)
+        with self._more:
+            self.opened += 1
+            self._more.notify_all()
+
+    def wait_for(self, opened, timeout):
+        """Until `opened` connections were opened in all (those the server closed came back)."""
+        with self._more:
+            assert self._more.wait_for(lambda: self.opened >= opened, timeout), self.opened
+
+    def _run(self):
+        while not self._stop.is_set():
+            for key, _ in self._selector.select(0.2):  # readable: closed by the server
+                self._selector.unregister(key.fileobj)
+                key.fileobj.close()
+                self._open()
+
+
+def timed(call, *args):
+    started = time.monotonic()
+    result = call(*args)
+    return result, time.monotonic() - started
+
+
+def test_idle_connections_never_starve_the_health_check_or_telegram():
+    recorder, port = Recorder(), free_port()
+    http_server = web.start_server(port, lambda: {"state": "serving"}, recorder, host="127.0.0.1")
+    try:
+        with Idlers(port) as idlers:
+            for n in range(1, 16):  # across several of the doorway's 2-s cuts of the idle ones
+                status, seconds = timed(health, port)
+                assert status["state"] == "serving" and seconds < web.HEADER_TIMEOUT
+                body = json.dumps(update(n)).encode()
+                headers = {"Content-Length": str(len(body)), web.SECRET_HEADER: SECRET}
+                answer, seconds = timed(post, port, body, headers)
+                assert answer[0] == 200 and seconds < web.HEADER_TIMEOUT
+                if n % 5 == 0:  # the server cuts the idle ones after 2 s: wait until they are back
+                    idlers.wait_for(idlers.opened + idlers.count, 3 * web.HEADER_TIMEOUT)
+            assert idlers.opened >= 3 * idlers.count  # the idle ones were there all along, and cut
+        assert [u["update_id"] for u in recorder.updates] == list(range(1, 16))
+    finally:
+        http_server.shutdown()
+        http_server.server_close()
+
+
+def test_a_client_that_hangs_up_before_its_answer_leaves_no_traceback(caplog):
+    caplog.set_level(logging.DEBUG, logger="web")
+    release, working = threading.Event(), threading.Event()
+
+    class Slow(Recorder):
+        def handle(self, update):
+            working.set()
+            release.wait(10)  # the answer comes after the client is gone
+            return 200
+
+    port = free_port()
+    http_server = web.start_server(port, lambda: {"state": "serving"}, Slow(), host="127.0.0.1")
+    try:
+        hung_up = LogLine("hung up before its answer")
+        logging.getLogger("web").addHandler(hung_up)
+        body = json.dumps(update()).encode()
+        client = socket.create_connection(("127.0.0.1", port), timeout=5)
+        client.sendall(
+            f"POST {PATH} HTTP/1.1\r\nHost: x\r\n{web.SECRET_HEADER}: {SECRET}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        assert working.wait(10)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()  # a reset: the client is gone
+        release.set()
+        assert hung_up.seen.wait(10)
+        assert health(port)["state"] == "serving"
+    finally:
+        logging.getLogger("web").removeHandler(hung_up)
+        http_server.shutdown()
+        http_server.server_close()
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.WARNING]
+
+
+class LogLine(logging.Handler):
+    """Sets `seen` when a record containing `text` is logged."""
+
+    def __init__(self, text):
+        super().__init__(logging.DEBUG)
+        self.text, self.seen = text, threading.Event()
+
+    def emit(self, record):
+        if self.text in record.getMessage():
+            self.seen.set()
 
 
 # --- updates.WebhookGate: once, and never against an empty database ----------------------------
@@ -425,6 +532,58 @@ def test_users_are_answered_by_webhook_and_nothing_else_gets_in(fake, run_bot):
     assert bot.stop()[0] == 0
     assert users_in(bot.db_path) == set(users.answered) and 6666 not in users_in(bot.db_path)
     assert len(users.answered) == 4
+
+
+@pytest.mark.e2e
+def test_forty_idle_connections_on_port_and_still_telegram_delivers_and_the_host_checks_health(fake, run_bot):
+    port = free_port()
+    bot = run_bot(folder="a", **webhook_env(port))
+    serving(bot)
+    fake.wait_for(lambda: _call(fake, "getWebhookInfo")["url"], 10, "the webhook set")
+    users = Users(fake)
+    with Idlers(port) as idlers:
+        for n in range(1, 7):
+            status, seconds = timed(health, port)
+            assert status["state"] == "serving" and seconds < web.HEADER_TIMEOUT
+            _, seconds = timed(users.one, 10)  # the stand-in delivers it; the bot answers
+            assert users.answered[-1] == users.sent[-1] and seconds < 10
+            if n % 3 == 0:  # across the server's cuts of the idle ones, which come back at once
+                idlers.wait_for(idlers.opened + idlers.count, 3 * web.HEADER_TIMEOUT)
+    assert all(c["status"] == 200 for c in fake.requests("webhookDelivery"))  # never refused
+    assert "Traceback" not in bot.log()
+    assert bot.stop()[0] == 0
+
+
+@pytest.mark.e2e
+def test_telegram_hanging_up_before_the_answer_leaves_no_traceback_in_the_log(fake, run_bot):
+    port = free_port()
+    bot = run_bot(folder="a", **webhook_env(port))
+    serving(bot)
+    secret = fake.wait_for(
+        lambda: (fake.requests("setWebhook") or [{}])[-1].get("params", {}).get("secret_token"),
+        10,
+        "the secret",
+    )
+    fake.flood(3, "sendMessage", chat_id=6060)  # the answer to this user waits: the handler takes a while
+    body = json.dumps(update(90_000, user=6060)).encode()
+    client = socket.create_connection(("127.0.0.1", port), timeout=10)
+    client.sendall(
+        f"POST {PATH} HTTP/1.1\r\nHost: x\r\n{web.SECRET_HEADER}: {secret}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    fake.wait_for(
+        lambda: [c for c in fake.requests("sendMessage") if str(c["params"].get("chat_id")) == "6060"],
+        10,
+        "the handler at work",
+    )
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()  # gone before the answer, as a Telegram that timed out would be
+    bot.wait_for_log("hung up before its answer", timeout=20)
+    fake.wait_for_message(6060, "registered")  # the update itself was handled
+    assert health(port)["state"] == "serving"
+    assert "Traceback" not in bot.log() and "WARNING web" not in bot.log()
+    assert bot.stop()[0] == 0
 
 
 @pytest.mark.e2e
