@@ -380,6 +380,16 @@ def build(token: str, api_url: str = OFFICIAL, **options) -> telebot.TeleBot:
     return telebot.TeleBot(token, **options)
 
 
+def forget_connections() -> None:
+    """Close every kept-alive connection to the Bot API: after the process was frozen (a host's
+    sleep), a connection it kept may be dead without a word from the other end, and a request
+    sent on it waits for its whole timeout. The next request opens a fresh one."""
+    with _bots_lock:
+        apis = list(_bots.values())
+    for api in apis:
+        api.session.close()  # the session stays usable: its pools are emptied, not its adapters
+
+
 def api_of(bot: telebot.TeleBot) -> BotApi:
     """The BotApi behind a bot that build() made."""
     with _bots_lock:

@@ -172,10 +172,13 @@ class LeaseStore(Protocol):
     read_knock()      the latest knock there, or None; keep_on_top: the writer asks, and keeps
                       its record where others look (the chat's index above other pins)
     knock(knock)      leave one (not fenced: any instance may ask)
+    compare_and_set   write_head replaces only the head it read and fenced (a conditional
+                      write): of two claims at once exactly one succeeds, the other is Stale
 
     Every failure is a one-line DestinationError without secrets."""
 
     name: str
+    compare_and_set: bool
 
     def read_head(self) -> Head | None: ...
 
@@ -245,7 +248,8 @@ class Lease:
         when one names a newer writer."""
         head = Head(self.generation, self.writer, state, self.clock(), final_backup_at)
         failed = []
-        for store in self.stores:
+        # Stores that decide atomically first: a claim that loses there never reaches the others.
+        for store in sorted(self.stores, key=lambda store: not store.compare_and_set):
             try:
                 store.write_head(head)
             except Stale:
@@ -256,6 +260,11 @@ class Lease:
         if state is HeadState.WRITING and len(failed) < len(self.stores):
             self.claimed = True
         return failed
+
+    def decided(self, unreached: Sequence[str]) -> bool:
+        """A claim that reached a store deciding atomically is settled: a rival claiming at the
+        same time lost there (and stopped) or wins there (and this one was Stale)."""
+        return any(store.compare_and_set and store.name not in unreached for store in self.stores)
 
     def claim_if_needed(self) -> None:
         """Publish the head now when it was not yet (the writer began while copies were kept on

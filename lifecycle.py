@@ -292,7 +292,9 @@ class Lifecycle:
                 log.warning("not the writer: %s", error)
                 self._become_passive(None)
                 return False
-            if len(unreached) < len(self.lease.stores):  # a claim is out there: let it settle
+            if self.lease.decided(unreached):
+                log.info("generation %d is ours: a conditional write decided it", generation)
+            elif len(unreached) < len(self.lease.stores):  # a claim is out: let it settle, read it back
                 self.stop_requested.wait(SETTLE_SECONDS)
                 head, _ = self.lease.heads()
                 if head is not None and (head.writer, head.generation) != (self.instance, generation):

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 
+import bot_api
 from config import Settings
 from destinations import Stale
 from engine import BackupEngine
@@ -46,7 +47,7 @@ class Liveness:
         self.quiet = False  # the head off the machine says QUIET
         self._thawed = False
         self._clock = clock
-        self._last_tick = clock()
+        self._last_tick, self._last_wall = clock(), time.time()
         self._changes: int | None = None
         self._changed_at = self._admitted_at = clock()  # last write; last update let in
         self._lock = threading.Lock()
@@ -55,15 +56,22 @@ class Liveness:
     def _beat(self) -> None:
         while True:
             time.sleep(TICK)
-            now = self._clock()
-            if now - self._last_tick > FREEZE_GAP:
-                log.warning("this process was frozen for %.0f s", now - self._last_tick)
-                self._thawed = True
-            self._last_tick = now
+            if self.thawed() and not self._thawed:
+                self._thaw()
+            self._last_tick, self._last_wall = self._clock(), time.time()
 
     def thawed(self) -> bool:
-        """The process may have been frozen since the writer's place was last confirmed."""
-        return self._thawed or self._clock() - self._last_tick > FREEZE_GAP
+        """The process may have been frozen since the writer's place was last confirmed: its
+        heartbeat missed FREEZE_GAP by either clock (a VM restored from a snapshot may resume
+        its monotonic clock where it stopped; the wall clock is set right after it)."""
+        if self._thawed:
+            return True
+        return self._clock() - self._last_tick > FREEZE_GAP or abs(time.time() - self._last_wall) > FREEZE_GAP
+
+    def _thaw(self) -> None:
+        log.warning("this process was frozen for %.0f s", max(self._clock() - self._last_tick, 0))
+        self._thawed = True
+        bot_api.forget_connections()  # those kept alive across the freeze may be dead
 
     def check_quiet(self) -> None:
         """A job of the writer's, every second: go quiet once nothing was written and nothing
@@ -115,6 +123,8 @@ class Liveness:
         with self._lock:
             if not (self.quiet or self.thawed()):
                 return True  # another thread claimed it meanwhile
+            if self.thawed() and not self._thawed:
+                self._thaw()  # before the heartbeat saw it: a request came first
             try:
                 unreached = self.lease.publish(HeadState.WRITING)
             except Stale as error:
@@ -124,6 +134,6 @@ class Liveness:
                 log.warning("cannot confirm this instance still writes: nothing off the machine answers")
                 return False
             self.quiet = self._thawed = False
-            self._last_tick = self._clock()
+            self._last_tick, self._last_wall = self._clock(), time.time()
             log.info("writing again, as generation %d", self.lease.generation)
             return True

@@ -34,7 +34,7 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from backup_format import NAME_PATTERN, BackupInfo, NotABackupError, info_from_metadata, info_to_metadata
-from destinations import DestinationError
+from destinations import DestinationError, Stale
 from lease import Head, Knock, fence
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,10 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT, READ_TIMEOUT = 5, 60  # seconds: an unreachable endpoint fails within seconds
 HEAD_NAME = "head.json"  # who writes the backups in this prefix (backup_format.Head)
 KNOCK_NAME = "knock.json"  # the latest request to that writer to hand over (backup_format.Knock)
+PROBE_NAME = "conditional-writes-probe"  # written twice at a start: does the bucket honour If-None-Match?
 MAX_HEAD_BYTES = 64 * 1024
+PRECONDITION_FAILED = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")  # 409: AWS, racing
+CONDITIONAL_TRIES = 3
 TRANSFER = TransferConfig(multipart_chunksize=8 << 20, max_concurrency=2)  # streamed, ~16 MB at most
 CREDENTIALS = {
     "SignatureDoesNotMatch": "check AWS_SECRET_ACCESS_KEY",
@@ -200,44 +203,81 @@ class S3Bucket:
 
 
 class S3Lease:
-    """The writer's head (PREFIX + head.json) and the knock (PREFIX + knock.json)."""
+    """The writer's head (PREFIX + head.json) and the knock (PREFIX + knock.json).
+
+    Where the bucket honours conditional writes (If-Match / If-None-Match on PutObject: AWS
+    since 2024, R2, MinIO, SeaweedFS), the head is replaced only if it is still the one that was
+    read and fenced: two instances claiming at once, exactly one succeeds and the other learns
+    it is stale, with no settle wait (`compare_and_set`). Elsewhere the head is read, fenced and
+    written, and the lifecycle lets claims settle and reads them back."""
 
     name = "s3"
 
     def __init__(self, place: S3Place):
         self.place = place
+        self._conditional: bool | None = None  # asked once, the first time it matters
+
+    @property
+    def compare_and_set(self) -> bool:
+        """The bucket refuses a write whose condition fails (asked once per process: a probe
+        object written twice, the second time only if absent). False while it cannot be asked."""
+        if self._conditional is None:
+            try:
+                self._conditional = self._probe_conditional_writes()
+            except DestinationError as error:
+                log.debug("could not ask whether S3 honours conditional writes: %s", error)
+                return False
+            log.info("S3 %s conditional writes", "honours" if self._conditional else "ignores")
+        return self._conditional
+
+    def _probe_conditional_writes(self) -> bool:
+        key = self.place.prefix + PROBE_NAME
+        with self.place.errors(key):
+            self.place.client.put_object(Bucket=self.place.bucket, Key=key, Body=b"probe")
+            try:
+                self.place.client.put_object(
+                    Bucket=self.place.bucket, Key=key, Body=b"probe", IfNoneMatch="*"
+                )
+            except ClientError as error:
+                if _code(error) in PRECONDITION_FAILED:
+                    return True
+                if _code(error) in ("NotImplemented", "501", "InvalidArgument", "400"):
+                    return False
+                raise
+            return False  # the condition was ignored: the object was replaced
 
     def read_head(self) -> Head | None:
         """The writer's record, the object PREFIX + head.json; None when there is none (or it is
         not one: it came from outside, and is reported)."""
-        return self._read_record(HEAD_NAME, Head.from_json)
+        return self._read_record(HEAD_NAME, Head.from_json)[0]
 
     def read_knock(self, keep_on_top: bool = False) -> Knock | None:
-        return self._read_record(KNOCK_NAME, Knock.from_json)
+        return self._read_record(KNOCK_NAME, Knock.from_json)[0]
 
     def knock(self, knock: Knock) -> None:
         self._write_record(KNOCK_NAME, knock.as_json())
 
-    def _read_record(self, name: str, parse):
+    def _read_record(self, name: str, parse) -> tuple:
+        """The record and its ETag; (None, None) when there is no object, (None, etag) when
+        the object is not a record."""
         key = self.place.prefix + name
         with self.place.errors(key):
             try:
-                body = self.place.client.get_object(Bucket=self.place.bucket, Key=key)["Body"].read(
-                    MAX_HEAD_BYTES + 1
-                )
+                answer = self.place.client.get_object(Bucket=self.place.bucket, Key=key)
+                body = answer["Body"].read(MAX_HEAD_BYTES + 1)
             except ClientError as error:
                 if _code(error) in ("404", "NoSuchKey"):
-                    return None
+                    return None, None
                 raise
         try:
             if len(body) > MAX_HEAD_BYTES:
                 raise NotABackupError("the record is implausibly large")
-            return parse(json.loads(body))
+            return parse(json.loads(body)), answer.get("ETag")
         except (ValueError, RecursionError, NotABackupError) as error:
             log.warning("ignoring s3://%s/%s: %s", self.place.bucket, key, error)
-            return None
+            return None, answer.get("ETag")
 
-    def _write_record(self, name: str, record: dict) -> None:
+    def _write_record(self, name: str, record: dict, **condition) -> None:
         key = self.place.prefix + name
         with self.place.errors(key):
             self.place.client.put_object(
@@ -245,11 +285,39 @@ class S3Lease:
                 Key=key,
                 Body=json.dumps(record).encode(),
                 ContentType="application/json",
+                **condition,
             )
 
     def write_head(self, head: Head) -> None:
-        fence(self.read_head(), head.generation, head.writer)
-        self._write_record(HEAD_NAME, head.as_json())
+        if not self.compare_and_set:
+            fence(self.read_head(), head.generation, head.writer)
+            self._write_record(HEAD_NAME, head.as_json())
+            return
+        for _ in range(CONDITIONAL_TRIES):
+            current, etag = self._read_record(HEAD_NAME, Head.from_json)
+            fence(current, head.generation, head.writer)
+            try:
+                self._write_record(
+                    HEAD_NAME, head.as_json(), **({"IfMatch": etag} if etag else {"IfNoneMatch": "*"})
+                )
+                return
+            except DestinationError as error:
+                if not _precondition_failed(error):
+                    raise
+            # Someone wrote the head between this read and this write: read it again. One of
+            # the same generation or newer, of another instance, won the claim.
+            won, _ = self._read_record(HEAD_NAME, Head.from_json)
+            if won is not None and won.generation >= head.generation and won.writer != head.writer:
+                raise Stale(
+                    f"{won.writer} claimed generation {won.generation} at the same time; this one "
+                    f"is generation {head.generation}"
+                )
+        raise DestinationError("the writer's record in S3 kept changing while this instance wrote it")
+
+
+def _precondition_failed(error: DestinationError) -> bool:
+    cause = error.__cause__
+    return isinstance(cause, ClientError) and _code(cause) in PRECONDITION_FAILED
 
 
 def _code(error: ClientError) -> str:

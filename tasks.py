@@ -158,6 +158,7 @@ class ChangeDebouncer:
     def __init__(self, window: float, clock: Callable[[], float] = time.monotonic):
         self.window, self.clock = window, clock
         self._seen: int | None = None  # the change count the last backup started from
+        self._guessed = False  # _seen is only what the count was at the first look
         self._first_change: float | None = None
         self._last_end = float("-inf")
         self._last_duration = 0.0
@@ -165,8 +166,8 @@ class ChangeDebouncer:
     def due(self, changes: int) -> bool:
         """Whether to start a backup now, given the database's change count."""
         now = self.clock()
-        if self._seen is None:
-            self._seen = changes  # what was there before is not a change of ours to back up
+        if self._seen is None:  # no backup known yet (the startup's may still run): a guess
+            self._seen, self._guessed = changes, True
         if changes == self._seen:
             self._first_change = None
             return False
@@ -178,13 +179,14 @@ class ChangeDebouncer:
     def backed_up(self, changes: int) -> None:
         """A backup (of any kind) holds the database up to `changes`: a count at or below it is
         nothing to back up. Without it, what was written before this watch began would be."""
-        if self._seen is None or changes > self._seen:
-            self._seen = changes
+        if self._seen is None or self._guessed or changes > self._seen:
+            self._seen, self._guessed = changes, False  # (a guess gives way: writes made
+            # after the startup's snapshot and before the first look are changes to back up)
 
     def done(self, changes_at_start: int, seconds: float) -> None:
         """A backup that started at `changes_at_start` ended, after `seconds`; changes made
         while it ran make the next one due."""
-        self._seen, self._first_change = changes_at_start, None
+        self._seen, self._first_change, self._guessed = changes_at_start, None, False
         self._last_end, self._last_duration = self.clock(), seconds
 
 

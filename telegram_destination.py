@@ -215,6 +215,7 @@ class ChatLease:
     """The writer's head, in the chat's index; the knock, a sealed line under its caption."""
 
     name = "telegram"
+    compare_and_set = False  # a chat has no conditional edit: claims settle and are read back
 
     def __init__(self, index: ChatIndex):
         self.index = index

@@ -1,15 +1,22 @@
-"""A quick wake in webhook mode: from the first request to the answer, on an empty disk, with a
-10 MB backup to restore. Real `python main.py` processes against the Bot API stand-in
-(tests/fake_bot_api.py), behind a stand-in for the host's proxy (tests/edge_proxy.py) that
-holds a request while the instance it wakes comes up, as Koyeb does for a sleeping service.
+"""A quick wake in webhook mode: from the first request to the answer, after each kind of sleep
+of Koyeb's, with a 10 MB backup. Real `python main.py` processes against the Bot API stand-in
+(tests/fake_bot_api), behind a stand-in for the host's proxy (tests/edge_proxy.py) that holds a
+request while the instance it wakes comes up, as Koyeb does for a sleeping service.
 
-    python bench/wake_bench.py [--runs 5] [--tenth]
+    python bench/wake_bench.py [--runs 5] [--tenth] [--sleep shutdown deep light]
 
-Each run: the last instance went to sleep (SIGTERM: its final backup is in the chat); a user
-writes, the proxy holds the webhook request and the host starts a new instance on an empty
-disk; measured until the user has the answer, split into the process's start (imports, config,
-getMe), the restore, and the rest. --tenth also runs the new instance with a tenth of a core
-(a cgroup v1 cpu quota, as Koyeb's free instance; needs root).
+The kinds of sleep, each run ending the way the next one begins:
+  shutdown  the instance got SIGTERM (its final backup is in the chat); the request starts a
+            new instance on an empty disk
+  deep      the instance went quiet (everything it wrote is off the machine), was frozen and
+            thrown away without SIGTERM; the request starts a new instance on an empty disk
+  light     the instance was frozen (SIGSTOP) for --freeze seconds, and the request thaws it
+            (SIGCONT): the same process, its disk kept
+Measured until the user has the answer; for a new instance split into the process's start
+(imports, config, getMe), the restore, and the rest. --tenth also runs the woken instance with
+a tenth of a core (a cgroup v1 cpu quota, as Koyeb's free instance; needs root). Koyeb's own
+part (about 200 ms to thaw, 1 to 5 s to start from deep sleep, by its documentation) is not in
+these numbers.
 
 It prints numbers and asserts nothing.
 """
@@ -20,6 +27,7 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -64,74 +72,128 @@ def logged_at(bot: BotProcess, text: str) -> float:
     return datetime.strptime(LOG_TIME.match(line).group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
-def run(work: Path, database_file: Path, runs: int, tenth: bool) -> None:
-    fake, proxy = FakeBotAPI().start(), EdgeProxy(hold_seconds=300).start()
-    port = _free_port()
-    env = {
-        "BACKUP_CHAT_ID": str(CHAT),
-        "PORT": str(port),
-        "WEBHOOK_URL": proxy.url + PATH,
-        "LOG_LEVEL": "INFO",
-    }
-    started: list[BotProcess] = []
+class Bench:
+    """The stand-ins, the instances started, and one wake at a time."""
 
-    def instance(folder: str, copy_from: Path | None = None) -> BotProcess:
-        (work / folder / "data").mkdir(parents=True)
+    def __init__(self, work: Path, database_file: Path, freeze: float):
+        self.work, self.database_file, self.freeze = work, database_file, freeze
+        self.fake, self.proxy = FakeBotAPI().start(), EdgeProxy(hold_seconds=300).start()
+        self.port = _free_port()
+        self.env = {
+            "BACKUP_CHAT_ID": str(CHAT),
+            "PORT": str(self.port),
+            "WEBHOOK_URL": self.proxy.url + PATH,
+            "LOG_LEVEL": "INFO",
+            "BACKUP_AFTER_CHANGE_SECONDS": "2",  # quiet 5 s after the last write
+        }
+        self.started: list[BotProcess] = []
+        self.proxy.route_to(self.port)
+        self.awake: BotProcess | None = None
+
+    def instance(self, copy_from: Path | None = None) -> BotProcess:
+        folder = self.work / f"instance-{len(self.started)}"
+        (folder / "data").mkdir(parents=True)
         if copy_from:
-            shutil.copyfile(copy_from, work / folder / "data" / "bot.db")
-        bot = BotProcess(work / folder, fake.url, fake.token, **env).start()
-        started.append(bot)
+            shutil.copyfile(copy_from, folder / "data" / "bot.db")
+        bot = BotProcess(folder, self.fake.url, self.fake.token, **self.env).start()
+        self.started.append(bot)
         return bot
 
-    try:
-        proxy.route_to(port)
-        first = instance("first", database_file)
-        first.wait_for_log("bot started:", timeout=300)
-        first.stop(timeout=300)  # asleep: its final backup is in the chat
-        size = re.search(r"shutdown backup \S+: (\d+) bytes", first.log())
-        print(f"backup to restore: {int(size.group(1)) / 1e6:.1f} MB\n" if size else "")
-        results = {"full core": [], "a tenth of a core": []} if tenth else {"full core": []}
-        for label, samples in results.items():
-            for n in range(runs):
-                user = 50_000 + len(started)
-                folder = f"wake-{len(started)}"
-                began = time.time()
-                fake.send_text(user, "/start")  # the request that wakes the service
-                if label == "full core":
-                    bot = instance(folder)
-                else:
-                    with Tenth(f"wake-{n}") as cgroup:
-                        bot = instance(folder)
-                        cgroup.add(bot.process.pid)
-                        fake.wait_for_message(user, "registered", timeout=300)
-                fake.wait_for_message(user, "registered", timeout=300)
-                answered = time.time()
-                restore_began = logged_at(bot, "logged in as")
-                restored = logged_at(bot, "Restored at startup")
-                samples.append(
-                    {
-                        "total": answered - began,
-                        "process start": restore_began - began,
-                        "restore": restored - restore_began,
-                        "serve and answer": answered - restored,
-                    }
-                )
-                bot.stop(timeout=300)  # asleep again: the next run restores its final backup
-        print("| wake on a request, empty disk | total | process start | restore | serve and answer |")
-        print("|---|---|---|---|---|")
-        for label, samples in results.items():
-            cells = [
-                f"{statistics.median(s[key] for s in samples):.2f} s"
-                for key in ("total", "process start", "restore", "serve and answer")
-            ]
-            print(f"| {label}, median of {runs} | " + " | ".join(cells) + " |")
-        totals = [f"{s['total']:.2f}" for samples in results.values() for s in samples]
-        print(f"\nevery run's total, s: {', '.join(totals)}")
-    finally:
-        for bot in started:
+    def first(self) -> str:
+        self.awake = self.instance(self.database_file)
+        self.awake.wait_for_log("bot started:", timeout=300)
+        return f"database: {self.database_file.stat().st_size / 1e6:.1f} MB"
+
+    def wait_quiet(self, bot: BotProcess, since: int) -> None:
+        """Until `bot` logs that everything it wrote is off the machine (after `since` lines)."""
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if any("quiet: everything up to" in line for line in bot.log().splitlines()[since:]):
+                return
+            time.sleep(0.2)
+        raise TimeoutError("the writer never went quiet")
+
+    def fall_asleep(self, kind: str) -> None:
+        bot = self.awake
+        if kind == "shutdown":
+            bot.stop(timeout=300)
+        elif kind == "deep":
+            self.wait_quiet(bot, 0)
+            os.kill(bot.process.pid, signal.SIGSTOP)
+            bot.kill()  # thrown away while frozen: no SIGTERM, and its disk is gone
+        else:
+            self.wait_quiet(bot, 0)
+            os.kill(bot.process.pid, signal.SIGSTOP)
+            time.sleep(self.freeze)  # the sleep itself
+
+    def wake(self, kind: str, tenth: bool) -> dict:
+        user = 50_000 + len(self.started) + int(time.time() * 10) % 10_000
+        lines = len(self.awake.log().splitlines())
+        began = time.time()
+        self.fake.send_text(user, "/start")  # the request that wakes the service
+        with Tenth(f"wake-{user}") if tenth else _Nothing() as cgroup:
+            if kind == "light":
+                bot = self.awake
+                if cgroup:
+                    cgroup.add(bot.process.pid)
+                os.kill(bot.process.pid, signal.SIGCONT)  # thawed by the request
+            else:
+                bot = self.instance()
+                if cgroup:
+                    cgroup.add(bot.process.pid)
+            self.fake.wait_for_message(user, "registered", timeout=300)
+            answered = time.time()
+            if kind == "light":
+                self.wait_quiet(bot, lines)  # ready for the next run, within its quota still
+        self.awake = bot
+        if kind == "light":
+            return {"total": answered - began}
+        restore_began = logged_at(bot, "logged in as")
+        restored = logged_at(bot, "Restored at startup")
+        return {
+            "total": answered - began,
+            "process start": restore_began - began,
+            "restore": restored - restore_began,
+            "serve and answer": answered - restored,
+        }
+
+    def close(self) -> None:
+        for bot in self.started:
             bot.kill()
-        proxy.stop()
-        fake.stop()
+        self.proxy.stop()
+        self.fake.stop()
+
+
+class _Nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def run(bench: Bench, kinds: list[str], runs: int, tenth: bool) -> None:
+    print(bench.first())
+    rows = []
+    for kind in kinds:
+        for label, quota in [("full core", False)] + ([("a tenth of a core", True)] if tenth else []):
+            samples = []
+            for _ in range(runs):
+                bench.fall_asleep(kind)
+                samples.append(bench.wake(kind, quota))
+            rows.append((kind, label, samples))
+    keys = ("total", "process start", "restore", "serve and answer")
+    print("| sleep | instance | total | process start | restore | serve and answer |")
+    print("|---|---|---|---|---|---|")
+    for kind, label, samples in rows:
+        cells = [
+            f"{statistics.median(s[key] for s in samples):.2f} s" if key in samples[0] else "-"
+            for key in keys
+        ]
+        print(f"| {kind} | {label}, median of {runs} | " + " | ".join(cells) + " |")
+    for kind, label, samples in rows:
+        totals = ", ".join(f"{sample['total']:.2f}" for sample in samples)
+        print(f"{kind}, {label}: every run's total, s: {totals}")
 
 
 def _free_port() -> int:
@@ -148,15 +210,19 @@ def main() -> None:
     parser.add_argument("--megabytes", type=float, default=10)
     parser.add_argument("--tenth", action="store_true")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--sleep", nargs="+", default=["shutdown", "deep", "light"])
+    parser.add_argument("--freeze", type=float, default=10.0, help="seconds a light sleep lasts")
     args = parser.parse_args()
     if args.tenth and os.geteuid() != 0:
         sys.exit("--tenth needs root (a cgroup of its own)")
     work = Path(tempfile.mkdtemp(prefix="wake-bench-"))
     print(f"work folder: {work}")
+    build(work / "bot.db", args.megabytes)
+    bench = Bench(work, work / "bot.db", args.freeze)
     try:
-        build(work / "bot.db", args.megabytes)
-        run(work, work / "bot.db", args.runs, args.tenth)
+        run(bench, args.sleep, args.runs, args.tenth)
     finally:
+        bench.close()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 

@@ -1,9 +1,17 @@
 """The writer's quiet periods, on a movable clock: a QUIET head must name everything written,
 or an instance that starts after a deep sleep serves at once without it."""
 
+import json
+import socketserver
+import threading
+import time
+
+import pytest
+import telebot
 from conftest import NOW
 from helpers import chat_index
 
+import bot_api
 import database
 import startup
 from config import load_settings
@@ -90,3 +98,39 @@ def test_the_first_update_after_a_quiet_period_claims_the_place_before_it_is_han
     assert liveness.may_handle()
     assert head(fake) == "writing"
     db.close()
+
+
+class SilentAfterOneAnswer(socketserver.BaseRequestHandler):
+    """A Bot API server whose connections answer once, then go silent without closing: what a
+    connection kept alive across a long freeze looks like when a NAT or the server dropped it."""
+
+    def handle(self):
+        self.request.recv(65536)
+        body = json.dumps({"ok": True, "result": {"id": 1, "is_bot": True, "first_name": "B"}}).encode()
+        self.request.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: keep-alive\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        self.server.released.wait(30)  # then nothing, on this connection, until the test ends
+
+
+def test_after_a_freeze_a_request_opens_a_fresh_connection_instead_of_waiting_on_a_dead_one(monkeypatch):
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), SilentAfterOneAnswer)
+    server.daemon_threads, server.released = True, threading.Event()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(telebot.apihelper, "READ_TIMEOUT", 2)
+    token = "424242:frozen-test-token"
+    bot = bot_api.build(token, f"http://127.0.0.1:{server.server_address[1]}")
+    try:
+        bot.get_me()  # a connection kept alive
+        bot_api.forget_connections()  # what a writer does when it notices it was frozen
+        started = time.monotonic()
+        bot.get_me()  # on a fresh connection: answered at once
+        assert time.monotonic() - started < 5
+        with pytest.raises(bot_api.BotApiError), bot_api.calling("ask again on the kept connection"):
+            bot.get_me()  # the kept one is dead: without forgetting, a request waits out its timeout
+    finally:
+        server.released.set()
+        server.shutdown()
+        server.server_close()

@@ -79,6 +79,7 @@ def test_a_deep_sleep_without_sigterm_then_a_message_on_an_empty_disk(mode, fake
     for _ in range(3):
         users.one()
     quiet(fake)
+    messages, writes = len(fake.history(CHAT)), len(fake.writes(CHAT))
     os.kill(first.process.pid, signal.SIGSTOP)  # asleep, then thrown away: no SIGTERM, ever
     first.kill()
     shutil.rmtree(first.workdir / "data")
@@ -88,6 +89,9 @@ def test_a_deep_sleep_without_sigterm_then_a_message_on_an_empty_disk(mode, fake
     woken = run_bot(folder="b", **env)  # the next request starts a new instance, an empty disk
     assert "registered" in fake.wait_for_message(waking, "registered", timeout=50)["text"]
     assert time.monotonic() - started < 30  # not the 60 s hand-over wait for a writer that is gone
+    quiet(fake)  # the waking user's registration is off the machine: ready to sleep again
+    assert len(fake.history(CHAT)) == messages  # a sleep costs the chat no new message (only edits)
+    assert len(fake.writes(CHAT)) > writes  # (the claim, the backup, the quiet head: edits)
     assert woken.stop()[0] == 0
     assert users_in(woken.db_path) == {*users.answered, waking}  # nothing lost
     assert not any(LOSS in text for text in alerts(fake))  # and no alarm of a loss

@@ -201,3 +201,26 @@ def test_the_on_change_job_backs_up_a_real_database_once_per_burst(db):
     assert run() and len(taken) == 1
     ticks.now += 100
     assert not run()  # nothing written since
+
+
+def test_a_write_before_the_first_look_while_the_startup_backup_runs_is_backed_up(db):
+    """The startup's backup snapshots the database; a webhook's update writes; only then does the
+    on-change job look for the first time, before the startup backup says what it holds. That
+    write is a change to back up, not part of "what was there before"."""
+    ticks, taken = Ticks(), []
+    debouncer = tasks.ChangeDebouncer(5, clock=ticks)
+    at_snapshot = db.change_count()
+    known = {"changes": None}  # the startup backup is still running
+
+    def run():
+        return tasks.backup_after_change(
+            db, lambda: taken.append(db.change_count()), debouncer, backed_up=lambda: known["changes"]
+        )
+
+    db.track_message(7, None, "N", 7, "message", NOW, NOW)  # after the snapshot
+    assert not run()  # the first look, while the startup backup runs
+    known["changes"] = at_snapshot  # it finished: it holds the database up to its snapshot
+    ticks.now += 1
+    assert not run()
+    ticks.now += 5
+    assert run() and taken == [db.change_count()]
