@@ -1,6 +1,6 @@
 """Whether this writer may handle what it fetched: quiet periods, and freezes.
 
-On Koyeb's free instance the common end of an instance is no longer SIGTERM: it sleeps (frozen,
+On Koyeb's free instance an instance usually ends without SIGTERM: it sleeps (frozen,
 no SIGTERM), and may be thrown away while frozen. So:
 
 - **A quiet writer leaves nothing to wait for.** Once nothing was written and no update let in

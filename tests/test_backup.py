@@ -412,7 +412,7 @@ def test_another_programs_files_beside_the_database_survive_a_backup(engine, liv
     ]
     for path in theirs:
         path.write_text("not ours")
-    (folder / ".tmp-work-99999999-abc").mkdir()  # a folder named like ours used to be
+    (folder / ".tmp-work-99999999-abc").mkdir()  # a folder named like ours but in another pattern
     add_users(live, 1)
     engine.create("manual")
     assert all(path.read_text() == "not ours" for path in theirs)
