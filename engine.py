@@ -194,7 +194,7 @@ class BackupEngine:
             self._changes_at_snapshot = self.db.change_count()  # what the snapshot holds, at least
             for folder in (self.local.folder, self.plain_copy.parent):
                 remove_stale_temporaries(folder)
-            if reason in FINAL_REASONS and not self.db.storage.in_memory:
+            if reason in FINAL_REASONS and self._file_is_live():
                 # The instance has stopped writing: the database file itself is the snapshot.
                 with self.db.frozen() as source:
                     try:
@@ -212,6 +212,20 @@ class BackupEngine:
                 return self._pack_and_store(reason, local_only, created_at, started, snapshot, workdir)
             finally:
                 snapshot.unlink(missing_ok=True)  # unless it became DB_PATH.backup
+
+    def _file_is_live(self) -> bool:
+        """The file at DB_PATH is the database this process writes. When it is not (deleted,
+        replaced or moved under the running bot), a final backup is a snapshot through the open
+        connection, which still reaches every page, like any other backup."""
+        if self.db.storage.in_memory:
+            return False
+        if self.db.file_is_live():
+            return True
+        log.warning(
+            "the file at DB_PATH is not the live database any more (deleted, replaced or moved): "
+            "the final backup is taken from the open connection"
+        )
+        return False
 
     def _snapshot_path(self, workdir: Path) -> Path:
         """Where the snapshot is taken: beside DB_PATH.backup, which it becomes (moved, not

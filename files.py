@@ -70,7 +70,10 @@ def scratch_directory(near: Path) -> tempfile.TemporaryDirectory:
     not copied, into it; in the system's temporary folder when `near` cannot be used."""
     try:
         near.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-work-", dir=near)
+        # A folder removed under it (someone emptied the disk) is no reason to fail what it held.
+        return tempfile.TemporaryDirectory(
+            prefix=f"{TEMP_PREFIX}{os.getpid()}-work-", dir=near, ignore_cleanup_errors=True
+        )
     except OSError:  # an unusable backup folder must not stop a verify or a restore
         return tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-work-")
 

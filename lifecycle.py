@@ -470,16 +470,19 @@ class Lifecycle:
 
     # --- stopping ---
 
-    def stop(self) -> None:
-        """SIGTERM: a writer takes its final backup; anyone else has nothing to hand over."""
+    def stop(self) -> bool:
+        """SIGTERM: a writer takes its final backup; anyone else has nothing to hand over.
+        False when this instance was the writer and no final backup could be made."""
         with self._lock:
             serving = self.state is State.SERVING
             self.state = State.STOPPING
+            final = None
             if serving:
-                self._finish_writing("shutdown", SHUTDOWN_BACKUP_SECONDS)
+                final = self._finish_writing("shutdown", SHUTDOWN_BACKUP_SECONDS)
             elif self.gate is not None:
                 self.gate.stop()
             self.runner.stop(timeout=DRAIN_SECONDS)
+            return final is not None or not serving
 
 
 def _named_by(head: Head | None, info: BackupInfo) -> bool:

@@ -37,8 +37,9 @@ PAUSE_CHECK_SECONDS = 5  # while paused because a destination did not answer at 
 ALERTS_AT_SHUTDOWN_SECONDS = 2.0  # alerts that wait for Telegram get this much more at a shutdown
 # Exit statuses: 0 stopped cleanly; 2 a setting is wrong (or Telegram rejects the token): fix the
 # configuration; 1 the machine does not let it start (PORT taken, DB_PATH held by another bot, a
-# database that cannot be opened or migrated): fix the environment. Each said in one line.
-EXIT_CANNOT_START, EXIT_BAD_SETTING = 1, 2
+# database that cannot be opened or migrated): fix the environment; 3 the writer stopped without
+# a final backup (what it wrote since its last backup is only on this disk). Each in one line.
+EXIT_CANNOT_START, EXIT_BAD_SETTING, EXIT_NO_FINAL_BACKUP = 1, 2, 3
 
 
 class HandlerErrorLogger(telebot.ExceptionHandler):
@@ -138,12 +139,15 @@ def _run(wired: Bot) -> int:
             engine.backup_quietly("startup")
     log.info("bot started: %s", instance.state.value)
     wired.stop_requested.wait()
-    instance.stop()
+    backed_up = instance.stop()
     wired.outbox.flush(ALERTS_AT_SHUTDOWN_SECONDS)
     panel.close()
     db.close()
     if report.lock:
         report.lock.release()
+    if not backed_up:  # the reason is logged above, by the backup that failed
+        log.error("stopped WITHOUT a final backup: what was written since the last backup is not saved")
+        return EXIT_NO_FINAL_BACKUP
     log.info("stopped cleanly")
     return 0
 

@@ -56,3 +56,12 @@ def _row_counts(connection: sqlite3.Connection) -> dict[str, int]:
 def _id_list(ids: Sequence[int]) -> str:
     """Telegram ids (integers, checked) as an SQL list: sqlite3 binds no sequences."""
     return ", ".join(str(int(i)) for i in ids) or "0"  # 0: no one (NULL would make NOT IN match nothing)
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """The file at `path` as the kernel knows it (device, inode); None when there is none."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from database.connection import _connect, _make_private, _read_only_uri
+from database.connection import _connect, _identity, _make_private, _read_only_uri
 from database.records import DatabaseError
 
 log = logging.getLogger("database")
@@ -93,6 +93,7 @@ class Copies:
                 _make_private(path)
             finally:
                 self._connection = _connect(path)
+                self._file_identity = _identity(path)
         return True
 
     def _leave_wal_if_alone(self) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from database.connection import _row_counts
+from database.connection import _identity, _row_counts
 from database.copies import Copies
 from database.migrations import MIGRATIONS_DIR, find_migrations
 from database.people import People
@@ -28,6 +28,7 @@ class Database(Copies, People):
         self._connection = connection  # shared by every thread: only ever used under the lock
         self.storage = storage
         self.lock = FairLock()
+        self._file_identity = _identity(storage.path) if not storage.in_memory else None
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -40,6 +41,12 @@ class Database(Copies, People):
                 self._connection.execute("ROLLBACK")
                 raise
             self._connection.execute("COMMIT")
+
+    def file_is_live(self) -> bool:
+        """Whether the file at DB_PATH is still the one this connection writes: someone may have
+        deleted, replaced or moved it under the running bot (the connection then writes to a
+        file nobody else can open, and a copy of the file at DB_PATH would miss its data)."""
+        return self._file_identity is not None and _identity(self.storage.path) == self._file_identity
 
     def close(self) -> None:
         with self.lock:

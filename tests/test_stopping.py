@@ -1,0 +1,54 @@
+"""End to end: what a stop leaves behind when the disk or the timing is against it. The final
+backup holds everything the bot confirmed and wrote, or the exit says that it does not."""
+
+import shutil
+
+import pytest
+from helpers import users_in
+
+pytestmark = pytest.mark.e2e
+BACKUP_CHAT = -1009876543210
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced", "moved"])
+def test_the_final_backup_comes_from_the_live_database_when_its_file_is_gone(how, tmp_path, fake, run_bot):
+    chat = {"BACKUP_CHAT_ID": str(BACKUP_CHAT), "BACKUP_AFTER_CHANGE_SECONDS": "0"}
+    bot = run_bot(**chat)
+    fake.send_text(701, "/start", first_name="Before")
+    fake.wait_for_message(701, "registered")
+    data = bot.db_path.parent
+    if how == "deleted":
+        for suffix in ("", "-wal", "-shm"):
+            data.joinpath(bot.db_path.name + suffix).unlink(missing_ok=True)
+    elif how == "replaced":
+        bot.db_path.with_name("other.db").write_bytes(b"")
+        bot.db_path.with_name("other.db").replace(bot.db_path)
+    else:
+        bot.db_path.rename(tmp_path / "moved.db")
+    fake.send_text(702, "/start", first_name="After")  # written after the file went
+    fake.wait_for_message(702, "registered")
+
+    code, _ = bot.stop()
+    assert code == 0, bot.log()
+    assert "the final backup is taken from the open connection" in bot.log()
+    assert bot.log().rstrip().endswith("stopped cleanly")
+    shutil.rmtree(data)  # a redeploy: an empty disk; the chat alone brings it back
+    again = run_bot(HANDOVER_WAIT_SECONDS="1", **chat)
+    again.wait_for_log("bot started: serving")
+    assert again.stop()[0] == 0
+    assert users_in(again.db_path) == {701, 702}
+
+
+def test_no_final_backup_is_exit_3_and_says_so(tmp_path, fake, run_bot):
+    bot = run_bot(BACKUP_DIR=str(tmp_path / "backups"), BACKUP_AFTER_CHANGE_SECONDS="0")
+    bot.wait_for_log("bot started:")  # its startup backup is done
+    fake.send_text(703, "/start")
+    fake.wait_for_message(703, "registered")
+    shutil.rmtree(tmp_path / "backups")
+    (tmp_path / "backups").write_text("a file where the backup folder was")  # nowhere to write it
+
+    code, _ = bot.stop()
+    assert code == 3, bot.log()
+    lines = bot.log().rstrip().splitlines()
+    assert "stopped WITHOUT a final backup" in lines[-1]
+    assert not any("stopped cleanly" in line for line in lines)
