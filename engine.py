@@ -277,18 +277,19 @@ class BackupEngine:
                 self._keep_plain_copy(snapshot)
             self.copies.rotate(self.local)
         sent, offsite_failures = ([], {}) if local_only else self._send_offsite(packed, info, workdir)
-        if not stored:
+        if not stored and not (info.final and sent):  # a final backup off the machine still counts
             elsewhere = f"; it did reach {', '.join(i.destination for i in sent)}" if sent else ""
             raise BackupError(f"the backup could not be written: {failures['local']}{elsewhere}")
         self._note_offsite(info, sent)
+        kept = (stored + sent)[0]
         result = CreateResult(
-            stored[0], time.monotonic() - started, stored + sent, {**failures, **offsite_failures}
+            kept, time.monotonic() - started, stored + sent, {**failures, **offsite_failures}
         )
         log.info(
             "%s backup %s: %d bytes, %d rows, %.2f s, stored in %s",
             reason,
             info.name,
-            stored[0].size,
+            kept.size,
             info.total_rows,
             result.seconds,
             ", ".join(i.destination for i in result.stored),

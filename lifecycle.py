@@ -53,7 +53,7 @@ from i18n import Alert, Code, Text
 from lease import Head, HeadState, KnockWatch
 from liveness import Liveness
 from tasks import JobRunner
-from updates import DRAIN_SECONDS, Poller, WebhookGate, drain
+from updates import DRAIN_SECONDS, HANDOVER_DRAIN_SECONDS, SHUTDOWN_DRAIN_SECONDS, Poller, WebhookGate, drain
 
 log = logging.getLogger("lifecycle")
 
@@ -368,10 +368,11 @@ class Lifecycle:
         """Stop taking updates, let the handlers finish, stop the jobs, and take the final
         backup (published as this writer's head) within `seconds` of Telegram's flood control;
         returns it."""
-        self._source.stop()
-        drain(self.bot)
+        waits = SHUTDOWN_DRAIN_SECONDS if reason == "shutdown" else HANDOVER_DRAIN_SECONDS
+        self._source.stop(waits)  # from here no update is queued or let in
+        drained = drain(self.bot, waits)
         self.runner.pause()
-        self._source.remember(self.db)
+        self._source.remember(self.db, drained)  # an update still running is left to the next writer
         with bot_api.deadline(seconds):
             result = self.engine.backup_quietly(reason)
         self.lease.release()

@@ -58,9 +58,10 @@ class Restore(PanelPart):
 
         def job() -> None:
             listed = by_backup(self.engine.listing().backups)[:LISTED]
-            place.backups = {
+            shown = {
                 f"{BACKUP_MARK}{n}: " + reader(_short(copies)): copies for n, copies in enumerate(listed, 1)
-            }  # replaced whole: a press on another thread sees the old list or this one
+            }
+            place.backups = shown  # one step: a press on another thread sees the old list or this one
             text = (
                 Text("♻️ Restore: choose a backup, or send a backup file here as a document.")
                 if listed
@@ -69,7 +70,7 @@ class Restore(PanelPart):
             # An admin who went elsewhere while we listed keeps the keyboard they are at.
             keyboard = (
                 self.panel.keyboard(
-                    message, Screen.RESTORE, [*([label] for label in place.backups), [reader.gettext(BACK)]]
+                    message, Screen.RESTORE, [*([label] for label in shown), [reader.gettext(BACK)]]
                 )
                 if place.screen is Screen.RESTORE
                 else None

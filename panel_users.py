@@ -25,8 +25,9 @@ class People(PanelPart):
     def _show(self, message, screen: Screen, text, listed: list[dict]) -> None:
         place = self.panel.place(message)
         place.screen = screen
-        place.people = {texts.button(user): user["user_id"] for user in listed}  # replaced whole
-        rows = [[label] for label in place.people] + [[self.panel.reader(message).gettext(BACK)]]
+        shown = {texts.button(user): user["user_id"] for user in listed}
+        place.people = shown  # one step, and the keyboard is what was put there
+        rows = [[label] for label in shown] + [[self.panel.reader(message).gettext(BACK)]]
         self.panel.say(message, text, reply_markup=self.panel.keyboard(message, screen, rows))
 
     def open_from_button(self, message) -> None:

@@ -13,6 +13,7 @@ import enum
 import json
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from urllib.parse import urlsplit
@@ -30,7 +31,13 @@ log = logging.getLogger("updates")
 LONG_POLL_SECONDS = 10  # Telegram holds a getUpdates this long when there is nothing to deliver
 ALLOWED_UPDATES = ["message"]  # what the handlers handle: texts, commands and documents
 HOLD_SECONDS = 25.0  # a webhook request arriving while the instance starts waits this long for it
-DRAIN_SECONDS = 3.0  # for the handlers in progress at a hand-over or a shutdown
+# How long the handlers in progress may take to finish before the final backup goes without
+# them (their updates are then not recorded as handled: the next writer gets them again). At a
+# shutdown the host's grace period bounds it (Koyeb's is not documented: "a few seconds"; Docker's
+# default is 10 s, and the final backup needs its own few); at a hand-over the next writer waits.
+SHUTDOWN_DRAIN_SECONDS, HANDOVER_DRAIN_SECONDS = 5.0, 30.0
+DRAIN_SECONDS = SHUTDOWN_DRAIN_SECONDS  # the jobs' and a webhook request's share of a shutdown
+BATCH_WAIT_SECONDS = 1.0  # the poller looks at whether it was stopped this often while a batch runs
 LAST_UPDATE_KEY = "last_update_id"  # the last update whose effects are in the database
 # Webhook mode remembers the ids it handled, not only the highest: after a week without updates
 # (a quiet bot may well have one) Telegram picks the next id at random, and it may be lower.
@@ -83,18 +90,28 @@ class Poller:
         self.offset = int(recorded) + 1 if recorded and recorded.isdigit() else None
         self.handled = Handled(db.get_state(HANDLED_KEY))  # for a webhook writer after this one
         self._stopped = threading.Event()
+        # stop() against queueing a batch: once stop() returns, no batch is queued any more, so
+        # every batch queued is ahead of the lifecycle's drain, and none runs after the final backup.
+        self._queueing = threading.Lock()
+        self._running: list[int] = []  # the ids of the batch queued and not known to be handled
         self._thread = threading.Thread(target=self._loop, name="polling", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
-        """No update is processed from now on. The request in flight is abandoned: what it
-        brings back is not confirmed to Telegram, which delivers it again to the next start."""
-        self._stopped.set()
+    def stop(self, seconds: float = DRAIN_SECONDS) -> None:
+        """No update is queued from now on (a batch being queued is, before this returns; the
+        handlers are waited for by drain(), not here, so `seconds` is unused). The
+        request in flight is abandoned: what it brings back is not confirmed to Telegram, which
+        delivers it again to the next start."""
+        with self._queueing:
+            self._stopped.set()
 
-    def remember(self, db: Database) -> None:
-        """Record what was handled (once the handlers are done): the final backup carries it."""
+    def remember(self, db: Database, drained: bool = True) -> None:
+        """Record what was handled: the final backup carries it. `drained`: the handlers are all
+        done, so the batch last queued was handled too; else it is left to the next writer."""
+        if drained:
+            self._handled_batch()
         self.handled.remember(db, self.offset - 1 if self.offset else None)
 
     def _loop(self) -> None:
@@ -133,11 +150,30 @@ class Poller:
                 return
             if updates and not self.may_handle():  # not confirmed to Telegram: the writer gets them
                 return
-            if updates:
-                self.offset = max(update.update_id for update in updates) + 1
-                for update in updates:
-                    self.handled.add(update.update_id)
-                self.bot.process_new_updates(updates)
+            if updates and not self._handle(updates):
+                return
+
+    def _handle(self, updates: list[types.Update]) -> bool:
+        """Queue a batch to the handlers and wait until it is handled: only then does the next
+        getUpdates confirm it to Telegram (the offset). False when stopped meanwhile."""
+        with self._queueing:
+            if self._stopped.is_set():  # stopped since the check above: not queued, not confirmed
+                return False
+            self._running = [update.update_id for update in updates]
+            self.bot.process_new_updates(updates)
+        while not drain(self.bot, BATCH_WAIT_SECONDS):
+            if self._stopped.is_set():  # the lifecycle's drain decides whether it was handled
+                return False
+        self._handled_batch()
+        return not self._stopped.is_set()
+
+    def _handled_batch(self) -> None:
+        with self._queueing:
+            running, self._running = self._running, []
+        for update_id in running:
+            self.handled.add(update_id)
+        if running:
+            self.offset = max(max(running) + 1, self.offset or 0)
 
     def _webhook_deleted(self) -> bool:
         """A webhook left from webhook mode would make every getUpdates a 409; once it is gone, a
@@ -163,16 +199,32 @@ def drain(bot: telebot.TeleBot, timeout: float = DRAIN_SECONDS) -> bool:
     keep running afterwards (a passive instance may take over again)."""
     if not bot.threaded:  # webhook mode: handlers run in the request, the gate waits for it
         return True
-    workers = len(bot.worker_pool.workers)
-    barrier = threading.Barrier(workers + 1, timeout=timeout)
-    for _ in range(workers):
-        bot.worker_pool.put(_pass_barrier, barrier)
-    try:
-        barrier.wait()
-        return True
-    except threading.BrokenBarrierError:
+    started = time.monotonic()
+    # One drain at a time: the workers share one queue, so two sets of barriers would each hold
+    # some of the workers and neither would ever be complete.
+    if not _DRAINING.acquire(timeout=timeout):
         log.warning("a handler was still running after %.0f s", timeout)
         return False
+    try:
+        workers = len(bot.worker_pool.workers)
+        barrier = threading.Barrier(workers + 1, timeout=max(0.01, timeout - (time.monotonic() - started)))
+        for _ in range(workers):
+            bot.worker_pool.put(_pass_barrier, barrier)
+        try:
+            barrier.wait()
+            return True
+        except threading.BrokenBarrierError:
+            log.log(
+                logging.DEBUG if timeout < SHUTDOWN_DRAIN_SECONDS else logging.WARNING,
+                "a handler was still running after %.0f s",
+                timeout,
+            )
+            return False
+    finally:
+        _DRAINING.release()
+
+
+_DRAINING = threading.Lock()
 
 
 def _pass_barrier(barrier: threading.Barrier) -> None:
@@ -253,17 +305,18 @@ class WebhookGate:
                 self._changed.wait_for(lambda: self._state is not GateState.OPEN, backoff)
             backoff = min(backoff * 2, 30.0)
 
-    def stop(self) -> None:
+    def stop(self, seconds: float = DRAIN_SECONDS) -> None:
         """No update is taken from now on; returns once the one in progress is done, or after
-        DRAIN_SECONDS (a handler stuck on the network must not cost the final backup: that
-        update is then answered 503, and delivered again to the next writer)."""
+        `seconds` (a handler stuck on the network must not cost the final backup: that update
+        is then answered 503, and delivered again to the next writer)."""
         self._set(GateState.SHUT)
-        if self._one_at_a_time.acquire(timeout=DRAIN_SECONDS):
+        if self._one_at_a_time.acquire(timeout=seconds):
             self._one_at_a_time.release()
         else:
-            log.warning("a handler was still running after %.0f s", DRAIN_SECONDS)
+            log.warning("a handler was still running after %.0f s", seconds)
 
-    def remember(self, db: Database) -> None:
+    def remember(self, db: Database, drained: bool = True) -> None:
+        """Record the updates handled (an update still running is answered 503: not among them)."""
         self.handled.remember(db, self.handled.last)
 
     def _set(self, state: GateState) -> None:

@@ -67,12 +67,13 @@ def test_an_unusable_storage_path_runs_in_memory_and_still_serves(tmp_path, fake
     fake.send_text(USER, "/start", first_name="Ann")
     fake.wait_for_message(USER, "registered")
     assert "Users: 1 " in admin_statistics(fake)  # the user (the admin asking is not counted)
-    assert bot.stop()[0] == 0
+    assert bot.stop()[0] == 3  # nowhere to keep a final backup: it says so
     log = bot.log()
+    assert "stopped WITHOUT a final backup" in log.rstrip().splitlines()[-1]
     assert "ERROR" in log and "IN-MEMORY" in log and "Not a directory" in log
     again = run_bot(**unusable)  # no backup anywhere: what was in memory is gone
     assert "Users: 0 " in admin_statistics(fake)
-    assert again.stop()[0] == 0
+    assert again.stop()[0] == 3
 
 
 def admin_statistics(fake) -> str:

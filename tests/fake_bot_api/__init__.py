@@ -120,7 +120,7 @@ class FakeBotAPI(ChatsMixin, UpdatesMixin, WebhookMixin):
         self._cond = threading.Condition()
         self._version = 0  # bumped on every change; wait_for() waits for it to move
         self._stopping = False
-        self._calls, self._failures, self._floods = [], {}, []
+        self._calls, self._failures, self._floods, self._slow = [], {}, [], []
         self._corrupt_downloads = self._truncate_downloads = 0
         self._outage = False
         self._server = self._thread = self._deliverer = None
@@ -195,6 +195,12 @@ class FakeBotAPI(ChatsMixin, UpdatesMixin, WebhookMixin):
         `when(params, files)`: only calls it says yes to (files: name -> (file name, bytes))."""
         with self._cond:
             self._failures.setdefault(method, []).extend([(error_code, description, body, when)] * times)
+
+    def slow(self, method, seconds, when=None):
+        """Every call of `method` that `when(params)` says yes to (every one without it) is
+        answered `seconds` later: a slow network, or a busy server."""
+        with self._cond:
+            self._slow.append((method, seconds, when))
 
     def flood(self, seconds, method=None, chat_id=None):
         """Telegram's flood control, on demand: for `seconds` (on the stand-in's clock) every call
@@ -349,6 +355,10 @@ class FakeBotAPI(ChatsMixin, UpdatesMixin, WebhookMixin):
     def _dispatch(self, token, method, params, files):
         if token != self.token:
             return 401, error_body(401, "Unauthorized")
+        with self._cond:
+            late = [t for m, t, when in self._slow if m == method and (when is None or when(params))]
+        if late:
+            time.sleep(max(late))  # the answer is late; the stand-in serves others meanwhile
         with self._cond:
             failures = self._failures.get(method) or []
             failure = next((f for f in failures if f[3] is None or f[3](params, files)), None)
