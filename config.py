@@ -296,11 +296,12 @@ class _Reader:
 
     def file_limits(self, api_url: str) -> bool:
         """TELEGRAM_FILE_LIMITS: 'telegram' (a bot uploads 50 MB, downloads 20 MB: backups travel
-        in parts) or 'none' (a self-hosted Bot API server in local mode). The default follows
-        TELEGRAM_API_URL: Telegram's own server has them, another one is taken not to."""
+        in parts) or 'none' (a self-hosted Bot API server in local mode). Telegram's, whatever
+        TELEGRAM_API_URL says, unless told otherwise: a proxy in front of Telegram, or a server
+        of one's own without --local, keeps them."""
         raw = (self.text("TELEGRAM_FILE_LIMITS") or "").lower()
         if not raw:
-            return api_url == DEFAULT_API_URL
+            return True
         if raw not in ("telegram", "none"):
             raise ConfigError(f"TELEGRAM_FILE_LIMITS must be telegram or none, got {_shown(raw)}")
         return raw == "telegram"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -34,6 +35,8 @@ from i18n import Code, Joined, Size, Text, lines
 from lease import Head, Knock, fence
 from telegram_chat import DESTINATION, GONE, ChatIndex, chat_errors, paced
 from telegram_index import VISIBLE_NAME, Entry, Part, Ref, caption_with_knock, knock_in_caption
+
+log = logging.getLogger("backup")
 
 DOWNLOAD_LIMIT = 20 * 1024 * 1024  # what a bot may download from Telegram's own server
 PART_SIZE = 19 * 1024 * 1024  # a backup larger than this travels in parts a bot can fetch again
@@ -129,8 +132,19 @@ class TelegramChat:
     # --- sending ---
 
     def _send_parts(self, path: Path, visible_name: str, text: str, reuse: list[int]) -> list[Part]:
+        """The backup as one document, or as parts under Telegram's limits: when they are
+        assumed, or when the server refuses the whole file as too large (it keeps them after
+        all: a proxy in front of Telegram, say)."""
+        if not self.official_api:
+            try:
+                return self._send_in(path, 1, visible_name, text, list(reuse))
+            except TooLarge as error:
+                log.warning("%s: sending it in parts", error)
+        count = max(1, -(-path.stat().st_size // PART_SIZE))
+        return self._send_in(path, count, visible_name, text, reuse)
+
+    def _send_in(self, path: Path, count: int, visible_name: str, text: str, reuse: list[int]) -> list[Part]:
         size = path.stat().st_size
-        count = max(1, -(-size // PART_SIZE)) if self.official_api else 1
         length = PART_SIZE if count > 1 else size
         parts, new = [], []
         with open(path, "rb") as stream:
@@ -181,6 +195,8 @@ class TelegramChat:
         try:
             result = self.api.upload("send a backup to the chat", method, fields, field, name, body)
         except BotApiError as error:
+            if error.code == 413:  # "Request Entity Too Large": over the server's upload limit
+                raise TooLarge(f"{human.size(window[2])} is over what this Bot API server takes") from None
             if error.migrate_to_chat_id is None or method != "sendDocument":
                 raise DestinationError(str(error)) from None
             self.index.follow(error.migrate_to_chat_id)

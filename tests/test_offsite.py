@@ -202,6 +202,20 @@ def test_a_self_hosted_server_takes_a_large_backup_as_one_document(tmp_path, fak
     assert len(entry["parts"]) == 1 and entry["parts"][0]["size"] == result.info.size
 
 
+def test_a_server_said_to_have_no_limits_that_refuses_a_whole_backup_gets_it_in_parts(tmp_path, fake):
+    s = Setup(tmp_path, fake, TELEGRAM_FILE_LIMITS="none")  # but it keeps the 50 MB (a proxy)
+    s.add_users(1)
+    s.pad(52)  # a backup over 50 MB: refused whole with 413 "Request Entity Too Large"
+    result = s.engine.create("manual")
+    assert result.info.size > 50 * MB and "telegram" in [i.destination for i in result.stored]
+    assert 413 in [c["status"] for c in fake.requests("sendDocument")]  # tried whole first
+    parts = part_messages(fake)
+    assert len(parts) == 3 and all(m["document"]["file_size"] <= 19 * MB for m in parts)
+    assert s.alerts == []
+    restored = s.engine.verify(s.engine.listing(only="telegram").backups[0])
+    assert restored.row_counts["users"] == 53
+
+
 def test_startup_on_an_empty_disk_restores_the_pinned_backup(tmp_path, fake):
     s = Setup(tmp_path, fake)
     s.add_users(1, 2, 3)
