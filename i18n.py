@@ -63,6 +63,9 @@ class Size:
 
     count: int
 
+    def __str__(self) -> str:  # in a log line
+        return ENGLISH.size(self.count)
+
 
 @dataclass(frozen=True)
 class Code:
@@ -72,6 +75,9 @@ class Code:
 
     text: str
     most: int | None = None
+
+    def __str__(self) -> str:  # in a log line: the text itself, clipped, never the dataclass
+        return ENGLISH.clipped(self.text.translate(BIDI_CONTROLS), self.most)
 
 
 class Text:

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 import pytest
 from bot_process import BotProcess
 from fake_bot_api import FakeBotAPI
+from helpers import INTERNAL_REPR
 
 import database
 
@@ -81,3 +82,17 @@ def run_bot(tmp_path, fake):
     yield run
     for bot in started:
         bot.kill()
+    for bot in started:  # whatever the test: no line of ours shows an object's insides
+        shown = [line for line in own_log_lines(bot.log()) if INTERNAL_REPR.search(line)]
+        assert not shown, "log lines with internal objects:\n" + "\n".join(shown)
+
+
+LIBRARY_LOGGERS = ("TeleBot", "schedule", "urllib3", "botocore", "boto3", "s3transfer", "PIL")
+
+
+def own_log_lines(log):
+    """The bot's own log lines ("date time LEVEL logger: message"), not its libraries'."""
+    for line in log.splitlines():
+        parts = line.split(" ", 4)
+        if len(parts) == 5 and parts[3].endswith(":") and not parts[3].startswith(LIBRARY_LOGGERS):
+            yield line

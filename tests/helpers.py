@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import socket
 import sqlite3
 import urllib.request
@@ -129,3 +130,7 @@ def health(port) -> dict:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
         assert response.status == 200
         return json.loads(response.read())
+
+
+# What a log line of ours must never show: an object's insides instead of what it says.
+INTERNAL_REPR = re.compile(r"\b(Code|Text|Size|Joined|BackupInfo|Head|Knock|Entry|Part)\(|object at 0x")

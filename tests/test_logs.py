@@ -3,10 +3,12 @@ from types import SimpleNamespace
 
 import pytest
 import requests
-from helpers import bot_for
+from helpers import INTERNAL_REPR, bot_for
+from hypothesis import given
+from hypothesis import strategies as st
 
 from clock import utc_now
-from i18n import Reader
+from i18n import BIDI_CONTROLS, Code, Joined, Reader, Size, Text
 from logs import REDACTED, setup_logging
 from readers import Readers
 
@@ -88,3 +90,29 @@ def test_every_credential_is_a_secret_session_tokens_and_url_passwords_included(
     for secret in ("pass phrase", "aws-secret-key", "aws-session-token", "url-password", fake.token):
         assert secret not in message["text"]
     assert message["text"].count(REDACTED) == 5
+
+
+values = st.recursive(
+    st.one_of(
+        st.builds(Code, st.text(), st.one_of(st.none(), st.integers(1, 50))),
+        st.builds(Size, st.integers(0, 1 << 50)),
+        st.text(),
+        st.integers(),
+    ),
+    lambda inner: st.one_of(
+        st.builds(lambda v: Text("{v} may still be writing", v=v), inner),
+        st.builds(lambda a, b: Joined([Text("{a}", a=a), Text("{b}", b=b)]), inner, inner),
+    ),
+    max_leaves=5,
+)
+
+
+@given(values)
+def test_a_log_line_shows_values_as_people_read_them_never_their_insides(value):
+    record = logging.LogRecord(
+        "lifecycle", logging.INFO, __file__, 1, "%s may still be writing", (value,), None
+    )
+    line = record.getMessage()
+    assert not INTERNAL_REPR.search(line), line
+    if isinstance(value, Code) and value.most is None:  # the text itself, as it is
+        assert line == f"{value.text.translate(BIDI_CONTROLS)} may still be writing"

@@ -42,7 +42,8 @@ def test_the_final_backup_comes_from_the_live_database_when_its_file_is_gone(how
 
 
 def test_no_final_backup_is_exit_3_and_says_so(tmp_path, fake, run_bot):
-    bot = run_bot(BACKUP_DIR=str(tmp_path / "backups"), BACKUP_AFTER_CHANGE_SECONDS="0")
+    # No place off the machine: the backup folder is the only one.
+    bot = run_bot(BACKUP_DIR=str(tmp_path / "backups"), BACKUP_AFTER_CHANGE_SECONDS="0", BACKUP_CHAT_ID="off")
     bot.wait_for_log("bot started:")  # its startup backup is done
     fake.send_text(703, "/start")
     fake.wait_for_message(703, "registered")
