@@ -25,8 +25,9 @@ CHAT = -1005550001
 # --- fencing, on the engine ---------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("newer", ["writing", "final"])  # final: it has stopped cleanly already
 def test_a_stale_instance_never_replaces_a_newer_generations_backup_anywhere(
-    tmp_path, fake, s3_server, s3_env, monkeypatch
+    newer, tmp_path, fake, s3_server, s3_env, monkeypatch
 ):
 
     def instance(folder, generation, name):
@@ -58,8 +59,9 @@ def test_a_stale_instance_never_replaces_a_newer_generations_backup_anywhere(
     new_db, new, _ = instance("new", 5, "new-instance")  # restored generation 4: writes 5
     new.lease.publish(HeadState.WRITING)
     new_db.track_message(2, None, "N", 2, "message", NOW, NOW)
-    newest = new.create("change")
+    newest = new.create("change" if newer == "writing" else "shutdown")
     in_chat = chat_index(fake, CHAT)
+    assert in_chat["head"]["state"] == newer
     in_bucket = S3Bucket(s3_server.bucket, s3_env, s3_server.endpoint_url).list()
 
     old_db.track_message(3, None, "N", 3, "message", NOW, NOW)  # the old one missed the hand-over
