@@ -284,6 +284,22 @@ def start(settings):
     return db, report
 
 
+def test_the_safety_copy_is_never_restored_as_the_newest_even_when_it_is_the_newest_file(
+    engine, live, settings, good_backup
+):
+    engine.restore(good_backup)  # a person chose users 1 and 2 over 1, 2 and 3
+    after, safety = engine.listing().backups[:2]
+    assert (after.reason, safety.reason) == ("restore", "pre-restore")
+    Path(after.location).unlink()  # the backup after it is gone: the safety copy is the newest file
+    Path(settings.db_path + ".backup").unlink()
+    assert engine.listing().backups[0].reason == "pre-restore"
+    live.close()
+    Path(settings.db_path).unlink()  # an empty disk but for the backups
+    db, report = start(settings)
+    assert report.restored.reason == "manual" and user_ids(db) == [1, 2]  # what the person chose
+    db.close()
+
+
 def test_startup_keeps_a_healthy_database_even_when_a_backup_is_older(engine, live, settings):
     add_users(live, 1)
     engine.create("manual")

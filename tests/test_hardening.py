@@ -17,10 +17,12 @@ import zstandard
 from bot_process import PROJECT
 from conftest import NOW
 from helpers import fingerprint
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import database
 import startup
-from backup_format import SKIPPABLE_MAGIC, file_name
+from backup_format import MAX_WINDOW, SKIPPABLE_MAGIC, BackupError, file_name, unpack_and_verify
 from config import load_settings
 
 BACKUP = str(PROJECT / "backup.py")
@@ -261,3 +263,42 @@ def test_at_startup_a_crafted_newest_backup_is_passed_over_for_the_next(tmp_path
     (passed,) = report.passed_over
     assert "unpacks to more than" in passed.reason and passed.info.name == file_name(NOW, "scheduled")
     db.close()
+
+
+# --- the unpack's limits, exactly ---
+
+
+@settings(max_examples=20, deadline=None)
+@given(extra=st.binary(min_size=1, max_size=70_000))  # a byte past the size, up to past a chunk
+def test_a_backup_unpacks_to_exactly_its_declared_size_and_not_a_byte_more(tmp_path_factory, extra):
+    folder = tmp_path_factory.mktemp("unpack")
+    db_file = bot_database(folder / "ok.db")
+    header, data = header_of(db_file), db_file.read_bytes()
+    info, _ = unpack_and_verify(backup_file(folder / "exact.db.zst", header, data), folder)
+    assert info.db_size == len(data)  # exactly the size it declares: accepted
+    with pytest.raises(BackupError, match="it unpacks to more than the"):
+        unpack_and_verify(backup_file(folder / "over.db.zst", header, data + extra), folder)
+    assert (folder / "restore.db").stat().st_size <= len(data)  # never more on the disk either
+
+
+def test_a_frame_asking_for_more_than_a_16_mb_window_is_refused(tmp_path):
+    assert MAX_WINDOW == 16 * MB
+    # A database of 17 MB: a frame can then say it needs a window past 16 MB.
+    db_file = bot_database(
+        tmp_path / "big.db", extra_sql="INSERT INTO bot_state VALUES ('pad', hex(zeroblob(8912896)))"
+    )
+    header, data = header_of(db_file), db_file.read_bytes()
+    assert len(data) > 16 * MB
+
+    def frame(window_log):
+        params = zstandard.ZstdCompressionParameters.from_level(1, window_log=window_log)
+        target = tmp_path / f"window-{window_log}.db.zst"
+        payload = json.dumps(header).encode()
+        packed = zstandard.ZstdCompressor(compression_params=params).compress(data)
+        target.write_bytes(struct.pack("<II", SKIPPABLE_MAGIC, len(payload)) + payload + packed)
+        return target
+
+    info, _ = unpack_and_verify(frame(24), tmp_path)  # 16 MB: the most it may ask
+    assert info.db_size == len(data)
+    with pytest.raises(BackupError, match="the compressed data is corrupt"):
+        unpack_and_verify(frame(25), tmp_path)  # 32 MB of memory for a hostile frame: no
