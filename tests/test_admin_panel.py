@@ -10,6 +10,7 @@ from helpers import backups_in_chat, buttons, chat_index, newest_backup_message,
 
 import database
 import panel_screens as panel
+from i18n import LANGUAGE_LABELS, Reader, Text
 
 pytestmark = pytest.mark.e2e
 OTHER_ADMIN = ADMIN_ID + 1
@@ -248,3 +249,21 @@ def test_in_a_group_an_admin_gets_nothing_of_the_database(fake, start_bot):
         assert message["text"] == "🔒 The admin panel works only in a private chat with me."
         assert not buttons(message) and not message.get("document")
     assert not any(m.get("document") for m in fake.messages(group))
+
+
+def test_in_a_group_the_persian_labels_and_the_language_buttons_get_nothing_of_the_panel(fake, start_bot):
+    bot = start_bot()
+    group = -1005556
+    persian = [Reader("fa").gettext(label) for label in LABELS if not label.startswith(("♻️ 1", "👤"))]
+    assert all(label not in LABELS for label in persian)  # really the Persian ones
+    for text in [*persian, *LANGUAGE_LABELS]:
+        fake.send_text(ADMIN_ID, text, chat_id=group, language_code="fa")
+    press(fake, "/admin", "🛠")  # in the admin's private chat (in Persian now), after all of those
+    assert bot.stop()[0] == 0  # every handler finished: nothing more comes to the group
+    refusal = Text("🔒 The admin panel works only in a private chat with me.")
+    lines = {Reader("fa")(refusal), Reader("en")(refusal)}
+    in_group = [m for m in fake.messages(group) if m["from"]["is_bot"]]
+    assert len(in_group) == len(persian)  # one line for each label; the language buttons: nothing
+    for message in in_group:
+        assert message["text"] in lines
+        assert not buttons(message) and not message.get("document")
