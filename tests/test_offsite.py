@@ -16,7 +16,7 @@ from backup_format import SQLITE_MAGIC, BackupError
 from config import load_settings
 from engine import BackupEngine
 from sealing import SEALED_MAGIC
-from telegram_index import Seal
+from telegram_index import FORMAT_UNSEALED, Seal
 
 CHAT = -1001234567890  # a channel the bot is an admin of
 MB = 1 << 20
@@ -230,6 +230,34 @@ def test_startup_on_an_empty_disk_restores_the_pinned_backup(tmp_path, fake):
     assert report.restored.destination == "telegram"
     assert db.table_row_counts()["users"] == 3
     assert len(alerts) == 1 and "Restored at startup" in alerts[0] and "telegram" in alerts[0]
+
+
+@pytest.mark.parametrize("kind", ["supergroup", "channel"])  # a channel's posts carry no sender
+def test_an_index_posted_and_pinned_by_someone_else_is_never_taken_for_the_bots(kind, tmp_path, fake):
+    if kind == "channel":
+        fake.make_channel(CHAT)
+    s = Setup(tmp_path, fake)
+    s.add_users(1)
+    s.engine.create("manual")
+    s.db.close()
+    # An index of the format from before the seal, which the bot trusts only when it posted it,
+    # naming no backups at all: read, it would hide the real one.
+    forged = {**chat_index(fake, CHAT), "format": FORMAT_UNSEALED, "backups": [], "seal": None}
+    name = fake.pinned_message(CHAT)["document"]["file_name"]
+    update = fake.send_document(999, name, json.dumps(forged).encode(), chat_id=CHAT)
+    posted = update.get("message") or update["channel_post"]
+    fake.pin(CHAT, posted["message_id"])
+    assert fake.pinned_message(CHAT)["message_id"] == posted["message_id"]
+
+    empty_disk = settings_for(tmp_path / "new-instance", fake)
+    db, _engine, report = startup.prepare_database(empty_disk, startup.offsite(empty_disk))
+    report.lock.release()
+    assert report.restored is not None and report.restored.destination == "telegram"
+    assert db.table_row_counts()["users"] == 1  # the bot's own index, found beneath
+    if kind == "supergroup":  # its sender shows it is not the bot's: not even downloaded
+        fetched = [c["params"].get("file_id") for c in fake.requests("getFile")]
+        assert posted["document"]["file_id"] not in fetched
+    db.close()
 
 
 def test_startup_takes_the_newest_of_all_destinations_and_survives_a_failing_one(tmp_path, fake):
