@@ -268,6 +268,9 @@ class BackupEngine:
         newest = self.newest_local() or self._restored
         if reason in SKIPPABLE_REASONS and newest is not None and newest.sha256 == info.sha256:
             self._backed_up_changes = self._changes_at_snapshot  # the newest backup holds them
+            state = self._offsite_state
+            if state is not None and state[1].sha256 == info.sha256:  # and it is off the machine
+                self._offsite_state = (self._changes_at_snapshot, state[1])
             log.info("%s backup skipped: nothing changed since %s", reason, newest.name)
             return CreateResult(None, time.monotonic() - started)
         stored, failures = self.copies.store(self.local, packed, info)

@@ -35,11 +35,14 @@ from backup_format import NotABackupError
 from bot_api import BotApiError
 from destinations import DestinationError
 from i18n import ENGLISH, Alert, Reader, Text
+from lease import Knock
 from telegram_index import (
     Entry,
     Index,
     Ref,
     Seal,
+    caption_with_knock,
+    knock_in_caption,
     parse_index,
     serialize,
 )
@@ -106,6 +109,9 @@ class ChatIndex:
         self._to_repin: list[int] = []  # others' pins this process took away and owes back
         self.on_top = False  # the index is what getChat shows, as last read
         self.known: Index | None = None  # the index as last read or written by this process
+        # The request to hand over under the index's caption as last read, and on which message:
+        # an edit of the index carries it, or the writer would wipe the request it must heed.
+        self._knock: tuple[int, Knock] | None = None
 
     @property
     def bot_username(self) -> str:
@@ -128,6 +134,12 @@ class ChatIndex:
         pinned = self.pinned()
         index = self.trusted(pinned)
         self.on_top = index is not None
+        knock = (
+            knock_in_caption(pinned.caption or "", self.seal, self.chat_id, pinned.message_id)
+            if index
+            else None
+        )
+        self._knock = (pinned.message_id, knock) if knock is not None else None
         if index is None and self.known is not None and self.known.message_id is not None:
             return self.known
         if index is None and pinned is not None:
@@ -233,6 +245,8 @@ class ChatIndex:
 
     def _edit_index(self, index: Index) -> None:
         data, text = serialize(index, self.seal), self.reader(index_caption(index, self.bot_username))
+        if self._knock is not None and self._knock[0] == index.message_id:
+            text = caption_with_knock(text, self._knock[1], self.seal, self.chat_id, index.message_id)
         media = bot_api.json_field({"type": "document", "media": "attach://index", "caption": text})
         fields = {"chat_id": self.chat_id, "message_id": index.message_id, "media": media}
         self.api.upload(

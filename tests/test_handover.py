@@ -152,8 +152,11 @@ def test_a_knock_never_costs_the_writer_a_backup_or_its_head(tmp_path, fake, s3_
         assert final.sha256 in {b.sha256 for b in destination.list()}
         assert store.read_knock() == Knock("instance-b", datetime(2026, 11, 26, 12, 0, 1, tzinfo=UTC))
     assert "Backup index of" in fake.pinned_message(CHAT)["caption"]  # the people's text kept
-    writer.create("manual")  # the writer's next index: the request is gone from the chat
-    assert startup.offsite(writer_settings).lease_stores[0].read_knock() is None
+    writer.create("manual")  # the writer's next index keeps the request: it is for the writer to heed
+    assert startup.offsite(writer_settings).lease_stores[0].read_knock() == Knock(
+        "instance-b", datetime(2026, 11, 26, 12, 0, 1, tzinfo=UTC)
+    )
+    assert "Backup index of" in fake.pinned_message(CHAT)["caption"]
     db.close()
 
 
@@ -162,17 +165,22 @@ def test_a_knock_never_costs_the_writer_a_backup_or_its_head(tmp_path, fake, s3_
 
 class Users:
     """People writing to the bot all along: each new user sends /start and waits for the answer.
-    `answered` are those who got one: the bot wrote them to a database before answering."""
+    `answered` are those who got one: the bot wrote them to a database before answering. A user
+    never answered is a dropped update: one() raises, and stop() of the users writing all along
+    (start()) fails naming them."""
 
     def __init__(self, fake, first_id=7000):
         self.fake, self.next_id = fake, first_id
-        self.answered, self.sent = [], []
+        self.answered, self.sent, self.unanswered = [], [], []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         while not self._stop.is_set():
-            self.one()
+            try:
+                self.one()
+            except AssertionError:  # recorded; stop() says so
+                pass
 
     def one(self, timeout=60):
         user, self.next_id = self.next_id, self.next_id + 1
@@ -180,9 +188,10 @@ class Users:
         self.fake.send_text(user, "/start")
         try:
             self.fake.wait_for_message(user, "registered", timeout=timeout)
-            self.answered.append(user)
         except AssertionError:
-            pass
+            self.unanswered.append(user)
+            raise
+        self.answered.append(user)
 
     def start(self):
         self._thread.start()
@@ -191,6 +200,8 @@ class Users:
     def stop(self):
         self._stop.set()
         self._thread.join(120)
+        assert not self._thread.is_alive(), "a user is still waiting for an answer"
+        assert not self.unanswered, f"never answered (a dropped update): {self.unanswered}"
 
 
 def serving(bot, timeout=60):
@@ -211,7 +222,8 @@ def test_two_rolling_redeploys_lose_no_answered_user(fake, run_bot):
     serving(second)
     fake.wait_for(lambda: len(users.answered) >= 10, 60, "users answered by the second instance")
     assert first.stop()[0] == 0  # only then the old one is stopped
-    assert "handed over" in first.log() or "409" in first.log()
+    assert "handing over to a newer instance" in first.log()  # it handed over, with its final backup
+    assert "handover backup backup-" in first.log()
 
     third = run_bot(folder="c", **SETTINGS)
     serving(third)
