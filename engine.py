@@ -265,13 +265,7 @@ class BackupEngine:
             info = write_backup_file(
                 content, info, packed, QUICK_COMPRESSION_LEVEL if hurry else COMPRESSION_LEVEL
             )
-        newest = self.newest_local() or self._restored
-        if reason in SKIPPABLE_REASONS and newest is not None and newest.sha256 == info.sha256:
-            self._backed_up_changes = self._changes_at_snapshot  # the newest backup holds them
-            state = self._offsite_state
-            if state is not None and state[1].sha256 == info.sha256:  # and it is off the machine
-                self._offsite_state = (self._changes_at_snapshot, state[1])
-            log.info("%s backup skipped: nothing changed since %s", reason, newest.name)
+        if reason in SKIPPABLE_REASONS and self._unchanged(reason, info):
             return CreateResult(None, time.monotonic() - started)
         stored, failures = self.copies.store(self.local, packed, info)
         if stored:
@@ -298,6 +292,19 @@ class BackupEngine:
             ", ".join(i.destination for i in result.stored),
         )
         return result
+
+    def _unchanged(self, reason: str, info: BackupInfo) -> bool:
+        """The newest backup holds the same data as `info`: it is skipped, and what the newest
+        holds (and, when it is off the machine, what is off the machine) counts up to now."""
+        newest = self.newest_local() or self._restored
+        if newest is None or newest.sha256 != info.sha256:
+            return False
+        self._backed_up_changes = self._changes_at_snapshot
+        state = self._offsite_state
+        if state is not None and state[1].sha256 == info.sha256:
+            self._offsite_state = (self._changes_at_snapshot, state[1])
+        log.info("%s backup skipped: nothing changed since %s", reason, newest.name)
+        return True
 
     def _note_offsite(self, info: BackupInfo, sent: list[BackupInfo]) -> None:
         """What reached the machine's outside: the newest backup there, whether every place
