@@ -95,3 +95,24 @@ def test_a_batch_is_confirmed_to_telegram_only_once_its_handlers_are_done(pollin
     assert updates.drain(bot, 5)
     poller.remember(db)
     assert recorded(db) == first + 1
+
+
+def test_a_stop_between_the_stop_check_and_the_queueing_lets_no_batch_run(polling, fake):
+    bot, db, seen = polling
+    holder = {}
+
+    def stopped_meanwhile():  # asked after the loop's stop check, before the batch is queued
+        holder["poller"].stop()  # a SIGTERM, a 409 or a knock, at that very moment
+        return True
+
+    sent = fake.send_text(4242, "fetched as the stop came")["update_id"]
+    poller = holder["poller"] = updates.Poller(
+        bot, db, on_conflict=lambda: True, may_handle=stopped_meanwhile
+    )
+    poller.start()
+    poller._thread.join(10)
+    assert not poller._thread.is_alive()  # the loop ended without queueing it
+    assert updates.drain(bot, 5)
+    poller.remember(db)
+    assert seen == [] and db.get_state(updates.LAST_UPDATE_KEY) is None  # neither handled nor recorded
+    assert [u["update_id"] for u in fake.pending_updates()] == [sent]  # Telegram gives it to the next
