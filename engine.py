@@ -258,11 +258,7 @@ class BackupEngine:
                 content, info, packed, QUICK_COMPRESSION_LEVEL if hurry else COMPRESSION_LEVEL
             )
         newest = self.newest_local() or self._restored
-        unchanged = newest is not None and newest.sha256 == info.sha256
-        if reason in SKIPPABLE_REASONS and unchanged and not self.offsite_behind():
-            self._backed_up_changes = self._changes_at_snapshot  # the newest backup holds them
-            if self._offsite_state is not None and self._offsite_state[1].sha256 == info.sha256:
-                self._offsite_state = (self._changes_at_snapshot, self._offsite_state[1])
+        if reason in SKIPPABLE_REASONS and self._unchanged(newest, info):
             log.info("%s backup skipped: nothing changed since %s", reason, newest.name)
             return CreateResult(None, time.monotonic() - started)
         stored, failures = self.copies.store(self.local, packed, info)
@@ -291,6 +287,17 @@ class BackupEngine:
             ", ".join(i.destination for i in result.stored),
         )
         return result
+
+    def _unchanged(self, newest: BackupInfo | None, info: BackupInfo) -> bool:
+        """Whether the snapshot holds what the newest backup holds, and that one is off the
+        machine wherever it should be: nothing to back up. The newest backup then holds every
+        change made so far, and so does the one every place off the machine has, if equal."""
+        if newest is None or newest.sha256 != info.sha256 or self.offsite_behind():
+            return False
+        self._backed_up_changes = self._changes_at_snapshot
+        if self._offsite_state is not None and self._offsite_state[1].sha256 == info.sha256:
+            self._offsite_state = (self._changes_at_snapshot, self._offsite_state[1])
+        return True
 
     def _note_offsite(self, info: BackupInfo, sent: list[BackupInfo]) -> None:
         """What reached the machine's outside: the newest backup there, whether every place
