@@ -18,10 +18,10 @@ from pathlib import Path
 from telebot import types
 
 import bot_api
-from backup_format import BackupError, BackupInfo, shown_reason
+from backup_format import BackupError, BackupInfo, shown_reason, shown_table
 from destinations import DestinationError
 from files import scratch_directory
-from i18n import DETAIL, Code, Text, lines
+from i18n import DETAIL, Code, Series, Style, Text, When, lines
 from panel_backups import by_backup, places
 from panel_screens import BACK, BACKUP, BACKUP_MARK, RESTORE, PanelPart, Screen
 from telegram_destination import DOWNLOAD_LIMIT
@@ -179,7 +179,7 @@ class Restore(PanelPart):
         parts += [
             Text(
                 "{table}: {backup} / {live}",
-                table=Code(table),
+                table=shown_table(table),
                 backup=info.row_counts.get(table, 0),
                 live=live.get(table, 0),
             )
@@ -262,10 +262,11 @@ def first_that_works(copies: list, attempt: Callable):
 
 
 def _short(copies: list[BackupInfo]) -> Text:
+    """A backup's button: short enough for a phone (no year, no zone)."""
     info = copies[0]
     return Text(
         "{when} {reason} ({destination})",
-        when=info.created_at,
+        when=When(info.created_at, Style.SHORT),
         reason=shown_reason(info.reason),
         destination=places(copies),
     )
@@ -291,5 +292,7 @@ def what_is_lost(info: BackupInfo, live: dict[str, int], now: datetime) -> Text:
         "language choices).",
         age=now - info.created_at,
         rows=sum(more.values()),
-        tables=Code(", ".join(f"{table} +{n}" for table, n in sorted(more.items()))),
+        tables=Series(
+            [Text("{table} +{count}", table=shown_table(t), count=n) for t, n in sorted(more.items())]
+        ),
     )

@@ -2,6 +2,7 @@
 compiled catalogs are the ones the translators wrote, and values read right in each language."""
 
 import gettext
+import re
 import unicodedata
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +16,21 @@ from hypothesis import strategies as st
 
 import panel_screens
 from config import LANGUAGES
-from i18n import FSI, LANGUAGE_LABELS, PDI, Code, Reader, Size, Text, language_of, lines, placeholders
+from i18n import (
+    FSI,
+    LANGUAGE_LABELS,
+    PDI,
+    Code,
+    Plural,
+    Reader,
+    Size,
+    Style,
+    Text,
+    ascii_digits,
+    language_of,
+    lines,
+    placeholders,
+)
 
 PROJECT = Path(__file__).resolve().parent.parent
 LOCALES = PROJECT / "locales"
@@ -24,15 +39,20 @@ NOON = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 TEHRAN = ZoneInfo("Asia/Tehran")
 
 
-def source_texts() -> set[str]:
+def source_texts() -> set[str | tuple[str, str]]:
     """Every text the bot's modules mark for people, as `pybabel extract -F babel.cfg` finds it."""
     found = extract_from_dir(
         str(PROJECT),
         method_map=[("*.py", "python")],
-        keywords={"Text": None, "N_": None},
+        keywords={"Text": None, "Plural": (1, 2), "N_": None},
         directory_filter=lambda path: Path(path).resolve() == PROJECT,
     )
-    return {message for _, _, message, _, _ in found}
+    return {message for _, _, message, _, _ in found}  # a plural's is (singular, plural)
+
+
+def forms(message) -> tuple[str, ...]:
+    """A catalog entry's translations: one, or one per plural form."""
+    return message.string if isinstance(message.string, tuple) else (message.string,)
 
 
 def catalog(language: str):
@@ -45,13 +65,15 @@ def test_every_text_people_read_has_a_translation_that_keeps_its_placeholders(la
     texts, translations = source_texts(), catalog(language)
     assert len(texts) > 100  # the extraction found the bot's texts, not nothing
     missing, fuzzy, broken = [], [], []
-    for msgid in sorted(texts):
+    for msgid in sorted(texts, key=str):
         message = translations.get(msgid)
-        if message is None or not message.string:
+        english = msgid if isinstance(msgid, tuple) else (msgid,)
+        if message is None or not all(forms(message)):
             missing.append(msgid)
         elif message.fuzzy:
             fuzzy.append(msgid)
-        elif placeholders(message.string) != placeholders(msgid):
+        # each form keeps the placeholders of one English form ("every hour" has no {count})
+        elif any(placeholders(form) not in [placeholders(e) for e in english] for form in forms(message)):
             broken.append(f"{msgid!r} -> {message.string!r}")
     assert missing == [], "no translation (pybabel update, then translate)"
     assert fuzzy == [], "marked fuzzy: check the translation, then remove the mark"
@@ -68,8 +90,17 @@ def test_the_template_lists_exactly_the_texts_in_the_source():
 def test_the_compiled_catalog_is_the_one_the_translators_wrote(language):
     with open(LOCALES / language / "LC_MESSAGES" / "bot.mo", "rb") as mo:
         compiled = gettext.GNUTranslations(mo)
-    written = {m.id: m.string for m in catalog(language) if m.id and m.string and not m.fuzzy}
-    stale = [msgid for msgid, string in written.items() if compiled.gettext(msgid) != string]
+    written = {m.id: forms(m) for m in catalog(language) if m.id and all(forms(m)) and not m.fuzzy}
+    stale = [
+        msgid
+        for msgid, strings in written.items()
+        if (
+            tuple(compiled.ngettext(*msgid, n) for n in (1, 2))
+            if isinstance(msgid, tuple)
+            else (compiled.gettext(msgid),)
+        )
+        != strings
+    ]
     assert stale == [], "run pybabel compile (README, Languages)"
 
 
@@ -87,11 +118,23 @@ def test_times_are_in_the_readers_zone_named_and_for_persian_readers_in_the_sola
     assert Reader("en", TEHRAN).time(NOON) == "2026-11-26 15:30 Asia/Tehran"
     assert Reader("en").time(NOON) == "2026-11-26 12:00 UTC"
     # 26 November 2026 is 5 Azar 1405 in the Solar Hijri calendar
-    assert Reader("fa", TEHRAN).time(NOON) == "۵ آذر ۱۴۰۵، ۱۵:۳۰ (Asia/Tehran)"
+    assert Reader("fa", TEHRAN).time(NOON) == "۵ آذر ۱۴۰۵، ۱۵:۳۰ به وقت تهران"
     assert (
         Reader("fa", TEHRAN).time(datetime(2027, 3, 20, 21, 0, tzinfo=UTC))
-        == "۱ فروردین ۱۴۰۶، ۰۰:۳۰ (Asia/Tehran)"
+        == "۱ فروردین ۱۴۰۶، ۰۰:۳۰ به وقت تهران"
     )  # Nowruz begins in Tehran before it does in UTC
+    assert Reader("fa", ZoneInfo("Europe/Berlin")).time(NOON).endswith(f"به وقت {FSI}Europe/Berlin{PDI}")
+
+
+def test_seconds_where_minutes_collide_and_short_times_on_buttons():
+    moments = [NOON + timedelta(seconds=s) for s in (1, 14, 30, 59)]  # four backups in one minute
+    for language in LANGUAGES:
+        reader = Reader(language, TEHRAN)
+        assert len({reader.time(m) for m in moments}) == 1  # what the list showed: all alike
+        assert len({reader.time(m, Style.SECONDS) for m in moments}) == 4
+    assert Reader("en", TEHRAN).time(NOON, Style.SECONDS) == "2026-11-26 15:30:00 Asia/Tehran"
+    assert Reader("en", TEHRAN).time(NOON, Style.SHORT) == "Nov 26 15:30"
+    assert Reader("fa", TEHRAN).time(NOON, Style.SHORT) == "۵ آذر، ۱۵:۳۰"
 
 
 def test_sizes_ages_and_numbers_in_persian_words_and_digits():
@@ -99,7 +142,53 @@ def test_sizes_ages_and_numbers_in_persian_words_and_digits():
     assert (en.size(1536), fa.size(1536)) == ("1.5 KB", "۱٫۵ کیلوبایت")
     assert (en.age(timedelta(hours=3)), fa.age(timedelta(hours=3))) == ("3 h", "۳ ساعت")
     assert fa.age(timedelta(days=12)) == "۱۲ روز"
-    assert fa.interval(60) == "۱ دقیقه" and fa.number(2026) == "۲۰۲۶"
+    assert fa.number(2026) == "۲٬۰۲۶" and en.number(527040) == "527,040" and fa.number(527040) == "۵۲۷٬۰۴۰"
+    assert (en.number(1234.5), fa.number(1234.5), en.number(2.0)) == ("1,234.5", "۱٬۲۳۴٫۵", "2")
+
+
+@pytest.mark.parametrize(
+    "seconds, english, persian",
+    [
+        (1, "every second", "هر ثانیه"),
+        (60, "every minute", "هر دقیقه"),
+        (90, "every 90 seconds", f"هر {FSI}۹۰{PDI} ثانیه"),
+        (3600, "every hour", "هر ساعت"),
+        (6 * 3600, "every 6 hours", f"هر {FSI}۶{PDI} ساعت"),
+        (1800, "every 30 minutes", f"هر {FSI}۳۰{PDI} دقیقه"),
+    ],
+)
+def test_intervals_read_in_words(seconds, english, persian):
+    assert (Reader("en").interval(seconds), Reader("fa").interval(seconds)) == (english, persian)
+
+
+@given(st.floats(min_value=0.001, max_value=10 * 365 * 86400))
+def test_an_interval_is_never_a_fraction_of_a_unit(seconds):
+    for language in LANGUAGES:
+        shown = Reader(language).interval(seconds)
+        assert not re.search(r"[.٫]|\b0\b|e[-+]", shown), shown
+    assert re.fullmatch(
+        r"every (second|minute|hour|[\d,]+ (seconds|minutes|hours))", Reader("en").interval(seconds)
+    )
+
+
+@given(st.integers(min_value=0, max_value=10**12))
+def test_counts_take_the_right_form_and_group_thousands(count):
+    text = Plural("{count} user", "{count} users", count)
+    english = Reader("en")(text)
+    assert english == ("1 user" if count == 1 else f"{count:,} users")
+    assert int(english.split()[0].replace(",", "")) == count  # the grouping loses nothing
+    persian = Reader("fa")(text)
+    assert int(ascii_digits(persian.split()[0].strip(FSI + PDI)).replace("٬", "")) == count
+
+
+def test_no_english_plural_reads_one_of_many():
+    """For every counted text in the source, one of a thing reads as one: no "1 users"."""
+    for msgid in source_texts():
+        if isinstance(msgid, tuple):
+            assert msgid[0] != msgid[1], msgid  # a singular that is its own
+            values = dict.fromkeys(placeholders(msgid[1]) - {"count"}, "x")
+            one = Reader("en")(Plural(*msgid, 1, **values))
+            assert one == msgid[0].format(count=1, **values) != msgid[1].format(count=1, **values), msgid
 
 
 def test_in_persian_every_value_is_isolated_so_it_keeps_its_own_order():
