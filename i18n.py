@@ -75,6 +75,7 @@ class Style(Enum):
     MINUTES = "minutes"
     SECONDS = "seconds"
     SHORT = "short"
+    DAY = "day"  # the date alone, as the moment gives it, not moved to a zone (a UTC day's)
 
 
 @dataclass(frozen=True)
@@ -231,11 +232,13 @@ class Reader:
         (15:30:07); SHORT, for a button, drops the year and the zone (Nov 26 15:30)."""
         if moment is None:
             return "—"
-        local = moment.astimezone(self.zone)
+        local = moment if style is Style.DAY else moment.astimezone(self.zone)
         zone = getattr(self.zone, "key", None) or "UTC"
         clock = f"{local:%H:%M:%S}" if style is Style.SECONDS else f"{local:%H:%M}"
         if self.language == "fa":
             solar = jdatetime.datetime.fromgregorian(datetime=local.replace(tzinfo=None), locale="fa_IR")
+            if style is Style.DAY:
+                return self._digits(f"{solar.day} {solar.strftime('%B')} {solar.year}")
             if style is Style.SHORT:
                 return self._digits(f"{solar.day} {solar.strftime('%B')}، {clock}")
             # A Latin zone name is isolated so that it keeps its order inside the Persian words.
@@ -243,6 +246,8 @@ class Reader:
             return (
                 self._digits(f"{solar.day} {solar.strftime('%B')} {solar.year}، {clock}") + f" به وقت {city}"
             )
+        if style is Style.DAY:
+            return f"{local:%Y-%m-%d}"
         if style is Style.SHORT:
             return f"{local:%b} {local.day} {clock}"
         return f"{local:%Y-%m-%d} {clock} {zone}"
