@@ -20,6 +20,7 @@ from i18n import (
     FSI,
     LANGUAGE_LABELS,
     PDI,
+    RTL,
     Code,
     Plural,
     Reader,
@@ -263,3 +264,70 @@ def test_several_texts_render_line_by_line_and_plain_strings_stay_as_they_are():
 )
 def test_the_language_is_their_choice_else_telegrams_else_the_default(chosen, telegram, default, expected):
     assert language_of(chosen, telegram, default) == expected
+
+
+LRI, RLI, RLM = "\u2066", "\u2067", "\u200f"
+
+
+def direction_problems(msgstr: str) -> list[str]:
+    """What would lay out wrong in a right-to-left translation, read as Telegram's apps do
+    (the Unicode bidi algorithm, each line a paragraph): a left-to-right character outside an
+    isolate (a command reads `help/`, an @name `bot@`, 🆕 turns its label around: each needs
+    FSI … PDI), or a line whose first strong character, skipping isolates and values (which
+    render isolated), is not right-to-left (the whole line lays out left to right)."""
+    problems = []
+    depth = 0
+    for index, char in enumerate(msgstr):  # "@{bot}" shows as "bot@": the mark must be inside
+        depth += (char in (FSI, LRI, RLI)) - (char == PDI)
+        if depth == 0 and char in "@/#" and re.match(r"\{\w+\}", msgstr[index + 1 :]):
+            problems.append(f"{char!r} before a value, outside an isolate, in {msgstr!r}")
+    for line in re.sub(r"\{\w+\}", "", msgstr).split("\n"):
+        depth, first = 0, None
+        for char in line:
+            if char in (FSI, LRI, RLI):
+                depth += 1
+            elif char == PDI:
+                depth -= 1
+            elif depth == 0:
+                kind = unicodedata.bidirectional(char)
+                if kind == "L":
+                    problems.append(f"{char!r} outside an isolate in {line!r}")
+                    break
+                if kind in ("R", "AL") and first is None:
+                    first = kind
+        if line.strip() and first is None:
+            problems.append(f"no right-to-left letter starts {line!r}: begin it with RLM")
+    return problems
+
+
+@pytest.mark.parametrize(
+    "msgstr, right",
+    [
+        (f"برای دیدن فهرست، {FSI}/help{PDI} را بفرستید.", True),
+        ("برای دیدن فهرست، /help را بفرستید.", False),  # shows as help/
+        ("\u200e/help: همین فهرست", False),  # LRM: the line lays out left to right
+        (f"{FSI}/help{PDI}: همین فهرست", True),
+        ("MINUTES باید عددی باشد", False),  # opens with a Latin word
+        ("🆕 شروع از نو", False),  # 🆕 is a left-to-right character
+        ("✨ شروع از نو", True),
+        ("فهرست پشتیبان‌های @{bot}", False),  # shows as bot@
+        (f"فهرست پشتیبان‌های {FSI}@{{bot}}{PDI}", True),
+        ("{table}: {rows}", False),  # values only: laid out left to right under a Persian header
+        (f"{RLM}{{table}}: {{rows}}", True),
+        ("کاربر {user} مسدود شد.\n{count} نفر دیگر", True),
+    ],
+)
+def test_the_direction_check_finds_what_lays_out_wrong(msgstr, right):
+    assert (direction_problems(msgstr) == []) is right
+
+
+@pytest.mark.parametrize("language", [language for language in TRANSLATED if language in RTL])
+def test_right_to_left_translations_isolate_every_latin_run_and_start_each_line_right_to_left(language):
+    problems = {
+        str(message.id): found
+        for message in catalog(language)
+        if message.id
+        for form in forms(message)
+        if (found := direction_problems(form))
+    }
+    assert problems == {}
