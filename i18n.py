@@ -266,6 +266,7 @@ class Reader:
     def size(self, count: float) -> str:
         shown = human.size(count)
         number, unit = shown.split(" ")
+        number = number.removesuffix(".0")  # 20 KB, not 20.0 KB
         return f"{self._digits(number)} {self.gettext(unit)}"
 
     def interval(self, seconds: float) -> str:

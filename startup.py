@@ -137,7 +137,12 @@ def destinations_off(settings: Settings) -> dict[str, Text]:
     if settings.backup_chat_id is None:  # ADMIN_IDS stand in only while BACKUP_CHAT_ID is unset
         missing.append("BACKUP_CHAT_ID" if settings.admin_ids else "BACKUP_CHAT_ID (or ADMIN_IDS)")
     if missing:
-        off["telegram"] = Text("off: set {setting}", setting=Code(" and ".join(missing)))
+        setting = (
+            Text("{one} and {other}", one=Code(missing[0]), other=Code(missing[1]))
+            if len(missing) == 2
+            else Code(missing[0])
+        )
+        off["telegram"] = Text("off: set {setting}", setting=setting)
     if not settings.s3_bucket:
         off["s3"] = Text("off: set {setting}", setting=Code("S3_BUCKET"))
     return off

@@ -13,8 +13,8 @@ from helpers import buttons, press, query
 from PIL import Image
 
 import chart
-import human
 import panel_screens as panel
+from i18n import Reader
 
 pytestmark = pytest.mark.e2e
 ANN, BOB, CY = 7001, 7002, 7003
@@ -118,7 +118,7 @@ def test_the_system_overview_and_backups_one_line_each_with_their_places(fake, r
     press(fake, "/admin", "Admin panel")
     system = press(fake, panel.SYSTEM, "⚙️ System")["text"]
     size = query(bot.db_path, "PRAGMA page_count")[0][0] * query(bot.db_path, "PRAGMA page_size")[0][0]
-    assert f"Database: {human.size(size)}, schema version 4" in system
+    assert f"Database: {Reader('en').size(size)}, schema version 4" in system
     for line in (
         f"Storage: {bot.db_path}",
         "schema version 4",

@@ -141,6 +141,7 @@ def test_seconds_where_minutes_collide_and_short_times_on_buttons():
 def test_sizes_ages_and_numbers_in_persian_words_and_digits():
     fa, en = Reader("fa"), Reader("en")
     assert (en.size(1536), fa.size(1536)) == ("1.5 KB", "۱٫۵ کیلوبایت")
+    assert (en.size(20480), fa.size(20480)) == ("20 KB", "۲۰ کیلوبایت")  # no trailing .0
     assert (en.age(timedelta(hours=3)), fa.age(timedelta(hours=3))) == ("3 h", "۳ ساعت")
     assert fa.age(timedelta(days=12)) == "۱۲ روز"
     assert fa.number(2026) == "۲٬۰۲۶" and en.number(527040) == "527,040" and fa.number(527040) == "۵۲۷٬۰۴۰"
@@ -202,7 +203,7 @@ def test_in_persian_every_value_is_isolated_so_it_keeps_its_own_order():
     )
     shown = Reader("fa")(text)
     assert f"{FSI}backup-20261126T120000000Z-manual.db.zst{PDI}" in shown
-    assert f"{FSI}۲٫۰ کیلوبایت{PDI}" in shown and f"{FSI}۱٫۵{PDI}" in shown
+    assert f"{FSI}۲ کیلوبایت{PDI}" in shown and f"{FSI}۱٫۵{PDI}" in shown
     assert shown.startswith("✅") and "Backup" not in shown  # the sentence is Persian
     assert FSI not in Reader("en")(text)  # left-to-right text needs no marks...
     # ...but a right-to-left value in it does: a Persian name first would turn the line around
