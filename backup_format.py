@@ -84,6 +84,15 @@ def shown_table(table: str) -> Text | Code:
     return Text(TABLE_WORDS[table]) if table in TABLE_WORDS else Code(table)
 
 
+# The places a backup lies, in the reader's words (English keeps the names the settings use); a
+# place this code does not know keeps its name.
+PLACE_WORDS = {"local": N_("local"), "telegram": N_("telegram"), "s3": N_("s3")}
+
+
+def shown_place(name: str) -> Text | Code:
+    return Text(PLACE_WORDS[name]) if name in PLACE_WORDS else Code(name)
+
+
 def users_in(info: BackupInfo) -> int:
     """The users a backup holds: its header's row count of the users table, the same query
     📊 Statistics counts the live users with (database.rows_in)."""

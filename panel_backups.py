@@ -9,11 +9,10 @@ from datetime import UTC, datetime
 import requests
 import telebot
 
-from backup_format import BackupInfo, shown_reason, shown_table, users_in
+from backup_format import BackupInfo, shown_place, shown_reason, shown_table, users_in
 from i18n import (
     CAPTION_LIMIT,
     DETAIL,
-    N_,
     Code,
     Every,
     Plural,
@@ -94,7 +93,7 @@ class Backups(PanelPart):
             else Text("Newest backup: none yet")
         )
         parts += [
-            Text("{destination}: {state}", destination=Code(name), state=destination_line(status))
+            Text("{destination}: {state}", destination=shown_place(name), state=destination_line(status))
             for name, status in overview.destinations.items()
         ]
         parts.append(Text("Local backups kept: {kept} of {keep}", kept=overview.kept, keep=overview.keep))
@@ -140,7 +139,7 @@ class Backups(PanelPart):
             else Text("Backups: none yet, {encryption}", encryption=encryption)
         )
         found += [
-            Text("{destination}: {state}", destination=Code(name), state=destination_line(status))
+            Text("{destination}: {state}", destination=shown_place(name), state=destination_line(status))
             for name, status in overview.destinations.items()
         ]
         found += [
@@ -310,16 +309,8 @@ def by_backup(copies: list[BackupInfo]) -> list[list[BackupInfo]]:
     return sorted(grouped.values(), key=lambda group: group[0].order, reverse=True)
 
 
-# The places a backup lies, in the reader's words; one this code does not know keeps its name.
-# (English keeps the names the settings use.)
-PLACE_WORDS = {"local": N_("local"), "telegram": N_("telegram"), "s3": N_("s3")}
-
-
 def places(copies: list[BackupInfo]) -> Series:
-    return Series(
-        Text(PLACE_WORDS[info.destination]) if info.destination in PLACE_WORDS else Code(info.destination)
-        for info in copies
-    )
+    return Series(shown_place(info.destination) for info in copies)
 
 
 def describe(copies: list[BackupInfo]) -> Text:

@@ -21,7 +21,7 @@ import bot_api
 from backup_format import BackupError, BackupInfo, shown_reason, shown_table
 from destinations import DestinationError
 from files import scratch_directory
-from i18n import DETAIL, Code, Series, Style, Text, When, lines
+from i18n import DETAIL, Code, Plural, Series, Style, Text, When, lines
 from panel_backups import by_backup, places
 from panel_screens import BACK, BACKUP, BACKUP_MARK, RESTORE, PanelPart, Screen
 from telegram_destination import DOWNLOAD_LIMIT
@@ -210,10 +210,11 @@ class Restore(PanelPart):
             self.panel.show(
                 message,
                 Screen.BACKUP,
-                Text(
-                    "✅ Restored {name} ({rows} rows). A pre-restore backup of the previous data was kept.",
+                Plural(
+                    "✅ Restored {name} ({count} row). A pre-restore backup of the previous data was kept.",
+                    "✅ Restored {name} ({count} rows). A pre-restore backup of the previous data was kept.",
+                    info.total_rows,
                     name=Code(info.name),
-                    rows=info.total_rows,
                 ),
             )
 
@@ -286,13 +287,18 @@ def what_is_lost(info: BackupInfo, live: dict[str, int], now: datetime) -> Text:
             "(blocks, language choices, activity) are lost.",
             age=now - info.created_at,
         )
-    return Text(
+    # (built apart: pybabel reads a Text nested in a Plural's arguments as the Plural's own)
+    tables = Series(
+        [Text("{table} +{count}", table=shown_table(t), count=n) for t, n in sorted(more.items())]
+    )
+    return Plural(
         "⚠️ Taken {age} ago. Restoring brings back the data as it was then: what was written "
-        "since is lost, {rows} rows more now ({tables}), and changes to existing rows (blocks, "
+        "since is lost, {count} row more now ({tables}), and changes to existing rows (blocks, "
         "language choices).",
+        "⚠️ Taken {age} ago. Restoring brings back the data as it was then: what was written "
+        "since is lost, {count} rows more now ({tables}), and changes to existing rows (blocks, "
+        "language choices).",
+        sum(more.values()),
         age=now - info.created_at,
-        rows=sum(more.values()),
-        tables=Series(
-            [Text("{table} +{count}", table=shown_table(t), count=n) for t, n in sorted(more.items())]
-        ),
+        tables=tables,
     )

@@ -21,13 +21,13 @@ from pathlib import Path
 import bot_api
 import database
 import locks
-from backup_format import BackupInfo
+from backup_format import BackupInfo, shown_place
 from clock import Clock, utc_now
 from config import Settings
 from database import Database
 from destinations import Destination, Unreachable
 from engine import BackupEngine, Refusal, StartupRestore
-from i18n import DETAIL, N_, Alert, Code, Reader, Text, lines
+from i18n import DETAIL, N_, Alert, Code, Plural, Reader, Text, lines
 from lease import Lease, LeaseStore
 from telegram_destination import ChatIndex, ChatLease, TelegramChat
 
@@ -262,15 +262,17 @@ def _tell_admins(alert: Alert, db: Database, report: StartupReport, now: datetim
             )
         alert(
             lines(
-                Text(
+                Plural(
                     "♻️ Restored at startup ({why}): {name} from {destination}, taken {when} ({age} old), "
-                    "{rows} rows.",
+                    "{count} row.",
+                    "♻️ Restored at startup ({why}): {name} from {destination}, taken {when} ({age} old), "
+                    "{count} rows.",
+                    info.total_rows,
                     why=Text(report.restore_reason),
                     name=Code(info.name),
-                    destination=Code(info.destination),
+                    destination=shown_place(info.destination),
                     when=info.created_at,
                     age=now - info.created_at,
-                    rows=info.total_rows,
                 ),
                 *passed,
             )
