@@ -182,7 +182,7 @@ class Reader:
         if not isinstance(text, Text):
             return str(text)
         if isinstance(text, Plural):
-            template = _catalog(self.language).ngettext(text.msgid, text.plural, text.count)
+            template = self.ngettext(text.msgid, text.plural, text.count)
         else:
             template = self.gettext(text.msgid)
         values = {name: self._value(value) for name, value in text.params.items()}
@@ -193,6 +193,9 @@ class Reader:
 
     def gettext(self, msgid: str) -> str:
         return _catalog(self.language).gettext(msgid)
+
+    def ngettext(self, singular: str, plural: str, count: int) -> str:
+        return _catalog(self.language).ngettext(singular, plural, count)
 
     def _value(self, value) -> str:
         if isinstance(value, (Text, Joined, Series)):
