@@ -3,6 +3,7 @@ compiled catalogs are the ones the translators wrote, and values read right in e
 
 import gettext
 import re
+import string
 import unicodedata
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import panel_screens
+from backup_format import shown_table
 from config import LANGUAGES
 from i18n import (
     FSI,
@@ -332,3 +334,23 @@ def test_right_to_left_translations_isolate_every_latin_run_and_start_each_line_
         if (found := direction_problems(form))
     }
     assert problems == {}
+
+
+@given(
+    st.text(alphabet=string.ascii_letters + "/@_", min_size=1, max_size=12).filter(
+        lambda w: any(c.isalpha() for c in w)
+    )
+)
+def test_any_latin_run_in_persian_words_is_caught_unless_isolated(word):
+    assert direction_problems(f"برای دیدن {word} را بفرستید") != []
+    assert direction_problems(f"{word} را بفرستید") != []  # and a line opening with it, the more so
+    assert direction_problems(f"برای دیدن {FSI}{word}{PDI} را بفرستید") == []
+    assert direction_problems(f"{FSI}{word}{PDI} را بفرستید") == []
+
+
+def test_every_table_is_shown_as_what_it_holds_in_every_language(db):
+    for table in db.table_row_counts():
+        shown = shown_table(table)
+        assert isinstance(shown, Text), f"{table}: add it to backup_format.TABLE_WORDS"
+        assert "_" not in Reader("en")(shown)
+        assert not re.search("[A-Za-z]", Reader("fa")(shown))
