@@ -18,11 +18,12 @@ from datetime import UTC, datetime, timedelta
 
 import schedule
 
+from backup_format import shown_place
 from clock import Clock, utc_now
 from config import Settings
 from database import Database
 from engine import BackupEngine
-from i18n import Alert, Code, Text
+from i18n import Alert, Code, Plural, Text
 
 log = logging.getLogger(__name__)
 
@@ -275,12 +276,14 @@ class PauseResolver:
                 self.engine.resume_offsite()
                 self.done = True
                 self.alert(
-                    Text(
-                        "♻️ Restored {name} from {destination} now that it answers ({rows} rows); "
+                    Plural(
+                        "♻️ Restored {name} from {destination} now that it answers ({count} row); "
                         "nothing had been written since the start.",
+                        "♻️ Restored {name} from {destination} now that it answers ({count} rows); "
+                        "nothing had been written since the start.",
+                        restored.total_rows,
                         name=Code(restored.name),
-                        destination=Code(restored.destination),
-                        rows=restored.total_rows,
+                        destination=shown_place(restored.destination),
                     )
                 )
         elif not self._told:
@@ -290,7 +293,7 @@ class PauseResolver:
                         "🚨 {destination} answers now and holds backups (the newest taken {when}), but this bot "
                         "has been serving an empty database since it started. Restore one with ⚙️ System → 💾 Backup → "
                         "♻️ Restore, or keep this database with 🆕 Start fresh.",
-                        destination=Code(backups[0].destination),
+                        destination=shown_place(backups[0].destination),
                         when=backups[0].created_at,
                     )
                 )
