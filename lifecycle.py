@@ -269,7 +269,7 @@ class Lifecycle:
         if a destination could not take its head)."""
         head, _ = self.lease.heads()
         named = head if head is not None and head.state is HeadState.FINAL else None
-        candidates = [c for c in self.engine.listing().backups if c.destination != "local"]
+        candidates = [c for c in self.engine.listing().backups if c.destination != self.engine.local.name]
         for candidate in candidates:
             newer = restored is None or candidate.order > restored.order
             if newer and (_named_by(named, candidate) or (candidate is candidates[0] and candidate.final)):
@@ -423,7 +423,11 @@ class Lifecycle:
         if mine is not None and head.generation <= mine.generation:  # nothing newer than its own
             return
         final = next(
-            (c for c in self.engine.listing().backups if _named_by(head, c) and c.destination != "local"),
+            (
+                c
+                for c in self.engine.listing().backups
+                if _named_by(head, c) and c.destination != self.engine.local.name
+            ),
             None,
         )
         with self._lock:
