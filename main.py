@@ -167,7 +167,7 @@ def _log_database(db, report, settings: Settings) -> None:
 def _token_accepted(bot: telebot.TeleBot) -> bool:
     """False (after saying so) when Telegram rejects the token; a network error is only a warning."""
     try:
-        me = bot.get_me()
+        me = bot.user  # getMe, kept by the library: the handlers know the bot's name by it
         log.info("logged in as @%s", me.username)
     except telebot.apihelper.ApiTelegramException as error:
         if error.error_code == 401:
