@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import telebot
 
 import bot_api
+import command_menu
 import database
 import handlers
 import locks
@@ -125,6 +126,7 @@ def _run(wired: Bot) -> int:
     panel = AdminPanel(bot, db, engine, runner.statuses, settings, readers, utc_now)
     panel.register()  # first: an admin's /start opens the panel
     handlers.register(bot, db, settings, readers)
+    command_menu.set_in_background(bot, settings)  # the "/" menu; never holds up the start
     runner.pause()  # nothing is written before this instance is the writer
     runner.start()
     instance = Lifecycle(

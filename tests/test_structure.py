@@ -46,6 +46,7 @@ LAYERS = {
     "destination_status": 2,  # how storing went, and the pause
     "backup_format": 2,  # the backup file
     "messaging": 2,
+    "command_menu": 2,  # Telegram's "/" menu
     "readers": 2,  # talking to people, each in their language
     "panel_screens": 2,  # the admin panel's screens and buttons
     "database": 1,  # the package: every SQL statement
