@@ -50,6 +50,7 @@ from panel_screens import (
 )
 from panel_users import People
 from readers import Readers
+from telegram_errors import shown
 
 log = logging.getLogger("admin_panel")
 ERROR_SHOWN = 1000  # characters of an error's text in a "❌ …" answer (the log has all of it)
@@ -182,7 +183,8 @@ class AdminPanel:
                 OSError,
                 telebot.apihelper.ApiException,
             ) as error:
-                self.say(message, Text("❌ {error}", error=Code(str(error), most=ERROR_SHOWN)))
+                log.warning("an admin panel job failed: %s", error)  # the raw words, redacted
+                self.say(message, Text("❌ {error}", error=shown(error, ERROR_SHOWN)))
             except Exception:
                 log.exception("an admin panel job failed")
                 self.say(message, Text("❌ Something went wrong; the log has the details."))

@@ -13,6 +13,7 @@ from backup_format import BackupInfo, shown_reason
 from i18n import CAPTION_LIMIT, DETAIL, Code, Reader, Size, Text, lines
 from panel_screens import BACKUP, CREATE, RESTORE, START_FRESH, PanelPart, Screen
 from startup import destinations_off
+from telegram_errors import shown
 
 log = logging.getLogger("admin_panel")
 
@@ -50,7 +51,7 @@ class Backups(PanelPart):
                     interval=Code(reader.interval(job.interval_seconds)),
                 ),
                 Text("{last}; next {when}", last=last, when=job.next_run),
-                Text("last error: {error}", error=Code(job.last_error, DETAIL))
+                Text("last error: {error}", error=shown(job.last_error))
                 if job.last_error
                 else Text("last error: none"),
             ]
@@ -211,7 +212,7 @@ class Backups(PanelPart):
                 )
             ]
             parts += [
-                Text("⚠️ not in {destination}: {error}", destination=Code(name), error=Code(error, DETAIL))
+                Text("⚠️ not in {destination}: {error}", destination=Code(name), error=shown(error))
                 for name, error in result.failures.items()
             ]
             self.panel.say(message, lines(*parts))
@@ -229,7 +230,7 @@ class Backups(PanelPart):
                 for n, copies in enumerate(backups, start=1)
             ]
             parts += [
-                Text("⚠️ {destination}: {error}", destination=Code(u.destination), error=Code(u.error, DETAIL))
+                Text("⚠️ {destination}: {error}", destination=Code(u.destination), error=shown(u.error))
                 for u in listing.unreachable
             ]
             self.panel.say(message, lines(*parts))
@@ -331,7 +332,7 @@ def destination_line(status) -> Text:
         return Text(
             "❌ failing since {since}: {error} (last tried {when})",
             since=status.failing_since,
-            error=Code(status.last_error, DETAIL),
+            error=shown(status.last_error),
             when=status.last_error_at,
         )
     if status.last_success:
