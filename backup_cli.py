@@ -15,7 +15,7 @@ import human
 import locks
 from backup_format import BackupError, BackupInfo
 from clock import utc_now
-from config import ConfigError, Settings, load_settings
+from config import MIN_PASSPHRASE, ConfigError, Settings, load_settings
 from database import Database
 from destinations import DestinationError, LocalFolder
 from engine import STEP_PAGES, BackupEngine
@@ -44,10 +44,17 @@ class _Parser(argparse.ArgumentParser):
 def cli(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = load_settings(require_token=False)
+        # A passphrase too short for the bot still opens the backups sealed with it here.
+        settings = load_settings(require_token=False, short_passphrase=True)
     except ConfigError as error:
         print(f"configuration error: {_one_line(str(error))}", file=sys.stderr)
         return 2
+    if settings.backup_passphrase and len(settings.backup_passphrase) < MIN_PASSPHRASE:
+        print(
+            f"warning: BACKUP_PASSPHRASE is shorter than {MIN_PASSPHRASE} characters: the bot refuses it; "
+            "choose a longer one (docs/configuration.md)",
+            file=sys.stderr,
+        )
     setup_logging(settings.log_level if settings.log_level == "DEBUG" else "WARNING", settings.secrets)
     code = _run(settings, args)
     try:
