@@ -125,7 +125,7 @@ def test_a_start_sets_the_menu_per_scope_and_language_and_answers_what_it_does_n
 
 
 @pytest.mark.e2e
-def test_a_menu_telegram_refuses_is_one_line_and_the_bot_goes_on(fake, run_bot):
+def test_flood_control_is_waited_for_and_a_refused_menu_is_one_line_and_the_bot_goes_on(fake, run_bot):
     fake.fail_next(
         "setMyCommands",
         400,
@@ -133,7 +133,10 @@ def test_a_menu_telegram_refuses_is_one_line_and_the_bot_goes_on(fake, run_bot):
         times=2,
         when=lambda params, files: str(OTHER_ADMIN) in str(params.get("scope")),
     )
+    fake.flood(3, method="setMyCommands")  # Telegram's flood control: waited for, then set
     bot = run_bot(ADMIN_IDS=f"{ADMIN_ID},{OTHER_ADMIN}")
+    bot.wait_for_log("bot started")  # the start does not wait for the menu
+    bot.wait_for_log("flood control: setMyCommands asked to wait")
     line = bot.wait_for_log("command menu: 2 of 6 not set")
     assert "chat not found" in line and line.count("\n") <= 1
     assert [c["command"] for c in fake.commands({"type": "chat", "chat_id": ADMIN_ID})] == ADMIN_COMMANDS
