@@ -134,8 +134,9 @@ def _parser() -> argparse.ArgumentParser:
         "list",
         _list,
         "list the backups, newest first",
-        "List the backups of every destination, newest first: time, reason, size, rows, and "
-        "the backup as DESTINATION:NAME, which verify and restore take.",
+        "List the backups of every destination, newest first, each once: time, reason, size, "
+        "rows, the places that hold it, and the backup as DESTINATION:NAME, which verify and "
+        "restore take. The places it does not look at, and why, go to standard error.",
         where=True,
     )
     verify = _command(
@@ -157,7 +158,11 @@ def _parser() -> argparse.ArgumentParser:
         where=True,
     )
     restore.add_argument("source", metavar="BACKUP|latest", help=f"{BACKUP_HELP}, or 'latest'")
-    restore.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    restore.add_argument(
+        "--yes",
+        action="store_true",
+        help="do not ask for confirmation (needed when standard input is not a terminal)",
+    )
     decrypt = _command(
         commands,
         "decrypt",
