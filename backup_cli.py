@@ -158,11 +158,7 @@ def _parser() -> argparse.ArgumentParser:
         where=True,
     )
     restore.add_argument("source", metavar="BACKUP|latest", help=f"{BACKUP_HELP}, or 'latest'")
-    restore.add_argument(
-        "--yes",
-        action="store_true",
-        help="do not ask for confirmation (needed when standard input is not a terminal)",
-    )
+    restore.add_argument("--yes", action="store_true", help="do not ask (needed without a terminal)")
     decrypt = _command(
         commands,
         "decrypt",

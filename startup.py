@@ -30,6 +30,7 @@ from engine import BackupEngine, Refusal, StartupRestore
 from i18n import DETAIL, N_, Alert, Code, Reader, Text, lines
 from lease import Lease, LeaseStore
 from telegram_destination import ChatIndex, ChatLease, TelegramChat
+from telegram_errors import shown
 
 log = logging.getLogger("startup")
 
@@ -245,7 +246,15 @@ def _tell_admins(alert: Alert, db: Database, report: StartupReport, now: datetim
     if report.restored is not None:
         info = report.restored
         passed = [
-            Text("A newer backup was passed over: {backup}", backup=Code(str(refusal), DETAIL))
+            Text(
+                "A newer backup was passed over: {backup}",
+                backup=Text(
+                    "{name} ({destination}): {why}",
+                    name=Code(refusal.info.name),
+                    destination=Code(refusal.info.destination),
+                    why=shown(refusal.reason),
+                ),
+            )
             for refusal in report.passed_over[:DOUBTS_KEPT]
         ]
         if len(report.passed_over) > DOUBTS_KEPT:

@@ -23,6 +23,7 @@ TELEGRAM = re.compile(
 )
 CODE = re.compile(r"Error code: (\d{3})|HTTP (\d{3})|error (\d{3})\b")
 WORDS = {"Bad Request": 400, "Unauthorized": 401, "Forbidden": 403, "Conflict": 409, "Too Many Requests": 429}
+CONTEXT = 200  # characters kept of what a line says before Telegram's part
 RETRY_AFTER = re.compile(r"retry after (\d{1,6})")
 
 # (pattern in the description, the sentence): the first that matches speaks. Descriptions are
@@ -37,6 +38,11 @@ KNOWN = (
         N_("The group became a supergroup and has a new id: set the chat's new id."),
     ),
     (r"chat not found", N_("Telegram cannot find the chat: check its id, and that the bot was added to it.")),
+    (
+        r"wrong file identifier|invalid file_id|file reference",
+        N_("Telegram does not have that file any more: its message may have been deleted."),
+    ),
+    (r"message to \w+ not found", N_("The message is not in the chat any more: it may have been deleted.")),
     (r"bot is not a member|bot was kicked", N_("The bot is not a member of the chat: add it again.")),
     (
         r"bot was blocked by the user|user is deactivated",
@@ -75,10 +81,19 @@ OTHER = N_("Telegram refused (error {code}); the log has its words.")
 
 
 def explained(error: BaseException | str) -> Text | None:
-    """Telegram's error in one readable sentence, or None when `error` is not Telegram's."""
+    """Telegram's error in one readable sentence, or None when `error` is not Telegram's. What
+    the line says before Telegram's part (which part of a backup, which place) is kept in front
+    of it: "part 2 of 2: Telegram cannot find the chat: ..."."""
     line = " ".join(str(error).split())
-    if not TELEGRAM.search(line):
+    found = TELEGRAM.search(line)
+    if not found:
         return None
+    sentence = _sentence(error, line)
+    before = line[: found.start()].rstrip(" :")
+    return Text("{where}: {what}", where=Code(before, CONTEXT), what=sentence) if before else sentence
+
+
+def _sentence(error: BaseException | str, line: str) -> Text:
     for pattern, text in _KNOWN:
         if pattern.search(line):
             if "{seconds}" not in text:
@@ -104,5 +119,5 @@ def _code(error: BaseException | str, line: str) -> int | str | None:
     found = CODE.search(line)
     if found:
         return next(group for group in found.groups() if group)
-    word = TELEGRAM.search(line).group(1)  # the server's own word for it
-    return WORDS.get(word)
+    word = re.search("|".join(WORDS), line)  # the server's own word for it
+    return WORDS[word.group(0)] if word else None

@@ -459,7 +459,7 @@ def test_when_the_newest_backup_is_damaged_the_next_is_restored_and_the_admins_t
     assert db.table_row_counts()["users"] == 21  # the backup before the damaged one
     (alert,) = [a for a in alerts if "Restored at startup" in a]
     reason = {
-        "a part missing": "part 2 of 2: Telegram would not",
+        "a part missing": "part 2 of 2: Telegram does not have that file any more",  # the raw words: the log's
         "a flipped byte": "part 2 of 2 is damaged",
         "the wrong passphrase": "wrong BACKUP_PASSPHRASE",
     }[damage]

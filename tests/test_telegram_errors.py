@@ -93,6 +93,8 @@ def test_a_telegram_error_reads_as_one_sentence_in_each_language(code, descripti
         ("Too Many Requests: retry after 37", "37 s"),
         ("Request Entity Too Large", "too big"),
         ("Not Found", "TELEGRAM_API_URL"),
+        ("Bad Request: wrong file identifier/HTTP URL specified", "does not have that file any more"),
+        ("Bad Request: SOMETHING_NEW", "Telegram refused (error 400)"),
     ],
 )
 def test_each_kind_says_what_is_wrong(description, expected):
@@ -116,3 +118,13 @@ def test_a_panel_job_that_telegram_refuses_tells_the_admin_in_words_and_logs_the
     assert "Error code" not in told and "404" not in told
     panel.close()
     assert any("Error code: 404" in record.getMessage() for record in caplog.records)
+
+
+def test_what_a_line_says_before_telegrams_part_is_kept():
+    error = "cannot fetch backup-x.db.zst from telegram: part 2 of 2: " + str(
+        through_bot_api(400, "Bad Request: wrong file identifier/HTTP URL specified")
+    )
+    assert as_read(error, "en") == (
+        "❌ cannot fetch backup-x.db.zst from telegram: part 2 of 2: Telegram does not have that file "
+        "any more: its message may have been deleted."
+    )
