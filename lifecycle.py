@@ -49,7 +49,7 @@ from config import Settings
 from database import Database
 from destinations import Stale
 from engine import BackupEngine
-from i18n import Alert, Code, Text
+from i18n import Alert, Code, Plural, Text
 from lease import Head, HeadState, KnockWatch
 from liveness import Liveness
 from tasks import JobRunner
@@ -203,14 +203,16 @@ class Lifecycle:
         self.took_over = True
         if self._claim_and_serve(max(generation, taken.generation)):
             self.alert(
-                Text(
+                Plural(
                     "♻️ {writer} (generation {old}) handed over after {seconds} s; "
-                    "generation {new} serves now, from its last backup ({rows} rows).",
+                    "generation {new} serves now, from its last backup ({count} row).",
+                    "♻️ {writer} (generation {old}) handed over after {seconds} s; "
+                    "generation {new} serves now, from its last backup ({count} rows).",
+                    taken.total_rows,
                     writer=Code(final.writer) if final.writer else writer,
                     old=taken.generation,
                     seconds=round(waited, 1),
                     new=self.lease.generation,
-                    rows=taken.total_rows,
                 )
             )
         return None
