@@ -53,6 +53,7 @@ from i18n import Alert, Code, Plural, Text
 from lease import Head, HeadState, KnockWatch
 from liveness import Liveness
 from tasks import JobRunner
+from telegram_errors import shown
 from updates import DRAIN_SECONDS, Poller, WebhookGate, drain
 
 log = logging.getLogger("lifecycle")
@@ -196,7 +197,7 @@ class Lifecycle:
             return Text(
                 "The hand-over backup {name} cannot be restored ({error})",
                 name=Code(final.name),
-                error=Code(str(error)),
+                error=shown(error),
             )
         waited = time.monotonic() - started
         self.took_over = True
