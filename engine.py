@@ -141,6 +141,7 @@ class BackupEngine:
         self._offsite_state: tuple[int, BackupInfo] | None = None
         self._changes_at_snapshot = -1
         self._backed_up_changes: int | None = None  # the change count the newest backup holds
+        self._behind = False  # the newest backup's send to a place off the machine failed
 
     @property
     def writing(self) -> bool:
@@ -161,6 +162,11 @@ class BackupEngine:
         it was taken (what a writer going quiet names); None otherwise."""
         state = self._offsite_state
         return state[1] if state is not None and state[0] == self.db.change_count() else None
+
+    def offsite_behind(self) -> bool:
+        """True when a place off the machine lacks the newest backup (a send failed) and
+        nothing keeps copies here: the on-change job tries again though nothing was written."""
+        return self._behind and not self.offsite_paused()
 
     def newest_offsite_backup_at(self) -> datetime | None:
         """When the newest backup known to be off the machine was taken (one this process sent,
@@ -265,7 +271,9 @@ class BackupEngine:
             info = write_backup_file(
                 content, info, packed, QUICK_COMPRESSION_LEVEL if hurry else COMPRESSION_LEVEL
             )
-        if reason in SKIPPABLE_REASONS and self._unchanged(reason, info):
+        newest = self.newest_local() or self._restored
+        if reason in SKIPPABLE_REASONS and self._unchanged(newest, info):
+            log.info("%s backup skipped: nothing changed since %s", reason, newest.name)
             return CreateResult(None, time.monotonic() - started)
         stored, failures = self.copies.store(self.local, packed, info)
         if stored:
@@ -278,6 +286,8 @@ class BackupEngine:
             elsewhere = f"; it did reach {', '.join(i.destination for i in sent)}" if sent else ""
             raise BackupError(f"the backup could not be written: {failures['local']}{elsewhere}")
         self._note_offsite(info, sent)
+        if not local_only:  # (a local-only copy is not meant to leave)
+            self._behind = len(sent) < len(self._offsite) and not self.offsite_paused()
         kept = (stored + sent)[0]
         result = CreateResult(
             kept, time.monotonic() - started, stored + sent, {**failures, **offsite_failures}
@@ -293,17 +303,15 @@ class BackupEngine:
         )
         return result
 
-    def _unchanged(self, reason: str, info: BackupInfo) -> bool:
-        """The newest backup holds the same data as `info`: it is skipped, and what the newest
-        holds (and, when it is off the machine, what is off the machine) counts up to now."""
-        newest = self.newest_local() or self._restored
-        if newest is None or newest.sha256 != info.sha256:
+    def _unchanged(self, newest: BackupInfo | None, info: BackupInfo) -> bool:
+        """Whether the snapshot holds what the newest backup holds, and that one is off the
+        machine wherever it should be: nothing to back up. The newest backup then holds every
+        change made so far, and so does the one every place off the machine has, if equal."""
+        if newest is None or newest.sha256 != info.sha256 or self.offsite_behind():
             return False
         self._backed_up_changes = self._changes_at_snapshot
-        state = self._offsite_state
-        if state is not None and state[1].sha256 == info.sha256:
-            self._offsite_state = (self._changes_at_snapshot, state[1])
-        log.info("%s backup skipped: nothing changed since %s", reason, newest.name)
+        if self._offsite_state is not None and self._offsite_state[1].sha256 == info.sha256:
+            self._offsite_state = (self._changes_at_snapshot, self._offsite_state[1])
         return True
 
     def _note_offsite(self, info: BackupInfo, sent: list[BackupInfo]) -> None:

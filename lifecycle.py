@@ -49,10 +49,11 @@ from config import Settings
 from database import Database
 from destinations import Stale
 from engine import BackupEngine
-from i18n import Alert, Code, Text
+from i18n import Alert, Code, Plural, Text
 from lease import Head, HeadState, KnockWatch
 from liveness import Liveness
 from tasks import JobRunner
+from telegram_errors import shown
 from updates import DRAIN_SECONDS, HANDOVER_DRAIN_SECONDS, SHUTDOWN_DRAIN_SECONDS, Poller, WebhookGate, drain
 
 log = logging.getLogger("lifecycle")
@@ -65,6 +66,7 @@ KNOCK_WATCH_SECONDS = {"webhook": 3.0, "polling": 15.0}  # how often a writer lo
 # What Telegram's flood control may cost a final backup: at SIGTERM the host gives seconds (its
 # grace period is not documented: keep well within it); at a hand-over the next writer waits.
 SHUTDOWN_BACKUP_SECONDS, HANDOVER_BACKUP_SECONDS = 6.0, 60.0
+DRAIN_AT = {"shutdown": SHUTDOWN_DRAIN_SECONDS, "handover": HANDOVER_DRAIN_SECONDS}  # the handlers' time
 KNOCK_REFRESH_SECONDS = 3.0  # a waiting instance knocks again when its knock is older
 
 
@@ -196,20 +198,22 @@ class Lifecycle:
             return Text(
                 "The hand-over backup {name} cannot be restored ({error})",
                 name=Code(final.name),
-                error=Code(str(error)),
+                error=shown(error),
             )
         waited = time.monotonic() - started
         self.took_over = True
         if self._claim_and_serve(max(generation, taken.generation)):
             self.alert(
-                Text(
+                Plural(
                     "♻️ {writer} (generation {old}) handed over after {seconds} s; "
-                    "generation {new} serves now, from its last backup ({rows} rows).",
+                    "generation {new} serves now, from its last backup ({count} row).",
+                    "♻️ {writer} (generation {old}) handed over after {seconds} s; "
+                    "generation {new} serves now, from its last backup ({count} rows).",
+                    taken.total_rows,
                     writer=Code(final.writer) if final.writer else writer,
                     old=taken.generation,
                     seconds=round(waited, 1),
                     new=self.lease.generation,
-                    rows=taken.total_rows,
                 )
             )
         return None
@@ -267,7 +271,7 @@ class Lifecycle:
         if a destination could not take its head)."""
         head, _ = self.lease.heads()
         named = head if head is not None and head.state is HeadState.FINAL else None
-        candidates = [c for c in self.engine.listing().backups if c.destination != "local"]
+        candidates = [c for c in self.engine.listing().backups if c.destination != self.engine.local.name]
         for candidate in candidates:
             newer = restored is None or candidate.order > restored.order
             if newer and (_named_by(named, candidate) or (candidate is candidates[0] and candidate.final)):
@@ -365,12 +369,10 @@ class Lifecycle:
             self._become_passive(final)
 
     def _finish_writing(self, reason: str, seconds: float) -> BackupInfo | None:
-        """Stop taking updates, let the handlers finish, stop the jobs, and take the final
-        backup (published as this writer's head) within `seconds` of Telegram's flood control;
-        returns it."""
-        waits = SHUTDOWN_DRAIN_SECONDS if reason == "shutdown" else HANDOVER_DRAIN_SECONDS
-        self._source.stop(waits)  # from here no update is queued or let in
-        drained = drain(self.bot, waits)
+        """Stop taking updates, let the handlers finish, stop the jobs, take the final backup
+        (published as this writer's head) within `seconds` of flood control; returns it."""
+        self._source.stop(DRAIN_AT[reason])  # from here no update is queued or let in
+        drained = drain(self.bot, DRAIN_AT[reason])
         self.runner.pause()
         self._source.remember(self.db, drained)  # an update still running is left to the next writer
         with bot_api.deadline(seconds):
@@ -422,7 +424,11 @@ class Lifecycle:
         if mine is not None and head.generation <= mine.generation:  # nothing newer than its own
             return
         final = next(
-            (c for c in self.engine.listing().backups if _named_by(head, c) and c.destination != "local"),
+            (
+                c
+                for c in self.engine.listing().backups
+                if _named_by(head, c) and c.destination != self.engine.local.name
+            ),
             None,
         )
         with self._lock:
@@ -472,15 +478,12 @@ class Lifecycle:
     # --- stopping ---
 
     def stop(self) -> bool:
-        """SIGTERM: a writer takes its final backup; anyone else has nothing to hand over.
-        False when this instance was the writer and no final backup could be made."""
+        """SIGTERM: a writer takes its final backup (False when it could make none)."""
         with self._lock:
             serving = self.state is State.SERVING
             self.state = State.STOPPING
-            final = None
-            if serving:
-                final = self._finish_writing("shutdown", SHUTDOWN_BACKUP_SECONDS)
-            elif self.gate is not None:
+            final = self._finish_writing("shutdown", SHUTDOWN_BACKUP_SECONDS) if serving else None
+            if not serving and self.gate is not None:  # nothing to hand over
                 self.gate.stop()
             self.runner.stop(timeout=DRAIN_SECONDS)
             return final is not None or not serving

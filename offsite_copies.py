@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from backup_format import ENCRYPTED_SUFFIX, BackupError, BackupInfo, sha256_of
+from backup_format import ENCRYPTED_SUFFIX, BackupError, BackupInfo, sha256_of, shown_place
 from config import Settings
 from destination_status import StatusBoard
 from destinations import Destination, DestinationError, LocalFolder, Stale, TooLarge
@@ -20,6 +20,7 @@ from files import scratch_folder
 from i18n import Alert, Code, Text
 from lease import Lease
 from sealing import Sealer, SealError
+from telegram_errors import shown
 
 log = logging.getLogger("backup")
 
@@ -108,8 +109,8 @@ class OffsiteCopies:
                     Text(
                         "⚠️ Backup {name} was stored in {destination} but cannot be read back to check it ({error}).",
                         name=Code(placed.name),
-                        destination=Code(destination.name),
-                        error=Code(str(error)),
+                        destination=shown_place(destination.name),
+                        error=shown(error),
                     )
                 )
                 self._too_large_told.add(destination.name)

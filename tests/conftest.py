@@ -66,9 +66,10 @@ def fake():
 
 
 @pytest.fixture
-def run_bot(tmp_path, fake):
-    """Starts the real `python main.py` against the stand-in; every one is killed at the end."""
-    started = []
+def run_bot(request, tmp_path, fake):
+    """Starts the real `python main.py` against the stand-in; every one is killed at the end,
+    and when the test failed, the end of each one's log goes into the report."""
+    started = request.node.bots = []
 
     def run(api_url=None, folder=None, **env):
         """folder: a disk of its own for this instance (tmp_path/folder), as on a host where
@@ -85,6 +86,18 @@ def run_bot(tmp_path, fake):
     for bot in started:  # whatever the test: no line of ours shows an object's insides
         shown = [line for line in own_log_lines(bot.log()) if INTERNAL_REPR.search(line)]
         assert not shown, "log lines with internal objects:\n" + "\n".join(shown)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test's report ends with the last lines of each bot's log: what it did."""
+    report = yield
+    if report.when == "call" and report.failed:
+        for bot in getattr(item, "bots", ()):
+            lines = [line for line in bot.log().splitlines() if " DEBUG " not in line]
+            tail = "\n".join(lines[-60:])
+            report.sections.append((f"log of the bot in {bot.workdir.name}", tail))
+    return report
 
 
 LIBRARY_LOGGERS = ("TeleBot", "schedule", "urllib3", "botocore", "boto3", "s3transfer", "PIL")

@@ -474,7 +474,7 @@ def empty_disk_start(tmp_path, fake, folder="new-instance", **env):
 def test_when_the_newest_backup_is_damaged_the_next_is_restored_and_the_admins_told_why(
     damage, tmp_path, fake
 ):
-    s = Setup(tmp_path, fake, TELEGRAM_FILE_LIMITS="telegram", BACKUP_PASSPHRASE="right one")
+    s = Setup(tmp_path, fake, TELEGRAM_FILE_LIMITS="telegram", BACKUP_PASSPHRASE="the right passphrase")
     s.add_users(1)
     s.pad(20)  # 21 users; two parts a backup
     s.engine.create("manual")
@@ -482,7 +482,9 @@ def test_when_the_newest_backup_is_damaged_the_next_is_restored_and_the_admins_t
     if damage == "the wrong passphrase":  # sealed with another passphrase (an old one, say)
         startup.backup_engine(
             s.db,
-            settings_for(tmp_path, fake, TELEGRAM_FILE_LIMITS="telegram", BACKUP_PASSPHRASE="an old one"),
+            settings_for(
+                tmp_path, fake, TELEGRAM_FILE_LIMITS="telegram", BACKUP_PASSPHRASE="an old passphrase"
+            ),
             startup.offsite(s.settings),
         ).create("manual")
     else:
@@ -494,12 +496,12 @@ def test_when_the_newest_backup_is_damaged_the_next_is_restored_and_the_admins_t
             fake.damage_file(newest["document"]["file_id"])
     s.db.close()
     db, _report, alerts = empty_disk_start(
-        tmp_path, fake, TELEGRAM_FILE_LIMITS="telegram", BACKUP_PASSPHRASE="right one"
+        tmp_path, fake, TELEGRAM_FILE_LIMITS="telegram", BACKUP_PASSPHRASE="the right passphrase"
     )
     assert db.table_row_counts()["users"] == 21  # the backup before the damaged one
     (alert,) = [a for a in alerts if "Restored at startup" in a]
     reason = {
-        "a part missing": "part 2 of 2: Telegram would not",
+        "a part missing": "part 2 of 2: Telegram does not have that file any more",  # the raw words: the log's
         "a flipped byte": "part 2 of 2 is damaged",
         "the wrong passphrase": "wrong BACKUP_PASSPHRASE",
     }[damage]
@@ -584,7 +586,7 @@ def test_with_a_passphrase_an_unencrypted_backup_from_the_chat_is_passed_over(tm
     s.add_users(5)
     s.engine.create("manual")
     s.db.close()
-    db, report, alerts = empty_disk_start(tmp_path, fake, BACKUP_PASSPHRASE="ours")
+    db, report, alerts = empty_disk_start(tmp_path, fake, BACKUP_PASSPHRASE="our passphrase")
     assert report.restored is None and db.table_row_counts()["users"] == 0
     (refusal,) = report.passed_over
     assert "not encrypted although BACKUP_PASSPHRASE is set" in refusal.reason
@@ -623,3 +625,55 @@ def test_rotation_keeps_backup_keep_and_leaves_no_copy_of_the_data_in_the_chat(t
     }
     holding_data = [f for f in live if fake.file_bytes(f).startswith((b"\x50\x2a\x4d\x18", b"telegram-bot"))]
     assert len(holding_data) == 2  # the kept backups' data, and nothing else
+
+
+def test_an_on_change_backup_that_did_not_reach_the_chat_gets_there_without_a_new_write(tmp_path, fake):
+    """A send that failed is tried again by the on-change job, though nothing new is written:
+    else the write waits for the next one (or the scheduled backup) to leave the machine, and a
+    deep sleep meanwhile loses it; and a writer never goes quiet."""
+    import tasks
+
+    s = Setup(tmp_path, fake)
+    ticks = {"now": 1000.0}
+    debouncer = tasks.ChangeDebouncer(5, clock=lambda: ticks["now"])
+
+    def run():
+        return tasks.backup_after_change(
+            s.db,
+            lambda: s.engine.create("change"),
+            debouncer,
+            s.engine.backed_up_changes,
+            s.engine.offsite_behind,
+        )
+
+    run()
+    s.add_users(1)
+    assert not run()  # the window starts
+    ticks["now"] += 6
+    fake.set_outage(True)
+    assert run()  # the on-change backup: kept here only, the chat did not answer
+    assert s.engine.offsite_behind() and s.engine.everything_offsite() is None
+    fake.set_outage(False)
+    ticks["now"] += 6
+    assert run()  # tried again: nothing new was written
+    assert not s.engine.offsite_behind()
+    assert s.engine.everything_offsite() is not None  # the writer may go quiet now
+    index = chat_index(fake, CHAT)
+    assert index is not None and fake.pinned_message(CHAT) is not None
+    ticks["now"] += 100
+    assert not run()  # and it stops there
+
+
+def test_a_write_that_changed_nothing_leaves_the_writer_free_to_go_quiet(tmp_path, fake):
+    """A write whose result is the data already off the machine (a row set to what it held):
+    the on-change backup is skipped, and everything is still off the machine."""
+    from conftest import sql
+
+    s = Setup(tmp_path, fake)
+    s.add_users(1)
+    s.engine.create("change")
+    assert s.engine.everything_offsite() is not None
+    sql(s.db, "UPDATE users SET username = username")
+    assert s.engine.everything_offsite() is None  # a write: it cannot know yet
+    assert s.engine.create("change").info is None  # skipped: nothing changed
+    assert s.engine.everything_offsite() is not None
