@@ -271,7 +271,7 @@ class Lifecycle:
         if a destination could not take its head)."""
         head, _ = self.lease.heads()
         named = head if head is not None and head.state is HeadState.FINAL else None
-        candidates = [c for c in self.engine.listing().backups if c.destination != self.engine.local.name]
+        candidates = _offsite_backups(self.engine)
         for candidate in candidates:
             newer = restored is None or candidate.order > restored.order
             if newer and (_named_by(named, candidate) or (candidate is candidates[0] and candidate.final)):
@@ -424,11 +424,7 @@ class Lifecycle:
         if mine is not None and head.generation <= mine.generation:  # nothing newer than its own
             return
         final = next(
-            (
-                c
-                for c in self.engine.listing().backups
-                if _named_by(head, c) and c.destination != self.engine.local.name
-            ),
+            (c for c in _offsite_backups(self.engine) if _named_by(head, c)),
             None,
         )
         with self._lock:
@@ -487,6 +483,11 @@ class Lifecycle:
                 self.gate.stop()
             self.runner.stop(timeout=DRAIN_SECONDS)
             return final is not None or not serving
+
+
+def _offsite_backups(engine: BackupEngine) -> list[BackupInfo]:
+    """The backups every place off the machine lists (the local folder's left out)."""
+    return [c for c in engine.listing().backups if c.destination != engine.local.name]
 
 
 def _named_by(head: Head | None, info: BackupInfo) -> bool:
