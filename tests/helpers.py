@@ -134,3 +134,9 @@ def health(port) -> dict:
 
 # What a log line of ours must never show: an object's insides instead of what it says.
 INTERNAL_REPR = re.compile(r"\b(Code|Text|Size|Joined|BackupInfo|Head|Knock|Entry|Part)\(|object at 0x")
+
+
+def last_word_of_main(log: str) -> str:
+    """The last line main.py logged: how the process says it ended (another thread may still log
+    a line after it)."""
+    return [line for line in log.splitlines() if " main: " in line][-1]

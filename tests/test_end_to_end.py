@@ -12,7 +12,16 @@ from datetime import UTC, datetime
 import pytest
 from bot_process import ADMIN_ID, PROJECT, BotProcess
 from conftest import NOW
-from helpers import backup_by_admin, chat_index, free_port, health, newest_backup_message, query, users_in
+from helpers import (
+    backup_by_admin,
+    chat_index,
+    free_port,
+    health,
+    last_word_of_main,
+    newest_backup_message,
+    query,
+    users_in,
+)
 
 pytestmark = pytest.mark.e2e
 USER = 4242
@@ -70,7 +79,7 @@ def test_an_unusable_storage_path_runs_in_memory_and_still_serves(tmp_path, fake
     assert "Users: 2 " in admin_statistics(fake)  # the user and the admin asking, as backups count
     assert bot.stop()[0] == 3  # nowhere to keep a final backup: it says so
     log = bot.log()
-    assert "stopped WITHOUT a final backup" in log.rstrip().splitlines()[-1]
+    assert "stopped WITHOUT a final backup" in last_word_of_main(log)
     assert "ERROR" in log and "IN-MEMORY" in log and "Not a directory" in log
     again = run_bot(**unusable)  # no backup anywhere: what was in memory is gone
     assert "Users: 1 " in admin_statistics(fake)  # only the admin asking: the user is gone

@@ -6,7 +6,7 @@ import signal
 import subprocess
 
 import pytest
-from helpers import query, users_in
+from helpers import last_word_of_main, query, users_in
 
 pytestmark = pytest.mark.e2e
 BACKUP_CHAT = -1009876543210
@@ -33,7 +33,7 @@ def test_the_final_backup_comes_from_the_live_database_when_its_file_is_gone(how
     code, _ = bot.stop()
     assert code == 0, bot.log()
     assert "the final backup is taken from the open connection" in bot.log()
-    assert bot.log().rstrip().endswith("stopped cleanly")
+    assert last_word_of_main(bot.log()).endswith("stopped cleanly")
     shutil.rmtree(data)  # a redeploy: an empty disk; the chat alone brings it back
     again = run_bot(HANDOVER_WAIT_SECONDS="1", **chat)
     again.wait_for_log("bot started: serving")
@@ -52,9 +52,8 @@ def test_no_final_backup_is_exit_3_and_says_so(tmp_path, fake, run_bot):
 
     code, _ = bot.stop()
     assert code == 3, bot.log()
-    lines = bot.log().rstrip().splitlines()
-    assert "stopped WITHOUT a final backup" in lines[-1]
-    assert not any("stopped cleanly" in line for line in lines)
+    assert "stopped WITHOUT a final backup" in last_word_of_main(bot.log())
+    assert "stopped cleanly" not in bot.log()
 
 
 def shutdown_backup(bot, folder):
