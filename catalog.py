@@ -15,11 +15,22 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from backup_format import PRE_RESTORE, BackupError, BackupInfo, unpack_and_verify
+from backup_format import PRE_RESTORE, BackupError, BackupInfo, unpack_and_verify, verified_state
+from chains import Shortfall, rebuild
 from destinations import Destination, DestinationError, LocalFolder, Unreachable
 from sealing import Sealer
 
 log = logging.getLogger("backup")
+
+
+@dataclass(frozen=True)
+class Unpacked:
+    """A backup read back: what it says of itself, the verified SQLite file, and for a change
+    backup whose chain ended early, how (the file then holds the last state that verified)."""
+
+    info: BackupInfo
+    path: Path
+    shortfall: Shortfall | None = None
 
 
 @dataclass(frozen=True)
@@ -88,12 +99,12 @@ class Catalog:
             )
         return ordered, listing.unreachable
 
-    def unpack(
-        self, source: Path | BackupInfo, workdir: Path, thorough: bool = False
-    ) -> tuple[BackupInfo, Path]:
-        """Fetch, decompress and verify a backup; returns its info and the verified SQLite file."""
+    def unpack(self, source: Path | BackupInfo, workdir: Path, thorough: bool = False) -> Unpacked:
+        """Fetch, decompress and verify a backup (a change backup through its chain)."""
         if not isinstance(source, BackupInfo):
-            return unpack_and_verify(Path(source), workdir, thorough, self.sealer)
+            return Unpacked(*unpack_and_verify(Path(source), workdir, thorough, self.sealer))
+        if source.delta is not None:
+            return self._unpack_chain(source, workdir, thorough)
         destination = self.destination(source.destination)
         try:
             path = destination.fetch(source, workdir)
@@ -103,9 +114,35 @@ class Catalog:
         info, snapshot = unpack_and_verify(
             path, workdir, thorough, self.sealer, must_be_sealed=from_outside and self.sealer is not None
         )
-        return replace(
-            info, name=source.name, destination=source.destination, location=source.location, size=source.size
-        ), snapshot
+        return Unpacked(
+            replace(
+                info,
+                name=source.name,
+                destination=source.destination,
+                location=source.location,
+                size=source.size,
+            ),
+            snapshot,
+        )
+
+    def _unpack_chain(self, wanted: BackupInfo, workdir: Path, thorough: bool) -> Unpacked:
+        """The full backup `wanted` builds on and the deltas after it, applied in order as far
+        as each verifies (chains.py), then checked as any restore checks a backup."""
+        backups = self.listing().backups
+
+        def fetch(piece: BackupInfo, folder: Path) -> Path:
+            try:
+                return self.destination(piece.destination).fetch(piece, folder)
+            except (DestinationError, OSError) as error:
+                raise BackupError(f"cannot fetch it from {piece.destination}: {error}") from error
+
+        def must_be_sealed(piece: BackupInfo) -> bool:
+            return self.sealer is not None and piece.destination != self.local.name
+
+        rebuilt = rebuild(wanted, backups, fetch, workdir, self.sealer, must_be_sealed)
+        return Unpacked(
+            rebuilt.info, verified_state(rebuilt.path, rebuilt.info, workdir, thorough), rebuilt.shortfall
+        )
 
     def destination(self, name: str) -> Destination:
         for destination in self.destinations:

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -32,11 +32,14 @@ from backup_format import (
     file_name,
     inspect_snapshot,
     write_backup_file,
+    write_delta_file,
 )
 from catalog import Catalog, Listing
+from chains import Shortfall
 from clock import Clock, utc_now
 from config import Settings
 from database import Database, DatabaseError
+from deltas import Chain, Piece, fingerprint
 from destination_status import DestinationStatus, OffsitePause, StatusBoard
 from destinations import Destination, DestinationError, LocalFolder, Unreachable
 from files import (
@@ -47,7 +50,7 @@ from files import (
     temporary_name,
     write_atomically,
 )
-from i18n import Alert
+from i18n import Alert, Code, Text
 from lease import Lease
 from offsite_copies import OffsiteCopies
 from sealing import Sealer
@@ -141,6 +144,10 @@ class BackupEngine:
         self._offsite_state: tuple[int, BackupInfo] | None = None
         self._changes_at_snapshot = -1
         self._backed_up_changes: int | None = None  # the change count the newest backup holds
+        # What the next on-change backup may build on (deltas.py); in memory only: after a
+        # restart or a restore, the next backup is full.
+        self._chain: Chain | None = None
+        self.last_shortfall: Shortfall | None = None  # how the last restore's chain ended early
 
     @property
     def writing(self) -> bool:
@@ -232,25 +239,7 @@ class BackupEngine:
         workdir: Path,
         plain_copy: bool = True,
     ) -> CreateResult:
-        hurry = reason in HURRIED_REASONS
-        schema_version, row_counts = inspect_snapshot(snapshot, exact=False, check=not hurry)
-        info = BackupInfo(
-            created_at,
-            reason,
-            schema_version,
-            row_counts,
-            "",
-            snapshot.stat().st_size,
-            name=file_name(created_at, reason),
-            generation=self.lease.generation,
-            writer=self.lease.writer,
-            sequence=self.catalog.next_sequence(self.lease.generation, self.lease.writer),
-        )
-        packed = workdir / info.name
-        with open(snapshot, "rb") as content:
-            info = write_backup_file(
-                content, info, packed, QUICK_COMPRESSION_LEVEL if hurry else COMPRESSION_LEVEL
-            )
+        info, packed, step = self._pack(reason, created_at, snapshot, workdir, chained=plain_copy)
         newest = self.newest_local() or self._restored
         if reason in SKIPPABLE_REASONS and newest is not None and newest.sha256 == info.sha256:
             self._backed_up_changes = self._changes_at_snapshot  # the newest backup holds them
@@ -263,6 +252,7 @@ class BackupEngine:
                 self._keep_plain_copy(snapshot)
             self.copies.rotate(self.local)
         sent, offsite_failures = ([], {}) if local_only else self._send_offsite(packed, info, workdir)
+        self._follow_chain(step if stored and not offsite_failures and not local_only else None, stored)
         if not stored:
             elsewhere = f"; it did reach {', '.join(i.destination for i in sent)}" if sent else ""
             raise BackupError(f"the backup could not be written: {failures['local']}{elsewhere}")
@@ -280,6 +270,55 @@ class BackupEngine:
             ", ".join(i.destination for i in result.stored),
         )
         return result
+
+    def _pack(
+        self, reason: str, created_at: datetime, snapshot: Path, workdir: Path, chained: bool
+    ) -> tuple[BackupInfo, Path, tuple | None]:
+        """The backup file of `snapshot`: for an on-change backup with a chain to build on, a
+        delta of the pages that changed (deltas.py), else a full backup. Returns its info, its
+        path, and the chain's next step, taken once every place has it (`chained`: the snapshot
+        is one of the online backup's, which keep the pages of a chain comparable)."""
+        hurry = reason in HURRIED_REASONS
+        schema_version, row_counts = inspect_snapshot(snapshot, exact=False, check=not hurry)
+        info = BackupInfo(
+            created_at,
+            reason,
+            schema_version,
+            row_counts,
+            "",
+            snapshot.stat().st_size,
+            name=file_name(created_at, reason),
+            generation=self.lease.generation,
+            writer=self.lease.writer,
+            sequence=self.catalog.next_sequence(self.lease.generation, self.lease.writer),
+        )
+        pages = fingerprint(snapshot) if chained else None
+        plan = self._chain.plan(pages) if pages and self._chain and reason == "change" else None
+        if plan is not None:
+            info = replace(
+                info, sha256=pages.sha256, delta=plan.delta, name=file_name(created_at, reason, delta=True)
+            )
+            packed = workdir / info.name
+            return write_delta_file(snapshot, info, plan.pages, packed), packed, (plan, pages)
+        packed = workdir / info.name
+        with open(snapshot, "rb") as content:
+            info = write_backup_file(
+                content, info, packed, QUICK_COMPRESSION_LEVEL if hurry else COMPRESSION_LEVEL
+            )
+        return info, packed, (None, pages) if pages else None
+
+    def _follow_chain(self, step: tuple | None, stored: list[BackupInfo]) -> None:
+        """The chain after a backup: a delta is its newest piece, a full backup starts a new one;
+        without a step (a piece some place lacks, a final backup) the next backup is full."""
+        if step is None:
+            self._chain = None
+            return
+        plan, pages = step
+        piece = Piece(stored[0].piece, pages.sha256, stored[0].size)
+        if plan is None:
+            self._chain = Chain(piece, pages)
+        else:
+            self._chain.advance(plan, piece, pages)
 
     def _note_offsite(self, info: BackupInfo, sent: list[BackupInfo]) -> None:
         """What reached the machine's outside: the newest backup there, whether every place
@@ -379,8 +418,7 @@ class BackupEngine:
     def verify(self, source: Path | BackupInfo, thorough: bool = False) -> BackupInfo:
         """Check a backup (checksum, integrity, tables, schema); returns its info."""
         with scratch_folder(self.local.folder) as workdir:
-            info, _ = self.catalog.unpack(source, workdir, thorough)
-            return info
+            return self.catalog.unpack(source, workdir, thorough).info
 
     # --- restore ---
 
@@ -402,7 +440,9 @@ class BackupEngine:
         with self._busy, scratch_folder(self.local.folder) as workdir:
             if by_person and not self.lease.held:
                 raise BackupError("this instance is not the writer any more: restore on the one that serves")
-            info, snapshot = self.catalog.unpack(source, workdir)
+            unpacked = self.catalog.unpack(source, workdir)
+            info, snapshot = unpacked.info, unpacked.path
+            self.last_shortfall = unpacked.shortfall
             if by_person and not self.db.is_empty():
                 try:
                     self.create(PRE_RESTORE)
@@ -417,7 +457,7 @@ class BackupEngine:
                 self.db.migrate()  # applies nothing; switches WAL back on
             except DatabaseError as error:
                 raise BackupError(str(error)) from error
-            self._restored = info
+            self._restored, self._chain = info, None
             self.lease.record()  # the restored data names the writer that took it
             self._offsite_state = None  # the connection, and its change count, began again
             self._backed_up_changes = self.db.change_count()  # the data is a backup's
@@ -428,6 +468,8 @@ class BackupEngine:
             log.info(
                 "restored %s (%s, %d rows) from %s", info.name, info.reason, info.total_rows, info.destination
             )
+            if unpacked.shortfall:
+                self.alert(shortfall_text(unpacked.shortfall))
             if by_person:
                 self.resume_offsite()
                 self.backup_quietly("restore")
@@ -461,3 +503,16 @@ def _same_file(path: Path, other: str) -> bool:
         return os.path.samefile(path, other)
     except OSError:
         return False
+
+
+def shortfall_text(shortfall: Shortfall) -> Text:
+    """What the admins read when a chain ended before the restore point asked for."""
+    return Text(
+        "⚠️ The backup of {wanted} could not be restored whole ({error}): the data is back as it "
+        "was at {used}, the last state that verified; {count} later restore points of that "
+        "chain were unusable.",
+        wanted=shortfall.wanted.created_at,
+        error=Code(shortfall.reason, 300),
+        used=shortfall.used.created_at,
+        count=shortfall.unusable,
+    )

@@ -135,7 +135,11 @@ class OffsiteCopies:
 
 
 def retention(backups: Sequence[BackupInfo], keep: int) -> list[BackupInfo]:
-    """Which of `backups` (newest first) rotation removes: all but the newest `keep`, where an
-    on-change backup stays only while it is the newest of all (anything after it says as much)."""
+    """Which of `backups` (newest first) rotation removes: all but the newest `keep` restore
+    points, where an on-change backup stays only while it is the newest of all (anything after
+    it says as much), and never a piece a kept restore point builds on (its chain): whole chains
+    go, never part of one."""
     kept = [info for n, info in enumerate(backups) if n == 0 or info.reason != "change"][:keep]
+    needed = {name for info in kept if info.delta for name in info.delta.chain}
+    kept += [info for info in backups if info.piece in needed and info not in kept]
     return [info for info in backups if info not in kept]

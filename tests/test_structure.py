@@ -40,6 +40,7 @@ LAYERS = {
     "admin_users": 6,  # what the panel shows of people
     "telegram_index": 5,  # the chat's index
     "lease": 4,  # the writer's lease: who may write off the machine
+    "chains": 3,  # restoring a change backup through its chain
     "moderation": 3,  # blocking and unblocking people
     "outbox": 3,  # alerts: delayed by flood control, never dropped
     "destinations": 3,  # the destination interface and the local folder
@@ -50,6 +51,7 @@ LAYERS = {
     "panel_screens": 2,  # the admin panel's screens and buttons
     "database": 1,  # the package: every SQL statement
     "sealing": 1,
+    "deltas": 1,  # change backups: the pages that changed, and their chain
     "i18n": 1,
     "bot_api": 1,  # encryption; texts people read; the Bot API
     "config": 0,

@@ -1,0 +1,118 @@
+"""Restoring a change backup through its chain: the full backup it builds on, then each delta in
+order (deltas.py), each one's base checked before it is applied and its result after.
+
+A missing, damaged or misplaced piece ends the chain at the last state that verified: that state
+is what comes back, never a half one, and the Shortfall says what was wanted, why it ended
+there, and how many later restore points were unusable. The caller then checks the state as any
+backup (integrity, schema) before it may replace the live database.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from backup_format import BackupError, BackupInfo, apply_delta_file, unpack_full, unsealed
+from sealing import Sealer
+
+log = logging.getLogger("backup")
+
+Fetch = Callable[[BackupInfo, Path], Path]  # a piece's stored copy as a local file
+
+
+@dataclass(frozen=True)
+class Shortfall:
+    """A chain that ended before the restore point asked for."""
+
+    wanted: BackupInfo
+    used: BackupInfo  # the restore point whose state came back
+    reason: str  # why the next piece could not be used
+    unusable: int  # restore points of the chain after the one used
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    info: BackupInfo  # the restore point whose state `path` holds
+    path: Path  # the SQLite file, as the writer's snapshot was (not yet checked or upgraded)
+    shortfall: Shortfall | None
+
+
+def find_pieces(wanted: BackupInfo, backups: Sequence[BackupInfo]) -> list[BackupInfo | None]:
+    """The pieces `wanted` is made of, the full backup first and `wanted` last; None for one
+    found nowhere. A piece in `wanted`'s own destination is preferred."""
+    names = [*wanted.delta.chain, wanted.piece] if wanted.delta else [wanted.piece]
+    found = []
+    for name in names[:-1]:
+        matches = [info for info in backups if info.piece == name]
+        matches.sort(key=lambda info: info.destination != wanted.destination)
+        found.append(matches[0] if matches else None)
+    return [*found, wanted]
+
+
+def rebuild(
+    wanted: BackupInfo,
+    backups: Sequence[BackupInfo],
+    fetch: Fetch,
+    workdir: Path,
+    sealer: Sealer | None,
+    must_be_sealed: Callable[[BackupInfo], bool],
+) -> Rebuilt:
+    """The state of restore point `wanted`, or of the last piece of its chain that verifies.
+    BackupError when not even its full backup can be read."""
+    pieces = find_pieces(wanted, backups)
+    files: list[Path] = []
+    reason = ""
+    for number, piece in enumerate(pieces):  # fetched first: a missing piece ends the chain
+        if piece is None:
+            reason = f"{wanted.delta.chain[number]} is missing"
+            break
+        try:
+            files.append(_local(piece, fetch, workdir, sealer, must_be_sealed(piece), number))
+        except BackupError as error:
+            reason = f"{piece.piece}: {error}"
+            break
+    if not files:
+        raise BackupError(f"the full backup this builds on cannot be read ({reason})")
+    state = workdir / "chain.db"
+    used, failed = _apply(pieces, files, state)
+    if failed:  # the state holds part of the piece that failed: made again, up to what verified
+        reason = failed
+        _apply(pieces, files[: used + 1], state)
+    info = replace(pieces[used], destination=wanted.destination)
+    if used == len(pieces) - 1:
+        return Rebuilt(info, state, None)
+    log.warning("the chain of %s ends at %s: %s", wanted.name, info.name, reason)
+    return Rebuilt(info, state, Shortfall(wanted, info, reason, len(pieces) - 1 - used))
+
+
+def _local(
+    piece: BackupInfo, fetch: Fetch, workdir: Path, sealer: Sealer | None, sealed: bool, number: int
+) -> Path:
+    try:
+        path = fetch(piece, workdir)
+    except BackupError:
+        raise
+    except Exception as error:  # a destination's failure, whatever its kind: the piece is missing
+        raise BackupError(f"cannot fetch it ({error})") from error
+    return unsealed(path, workdir, sealer, sealed, f"piece-{number}.zst")
+
+
+def _apply(pieces: list, files: list[Path], state: Path) -> tuple[int, str]:
+    """The full backup, then the deltas of `files` in order, as far as each verifies; returns
+    which piece's state `state` holds and why the next one failed ("" when none did)."""
+    state.unlink(missing_ok=True)
+    full = unpack_full(files[0], state)
+    if full.delta is not None or full.sha256 != pieces[0].sha256:
+        raise BackupError("the chain does not start with the full backup it names")
+    used, sha256 = 0, full.sha256
+    for number, path in enumerate(files[1:], start=1):
+        try:
+            info = apply_delta_file(path, state, sha256)
+        except BackupError as error:
+            return used, f"{pieces[number].piece}: {error}"
+        if info.sha256 != pieces[number].sha256:
+            return used, f"{pieces[number].piece}: it is not the piece its listing names"
+        used, sha256 = number, info.sha256
+    return used, ""

@@ -1,0 +1,232 @@
+"""Change backups that carry only the changed pages: each restore point rebuilt from its full
+backup and its deltas is byte for byte the snapshot it stands for, whatever happened between
+(writes, deletes, a VACUUM, a schema migration); a missing, damaged or misplaced piece ends the
+chain at the last state that verifies, and the admins are told."""
+
+import shutil
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from conftest import NOW, sql
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import database
+import deltas
+from backup_format import BackupError, read_header
+from chains import rebuild
+from config import load_settings
+from engine import BackupEngine
+from offsite_copies import retention
+
+TOKEN = "123456:AAbbCCddEEffGGhhIIjjKKll"
+NEWEST_SCHEMA = len(database.find_migrations())
+
+
+class Clock:
+    def __init__(self):
+        self.now = NOW
+
+    def __call__(self):
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
+def make(folder: Path, schema: int | None = None, users: int = 1500, **env):
+    """A database with `users` people in it (so a few changed pages are much less than the
+    whole), its engine (local folder only) and what the admins were told."""
+    shutil.rmtree(folder, ignore_errors=True)
+    settings = load_settings(
+        {"BOT_TOKEN": TOKEN, "DB_PATH": str(folder / "data" / "bot.db"), "BACKUP_KEEP": "3", **env}
+    )
+    db = database.open_database(settings.db_path)
+    db.migrate(up_to=schema)
+    add_users(db, 0, users)
+    told = []
+    return db, BackupEngine(db, settings, clock=Clock(), alert=told.append), told
+
+
+def add_users(db, first: int, count: int) -> None:
+    with db.transaction() as conn:
+        conn.executemany(
+            "INSERT OR REPLACE INTO users (user_id, username, first_name, first_seen, last_seen)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [(n, f"user{n}", "Name " * 8, 0, 0) for n in range(first, first + count)],
+        )
+
+
+def snapshot_of(engine) -> bytes:
+    """The snapshot the newest backup stands for (DB_PATH.backup is it, moved into place)."""
+    return engine.plain_copy.read_bytes()
+
+
+def rebuilt(engine, wanted, workdir: Path):
+    workdir.mkdir(exist_ok=True)
+    return rebuild(
+        wanted,
+        engine.local.list(),
+        lambda piece, folder: Path(piece.location),
+        workdir,
+        None,
+        lambda piece: False,
+    )
+
+
+def vacuum(db):
+    with db.lock:
+        db._connection.execute("VACUUM")
+
+
+OPERATIONS = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), st.integers(1, 60)),
+        st.tuples(st.just("delete"), st.integers(1, 400)),
+        st.tuples(st.just("rename"), st.integers(0, 1500)),
+        st.just(("vacuum", 0)),
+        st.just(("migrate", 0)),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(operations=OPERATIONS)
+def test_every_restore_point_is_byte_for_byte_its_snapshot(tmp_path, operations):
+    db, engine, _ = make(tmp_path / "bot", schema=NEWEST_SCHEMA - 1)
+    try:
+        engine.create("startup")
+        deltas_made, added = 0, 1500
+        for step, (kind, amount) in enumerate(operations):
+            if kind == "add":
+                add_users(db, added, amount)
+                added += amount
+            elif kind == "delete":
+                sql(db, "DELETE FROM users WHERE user_id IN (SELECT user_id FROM users LIMIT ?)", (amount,))
+            elif kind == "rename":
+                sql(db, "UPDATE users SET username = 'renamed' WHERE user_id = ?", (amount,))
+            elif kind == "vacuum":
+                vacuum(db)
+            else:
+                db.migrate()
+            result = engine.create("change")
+            if result.skipped:
+                continue
+            deltas_made += result.info.delta is not None
+            state = rebuilt(engine, result.info, tmp_path / f"work{step}")
+            assert state.shortfall is None
+            assert state.path.read_bytes() == snapshot_of(engine)
+        # a change of a few rows is a few pages, not the database
+        if deltas_made:
+            newest = engine.local.list()[0]
+            assert newest.delta is None or newest.delta.pages < newest.delta.page_count
+    finally:
+        db.close()
+
+
+def chain_of(tmp_path, changes: int = 21):
+    """A full backup and `changes` on-change backups after it, each adding a few people; the
+    snapshot each one stands for, by name."""
+    db, engine, told = make(tmp_path / "bot", users=20_000)
+    engine.create("startup")
+    snapshots = {engine.newest_local().piece: snapshot_of(engine)}
+    for n in range(changes):
+        add_users(db, 100_000 + 3 * n, 3)
+        info = engine.create("change").info
+        snapshots[info.piece] = snapshot_of(engine)
+    return db, engine, told, snapshots
+
+
+def test_levels_keep_every_restore_point_within_four_deltas_and_rotation_keeps_whole_chains(tmp_path):
+    db, engine, _, _ = chain_of(tmp_path, changes=21)
+    try:
+        kept = engine.local.list()
+        newest = kept[0]
+        # the 21st delta: 111 in base 4: it builds on the full, the 16th (b) and the 20th (c)
+        assert (newest.delta.number, newest.delta.level) == (21, 4)
+        assert len(newest.delta.chain) == 3
+        assert {info.piece for info in kept} == {*newest.delta.chain, newest.piece}
+        assert [deltas.level_of(n) for n in (1, 4, 16, 64, 128, 255)] == [4, 3, 2, 1, 1, 4]
+    finally:
+        db.close()
+
+
+def test_retention_never_drops_a_piece_a_kept_restore_point_needs(tmp_path):
+    db, engine, _, _ = chain_of(tmp_path, changes=6)
+    try:
+        backups = engine.local.list()
+        for keep in range(1, 4):
+            left = [info for info in backups if info not in retention(backups, keep)]
+            names = {info.piece for info in left}
+            for info in left:
+                assert info.delta is None or set(info.delta.chain) <= names
+    finally:
+        db.close()
+
+
+def damage_missing(path: Path) -> None:
+    path.unlink()
+
+
+def damage_flip(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-20] ^= 0xFF  # inside the compressed pages
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", [damage_missing, damage_flip])
+@pytest.mark.parametrize("which", [1, 2])
+def test_a_broken_chain_restores_the_last_state_that_verifies_and_says_so(tmp_path, damage, which):
+    db, engine, told, snapshots = chain_of(tmp_path)
+    newest = engine.local.list()[0]
+    pieces = {info.piece: info for info in engine.local.list()}
+    broken = pieces[newest.delta.chain[which]] if which < len(newest.delta.chain) else newest
+    damage(Path(broken.location))
+    previous = ([*newest.delta.chain, newest.piece])[which - 1]
+    try:
+        restored = engine.restore(newest, by_person=False)
+        assert restored.piece == previous
+        assert Path(engine.settings.db_path).exists()
+        shortfall = engine.last_shortfall
+        assert shortfall is not None and shortfall.unusable == len(newest.delta.chain) + 1 - which
+        assert any("could not be restored whole" in str(text) for text in told)
+        # the live data is that state: the people it had, no more
+        (tmp_path / "expected.db").write_bytes(snapshots[previous])
+        with sqlite3.connect(tmp_path / "expected.db") as expected:
+            wanted = expected.execute("SELECT count(*) FROM users").fetchone()[0]
+        assert sql(db, "SELECT count(*) FROM users")[0][0] == wanted
+    finally:
+        db.close()
+
+
+def test_a_piece_out_of_its_place_ends_the_chain_before_it(tmp_path):
+    """Two pieces swapped (each where the other should be): the first of them no longer builds on
+    the state before it, so the chain ends there."""
+    db, engine, told, _ = chain_of(tmp_path)
+    newest = engine.local.list()[0]
+    pieces = {info.piece: info for info in engine.local.list()}
+    first, second = (Path(pieces[name].location) for name in newest.delta.chain[1:3])
+    a, b = first.read_bytes(), second.read_bytes()
+    first.write_bytes(b)
+    second.write_bytes(a)
+    try:
+        restored = engine.restore(newest, by_person=False)
+        assert restored.piece == newest.delta.chain[0]  # the full backup, and what it holds
+        assert engine.last_shortfall.unusable == 3
+        assert told
+    finally:
+        db.close()
+
+
+def test_a_delta_alone_is_refused_with_a_clear_message(tmp_path):
+    db, engine, _, _ = chain_of(tmp_path, changes=2)
+    try:
+        newest = engine.local.list()[0]
+        with pytest.raises(BackupError, match="through its chain"):
+            engine.verify(Path(newest.location))
+        with open(newest.location, "rb") as stream:
+            assert read_header(stream).delta.number == 2
+    finally:
+        db.close()
