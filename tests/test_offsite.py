@@ -336,32 +336,43 @@ def test_a_truncated_download_is_a_one_line_failure(tmp_path, fake):
         s.engine.verify(listed)
 
 
-def test_on_change_backups_are_edited_into_one_message_and_a_scheduled_one_retires_it(tmp_path, fake):
+def test_on_change_backups_are_edited_into_one_message_per_level_and_a_scheduled_one_retires_them(
+    tmp_path, fake
+):
     s = Setup(tmp_path, fake)
-    for user in (1, 2, 3):
-        s.add_users(user)
-        s.engine.create("change")
 
     def backups():
         return [
-            m for m in fake.messages(CHAT) if "-backup-2" in (m.get("document") or {}).get("file_name", "")
+            m
+            for m in fake.messages(CHAT)
+            if "-backup-2" in (m.get("document") or {}).get("file_name", "") and not m.get("deleted")
         ]
 
-    assert len(backups()) == 1  # three on-change backups, one message, edited in place
+    s.pad(1)  # enough that a few new rows are far less than a full backup
+    levels_seen = set()
+    for user in range(1, 6):  # a full one (no chain yet), then deltas at levels d, d, d, c
+        before = len(backups())
+        s.add_users(user)
+        info = s.engine.create("change").stored[-1]
+        levels_seen.add(info.delta.level if info.delta else 0)
+        assert len(backups()) <= before + 1  # at most one new message per on-change backup
+    assert levels_seen == {0, 3, 4}
+    assert len(backups()) == len(levels_seen)  # one message per level, edited in place
     index = chat_index(fake, CHAT)
-    assert index["rolling"] == [backups()[0]["message_id"]] and len(index["backups"]) == 1
+    assert sorted(index["rolling"]) == sorted(m["message_id"] for m in backups())
+    newest = index["backups"][0]
+    assert newest["delta"]["level"] == 3 and len(newest["delta"]["chain"]) == 1
+    message = next(m for m in backups() if m["message_id"] == newest["parts"][0]["message_id"])
     assert (
-        fake.file_bytes(backups()[0]["document"]["file_id"])
-        == Path(s.engine.newest_local().location).read_bytes()
-    )  # it holds the newest of them
-    s.add_users(4)
+        fake.file_bytes(message["document"]["file_id"]) == Path(s.engine.newest_local().location).read_bytes()
+    )
+    s.add_users(6)
     s.engine.create("scheduled")
-    kept = [m for m in backups() if not m.get("deleted")]
-    assert [m["document"]["file_name"].rsplit("-", 1)[1] for m in kept] == ["scheduled.db.zst"]
+    assert [m["document"]["file_name"].rsplit("-", 1)[1] for m in backups()] == ["scheduled.db.zst"]
     assert chat_index(fake, CHAT)["rolling"] == []
-    s.add_users(5)
+    s.add_users(7)
     s.engine.create("change")  # the next change starts a new message
-    assert len([m for m in backups() if not m.get("deleted")]) == 2
+    assert len(backups()) == 2
 
 
 def test_the_pause_resolves_itself_once_the_chat_answers(tmp_path, fake):
