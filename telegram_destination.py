@@ -61,7 +61,7 @@ class TelegramChat:
         fence(index.head, info.generation, info.writer)
         visible_name, size = f"{self.index.bot_username}-{info.name}", path.stat().st_size
         change, level = info.reason == "change", info.delta.level if info.delta else 0
-        replaced = list(index.levels[level]) if change else index.rolling
+        replaced = _replaced(index.levels, level) if change else index.rolling
         reuse = list(replaced) if change else []
         parts = self._send_parts(path, visible_name, self.index.reader(caption(info, size)), reuse)
         chat = self.index.chat_id
@@ -74,6 +74,7 @@ class TelegramChat:
             *(e for e in index.entries if not gone & set(e.refs(chat))),
         ]
         if change:
+            index.levels = [[m for m in ids if m not in replaced] for ids in index.levels]
             index.levels[level] = sorted(sent)
         else:
             index.levels = [[] for _ in index.levels]
@@ -221,6 +222,15 @@ class TelegramChat:
                     ) from None
                 raise
             return self.api.download(file.file_path, out, what="download a backup from the chat")
+
+
+def _replaced(levels: list[list[int]], level: int) -> list[int]:
+    """The messages an on-change backup at `level` is edited into: those of its level; for a
+    full one (a new chain, after a restart) with none yet, those of the highest level that has
+    some (every piece of the old chain is superseded), so a restart adds no message."""
+    if levels[level] or level:
+        return list(levels[level])
+    return next((list(ids) for ids in reversed(levels) if ids), [])
 
 
 class ChatLease:

@@ -230,3 +230,48 @@ def test_a_delta_alone_is_refused_with_a_clear_message(tmp_path):
             assert read_header(stream).delta.number == 2
     finally:
         db.close()
+
+
+@pytest.mark.e2e
+def test_a_crash_on_an_emptied_disk_brings_back_every_user_the_last_change_backup_held(
+    fake, run_bot, tmp_path
+):
+    """A real main.py with the chat as its only place off the machine: people register in a
+    stream, each burst backed up as a delta; the process is killed (no final backup) and its
+    disk emptied; the next instance restores the full backup and the deltas from the chat, and
+    every person the newest on-change backup held is back."""
+    from bot_process import ADMIN_ID
+    from helpers import backups_in_chat, users_in
+    from test_handover import CHAT, Users, serving
+
+    def newest_users():
+        backups = backups_in_chat(fake, CHAT)
+        return backups[0]["row_counts"]["users"] if backups else 0
+
+    seed = tmp_path / "a" / "data" / "bot.db"
+    seed.parent.mkdir(parents=True)
+    db = database.open_database(str(seed))
+    db.migrate()
+    add_users(db, 1, 20_000)  # a database worth sending pieces of
+    db.close()
+    env = {"BACKUP_CHAT_ID": str(CHAT), "BACKUP_AFTER_CHANGE_SECONDS": "1"}
+    first = run_bot(folder="a", **env)
+    serving(first)
+    users = Users(fake, first_id=900_000)
+    for _ in range(3):
+        for _ in range(2):
+            users.one()
+        fake.wait_for(
+            lambda: newest_users() == 20_000 + len(users.answered),
+            30,
+            "an on-change backup holding everyone answered",
+        )
+    newest = backups_in_chat(fake, CHAT)[0]
+    assert newest["delta"]["chain"]  # a piece of a chain, not a whole database
+    first.kill()  # no SIGTERM: no final backup
+    shutil.rmtree(first.workdir / "data")
+    second = run_bot(folder="b", HANDOVER_WAIT_SECONDS="3", **env)
+    serving(second)
+    assert newest["name"].split("-", 1)[1] in second.log()  # that restore point, through its chain
+    assert second.stop()[0] == 0
+    assert users_in(second.db_path) >= {*range(1, 20_001), *users.answered} - {ADMIN_ID}
