@@ -228,6 +228,14 @@ class Chain:
         self.delta_bytes += piece.size
 
 
+def following(chain: Chain | None, plan: Plan | None, piece: Piece, pages: Pages) -> Chain:
+    """The chain once `piece` (made by `plan`, or a full backup without one) is stored."""
+    if plan is None or chain is None:
+        return Chain(piece, pages)
+    chain.advance(plan, piece, pages)
+    return chain
+
+
 # --- records ------------------------------------------------------------------------------------
 
 

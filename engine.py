@@ -39,7 +39,7 @@ from chains import Shortfall
 from clock import Clock, utc_now
 from config import Settings
 from database import Database, DatabaseError
-from deltas import Chain, Piece, fingerprint
+from deltas import Chain, Piece, fingerprint, following
 from destination_status import DestinationStatus, OffsitePause, StatusBoard
 from destinations import Destination, DestinationError, LocalFolder, Unreachable
 from files import (
@@ -54,6 +54,7 @@ from i18n import Alert, Code, Text
 from lease import Lease
 from offsite_copies import OffsiteCopies
 from sealing import Sealer
+from upload_meter import UploadMeter
 
 log = logging.getLogger("backup")
 
@@ -62,6 +63,7 @@ SKIPPABLE_REASONS = ("startup", "scheduled", "change")  # skipped when nothing c
 # skip the integrity check of the snapshot (a restore checks it), compress faster, and are not
 # read back; the scheduled and manual backups do all of it.
 HURRIED_REASONS = ("change", "shutdown", "handover")
+METER_FILE = "uploads.json"  # what backups uploaded, by the hour (upload_meter.py)
 STEP_PAGES = 256  # pages copied per snapshot step while holding the lock (1 MB at 4 KB pages)
 
 
@@ -135,8 +137,22 @@ class BackupEngine:
         self._restored: BackupInfo | None = None  # what the live data equals after a restore
         self.lease = lease or Lease(db=db, clock=clock, alert=self.alert)
         self.catalog = Catalog(self.local, self._offsite, self._sealer)
+        self.meter = UploadMeter(
+            Path(settings.backup_dir) / METER_FILE if self._offsite else None,
+            settings.backup_upload_budget_gb,
+            clock,
+            self.alert,
+        )
+        self.uploads, self.change_spacing = self.meter.totals, self.meter.spacing
         self.copies = OffsiteCopies(
-            self.local, self._offsite, self.lease, self._status, self._sealer, settings, self.alert
+            self.local,
+            self._offsite,
+            self.lease,
+            self._status,
+            self._sealer,
+            settings,
+            self.alert,
+            self.meter,
         )
         self._newest_offsite: datetime | None = None
         # The newest backup every place off the machine holds, and the database's change count
@@ -308,17 +324,11 @@ class BackupEngine:
         return info, packed, (None, pages) if pages else None
 
     def _follow_chain(self, step: tuple | None, stored: list[BackupInfo]) -> None:
-        """The chain after a backup: a delta is its newest piece, a full backup starts a new one;
-        without a step (a piece some place lacks, a final backup) the next backup is full."""
-        if step is None:
-            self._chain = None
-            return
-        plan, pages = step
-        piece = Piece(stored[0].piece, pages.sha256, stored[0].size)
-        if plan is None:
-            self._chain = Chain(piece, pages)
-        else:
-            self._chain.advance(plan, piece, pages)
+        """The chain after a backup (deltas.following); without a step (a piece some place
+        lacks, a final backup) the next backup is full."""
+        plan, pages = step or (None, None)
+        piece = Piece(stored[0].piece, pages.sha256, stored[0].size) if pages else None
+        self._chain = following(self._chain, plan, piece, pages) if piece else None
 
     def _note_offsite(self, info: BackupInfo, sent: list[BackupInfo]) -> None:
         """What reached the machine's outside: the newest backup there, whether every place

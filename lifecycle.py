@@ -129,6 +129,11 @@ class Lifecycle:
             "newest_offsite_backup_age_seconds": self._newest_offsite_age(),
             "failing_destinations": self.engine.failing_destinations(),
             "offsite_paused": self.engine.offsite_paused_seen(),
+            **dict(
+                zip(
+                    ("uploaded_last_24h_bytes", "upload_month_pace_bytes"), self.engine.uploads(), strict=True
+                )
+            ),
         }
 
     def _newest_offsite_age(self) -> int | None:

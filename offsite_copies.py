@@ -20,6 +20,7 @@ from files import scratch_folder
 from i18n import Alert, Code, Text
 from lease import Lease
 from sealing import Sealer, SealError
+from upload_meter import UploadMeter
 
 log = logging.getLogger("backup")
 
@@ -36,9 +37,10 @@ class OffsiteCopies:
         sealer: Sealer | None,
         settings: Settings,
         alert: Alert,
+        meter: UploadMeter | None = None,
     ):
         self.local, self._offsite, self.lease, self._status = local, list(offsite), lease, status
-        self._sealer, self.settings, self.alert = sealer, settings, alert
+        self._sealer, self.settings, self.alert, self.meter = sealer, settings, alert, meter
         self._too_large_told: set[str] = set()  # destinations whose copies cannot be fetched back
 
     def store(
@@ -72,6 +74,8 @@ class OffsiteCopies:
                 failures[destination.name] = "not sent: a newer instance writes the backups"
                 continue
             placed, failed = self.store(destination, copy, copy_info)
+            if placed and self.meter is not None:
+                self.meter.record(destination.name, placed[0].size)
             if placed and expected:
                 failed = self._read_back(destination, placed[0], expected)
                 placed = [] if failed else placed

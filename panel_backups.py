@@ -13,6 +13,7 @@ from backup_format import BackupInfo, shown_reason
 from i18n import CAPTION_LIMIT, DETAIL, Code, Reader, Size, Text, lines
 from panel_screens import BACKUP, CREATE, RESTORE, START_FRESH, PanelPart, Screen
 from startup import destinations_off
+from upload_meter import GB
 
 log = logging.getLogger("admin_panel")
 
@@ -138,6 +139,16 @@ class Backups(PanelPart):
             Text("{destination}: {state}", destination=Code(name), state=why)
             for name, why in destinations_off(self.settings).items()
         ]
+        if self.engine.offsite_count:
+            day, pace = self.engine.uploads()
+            found.append(
+                Text(
+                    "📤 Uploaded {day} in the last 24 hours; {pace} a month at this pace (budget {budget})",
+                    day=Size(day),
+                    pace=Size(pace),
+                    budget=Size(round(self.settings.backup_upload_budget_gb * GB)),
+                )
+            )
         if overview.paused:
             found.append(
                 Text(

@@ -51,7 +51,8 @@ LAYERS = {
     "panel_screens": 2,  # the admin panel's screens and buttons
     "database": 1,  # the package: every SQL statement
     "sealing": 1,
-    "deltas": 1,  # change backups: the pages that changed, and their chain
+    "deltas": 1,
+    "upload_meter": 2,  # what backups upload, and the budget  # change backups: the pages that changed, and their chain
     "i18n": 1,
     "bot_api": 1,  # encryption; texts people read; the Bot API
     "config": 0,
