@@ -11,9 +11,11 @@ page count of the result, the SHA-256 of the state it builds on and of the resul
 copy the base, write each page at (number - 1) * page_size, cut the file to page_count pages.
 
 Pieces come in levels (a to d, 1 to 4) counted in base 4 from the last full backup (level 0):
-the n-th delta's level is the place of n's lowest non-zero base-4 digit, and it holds every
-change since the newest piece of a lower level. So any restore point is a full backup and at
-most four deltas, and after 255 deltas a full backup starts a new chain.
+the n-th delta's level is the place of n's lowest non-zero digit among its last four base-4
+digits (a when they are all zero: every 64th), and it holds every change since the newest piece
+of a lower level. So any restore point is a full backup and at most four deltas. A chain ends
+(the next backup is full) when its deltas together outweigh its full backup: what a chain
+uploads is then at most twice its deltas, whatever the database weighs.
 
 Here: the numbering (level_of), a snapshot's page fingerprints (Pages), the chain a writer
 keeps in memory (Chain), and writing and applying the records. No project module is imported:
@@ -31,7 +33,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 LEVELS = 4  # a, b, c, d
-MAX_DELTAS = 4**LEVELS - 1  # then a full backup: the base-4 counter has four digits
+MAX_DELTAS = 4**8 - 1  # then a full backup at the latest (weeks of on-change backups)
 LEVEL_NAMES = " abcd"  # level 0 is the full backup
 RECORD = struct.Struct(">I")  # a page's number before its bytes
 READ_PAGES = 256  # pages read at a time while fingerprinting (1 MB at 4 KB pages)
@@ -42,11 +44,11 @@ class DeltaError(ValueError):
 
 
 def level_of(number: int) -> int:
-    """The level (1..4) of the `number`-th delta after a full backup (1..255)."""
+    """The level (1..4) of the `number`-th delta after a full backup (1..MAX_DELTAS)."""
     if not 1 <= number <= MAX_DELTAS:
         raise ValueError(f"a chain holds 1 to {MAX_DELTAS} deltas, not {number}")
     level = LEVELS
-    while number % 4 == 0:
+    while number % 4 == 0 and level > 1:
         number //= 4
         level -= 1
     return level
@@ -192,8 +194,8 @@ class Chain:
         self.newest[0] = self.full
 
     def plan(self, snapshot: Pages) -> Plan | None:
-        """The next delta for `snapshot`, or None when it must be a full backup: the chain is
-        at its end, the page size changed, or its deltas already outweigh the full backup."""
+        """The next delta for `snapshot`, or None when it must be a full backup: its deltas
+        already outweigh the full backup, the page size changed, or the chain is at its end."""
         if self.number >= MAX_DELTAS or snapshot.page_size != self.pages.page_size:
             return None
         if self.delta_bytes > self.full.size:

@@ -148,7 +148,7 @@ def test_levels_keep_every_restore_point_within_four_deltas_and_rotation_keeps_w
         assert (newest.delta.number, newest.delta.level) == (21, 4)
         assert len(newest.delta.chain) == 3
         assert {info.piece for info in kept} == {*newest.delta.chain, newest.piece}
-        assert [deltas.level_of(n) for n in (1, 4, 16, 64, 128, 255)] == [4, 3, 2, 1, 1, 4]
+        assert [deltas.level_of(n) for n in (1, 4, 16, 64, 128, 255, 256, 1024)] == [4, 3, 2, 1, 1, 4, 1, 1]
     finally:
         db.close()
 
