@@ -422,3 +422,41 @@ def test_list_piped_into_head_ends_quietly(env, tmp_path):
     assert child.wait(30) in (0, 1)
     assert first == whole.splitlines(keepends=True)[0] and LINE.match(first.strip())
     assert stderr == ""  # no traceback, no BrokenPipeError, no "Exception ignored"
+
+
+def test_a_change_backup_is_listed_verified_and_restored_through_its_chain(env, tmp_path):
+    """A delta piece is a restore point like any other for the command line: `list` prints it,
+    `verify` and `restore` of what it printed go through its chain; its file alone is refused."""
+    from config import load_settings
+    from engine import BackupEngine
+
+    db = database.open_database(env["DB_PATH"])
+    db.migrate()
+    with db.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO users (user_id, username, first_seen, last_seen) VALUES (?, ?, 0, 0)",
+            [(n, f"user{n}" * 4) for n in range(1000, 21_000)],
+        )
+    engine = BackupEngine(db, load_settings(env, require_token=False))
+    engine.create("manual")
+    for user in (1, 2, 3, 4, 5):
+        db.track_message(user, None, "N", user, "message", NOW, NOW)
+        engine.create("change")
+    db.track_message(6, None, "N", 6, "message", NOW, NOW)  # after the last backup
+    db.close()
+
+    listed = run(env, "list")
+    assert all(LINE.match(line) for line in listed.stdout.splitlines()), listed.stdout
+    newest = references(listed)[0]
+    assert newest.endswith("-change.delta.zst")
+    verified = run(env, "verify", newest)
+    assert verified.returncode == 0 and f"users {20_005}" in verified.stdout, verified.stderr
+    one_line_error(
+        run(env, "verify", str(tmp_path / "data" / "backups" / newest.removeprefix("local:"))),
+        "through its chain",
+    )
+    restored = run(env, "restore", newest, "--yes")
+    assert restored.returncode == 0, restored.stderr
+    assert {1, 2, 3, 4, 5} <= users_in(env["DB_PATH"], admins=()) and 6 not in users_in(
+        env["DB_PATH"], admins=()
+    )
