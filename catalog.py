@@ -15,7 +15,15 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from backup_format import PRE_RESTORE, BackupError, BackupInfo, unpack_and_verify, verified_state
+from backup_format import (
+    PRE_RESTORE,
+    BackupError,
+    BackupInfo,
+    file_name,
+    unpack_and_verify,
+    verified_state,
+    write_backup_file,
+)
 from chains import Shortfall, rebuild
 from destinations import Destination, DestinationError, LocalFolder, Unreachable
 from sealing import Sealer
@@ -143,6 +151,21 @@ class Catalog:
         return Unpacked(
             rebuilt.info, verified_state(rebuilt.path, rebuilt.info, workdir, thorough), rebuilt.shortfall
         )
+
+    def as_full(self, info: BackupInfo, workdir: Path) -> tuple[Path, BackupInfo]:
+        """A local backup as one file that restores alone: itself, or for a change backup, a full
+        backup of the state its chain gives (verified first), under the full backup's name."""
+        if info.delta is None:
+            return Path(info.location), info
+        unpacked = self.unpack(info, workdir)
+        if unpacked.shortfall:
+            raise BackupError(f"the newest backup's chain is broken: {unpacked.shortfall.reason}")
+        whole = replace(unpacked.info, delta=None, sha256="", name=file_name(info.created_at, info.reason))
+        with open(unpacked.path, "rb") as content:
+            whole = write_backup_file(
+                content, replace(whole, db_size=unpacked.path.stat().st_size), workdir / whole.name
+            )
+        return workdir / whole.name, whole
 
     def destination(self, name: str) -> Destination:
         for destination in self.destinations:

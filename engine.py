@@ -417,13 +417,13 @@ class BackupEngine:
     @contextmanager
     def exported_newest(self) -> Iterator[tuple[Path, BackupInfo] | None]:
         """The newest local backup as it may leave the machine (encrypted when a passphrase is
-        set), for a download; None when there is no backup yet."""
+        set), for a download, whole (a change backup's chain applied); None when there is none."""
         newest = self.newest_local()
         if newest is None:
             yield None
             return
         with scratch_folder(self.local.folder) as workdir:
-            yield self.copies.leaving_copy(Path(newest.location), newest, workdir)
+            yield self.copies.leaving_copy(*self.catalog.as_full(newest, workdir), workdir)
 
     def verify(self, source: Path | BackupInfo, thorough: bool = False) -> BackupInfo:
         """Check a backup (checksum, integrity, tables, schema); returns its info."""

@@ -275,3 +275,22 @@ def test_a_crash_on_an_emptied_disk_brings_back_every_user_the_last_change_backu
     assert newest["name"].split("-", 1)[1] in second.log()  # that restore point, through its chain
     assert second.stop()[0] == 0
     assert users_in(second.db_path) >= {*range(1, 20_001), *users.answered} - {ADMIN_ID}
+
+
+def test_the_newest_backup_downloaded_is_whole_even_when_it_is_a_delta(tmp_path):
+    """📥 Download latest gives one file that restores alone: the chain applied and packed."""
+    from backup_format import unpack_and_verify
+
+    db, engine, _, snapshots = chain_of(tmp_path, changes=3)
+    try:
+        newest = engine.newest_local()
+        assert newest.delta is not None
+        with engine.exported_newest() as (path, info):
+            assert info.delta is None and path.name.endswith("-change.db.zst")
+            work = tmp_path / "opened"
+            work.mkdir()
+            opened, state = unpack_and_verify(path, work)
+            assert opened.sha256 == newest.sha256
+            assert state.read_bytes() == snapshots[newest.piece]
+    finally:
+        db.close()
