@@ -39,16 +39,16 @@ class Rebuilt:
     shortfall: Shortfall | None
 
 
-def find_pieces(wanted: BackupInfo, backups: Sequence[BackupInfo]) -> list[BackupInfo | None]:
-    """The pieces `wanted` is made of, the full backup first and `wanted` last; None for one
-    found nowhere. A piece in `wanted`'s own destination is preferred."""
+def find_pieces(wanted: BackupInfo, backups: Sequence[BackupInfo]) -> list[list[BackupInfo]]:
+    """For each piece `wanted` is made of (the full backup first, `wanted` last), its copies,
+    those in `wanted`'s own destination first; none for a piece found nowhere."""
     names = [*wanted.delta.chain, wanted.piece] if wanted.delta else [wanted.piece]
-    found = []
-    for name in names[:-1]:
-        matches = [info for info in backups if info.piece == name]
-        matches.sort(key=lambda info: info.destination != wanted.destination)
-        found.append(matches[0] if matches else None)
-    return [*found, wanted]
+    copies = []
+    for name in names:
+        found = [info for info in backups if info.piece == name and info != wanted]
+        found.sort(key=lambda info: info.destination != wanted.destination)
+        copies.append([wanted, *found] if name == wanted.piece else found)
+    return copies
 
 
 def rebuild(
@@ -59,32 +59,59 @@ def rebuild(
     sealer: Sealer | None,
     must_be_sealed: Callable[[BackupInfo], bool],
 ) -> Rebuilt:
-    """The state of restore point `wanted`, or of the last piece of its chain that verifies.
-    BackupError when not even its full backup can be read."""
-    pieces = find_pieces(wanted, backups)
-    files: list[Path] = []
-    reason = ""
-    for number, piece in enumerate(pieces):  # fetched first: a missing piece ends the chain
-        if piece is None:
-            reason = f"{wanted.delta.chain[number]} is missing"
-            break
-        try:
-            files.append(_local(piece, fetch, workdir, sealer, must_be_sealed(piece), number))
-        except BackupError as error:
-            reason = f"{piece.piece}: {error}"
-            break
+    """The state of restore point `wanted`, or of the last piece of its chain that verifies; a
+    piece that cannot be fetched or applied is tried from its other copies first (another
+    destination). BackupError when not even its full backup can be read."""
+    copies = find_pieces(wanted, backups)
+    chosen = [0] * len(copies)  # which copy of each piece is used
+
+    def local(number: int, copy: BackupInfo) -> Path:
+        return _local(copy, fetch, workdir, sealer, must_be_sealed(copy), number)
+
+    names = [*wanted.delta.chain, wanted.piece] if wanted.delta else [wanted.piece]
+    files, reason = _fetch(copies, chosen, 0, local)
+    if len(files) < len(copies) and not copies[len(files)]:
+        reason = f"{names[len(files)]} is missing"
     if not files:
         raise BackupError(f"the full backup this builds on cannot be read ({reason})")
     state = workdir / "chain.db"
-    used, failed = _apply(pieces, files, state)
-    if failed:  # the state holds part of the piece that failed: made again, up to what verified
-        reason = failed
-        _apply(pieces, files[: used + 1], state)
+    while True:
+        pieces = [copies[n][chosen[n]] for n in range(len(files))]
+        used, failed = _apply(pieces, files, state)
+        if not failed:
+            break
+        bad = used + 1
+        if chosen[bad] + 1 >= len(copies[bad]):  # no other copy: the chain ends before it
+            reason = failed
+            _apply(pieces, files[:bad], state)  # the state held part of it: made again
+            break
+        chosen[bad] += 1
+        more, reason = _fetch(copies, chosen, bad, local)
+        files = files[:bad] + more
     info = replace(pieces[used], destination=wanted.destination)
-    if used == len(pieces) - 1:
+    if used == len(copies) - 1:
         return Rebuilt(info, state, None)
     log.warning("the chain of %s ends at %s: %s", wanted.name, info.name, reason)
-    return Rebuilt(info, state, Shortfall(wanted, info, reason, len(pieces) - 1 - used))
+    return Rebuilt(info, state, Shortfall(wanted, info, reason, len(copies) - 1 - used))
+
+
+def _fetch(copies: list, chosen: list[int], start: int, local: Callable) -> tuple[list[Path], str]:
+    """The pieces from `start` on as local files, each from the first of its copies (from
+    `chosen`) that can be fetched, up to one that none can; and why that one could not."""
+    files: list[Path] = []
+    reason = ""
+    for number in range(start, len(copies)):
+        while chosen[number] < len(copies[number]):
+            copy = copies[number][chosen[number]]
+            try:
+                files.append(local(number, copy))
+                break
+            except BackupError as error:
+                reason = f"{copy.piece}: {error}"
+                chosen[number] += 1
+        else:
+            return files, reason or "it is missing"
+    return files, ""
 
 
 def _local(

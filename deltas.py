@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 LEVELS = 4  # a, b, c, d
+SIDE = 0  # the number of a side piece: a scheduled backup of everything since the full one
 MAX_DELTAS = 4**8 - 1  # then a full backup at the latest (weeks of on-change backups)
 LEVEL_NAMES = " abcd"  # level 0 is the full backup
 RECORD = struct.Struct(">I")  # a page's number before its bytes
@@ -73,7 +74,7 @@ class Delta:
     db_size are the result's)."""
 
     level: int  # 1..4
-    number: int  # its place after the full backup, 1..255
+    number: int  # its place after the full backup, 1..MAX_DELTAS; SIDE (0): a side piece
     base_sha256: str  # the state it builds on
     chain: tuple[str, ...]  # the pieces it builds on, the full backup first (file names)
     page_size: int
@@ -98,9 +99,9 @@ class Delta:
             raise DeltaError("delta")
         level, number, base, chain = (raw.get(k) for k in ("level", "number", "base_sha256", "chain"))
         size, count, pages = (raw.get(k) for k in ("page_size", "page_count", "pages"))
-        if not (_whole(level, LEVELS) and level >= 1 and _whole(number, MAX_DELTAS) and number >= 1):
+        if not (_whole(level, LEVELS) and level >= 1 and _whole(number, MAX_DELTAS)):
             raise DeltaError("delta level")
-        if level != level_of(number):
+        if level != (1 if number == SIDE else level_of(number)):
             raise DeltaError("delta level")
         if not (isinstance(base, str) and sha256_pattern.match(base)):
             raise DeltaError("delta base checksum")
@@ -217,6 +218,27 @@ class Chain:
         )
         return Plan(delta, pages)
 
+    def next(self, snapshot: Pages, reason: str) -> Plan | None:
+        """The piece a backup for `reason` is: an on-change one the chain's next, a scheduled
+        one a side piece; None: a full backup."""
+        if reason == "change":
+            return self.plan(snapshot)
+        return self.side_plan(snapshot) if reason == "scheduled" else None
+
+    def side_plan(self, snapshot: Pages) -> Plan | None:
+        """A side piece for `snapshot`: every page changed since the full backup, built on it
+        alone, outside the chain's levels (a scheduled backup kept as history, which the
+        on-change pieces never replace). None when it must be a full backup: as for plan(), or
+        when the full backup is an on-change one (whose message in the chat the next chain's
+        full backup takes over)."""
+        if "-change." in self.full.name or self.plan(snapshot) is None:
+            return None
+        pages = sorted(n for n in self.since[1] | self.pages.changed(snapshot) if n <= snapshot.count)
+        delta = Delta(
+            1, SIDE, self.full.sha256, (self.full.name,), snapshot.page_size, snapshot.count, len(pages)
+        )
+        return Plan(delta, pages)
+
     def advance(self, plan: Plan, piece: Piece, snapshot: Pages) -> None:
         """The planned piece was stored: it is the newest at its level."""
         changed = self.pages.changed(snapshot)
@@ -234,7 +256,10 @@ def following(chain: Chain | None, plan: Plan | None, piece: Piece, pages: Pages
     """The chain once `piece` (made by `plan`, or a full backup without one) is stored."""
     if plan is None or chain is None:
         return Chain(piece, pages)
-    chain.advance(plan, piece, pages)
+    if plan.delta.number == SIDE:  # outside the levels: the chain goes on as it was
+        chain.delta_bytes += piece.size
+    else:
+        chain.advance(plan, piece, pages)
     return chain
 
 

@@ -309,7 +309,7 @@ class BackupEngine:
             sequence=self.catalog.next_sequence(self.lease.generation, self.lease.writer),
         )
         pages = fingerprint(snapshot) if chained else None
-        plan = self._chain.plan(pages) if pages and self._chain and reason == "change" else None
+        plan = self._chain.next(pages, reason) if pages and self._chain else None
         if plan is not None:
             info = replace(
                 info, sha256=pages.sha256, delta=plan.delta, name=file_name(created_at, reason, delta=True)

@@ -140,10 +140,14 @@ class OffsiteCopies:
 
 def retention(backups: Sequence[BackupInfo], keep: int) -> list[BackupInfo]:
     """Which of `backups` (newest first) rotation removes: all but the newest `keep` restore
-    points, where an on-change backup stays only while it is the newest of all (anything after
-    it says as much), and never a piece a kept restore point builds on (its chain): whole chains
-    go, never part of one."""
-    kept = [info for n, info in enumerate(backups) if n == 0 or info.reason != "change"][:keep]
+    points, where an on-change one stays only while it is the newest of them (a full backup
+    after it says as much; a scheduled side piece does not end its chain, which goes on), and
+    never a piece a kept restore point builds on (its chain): whole chains go, never part of one."""
+    changes = [n for n, info in enumerate(backups) if info.reason == "change"]
+    newest = changes[0] if changes else -1
+    if any(info.delta is None and info.reason != "change" for info in backups[: max(newest, 0)]):
+        newest = -1  # a full backup came after it: its chain ended there
+    kept = [info for n, info in enumerate(backups) if n in (0, newest) or info.reason != "change"][:keep]
     needed = {name for info in kept if info.delta for name in info.delta.chain}
     kept += [info for info in backups if info.piece in needed and info not in kept]
     return [info for info in backups if info not in kept]

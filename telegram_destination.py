@@ -55,13 +55,14 @@ class TelegramChat:
         """Send the backup, as parts a bot may download again when it is larger than that. An
         on-change backup is edited into the messages of the one before it at its level (a full
         one, or a delta a to d: deltas.py), so the chat holds at most five of them and they add
-        no message between two other backups; any other backup retires them. Then the index is
-        updated. Fenced by the head the index holds."""
+        no message between two other backups; any other full backup retires them. Then the
+        index is updated. Fenced by the head the index holds."""
         index = self.index.read()
         fence(index.head, info.generation, info.writer)
         visible_name, size = f"{self.index.bot_username}-{info.name}", path.stat().st_size
         change, level = info.reason == "change", info.delta.level if info.delta else 0
-        replaced = _replaced(index.levels, level) if change else index.rolling
+        # A side piece (a scheduled delta: deltas.py) is history beside the chain: it retires nothing.
+        replaced = _replaced(index.levels, level) if change else [] if info.delta else index.rolling
         reuse = list(replaced) if change else []
         parts = self._send_parts(path, visible_name, self.index.reader(caption(info, size)), reuse)
         chat = self.index.chat_id
@@ -76,7 +77,7 @@ class TelegramChat:
         if change:
             index.levels = [[m for m in ids if m not in replaced] for ids in index.levels]
             index.levels[level] = sorted(sent)
-        else:
+        elif info.delta is None:
             index.levels = [[] for _ in index.levels]
         index.scrub = self._scrub([*index.scrub, *retired])
         self.index.write(index)

@@ -45,13 +45,15 @@ class UploadMeter:
         self._over_budget = False  # the admins were told the pace passes the budget
         self._lock = threading.Lock()  # a leaf: guards the buckets only
         self._hours: dict[int, dict[str, int]] = {}  # hour (UTC, seconds // 3600) -> name -> bytes
-        self._since = self.clock()  # when the counts began
+        self._since: datetime | None = None  # when the counts began (the clock is asked only
+        # when something happens: an engine's clock may be a test's, each reading a moment later)
         self._load()
 
     def record(self, destination: str, size: int) -> None:
         """`size` bytes were uploaded to `destination` now."""
         now = self.clock()
         with self._lock:
+            self._since = self._since or now
             hour = int(now.timestamp()) // HOUR
             bucket = self._hours.setdefault(hour, {})
             bucket[destination] = bucket.get(destination, 0) + size
@@ -75,7 +77,7 @@ class UploadMeter:
         """What a month at the pace of the last week (or of what was counted, at least an hour)
         would upload, every destination together."""
         now = self.clock()
-        window = min(timedelta(hours=KEPT_HOURS), max(MIN_WINDOW, now - self._since))
+        window = min(timedelta(hours=KEPT_HOURS), max(MIN_WINDOW, now - (self._since or now)))
         first = int((now - window).timestamp()) // HOUR
         with self._lock:
             total = sum(sum(b.values()) for h, b in self._hours.items() if h >= first)
@@ -122,7 +124,7 @@ class UploadMeter:
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
             log.warning("starting the upload counts afresh: %s is unreadable (%s)", self.path, error)
             return
-        if since.tzinfo is not None and since <= self.clock():
+        if since.tzinfo is not None:
             self._since, self._hours = since, hours
 
     def _save(self, data: dict) -> None:

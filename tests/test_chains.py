@@ -294,3 +294,27 @@ def test_the_newest_backup_downloaded_is_whole_even_when_it_is_a_delta(tmp_path)
             assert state.read_bytes() == snapshots[newest.piece]
     finally:
         db.close()
+
+
+def test_scheduled_backups_are_side_pieces_kept_as_history_with_the_full_one_they_need(tmp_path):
+    """A scheduled backup after a full one that is history (not an on-change one) carries every
+    page changed since it, beside the chain: kept by rotation with that full backup, restored
+    from the two, and the chain of on-change backups goes on after it."""
+    db, engine, _, snapshots = chain_of(tmp_path, changes=5)
+    try:
+        add_users(db, 200_000, 10)
+        side = engine.create("scheduled").info
+        assert side.delta.number == deltas.SIDE and side.delta.chain == (engine.local.list()[-1].piece,)
+        side_state = snapshot_of(engine)
+        add_users(db, 300_000, 3)
+        after = engine.create("change").info
+        assert after.delta.number == 6  # the chain went on
+        kept = {info.piece for info in engine.local.list()}
+        assert side.piece in kept and set(side.delta.chain) <= kept
+        state = rebuilt(engine, side, tmp_path / "side")
+        assert state.shortfall is None and state.path.read_bytes() == side_state
+        newest = rebuilt(engine, after, tmp_path / "after")
+        assert newest.shortfall is None and newest.path.read_bytes() == snapshot_of(engine)
+        assert snapshots  # (the chain's own states are checked elsewhere)
+    finally:
+        db.close()
