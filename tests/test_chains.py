@@ -318,3 +318,46 @@ def test_scheduled_backups_are_side_pieces_kept_as_history_with_the_full_one_the
         assert snapshots  # (the chain's own states are checked elsewhere)
     finally:
         db.close()
+
+
+def test_a_damaged_piece_is_taken_from_another_place_that_holds_it(tmp_path):
+    """The same pieces in two places: a piece damaged in one is read from the other, and the
+    restore point comes back whole, without a shortfall."""
+    from destinations import LocalFolder
+
+    class Elsewhere(LocalFolder):
+        name = "elsewhere"
+
+    db, _, _ = make(tmp_path / "bot", users=20_000)
+    engine = BackupEngine(
+        db, engine_settings(tmp_path / "bot"), offsite=[Elsewhere(tmp_path / "elsewhere")], clock=Clock()
+    )
+    try:
+        engine.create("startup")
+        for n in range(5):
+            add_users(db, 100_000 + 3 * n, 3)
+            engine.create("change")
+        expected = snapshot_of(engine)
+        newest = engine.newest_local()
+        local_pieces = {info.piece: info for info in engine.local.list()}
+        damaged = Path(local_pieces[newest.delta.chain[1]].location)
+        other = tmp_path / "elsewhere" / damaged.name
+        content = other.read_bytes()
+        other.unlink()  # a copy of its own (the folders share a disk: the file was linked)
+        other.write_bytes(content)
+        damage_flip(damaged)
+        state = rebuild(
+            newest,
+            engine.listing().backups,
+            lambda piece, folder: Path(piece.location),
+            tmp_path,
+            None,
+            lambda piece: False,
+        )
+        assert state.shortfall is None and state.path.read_bytes() == expected
+    finally:
+        db.close()
+
+
+def engine_settings(folder: Path):
+    return load_settings({"BOT_TOKEN": TOKEN, "DB_PATH": str(folder / "data" / "bot.db"), "BACKUP_KEEP": "3"})
