@@ -364,9 +364,9 @@ def write_delta_file(snapshot: Path, info: BackupInfo, pages: list[int], target:
     return info
 
 
-def apply_delta_file(path: Path, state: Path, state_sha256: str) -> BackupInfo:
+def apply_delta_file(path: Path, state: Path, state_sha256: str) -> tuple[BackupInfo, frozenset[int]]:
     """Apply the delta piece at `path` to the SQLite file `state` (whose SHA-256 is
-    `state_sha256`), in place; returns the piece's info. BackupError, with `state` unusable,
+    `state_sha256`), in place; returns the piece's info and the pages it carried. BackupError, with `state` unusable,
     when the piece builds on another state, is damaged, or does not give the state its header
     names (the caller keeps a copy of what verified before)."""
     try:
@@ -384,7 +384,7 @@ def apply_delta_file(path: Path, state: Path, state_sha256: str) -> BackupInfo:
                 stream, read_size=CHUNK
             )
             with open(state, "r+b") as target:
-                apply_records(reader, target, info.delta)
+                carried = apply_records(reader, target, info.delta)
     except zstandard.ZstdError as error:
         raise BackupError(f"damaged backup: the compressed data is corrupt ({error})") from None
     except DeltaError as error:
@@ -395,7 +395,7 @@ def apply_delta_file(path: Path, state: Path, state_sha256: str) -> BackupInfo:
         ) from None
     if sha256_of(state) != (info.sha256, info.db_size):
         raise BackupError("damaged backup: the database it gives does not match its SHA-256 checksum")
-    return info
+    return info, carried
 
 
 def unsealed(path: Path, workdir: Path, sealer: Sealer | None, must_be_sealed: bool, name: str) -> Path:

@@ -39,6 +39,8 @@ class Unpacked:
     info: BackupInfo
     path: Path
     shortfall: Shortfall | None = None
+    applied: tuple = ()  # (piece, pages it carried) from the full backup on (asked with resume)
+    everywhere: bool = False  # every place off the machine lists each of those pieces
 
 
 @dataclass(frozen=True)
@@ -107,12 +109,22 @@ class Catalog:
             )
         return ordered, listing.unreachable
 
-    def unpack(self, source: Path | BackupInfo, workdir: Path, thorough: bool = False) -> Unpacked:
-        """Fetch, decompress and verify a backup (a change backup through its chain)."""
+    def unpack(
+        self, source: Path | BackupInfo, workdir: Path, thorough: bool = False, resume: bool = False
+    ) -> Unpacked:
+        """Fetch, decompress and verify a backup (a change backup through its chain). `resume`:
+        also say what pieces it was made of, and whether every place off the machine has them
+        (so the writer's chain may go on from it: chain_keeper.py)."""
         if not isinstance(source, BackupInfo):
             return Unpacked(*unpack_and_verify(Path(source), workdir, thorough, self.sealer))
         if source.delta is not None:
             return self._unpack_chain(source, workdir, thorough)
+        if resume:
+            whole = self.unpack(source, workdir, thorough)
+            applied = ((source, frozenset()),)
+            return replace(
+                whole, applied=applied, everywhere=self._everywhere(applied, self.listing().backups)
+            )
         destination = self.destination(source.destination)
         try:
             path = destination.fetch(source, workdir)
@@ -149,8 +161,18 @@ class Catalog:
 
         rebuilt = rebuild(wanted, backups, fetch, workdir, self.sealer, must_be_sealed)
         return Unpacked(
-            rebuilt.info, verified_state(rebuilt.path, rebuilt.info, workdir, thorough), rebuilt.shortfall
+            rebuilt.info,
+            verified_state(rebuilt.path, rebuilt.info, workdir, thorough),
+            rebuilt.shortfall,
+            rebuilt.applied,
+            self._everywhere(rebuilt.applied, backups),
         )
+
+    def _everywhere(self, applied: tuple, backups: list[BackupInfo]) -> bool:
+        """Whether every place off the machine lists every piece of `applied`."""
+        held = {(info.destination, info.piece) for info in backups}
+        places = [d.name for d in self.destinations if d is not self.local]
+        return all((place, info.piece) in held for place in places for info, _ in applied)
 
     def as_full(self, info: BackupInfo, workdir: Path) -> tuple[Path, BackupInfo]:
         """A local backup as one file that restores alone: itself, or for a change backup, a full

@@ -37,6 +37,7 @@ class Rebuilt:
     info: BackupInfo  # the restore point whose state `path` holds
     path: Path  # the SQLite file, as the writer's snapshot was (not yet checked or upgraded)
     shortfall: Shortfall | None
+    applied: tuple = ()  # (piece, the pages it carried) for each piece applied, the full first
 
 
 def find_pieces(wanted: BackupInfo, backups: Sequence[BackupInfo]) -> list[list[BackupInfo]]:
@@ -77,22 +78,22 @@ def rebuild(
     state = workdir / "chain.db"
     while True:
         pieces = [copies[n][chosen[n]] for n in range(len(files))]
-        used, failed = _apply(pieces, files, state)
+        used, failed, applied = _apply(pieces, files, state)
         if not failed:
             break
         bad = used + 1
         if chosen[bad] + 1 >= len(copies[bad]):  # no other copy: the chain ends before it
             reason = failed
-            _apply(pieces, files[:bad], state)  # the state held part of it: made again
+            applied = _apply(pieces, files[:bad], state)[2]  # it held part of the piece: made again
             break
         chosen[bad] += 1
         more, reason = _fetch(copies, chosen, bad, local)
         files = files[:bad] + more
     info = replace(pieces[used], destination=wanted.destination)
     if used == len(copies) - 1:
-        return Rebuilt(info, state, None)
+        return Rebuilt(info, state, None, applied)
     log.warning("the chain of %s ends at %s: %s", wanted.name, info.name, reason)
-    return Rebuilt(info, state, Shortfall(wanted, info, reason, len(copies) - 1 - used))
+    return Rebuilt(info, state, Shortfall(wanted, info, reason, len(copies) - 1 - used), applied)
 
 
 def _fetch(copies: list, chosen: list[int], start: int, local: Callable) -> tuple[list[Path], str]:
@@ -126,20 +127,22 @@ def _local(
     return unsealed(path, workdir, sealer, sealed, f"piece-{number}.zst")
 
 
-def _apply(pieces: list, files: list[Path], state: Path) -> tuple[int, str]:
+def _apply(pieces: list, files: list[Path], state: Path) -> tuple[int, str, tuple]:
     """The full backup, then the deltas of `files` in order, as far as each verifies; returns
-    which piece's state `state` holds and why the next one failed ("" when none did)."""
+    which piece's state `state` holds, why the next one failed ("" when none did), and each
+    piece applied with the pages it carried."""
     state.unlink(missing_ok=True)
     full = unpack_full(files[0], state)
     if full.delta is not None or full.sha256 != pieces[0].sha256:
         raise BackupError("the chain does not start with the full backup it names")
-    used, sha256 = 0, full.sha256
+    used, sha256, applied = 0, full.sha256, [(pieces[0], frozenset())]
     for number, path in enumerate(files[1:], start=1):
         try:
-            info = apply_delta_file(path, state, sha256)
+            info, carried = apply_delta_file(path, state, sha256)
         except BackupError as error:
-            return used, f"{pieces[number].piece}: {error}"
+            return used, f"{pieces[number].piece}: {error}", tuple(applied)
         if info.sha256 != pieces[number].sha256:
-            return used, f"{pieces[number].piece}: it is not the piece its listing names"
+            return used, f"{pieces[number].piece}: it is not the piece its listing names", tuple(applied)
         used, sha256 = number, info.sha256
-    return used, ""
+        applied.append((pieces[number], carried))
+    return used, "", tuple(applied)

@@ -280,11 +280,12 @@ def write_records(snapshot: Path, pages: Iterable[int], page_size: int, out: Bin
     return written
 
 
-def apply_records(records: BinaryIO, target: BinaryIO, delta: Delta) -> None:
+def apply_records(records: BinaryIO, target: BinaryIO, delta: Delta) -> frozenset[int]:
     """Write the records read from `records` into `target` (a copy of the base state, opened
-    r+b), then cut it to the delta's page count. DeltaError when the records are not what the
-    header promised (a page out of range, a part of a record, more or fewer pages)."""
-    size, seen = delta.page_size, 0
+    r+b), then cut it to the delta's page count; returns the page numbers it carried.
+    DeltaError when the records are not what the header promised (a page out of range, a part
+    of a record, more or fewer pages)."""
+    size, seen, carried = delta.page_size, 0, set()
     while start := records.read(RECORD.size):
         page = records.read(size)
         if len(start) != RECORD.size or len(page) != size:
@@ -293,6 +294,7 @@ def apply_records(records: BinaryIO, target: BinaryIO, delta: Delta) -> None:
         if not 1 <= number <= delta.page_count:
             raise DeltaError(f"page {number} is outside the {delta.page_count} pages of the result")
         seen += 1
+        carried.add(number)
         if seen > delta.pages:
             raise DeltaError("it holds more pages than its header says")
         target.seek((number - 1) * size)
@@ -300,3 +302,4 @@ def apply_records(records: BinaryIO, target: BinaryIO, delta: Delta) -> None:
     if seen != delta.pages:
         raise DeltaError(f"it holds {seen} pages where its header says {delta.pages}")
     target.truncate(delta.page_count * size)
+    return frozenset(carried)

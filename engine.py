@@ -18,28 +18,25 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from backup_format import (
-    COMPRESSION_LEVEL,
     FINAL_REASONS,
     PRE_RESTORE,
-    QUICK_COMPRESSION_LEVEL,
     BackupError,
     BackupInfo,
     file_name,
     inspect_snapshot,
-    write_backup_file,
-    write_delta_file,
 )
 from catalog import Catalog, Listing
+from chain_keeper import ChainKeeper
 from chains import Shortfall
 from clock import Clock, utc_now
 from config import Settings
 from database import Database, DatabaseError
-from deltas import Chain, Piece, fingerprint, following
+from deltas import fingerprint
 from destination_status import DestinationStatus, OffsitePause, StatusBoard
 from destinations import Destination, DestinationError, LocalFolder, Unreachable
 from files import (
@@ -160,9 +157,7 @@ class BackupEngine:
         self._offsite_state: tuple[int, BackupInfo] | None = None
         self._changes_at_snapshot = -1
         self._backed_up_changes: int | None = None  # the change count the newest backup holds
-        # What the next on-change backup may build on (deltas.py); in memory only: after a
-        # restart or a restore, the next backup is full.
-        self._chain: Chain | None = None
+        self.keeper = ChainKeeper()  # what the next on-change backup may build on (deltas.py)
         self.last_shortfall: Shortfall | None = None  # how the last restore's chain ended early
 
     @property
@@ -268,7 +263,7 @@ class BackupEngine:
                 self._keep_plain_copy(snapshot)
             self.copies.rotate(self.local)
         sent, offsite_failures = ([], {}) if local_only else self._send_offsite(packed, info, workdir)
-        self._follow_chain(step if stored and not offsite_failures and not local_only else None, stored)
+        self.keeper.follow(step if stored and not offsite_failures and not local_only else None, stored)
         if not stored:
             elsewhere = f"; it did reach {', '.join(i.destination for i in sent)}" if sent else ""
             raise BackupError(f"the backup could not be written: {failures['local']}{elsewhere}")
@@ -308,27 +303,7 @@ class BackupEngine:
             writer=self.lease.writer,
             sequence=self.catalog.next_sequence(self.lease.generation, self.lease.writer),
         )
-        pages = fingerprint(snapshot) if chained else None
-        plan = self._chain.next(pages, reason) if pages and self._chain else None
-        if plan is not None:
-            info = replace(
-                info, sha256=pages.sha256, delta=plan.delta, name=file_name(created_at, reason, delta=True)
-            )
-            packed = workdir / info.name
-            return write_delta_file(snapshot, info, plan.pages, packed), packed, (plan, pages)
-        packed = workdir / info.name
-        with open(snapshot, "rb") as content:
-            info = write_backup_file(
-                content, info, packed, QUICK_COMPRESSION_LEVEL if hurry else COMPRESSION_LEVEL
-            )
-        return info, packed, (None, pages) if pages else None
-
-    def _follow_chain(self, step: tuple | None, stored: list[BackupInfo]) -> None:
-        """The chain after a backup (deltas.following); without a step (a piece some place
-        lacks, a final backup) the next backup is full."""
-        plan, pages = step or (None, None)
-        piece = Piece(stored[0].piece, pages.sha256, stored[0].size) if pages else None
-        self._chain = following(self._chain, plan, piece, pages) if piece else None
+        return self.keeper.pack(info, snapshot, workdir, chained, hurry)
 
     def _note_offsite(self, info: BackupInfo, sent: list[BackupInfo]) -> None:
         """What reached the machine's outside: the newest backup there, whether every place
@@ -450,8 +425,9 @@ class BackupEngine:
         with self._busy, scratch_folder(self.local.folder) as workdir:
             if by_person and not self.lease.held:
                 raise BackupError("this instance is not the writer any more: restore on the one that serves")
-            unpacked = self.catalog.unpack(source, workdir)
+            unpacked = self.catalog.unpack(source, workdir, resume=not by_person)
             info, snapshot = unpacked.info, unpacked.path
+            state = fingerprint(snapshot) if unpacked.everywhere else None  # before it moves
             self.last_shortfall = unpacked.shortfall
             if by_person and not self.db.is_empty():
                 try:
@@ -467,7 +443,8 @@ class BackupEngine:
                 self.db.migrate()  # applies nothing; switches WAL back on
             except DatabaseError as error:
                 raise BackupError(str(error)) from error
-            self._restored, self._chain = info, None
+            self._restored = info
+            self.keeper.resume(unpacked.applied if state else (), state)
             self.lease.record()  # the restored data names the writer that took it
             self._offsite_state = None  # the connection, and its change count, began again
             self._backed_up_changes = self.db.change_count()  # the data is a backup's

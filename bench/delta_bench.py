@@ -107,7 +107,11 @@ def simulate(folder: Path, megabytes: int, steps: int) -> dict:
         levels[level] = levels.get(level, 0) + 1
         if info.delta and len(info.delta.chain) == 4 and not restore:  # the longest chain
             restore = measure_restore(folder, info)
-    side = engine.create("scheduled").info  # the six-hourly one, at the end of the steps
+    for _ in range(USERS_PER_BACKUP):  # the six-hourly backup, after the last interval's writes
+        clock.now += timedelta(seconds=3)
+        db.track_message(user, f"user{user}", "New", user, "message", clock.now, clock.now)
+        user += 1
+    side = engine.create("scheduled").info
     uploaded = sum(engine.meter.last_24h().values()) - uploaded_before
     db.close()
     per_month = uploaded / steps * MONTH_INTERVALS

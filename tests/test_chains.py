@@ -361,3 +361,45 @@ def test_a_damaged_piece_is_taken_from_another_place_that_holds_it(tmp_path):
 
 def engine_settings(folder: Path):
     return load_settings({"BOT_TOKEN": TOKEN, "DB_PATH": str(folder / "data" / "bot.db"), "BACKUP_KEEP": "3"})
+
+
+def test_after_a_restore_on_an_empty_disk_the_chain_goes_on_instead_of_a_full_upload(tmp_path):
+    """A wake or a hand-over restores the newest restore point; when every place off the machine
+    holds its pieces, the next on-change backup is the chain's next delta, and it restores."""
+    from destinations import LocalFolder
+
+    class Elsewhere(LocalFolder):
+        name = "elsewhere"
+
+    elsewhere = [Elsewhere(tmp_path / "elsewhere")]
+    db, _, _ = make(tmp_path / "first", users=20_000)
+    first = BackupEngine(db, engine_settings(tmp_path / "first"), offsite=elsewhere, clock=Clock())
+    first.create("startup")
+    for n in range(5):
+        add_users(db, 100_000 + 3 * n, 3)
+        first.create("change")
+    before = first.newest_local()
+    db.close()
+
+    settings = engine_settings(tmp_path / "second")  # an empty disk
+    db = database.open_database(settings.db_path)
+    clock = Clock()
+    clock.now += timedelta(minutes=5)
+    second = BackupEngine(db, settings, offsite=elsewhere, clock=clock)
+    try:
+        assert second.restore_newest().restored.piece == before.piece
+        add_users(db, 300_000, 3)
+        after = second.create("change").info
+        assert after.delta is not None and after.delta.number == before.delta.number + 1
+        assert after.delta.chain[0] == before.delta.chain[0]  # the same full backup
+        state = rebuild(
+            after,
+            second.listing("elsewhere").backups,
+            lambda piece, folder: Path(piece.location),
+            tmp_path,
+            None,
+            lambda piece: False,
+        )
+        assert state.shortfall is None and state.path.read_bytes() == snapshot_of(second)
+    finally:
+        db.close()

@@ -32,7 +32,8 @@ LAYERS = {
     "liveness": 8,  # a writer's quiet periods and freezes
     "engine": 7,  # the backup engine
     "panel_users": 7,  # 👥 Users
-    "catalog": 6,  # what backups there are, and reading one back
+    "catalog": 6,
+    "chain_keeper": 6,  # the writer's chain: which file a backup becomes, and after a restore  # what backups there are, and reading one back
     "offsite_copies": 6,  # the copies that leave the machine: sent, read back, rotated
     "telegram_destination": 7,  # the chat's backups and the lease kept there
     "telegram_chat": 6,  # the backup chat and its pinned index
