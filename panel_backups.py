@@ -318,6 +318,16 @@ def places(copies: list[BackupInfo]) -> Code:
 
 def describe(copies: list[BackupInfo]) -> Text:
     info = copies[0]
+    if info.delta is not None:  # a restore point made of the pieces before it and this one
+        return Text(
+            "{when}, {reason}, {size} of changed pages on {pieces} earlier pieces, {users} users; in {places}",
+            when=info.created_at,
+            reason=shown_reason(info.reason),
+            size=Size(info.size),
+            pieces=len(info.delta.chain),
+            users=info.row_counts.get("users", 0),
+            places=places(copies),
+        )
     return Text(
         "{when}, {reason}, {size}, {users} users; in {places}",
         when=info.created_at,
