@@ -182,7 +182,7 @@ class Plan:
 class Chain:
     """The chain since the last full backup, kept in memory by the writer that makes it: the
     newest piece at each level, and for each level the pages changed since the state a piece of
-    that level would build on. A restart begins with no chain: the next backup is full."""
+    that level would build on (chain_keeper.py keeps it, and takes it up after a restore)."""
 
     full: Piece
     pages: Pages  # the state the newest piece stands for
