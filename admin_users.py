@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta
 
 import chart
 from database import Database, parse_timestamp
-from i18n import BIDI_CONTROLS, N_, Code, Joined, Text, language_of, lines
+from i18n import BIDI_CONTROLS, N_, Code, Joined, Plural, Text, language_of, lines
 from moderation import reason_text
 
 ACTIVE_DAYS = 7  # "the most active": over the last week
@@ -27,6 +27,7 @@ def statistics(db: Database, now: datetime, admins: Sequence[int]) -> Joined:
     stats = db.user_statistics(now, admins)
     return lines(
         Text("📊 Statistics"),
+        # Everyone the bot has seen, admins too: the count a backup's caption shows.
         Text("Users: {count} ({new} new in the last 24 hours)", count=stats["users"], new=stats["new"]),
         Text("Blocked now: {count}", count=stats["blocked"]),
         Text("Actions in the last 24 hours: {count}", count=stats["actions"]),
@@ -47,7 +48,10 @@ def overview(db: Database, now: datetime, admins: Sequence[int]) -> tuple[Joined
         for u in newest
     ]
     parts += ["", Text("Most active in the last {days} days:", days=ACTIVE_DAYS)]
-    parts += [Text("• {user}: {count} actions", user=name(u), count=u["actions"]) for u in active]
+    parts += [
+        Plural("• {user}: {count} action", "• {user}: {count} actions", u["actions"], user=name(u))
+        for u in active
+    ]
     parts += ["", Text("Blocked now:") if blocked else Text("Nobody is blocked now.")]
     parts += [
         Text(
@@ -72,7 +76,11 @@ def found(users: list[dict], query: str) -> Text:
         return Text(
             "Nobody matches {query}. Send an id, @username or a part of a name.", query=Code(query[:64])
         )
-    return Text("Found {count}: press one to open their card.", count=len(users))
+    return Plural(
+        "Found {count}: press it to open their card.",
+        "Found {count}: press one to open their card.",
+        len(users),
+    )
 
 
 def card(db: Database, user: dict, now: datetime, default_language: str) -> Joined:

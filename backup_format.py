@@ -78,6 +78,35 @@ class NotABackupError(ValueError):
     """The bytes are not a backup in this format."""
 
 
+# What each table holds, in the reader's words; a table this code does not know keeps its name.
+TABLE_WORDS = {
+    "users": N_("users"),
+    "tracking": N_("recent actions"),
+    "daily_activity": N_("daily activity"),
+    "bot_state": N_("the bot's own state"),
+}
+
+
+def shown_table(table: str) -> Text | Code:
+    """A table's name as what it holds: users, daily activity."""
+    return Text(TABLE_WORDS[table]) if table in TABLE_WORDS else Code(table)
+
+
+# The places a backup lies, in the reader's words (English keeps the names the settings use); a
+# place this code does not know keeps its name.
+PLACE_WORDS = {"local": N_("local"), "telegram": N_("telegram"), "s3": N_("s3")}
+
+
+def shown_place(name: str) -> Text | Code:
+    return Text(PLACE_WORDS[name]) if name in PLACE_WORDS else Code(name)
+
+
+def users_in(info: BackupInfo) -> int:
+    """The users a backup holds: its header's row count of the users table, the same query
+    📊 Statistics counts the live users with (database.rows_in)."""
+    return info.row_counts.get("users", 0)
+
+
 def shown_reason(reason: str) -> Text | Code:
     """A backup's reason in the reader's words."""
     return Text(REASON_WORDS[reason]) if reason in REASON_WORDS else Code(reason)

@@ -1,9 +1,13 @@
 """The admin panel's statistics chart: new users (bars) and active users (a line with dots) per day,
 drawn with Pillow's ImageDraw into a small PNG.
 
-The image holds no words, only ASCII digits and marks: the caption around it is translated into
-English or Persian elsewhere, and Pillow's default font cannot shape Persian. The caller names the
-colours in its legend from COLOUR_NAMES.
+The image holds only ASCII: Pillow's bundled font (the same on every host) has no Persian letters
+and cannot shape them. So the x axis shows the day of the month in the reader's calendar, and
+under the first day and wherever the month changes, the month: "Nov 2026" in the Gregorian
+calendar, "1405/09" (year/month, as Iranians write dates in figures) in the Solar Hijri one
+(jdatetime); a thin line marks where each month begins. The legend in the image (a bar and a
+line-with-dot, each with its label) is drawn when the caller has ASCII labels (English); the
+caption, translated elsewhere, always repeats it (🟦 bars, 🟧 line; COLOUR_NAMES).
 
 layout() is the pure geometry (where each bar, dot and tick goes); render() only paints it, so the
 tests can check the numbers without reading pixels.
@@ -20,8 +24,10 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from datetime import date, timedelta
+from enum import Enum
 from functools import cache
 
+import jdatetime
 from PIL import Image, ImageDraw, ImageFont
 
 WIDTH, HEIGHT = 800, 400
@@ -37,10 +43,40 @@ AXIS_COLOUR = (90, 90, 90)
 TEXT_COLOUR = (60, 60, 60)
 
 FONT_SIZE = 13
-TOP, RIGHT, BOTTOM = 20, 16, 30  # margins around the plot; the left one fits the widest y label
+TOP, RIGHT, BOTTOM = 34, 16, 46  # margins around the plot (the legend above, day and month below)
+MONTH_COLOUR = (200, 200, 200)
+LEGEND_SWATCH = 22  # pixels of a legend's sample bar or line
 MAX_BAR = 40  # so a chart of one or two days still shows bars, not blocks
 DOT_RADIUS = 3
 LINE_WIDTH = 2
+
+
+class Calendar(Enum):
+    GREGORIAN = "gregorian"
+    SOLAR_HIJRI = "solar_hijri"  # Iran's, for Persian readers
+
+
+def calendar_day(day: date, calendar: Calendar) -> tuple[int, int, int]:
+    """(year, month, day) of `day` in `calendar`."""
+    if calendar is Calendar.SOLAR_HIJRI:
+        solar = jdatetime.date.fromgregorian(date=day)
+        return solar.year, solar.month, solar.day
+    return day.year, day.month, day.day
+
+
+def month_label(day: date, calendar: Calendar) -> str:
+    """Nov 2026; 1405/09."""
+    if calendar is Calendar.SOLAR_HIJRI:
+        year, month, _ = calendar_day(day, calendar)
+        return f"{year}/{month:02d}"
+    return f"{day:%b} {day.year}"
+
+
+@dataclass(frozen=True)
+class Tick:
+    x: int
+    day: int  # of the month, in the chart's calendar
+    month: str | None  # under the first tick and where the month changed since the last one
 
 
 @dataclass(frozen=True)
@@ -91,7 +127,8 @@ class Layout:
     bars: tuple[Bar | None, ...]  # new users, one a day; None where the count is 0
     points: tuple[tuple[int, int], ...]  # active users, one (x, y) a day
     y_ticks: tuple[tuple[int, int], ...]  # (value, y)
-    x_ticks: tuple[tuple[int, int], ...]  # (day of month, x)
+    x_ticks: tuple[Tick, ...]
+    month_starts: tuple[int, ...]  # x between the last day of a month and the first of the next
 
 
 @cache
@@ -144,14 +181,32 @@ def bar(count: int, centre: int, width: int, top: int, plot: tuple[int, int, int
     return Bar(left, row, left + width, plot[3])
 
 
-def x_ticks(days: tuple[date, ...], centres: list[int]) -> tuple[tuple[int, int], ...]:
-    """About six labels, counted back from the newest day so that today is always labelled."""
+def x_ticks(days: tuple[date, ...], centres: list[int], calendar: Calendar) -> tuple[Tick, ...]:
+    """About six labels, counted back from the newest day so that today is always labelled; the
+    month under the first, and under any whose month differs from the one before."""
     every = max(1, -(-len(days) // 6))
     last = len(days) - 1
-    return tuple((days[i].day, centres[i]) for i in range(len(days)) if (last - i) % every == 0)
+    ticks, shown_month = [], None
+    for i in range(len(days)):
+        if (last - i) % every:
+            continue
+        year, month, day = calendar_day(days[i], calendar)
+        ticks.append(
+            Tick(centres[i], day, month_label(days[i], calendar) if (year, month) != shown_month else None)
+        )
+        shown_month = (year, month)
+    return tuple(ticks)
 
 
-def layout(counts: DailyCounts) -> Layout:
+def month_starts(days: tuple[date, ...], centres: list[int], calendar: Calendar) -> tuple[int, ...]:
+    return tuple(
+        (centres[i - 1] + centres[i]) // 2
+        for i in range(1, len(days))
+        if calendar_day(days[i], calendar)[2] == 1
+    )
+
+
+def layout(counts: DailyCounts, calendar: Calendar = Calendar.GREGORIAN) -> Layout:
     top, step = scale_top(max(counts.new_users + counts.active_users))
     plot = plot_area(top)
     centres = day_centres(len(counts.days), plot)
@@ -161,7 +216,8 @@ def layout(counts: DailyCounts) -> Layout:
         bars=tuple(bar(n, x, width, top, plot) for n, x in zip(counts.new_users, centres)),
         points=tuple((x, y_of(n, top, plot)) for n, x in zip(counts.active_users, centres)),
         y_ticks=tuple((value, y_of(value, top, plot)) for value in range(0, top + 1, step)),
-        x_ticks=x_ticks(counts.days, centres),
+        x_ticks=x_ticks(counts.days, centres, calendar),
+        month_starts=month_starts(counts.days, centres, calendar),
     )
 
 
@@ -172,10 +228,16 @@ def draw_axes(draw: ImageDraw.ImageDraw, shape: Layout) -> None:
         label = str(value)
         box = font().getbbox(label)
         draw.text((left - 7 - box[2], y - (box[1] + box[3]) // 2), label, fill=TEXT_COLOUR, font=font())
-    for day, x in shape.x_ticks:
-        draw.line([(x, bottom), (x, bottom + 4)], fill=AXIS_COLOUR)
-        label = str(day)
-        draw.text((x - font().getbbox(label)[2] // 2, bottom + 7), label, fill=TEXT_COLOUR, font=font())
+    for x in shape.month_starts:
+        draw.line([(x, top), (x, bottom)], fill=MONTH_COLOUR)
+    for tick in shape.x_ticks:
+        draw.line([(tick.x, bottom), (tick.x, bottom + 4)], fill=AXIS_COLOUR)
+        for row, label in ((bottom + 7, str(tick.day)), (bottom + 24, tick.month)):
+            if label:
+                # centred under the tick, kept inside the image (the first and last ticks)
+                width = font().getbbox(label)[2]
+                start = min(max(tick.x - width // 2, 2), WIDTH - width - 2)
+                draw.text((start, row), label, fill=TEXT_COLOUR, font=font())
     draw.line([(left, top), (left, bottom)], fill=AXIS_COLOUR)
     draw.line([(left, bottom), (right, bottom)], fill=AXIS_COLOUR)
 
@@ -190,14 +252,41 @@ def draw_series(draw: ImageDraw.ImageDraw, shape: Layout) -> None:
         draw.ellipse([x - DOT_RADIUS, y - DOT_RADIUS, x + DOT_RADIUS, y + DOT_RADIUS], fill=ACTIVE_COLOUR)
 
 
-def render(counts: DailyCounts) -> bytes:
-    """The chart as a PNG file's bytes, WIDTH x HEIGHT, RGB; the same counts give the same bytes."""
+def draw_legend(draw: ImageDraw.ImageDraw, labels: tuple[str, str]) -> None:
+    """Top right, above the plot: a bar sample and its label, a line-with-dot sample and its."""
+    y = TOP // 2
+    parts = ((NEW_COLOUR, labels[0], False), (ACTIVE_COLOUR, labels[1], True))
+    x = WIDTH - RIGHT - sum(LEGEND_SWATCH + 6 + int(font().getlength(label)) + 18 for _, label, _ in parts)
+    for colour, label, line in parts:
+        if line:
+            draw.line([(x, y), (x + LEGEND_SWATCH, y)], fill=colour, width=LINE_WIDTH)
+            middle = x + LEGEND_SWATCH // 2
+            draw.ellipse(
+                [middle - DOT_RADIUS, y - DOT_RADIUS, middle + DOT_RADIUS, y + DOT_RADIUS], fill=colour
+            )
+        else:
+            draw.rectangle([x, y - 6, x + LEGEND_SWATCH - 1, y + 6], fill=colour)
+        x += LEGEND_SWATCH + 6
+        box = font().getbbox(label)
+        draw.text((x, y - (box[1] + box[3]) // 2), label, fill=TEXT_COLOUR, font=font())
+        x += int(font().getlength(label)) + 18
+
+
+def render(
+    counts: DailyCounts, calendar: Calendar = Calendar.GREGORIAN, legend: tuple[str, str] | None = None
+) -> bytes:
+    """The chart as a PNG file's bytes, WIDTH x HEIGHT, RGB; the same counts give the same bytes.
+    `legend`: the labels of the new and the active users, ASCII only (see above), or none."""
     check(counts)
-    shape = layout(counts)
+    if legend is not None and not all(label.isascii() for label in legend):
+        raise ValueError("the chart's font draws ASCII only: give the legend in the caption")
+    shape = layout(counts, calendar)
     image = Image.new("RGB", (WIDTH, HEIGHT), BACKGROUND)
     draw = ImageDraw.Draw(image)
     draw_axes(draw, shape)  # first, so the bars cover the grid lines
     draw_series(draw, shape)
+    if legend is not None:
+        draw_legend(draw, legend)
     out = io.BytesIO()
     image.save(out, format="PNG")  # no metadata or timestamps: the bytes depend on the pixels only
     return out.getvalue()

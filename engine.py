@@ -159,6 +159,7 @@ class BackupEngine:
         self._backed_up_changes: int | None = None  # the change count the newest backup holds
         self.keeper = ChainKeeper()  # what the next on-change backup may build on (deltas.py)
         self.last_shortfall: Shortfall | None = None  # how the last restore's chain ended early
+        self._behind = False  # the newest backup's send to a place off the machine failed
 
     @property
     def writing(self) -> bool:
@@ -179,6 +180,11 @@ class BackupEngine:
         it was taken (what a writer going quiet names); None otherwise."""
         state = self._offsite_state
         return state[1] if state is not None and state[0] == self.db.change_count() else None
+
+    def offsite_behind(self) -> bool:
+        """True when a place off the machine lacks the newest backup (a send failed) and
+        nothing keeps copies here: the on-change job tries again though nothing was written."""
+        return self._behind and not self.offsite_paused()
 
     def newest_offsite_backup_at(self) -> datetime | None:
         """When the newest backup known to be off the machine was taken (one this process sent,
@@ -252,8 +258,7 @@ class BackupEngine:
     ) -> CreateResult:
         info, packed, step = self._pack(reason, created_at, snapshot, workdir, chained=plain_copy)
         newest = self.newest_local() or self._restored
-        if reason in SKIPPABLE_REASONS and newest is not None and newest.sha256 == info.sha256:
-            self._backed_up_changes = self._changes_at_snapshot  # the newest backup holds them
+        if reason in SKIPPABLE_REASONS and self._unchanged(newest, info):
             log.info("%s backup skipped: nothing changed since %s", reason, newest.name)
             return CreateResult(None, time.monotonic() - started)
         stored, failures = self.copies.store(self.local, packed, info)
@@ -268,6 +273,8 @@ class BackupEngine:
             elsewhere = f"; it did reach {', '.join(i.destination for i in sent)}" if sent else ""
             raise BackupError(f"the backup could not be written: {failures['local']}{elsewhere}")
         self._note_offsite(info, sent)
+        if not local_only:  # (a local-only copy is not meant to leave)
+            self._behind = len(sent) < len(self._offsite) and not self.offsite_paused()
         result = CreateResult(
             stored[0], time.monotonic() - started, stored + sent, {**failures, **offsite_failures}
         )
@@ -304,6 +311,17 @@ class BackupEngine:
             sequence=self.catalog.next_sequence(self.lease.generation, self.lease.writer),
         )
         return self.keeper.pack(info, snapshot, workdir, chained, hurry)
+
+    def _unchanged(self, newest: BackupInfo | None, info: BackupInfo) -> bool:
+        """Whether the snapshot holds what the newest backup holds, and that one is off the
+        machine wherever it should be: nothing to back up. The newest backup then holds every
+        change made so far, and so does the one every place off the machine has, if equal."""
+        if newest is None or newest.sha256 != info.sha256 or self.offsite_behind():
+            return False
+        self._backed_up_changes = self._changes_at_snapshot
+        if self._offsite_state is not None and self._offsite_state[1].sha256 == info.sha256:
+            self._offsite_state = (self._changes_at_snapshot, self._offsite_state[1])
+        return True
 
     def _note_offsite(self, info: BackupInfo, sent: list[BackupInfo]) -> None:
         """What reached the machine's outside: the newest backup there, whether every place

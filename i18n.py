@@ -13,8 +13,11 @@ numbers in Persian digits. In a right-to-left language every value is wrapped in
 isolation marks (FSI ... PDI), so a file name, a size or a time inside a Persian sentence keeps
 its own order. str(text) is its English, UTC rendering: what logs and exceptions carry.
 
+A count that names what it counts is a `Plural`: the catalog holds each language's forms (gettext
+ngettext), so English reads "1 user", "2 users".
+
 `N_` marks a text that is translated where it is shown, not where it is written (labels).
-Extraction: pybabel extract -k Text -k N_ (see the README, Languages).
+Extraction: pybabel extract -k Text -k Plural:1,2 -k N_ (docs/languages.md).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from enum import Enum
 from functools import cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -40,7 +44,7 @@ RTL = frozenset({"fa"})
 LOCALES = Path(__file__).resolve().parent / "locales"
 DOMAIN = "bot"
 FSI, PDI = "\u2068", "\u2069"  # first-strong isolate ... pop directional isolate
-PERSIAN_DIGITS = str.maketrans("0123456789.", "۰۱۲۳۴۵۶۷۸۹٫")
+PERSIAN_DIGITS = str.maketrans("0123456789.,", "۰۱۲۳۴۵۶۷۸۹٫٬")  # and the decimal and thousands marks
 TEXT_LIMIT, CAPTION_LIMIT = 4096, 1024  # Telegram's most for a message's text and a caption
 ISOLATES = "\u2066\u2067\u2068"  # LRI, RLI, FSI: each closed by a PDI
 DETAIL = 300  # characters shown of free text from outside in a line (an error, a reason), then how many more
@@ -62,6 +66,35 @@ class Size:
     """A number of bytes: 1.2 MB, ۱٫۲ مگابایت."""
 
     count: int
+
+
+class Style(Enum):
+    """How much of a moment to show: where several backups fall in one minute, its seconds; on
+    a phone's button, no year and no zone."""
+
+    MINUTES = "minutes"
+    SECONDS = "seconds"
+    SHORT = "short"
+    DAY = "day"  # the date alone, as the moment gives it, not moved to a zone (a UTC day's)
+
+
+@dataclass(frozen=True)
+class When:
+    """A moment shown in a `Style` other than the usual (a plain datetime is MINUTES)."""
+
+    moment: datetime | None
+    style: Style
+
+
+@dataclass(frozen=True)
+class Every:
+    """An interval, in words: every minute, every 6 hours."""
+
+    seconds: float
+
+
+# A zone's city in Persian, for «به وقت تهران»; other zones keep their name.
+PERSIAN_ZONES = {"Asia/Tehran": "تهران", "Asia/Kabul": "کابل", "Asia/Dubai": "دبی", "UTC": "گرینویچ"}
 
 
 @dataclass(frozen=True)
@@ -89,11 +122,34 @@ class Text:
         return f"Text({self.msgid!r})"
 
 
+class Plural(Text):
+    """A text whose words follow a count: Plural("{count} user", "{count} users", n). The count
+    is passed as `count` too, so the forms can show it."""
+
+    __slots__ = ("count", "plural")
+
+    def __init__(self, singular: str, plural: str, count: int, **params):
+        super().__init__(singular, count=count, **params)
+        self.plural, self.count = plural, count
+
+
 Alert = Callable[[Text], object]  # tells every admin, each in their language (outbox.Outbox.alert)
 
 
 class Joined:
     """Texts one after another, each on its own line: a screen of several."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, parts):
+        self.parts = tuple(parts)
+
+    def __str__(self) -> str:
+        return ENGLISH(self)
+
+
+class Series:
+    """Values in a row, joined by the reader's comma: local, Telegram; محلی، تلگرام."""
 
     __slots__ = ("parts",)
 
@@ -121,9 +177,14 @@ class Reader:
         """`text` (a Text, several joined, or a plain string) in this reader's language."""
         if isinstance(text, Joined):
             return "\n".join(self(part) for part in text.parts)
+        if isinstance(text, Series):
+            return ("، " if self.language == "fa" else ", ").join(self._value(part) for part in text.parts)
         if not isinstance(text, Text):
             return str(text)
-        template = self.gettext(text.msgid)
+        if isinstance(text, Plural):
+            template = self.ngettext(text.msgid, text.plural, text.count)
+        else:
+            template = self.gettext(text.msgid)
         values = {name: self._value(value) for name, value in text.params.items()}
         try:
             return template.format(**values)
@@ -133,8 +194,11 @@ class Reader:
     def gettext(self, msgid: str) -> str:
         return _catalog(self.language).gettext(msgid)
 
+    def ngettext(self, singular: str, plural: str, count: int) -> str:
+        return _catalog(self.language).ngettext(singular, plural, count)
+
     def _value(self, value) -> str:
-        if isinstance(value, (Text, Joined)):
+        if isinstance(value, (Text, Joined, Series)):
             return self(value)  # already right for this reader, isolated inside itself
         if isinstance(value, Code):
             shown = self.clipped(value.text.translate(BIDI_CONTROLS), value.most)
@@ -142,6 +206,10 @@ class Reader:
             shown = str(value)
         elif isinstance(value, datetime):
             shown = self.time(value)
+        elif isinstance(value, When):
+            shown = self.time(value.moment, value.style)
+        elif isinstance(value, Every):
+            shown = self.interval(value.seconds)
         elif isinstance(value, timedelta):
             shown = self.age(value)
         elif isinstance(value, Size):
@@ -157,22 +225,35 @@ class Reader:
     # --- values, the reader's way ---
 
     def number(self, value: int | float) -> str:
-        # a float with at most two decimals, trailing zeros dropped: 1.5, 0.04, 2
-        shown = (f"{value:.2f}".rstrip("0").rstrip(".") or "0") if isinstance(value, float) else str(value)
-        return self._digits(shown)
+        # thousands grouped (527,040; ۵۲۷٬۰۴۰); a float with at most two decimals, trailing
+        # zeros dropped: 1.5, 0.04, 2
+        shown = f"{value:,.2f}".rstrip("0").rstrip(".") if isinstance(value, float) else f"{value:,}"
+        return self._digits(shown or "0")
 
-    def time(self, moment: datetime | None) -> str:
-        """2026-11-26 15:30 Asia/Tehran; ۵ آذر ۱۴۰۵، ۱۵:۳۰ (Asia/Tehran)."""
+    def time(self, moment: datetime | None, style: Style = Style.MINUTES) -> str:
+        """2026-11-26 15:30 Asia/Tehran; ۵ آذر ۱۴۰۵، ۱۵:۳۰ به وقت تهران. SECONDS adds them
+        (15:30:07); SHORT, for a button, drops the year and the zone (Nov 26 15:30)."""
         if moment is None:
             return "—"
-        local = moment.astimezone(self.zone)
+        local = moment if style is Style.DAY else moment.astimezone(self.zone)
         zone = getattr(self.zone, "key", None) or "UTC"
+        clock = f"{local:%H:%M:%S}" if style is Style.SECONDS else f"{local:%H:%M}"
         if self.language == "fa":
             solar = jdatetime.datetime.fromgregorian(datetime=local.replace(tzinfo=None), locale="fa_IR")
+            if style is Style.DAY:
+                return self._digits(f"{solar.day} {solar.strftime('%B')} {solar.year}")
+            if style is Style.SHORT:
+                return self._digits(f"{solar.day} {solar.strftime('%B')}، {clock}")
+            # A Latin zone name is isolated so that it keeps its order inside the Persian words.
+            city = PERSIAN_ZONES.get(zone, f"{FSI}{zone}{PDI}")
             return (
-                self._digits(f"{solar.day} {solar.strftime('%B')} {solar.year}، {local:%H:%M}") + f" ({zone})"
+                self._digits(f"{solar.day} {solar.strftime('%B')} {solar.year}، {clock}") + f" به وقت {city}"
             )
-        return f"{local:%Y-%m-%d %H:%M} {zone}"
+        if style is Style.DAY:
+            return f"{local:%Y-%m-%d}"
+        if style is Style.SHORT:
+            return f"{local:%b} {local.day} {clock}"
+        return f"{local:%Y-%m-%d} {clock} {zone}"
 
     def age(self, delta: timedelta) -> str:
         # A time from another machine may be ahead of this one's clock: never a negative age.
@@ -188,14 +269,19 @@ class Reader:
     def size(self, count: float) -> str:
         shown = human.size(count)
         number, unit = shown.split(" ")
+        number = number.removesuffix(".0")  # 20 KB, not 20.0 KB
         return f"{self._digits(number)} {self.gettext(unit)}"
 
     def interval(self, seconds: float) -> str:
-        hours = seconds >= 3600
-        amount = seconds / 3600 if hours else seconds / 60
-        return self.gettext(N_("{count} h") if hours else N_("{count} min")).format(
-            count=self._digits(f"{amount:g}")
-        )
+        """every minute, every 6 hours, every 30 seconds: in the largest whole unit."""
+        whole = max(1, round(seconds))
+        if whole % 3600 == 0:
+            words = Plural("every hour", "every {count} hours", whole // 3600)
+        elif whole % 60 == 0:
+            words = Plural("every minute", "every {count} minutes", whole // 60)
+        else:
+            words = Plural("every second", "every {count} seconds", whole)
+        return self(words)
 
     def _digits(self, shown: str) -> str:
         return shown.translate(PERSIAN_DIGITS) if self.language == "fa" else shown

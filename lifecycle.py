@@ -49,7 +49,7 @@ from config import Settings
 from database import Database
 from destinations import Stale
 from engine import BackupEngine
-from i18n import Alert, Code, Text
+from i18n import Alert, Code, Plural, Text
 from lease import Head, HeadState, KnockWatch
 from liveness import Liveness
 from tasks import JobRunner
@@ -129,11 +129,7 @@ class Lifecycle:
             "newest_offsite_backup_age_seconds": self._newest_offsite_age(),
             "failing_destinations": self.engine.failing_destinations(),
             "offsite_paused": self.engine.offsite_paused_seen(),
-            **dict(
-                zip(
-                    ("uploaded_last_24h_bytes", "upload_month_pace_bytes"), self.engine.uploads(), strict=True
-                )
-            ),
+            **self.engine.meter.health(),
         }
 
     def _newest_offsite_age(self) -> int | None:
@@ -207,14 +203,16 @@ class Lifecycle:
         self.took_over = True
         if self._claim_and_serve(max(generation, taken.generation)):
             self.alert(
-                Text(
+                Plural(
                     "♻️ {writer} (generation {old}) handed over after {seconds} s; "
-                    "generation {new} serves now, from its last backup ({rows} rows).",
+                    "generation {new} serves now, from its last backup ({count} row).",
+                    "♻️ {writer} (generation {old}) handed over after {seconds} s; "
+                    "generation {new} serves now, from its last backup ({count} rows).",
+                    taken.total_rows,
                     writer=Code(final.writer) if final.writer else writer,
                     old=taken.generation,
                     seconds=round(waited, 1),
                     new=self.lease.generation,
-                    rows=taken.total_rows,
                 )
             )
         return None

@@ -119,6 +119,7 @@ def _run(wired: Bot) -> int:
         backup=engine.create,
         backed_up=engine.backed_up_changes,
         spacing=engine.change_spacing,
+        behind=engine.offsite_behind,
         notify=lambda user_id, text: send_quietly(bot, user_id, text, readers.of(user_id)),
     )
     if engine.offsite_paused():  # at every start while paused: the places may answer now

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from backup_format import ENCRYPTED_SUFFIX, BackupError, BackupInfo, sha256_of
+from backup_format import ENCRYPTED_SUFFIX, BackupError, BackupInfo, sha256_of, shown_place
 from config import Settings
 from destination_status import StatusBoard
 from destinations import Destination, DestinationError, LocalFolder, Stale, TooLarge
@@ -112,7 +112,7 @@ class OffsiteCopies:
                     Text(
                         "⚠️ Backup {name} was stored in {destination} but cannot be read back to check it ({error}).",
                         name=Code(placed.name),
-                        destination=Code(destination.name),
+                        destination=shown_place(destination.name),
                         error=Code(str(error)),
                     )
                 )

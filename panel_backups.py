@@ -9,8 +9,21 @@ from datetime import UTC, datetime
 import requests
 import telebot
 
-from backup_format import BackupInfo, shown_reason
-from i18n import CAPTION_LIMIT, DETAIL, Code, Reader, Size, Text, lines
+from backup_format import BackupInfo, shown_place, shown_reason, shown_table, users_in
+from i18n import (
+    CAPTION_LIMIT,
+    DETAIL,
+    Code,
+    Every,
+    Plural,
+    Reader,
+    Series,
+    Size,
+    Style,
+    Text,
+    When,
+    lines,
+)
 from panel_screens import BACKUP, CREATE, RESTORE, START_FRESH, PanelPart, Screen
 from startup import destinations_off
 from upload_meter import GB
@@ -35,7 +48,6 @@ class Backups(PanelPart):
         self.panel.show(message, Screen.BACKUP, self.backup_status())
 
     def jobs(self, message) -> None:
-        reader = self.panel.reader(message)
         parts = [Text("🩺 Jobs")]
         for job in self.panel.job_statuses():
             last = (
@@ -45,11 +57,7 @@ class Backups(PanelPart):
             )
             parts += [
                 "",
-                Text(
-                    "{job}: every {interval}",
-                    job=Code(job.name),
-                    interval=Code(reader.interval(job.interval_seconds)),
-                ),
+                Text("{job}: {interval}", job=Code(job.name), interval=Every(job.interval_seconds)),
                 Text("{last}; next {when}", last=last, when=job.next_run),
                 Text("last error: {error}", error=Code(job.last_error, DETAIL))
                 if job.last_error
@@ -69,7 +77,7 @@ class Backups(PanelPart):
             ),
         ]
         parts += [
-            Text("{table}: {rows}", table=Code(table), rows=rows)
+            Text("{table}: {rows}", table=shown_table(table), rows=rows)
             for table, rows in self.db.table_row_counts().items()
         ]
         overview = self.engine.overview()
@@ -86,7 +94,7 @@ class Backups(PanelPart):
             else Text("Newest backup: none yet")
         )
         parts += [
-            Text("{destination}: {state}", destination=Code(name), state=destination_line(status))
+            Text("{destination}: {state}", destination=shown_place(name), state=destination_line(status))
             for name, status in overview.destinations.items()
         ]
         parts.append(Text("Local backups kept: {kept} of {keep}", kept=overview.kept, keep=overview.keep))
@@ -132,7 +140,7 @@ class Backups(PanelPart):
             else Text("Backups: none yet, {encryption}", encryption=encryption)
         )
         found += [
-            Text("{destination}: {state}", destination=Code(name), state=destination_line(status))
+            Text("{destination}: {state}", destination=shown_place(name), state=destination_line(status))
             for name, status in overview.destinations.items()
         ]
         found += [
@@ -218,7 +226,7 @@ class Backups(PanelPart):
                     name=Code(result.info.name),
                     size=Size(result.info.size),
                     seconds=round(result.seconds, 1),
-                    places=Code(", ".join(i.destination for i in result.stored)),
+                    places=places(result.stored),
                 )
             ]
             parts += [
@@ -312,28 +320,32 @@ def by_backup(copies: list[BackupInfo]) -> list[list[BackupInfo]]:
     return sorted(grouped.values(), key=lambda group: group[0].order, reverse=True)
 
 
-def places(copies: list[BackupInfo]) -> Code:
-    return Code(", ".join(info.destination for info in copies))
+def places(copies: list[BackupInfo]) -> Series:
+    return Series(shown_place(info.destination) for info in copies)
 
 
 def describe(copies: list[BackupInfo]) -> Text:
     info = copies[0]
+    # Seconds: backups taken close together (a restore, its safety backup, a hand-over) would
+    # otherwise read the same.
     if info.delta is not None:  # a restore point made of the pieces before it and this one
-        return Text(
-            "{when}, {reason}, {size} of changed pages on {pieces} earlier pieces, {users} users; in {places}",
-            when=info.created_at,
+        return Plural(
+            "{when}, {reason}, {size} of changed pages, pieces before it: {pieces}, {count} user; in {places}",
+            "{when}, {reason}, {size} of changed pages, pieces before it: {pieces}, {count} users; in {places}",
+            users_in(info),
+            when=When(info.created_at, Style.SECONDS),
             reason=shown_reason(info.reason),
             size=Size(info.size),
             pieces=len(info.delta.chain),
-            users=info.row_counts.get("users", 0),
             places=places(copies),
         )
-    return Text(
-        "{when}, {reason}, {size}, {users} users; in {places}",
-        when=info.created_at,
+    return Plural(
+        "{when}, {reason}, {size}, {count} user; in {places}",
+        "{when}, {reason}, {size}, {count} users; in {places}",
+        users_in(info),
+        when=When(info.created_at, Style.SECONDS),
         reason=shown_reason(info.reason),
         size=Size(info.size),
-        users=info.row_counts.get("users", 0),
         places=places(copies),
     )
 

@@ -18,10 +18,10 @@ from pathlib import Path
 from telebot import types
 
 import bot_api
-from backup_format import BackupError, BackupInfo, shown_reason
+from backup_format import BackupError, BackupInfo, shown_reason, shown_table
 from destinations import DestinationError
 from files import scratch_directory
-from i18n import DETAIL, Code, Text, lines
+from i18n import DETAIL, Code, Plural, Series, Style, Text, When, lines
 from panel_backups import by_backup, places
 from panel_screens import BACK, BACKUP, BACKUP_MARK, RESTORE, PanelPart, Screen
 from telegram_destination import DOWNLOAD_LIMIT
@@ -179,7 +179,7 @@ class Restore(PanelPart):
         parts += [
             Text(
                 "{table}: {backup} / {live}",
-                table=Code(table),
+                table=shown_table(table),
                 backup=info.row_counts.get(table, 0),
                 live=live.get(table, 0),
             )
@@ -210,10 +210,11 @@ class Restore(PanelPart):
             self.panel.show(
                 message,
                 Screen.BACKUP,
-                Text(
-                    "✅ Restored {name} ({rows} rows). A pre-restore backup of the previous data was kept.",
+                Plural(
+                    "✅ Restored {name} ({count} row). A pre-restore backup of the previous data was kept.",
+                    "✅ Restored {name} ({count} rows). A pre-restore backup of the previous data was kept.",
+                    info.total_rows,
                     name=Code(info.name),
-                    rows=info.total_rows,
                 ),
             )
 
@@ -262,10 +263,11 @@ def first_that_works(copies: list, attempt: Callable):
 
 
 def _short(copies: list[BackupInfo]) -> Text:
+    """A backup's button: short enough for a phone (no year, no zone)."""
     info = copies[0]
     return Text(
         "{when} {reason} ({destination})",
-        when=info.created_at,
+        when=When(info.created_at, Style.SHORT),
         reason=shown_reason(info.reason),
         destination=places(copies),
     )
@@ -285,11 +287,18 @@ def what_is_lost(info: BackupInfo, live: dict[str, int], now: datetime) -> Text:
             "(blocks, language choices, activity) are lost.",
             age=now - info.created_at,
         )
-    return Text(
+    # (built apart: pybabel reads a Text nested in a Plural's arguments as the Plural's own)
+    tables = Series(
+        [Text("{table} +{count}", table=shown_table(t), count=n) for t, n in sorted(more.items())]
+    )
+    return Plural(
         "⚠️ Taken {age} ago. Restoring brings back the data as it was then: what was written "
-        "since is lost, {rows} rows more now ({tables}), and changes to existing rows (blocks, "
+        "since is lost, {count} row more now ({tables}), and changes to existing rows (blocks, "
         "language choices).",
+        "⚠️ Taken {age} ago. Restoring brings back the data as it was then: what was written "
+        "since is lost, {count} rows more now ({tables}), and changes to existing rows (blocks, "
+        "language choices).",
+        sum(more.values()),
         age=now - info.created_at,
-        rows=sum(more.values()),
-        tables=Code(", ".join(f"{table} +{n}" for table, n in sorted(more.items()))),
+        tables=tables,
     )

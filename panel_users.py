@@ -4,10 +4,12 @@ moderation.py's. A person's button is matched whole against the list this admin 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, time
+
 import admin_users as texts
 import chart
 import moderation
-from i18n import CAPTION_LIMIT, Code, Text, ascii_digits
+from i18n import CAPTION_LIMIT, N_, Code, Style, Text, When, ascii_digits
 from panel_screens import BACK, BLOCK, UNBLOCK, PanelPart, Screen
 
 
@@ -123,11 +125,17 @@ class People(PanelPart):
         def job() -> None:
             counts = texts.daily(self.db, self.panel.clock().date(), self.settings.admin_ids)
             caption = Text(
-                "📈 New users (blue bars) and active users (orange line) per day, the last {days} "
-                "days (UTC days); admins left out.",
-                days=len(counts.days),
+                "📈 🟦 New users (bars) and 🟧 active users (line) per day, {first} to {last} "
+                "(UTC days); admins left out.",
+                first=When(datetime.combine(counts.days[0], time(), UTC), Style.DAY),
+                last=When(datetime.combine(counts.days[-1], time(), UTC), Style.DAY),
             )
             shown = reader.fit(reader(caption), CAPTION_LIMIT)
-            self.bot.send_photo(message.chat.id, chart.render(counts), caption=shown)
+            # The image's font draws ASCII only: its legend in words the reader reads, or none
+            # (the caption always has it).
+            legend = (reader.gettext(N_("New users")), reader.gettext(N_("Active users")))
+            calendar = chart.Calendar.SOLAR_HIJRI if reader.language == "fa" else chart.Calendar.GREGORIAN
+            image = chart.render(counts, calendar, legend if all(w.isascii() for w in legend) else None)
+            self.bot.send_photo(message.chat.id, image, caption=shown)
 
         self.panel.in_background(message, job, Text("⏳ Drawing the chart…"))

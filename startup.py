@@ -21,13 +21,13 @@ from pathlib import Path
 import bot_api
 import database
 import locks
-from backup_format import BackupInfo
+from backup_format import BackupInfo, shown_place
 from clock import Clock, utc_now
 from config import Settings
 from database import Database
 from destinations import Destination, Unreachable
 from engine import BackupEngine, Refusal, StartupRestore
-from i18n import DETAIL, N_, Alert, Code, Reader, Text, lines
+from i18n import DETAIL, N_, Alert, Code, Plural, Reader, Text, lines
 from lease import Lease, LeaseStore
 from telegram_destination import ChatIndex, ChatLease, TelegramChat
 
@@ -137,7 +137,12 @@ def destinations_off(settings: Settings) -> dict[str, Text]:
     if settings.backup_chat_id is None:  # ADMIN_IDS stand in only while BACKUP_CHAT_ID is unset
         missing.append("BACKUP_CHAT_ID" if settings.admin_ids else "BACKUP_CHAT_ID (or ADMIN_IDS)")
     if missing:
-        off["telegram"] = Text("off: set {setting}", setting=Code(" and ".join(missing)))
+        setting = (
+            Text("{one} and {other}", one=Code(missing[0]), other=Code(missing[1]))
+            if len(missing) == 2
+            else Code(missing[0])
+        )
+        off["telegram"] = Text("off: set {setting}", setting=setting)
     if not settings.s3_bucket:
         off["s3"] = Text("off: set {setting}", setting=Code("S3_BUCKET"))
     return off
@@ -257,15 +262,17 @@ def _tell_admins(alert: Alert, db: Database, report: StartupReport, now: datetim
             )
         alert(
             lines(
-                Text(
+                Plural(
                     "♻️ Restored at startup ({why}): {name} from {destination}, taken {when} ({age} old), "
-                    "{rows} rows.",
+                    "{count} row.",
+                    "♻️ Restored at startup ({why}): {name} from {destination}, taken {when} ({age} old), "
+                    "{count} rows.",
+                    info.total_rows,
                     why=Text(report.restore_reason),
                     name=Code(info.name),
-                    destination=Code(info.destination),
+                    destination=shown_place(info.destination),
                     when=info.created_at,
                     age=now - info.created_at,
-                    rows=info.total_rows,
                 ),
                 *passed,
             )

@@ -18,11 +18,12 @@ from datetime import UTC, datetime, timedelta
 
 import schedule
 
+from backup_format import shown_place
 from clock import Clock, utc_now
 from config import Settings
 from database import Database
 from engine import BackupEngine
-from i18n import Alert, Code, Text
+from i18n import Alert, Code, Plural, Text
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,9 @@ def cleanup_tracking(db: Database, retention_hours: float, clock: Clock) -> int:
     return deleted
 
 
+RETRY_LIMIT_SECONDS = 900.0  # a backup that did not leave the machine is tried again this often at least
+
+
 class ChangeDebouncer:
     """When an on-change backup is due.
 
@@ -169,6 +173,7 @@ class ChangeDebouncer:
         self._first_change: float | None = None
         self._last_end = float("-inf")
         self._last_duration = 0.0
+        self._retry_wait: float | None = None  # while a backup has not left the machine
 
     def due(self, changes: int) -> bool:
         """Whether to start a backup now, given the database's change count."""
@@ -183,6 +188,19 @@ class ChangeDebouncer:
         window = self.window * self.spacing()
         start_by = self._first_change + max(0.0, window - self._last_duration)
         return now >= max(start_by, self._last_end + 10 * self._last_duration)
+
+    def retry_due(self, behind: bool) -> bool:
+        """Whether to try again to get the newest backup off the machine (`behind`: a place
+        off it lacks the newest backup, though nothing new was written): after the window, then
+        twice as long each time up to RETRY_LIMIT_SECONDS, and spaced like any backup."""
+        if not behind:
+            self._retry_wait = None
+            return False
+        wait = self._retry_wait if self._retry_wait is not None else self.window
+        if self.clock() < self._last_end + max(wait, 10 * self._last_duration):
+            return False
+        self._retry_wait = min(wait * 2, RETRY_LIMIT_SECONDS)
+        return True
 
     def backed_up(self, changes: int) -> None:
         """A backup (of any kind) holds the database up to `changes`: a count at or below it is
@@ -203,14 +221,18 @@ def backup_after_change(
     create: Callable[[], object],
     debouncer: ChangeDebouncer,
     backed_up: Callable[[], int | None] = lambda: None,
+    behind: Callable[[], bool] = lambda: False,
 ) -> bool:
-    """Take an on-change backup when one is due; True when it did. backed_up(): the change
-    count the newest backup holds (engine.BackupEngine.backed_up_changes)."""
+    """Take an on-change backup when one is due, or when the newest did not reach every place
+    off the machine (a send failed: without this, nothing would try again until the next write
+    or the scheduled backup, and a deep sleep meanwhile would lose it); True when it did.
+    backed_up(): the change count the newest backup holds (engine.BackupEngine.backed_up_changes);
+    behind(): engine.BackupEngine.offsite_behind."""
     known = backed_up()
     if known is not None:
         debouncer.backed_up(known)
     changes = db.change_count()
-    if not debouncer.due(changes):
+    if not (debouncer.due(changes) or debouncer.retry_due(behind())):
         return False
     started = time.monotonic()
     try:
@@ -262,12 +284,14 @@ class PauseResolver:
                 self.engine.resume_offsite()
                 self.done = True
                 self.alert(
-                    Text(
-                        "♻️ Restored {name} from {destination} now that it answers ({rows} rows); "
+                    Plural(
+                        "♻️ Restored {name} from {destination} now that it answers ({count} row); "
                         "nothing had been written since the start.",
+                        "♻️ Restored {name} from {destination} now that it answers ({count} rows); "
+                        "nothing had been written since the start.",
+                        restored.total_rows,
                         name=Code(restored.name),
-                        destination=Code(restored.destination),
-                        rows=restored.total_rows,
+                        destination=shown_place(restored.destination),
                     )
                 )
         elif not self._told:
@@ -277,7 +301,7 @@ class PauseResolver:
                         "🚨 {destination} answers now and holds backups (the newest taken {when}), but this bot "
                         "has been serving an empty database since it started. Restore one with ⚙️ System → 💾 Backup → "
                         "♻️ Restore, or keep this database with 🆕 Start fresh.",
-                        destination=Code(backups[0].destination),
+                        destination=shown_place(backups[0].destination),
                         when=backups[0].created_at,
                     )
                 )
@@ -292,6 +316,7 @@ def build_runner(
     backup: Callable[[str], object] | None = None,
     backed_up: Callable[[], int | None] = lambda: None,
     spacing: Callable[[], float] = lambda: 1.0,
+    behind: Callable[[], bool] = lambda: False,
 ) -> JobRunner:
     """The jobs: auto-unblock every minute, tracking cleanup every hour; with `backup` (the
     engine's create), the scheduled backup every BACKUP_INTERVAL_HOURS and the on-change
@@ -308,6 +333,6 @@ def build_runner(
             runner.add(
                 "backup_after_change",
                 1,
-                lambda: backup_after_change(db, lambda: backup("change"), debouncer, backed_up),
+                lambda: backup_after_change(db, lambda: backup("change"), debouncer, backed_up, behind),
             )
     return runner

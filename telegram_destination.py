@@ -27,10 +27,10 @@ from telebot import types
 
 import bot_api
 import human
-from backup_format import BackupInfo, shown_reason
+from backup_format import BackupInfo, shown_reason, shown_table
 from bot_api import BotApiError
 from destinations import DestinationError, TooLarge
-from i18n import Code, Joined, Size, Text, lines
+from i18n import Joined, Series, Size, Text, lines
 from lease import Head, Knock, fence
 from telegram_chat import DESTINATION, GONE, ChatIndex, chat_errors, paced
 from telegram_index import VISIBLE_NAME, Entry, Part, Ref, caption_with_knock, knock_in_caption
@@ -330,7 +330,10 @@ class _Window(io.RawIOBase):
 
 def caption(info: BackupInfo, size: int) -> Joined:
     """What people see under the document (the index, not the caption, is what the bot reads)."""
-    rows = ", ".join(f"{table} {count}" for table, count in info.row_counts.items())
+    rows = Series(
+        Text("{table} {count}", table=shown_table(table), count=count)
+        for table, count in info.row_counts.items()
+    )
     reason = shown_reason(info.reason)
     first = (
         Text("💾 Backup {when}, {reason} (encrypted)", when=info.created_at, reason=reason)
@@ -341,6 +344,6 @@ def caption(info: BackupInfo, size: int) -> Joined:
     # header and the index, which is what anything checks against.
     return lines(
         first,
-        Text("{size}; rows: {rows}", size=Size(size), rows=Code(rows)),
+        Text("{size}; rows: {rows}", size=Size(size), rows=rows),
         f"schema {info.schema_version}; sha256 {info.sha256[:12]}…",
     )

@@ -41,7 +41,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from backup_format import SHA256, BackupInfo, NotABackupError, checked_info, shown_reason
-from i18n import Code, Joined, Size, Text, lines
+from i18n import Code, Joined, Plural, Size, Text, lines
 from lease import Head, Knock
 
 log = logging.getLogger(__name__)
@@ -312,14 +312,15 @@ def caption(index: Index, bot_username: str) -> Joined:
     ]
     if index.entries:
         newest = index.entries[0].info
-        users = newest.row_counts.get("users")
+        users = newest.row_counts.get("users")  # an index of an older format may not say
         parts.append(
-            Text(
-                "Newest: {when}, {reason}, {size}, {users} users",
+            Plural(
+                "Newest: {when}, {reason}, {size}, {count} user",
+                "Newest: {when}, {reason}, {size}, {count} users",
+                users,
                 when=newest.created_at,
                 reason=shown_reason(newest.reason),
                 size=Size(newest.size),
-                users=users,
             )
             if users is not None
             else Text(

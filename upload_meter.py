@@ -87,6 +87,11 @@ class UploadMeter:
         """Bytes uploaded in the last 24 hours, and a month at this pace, every place together."""
         return sum(self.last_24h().values()), self.month_pace()
 
+    def health(self) -> dict[str, int]:
+        """The counts as the health endpoint reports them."""
+        day, pace = self.totals()
+        return {"uploaded_last_24h_bytes": day, "upload_month_pace_bytes": pace}
+
     def spacing(self) -> float:
         """How many times BACKUP_AFTER_CHANGE_SECONDS on-change backups are spaced (stretch);
         the admins are told once, when it passes 1."""

@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 
-from database.connection import _id_list
+from database.connection import _id_list, rows_in
 from database.records import UserState, parse_timestamp, timestamp
 
 
@@ -136,14 +136,13 @@ class People:
             return None if row is None else dict(zip([c[0] for c in cursor.description], row))
 
     def user_statistics(self, now: datetime, admins: Sequence[int] = (), hours: float = 24) -> dict[str, int]:
-        """Users, users blocked now, and actions tracked in the last `hours`, admins left out
-        (their own actions, mostly panel presses, counted apart)."""
+        """Users (everyone the bot has seen, admins too: what a backup's header counts), new in
+        the last `hours`, blocked now, and actions tracked in the last `hours`, admins' own
+        actions (mostly panel presses) counted apart."""
         since = timestamp(now - timedelta(hours=hours))
         admin_list = _id_list(admins)
         with self.transaction() as db:
-            (users,) = db.execute(
-                f"SELECT count(*) FROM users WHERE user_id NOT IN ({admin_list})"
-            ).fetchone()
+            users = rows_in(db, "users")
             (blocked,) = db.execute(
                 "SELECT count(*) FROM users WHERE blocked_until > ?", (timestamp(now),)
             ).fetchone()
@@ -152,10 +151,7 @@ class People:
                 f" count(*) FILTER (WHERE user_id IN ({admin_list})) FROM tracking WHERE created_at >= ?",
                 (since,),
             ).fetchone()
-            (new,) = db.execute(
-                f"SELECT count(*) FROM users WHERE first_seen >= ? AND user_id NOT IN ({admin_list})",
-                (since,),
-            ).fetchone()
+            (new,) = db.execute("SELECT count(*) FROM users WHERE first_seen >= ?", (since,)).fetchone()
         return {
             "users": users,
             "blocked": blocked,

@@ -65,9 +65,10 @@ def fake():
 
 
 @pytest.fixture
-def run_bot(tmp_path, fake):
-    """Starts the real `python main.py` against the stand-in; every one is killed at the end."""
-    started = []
+def run_bot(request, tmp_path, fake):
+    """Starts the real `python main.py` against the stand-in; every one is killed at the end,
+    and when the test failed, the end of each one's log goes into the report."""
+    started = request.node.bots = []
 
     def run(api_url=None, folder=None, **env):
         """folder: a disk of its own for this instance (tmp_path/folder), as on a host where
@@ -81,3 +82,15 @@ def run_bot(tmp_path, fake):
     yield run
     for bot in started:
         bot.kill()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test's report ends with the last lines of each bot's log: what it did."""
+    report = yield
+    if report.when == "call" and report.failed:
+        for bot in getattr(item, "bots", ()):
+            lines = [line for line in bot.log().splitlines() if " DEBUG " not in line]
+            tail = "\n".join(lines[-60:])
+            report.sections.append((f"log of the bot in {bot.workdir.name}", tail))
+    return report

@@ -5,6 +5,7 @@ checked against the bot's own database file."""
 
 import io
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from bot_process import ADMIN_ID
@@ -12,8 +13,8 @@ from helpers import buttons, press, query
 from PIL import Image
 
 import chart
-import human
 import panel_screens as panel
+from i18n import Reader
 
 pytestmark = pytest.mark.e2e
 ANN, BOB, CY = 7001, 7002, 7003
@@ -42,8 +43,8 @@ def test_statistics_users_and_a_users_card_match_the_database(fake, run_bot):
         ADMIN_ID,
         ADMIN_ID,
     )
-    users = query(bot.db_path, "SELECT count(*) FROM users WHERE user_id != ?", ADMIN_ID)[0][0]
-    assert number_after(stats["text"], "Users:") == users == 3  # people, not the admin
+    users = query(bot.db_path, "SELECT count(*) FROM users")[0][0]
+    assert number_after(stats["text"], "Users:") == users == 4  # everyone, the admin too: as backups count
     assert number_after(stats["text"], "Actions in the last 24 hours:") == people == 7  # no panel press
     assert number_after(stats["text"], "Admins' own actions, not counted above:") == admin == 2
     assert buttons(stats) == [panel.USERS, panel.CHART, panel.BACK]
@@ -103,7 +104,10 @@ def test_the_chart_is_a_png_of_the_promised_size_sent_on_demand(fake, run_bot):
     (photo,) = sent["photo"]
     image = Image.open(io.BytesIO(fake.file_bytes(photo["file_id"])))
     assert (image.format, image.size) == ("PNG", (chart.WIDTH, chart.HEIGHT))
-    assert "the last 30 days" in sent["caption"]
+    # the caption is the legend and names the days it spans: the last 30, today last
+    today, first = datetime.now(UTC).date(), datetime.now(UTC).date() - timedelta(days=29)
+    assert "🟦 New users (bars)" in sent["caption"] and "🟧 active users (line)" in sent["caption"]
+    assert f"{first:%Y-%m-%d} to {today:%Y-%m-%d}" in sent["caption"]
     assert bot.stop()[0] == 0
 
 
@@ -114,7 +118,7 @@ def test_the_system_overview_and_backups_one_line_each_with_their_places(fake, r
     press(fake, "/admin", "Admin panel")
     system = press(fake, panel.SYSTEM, "⚙️ System")["text"]
     size = query(bot.db_path, "PRAGMA page_count")[0][0] * query(bot.db_path, "PRAGMA page_size")[0][0]
-    assert f"Database: {human.size(size)}, schema version 4" in system
+    assert f"Database: {Reader('en').size(size)}, schema version 4" in system
     for line in (
         f"Storage: {bot.db_path}",
         "schema version 4",
@@ -133,6 +137,9 @@ def test_the_system_overview_and_backups_one_line_each_with_their_places(fake, r
     listed = press(fake, panel.LIST, "newest first")["text"].split("\n")[1:]
     assert listed[0].startswith("1. ") and listed[0].endswith("; in local, telegram")  # one line, two places
     assert all("; in local, telegram" in line for line in listed)
+    # with seconds, so backups taken in one minute read apart; the users as 📊 counts them
+    assert all(re.match(r"\d+\. \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC, ", line) for line in listed), listed
+    assert ", 2 users; in " in listed[0]  # Ann and the admin
     local_backups = list((bot.db_path.parent / "backups").glob("backup-*.db.zst"))
     assert len(listed) == len(local_backups) >= 2  # one line per backup, not one per copy
 

@@ -29,7 +29,7 @@ LABELS = [
     panel.CANCEL,
     panel.START_FRESH,
     panel.CONFIRM_FRESH,
-    "♻️ 1: 2026-11-26 12:00 manual (local)",
+    "♻️ 1: Nov 26 12:00 manual (local)",
     panel.USERS,
     panel.CHART,
     panel.BLOCK,
@@ -55,8 +55,8 @@ def test_every_screen_and_button(fake, start_bot):
     bot = start_bot()
     register_users(fake, USER)
     assert buttons(press(fake, "/admin", "Admin panel")) == [panel.STATISTICS, panel.SYSTEM, panel.LANGUAGE]
-    stats = press(fake, panel.STATISTICS, "Users:")["text"]
-    assert "Users: 1" in stats and "Blocked now: 0" in stats and "Actions in the last 24 hours:" in stats
+    stats = press(fake, panel.STATISTICS, "Users:")["text"]  # the user and the admin: what a backup counts
+    assert "Users: 2" in stats and "Blocked now: 0" in stats and "Actions in the last 24 hours:" in stats
     system = press(fake, panel.SYSTEM, "System")
     assert buttons(system) == [panel.BACKUP, panel.JOBS, panel.BACK]
     # (how many wait depends on whether the poller confirmed this very press yet)
@@ -64,9 +64,9 @@ def test_every_screen_and_button(fake, start_bot):
     assert re.search(r"Updates waiting at Telegram: \d+", system["text"])
     jobs = press(fake, panel.JOBS, "Jobs")["text"]
     for line in (
-        "auto_unblock: every 1 min",
-        "cleanup_tracking: every 1 h",
-        "backup: every 6 h",
+        "auto_unblock: every minute",
+        "cleanup_tracking: every hour",
+        "backup: every 6 hours",
         "last error: none",
         "next 20",
     ):
@@ -80,7 +80,8 @@ def test_every_screen_and_button(fake, start_bot):
         "Storage: ",
         "schema version 4",
         "users: 2",
-        "tracking: ",
+        "recent actions: ",
+        "daily activity: ",
         "Newest backup: ",
         "startup",
         "local: ✅",
@@ -121,26 +122,26 @@ def test_restore_from_the_list_and_from_an_upload_each_confirmed(fake, start_bot
     press(fake, panel.CREATE, "✅ Backup")  # admin, 1, 2
     backup_file = fake.file_bytes(newest_backup_message(fake, ADMIN_ID)["document"]["file_id"])
     register_users(fake, 3)
-    assert users_now(fake) == 3  # people: the admin is not counted
+    assert users_now(fake) == 4  # everyone, the admin too: what the backups count ("users: 3 / 4")
 
     choose = press(fake, panel.RESTORE, "choose a backup")
     newest = next(label for label in buttons(choose) if label.startswith("♻️ 1: "))
     offer = press(fake, newest, "Restore it?")
     assert "users: 3 / 4" in offer["text"] and buttons(offer) == [panel.CONFIRM, panel.CANCEL]
     assert "nothing changed" in press(fake, panel.CANCEL, "Cancelled")["text"]
-    assert users_now(fake) == 3
+    assert users_now(fake) == 4
 
     press(fake, panel.RESTORE, "choose a backup")
     press(fake, newest, "Restore it?")
     assert "✅ Restored" in press(fake, panel.CONFIRM, "Restored")["text"]
-    assert users_now(fake) == 2
+    assert users_now(fake) == 3
 
     register_users(fake, 4, 5)
     press(fake, panel.RESTORE, "choose a backup")
     offer = upload(fake, "my-backup.db.zst", backup_file, "Restore it?")
     assert "users: 3 / 5" in offer["text"]
     press(fake, panel.CONFIRM, "Restored")
-    assert users_now(fake) == 2
+    assert users_now(fake) == 3
     status = press(fake, panel.BACKUP, "Storage:")["text"]
     # the restored data is what comes back after a crash: its backup is the newest, not the safety copy
     assert re.search(r"^Newest backup: .*, after a restore$", status, re.M), status

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import chart
-from chart import ACTIVE_COLOUR, HEIGHT, NEW_COLOUR, WIDTH, DailyCounts, layout, render
+from chart import ACTIVE_COLOUR, HEIGHT, NEW_COLOUR, WIDTH, Calendar, DailyCounts, layout, render
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 START = date(2026, 10, 28)
@@ -98,8 +98,61 @@ def test_days_go_left_to_right_in_order():
 
 def test_x_ticks_label_the_day_of_month_every_five_days_ending_today():
     ticks = layout(MONTH).x_ticks
-    assert [day for day, _ in ticks] == [d.day for d in MONTH.days[4::5]]
-    assert ticks[-1][0] == MONTH.days[-1].day
+    assert [tick.day for tick in ticks] == [d.day for d in MONTH.days[4::5]]
+    assert ticks[-1].day == MONTH.days[-1].day
+
+
+def test_the_axis_names_the_month_where_it_starts_and_changes_in_either_calendar():
+    # 28 Oct .. 26 Nov 2026 is 6 Aban .. 5 Azar 1405; 1 Azar 1405 is 22 Nov 2026
+    gregorian, solar = layout(MONTH).x_ticks, layout(MONTH, Calendar.SOLAR_HIJRI).x_ticks
+    assert [(t.day, t.month) for t in gregorian] == [
+        (1, "Nov 2026"),
+        (6, None),
+        (11, None),
+        (16, None),
+        (21, None),
+        (26, None),
+    ]
+    assert [(t.day, t.month) for t in solar] == [
+        (10, "1405/08"),
+        (15, None),
+        (20, None),
+        (25, None),
+        (30, None),
+        (5, "1405/09"),
+    ]
+    centres = layout(MONTH).points
+    new_month = MONTH.days.index(date(2026, 11, 1))
+    assert layout(MONTH).month_starts == ((centres[new_month - 1][0] + centres[new_month][0]) // 2,)
+    azar = MONTH.days.index(date(2026, 11, 22))
+    assert layout(MONTH, Calendar.SOLAR_HIJRI).month_starts == (
+        (centres[azar - 1][0] + centres[azar][0]) // 2,
+    )
+
+
+@given(st.dates(min_value=date(2000, 1, 1), max_value=date(2100, 1, 1)), st.integers(1, 90))
+@settings(max_examples=30, deadline=None)
+def test_every_labelled_day_is_that_days_date_in_its_calendar(start, length):
+    zeros = (0,) * length
+    span = days(length, start)
+    for calendar in Calendar:
+        shape = layout(DailyCounts(span, zeros, zeros), calendar)
+        day_at = {x: day for (x, _), day in zip(shape.points, span)}
+        for tick in shape.x_ticks:
+            day = chart.calendar_day(day_at[tick.x], calendar)[2]
+            assert tick.day == day and 1 <= day <= 31
+            assert tick.month in (None, chart.month_label(day_at[tick.x], calendar))
+        assert shape.x_ticks[0].month is not None  # the first day says which month it is
+
+
+def test_the_legend_is_drawn_when_the_labels_are_ascii_and_refused_otherwise():
+    plain, keyed = opened(render(MONTH)), opened(render(MONTH, legend=("New users", "Active users")))
+    above = [(x, y) for x in range(WIDTH) for y in range(chart.TOP - 4)]  # above the plot
+    assert {plain.getpixel(p) for p in above} == {chart.BACKGROUND}
+    legend_colours = {keyed.getpixel(p) for p in above}
+    assert NEW_COLOUR in legend_colours and ACTIVE_COLOUR in legend_colours
+    with pytest.raises(ValueError, match="ASCII"):
+        render(MONTH, legend=("کاربران جدید", "کاربران فعال"))
 
 
 def test_the_image_has_the_bar_colour_where_the_bars_are():

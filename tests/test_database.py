@@ -196,13 +196,14 @@ def people(db, *names):
         db.track_message(n, name.lower(), name, n, "message", NOW + timedelta(days=n), NOW)
 
 
-def test_statistics_count_people_apart_from_the_admins_own_presses(db):
+def test_statistics_count_every_user_as_a_backup_does_and_the_admins_presses_apart(db):
     people(db, "Ann", "Bob")
     for _ in range(5):
         db.track_message(99, "admin", "Admin", 99, "message", NOW + timedelta(days=2), NOW)
     stats = db.user_statistics(NOW + timedelta(days=2, hours=1), admins=(99,))
-    assert (stats["users"], stats["actions"], stats["admin_actions"]) == (2, 1, 5)  # Bob's, then the admin's
-    assert stats["new"] == 1  # Bob, within the last 24 hours (the admin is not counted)
+    assert (stats["users"], stats["actions"], stats["admin_actions"]) == (3, 1, 5)  # Bob's, then the admin's
+    assert stats["users"] == db.table_row_counts()["users"]  # what a backup made now would say
+    assert stats["new"] == 2  # Bob and the admin, first seen within the last 24 hours
 
 
 def test_newest_most_active_and_blocked_users(db):

@@ -32,8 +32,8 @@ from readers import Readers
 
 ADMIN, PERSIAN_ADMIN, USER = 7, 8, 2000
 NOTE = {
-    "en": re.compile(r"\n…and (\d+) more (lines|characters) not shown\Z"),
-    "fa": re.compile(r"\n…و ([۰-۹]+) (سطر|نویسهٔ) دیگر که نشان داده نشد\Z"),
+    "en": re.compile(r"\n…and ([\d,]+) more (lines|characters) not shown\Z"),
+    "fa": re.compile(r"\n…و ([۰-۹٬]+) (سطر|نویسهٔ) دیگر که نشان داده نشد\Z"),
 }
 FAMILY = {
     "max_examples": 60,
@@ -55,7 +55,7 @@ FREE = st.one_of(
 
 
 def number(shown: str) -> int:
-    return int(shown.translate(str.maketrans("۰۱۲۳۴۵۶۷۸۹", "0123456789")))
+    return int(shown.translate(str.maketrans("۰۱۲۳۴۵۶۷۸۹", "0123456789", ",٬")))  # thousands grouped
 
 
 def assert_sendable(
@@ -164,7 +164,7 @@ def test_the_startup_alerts_bound_what_was_passed_over_and_why(people):
     for language in ("en", "fa"):
         shown = Reader(language)(alerts[-1])
         assert utf16_length(shown) <= TEXT_LIMIT and "1997" in shown.translate(
-            str.maketrans("۰۱۲۳۴۵۶۷۸۹", "0123456789")
+            str.maketrans("۰۱۲۳۴۵۶۷۸۹", "0123456789", ",٬")
         )
 
 

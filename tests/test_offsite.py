@@ -592,3 +592,55 @@ def test_rotation_keeps_backup_keep_and_leaves_no_copy_of_the_data_in_the_chat(t
     }
     holding_data = [f for f in live if fake.file_bytes(f).startswith((b"\x50\x2a\x4d\x18", b"telegram-bot"))]
     assert len(holding_data) == 2  # the kept backups' data, and nothing else
+
+
+def test_an_on_change_backup_that_did_not_reach_the_chat_gets_there_without_a_new_write(tmp_path, fake):
+    """A send that failed is tried again by the on-change job, though nothing new is written:
+    else the write waits for the next one (or the scheduled backup) to leave the machine, and a
+    deep sleep meanwhile loses it; and a writer never goes quiet."""
+    import tasks
+
+    s = Setup(tmp_path, fake)
+    ticks = {"now": 1000.0}
+    debouncer = tasks.ChangeDebouncer(5, clock=lambda: ticks["now"])
+
+    def run():
+        return tasks.backup_after_change(
+            s.db,
+            lambda: s.engine.create("change"),
+            debouncer,
+            s.engine.backed_up_changes,
+            s.engine.offsite_behind,
+        )
+
+    run()
+    s.add_users(1)
+    assert not run()  # the window starts
+    ticks["now"] += 6
+    fake.set_outage(True)
+    assert run()  # the on-change backup: kept here only, the chat did not answer
+    assert s.engine.offsite_behind() and s.engine.everything_offsite() is None
+    fake.set_outage(False)
+    ticks["now"] += 6
+    assert run()  # tried again: nothing new was written
+    assert not s.engine.offsite_behind()
+    assert s.engine.everything_offsite() is not None  # the writer may go quiet now
+    index = chat_index(fake, CHAT)
+    assert index is not None and fake.pinned_message(CHAT) is not None
+    ticks["now"] += 100
+    assert not run()  # and it stops there
+
+
+def test_a_write_that_changed_nothing_leaves_the_writer_free_to_go_quiet(tmp_path, fake):
+    """A write whose result is the data already off the machine (a row set to what it held):
+    the on-change backup is skipped, and everything is still off the machine."""
+    from conftest import sql
+
+    s = Setup(tmp_path, fake)
+    s.add_users(1)
+    s.engine.create("change")
+    assert s.engine.everything_offsite() is not None
+    sql(s.db, "UPDATE users SET username = username")
+    assert s.engine.everything_offsite() is None  # a write: it cannot know yet
+    assert s.engine.create("change").info is None  # skipped: nothing changed
+    assert s.engine.everything_offsite() is not None

@@ -224,3 +224,22 @@ def test_a_write_before_the_first_look_while_the_startup_backup_runs_is_backed_u
     assert not run()
     ticks.now += 5
     assert run() and taken == [db.change_count()]
+
+
+def test_a_backup_that_did_not_leave_the_machine_is_tried_again_ever_less_often():
+    ticks = Ticks()
+    debouncer = tasks.ChangeDebouncer(10, clock=ticks)
+    debouncer.due(0)
+    debouncer.done(0, seconds=0.5)  # an on-change backup whose send failed
+    tries = []
+    for _ in range(4000):
+        if debouncer.retry_due(behind=True):
+            tries.append(ticks.now - 1000)
+            debouncer.done(0, seconds=0.5)
+        ticks.now += 1
+    gaps = [round(b - a) for a, b in itertools.pairwise([0.0, *tries])]
+    assert gaps[:7] == [10, 20, 40, 80, 160, 320, 640]  # after the window, then twice as long
+    assert set(gaps[7:]) == {tasks.RETRY_LIMIT_SECONDS}  # and never further apart than that
+    assert not debouncer.retry_due(behind=False)  # it got there: nothing more to try
+    ticks.now += 10
+    assert debouncer.retry_due(behind=True)  # a new failure starts again from the window
