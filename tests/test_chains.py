@@ -403,3 +403,58 @@ def test_after_a_restore_on_an_empty_disk_the_chain_goes_on_instead_of_a_full_up
         assert state.shortfall is None and state.path.read_bytes() == snapshot_of(second)
     finally:
         db.close()
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=80),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner, max_size=6),
+    max_leaves=20,
+)
+DELTA_FIELDS = st.fixed_dictionaries(
+    {},
+    optional={
+        key: JSON | st.integers(0, 70_000)
+        for key in ("level", "number", "base_sha256", "chain", "page_size", "page_count", "pages")
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(delta=st.one_of(JSON, DELTA_FIELDS))
+def test_whatever_a_delta_header_says_the_answer_is_a_backup_or_not_a_backup(delta):
+    import io
+    import json
+    import struct
+
+    from backup_format import FORMAT_DELTA, SKIPPABLE_MAGIC, NotABackupError
+
+    header = {
+        "format": FORMAT_DELTA,
+        "created_at": "2026-11-26T12:00:00.000+00:00",
+        "reason": "change",
+        "schema_version": 4,
+        "row_counts": {"users": 1},
+        "sha256": "a" * 64,
+        "db_size": 4096,
+        "delta": delta,
+    }
+    payload = json.dumps(header).encode()
+    try:
+        info = read_header(io.BytesIO(struct.pack("<II", SKIPPABLE_MAGIC, len(payload)) + payload))
+    except NotABackupError:
+        return
+    assert info.delta.page_count * info.delta.page_size == info.db_size
+
+
+@settings(max_examples=200, deadline=None)
+@given(records=st.binary(max_size=3000), pages=st.integers(0, 3))
+def test_whatever_the_records_hold_applying_them_is_done_or_refused(records, pages):
+    import io
+
+    delta = deltas.Delta(4, 1, "a" * 64, ("backup-20261126T120000000Z-manual.db.zst",), 512, 2, pages)
+    target = io.BytesIO(bytes(1024))
+    try:
+        carried = deltas.apply_records(io.BytesIO(records), target, delta)
+    except deltas.DeltaError:
+        return
+    assert len(carried) <= pages and len(target.getvalue()) == 1024
