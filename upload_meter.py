@@ -28,7 +28,7 @@ KEPT_HOURS = 7 * 24  # the pace looks at the last week
 MONTH = timedelta(days=30)
 MIN_WINDOW = timedelta(hours=1)  # a pace from a few minutes of counts would be noise
 MAX_STRETCH = 60.0  # on-change backups spaced out at most this many times their window
-GB = 10**9
+GB = 1 << 30  # as sizes are shown (20 GB reads "20 GB")
 
 
 class UploadMeter:
