@@ -120,9 +120,13 @@ class TelegramChat:
         chat = self.index.chat_id
         refs = [ref for entry in going for ref in entry.refs(chat)]
         index.entries = [entry for entry in index.entries if entry.info.name not in names]
-        # A delta's message stays for the next piece of its level to be edited into (it holds
-        # nothing any restore point needs); any other message's data leaves the chat.
-        keep = {Ref(chat, m) for entry in going if entry.info.delta for m in entry.message_ids}
+        # A delta's message at its level stays for the next piece of that level to be edited
+        # into (it holds nothing any restore point needs); any other message's data (a side
+        # piece's too) leaves the chat.
+        rolling = set(index.rolling)
+        keep = {
+            Ref(chat, m) for entry in going if entry.info.delta for m in entry.message_ids if m in rolling
+        }
         index.levels = [
             [m for m in level if Ref(chat, m) not in refs or Ref(chat, m) in keep] for level in index.levels
         ]

@@ -644,3 +644,31 @@ def test_a_write_that_changed_nothing_leaves_the_writer_free_to_go_quiet(tmp_pat
     assert s.engine.everything_offsite() is None  # a write: it cannot know yet
     assert s.engine.create("change").info is None  # skipped: nothing changed
     assert s.engine.everything_offsite() is not None
+
+
+def test_scheduled_side_pieces_are_history_in_the_chat_and_leave_it_whole_when_rotated(tmp_path, fake):
+    """A scheduled backup on a chain whose full backup is history is a side piece: a new message
+    that retires none of the on-change ones; rotated out, its message leaves the chat, and the
+    full backup it needed stays while another kept restore point needs it."""
+    s = Setup(tmp_path, fake, BACKUP_KEEP="2")
+    s.pad(1)
+    s.engine.create("manual")  # the full backup: history
+
+    def live():
+        return {
+            m["message_id"]: m["document"]["file_name"]
+            for m in fake.messages(CHAT)
+            if "-backup-2" in (m.get("document") or {}).get("file_name", "") and not m.get("deleted")
+        }
+
+    s.add_users(1)
+    s.engine.create("change")
+    sides = []
+    for user in (2, 3, 4):
+        s.add_users(user)
+        sides.append(s.engine.create("scheduled").stored[-1])
+        assert sides[-1].delta is not None and sides[-1].delta.number == 0
+    names = set(live().values())
+    assert not any(sides[0].name.endswith(name.split("-", 1)[1]) for name in names)  # rotated out
+    assert any(name.endswith("-manual.db.zst") for name in names)  # still needed by the others
+    assert any(name.endswith("-change.delta.zst") for name in names)  # the chain's piece stayed
