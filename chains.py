@@ -78,7 +78,12 @@ def rebuild(
     state = workdir / "chain.db"
     while True:
         pieces = [copies[n][chosen[n]] for n in range(len(files))]
-        used, failed, applied = _apply(pieces, files, state)
+        try:
+            used, failed, applied = _apply(pieces, files, state)
+        except BackupError:  # the full backup itself is damaged: another copy of it, if any
+            if chosen[0] + 1 >= len(copies[0]):
+                raise
+            used, failed = -1, "the full backup is damaged"
         if not failed:
             break
         bad = used + 1
@@ -89,6 +94,8 @@ def rebuild(
         chosen[bad] += 1
         more, reason = _fetch(copies, chosen, bad, local)
         files = files[:bad] + more
+        if not files:
+            raise BackupError(f"the full backup this builds on cannot be read ({reason})")
     info = replace(pieces[used], destination=wanted.destination)
     if used == len(copies) - 1:
         return Rebuilt(info, state, None, applied)

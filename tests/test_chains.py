@@ -458,3 +458,44 @@ def test_whatever_the_records_hold_applying_them_is_done_or_refused(records, pag
     except deltas.DeltaError:
         return
     assert len(carried) <= pages and len(target.getvalue()) == 1024
+
+
+def test_a_damaged_full_backup_is_taken_from_another_place_and_without_one_refused(tmp_path):
+    from destinations import LocalFolder
+
+    class Elsewhere(LocalFolder):
+        name = "elsewhere"
+
+    db, _, _ = make(tmp_path / "bot", users=20_000)
+    engine = BackupEngine(
+        db, engine_settings(tmp_path / "bot"), offsite=[Elsewhere(tmp_path / "elsewhere")], clock=Clock()
+    )
+    try:
+        engine.create("startup")
+        for n in range(2):
+            add_users(db, 100_000 + 3 * n, 3)
+            engine.create("change")
+        expected, newest = snapshot_of(engine), engine.newest_local()
+        full = Path(engine.local.list()[-1].location)
+        other = tmp_path / "elsewhere" / full.name
+        content = other.read_bytes()
+        other.unlink()  # a copy of its own (the folders share a disk: the file was linked)
+        other.write_bytes(content)
+        damage_flip(full)
+
+        def state():
+            return rebuild(
+                newest,
+                engine.listing().backups,
+                lambda p, f: Path(p.location),
+                tmp_path,
+                None,
+                lambda p: False,
+            )
+
+        assert state().shortfall is None and state().path.read_bytes() == expected
+        damage_flip(other)
+        with pytest.raises(BackupError, match="corrupt"):
+            state()
+    finally:
+        db.close()
