@@ -50,6 +50,7 @@ from panel_screens import (
 )
 from panel_users import People
 from readers import Readers
+from telegram_errors import shown
 
 log = logging.getLogger("admin_panel")
 ERROR_SHOWN = 1000  # characters of an error's text in a "❌ …" answer (the log has all of it)
@@ -95,7 +96,8 @@ class AdminPanel:
         forum, its commands and labels get one line saying so, and nothing of the database
         (statistics, paths, files, status) and no admin keyboard is ever posted there."""
         here, elsewhere, add = self.in_private_chat, self.elsewhere, self.bot.register_message_handler
-        add(self.open_panel, commands=["admin", "start"], func=here)
+        add(self.start, commands=["start"], func=here)
+        add(self.open_panel, commands=["admin"], func=here)
         add(self.backups.create, commands=["backup"], func=here)
         add(self.backups.start_fresh_command, commands=["start_fresh"], func=here)
         add(self.language_screen, commands=["language"], func=here)
@@ -181,7 +183,8 @@ class AdminPanel:
                 OSError,
                 telebot.apihelper.ApiException,
             ) as error:
-                self.say(message, Text("❌ {error}", error=Code(str(error), most=ERROR_SHOWN)))
+                log.warning("an admin panel job failed: %s", error)  # the raw words, redacted
+                self.say(message, Text("❌ {error}", error=shown(error, ERROR_SHOWN)))
             except Exception:
                 log.exception("an admin panel job failed")
                 self.say(message, Text("❌ Something went wrong; the log has the details."))
@@ -195,6 +198,14 @@ class AdminPanel:
             message,
             Text("🔒 The admin panel works only in a private chat with me."),
             reply_markup=types.ReplyKeyboardRemove(),
+        )
+
+    def start(self, message) -> None:
+        """An admin's /start: the panel, and their id, as a user's /start tells theirs."""
+        self.show(
+            message,
+            Screen.MAIN,
+            Text("🛠 Admin panel. Your Telegram user id is {id}.", id=Code(str(message.from_user.id))),
         )
 
     def open_panel(self, message) -> None:

@@ -13,9 +13,9 @@ from pathlib import Path
 import database
 import human
 import locks
-from backup_format import BackupError, BackupInfo
+from backup_format import PIECE_NAME, BackupError, BackupInfo, sniff
 from clock import utc_now
-from config import ConfigError, Settings, load_settings
+from config import MIN_PASSPHRASE, ConfigError, Settings, load_settings
 from database import Database
 from destinations import DestinationError, LocalFolder
 from engine import STEP_PAGES, BackupEngine
@@ -27,8 +27,13 @@ WHERE = ("local", "telegram", "s3")
 # A backup as `list` prints it and verify / restore take it back: DESTINATION:NAME. The prefix
 # is matched loosely (any word) so that a mistyped destination is told as such, not as a file.
 REFERENCE = re.compile(r"([a-z][a-z0-9_-]*):(.*)", re.DOTALL)
+OWN_NAME = PIECE_NAME  # backup_format.file_name's, a full backup's or a delta's
 SHOWN_LENGTH = 100  # characters of a person's argument repeated in an error line
 BACKUP_HELP = "a backup as `list` prints it (local:NAME, telegram:NAME, s3:NAME), or a backup file's path"
+
+
+class _CannotAsk(Exception):
+    """A question the command cannot ask: a usage error (exit 2), naming what to add."""
 
 
 class _ReaderGone(Exception):
@@ -44,10 +49,17 @@ class _Parser(argparse.ArgumentParser):
 def cli(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = load_settings(require_token=False)
+        # A passphrase too short for the bot still opens the backups sealed with it here.
+        settings = load_settings(require_token=False, short_passphrase=True)
     except ConfigError as error:
         print(f"configuration error: {_one_line(str(error))}", file=sys.stderr)
         return 2
+    if settings.backup_passphrase and len(settings.backup_passphrase) < MIN_PASSPHRASE:
+        print(
+            f"warning: BACKUP_PASSPHRASE is shorter than {MIN_PASSPHRASE} characters: the bot refuses it; "
+            "choose a longer one (docs/configuration.md)",
+            file=sys.stderr,
+        )
     setup_logging(settings.log_level if settings.log_level == "DEBUG" else "WARNING", settings.secrets)
     code = _run(settings, args)
     try:
@@ -62,6 +74,9 @@ def _run(settings: Settings, args) -> int:
         return args.run(settings, args)
     except _ReaderGone:
         return _reader_gone()
+    except _CannotAsk as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except (BackupError, database.DatabaseError, DestinationError, locks.AlreadyRunningError) as error:
         print(f"error: {_one_line(Redactor(settings.secrets)(str(error)))}", file=sys.stderr)
         return 1
@@ -119,8 +134,9 @@ def _parser() -> argparse.ArgumentParser:
         "list",
         _list,
         "list the backups, newest first",
-        "List the backups of every destination, newest first: time, reason, size, rows, and "
-        "the backup as DESTINATION:NAME, which verify and restore take.",
+        "List the backups of every destination, newest first, each once: time, reason, size, "
+        "rows, the places that hold it, and the backup as DESTINATION:NAME, which verify and "
+        "restore take. The places it does not look at, and why, go to standard error.",
         where=True,
     )
     verify = _command(
@@ -142,7 +158,7 @@ def _parser() -> argparse.ArgumentParser:
         where=True,
     )
     restore.add_argument("source", metavar="BACKUP|latest", help=f"{BACKUP_HELP}, or 'latest'")
-    restore.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    restore.add_argument("--yes", action="store_true", help="do not ask (needed without a terminal)")
     decrypt = _command(
         commands,
         "decrypt",
@@ -213,7 +229,10 @@ def _create(settings: Settings, args) -> int:
 
 
 def _list(settings: Settings, args) -> int:
-    listing = _engine(settings, where=args.where).listing(only=args.where)
+    engine = _engine(settings, where=args.where)
+    if args.where is None:
+        _say_unseen(settings)
+    listing = engine.listing(only=args.where)
     for unreachable in listing.unreachable:
         print(
             _one_line(
@@ -223,12 +242,42 @@ def _list(settings: Settings, args) -> int:
         )
     if not listing.backups:
         _out("no backups found")
-    for info in listing.backups:
+    backups = _by_backup(listing.backups)
+    width = max((len(_places(copies)) for copies in backups), default=0)
+    for copies in backups:
+        info = copies[0]  # the copy verify and restore take by the reference shown
         _out(
             f"{info.created_at:%Y-%m-%d %H:%M:%S} UTC  {info.reason:<11}  {human.size(info.size):>9}  "
-            f"{info.total_rows:>9} rows  {_reference_of(info)}"
+            f"{info.total_rows:>9} rows  {_places(copies):<{width}}  {_reference_of(info)}"
         )
     return 0
+
+
+def _by_backup(copies: Sequence[BackupInfo]) -> list[list[BackupInfo]]:
+    """The copies of each backup together, newest first as listed; each backup's copies in the
+    order of WHERE (the local one first: the nearest). A copy's name may carry more than the
+    backup's (the chat's begin with the bot's name, an encrypted one ends .sealed) and its size
+    differs; the backup's own name and the checksum of the database inside do not."""
+    found: dict[tuple, list[BackupInfo]] = {}
+    for info in copies:
+        own = OWN_NAME.search(info.name)
+        key = (own.group(0), info.sha256) if own else (info.destination, info.name)
+        found.setdefault(key, []).append(info)
+    rank = {name: n for n, name in enumerate(WHERE)}
+    return [sorted(held, key=lambda c: rank.get(c.destination, len(WHERE))) for held in found.values()]
+
+
+def _places(copies: Sequence[BackupInfo]) -> str:
+    return "in " + ", ".join(info.destination for info in copies)
+
+
+def _say_unseen(settings: Settings) -> None:
+    """On standard error: the places `list` does not look at, and why, so that a listing
+    without them never reads as all there is."""
+    for name, why in destinations_off(settings).items():
+        if name == "telegram" and not settings.bot_token:
+            why = "the chat is read with the bot's token, and BOT_TOKEN is not set"
+        print(f"not looked at: {name} ({why})", file=sys.stderr)
 
 
 def _reference_of(info: BackupInfo) -> str:
@@ -249,6 +298,12 @@ def _verify(settings: Settings, args) -> int:
 
 
 def _restore(settings: Settings, args) -> int:
+    if not args.yes and not sys.stdin.isatty():
+        # The question would go unseen and unanswered (a pipe, a script, cron): say so at once.
+        raise _CannotAsk(
+            "restore asks before it replaces the database, and standard input is not a terminal "
+            "to ask on: add --yes to restore without the question"
+        )
     try:
         Path(settings.db_path).parent.mkdir(parents=True, exist_ok=True)
         lock = locks.InstanceLock(settings.db_path, "python backup.py restore")
@@ -260,7 +315,7 @@ def _restore(settings: Settings, args) -> int:
         probe, source = _source(settings, None if args.source == "latest" else args.source, args.where)
         info = probe.verify(source)  # refuse a bad file before asking anything
         if not args.yes and not _confirmed(info, settings.db_path):
-            print("nothing restored (add --yes to skip this question)", file=sys.stderr)
+            print("nothing restored", file=sys.stderr)
             return 1
         db, _ = database.open_or_move_aside(settings.db_path, utc_now())
         try:
@@ -277,9 +332,19 @@ def _restore(settings: Settings, args) -> int:
 
 
 def _decrypt(settings: Settings, args) -> int:
+    source = Path(args.file)
+    kind = _kind_of(source)
+    if kind == "backup":
+        raise BackupError(
+            f"{source} is not encrypted: it is a backup as it is, which `zstd -d` opens "
+            "(and `python backup.py verify` checks)"
+        )
+    if kind == "sqlite":
+        raise BackupError(f"{source} is not encrypted: it is an SQLite database as it is")
+    if kind != "encrypted":
+        raise BackupError(f"{source} is not an encrypted backup (nor a backup)")
     if not settings.backup_passphrase:
         raise BackupError("set BACKUP_PASSPHRASE to the passphrase the backup was encrypted with")
-    source = Path(args.file)
     target = Path(args.output) if args.output else source.with_name(source.name.removesuffix(".sealed"))
     if target == source or target.exists():
         raise BackupError(f"{target} exists already: name another one with -o")
@@ -363,10 +428,22 @@ def _newest(engine: BackupEngine, where: str | None) -> BackupInfo:
 
 
 def _confirmed(info: BackupInfo, db_path: str) -> bool:
-    if not sys.stdin.isatty():
-        return False
-    answer = input(
+    """Ask on the terminal. The question goes to standard error, so it is seen even when
+    standard output goes to a file or a pipe."""
+    print(
         f"Replace the data in {db_path} with {info.name} "
-        f"({info.created_at:%Y-%m-%d %H:%M} UTC, {info.total_rows} rows)? [y/N] "
+        f"({info.created_at:%Y-%m-%d %H:%M} UTC, {info.total_rows} rows)? [y/N] ",
+        end="",
+        file=sys.stderr,
+        flush=True,
     )
-    return answer.strip().lower() in ("y", "yes")
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def _kind_of(path: Path) -> str:
+    """What a file is by its first bytes (backup_format.sniff): 'backup', 'encrypted', ..."""
+    try:
+        with open(path, "rb") as stream:
+            return sniff(stream)
+    except OSError as error:
+        raise BackupError(f"cannot read {path}: {error.strerror or error}") from None

@@ -46,7 +46,7 @@ from typing import BinaryIO
 import requests
 import telebot
 from requests_toolbelt import MultipartEncoder
-from telebot import apihelper
+from telebot import apihelper, types
 
 from files import CHUNK
 
@@ -430,3 +430,22 @@ def calling(what: str) -> Iterator[None]:
 def json_field(value) -> str:
     """A structured parameter as the Bot API takes it in a form."""
     return json.dumps(value, ensure_ascii=False)
+
+
+# --- the command menu ----------------------------------------------------------------------------
+
+
+def set_commands(
+    bot: telebot.TeleBot, commands: list[tuple[str, str]], chat_id: int | None = None, language_code: str = ""
+) -> None:
+    """setMyCommands: the "/" menu of `commands` ((name, description) pairs) for everyone
+    (chat_id None: BotCommandScopeDefault) or for one chat (BotCommandScopeChat), for readers
+    whose app is in `language_code` ("": everyone else). Raises BotApiError."""
+    scope = types.BotCommandScopeDefault() if chat_id is None else types.BotCommandScopeChat(chat_id)
+    where = "everyone" if chat_id is None else f"chat {chat_id}"
+    with calling(f"set the command menu for {where} ({language_code or 'any language'})"):
+        bot.set_my_commands(
+            [types.BotCommand(name, description) for name, description in commands],
+            scope=scope,
+            language_code=language_code or None,
+        )

@@ -36,6 +36,12 @@ HOUR, DAY, YEAR = 3600, 86400, 8760  # seconds, seconds, hours: the bounds of th
 MAX_BLOCK_MINUTES = 366 * 24 * 60  # a block (FLOOD_BLOCK_MINUTES, /block's MINUTES): a leap year
 
 
+# A passphrase guessed offline is tried at scrypt's cost (sealing.py: N = 2^15, about a tenth of
+# a second a guess on one core), and a secret is redacted from every text it appears in: under
+# 12 characters it is guessable, and matches inside ordinary words (docs/configuration.md).
+MIN_PASSPHRASE = 12
+
+
 class ConfigError(Exception):
     """A setting is missing or malformed; the message names it and says what it expects."""
 
@@ -108,8 +114,11 @@ def load_settings(
     *,
     require_token: bool = True,
     dotenv_path: Path | None = None,
+    short_passphrase: bool = False,
 ) -> Settings:
-    """Build Settings from `environ` (default: os.environ over ./.env; the environment wins)."""
+    """Build Settings from `environ` (default: os.environ over ./.env; the environment wins).
+    `short_passphrase`: take a BACKUP_PASSPHRASE under MIN_PASSPHRASE (the command line, so
+    backups sealed with one can still be opened)."""
     env = _merged_environment(environ, dotenv_path)
     reader = _Reader(env)
     token = reader.text("BOT_TOKEN")
@@ -135,7 +144,7 @@ def load_settings(
         db_path=db_path,
         backup_dir=reader.text("BACKUP_DIR") or str(Path(db_path).parent / "backups"),
         backup_chat_id=reader.backup_chat_id(admin_ids),
-        backup_passphrase=reader.text("BACKUP_PASSPHRASE"),
+        backup_passphrase=reader.passphrase(short_passphrase),
         backup_read_back=reader.switch("BACKUP_READBACK", True),
         s3_bucket=reader.text("S3_BUCKET"),
         s3_prefix=reader.text("S3_PREFIX") or "",
@@ -202,6 +211,16 @@ class _Reader:
     def text(self, name: str) -> str | None:
         value = self.env.get(name, "").strip()
         return value or None
+
+    def passphrase(self, short_ok: bool) -> str | None:
+        """BACKUP_PASSPHRASE: at least MIN_PASSPHRASE characters (docs/configuration.md says why)."""
+        value = self.text("BACKUP_PASSPHRASE")
+        if value is not None and len(value) < MIN_PASSPHRASE and not short_ok:
+            raise ConfigError(
+                f"BACKUP_PASSPHRASE is too short to be a secret: {len(value)} characters, at least "
+                f"{MIN_PASSPHRASE} are needed (a few words: see docs/configuration.md)"
+            )
+        return value
 
     def integer(self, name: str, default: int, minimum: int, maximum: int, most: str = "") -> int:
         """A whole number from `minimum` to `maximum` (`most`: the maximum as a person reads it)."""

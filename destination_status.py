@@ -13,6 +13,7 @@ from datetime import datetime
 from clock import Clock
 from database import Database
 from i18n import Alert, Code, Text
+from telegram_errors import shown
 
 log = logging.getLogger("backup")
 
@@ -53,7 +54,7 @@ class StatusBoard:
                 Text(
                     "⚠️ A backup could not be stored in {where}: {error}. It is retried at the next backup.",
                     where=where,
-                    error=Code(error),
+                    error=shown(error),
                 )
             )
             status.failing_since = self.clock()

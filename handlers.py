@@ -1,5 +1,6 @@
 """User-facing handlers: /start, /help, /id and /language, activity tracking, flood control,
-the blocked gate, and the admins' /block and /unblock.
+the blocked gate, the admins' /block and /unblock, and the answer to what the bot does not
+understand.
 
 Tracking and the gate run as a pyTelegramBotAPI class middleware, so every message passes them
 before any handler (the admin panel's included) sees it; a blocked or flooding user's update is
@@ -43,12 +44,16 @@ class ActivityGate(BaseMiddleware):
         super().__init__()
         self.update_types = ["message"]
         self.bot, self.db, self.settings, self.readers, self.clock = bot, db, settings, readers, clock
+        self.addressing = Addressing(bot)
 
     def pre_process(self, message, data) -> CancelUpdate | None:
         user = message.from_user
         if user is None or user.is_bot or message.content_type not in WRITTEN:
             # Not a person writing: a channel's post, another bot, or a service message (a pin,
             # a group's upgrade), which Telegram sends the bot for its own actions too.
+            return CancelUpdate()
+        if self.addressing.elsewhere(message):
+            # "/start@OtherBot" in a group: pyTelegramBotAPI would run our /start for it.
             return CancelUpdate()
         now = self.clock()
         window_start = now - timedelta(seconds=self.settings.flood_window_seconds)
@@ -93,6 +98,7 @@ class Commands:
         self, bot: telebot.TeleBot, db: Database, settings: Settings, readers: Readers, clock: Clock
     ):
         self.bot, self.db, self.settings, self.readers, self.clock = bot, db, settings, readers, clock
+        self.addressing = Addressing(bot)
 
     def register(self) -> None:
         add, admin = self.bot.register_message_handler, self.admin
@@ -103,6 +109,8 @@ class Commands:
         add(self.help, commands=["help"])
         add(self.block, commands=["block"], func=admin)
         add(self.unblock, commands=["unblock"], func=admin)
+        # Last: whatever no handler above (nor the admin panel's, registered before) took.
+        add(self.not_understood, content_types=list(WRITTEN), func=self.addressing.answerable)
 
     def admin(self, message) -> bool:
         return is_admin(self.settings, message)
@@ -158,6 +166,20 @@ class Commands:
             ]
         self.reply(message, lines_of(*lines))
 
+    def not_understood(self, message) -> None:
+        """One short line pointing at /help: silence reads as a dead bot."""
+        command = command_of(message.text)
+        if command is None:
+            self.reply(message, Text("I did not understand that. Send /help to see what I can do."))
+        else:
+            self.reply(
+                message,
+                Text(
+                    "I do not know the command {command}. Send /help to see what I can do.",
+                    command=Code("/" + command[0], most=33),
+                ),
+            )
+
     def block(self, message) -> None:
         self.reply(
             message, block_command(self.bot, self.db, self.settings, self.readers, message.text, self.clock())
@@ -165,6 +187,48 @@ class Commands:
 
     def unblock(self, message) -> None:
         self.reply(message, unblock_command(self.bot, self.db, self.readers, message.text))
+
+
+def command_of(text: str | None) -> tuple[str, str | None] | None:
+    """A command's name and the bot it is addressed to ("/foo@SomeBot" -> ("foo", "SomeBot")),
+    or None when the text is not a command."""
+    if not text or not text.startswith("/"):
+        return None
+    name, _, to = text.split(maxsplit=1)[0][1:].partition("@")
+    return name, to or None
+
+
+class Addressing:
+    """Whom a message speaks to. In a private chat everything is for the bot; in a group only a
+    command addressed to it by name ("/foo@ThisBot"), so the bot never answers the group's
+    chatter, nor a command meant for another bot there."""
+
+    def __init__(self, bot: telebot.TeleBot):
+        self.bot = bot
+
+    def username(self) -> str | None:
+        """This bot's username (getMe, cached by the library); None while Telegram cannot say."""
+        try:
+            return self.bot.user.username
+        except Exception as error:  # the network at boot: ask again with the next message
+            log.debug("getMe failed: %s", type(error).__name__)
+            return None
+
+    def elsewhere(self, message) -> bool:
+        """A command addressed by name to another bot."""
+        command = command_of(message.text)
+        if command is None or command[1] is None:
+            return False
+        mine = self.username()
+        return mine is not None and command[1].lower() != mine.lower()
+
+    def answerable(self, message) -> bool:
+        """Whether a message nobody handled deserves the "send /help" answer."""
+        if message.chat.type == "private":
+            return True
+        command = command_of(message.text)
+        mine = self.username() if command is not None and command[1] is not None else None
+        return mine is not None and command[1].lower() == mine.lower()
 
 
 def register(

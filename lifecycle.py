@@ -53,6 +53,7 @@ from i18n import Alert, Code, Plural, Text
 from lease import Head, HeadState, KnockWatch
 from liveness import Liveness
 from tasks import JobRunner
+from telegram_errors import shown
 from updates import DRAIN_SECONDS, Poller, WebhookGate, drain
 
 log = logging.getLogger("lifecycle")
@@ -197,7 +198,7 @@ class Lifecycle:
             return Text(
                 "The hand-over backup {name} cannot be restored ({error})",
                 name=Code(final.name),
-                error=Code(str(error)),
+                error=shown(error),
             )
         waited = time.monotonic() - started
         self.took_over = True
@@ -270,7 +271,7 @@ class Lifecycle:
         if a destination could not take its head)."""
         head, _ = self.lease.heads()
         named = head if head is not None and head.state is HeadState.FINAL else None
-        candidates = [c for c in self.engine.listing().backups if c.destination != "local"]
+        candidates = _offsite_backups(self.engine)
         for candidate in candidates:
             newer = restored is None or candidate.order > restored.order
             if newer and (_named_by(named, candidate) or (candidate is candidates[0] and candidate.final)):
@@ -424,7 +425,7 @@ class Lifecycle:
         if mine is not None and head.generation <= mine.generation:  # nothing newer than its own
             return
         final = next(
-            (c for c in self.engine.listing().backups if _named_by(head, c) and c.destination != "local"),
+            (c for c in _offsite_backups(self.engine) if _named_by(head, c)),
             None,
         )
         with self._lock:
@@ -483,6 +484,11 @@ class Lifecycle:
             elif self.gate is not None:
                 self.gate.stop()
             self.runner.stop(timeout=DRAIN_SECONDS)
+
+
+def _offsite_backups(engine: BackupEngine) -> list[BackupInfo]:
+    """The backups every place off the machine lists (the local folder's left out)."""
+    return [c for c in engine.listing().backups if c.destination != engine.local.name]
 
 
 def _named_by(head: Head | None, info: BackupInfo) -> bool:

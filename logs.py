@@ -9,6 +9,7 @@ traceback included, and the libraries' own handlers are removed so nothing bypas
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 from collections.abc import Iterable
@@ -18,7 +19,15 @@ REDACTED = "[REDACTED]"
 
 class Redactor:
     """Replaces every secret in a text. The secret part of a token ("123:SECRET") is replaced on
-    its own too, for URL-quoted forms."""
+    its own too, for URL-quoted forms.
+
+    A secret of ANYWHERE characters or more is replaced wherever it appears, inside a URL or
+    glued to other characters (no ordinary word holds one); a shorter one (a webhook secret
+    can be a few letters) only where it stands whole, not inside a longer word, so that "xis"
+    never turns "exists" into "e[REDACTED]ts". BACKUP_PASSPHRASE is at least that long
+    (config.MIN_PASSPHRASE)."""
+
+    ANYWHERE = 12
 
     def __init__(self, secrets: Iterable[str]):
         parts = set()
@@ -27,12 +36,14 @@ class Redactor:
                 parts.add(secret)
                 if ":" in secret:
                     parts.add(secret.split(":", 1)[1])
-        self._secrets = sorted(parts, key=len, reverse=True)
+        patterns = [
+            re.escape(secret) if len(secret) >= self.ANYWHERE else rf"(?<!\w){re.escape(secret)}(?!\w)"
+            for secret in sorted(parts - {""}, key=len, reverse=True)  # the longest first
+        ]
+        self._pattern = re.compile("|".join(patterns)) if patterns else None
 
     def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        return text
+        return self._pattern.sub(REDACTED, text) if self._pattern else text
 
 
 class RedactingFormatter(logging.Formatter):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import telebot
 
 import bot_api
+import command_menu
 import database
 import handlers
 import locks
@@ -127,6 +128,7 @@ def _run(wired: Bot) -> int:
     panel = AdminPanel(bot, db, engine, runner.statuses, settings, readers, utc_now)
     panel.register()  # first: an admin's /start opens the panel
     handlers.register(bot, db, settings, readers)
+    command_menu.set_in_background(bot, settings)  # the "/" menu; never holds up the start
     runner.pause()  # nothing is written before this instance is the writer
     runner.start()
     instance = Lifecycle(
@@ -169,7 +171,7 @@ def _log_database(db, report, settings: Settings) -> None:
 def _token_accepted(bot: telebot.TeleBot) -> bool:
     """False (after saying so) when Telegram rejects the token; a network error is only a warning."""
     try:
-        me = bot.get_me()
+        me = bot.user  # getMe, kept by the library: the handlers know the bot's name by it
         log.info("logged in as @%s", me.username)
     except telebot.apihelper.ApiTelegramException as error:
         if error.error_code == 401:

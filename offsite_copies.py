@@ -20,6 +20,7 @@ from files import scratch_folder
 from i18n import Alert, Code, Text
 from lease import Lease
 from sealing import Sealer, SealError
+from telegram_errors import shown
 from upload_meter import UploadMeter
 
 log = logging.getLogger("backup")
@@ -113,7 +114,7 @@ class OffsiteCopies:
                         "⚠️ Backup {name} was stored in {destination} but cannot be read back to check it ({error}).",
                         name=Code(placed.name),
                         destination=shown_place(destination.name),
-                        error=Code(str(error)),
+                        error=shown(error),
                     )
                 )
                 self._too_large_told.add(destination.name)

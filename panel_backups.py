@@ -26,6 +26,7 @@ from i18n import (
 )
 from panel_screens import BACKUP, CREATE, RESTORE, START_FRESH, PanelPart, Screen
 from startup import destinations_off
+from telegram_errors import shown
 from upload_meter import GB
 
 log = logging.getLogger("admin_panel")
@@ -59,7 +60,7 @@ class Backups(PanelPart):
                 "",
                 Text("{job}: {interval}", job=Code(job.name), interval=Every(job.interval_seconds)),
                 Text("{last}; next {when}", last=last, when=job.next_run),
-                Text("last error: {error}", error=Code(job.last_error, DETAIL))
+                Text("last error: {error}", error=shown(job.last_error))
                 if job.last_error
                 else Text("last error: none"),
             ]
@@ -230,7 +231,7 @@ class Backups(PanelPart):
                 )
             ]
             parts += [
-                Text("⚠️ not in {destination}: {error}", destination=Code(name), error=Code(error, DETAIL))
+                Text("⚠️ not in {destination}: {error}", destination=Code(name), error=shown(error))
                 for name, error in result.failures.items()
             ]
             self.panel.say(message, lines(*parts))
@@ -248,7 +249,7 @@ class Backups(PanelPart):
                 for n, copies in enumerate(backups, start=1)
             ]
             parts += [
-                Text("⚠️ {destination}: {error}", destination=Code(u.destination), error=Code(u.error, DETAIL))
+                Text("⚠️ {destination}: {error}", destination=Code(u.destination), error=shown(u.error))
                 for u in listing.unreachable
             ]
             self.panel.say(message, lines(*parts))
@@ -364,7 +365,7 @@ def destination_line(status) -> Text:
         return Text(
             "❌ failing since {since}: {error} (last tried {when})",
             since=status.failing_since,
-            error=Code(status.last_error, DETAIL),
+            error=shown(status.last_error),
             when=status.last_error_at,
         )
     if status.last_success:

@@ -40,8 +40,8 @@ from lease import Head, Knock, fence
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT, READ_TIMEOUT = 5, 60  # seconds: an unreachable endpoint fails within seconds
-HEAD_NAME = "head.json"  # who writes the backups in this prefix (backup_format.Head)
-KNOCK_NAME = "knock.json"  # the latest request to that writer to hand over (backup_format.Knock)
+HEAD_NAME = "head.json"  # who writes the backups in this prefix (lease.Head)
+KNOCK_NAME = "knock.json"  # the latest request to that writer to hand over (lease.Knock)
 PROBE_NAME = "conditional-writes-probe"  # written twice at a start: does the bucket honour If-None-Match?
 MAX_HEAD_BYTES = 64 * 1024
 PRECONDITION_FAILED = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")  # 409: AWS, racing

@@ -30,6 +30,7 @@ from engine import BackupEngine, Refusal, StartupRestore
 from i18n import DETAIL, N_, Alert, Code, Plural, Reader, Text, lines
 from lease import Lease, LeaseStore
 from telegram_destination import ChatIndex, ChatLease, TelegramChat
+from telegram_errors import shown
 
 log = logging.getLogger("startup")
 
@@ -233,6 +234,19 @@ def _pause_if_a_real_backup_may_exist(engine: BackupEngine, outcome: StartupRest
     return why
 
 
+def _passed_over(refusal: Refusal) -> Text:
+    """A backup the startup's restore passed over, and why (Telegram's errors in words)."""
+    return Text(
+        "A newer backup was passed over: {backup}",
+        backup=Text(
+            "{name} ({destination}): {why}",
+            name=Code(refusal.info.name),
+            destination=Code(refusal.info.destination),
+            why=shown(refusal.reason),
+        ),
+    )
+
+
 def _tell_admins(alert: Alert, db: Database, report: StartupReport, now: datetime) -> None:
     if db.storage.in_memory:
         alert(
@@ -249,10 +263,7 @@ def _tell_admins(alert: Alert, db: Database, report: StartupReport, now: datetim
         )
     if report.restored is not None:
         info = report.restored
-        passed = [
-            Text("A newer backup was passed over: {backup}", backup=Code(str(refusal), DETAIL))
-            for refusal in report.passed_over[:DOUBTS_KEPT]
-        ]
+        passed = [_passed_over(refusal) for refusal in report.passed_over[:DOUBTS_KEPT]]
         if len(report.passed_over) > DOUBTS_KEPT:
             passed.append(
                 Text(

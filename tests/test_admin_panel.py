@@ -188,7 +188,10 @@ def test_a_non_admin_never_reaches_the_panel(fake, start_bot):
     press(fake, "/admin", "Admin panel")  # the admin's update comes after the user's: all are fetched
     assert bot.stop()[0] == 0  # the shutdown lets every handler in progress finish: nothing comes later
     from_bot = [m for m in fake.messages(USER) if m["from"]["is_bot"]]
-    assert len(from_bot) == 1 and "registered" in from_bot[0]["text"]  # only the /start answer
+    assert "registered" in from_bot[0]["text"]  # the /start answer; the rest: "send /help"
+    sent = ["/admin", "/backup", "/start_fresh", *LABELS, "backup.db.zst"]
+    assert len(from_bot) == 1 + len(sent)
+    assert all(m["text"].endswith("Send /help to see what I can do.") for m in from_bot[1:])
     assert all(not buttons(m) for m in from_bot)
     assert not any(m.get("document") or m.get("photo") for m in from_bot)
 

@@ -83,12 +83,14 @@ def test_create_list_verify_restore_without_a_bot_token(env, tmp_path):
     make_database(db_path, users=[3])
     listed = run(env, "list")
     assert listed.returncode == 0 and "manual" in listed.stdout and f"{rows} rows" in listed.stdout
+    assert listed.stderr.splitlines() == UNSEEN  # what it did not look at, and why
 
     verified = run(env, "verify")
     assert verified.returncode == 0 and verified.stdout.startswith("ok: backup-")
 
-    refused = run(env, "restore", "latest")  # no terminal to ask: nothing happens
-    assert refused.returncode == 1 and "--yes" in refused.stderr
+    refused = run(env, "restore", "latest")  # no terminal to ask on: an error naming --yes
+    one_line_error(refused, "standard input is not a terminal to ask on: add --yes")
+    assert refused.returncode == 2
     assert users_in(db_path, admins=()) == {1, 2, 3}
 
     restored = run(env, "restore", "latest", "--yes")
@@ -223,8 +225,12 @@ TOKEN = "123456:AAbbCCddEEffGGhhIIjjKKll"
 NAME = "backup-20261126T120000000Z-manual.db.zst"  # the name of the backup one_backup() takes
 LINE = re.compile(
     r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC  [a-z-]+ +[0-9.]+ [KMG]?B +\d+ rows  "
-    r"(local|telegram|s3):\S+$"
+    r"in (local|telegram|s3)(, (telegram|s3))* +(local|telegram|s3):\S+$"
 )
+UNSEEN = [  # what `list` says it did not look at, without BOT_TOKEN and S3_BUCKET
+    "not looked at: telegram (the chat is read with the bot's token, and BOT_TOKEN is not set)",
+    "not looked at: s3 (off: set S3_BUCKET)",
+]
 
 
 def one_backup(env, users=(1, 2)):
@@ -421,7 +427,70 @@ def test_list_piped_into_head_ends_quietly(env, tmp_path):
     stderr = child.stderr.read()
     assert child.wait(30) in (0, 1)
     assert first == whole.splitlines(keepends=True)[0] and LINE.match(first.strip())
-    assert stderr == ""  # no traceback, no BrokenPipeError, no "Exception ignored"
+    assert stderr.splitlines() == UNSEEN  # no traceback, no BrokenPipeError, no "Exception ignored"
+
+
+# --- what the command line cannot see, and what it cannot ask ------------------------------------
+
+
+def test_list_shows_each_backup_once_with_the_places_that_hold_it(env, tmp_path, fake):
+    env = {
+        **env,
+        "BOT_TOKEN": fake.token,
+        "TELEGRAM_API_URL": fake.url,
+        "BACKUP_CHAT_ID": "-100777",
+        "BACKUP_PASSPHRASE": "correct horse battery",  # the chat's copy is sealed: the same backup
+    }
+    make_database(tmp_path / "data" / "bot.db", users=[1, 2])
+    assert run(env, "create").returncode == 0
+    assert run(env, "create").returncode == 0
+    listed = run(env, "list")
+    lines = listed.stdout.splitlines()
+    assert len(lines) == 2 and all(LINE.match(line) for line in lines), listed.stdout
+    assert all(" in local, telegram " in line for line in lines)
+    assert [r.split(":")[0] for r in references(listed)] == ["local", "local"]  # the nearest copy
+    assert listed.stderr.splitlines() == UNSEEN[1:]  # the chat was looked at
+    only_chat = run(env, "list", "--from", "telegram")
+    assert all(" in telegram " in line for line in only_chat.stdout.splitlines()) and only_chat.stderr == ""
+
+
+def test_restore_asks_on_the_terminal_even_when_its_output_is_piped(env, tmp_path):
+    import pty
+
+    db_path = tmp_path / "data" / "bot.db"
+    one_backup(env, users=(1, 2))
+    make_database(db_path, users=[3])
+    for answer, users in (("n", {1, 2, 3}), ("y", {1, 2})):
+        terminal, its_side = pty.openpty()
+        child = subprocess.Popen(
+            [sys.executable, BACKUP, "restore", "latest"],
+            env=env,
+            stdin=its_side,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        os.close(its_side)
+        os.write(terminal, f"{answer}\n".encode())
+        stdout, stderr = child.communicate(timeout=60)
+        os.close(terminal)
+        assert stderr.startswith(f"Replace the data in {db_path} with {NAME} ("), stderr
+        assert users_in(db_path, admins=()) == users
+        assert child.returncode == (1 if answer == "n" else 0) and ("restored" in stdout) == (answer == "y")
+
+
+def test_decrypt_says_what_a_file_is_when_it_is_not_encrypted(env, tmp_path):
+    info = one_backup(env)
+    env = {**env, "BACKUP_PASSPHRASE": "correct horse battery"}
+    plain = run(env, "decrypt", info.location)
+    one_line_error(plain, "is not encrypted: it is a backup as it is, which `zstd -d` opens")
+    assert "damaged" not in plain.stderr
+    one_line_error(run(env, "decrypt", env["DB_PATH"]), "is not encrypted: it is an SQLite database")
+    (tmp_path / "notes.txt").write_text("hello")
+    one_line_error(
+        run(env, "decrypt", str(tmp_path / "notes.txt")), "is not an encrypted backup (nor a backup)"
+    )
+    assert not list(tmp_path.rglob("*.db.zst.db.zst"))  # nothing written
 
 
 def test_a_change_backup_is_listed_verified_and_restored_through_its_chain(env, tmp_path):

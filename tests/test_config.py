@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import tasks
 from clock import utc_now
-from config import ConfigError, load_settings
+from config import MIN_PASSPHRASE, ConfigError, load_settings
 from database import parse_timestamp
 from i18n import Reader
 from tasks import cleanup_tracking
@@ -299,6 +299,7 @@ def test_any_value_is_refused_in_one_line_or_works_where_the_code_uses_it(db, en
         ("PORT", "²"),  # a digit to isdigit(), not to int(): a traceback before
         ("ADMIN_IDS", str(2**63)),  # past SQLite's integers
         (".env", b"BOT_TOKEN=\xff\xfe\n"),  # a .env that is not text: a traceback before
+        ("BACKUP_PASSPHRASE", "hunter2"),  # too short to be a secret
     ],
 )
 def test_main_says_what_is_wrong_in_one_line_and_exits_2(tmp_path, name, value):
@@ -319,3 +320,20 @@ def test_main_says_what_is_wrong_in_one_line_and_exits_2(tmp_path, name, value):
     assert result.returncode == 2 and len(said) == 1, result.stderr
     assert said[0].startswith(f"configuration error: {name}" if name != ".env" else "configuration error: ")
     assert ".env" in said[0] or name in said[0]
+
+
+@hypothesis_settings(max_examples=50, deadline=None)
+@given(passphrase=st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Z", "Cc")), max_size=40))
+def test_a_passphrase_is_taken_from_twelve_characters_and_never_echoed(passphrase):
+    env = {"BOT_TOKEN": TOKEN, "BACKUP_PASSPHRASE": passphrase}
+    if len(passphrase) >= MIN_PASSPHRASE or not passphrase:
+        assert load_settings(env).backup_passphrase == (passphrase or None)
+    else:
+        with pytest.raises(ConfigError) as refused:
+            load_settings(env)
+        assert str(refused.value) == (  # one line, its length told, never the passphrase
+            f"BACKUP_PASSPHRASE is too short to be a secret: {len(passphrase)} characters, at least "
+            "12 are needed (a few words: see docs/configuration.md)"
+        )
+        # the command line still opens backups sealed with it
+        assert load_settings(env, short_passphrase=True).backup_passphrase == passphrase

@@ -18,6 +18,10 @@ from readers import Readers
 
 ADMIN = 1000
 USER = 2000
+GROUP = -1001234567890  # a supergroup
+ME = "backup_test_bot"  # the stand-in's bot
+NOT_UNDERSTOOD = "I did not understand that. Send /help to see what I can do."
+NO_COMMAND = "I do not know the command {}. Send /help to see what I can do."
 
 
 class Harness:
@@ -38,13 +42,17 @@ class Harness:
         self.readers.attach(db)
         handlers.register(self.bot, db, self.settings, self.readers, clock=lambda: self.now)
 
-    def say(self, user_id, text, seconds_later=0):
-        """Deliver one message to the bot and return the replies to that chat it caused."""
+    def say(self, user_id, text, seconds_later=0, chat_id=None, language_code=None):
+        """Deliver one message to the bot (in the user's private chat, or in `chat_id`) and
+        return the replies to that chat it caused."""
         self.now += timedelta(seconds=seconds_later)
-        before = len(self.fake.messages(user_id))
-        update = self.fake.send_text(user_id, text, first_name=f"U{user_id}")
+        chat = chat_id or user_id
+        before = len(self.fake.messages(chat))
+        update = self.fake.send_text(
+            user_id, text, first_name=f"U{user_id}", chat_id=chat_id, language_code=language_code
+        )
         self.bot.process_new_updates([types.Update.de_json(update)])
-        return [m["text"] for m in self.fake.messages(user_id)[before:] if m["from"]["is_bot"]]
+        return [m["text"] for m in self.fake.messages(chat)[before:] if m["from"]["is_bot"]]
 
 
 @pytest.fixture
@@ -143,7 +151,7 @@ def test_ids_and_minutes_typed_on_a_persian_keyboard_are_numbers(harness):
 
 def test_non_admins_cannot_block(harness):
     harness.say(USER, "/start")
-    assert harness.say(USER, f"/block {ADMIN + 1}") == []
+    assert harness.say(USER, f"/block {ADMIN + 1}") == [NO_COMMAND.format("/block")]
     assert harness.db.user(ADMIN + 1) is None
 
 
@@ -230,3 +238,65 @@ def test_a_reason_that_does_not_start_like_a_number_is_the_reason(blockable, rea
     assert parse_timestamp(until) == harness.now + timedelta(minutes=10)  # FLOOD_BLOCK_MINUTES
     assert why == " ".join(reason.strip().split(maxsplit=1))
     harness.db.unblock_user(USER)
+
+
+# --- what the bot does not understand: one line pointing at /help ---------------------------------
+
+KNOWN = {"/start", "/id", "/language", "/help", "/block", "/unblock"}
+PLAIN = st.text(min_size=1, max_size=60).filter(
+    lambda t: t.strip() and not t.startswith("/") and t not in handlers.LANGUAGE_LABELS
+)
+UNKNOWN_COMMAND = st.from_regex(r"/[a-z0-9_]{1,32}", fullmatch=True).filter(lambda c: c not in KNOWN)
+
+
+@settings(**FAMILY)
+@given(text=PLAIN, persian=st.booleans())
+def test_text_the_bot_does_not_understand_gets_one_line_pointing_at_help(harness, text, persian):
+    replies = harness.say(USER, text, seconds_later=61, language_code="fa" if persian else "en")
+    if persian:
+        assert len(replies) == 1 and "/help" in replies[0] and "understand" not in replies[0]
+    else:
+        assert replies == [NOT_UNDERSTOOD]
+
+
+@settings(**FAMILY)
+@given(command=UNKNOWN_COMMAND, tail=st.sampled_from(["", f"@{ME}", f"@{ME.upper()}", " some words"]))
+def test_an_unknown_command_is_named_in_the_answer(harness, command, tail):
+    assert harness.say(USER, command + tail, seconds_later=61) == [NO_COMMAND.format(command)]
+
+
+def test_persian_readers_are_answered_in_persian(harness):
+    (reply,) = harness.say(USER, "سلام", language_code="fa")
+    assert "/help" in reply and "متوجه" in reply
+    (reply,) = harness.say(USER, "/foo", seconds_later=61, language_code="fa")
+    assert "/foo" in reply and "/help" in reply and "know" not in reply
+
+
+def test_admins_unknown_text_gets_the_same_answer(harness):
+    assert harness.say(ADMIN, "hello bot") == [NOT_UNDERSTOOD]
+    assert harness.say(ADMIN, "/foo") == [NO_COMMAND.format("/foo")]
+
+
+def test_a_blocked_or_flooding_user_gets_nothing_more(harness):
+    for _ in range(3):
+        assert harness.say(USER, "hello bot") == [NOT_UNDERSTOOD]
+    assert "blocked until" in harness.say(USER, "hello bot")[0]  # the 4th: the notice, once
+    assert harness.say(USER, "hello bot") == []
+    assert harness.say(USER, "/foo") == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["hello everyone", "سلام", "/foo", "/foo@OtherBot", "/start@OtherBot", "/help@other_bot now"],
+)
+def test_in_a_group_chatter_and_other_bots_commands_are_left_alone(harness, text):
+    assert harness.say(USER, text, chat_id=GROUP) == []
+
+
+def test_in_a_group_commands_addressed_to_the_bot_are_answered(harness):
+    assert harness.say(USER, f"/foo@{ME}", chat_id=GROUP) == [NO_COMMAND.format("/foo")]
+    assert "/help: this list" in harness.say(USER, f"/help@{ME}", chat_id=GROUP, seconds_later=61)[0]
+
+
+def test_a_command_for_another_bot_is_not_ours_in_a_private_chat_either(harness):
+    assert harness.say(USER, "/start@OtherBot") == []

@@ -198,7 +198,7 @@ CRAFTED = {
 def live(tmp_path):
     """A live database with three users, its backups folder, and the command line's setting."""
     path = bot_database(tmp_path / "data" / "bot.db", users=(1, 2, 3))
-    env = {"PATH": os.environ["PATH"], "DB_PATH": str(path), "BACKUP_PASSPHRASE": "passphrase"}
+    env = {"PATH": os.environ["PATH"], "DB_PATH": str(path), "BACKUP_PASSPHRASE": "passphrase words"}
     return path, env
 
 

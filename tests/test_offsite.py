@@ -443,7 +443,7 @@ def empty_disk_start(tmp_path, fake, folder="new-instance", **env):
 def test_when_the_newest_backup_is_damaged_the_next_is_restored_and_the_admins_told_why(
     damage, tmp_path, fake
 ):
-    s = Setup(tmp_path, fake, TELEGRAM_FILE_LIMITS="telegram", BACKUP_PASSPHRASE="right one")
+    s = Setup(tmp_path, fake, TELEGRAM_FILE_LIMITS="telegram", BACKUP_PASSPHRASE="the right passphrase")
     s.add_users(1)
     s.pad(20)  # 21 users; two parts a backup
     s.engine.create("manual")
@@ -451,7 +451,9 @@ def test_when_the_newest_backup_is_damaged_the_next_is_restored_and_the_admins_t
     if damage == "the wrong passphrase":  # sealed with another passphrase (an old one, say)
         startup.backup_engine(
             s.db,
-            settings_for(tmp_path, fake, TELEGRAM_FILE_LIMITS="telegram", BACKUP_PASSPHRASE="an old one"),
+            settings_for(
+                tmp_path, fake, TELEGRAM_FILE_LIMITS="telegram", BACKUP_PASSPHRASE="an old passphrase"
+            ),
             startup.offsite(s.settings),
         ).create("manual")
     else:
@@ -463,12 +465,12 @@ def test_when_the_newest_backup_is_damaged_the_next_is_restored_and_the_admins_t
             fake.damage_file(newest["document"]["file_id"])
     s.db.close()
     db, _report, alerts = empty_disk_start(
-        tmp_path, fake, TELEGRAM_FILE_LIMITS="telegram", BACKUP_PASSPHRASE="right one"
+        tmp_path, fake, TELEGRAM_FILE_LIMITS="telegram", BACKUP_PASSPHRASE="the right passphrase"
     )
     assert db.table_row_counts()["users"] == 21  # the backup before the damaged one
     (alert,) = [a for a in alerts if "Restored at startup" in a]
     reason = {
-        "a part missing": "part 2 of 2: Telegram would not",
+        "a part missing": "part 2 of 2: Telegram does not have that file any more",  # the raw words: the log's
         "a flipped byte": "part 2 of 2 is damaged",
         "the wrong passphrase": "wrong BACKUP_PASSPHRASE",
     }[damage]
@@ -553,7 +555,7 @@ def test_with_a_passphrase_an_unencrypted_backup_from_the_chat_is_passed_over(tm
     s.add_users(5)
     s.engine.create("manual")
     s.db.close()
-    db, report, alerts = empty_disk_start(tmp_path, fake, BACKUP_PASSPHRASE="ours")
+    db, report, alerts = empty_disk_start(tmp_path, fake, BACKUP_PASSPHRASE="our passphrase")
     assert report.restored is None and db.table_row_counts()["users"] == 0
     (refusal,) = report.passed_over
     assert "not encrypted although BACKUP_PASSPHRASE is set" in refusal.reason

@@ -45,9 +45,11 @@ LAYERS = {
     "moderation": 3,  # blocking and unblocking people
     "outbox": 3,  # alerts: delayed by flood control, never dropped
     "destinations": 3,  # the destination interface and the local folder
-    "destination_status": 2,  # how storing went, and the pause
+    "destination_status": 3,  # how storing went, and the pause
     "backup_format": 2,  # the backup file
     "messaging": 2,
+    "command_menu": 2,  # Telegram's "/" menu
+    "telegram_errors": 2,  # Telegram's errors in people's words
     "readers": 2,  # talking to people, each in their language
     "panel_screens": 2,  # the admin panel's screens and buttons
     "database": 1,  # the package: every SQL statement

@@ -23,6 +23,8 @@ github:tdlib/telegram-bot-api (telegram-bot-api/Client.cpp, WebhookActor.cpp) or
   rights (set_bot_rights()); getChat's pinned_message is the highest pinned message id; every pin
   makes a service message that reaches the bot as an update, its own pins too;
   upgrade_to_supergroup() moves a group (write calls on the old id: 400 with migrate_to_chat_id).
+- Commands (commands.py): setMyCommands, getMyCommands, deleteMyCommands per scope and
+  language_code, each checked as Client.cpp and TDLib check them; commands() and menus() show them.
 - Faults: fail_next() (a Bot API error, or any raw body such as a proxy's HTML page), flood()
   (429 "Too Many Requests: retry after N" for a while), corrupt_next_download(),
   truncate_next_download(), damage_file(), make_undeletable(), set_outage(). writes() and
@@ -54,6 +56,7 @@ from http.server import ThreadingHTTPServer
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .chats import ChatsMixin
+from .commands import CommandsMixin
 from .polling import UpdatesMixin
 from .rules import (
     MAX_DOWNLOAD,
@@ -77,7 +80,7 @@ __all__ = [
     "parse_multipart",
 ]
 
-SIMPLE_TRUE = ("setMyCommands", "answerCallbackQuery")
+SIMPLE_TRUE = ("answerCallbackQuery",)
 # the calls that change a chat, for writes()
 WRITE_METHODS = frozenset(
     {
@@ -95,7 +98,7 @@ WRITE_METHODS = frozenset(
 )
 
 
-class FakeBotAPI(ChatsMixin, UpdatesMixin, WebhookMixin):
+class FakeBotAPI(ChatsMixin, UpdatesMixin, WebhookMixin, CommandsMixin):
     def __init__(
         self,
         token="123456:TEST-TOKEN-abcdefghijklmnopqrstuvwxyz",
@@ -127,6 +130,7 @@ class FakeBotAPI(ChatsMixin, UpdatesMixin, WebhookMixin):
         self._init_chats()
         self._init_updates()
         self._init_webhooks(webhook_retry_seconds, webhook_timeout)
+        self._init_commands()
         self._handlers = {
             "getMe": self._get_me,
             "getUpdates": self._get_updates,
@@ -146,6 +150,9 @@ class FakeBotAPI(ChatsMixin, UpdatesMixin, WebhookMixin):
             "setWebhook": self._set_webhook,
             "deleteWebhook": self._delete_webhook,
             "getWebhookInfo": self._get_webhook_info,
+            "setMyCommands": self._set_my_commands,
+            "getMyCommands": self._get_my_commands,
+            "deleteMyCommands": self._delete_my_commands,
         }
         self._handlers.update({name: lambda p, f: True for name in SIMPLE_TRUE})
 
