@@ -13,7 +13,7 @@ from pathlib import Path
 import database
 import human
 import locks
-from backup_format import BackupError, BackupInfo, sniff
+from backup_format import PIECE_NAME, BackupError, BackupInfo, sniff
 from clock import utc_now
 from config import MIN_PASSPHRASE, ConfigError, Settings, load_settings
 from database import Database
@@ -27,7 +27,7 @@ WHERE = ("local", "telegram", "s3")
 # A backup as `list` prints it and verify / restore take it back: DESTINATION:NAME. The prefix
 # is matched loosely (any word) so that a mistyped destination is told as such, not as a file.
 REFERENCE = re.compile(r"([a-z][a-z0-9_-]*):(.*)", re.DOTALL)
-OWN_NAME = re.compile(r"backup-\d{8}T\d{9}Z-[a-z-]+\.db\.zst")  # backup_format.file_name's
+OWN_NAME = PIECE_NAME  # backup_format.file_name's, a full backup's or a delta's
 SHOWN_LENGTH = 100  # characters of a person's argument repeated in an error line
 BACKUP_HELP = "a backup as `list` prints it (local:NAME, telegram:NAME, s3:NAME), or a backup file's path"
 

@@ -5,6 +5,10 @@
 
 Copies that leave the machine may be encrypted whole (FILE.db.zst.sealed: sealing.py).
 
+A change backup may instead carry only the pages that changed since the state it builds on
+(backup-...-change.delta.zst, format telegram-bot-backup-delta/1: deltas.py); it is restored
+through its chain (chains.py), never alone.
+
 A skippable frame is part of the zstd format: `zstd -d` (and every conforming decoder) passes
 over it, so `zstd -d FILE -o bot.db && sqlite3 bot.db` opens a backup without this project. The
 header says when and why the backup was taken, its schema version, row counts per table, and the
@@ -30,6 +34,7 @@ import zstandard
 
 import database
 import human
+from deltas import Delta, DeltaError, apply_records, write_records
 from files import CHUNK
 from i18n import N_, Code, Text
 from sealing import Sealer, SealError, is_sealed
@@ -37,12 +42,15 @@ from sealing import Sealer, SealError, is_sealed
 log = logging.getLogger("backup")
 
 FORMAT = "telegram-bot-backup/1"
+FORMAT_DELTA = "telegram-bot-backup-delta/1"  # the changed pages only (deltas.py)
 SKIPPABLE_MAGIC = 0x184D2A50  # the first of zstd's sixteen skippable-frame magic numbers
 SQLITE_MAGIC = b"SQLite format 3\x00"
 ENCRYPTED_SUFFIX = ".sealed"  # a copy encrypted for leaving the machine (sealing.py)
 MAX_HEADER_BYTES = 1 << 20
 SUFFIX = ".db.zst"
-NAME_PATTERN = re.compile(r"^backup-(\d{8}T\d{9}Z)-([a-z-]+)\.db\.zst(\.sealed)?\Z")
+DELTA_SUFFIX = ".delta.zst"
+NAME_PATTERN = re.compile(r"^backup-(\d{8}T\d{9}Z)-([a-z-]+)\.(?:db|delta)\.zst(\.sealed)?\Z")
+PIECE_NAME = re.compile(r"backup-\d{8}T\d{9}Z-[a-z-]+\.(?:db|delta)\.zst")  # within a stored name
 FINAL_REASONS = ("shutdown", "handover")  # a writer's last backup: nothing was written after it
 PRE_RESTORE = "pre-restore"  # the safety copy before a restore: kept, never taken for the newest state
 # Why a backup was taken, as people read it; a reason not listed is shown as it is.
@@ -123,6 +131,7 @@ class BackupInfo:
     writer: str = ""  # the instance that took it
     sequence: int = 0  # its place among the backups of its generation (1, 2, ...; 0: not known)
     extra: dict = field(default_factory=dict)  # anything a newer format adds, kept as it came
+    delta: Delta | None = None  # a change backup of the changed pages only; None: a full backup
 
     @property
     def order(self) -> tuple:
@@ -137,6 +146,13 @@ class BackupInfo:
         return self.reason in FINAL_REASONS
 
     @property
+    def piece(self) -> str:
+        """Its name as the local folder has it (without a chat's prefix or '.sealed'): how the
+        deltas after it name it in their chain."""
+        found = PIECE_NAME.search(self.name)
+        return found.group(0) if found else self.name
+
+    @property
     def total_rows(self) -> int:
         return sum(self.row_counts.values())
 
@@ -144,16 +160,16 @@ class BackupInfo:
         return replace(self, destination=destination, location=location, size=size)
 
 
-def file_name(created_at: datetime, reason: str) -> str:
+def file_name(created_at: datetime, reason: str, delta: bool = False) -> str:
     stamp = created_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S")
-    return f"backup-{stamp}{created_at.microsecond // 1000:03d}Z-{reason}{SUFFIX}"
+    return f"backup-{stamp}{created_at.microsecond // 1000:03d}Z-{reason}{DELTA_SUFFIX if delta else SUFFIX}"
 
 
 def header_bytes(info: BackupInfo) -> bytes:
     """The skippable frame that starts a backup file."""
     payload = json.dumps(
         {
-            "format": FORMAT,
+            "format": FORMAT_DELTA if info.delta else FORMAT,
             "created_at": info.created_at.astimezone(UTC).isoformat(timespec="milliseconds"),
             "reason": info.reason,
             "schema_version": info.schema_version,
@@ -164,6 +180,7 @@ def header_bytes(info: BackupInfo) -> bytes:
             "writer": info.writer,
             "sequence": info.sequence,
             **info.extra,
+            **({"delta": info.delta.as_json()} if info.delta else {}),
         },
         sort_keys=True,
     ).encode()
@@ -185,8 +202,12 @@ def read_header(stream: BinaryIO) -> BackupInfo:
         raise NotABackupError("its header is damaged (not readable JSON)") from None
     if not isinstance(fields, dict):
         raise NotABackupError("its header is damaged (not a JSON object)")
-    if fields.pop("format", None) != FORMAT:
+    kind = fields.pop("format", None)
+    if kind not in (FORMAT, FORMAT_DELTA):
         raise NotABackupError("it is in an unknown backup format")
+    delta = fields.pop("delta", None)
+    if kind == FORMAT_DELTA and delta is None:
+        raise NotABackupError("its header is damaged (delta)")
     known = {
         name: fields.pop(name, None)
         for name in ("created_at", "reason", "schema_version", "row_counts", "sha256", "db_size")
@@ -197,6 +218,7 @@ def read_header(stream: BinaryIO) -> BackupInfo:
         writer=fields.pop("writer", ""),
         sequence=fields.pop("sequence", 0),
         extra=fields,
+        delta=delta if kind == FORMAT_DELTA else None,
         problem="its header is damaged",
     )
 
@@ -225,6 +247,7 @@ def checked_info(
     generation=0,
     writer="",
     sequence=0,
+    delta=None,
     **more,
 ) -> BackupInfo:
     """A BackupInfo from values that came from outside (a header, object metadata, a caption),
@@ -250,6 +273,13 @@ def checked_info(
         raise refuse("generation")
     if not isinstance(writer, str) or not WRITER.match(writer):
         raise refuse("writer")
+    if delta is not None:
+        try:
+            delta = Delta.from_json(delta, PIECE_CHAIN_NAME, SHA256)
+        except DeltaError as error:
+            raise refuse(str(error)) from None
+        if delta.page_count * delta.page_size != db_size or not sha256:
+            raise refuse("delta page count")
     return BackupInfo(
         checked_moment(created_at, problem),
         reason,
@@ -260,8 +290,12 @@ def checked_info(
         generation=generation,
         writer=writer,
         sequence=sequence,
+        delta=delta,
         **more,
     )
+
+
+PIECE_CHAIN_NAME = re.compile(r"^backup-\d{8}T\d{9}Z-[a-z-]{1,32}\.(?:db|delta)\.zst\Z")
 
 
 def checked_moment(value, problem: str = "impossible date") -> datetime:
@@ -342,6 +376,87 @@ def _write_backup_file(source: BinaryIO, info: BackupInfo, target: Path, compres
     return info
 
 
+def write_delta_file(snapshot: Path, info: BackupInfo, pages: list[int], target: Path) -> BackupInfo:
+    """Header frame (info.delta set, sha256 the snapshot's), then the records of `pages` of the
+    SQLite file `snapshot`, compressed with zstd (deltas.py describes them)."""
+    compressor = zstandard.ZstdCompressor(level=QUICK_COMPRESSION_LEVEL, write_checksum=True)
+    try:
+        fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "r+b") as out:
+            out.write(header_bytes(info))
+            with compressor.stream_writer(out, closefd=False) as packer:
+                write_records(snapshot, pages, info.delta.page_size, packer)
+            out.flush()
+            os.fsync(out.fileno())
+    except (OSError, zstandard.ZstdError, DeltaError) as error:
+        raise BackupError(f"cannot write the change backup in {target.parent}: {error}") from None
+    return info
+
+
+def apply_delta_file(path: Path, state: Path, state_sha256: str) -> tuple[BackupInfo, frozenset[int]]:
+    """Apply the delta piece at `path` to the SQLite file `state` (whose SHA-256 is
+    `state_sha256`), in place; returns the piece's info and the pages it carried. BackupError, with `state` unusable,
+    when the piece builds on another state, is damaged, or does not give the state its header
+    names (the caller keeps a copy of what verified before)."""
+    try:
+        with open(path, "rb") as stream:
+            try:
+                info = read_header(stream)
+            except NotABackupError as error:
+                raise BackupError(f"not a valid backup: {error}") from None
+            if info.delta is None:
+                raise BackupError("it is a full backup, not a piece of a chain")
+            if info.delta.base_sha256 != state_sha256:
+                raise BackupError("it builds on another state than the pieces before it")
+            need_room(state.parent, info.db_size, "apply a change backup")
+            reader = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW).stream_reader(
+                stream, read_size=CHUNK
+            )
+            with open(state, "r+b") as target:
+                carried = apply_records(reader, target, info.delta)
+    except zstandard.ZstdError as error:
+        raise BackupError(f"damaged backup: the compressed data is corrupt ({error})") from None
+    except DeltaError as error:
+        raise BackupError(f"damaged backup: {error}") from None
+    except OSError as error:
+        raise BackupError(
+            f"cannot apply a change backup in {state.parent}: {error.strerror or error}"
+        ) from None
+    if sha256_of(state) != (info.sha256, info.db_size):
+        raise BackupError("damaged backup: the database it gives does not match its SHA-256 checksum")
+    return info, carried
+
+
+def unsealed(path: Path, workdir: Path, sealer: Sealer | None, must_be_sealed: bool, name: str) -> Path:
+    """The backup file at `path` as a plain one: decrypted into `workdir` (as `name`) when it is
+    encrypted; refused when it must be encrypted and is not (see unpack_and_verify)."""
+    kind = _kind_of(path)
+    if must_be_sealed and kind != "encrypted":
+        raise BackupError(
+            "refused: this backup is not encrypted although BACKUP_PASSPHRASE is set "
+            "(anyone who can post where it was could have put it there)"
+        )
+    if kind != "encrypted":
+        return path
+    if sealer is None:
+        raise BackupError("the backup is encrypted: set BACKUP_PASSPHRASE to open it")
+    opened = workdir / name
+    need_room(workdir, path.stat().st_size, "decrypt the backup")
+    try:
+        sealer.open(path, opened)
+    except SealError as error:
+        raise BackupError(str(error)) from None
+    return opened
+
+
+def unpack_full(path: Path, target: Path) -> BackupInfo:
+    """The database inside the full backup at `path` (not encrypted) into `target`, its size and
+    checksum checked, nothing more: the start of a chain."""
+    if _kind_of(path) != "backup":
+        raise BackupError("not a backup of this bot")
+    return _decompress(path, target)
+
+
 def unpack_and_verify(
     path: Path,
     workdir: Path,
@@ -384,17 +499,27 @@ def unpack_and_verify(
         info = _decompress(path, snapshot)
     else:
         raise BackupError("not a backup: the file is neither a backup of this bot nor a SQLite database")
-    schema_version, row_counts = inspect_snapshot(snapshot, thorough)
     if info is None:
+        schema_version, row_counts = inspect_snapshot(snapshot, thorough)
         digest, db_size = sha256_of(snapshot)
         modified = datetime.fromtimestamp(path.stat().st_mtime, UTC)
         info = BackupInfo(modified, "plain copy", schema_version, row_counts, digest, db_size)
-    elif (schema_version, row_counts) != (info.schema_version, info.row_counts):
-        raise BackupError("damaged backup: its contents do not match its header")
-    upgraded = _upgraded(snapshot, schema_version, workdir)
+        upgraded = _upgraded(snapshot, schema_version, workdir)
+    else:
+        upgraded = verified_state(snapshot, info, workdir, thorough)
     return replace(
         info, name=path.name, destination="file", location=str(path), size=path.stat().st_size
     ), upgraded
+
+
+def verified_state(snapshot: Path, info: BackupInfo, workdir: Path, thorough: bool = False) -> Path:
+    """A database a backup's checksum vouched for, checked as every restore checks it
+    (integrity, the bot's schema, the row counts its header gives) and brought up to this
+    code's schema on a copy; BackupError otherwise."""
+    schema_version, row_counts = inspect_snapshot(snapshot, thorough)
+    if (schema_version, row_counts) != (info.schema_version, info.row_counts):
+        raise BackupError("damaged backup: its contents do not match its header")
+    return _upgraded(snapshot, schema_version, workdir)
 
 
 def _kind_of(path: Path) -> str:
@@ -415,6 +540,11 @@ def _decompress(path: Path, target: Path) -> BackupInfo:
                 info = read_header(stream)
             except NotABackupError as error:
                 raise BackupError(f"not a valid backup: {error}") from None
+            if info.delta is not None:
+                raise BackupError(
+                    "this change backup holds only the pages that changed: it is restored "
+                    "through its chain, from the full backup it builds on"
+                )
             need_room(target.parent, info.db_size, "unpack the backup")
             reader = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW).stream_reader(
                 stream, read_size=CHUNK
@@ -514,6 +644,7 @@ def info_to_metadata(info: BackupInfo) -> dict[str, str]:
         "generation": str(info.generation),
         "writer": info.writer,
         "sequence": str(info.sequence),
+        **({"delta": json.dumps(info.delta.as_json(), separators=(",", ":"))} if info.delta else {}),
     }
 
 
@@ -528,6 +659,10 @@ def info_from_metadata(metadata: dict) -> BackupInfo:
         row_counts = json.loads(text("row-counts") or "null")
     except (ValueError, RecursionError):
         row_counts = None
+    try:
+        delta = json.loads(text("delta") or "null")
+    except (ValueError, RecursionError):
+        delta = "damaged"  # refused by checked_info
     return checked_info(
         text("created-at"),
         text("reason"),
@@ -540,6 +675,7 @@ def info_from_metadata(metadata: dict) -> BackupInfo:
         generation=_number(text("generation") or "0"),
         writer=text("writer") or "",
         sequence=_number(text("sequence") or "0"),
+        delta=delta,
     )
 
 

@@ -15,11 +15,32 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from backup_format import PRE_RESTORE, BackupError, BackupInfo, unpack_and_verify
+from backup_format import (
+    PRE_RESTORE,
+    BackupError,
+    BackupInfo,
+    file_name,
+    unpack_and_verify,
+    verified_state,
+    write_backup_file,
+)
+from chains import Shortfall, rebuild
 from destinations import Destination, DestinationError, LocalFolder, Unreachable
 from sealing import Sealer
 
 log = logging.getLogger("backup")
+
+
+@dataclass(frozen=True)
+class Unpacked:
+    """A backup read back: what it says of itself, the verified SQLite file, and for a change
+    backup whose chain ended early, how (the file then holds the last state that verified)."""
+
+    info: BackupInfo
+    path: Path
+    shortfall: Shortfall | None = None
+    applied: tuple = ()  # (piece, pages it carried) from the full backup on (asked with resume)
+    everywhere: bool = False  # every place off the machine lists each of those pieces
 
 
 @dataclass(frozen=True)
@@ -89,11 +110,21 @@ class Catalog:
         return ordered, listing.unreachable
 
     def unpack(
-        self, source: Path | BackupInfo, workdir: Path, thorough: bool = False
-    ) -> tuple[BackupInfo, Path]:
-        """Fetch, decompress and verify a backup; returns its info and the verified SQLite file."""
+        self, source: Path | BackupInfo, workdir: Path, thorough: bool = False, resume: bool = False
+    ) -> Unpacked:
+        """Fetch, decompress and verify a backup (a change backup through its chain). `resume`:
+        also say what pieces it was made of, and whether every place off the machine has them
+        (so the writer's chain may go on from it: chain_keeper.py)."""
         if not isinstance(source, BackupInfo):
-            return unpack_and_verify(Path(source), workdir, thorough, self.sealer)
+            return Unpacked(*unpack_and_verify(Path(source), workdir, thorough, self.sealer))
+        if source.delta is not None:
+            return self._unpack_chain(source, workdir, thorough)
+        if resume:
+            whole = self.unpack(source, workdir, thorough)
+            applied = ((source, frozenset()),)
+            return replace(
+                whole, applied=applied, everywhere=self._everywhere(applied, self.listing().backups)
+            )
         destination = self.destination(source.destination)
         try:
             path = destination.fetch(source, workdir)
@@ -103,9 +134,60 @@ class Catalog:
         info, snapshot = unpack_and_verify(
             path, workdir, thorough, self.sealer, must_be_sealed=from_outside and self.sealer is not None
         )
-        return replace(
-            info, name=source.name, destination=source.destination, location=source.location, size=source.size
-        ), snapshot
+        return Unpacked(
+            replace(
+                info,
+                name=source.name,
+                destination=source.destination,
+                location=source.location,
+                size=source.size,
+            ),
+            snapshot,
+        )
+
+    def _unpack_chain(self, wanted: BackupInfo, workdir: Path, thorough: bool) -> Unpacked:
+        """The full backup `wanted` builds on and the deltas after it, applied in order as far
+        as each verifies (chains.py), then checked as any restore checks a backup."""
+        backups = self.listing().backups
+
+        def fetch(piece: BackupInfo, folder: Path) -> Path:
+            try:
+                return self.destination(piece.destination).fetch(piece, folder)
+            except (DestinationError, OSError) as error:
+                raise BackupError(f"cannot fetch it from {piece.destination}: {error}") from error
+
+        def must_be_sealed(piece: BackupInfo) -> bool:
+            return self.sealer is not None and piece.destination != self.local.name
+
+        rebuilt = rebuild(wanted, backups, fetch, workdir, self.sealer, must_be_sealed)
+        return Unpacked(
+            rebuilt.info,
+            verified_state(rebuilt.path, rebuilt.info, workdir, thorough),
+            rebuilt.shortfall,
+            rebuilt.applied,
+            self._everywhere(rebuilt.applied, backups),
+        )
+
+    def _everywhere(self, applied: tuple, backups: list[BackupInfo]) -> bool:
+        """Whether every place off the machine lists every piece of `applied`."""
+        held = {(info.destination, info.piece) for info in backups}
+        places = [d.name for d in self.destinations if d is not self.local]
+        return all((place, info.piece) in held for place in places for info, _ in applied)
+
+    def as_full(self, info: BackupInfo, workdir: Path) -> tuple[Path, BackupInfo]:
+        """A local backup as one file that restores alone: itself, or for a change backup, a full
+        backup of the state its chain gives (verified first), under the full backup's name."""
+        if info.delta is None:
+            return Path(info.location), info
+        unpacked = self.unpack(info, workdir)
+        if unpacked.shortfall:
+            raise BackupError(f"the newest backup's chain is broken: {unpacked.shortfall.reason}")
+        whole = replace(unpacked.info, delta=None, sha256="", name=file_name(info.created_at, info.reason))
+        with open(unpacked.path, "rb") as content:
+            whole = write_backup_file(
+                content, replace(whole, db_size=unpacked.path.stat().st_size), workdir / whole.name
+            )
+        return workdir / whole.name, whole
 
     def destination(self, name: str) -> Destination:
         for destination in self.destinations:

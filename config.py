@@ -58,6 +58,7 @@ class Settings:
     backup_keep: int = 10
     backup_interval_hours: float = 6.0
     backup_after_change_seconds: float = 60.0  # 0: no on-change backups
+    backup_upload_budget_gb: float = 20.0  # a month's uploads; past its pace on-change backups space out
     handover_wait_seconds: float = 30.0
     startup_restore_wait_seconds: float = 120.0
     backup_chat_id: int | None = None  # None: the Telegram destination is off
@@ -171,6 +172,9 @@ def _amounts(reader: _Reader) -> dict:
         "backup_interval_hours": reader.number("BACKUP_INTERVAL_HOURS", 6.0, 0.001, YEAR, "8760 (a year)"),
         "backup_after_change_seconds": reader.number(
             "BACKUP_AFTER_CHANGE_SECONDS", 60.0, 1, DAY, "86400 (a day)", off=True
+        ),
+        "backup_upload_budget_gb": reader.number(
+            "BACKUP_UPLOAD_BUDGET_GB", 20.0, 0.01, 1_000_000, "1000000 (a petabyte)"
         ),
         "handover_wait_seconds": reader.number("HANDOVER_WAIT_SECONDS", 30.0, 0, HOUR, "3600 (an hour)"),
         "startup_restore_wait_seconds": reader.number(

@@ -23,20 +23,20 @@ from datetime import datetime
 from pathlib import Path
 
 from backup_format import (
-    COMPRESSION_LEVEL,
     FINAL_REASONS,
     PRE_RESTORE,
-    QUICK_COMPRESSION_LEVEL,
     BackupError,
     BackupInfo,
     file_name,
     inspect_snapshot,
-    write_backup_file,
 )
 from catalog import Catalog, Listing
+from chain_keeper import ChainKeeper
+from chains import Shortfall
 from clock import Clock, utc_now
 from config import Settings
 from database import Database, DatabaseError
+from deltas import fingerprint
 from destination_status import DestinationStatus, OffsitePause, StatusBoard
 from destinations import Destination, DestinationError, LocalFolder, Unreachable
 from files import (
@@ -47,10 +47,11 @@ from files import (
     temporary_name,
     write_atomically,
 )
-from i18n import Alert
+from i18n import Alert, Code, Text
 from lease import Lease
 from offsite_copies import OffsiteCopies
 from sealing import Sealer
+from upload_meter import UploadMeter
 
 log = logging.getLogger("backup")
 
@@ -59,6 +60,7 @@ SKIPPABLE_REASONS = ("startup", "scheduled", "change")  # skipped when nothing c
 # skip the integrity check of the snapshot (a restore checks it), compress faster, and are not
 # read back; the scheduled and manual backups do all of it.
 HURRIED_REASONS = ("change", "shutdown", "handover")
+METER_FILE = "uploads.json"  # what backups uploaded, by the hour (upload_meter.py)
 STEP_PAGES = 256  # pages copied per snapshot step while holding the lock (1 MB at 4 KB pages)
 
 
@@ -132,8 +134,22 @@ class BackupEngine:
         self._restored: BackupInfo | None = None  # what the live data equals after a restore
         self.lease = lease or Lease(db=db, clock=clock, alert=self.alert)
         self.catalog = Catalog(self.local, self._offsite, self._sealer)
+        self.meter = UploadMeter(
+            Path(settings.backup_dir) / METER_FILE if self._offsite else None,
+            settings.backup_upload_budget_gb,
+            clock,
+            self.alert,
+        )
+        self.uploads, self.change_spacing = self.meter.totals, self.meter.spacing
         self.copies = OffsiteCopies(
-            self.local, self._offsite, self.lease, self._status, self._sealer, settings, self.alert
+            self.local,
+            self._offsite,
+            self.lease,
+            self._status,
+            self._sealer,
+            settings,
+            self.alert,
+            self.meter,
         )
         self._newest_offsite: datetime | None = None
         # The newest backup every place off the machine holds, and the database's change count
@@ -141,6 +157,8 @@ class BackupEngine:
         self._offsite_state: tuple[int, BackupInfo] | None = None
         self._changes_at_snapshot = -1
         self._backed_up_changes: int | None = None  # the change count the newest backup holds
+        self.keeper = ChainKeeper()  # what the next on-change backup may build on (deltas.py)
+        self.last_shortfall: Shortfall | None = None  # how the last restore's chain ended early
         self._behind = False  # the newest backup's send to a place off the machine failed
 
     @property
@@ -200,7 +218,7 @@ class BackupEngine:
             self._changes_at_snapshot = self.db.change_count()  # what the snapshot holds, at least
             for folder in (self.local.folder, self.plain_copy.parent):
                 remove_stale_temporaries(folder)
-            if reason in FINAL_REASONS and self._file_is_live():
+            if reason in FINAL_REASONS and _file_is_live(self.db):
                 # The instance has stopped writing: the database file itself is the snapshot.
                 with self.db.frozen() as source:
                     try:
@@ -218,20 +236,6 @@ class BackupEngine:
                 return self._pack_and_store(reason, local_only, created_at, started, snapshot, workdir)
             finally:
                 snapshot.unlink(missing_ok=True)  # unless it became DB_PATH.backup
-
-    def _file_is_live(self) -> bool:
-        """The file at DB_PATH is the database this process writes. When it is not (deleted,
-        replaced or moved under the running bot), a final backup is a snapshot through the open
-        connection, which still reaches every page, like any other backup."""
-        if self.db.storage.in_memory:
-            return False
-        if self.db.file_is_live():
-            return True
-        log.warning(
-            "the file at DB_PATH is not the live database any more (deleted, replaced or moved): "
-            "the final backup is taken from the open connection"
-        )
-        return False
 
     def _snapshot_path(self, workdir: Path) -> Path:
         """Where the snapshot is taken: beside DB_PATH.backup, which it becomes (moved, not
@@ -252,25 +256,7 @@ class BackupEngine:
         workdir: Path,
         plain_copy: bool = True,
     ) -> CreateResult:
-        hurry = reason in HURRIED_REASONS
-        schema_version, row_counts = inspect_snapshot(snapshot, exact=False, check=not hurry)
-        info = BackupInfo(
-            created_at,
-            reason,
-            schema_version,
-            row_counts,
-            "",
-            snapshot.stat().st_size,
-            name=file_name(created_at, reason),
-            generation=self.lease.generation,
-            writer=self.lease.writer,
-            sequence=self.catalog.next_sequence(self.lease.generation, self.lease.writer),
-        )
-        packed = workdir / info.name
-        with open(snapshot, "rb") as content:
-            info = write_backup_file(
-                content, info, packed, QUICK_COMPRESSION_LEVEL if hurry else COMPRESSION_LEVEL
-            )
+        info, packed, step = self._pack(reason, created_at, snapshot, workdir, chained=plain_copy)
         newest = self.newest_local() or self._restored
         if reason in SKIPPABLE_REASONS and self._unchanged(newest, info):
             log.info("%s backup skipped: nothing changed since %s", reason, newest.name)
@@ -282,6 +268,7 @@ class BackupEngine:
                 self._keep_plain_copy(snapshot)
             self.copies.rotate(self.local)
         sent, offsite_failures = ([], {}) if local_only else self._send_offsite(packed, info, workdir)
+        self.keeper.follow(step if stored and not offsite_failures and not local_only else None, stored)
         if not stored and not (info.final and sent):  # a final backup off the machine still counts
             elsewhere = f"; it did reach {', '.join(i.destination for i in sent)}" if sent else ""
             raise BackupError(f"the backup could not be written: {failures['local']}{elsewhere}")
@@ -302,6 +289,29 @@ class BackupEngine:
             ", ".join(i.destination for i in result.stored),
         )
         return result
+
+    def _pack(
+        self, reason: str, created_at: datetime, snapshot: Path, workdir: Path, chained: bool
+    ) -> tuple[BackupInfo, Path, tuple | None]:
+        """The backup file of `snapshot`: for an on-change backup with a chain to build on, a
+        delta of the pages that changed (deltas.py), else a full backup. Returns its info, its
+        path, and the chain's next step, taken once every place has it (`chained`: the snapshot
+        is one of the online backup's, which keep the pages of a chain comparable)."""
+        hurry = reason in HURRIED_REASONS
+        schema_version, row_counts = inspect_snapshot(snapshot, exact=False, check=not hurry)
+        info = BackupInfo(
+            created_at,
+            reason,
+            schema_version,
+            row_counts,
+            "",
+            snapshot.stat().st_size,
+            name=file_name(created_at, reason),
+            generation=self.lease.generation,
+            writer=self.lease.writer,
+            sequence=self.catalog.next_sequence(self.lease.generation, self.lease.writer),
+        )
+        return self.keeper.pack(info, snapshot, workdir, chained, hurry)
 
     def _unchanged(self, newest: BackupInfo | None, info: BackupInfo) -> bool:
         """Whether the snapshot holds what the newest backup holds, and that one is off the
@@ -401,19 +411,18 @@ class BackupEngine:
     @contextmanager
     def exported_newest(self) -> Iterator[tuple[Path, BackupInfo] | None]:
         """The newest local backup as it may leave the machine (encrypted when a passphrase is
-        set), for a download; None when there is no backup yet."""
+        set), for a download, whole (a change backup's chain applied); None when there is none."""
         newest = self.newest_local()
         if newest is None:
             yield None
             return
         with scratch_folder(self.local.folder) as workdir:
-            yield self.copies.leaving_copy(Path(newest.location), newest, workdir)
+            yield self.copies.leaving_copy(*self.catalog.as_full(newest, workdir), workdir)
 
     def verify(self, source: Path | BackupInfo, thorough: bool = False) -> BackupInfo:
         """Check a backup (checksum, integrity, tables, schema); returns its info."""
         with scratch_folder(self.local.folder) as workdir:
-            info, _ = self.catalog.unpack(source, workdir, thorough)
-            return info
+            return self.catalog.unpack(source, workdir, thorough).info
 
     # --- restore ---
 
@@ -435,7 +444,10 @@ class BackupEngine:
         with self._busy, scratch_folder(self.local.folder) as workdir:
             if by_person and not self.lease.held:
                 raise BackupError("this instance is not the writer any more: restore on the one that serves")
-            info, snapshot = self.catalog.unpack(source, workdir)
+            unpacked = self.catalog.unpack(source, workdir, resume=not by_person)
+            info, snapshot = unpacked.info, unpacked.path
+            state = fingerprint(snapshot) if unpacked.everywhere else None  # before it moves
+            self.last_shortfall = unpacked.shortfall
             if by_person and not self.db.is_empty():
                 try:
                     self.create(PRE_RESTORE)
@@ -451,6 +463,7 @@ class BackupEngine:
             except DatabaseError as error:
                 raise BackupError(str(error)) from error
             self._restored = info
+            self.keeper.resume(unpacked.applied if state else (), state)
             self.lease.record()  # the restored data names the writer that took it
             self._offsite_state = None  # the connection, and its change count, began again
             self._backed_up_changes = self.db.change_count()  # the data is a backup's
@@ -461,6 +474,8 @@ class BackupEngine:
             log.info(
                 "restored %s (%s, %d rows) from %s", info.name, info.reason, info.total_rows, info.destination
             )
+            if unpacked.shortfall:
+                self.alert(shortfall_text(unpacked.shortfall))
             if by_person:
                 self.resume_offsite()
                 self.backup_quietly("restore")
@@ -494,3 +509,31 @@ def _same_file(path: Path, other: str) -> bool:
         return os.path.samefile(path, other)
     except OSError:
         return False
+
+
+def shortfall_text(shortfall: Shortfall) -> Text:
+    """What the admins read when a chain ended before the restore point asked for."""
+    return Text(
+        "⚠️ The backup of {wanted} could not be restored whole ({error}): the data is back as it "
+        "was at {used}, the last state that verified; {count} later restore points of that "
+        "chain were unusable.",
+        wanted=shortfall.wanted.created_at,
+        error=Code(shortfall.reason, 300),
+        used=shortfall.used.created_at,
+        count=shortfall.unusable,
+    )
+
+
+def _file_is_live(db: Database) -> bool:
+    """The file at DB_PATH is the database this process writes. When it is not (deleted,
+    replaced or moved under the running bot), a final backup is a snapshot through the open
+    connection, which still reaches every page, like any other backup."""
+    if db.storage.in_memory:
+        return False
+    if db.file_is_live():
+        return True
+    log.warning(
+        "the file at DB_PATH is not the live database any more (deleted, replaced or moved): "
+        "the final backup is taken from the open connection"
+    )
+    return False

@@ -131,6 +131,7 @@ class Lifecycle:
             "newest_offsite_backup_age_seconds": self._newest_offsite_age(),
             "failing_destinations": self.engine.failing_destinations(),
             "offsite_paused": self.engine.offsite_paused_seen(),
+            **self.engine.meter.health(),
         }
 
     def _newest_offsite_age(self) -> int | None:

@@ -120,6 +120,7 @@ def _run(wired: Bot) -> int:
         clock=utc_now,
         backup=engine.create,
         backed_up=engine.backed_up_changes,
+        spacing=engine.change_spacing,
         behind=engine.offsite_behind,
         notify=lambda user_id, text: send_quietly(bot, user_id, text, readers.of(user_id)),
     )

@@ -21,6 +21,7 @@ from i18n import Alert, Code, Text
 from lease import Lease
 from sealing import Sealer, SealError
 from telegram_errors import shown
+from upload_meter import UploadMeter
 
 log = logging.getLogger("backup")
 
@@ -37,9 +38,10 @@ class OffsiteCopies:
         sealer: Sealer | None,
         settings: Settings,
         alert: Alert,
+        meter: UploadMeter | None = None,
     ):
         self.local, self._offsite, self.lease, self._status = local, list(offsite), lease, status
-        self._sealer, self.settings, self.alert = sealer, settings, alert
+        self._sealer, self.settings, self.alert, self.meter = sealer, settings, alert, meter
         self._too_large_told: set[str] = set()  # destinations whose copies cannot be fetched back
 
     def store(
@@ -73,6 +75,8 @@ class OffsiteCopies:
                 failures[destination.name] = "not sent: a newer instance writes the backups"
                 continue
             placed, failed = self.store(destination, copy, copy_info)
+            if placed and self.meter is not None:
+                self.meter.record(destination.name, placed[0].size)
             if placed and expected:
                 failed = self._read_back(destination, placed[0], expected)
                 placed = [] if failed else placed
@@ -136,7 +140,15 @@ class OffsiteCopies:
 
 
 def retention(backups: Sequence[BackupInfo], keep: int) -> list[BackupInfo]:
-    """Which of `backups` (newest first) rotation removes: all but the newest `keep`, where an
-    on-change backup stays only while it is the newest of all (anything after it says as much)."""
-    kept = [info for n, info in enumerate(backups) if n == 0 or info.reason != "change"][:keep]
+    """Which of `backups` (newest first) rotation removes: all but the newest `keep` restore
+    points, where an on-change one stays only while it is the newest of them (a full backup
+    after it says as much; a scheduled side piece does not end its chain, which goes on), and
+    never a piece a kept restore point builds on (its chain): whole chains go, never part of one."""
+    changes = [n for n, info in enumerate(backups) if info.reason == "change"]
+    newest = changes[0] if changes else -1
+    if any(info.delta is None and info.reason != "change" for info in backups[: max(newest, 0)]):
+        newest = -1  # a full backup came after it: its chain ended there
+    kept = [info for n, info in enumerate(backups) if n in (0, newest) or info.reason != "change"][:keep]
+    needed = {name for info in kept if info.delta for name in info.delta.chain}
+    kept += [info for info in backups if info.piece in needed and info not in kept]
     return [info for info in backups if info not in kept]

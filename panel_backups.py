@@ -27,6 +27,7 @@ from i18n import (
 from panel_screens import BACKUP, CREATE, RESTORE, START_FRESH, PanelPart, Screen
 from startup import destinations_off
 from telegram_errors import shown
+from upload_meter import GB
 
 log = logging.getLogger("admin_panel")
 
@@ -147,6 +148,16 @@ class Backups(PanelPart):
             Text("{destination}: {state}", destination=Code(name), state=why)
             for name, why in destinations_off(self.settings).items()
         ]
+        if self.engine.offsite_count:
+            day, pace = self.engine.uploads()
+            found.append(
+                Text(
+                    "📤 Uploaded {day} in the last 24 hours; {pace} a month at this pace (budget {budget})",
+                    day=Size(day),
+                    pace=Size(pace),
+                    budget=Size(round(self.settings.backup_upload_budget_gb * GB)),
+                )
+            )
         if overview.paused:
             found.append(
                 Text(
@@ -318,6 +329,17 @@ def describe(copies: list[BackupInfo]) -> Text:
     info = copies[0]
     # Seconds: backups taken close together (a restore, its safety backup, a hand-over) would
     # otherwise read the same.
+    if info.delta is not None:  # a restore point made of the pieces before it and this one
+        return Plural(
+            "{when}, {reason}, {size} of changed pages, pieces before it: {pieces}, {count} user; in {places}",
+            "{when}, {reason}, {size} of changed pages, pieces before it: {pieces}, {count} users; in {places}",
+            users_in(info),
+            when=When(info.created_at, Style.SECONDS),
+            reason=shown_reason(info.reason),
+            size=Size(info.size),
+            pieces=len(info.delta.chain),
+            places=places(copies),
+        )
     return Plural(
         "{when}, {reason}, {size}, {count} user; in {places}",
         "{when}, {reason}, {size}, {count} users; in {places}",

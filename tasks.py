@@ -159,8 +159,15 @@ class ChangeDebouncer:
     than about a tenth of its time.
     """
 
-    def __init__(self, window: float, clock: Callable[[], float] = time.monotonic):
-        self.window, self.clock = window, clock
+    def __init__(
+        self,
+        window: float,
+        clock: Callable[[], float] = time.monotonic,
+        spacing: Callable[[], float] = lambda: 1.0,
+    ):
+        """spacing(): how many times `window` to wait (more than once while uploads run over
+        their budget: engine.BackupEngine.change_spacing)."""
+        self.window, self.clock, self.spacing = window, clock, spacing
         self._seen: int | None = None  # the change count the last backup started from
         self._guessed = False  # _seen is only what the count was at the first look
         self._first_change: float | None = None
@@ -178,7 +185,8 @@ class ChangeDebouncer:
             return False
         if self._first_change is None:
             self._first_change = now
-        start_by = self._first_change + max(0.0, self.window - self._last_duration)
+        window = self.window * self.spacing()
+        start_by = self._first_change + max(0.0, window - self._last_duration)
         return now >= max(start_by, self._last_end + 10 * self._last_duration)
 
     def retry_due(self, behind: bool) -> bool:
@@ -307,6 +315,7 @@ def build_runner(
     clock: Clock,
     backup: Callable[[str], object] | None = None,
     backed_up: Callable[[], int | None] = lambda: None,
+    spacing: Callable[[], float] = lambda: 1.0,
     behind: Callable[[], bool] = lambda: False,
 ) -> JobRunner:
     """The jobs: auto-unblock every minute, tracking cleanup every hour; with `backup` (the
@@ -320,7 +329,7 @@ def build_runner(
     if backup is not None:
         runner.add("backup", settings.backup_interval_hours * 3600, lambda: backup("scheduled"))
         if settings.backup_after_change_seconds > 0:
-            debouncer = ChangeDebouncer(settings.backup_after_change_seconds)
+            debouncer = ChangeDebouncer(settings.backup_after_change_seconds, spacing=spacing)
             runner.add(
                 "backup_after_change",
                 1,

@@ -393,7 +393,7 @@ class ChatIndex:
                 Entry(e.info, tuple(replace(p, chat_id=p.chat_id or old) for p in e.parts))
                 for e in self.known.entries
             ]
-            self.known.rolling, self.known.message_id = [], None  # the old index stays there
+            self.known.levels, self.known.message_id = Index().levels, None  # the old index stays there
         log.warning("the backup chat %s was upgraded to a supergroup: backups go to %s now", old, new)
         self.moved(old, new)
 

@@ -56,24 +56,32 @@ class TelegramChat:
     @paced
     def put(self, path: Path, info: BackupInfo) -> BackupInfo:
         """Send the backup, as parts a bot may download again when it is larger than that. An
-        on-change backup is edited into the messages of the one before it (so they add no
-        message between two other backups), and any other backup retires those. Then the
+        on-change backup is edited into the messages of the one before it at its level (a full
+        one, or a delta a to d: deltas.py), so the chat holds at most five of them and they add
+        no message between two other backups; any other full backup retires them. Then the
         index is updated. Fenced by the head the index holds."""
         index = self.index.read()
         fence(index.head, info.generation, info.writer)
         visible_name, size = f"{self.index.bot_username}-{info.name}", path.stat().st_size
-        reuse = list(index.rolling) if info.reason == "change" else []
+        change, level = info.reason == "change", info.delta.level if info.delta else 0
+        # A side piece (a scheduled delta: deltas.py) is history beside the chain: it retires nothing.
+        replaced = _replaced(index.levels, level) if change else [] if info.delta else index.rolling
+        reuse = list(replaced) if change else []
         parts = self._send_parts(path, visible_name, self.index.reader(caption(info, size)), reuse)
         chat = self.index.chat_id
         sent = {part.message_id for part in parts}
-        retired = [Ref(chat, m) for m in index.rolling if m not in sent]  # superseded by this one
-        gone = {Ref(chat, m) for m in sent | set(index.rolling)}
+        retired = [Ref(chat, m) for m in replaced if m not in sent]  # superseded by this one
+        gone = {Ref(chat, m) for m in sent | set(replaced)}
         placed = replace(info.at(self.name, parts[0].file_id, size), name=visible_name)
         index.entries = [
             Entry(placed, tuple(parts)),
             *(e for e in index.entries if not gone & set(e.refs(chat))),
         ]
-        index.rolling = sorted(sent) if info.reason == "change" else []
+        if change:
+            index.levels = [[m for m in ids if m not in replaced] for ids in index.levels]
+            index.levels[level] = sorted(sent)
+        elif info.delta is None:
+            index.levels = [[] for _ in index.levels]
         index.scrub = self._scrub([*index.scrub, *retired])
         self.index.write(index)
         return placed
@@ -112,10 +120,20 @@ class TelegramChat:
         going = [entry for entry in index.entries if entry.info.name in names]
         if not going:
             return
-        refs = [ref for entry in going for ref in entry.refs(self.index.chat_id)]
+        chat = self.index.chat_id
+        refs = [ref for entry in going for ref in entry.refs(chat)]
         index.entries = [entry for entry in index.entries if entry.info.name not in names]
-        index.rolling = [m for m in index.rolling if Ref(self.index.chat_id, m) not in refs]
-        index.scrub = self._scrub([*index.scrub, *refs])
+        # A delta's message at its level stays for the next piece of that level to be edited
+        # into (it holds nothing any restore point needs); any other message's data (a side
+        # piece's too) leaves the chat.
+        rolling = set(index.rolling)
+        keep = {
+            Ref(chat, m) for entry in going if entry.info.delta for m in entry.message_ids if m in rolling
+        }
+        index.levels = [
+            [m for m in level if Ref(chat, m) not in refs or Ref(chat, m) in keep] for level in index.levels
+        ]
+        index.scrub = self._scrub([*index.scrub, *(ref for ref in refs if ref not in keep)])
         self.index.write(index)
 
     def _scrub(self, refs: list[Ref]) -> list[Ref]:
@@ -225,6 +243,15 @@ class TelegramChat:
                     ) from None
                 raise
             return self.api.download(file.file_path, out, what="download a backup from the chat")
+
+
+def _replaced(levels: list[list[int]], level: int) -> list[int]:
+    """The messages an on-change backup at `level` is edited into: those of its level; for a
+    full one (a new chain, after a restart) with none yet, those of the highest level that has
+    some (every piece of the old chain is superseded), so a restart adds no message."""
+    if levels[level] or level:
+        return list(levels[level])
+    return next((list(ids) for ids in reversed(levels) if ids), [])
 
 
 class ChatLease:

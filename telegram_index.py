@@ -7,11 +7,13 @@ chat's pinned message (getChat). So that message is a document the bot keeps up 
      "chat_id": -100123, "message_id": 77,   the message that holds it: a copy elsewhere is no index
      "head": {...} | null,                    who writes the backups (lease.Head)
      "rolling": [123, 124],                   the messages the on-change backups replace in place
+     "levels": [[123], [124], [], [], []],    the same, by the level of the piece each holds
+                                              (0: a full on-change backup, 1-4: deltas a-d)
      "scrub": [[-100123, 98], ...],           rotated-out messages that still hold a backup's data
      "backups": [{"name": "...", "size": 1234, "encrypted": false,
                   "created_at": "...", "reason": "...", "generation": 7, "writer": "...",
                   "sequence": 12, "schema_version": 2, "row_counts": {...}, "sha256": "...",
-                  "db_size": 4096,
+                  "db_size": 4096, "delta": {...} (a change backup's pages only),
                   "parts": [{"message_id": 120, "file_id": "...", "size": 1234, "sha256": "...",
                              "chat_id": -100123 (only where it is not the index's chat)}, ...]},
                  ...],                        newest first
@@ -49,7 +51,8 @@ FORMAT_UNSEALED = "telegram-bot-backup-index/1"  # before the seal: trusted when
 MAX_BYTES = 1 << 20  # an index of a thousand backups is far smaller
 MAX_ENTRIES, MAX_PARTS = 1000, 10_000
 FILE_ID = re.compile(r"^[A-Za-z0-9_-]{1,256}\Z")
-VISIBLE_NAME = re.compile(r"^[A-Za-z0-9_]{0,64}-?backup-\d{8}T\d{9}Z-[a-z-]+\.db\.zst(\.sealed)?\Z")
+VISIBLE_NAME = re.compile(r"^[A-Za-z0-9_]{0,64}-?backup-\d{8}T\d{9}Z-[a-z-]+\.(?:db|delta)\.zst(\.sealed)?\Z")
+LEVELS = 5  # the messages of on-change backups: a full one, and one per level of delta
 
 
 @dataclass(frozen=True)
@@ -92,9 +95,16 @@ class Index:
     message_id: int | None = None  # the pinned index message; None: there is none yet
     head: Head | None = None
     entries: list[Entry] = field(default_factory=list)  # newest first
-    rolling: list[int] = field(default_factory=list)  # the on-change backup's messages
+    # The messages on-change backups are edited into, by level (0: a full one, 1-4: deltas a-d):
+    # each holds the newest piece of its level, or one nothing needs until the next replaces it.
+    levels: list[list[int]] = field(default_factory=lambda: [[] for _ in range(LEVELS)])
     scrub: list[Ref] = field(default_factory=list)  # rotated-out messages still holding data
     chat_id: int = 0  # the chat the index lives in
+
+    @property
+    def rolling(self) -> list[int]:
+        """Every message an on-change backup is edited into."""
+        return [message for level in self.levels for message in level]
 
     def find(self, name: str) -> Entry | None:
         return next((entry for entry in self.entries if entry.info.name == name), None)
@@ -125,6 +135,7 @@ def serialize(index: Index, seal: Seal) -> bytes:
         "message_id": index.message_id,
         "head": index.head.as_json() if index.head else None,
         "rolling": index.rolling,
+        "levels": index.levels,
         "scrub": [[ref.chat_id, ref.message_id] for ref in index.scrub],
         "backups": [_entry_json(entry) for entry in index.entries],
     }
@@ -146,6 +157,7 @@ def _entry_json(entry: Entry) -> dict:
         "row_counts": info.row_counts,
         "sha256": info.sha256,
         "db_size": info.db_size,
+        **({"delta": info.delta.as_json()} if info.delta else {}),
         "parts": [
             {"message_id": p.message_id, "file_id": p.file_id, "size": p.size, "sha256": p.sha256}
             | ({"chat_id": p.chat_id} if p.chat_id is not None else {})
@@ -178,7 +190,7 @@ def parse_index(data: bytes, chat_id: int, message_id: int, seal: Seal, posted_b
         message_id,
         _head(document),
         _entries(document),
-        _message_ids(document.get("rolling"), "rolling"),
+        _levels(document),
         _refs(document.get("scrub")),
         chat_id,
     )
@@ -193,6 +205,16 @@ def _message_ids(value, what: str) -> list[int]:
     if not isinstance(value, list) or len(value) > MAX_PARTS or not all(map(_message_id, value)):
         raise NotABackupError(f"the index is damaged ({what})")
     return value
+
+
+def _levels(document: dict) -> list[list[int]]:
+    """The on-change messages by level; an index without levels held one full backup there."""
+    levels = document.get("levels")
+    if levels is None:
+        return [_message_ids(document.get("rolling"), "rolling"), *([] for _ in range(LEVELS - 1))]
+    if not isinstance(levels, list) or len(levels) != LEVELS:
+        raise NotABackupError("the index is damaged (levels)")
+    return [_message_ids(level, "levels") for level in levels]
 
 
 def _refs(value) -> list[Ref]:
@@ -244,6 +266,7 @@ def _entry(raw) -> Entry:
         generation=raw.get("generation", 0),
         writer=raw.get("writer", ""),
         sequence=raw.get("sequence", 0),
+        delta=raw.get("delta"),
         problem=problem,
     )
     return Entry(

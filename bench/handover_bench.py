@@ -187,7 +187,7 @@ def immediate(bench: Bench, database_file: Path) -> dict:
 # --- recovery point ----------------------------------------------------------------------------
 
 CHANGE_LINE = re.compile(
-    r"^(\S+ \S+) INFO backup: change backup backup-(\d{8}T\d{9}Z)-change\.db\.zst: "
+    r"^(\S+ \S+) INFO backup: change backup backup-(\d{8}T\d{9}Z)-change\.(?:db|delta)\.zst: "
     r"\d+ bytes, \d+ rows, ([\d.]+) s, stored in (.*)$",
     re.M,
 )

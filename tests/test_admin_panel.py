@@ -63,6 +63,12 @@ def test_every_screen_and_button(fake, start_bot):
     # (how many wait depends on whether the poller confirmed this very press yet)
     assert "Updates: by polling (getUpdates)" in system["text"]
     assert re.search(r"Updates waiting at Telegram: \d+", system["text"])
+    # what backups uploaded off the machine, and a month at this pace, against the budget
+    assert re.search(
+        r"📤 Uploaded [0-9.,]+ [KMG]?B in the last 24 hours; [0-9.,]+ [KMG]?B a month at this pace "
+        r"\(budget 20 GB\)",
+        system["text"],
+    )
     jobs = press(fake, panel.JOBS, "Jobs")["text"]
     for line in (
         "auto_unblock: every minute",

@@ -491,3 +491,41 @@ def test_decrypt_says_what_a_file_is_when_it_is_not_encrypted(env, tmp_path):
         run(env, "decrypt", str(tmp_path / "notes.txt")), "is not an encrypted backup (nor a backup)"
     )
     assert not list(tmp_path.rglob("*.db.zst.db.zst"))  # nothing written
+
+
+def test_a_change_backup_is_listed_verified_and_restored_through_its_chain(env, tmp_path):
+    """A delta piece is a restore point like any other for the command line: `list` prints it,
+    `verify` and `restore` of what it printed go through its chain; its file alone is refused."""
+    from config import load_settings
+    from engine import BackupEngine
+
+    db = database.open_database(env["DB_PATH"])
+    db.migrate()
+    with db.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO users (user_id, username, first_seen, last_seen) VALUES (?, ?, 0, 0)",
+            [(n, f"user{n}" * 4) for n in range(1000, 21_000)],
+        )
+    engine = BackupEngine(db, load_settings(env, require_token=False))
+    engine.create("manual")
+    for user in (1, 2, 3, 4, 5):
+        db.track_message(user, None, "N", user, "message", NOW, NOW)
+        engine.create("change")
+    db.track_message(6, None, "N", 6, "message", NOW, NOW)  # after the last backup
+    db.close()
+
+    listed = run(env, "list")
+    assert all(LINE.match(line) for line in listed.stdout.splitlines()), listed.stdout
+    newest = references(listed)[0]
+    assert newest.endswith("-change.delta.zst")
+    verified = run(env, "verify", newest)
+    assert verified.returncode == 0 and f"users {20_005}" in verified.stdout, verified.stderr
+    one_line_error(
+        run(env, "verify", str(tmp_path / "data" / "backups" / newest.removeprefix("local:"))),
+        "through its chain",
+    )
+    restored = run(env, "restore", newest, "--yes")
+    assert restored.returncode == 0, restored.stderr
+    assert {1, 2, 3, 4, 5} <= users_in(env["DB_PATH"], admins=()) and 6 not in users_in(
+        env["DB_PATH"], admins=()
+    )

@@ -120,6 +120,8 @@ def test_health_endpoint_reports_state_generation_storage_and_backup_age(fake, r
     age = status["newest_offsite_backup_age_seconds"]  # that one's age, however slow the machine
     assert (asked - taken).total_seconds() - 1 <= age <= (answered - taken).total_seconds() + 1
     assert status["failing_destinations"] == [] and status["offsite_paused"] is False
+    # the startup backup's upload, counted, and the month it would make at this pace
+    assert 0 < status["uploaded_last_24h_bytes"] <= status["upload_month_pace_bytes"]
     fake.fail_next("sendDocument", times=3)  # the chat refuses the next backup
     seen = len(fake.messages(ADMIN_ID))
     fake.send_text(ADMIN_ID, "/backup")

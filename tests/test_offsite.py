@@ -378,32 +378,43 @@ def test_a_truncated_download_is_a_one_line_failure(tmp_path, fake):
         s.engine.verify(listed)
 
 
-def test_on_change_backups_are_edited_into_one_message_and_a_scheduled_one_retires_it(tmp_path, fake):
+def test_on_change_backups_are_edited_into_one_message_per_level_and_a_scheduled_one_retires_them(
+    tmp_path, fake
+):
     s = Setup(tmp_path, fake)
-    for user in (1, 2, 3):
-        s.add_users(user)
-        s.engine.create("change")
 
     def backups():
         return [
-            m for m in fake.messages(CHAT) if "-backup-2" in (m.get("document") or {}).get("file_name", "")
+            m
+            for m in fake.messages(CHAT)
+            if "-backup-2" in (m.get("document") or {}).get("file_name", "") and not m.get("deleted")
         ]
 
-    assert len(backups()) == 1  # three on-change backups, one message, edited in place
+    s.pad(1)  # enough that a few new rows are far less than a full backup
+    levels_seen = set()
+    for user in range(1, 6):  # a full one (no chain yet), then deltas at levels d, d, d, c
+        before = len(backups())
+        s.add_users(user)
+        info = s.engine.create("change").stored[-1]
+        levels_seen.add(info.delta.level if info.delta else 0)
+        assert len(backups()) <= before + 1  # at most one new message per on-change backup
+    assert levels_seen == {0, 3, 4}
+    assert len(backups()) == len(levels_seen)  # one message per level, edited in place
     index = chat_index(fake, CHAT)
-    assert index["rolling"] == [backups()[0]["message_id"]] and len(index["backups"]) == 1
+    assert sorted(index["rolling"]) == sorted(m["message_id"] for m in backups())
+    newest = index["backups"][0]
+    assert newest["delta"]["level"] == 3 and len(newest["delta"]["chain"]) == 1
+    message = next(m for m in backups() if m["message_id"] == newest["parts"][0]["message_id"])
     assert (
-        fake.file_bytes(backups()[0]["document"]["file_id"])
-        == Path(s.engine.newest_local().location).read_bytes()
-    )  # it holds the newest of them
-    s.add_users(4)
+        fake.file_bytes(message["document"]["file_id"]) == Path(s.engine.newest_local().location).read_bytes()
+    )
+    s.add_users(6)
     s.engine.create("scheduled")
-    kept = [m for m in backups() if not m.get("deleted")]
-    assert [m["document"]["file_name"].rsplit("-", 1)[1] for m in kept] == ["scheduled.db.zst"]
+    assert [m["document"]["file_name"].rsplit("-", 1)[1] for m in backups()] == ["scheduled.db.zst"]
     assert chat_index(fake, CHAT)["rolling"] == []
-    s.add_users(5)
+    s.add_users(7)
     s.engine.create("change")  # the next change starts a new message
-    assert len([m for m in backups() if not m.get("deleted")]) == 2
+    assert len(backups()) == 2
 
 
 def test_the_pause_resolves_itself_once_the_chat_answers(tmp_path, fake):
@@ -677,3 +688,31 @@ def test_a_write_that_changed_nothing_leaves_the_writer_free_to_go_quiet(tmp_pat
     assert s.engine.everything_offsite() is None  # a write: it cannot know yet
     assert s.engine.create("change").info is None  # skipped: nothing changed
     assert s.engine.everything_offsite() is not None
+
+
+def test_scheduled_side_pieces_are_history_in_the_chat_and_leave_it_whole_when_rotated(tmp_path, fake):
+    """A scheduled backup on a chain whose full backup is history is a side piece: a new message
+    that retires none of the on-change ones; rotated out, its message leaves the chat, and the
+    full backup it needed stays while another kept restore point needs it."""
+    s = Setup(tmp_path, fake, BACKUP_KEEP="2")
+    s.pad(1)
+    s.engine.create("manual")  # the full backup: history
+
+    def live():
+        return {
+            m["message_id"]: m["document"]["file_name"]
+            for m in fake.messages(CHAT)
+            if "-backup-2" in (m.get("document") or {}).get("file_name", "") and not m.get("deleted")
+        }
+
+    s.add_users(1)
+    s.engine.create("change")
+    sides = []
+    for user in (2, 3, 4):
+        s.add_users(user)
+        sides.append(s.engine.create("scheduled").stored[-1])
+        assert sides[-1].delta is not None and sides[-1].delta.number == 0
+    names = set(live().values())
+    assert not any(sides[0].name.endswith(name.split("-", 1)[1]) for name in names)  # rotated out
+    assert any(name.endswith("-manual.db.zst") for name in names)  # still needed by the others
+    assert any(name.endswith("-change.delta.zst") for name in names)  # the chain's piece stayed

@@ -325,3 +325,46 @@ def test_garbage_from_s3_is_a_one_line_failure_and_the_local_backup_is_made(mode
         db.close()
     finally:
         garbage.close()
+
+
+def test_a_chain_of_change_backups_comes_back_from_the_bucket_encrypted(s3_server, s3_env, tmp_path):
+    """The bucket holds the same pieces as the local folder (the full backup and the deltas after
+    it, each encrypted); a wiped disk gets the newest restore point back through them."""
+
+    def settings(folder):
+        return load_settings(
+            {
+                "BOT_TOKEN": "123456:AAbbCCddEEffGGhhIIjjKKll",
+                "DB_PATH": str(tmp_path / folder / "bot.db"),
+                "BACKUP_CHAT_ID": "off",
+                "S3_BUCKET": s3_server.bucket,
+                "S3_PREFIX": s3_env,
+                "S3_ENDPOINT_URL": s3_server.endpoint_url,
+                "BACKUP_PASSPHRASE": "correct horse battery staple",
+            }
+        )
+
+    first = settings("first-instance")
+    db, engine, report = startup.prepare_database(first, startup.offsite(first))
+    with db.transaction() as conn:  # enough rows that a few more are far less than the whole
+        conn.executemany(
+            "INSERT INTO users (user_id, username, first_seen, last_seen) VALUES (?, ?, 0, 0)",
+            [(n, f"user{n}" * 5) for n in range(10_000, 30_000)],
+        )
+    engine.create("manual")
+    for user in range(1, 6):
+        db.track_message(user, f"person{user}", "P", user, "message", NOW, NOW)
+        newest = engine.create("change")
+    assert newest.info.delta is not None and len(newest.info.delta.chain) == 2  # full, c, d
+    in_bucket = {info.piece: info for info in engine.listing("s3").backups}
+    assert {*newest.info.delta.chain, newest.info.piece} <= set(in_bucket)
+    assert all(info.encrypted for info in in_bucket.values())
+    db.close()
+    report.lock.release()
+
+    second = settings("second-instance")  # nothing on this disk
+    db, engine, report = startup.prepare_database(second, startup.offsite(second))
+    assert report.restored.destination == "s3" and report.restored.piece == newest.info.piece
+    assert [db.user(user)["username"] for user in range(1, 6)] == [f"person{u}" for u in range(1, 6)]
+    db.close()
+    report.lock.release()

@@ -32,7 +32,8 @@ LAYERS = {
     "liveness": 8,  # a writer's quiet periods and freezes
     "engine": 7,  # the backup engine
     "panel_users": 7,  # 👥 Users
-    "catalog": 6,  # what backups there are, and reading one back
+    "catalog": 6,
+    "chain_keeper": 6,  # the writer's chain: which file a backup becomes, and after a restore  # what backups there are, and reading one back
     "offsite_copies": 6,  # the copies that leave the machine: sent, read back, rotated
     "telegram_destination": 7,  # the chat's backups and the lease kept there
     "telegram_chat": 6,  # the backup chat and its pinned index
@@ -40,6 +41,7 @@ LAYERS = {
     "admin_users": 6,  # what the panel shows of people
     "telegram_index": 5,  # the chat's index
     "lease": 4,  # the writer's lease: who may write off the machine
+    "chains": 3,  # restoring a change backup through its chain
     "moderation": 3,  # blocking and unblocking people
     "outbox": 3,  # alerts: delayed by flood control, never dropped
     "destinations": 3,  # the destination interface and the local folder
@@ -52,6 +54,8 @@ LAYERS = {
     "panel_screens": 2,  # the admin panel's screens and buttons
     "database": 1,  # the package: every SQL statement
     "sealing": 1,
+    "deltas": 1,
+    "upload_meter": 2,  # what backups upload, and the budget  # change backups: the pages that changed, and their chain
     "i18n": 1,
     "bot_api": 1,  # encryption; texts people read; the Bot API
     "config": 0,
