@@ -55,9 +55,10 @@ log = logging.getLogger(__name__)
 OFFICIAL = "https://api.telegram.org"  # what the library addresses; routed to TELEGRAM_API_URL
 URL = re.compile(r"^https?://[^/]+/bot([^/]+)/([A-Za-z]+)$")
 MAX_FLOOD_WAIT = 60.0  # at most this long in one call for flood control, without a deadline
-# Calls that change a chat: all of them count toward the overall pace; those that put a new
-# message in the chat (a pin puts a service message there) count toward the chat's pace, as
-# Telegram's guidance counts messages.
+# Calls that change a chat: all of them count toward the overall pace, and inside paced()
+# toward the chat's pace too. Telegram's guidance speaks of messages, but its flood control
+# counts every change to a chat (an edit, a deletion, a pin and the service message it makes),
+# so the backup chat's work keeps all of them within the guidance.
 WRITES = frozenset(
     {
         "sendMessage",
@@ -72,12 +73,19 @@ WRITES = frozenset(
         "unpinChatMessage",
     }
 )
-MESSAGES = frozenset({"sendMessage", "sendDocument", "sendPhoto", "pinChatMessage"})
 # Telegram's guidance (core.telegram.org/bots/faq, "My bot is hitting limits"): about one
 # message a second in a chat (short bursts pass), 20 a minute in a group, 30 a second overall.
 PRIVATE_PACE = ((3, 3.0),)
 GROUP_PACE = ((3, 3.0), (20, 60.0))
 OVERALL_PACE = ((30, 1.0),)
+# Telegram counts a write when it arrives, the pacer when it lets it go: a little room for the
+# difference, so that a request that travels slower than the next still keeps the window.
+PACE_MARGIN = 0.1
+# A process knows nothing of the writes the one before it made in the same chat (a final
+# backup just before it started): it writes to a chat in bulk only this long after it began
+# (this module's import), the guidance's window.
+FIRST_PACED_WRITE = 3.0
+_PROCESS_BEGAN = time.monotonic()
 
 
 class BotApiError(Exception):
@@ -127,6 +135,12 @@ def paced() -> Iterator[None]:
         _local.paced = previous
 
 
+def time_waited() -> float:
+    """The seconds this thread has waited so far for its turn or for flood control: time spent
+    on Telegram's pace, not on work (the on-change backups' spacing leaves it out)."""
+    return getattr(_local, "waited", 0.0)
+
+
 def _time_left() -> float:
     end = getattr(_local, "deadline", None)
     return MAX_FLOOD_WAIT if end is None else max(0.0, end - time.monotonic())
@@ -147,7 +161,7 @@ class Pacer:
 
     def wait_for_turn(self, chat: object | None, write: bool, budget: float, paced: bool = False) -> float:
         """Wait (at most `budget` seconds) until a call to `chat` may go, and count it when it
-        is a write; `paced`: a new message, within the guidance's windows for one chat too.
+        is a write; `paced`: a write within the guidance's windows for one chat too.
         Returns the seconds waited."""
         waited = 0.0
         while True:
@@ -177,6 +191,7 @@ class Pacer:
             if write and paced:
                 windows = PRIVATE_PACE if isinstance(chat, int) and chat > 0 else GROUP_PACE
                 delays.append(_window_delay(self._sent.get(chat), windows, now))
+                delays.append(_PROCESS_BEGAN + FIRST_PACED_WRITE - time.monotonic())
         if write:
             delays.append(_window_delay(self._sent.get("all"), OVERALL_PACE, now))
         return max(delays)
@@ -187,7 +202,10 @@ def _window_delay(sent: deque[float] | None, windows, now: float) -> float:
     if not sent:
         return 0.0
     times = list(sent)
-    return max((times[-count] + seconds - now if len(times) >= count else 0.0) for count, seconds in windows)
+    return max(
+        (times[-count] + seconds + PACE_MARGIN - now if len(times) >= count else 0.0)
+        for count, seconds in windows
+    )
 
 
 # --- one bot's server --------------------------------------------------------------------------
@@ -238,9 +256,12 @@ class BotApi:
     def paced(self, api_method: str, chat: object | None, attempt: Callable[[], requests.Response]):
         """attempt() in its turn; after a 429, again once Telegram's stop is over, while the
         thread's time allows. Returns the last response."""
-        write, message = api_method in WRITES, api_method in MESSAGES
+        write = api_method in WRITES
         while True:
-            self.pacer.wait_for_turn(chat, write, _time_left(), message and getattr(_local, "paced", False))
+            waited = self.pacer.wait_for_turn(
+                chat, write, _time_left(), write and getattr(_local, "paced", False)
+            )
+            _local.waited = time_waited() + waited
             response = attempt()
             retry_after = _retry_after(response)
             if retry_after is None:
