@@ -81,10 +81,11 @@ OVERALL_PACE = ((30, 1.0),)
 # Telegram counts a write when it arrives, the pacer when it lets it go: a little room for the
 # difference, so that a request that travels slower than the next still keeps the window.
 PACE_MARGIN = 0.1
-# A process knows nothing of the writes the one before it made in the same chat (a final
-# backup just before it started): it writes to a chat in bulk only this long after it began
-# (this module's import), the guidance's window.
-FIRST_PACED_WRITE = 3.0
+# A process knows nothing of the writes the one before it made in the same chat: it counts a
+# final backup's (its data, its index, a retired message) as made when it began (this module's
+# import), so its first write to a chat in bulk waits until 3 s after it began.
+INHERITED_WRITES = 3
+HURRIED_PACE_WAIT = 3.5  # the most a final backup's write waits for the guidance's pace
 _PROCESS_BEGAN = time.monotonic()
 
 
@@ -141,6 +142,14 @@ def time_waited() -> float:
     return getattr(_local, "waited", 0.0)
 
 
+def _pace_budget() -> float | None:
+    """Within a deadline (a final backup: the next instance waits for it) the guidance's pace
+    is waited for at most HURRIED_PACE_WAIT, enough for its few seconds' window, not for its
+    minute's: a hand-over that came too late would cost more than a minute over the guidance.
+    Telegram's own stops (a 429) are still waited out, within the deadline."""
+    return HURRIED_PACE_WAIT if getattr(_local, "deadline", None) is not None else None
+
+
 def _time_left() -> float:
     end = getattr(_local, "deadline", None)
     return MAX_FLOOD_WAIT if end is None else max(0.0, end - time.monotonic())
@@ -159,20 +168,43 @@ class Pacer:
         self._sent: dict[object, deque[float]] = {}  # chat id (or "all") -> times of recent writes
         self._stopped: dict[object, float] = {}  # chat id (or "all") -> flood stop until
 
-    def wait_for_turn(self, chat: object | None, write: bool, budget: float, paced: bool = False) -> float:
+    def wait_for_turn(
+        self,
+        chat: object | None,
+        write: bool,
+        budget: float,
+        paced: bool = False,
+        pace_budget: float | None = None,
+    ) -> float:
         """Wait (at most `budget` seconds) until a call to `chat` may go, and count it when it
-        is a write; `paced`: a write within the guidance's windows for one chat too.
-        Returns the seconds waited."""
-        waited = 0.0
+        is a write; `paced`: a write within the guidance's windows for one chat too, waited for
+        at most `pace_budget` seconds (None: `budget`). Returns the seconds waited."""
+        waited, pace_budget = 0.0, budget if pace_budget is None else min(budget, pace_budget)
         while True:
             with self._lock:
-                delay = self._delay(chat, write, paced)
+                stopped, pace = self._delay(chat, write, False), self._delay(chat, write, paced)
+                delay = stopped if waited >= pace_budget else pace
                 if delay <= 0 or waited >= budget:
                     if write:  # counted: all of them overall, the paced ones in their chat
                         now = self.clock()
                         for key in (chat, "all") if paced else ("all",):
-                            self._sent.setdefault(key, deque(maxlen=30)).append(now)
+                            self._sent.setdefault(
+                                key, _inherited() if key == chat else deque(maxlen=30)
+                            ).append(now)
                     return waited
+            pause = min(delay, (pace_budget if waited < pace_budget else budget) - waited)
+            time.sleep(pause)
+            waited += pause
+
+    def wait_for_room(self, chat: object, budget: float) -> float:
+        """Wait (at most `budget` seconds) until one more paced write to `chat` may go, without
+        making it: a read and the write based on it then follow each other at once."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                delay = self._delay(chat, True, True)
+            if delay <= 0 or waited >= budget:
+                return waited
             pause = min(delay, budget - waited)
             time.sleep(pause)
             waited += pause
@@ -190,11 +222,14 @@ class Pacer:
             delays.append(self._stopped.get(chat, 0.0) - now)
             if write and paced:
                 windows = PRIVATE_PACE if isinstance(chat, int) and chat > 0 else GROUP_PACE
-                delays.append(_window_delay(self._sent.get(chat), windows, now))
-                delays.append(_PROCESS_BEGAN + FIRST_PACED_WRITE - time.monotonic())
+                delays.append(_window_delay(self._sent.get(chat, _inherited()), windows, now))
         if write:
             delays.append(_window_delay(self._sent.get("all"), OVERALL_PACE, now))
         return max(delays)
+
+
+def _inherited() -> deque[float]:
+    return deque([_PROCESS_BEGAN] * INHERITED_WRITES, maxlen=30)
 
 
 def _window_delay(sent: deque[float] | None, windows, now: float) -> float:
@@ -259,7 +294,7 @@ class BotApi:
         write = api_method in WRITES
         while True:
             waited = self.pacer.wait_for_turn(
-                chat, write, _time_left(), write and getattr(_local, "paced", False)
+                chat, write, _time_left(), write and getattr(_local, "paced", False), _pace_budget()
             )
             _local.waited = time_waited() + waited
             response = attempt()
@@ -270,6 +305,12 @@ class BotApi:
             log.warning("Telegram's flood control: %s asked to wait %d s", api_method, retry_after)
             if retry_after > _time_left():
                 return response
+
+    def wait_for_room(self, chat: object) -> None:
+        """Before a read whose write must follow it closely (a head, fenced by what it read):
+        the pace's wait comes first, not between the two."""
+        budget = _time_left() if _pace_budget() is None else min(_time_left(), _pace_budget())
+        _local.waited = time_waited() + self.pacer.wait_for_room(chat, budget)
 
     def upload(
         self, what: str, api_method: str, fields: dict, field: str, name: str, body: Callable[[], object]

@@ -113,7 +113,10 @@ def test_a_note_pinned_over_the_index_survives_backups_an_empty_disk_and_a_webho
     pinned = [m["message_id"] for m in fake.pinned_messages(GROUP)]
     assert note["message_id"] in pinned  # their note was never unpinned for good
     assert len(indexes_pinned(fake)) == 1
-    assert chat_index(fake, GROUP)["backups"][0]["row_counts"]["users"] == 4 + 1  # the admin too
+    listed = [
+        (b["reason"], b["generation"], b["row_counts"]["users"]) for b in chat_index(fake, GROUP)["backups"]
+    ]
+    assert listed[0][2] == 4 + 1, listed  # the newest holds everyone answered, and the admin
     assert_paced(fake)
 
 
@@ -138,7 +141,7 @@ def test_backups_older_than_48_hours_rotate_out_leaving_no_copy_of_the_data(fake
         users.one()  # an on-change backup, edited into one message
         fake.wait_for(
             lambda: backups_in_chat(fake, GROUP)[0]["row_counts"]["users"] == len(users.answered) + 1,
-            30,
+            90,  # within a minute: the chat may have had its 20 writes of the minute
             "an on-change backup of the newest user",
         )
     backup(fake)
@@ -192,12 +195,6 @@ def forged_index(fake, real, older_messages):
     return dict(real, head=head, rolling=older_messages, message_id=real["message_id"] + 100)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverPace,
-    reason="a restart within the minute: the new process does not know the old one's writes of the last "
-    "minute (it waits 3 s, not 60); measured 27 writes in a minute, at most 3 in 3 s",
-)
 def test_a_members_forged_index_head_knock_and_on_change_list_change_nothing(fake, run_bot):
     bot = run_bot(folder="a", BACKUP_CHAT_ID=str(GROUP), BACKUP_AFTER_CHANGE_SECONDS="2")
     serving(bot)
