@@ -81,12 +81,11 @@ OVERALL_PACE = ((30, 1.0),)
 # Telegram counts a write when it arrives, the pacer when it lets it go: a little room for the
 # difference, so that a request that travels slower than the next still keeps the window.
 PACE_MARGIN = 0.1
-# A process knows nothing of the writes the one before it made in the same chat: it counts a
-# final backup's (its data, its index, a retired message) as made when it began (this module's
-# import), so its first write to a chat in bulk waits until 3 s after it began.
+# A process does not know the writes the one before it made in a chat; the chat's last edit
+# (Telegram's date of the pinned index) tells when it was: those are counted as a final
+# backup's writes (its data, its index, a retired message) made then (Pacer.written_at).
 INHERITED_WRITES = 3
 HURRIED_PACE_WAIT = 3.5  # the most a final backup's write waits for the guidance's pace
-_PROCESS_BEGAN = time.monotonic()
 
 
 class BotApiError(Exception):
@@ -188,9 +187,7 @@ class Pacer:
                     if write:  # counted: all of them overall, the paced ones in their chat
                         now = self.clock()
                         for key in (chat, "all") if paced else ("all",):
-                            self._sent.setdefault(
-                                key, _inherited() if key == chat else deque(maxlen=30)
-                            ).append(now)
+                            self._sent.setdefault(key, deque(maxlen=30)).append(now)
                     return waited
             pause = min(delay, (pace_budget if waited < pace_budget else budget) - waited)
             time.sleep(pause)
@@ -209,6 +206,14 @@ class Pacer:
             time.sleep(pause)
             waited += pause
 
+    def written_at(self, chat: object, seconds_ago: float) -> None:
+        """Another process wrote to `chat` `seconds_ago` (before this one wrote there): its
+        writes count toward the chat's windows as if this one had made them."""
+        with self._lock:
+            if chat not in self._sent and seconds_ago < 60:
+                at = self.clock() - max(0.0, seconds_ago)
+                self._sent[chat] = deque([at] * INHERITED_WRITES, maxlen=30)
+
     def stop(self, chat: object | None, seconds: float) -> None:
         """Telegram asked for `seconds` without calls (to `chat`, or at all)."""
         with self._lock:
@@ -222,14 +227,10 @@ class Pacer:
             delays.append(self._stopped.get(chat, 0.0) - now)
             if write and paced:
                 windows = PRIVATE_PACE if isinstance(chat, int) and chat > 0 else GROUP_PACE
-                delays.append(_window_delay(self._sent.get(chat, _inherited()), windows, now))
+                delays.append(_window_delay(self._sent.get(chat), windows, now))
         if write:
             delays.append(_window_delay(self._sent.get("all"), OVERALL_PACE, now))
         return max(delays)
-
-
-def _inherited() -> deque[float]:
-    return deque([_PROCESS_BEGAN] * INHERITED_WRITES, maxlen=30)
 
 
 def _window_delay(sent: deque[float] | None, windows, now: float) -> float:
