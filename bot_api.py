@@ -55,9 +55,10 @@ log = logging.getLogger(__name__)
 OFFICIAL = "https://api.telegram.org"  # what the library addresses; routed to TELEGRAM_API_URL
 URL = re.compile(r"^https?://[^/]+/bot([^/]+)/([A-Za-z]+)$")
 MAX_FLOOD_WAIT = 60.0  # at most this long in one call for flood control, without a deadline
-# Calls that change a chat: all of them count toward the overall pace; those that put a new
-# message in the chat (a pin puts a service message there) count toward the chat's pace, as
-# Telegram's guidance counts messages.
+# Calls that change a chat: all of them count toward the overall pace, and inside paced()
+# toward the chat's pace too. Telegram's guidance speaks of messages, but its flood control
+# counts every change to a chat (an edit, a deletion, a pin and the service message it makes),
+# so the backup chat's work keeps all of them within the guidance.
 WRITES = frozenset(
     {
         "sendMessage",
@@ -72,12 +73,19 @@ WRITES = frozenset(
         "unpinChatMessage",
     }
 )
-MESSAGES = frozenset({"sendMessage", "sendDocument", "sendPhoto", "pinChatMessage"})
 # Telegram's guidance (core.telegram.org/bots/faq, "My bot is hitting limits"): about one
 # message a second in a chat (short bursts pass), 20 a minute in a group, 30 a second overall.
 PRIVATE_PACE = ((3, 3.0),)
 GROUP_PACE = ((3, 3.0), (20, 60.0))
 OVERALL_PACE = ((30, 1.0),)
+# Telegram counts a write when it arrives, the pacer when it lets it go: a little room for the
+# difference, so that a request that travels slower than the next still keeps the window.
+PACE_MARGIN = 0.1
+# A process does not know the writes the one before it made in a chat; the chat's last edit
+# (Telegram's date of the pinned index) tells when it was: those are counted as a final
+# backup's writes (its data, its index, a retired message) made then (Pacer.written_at).
+INHERITED_WRITES = 3
+HURRIED_PACE_WAIT = 3.5  # the most a final backup's write waits for the guidance's pace
 
 
 class BotApiError(Exception):
@@ -127,6 +135,20 @@ def paced() -> Iterator[None]:
         _local.paced = previous
 
 
+def time_waited() -> float:
+    """The seconds this thread has waited so far for its turn or for flood control: time spent
+    on Telegram's pace, not on work (the on-change backups' spacing leaves it out)."""
+    return getattr(_local, "waited", 0.0)
+
+
+def _pace_budget() -> float | None:
+    """Within a deadline (a final backup: the next instance waits for it) the guidance's pace
+    is waited for at most HURRIED_PACE_WAIT, enough for its few seconds' window, not for its
+    minute's: a hand-over that came too late would cost more than a minute over the guidance.
+    Telegram's own stops (a 429) are still waited out, within the deadline."""
+    return HURRIED_PACE_WAIT if getattr(_local, "deadline", None) is not None else None
+
+
 def _time_left() -> float:
     end = getattr(_local, "deadline", None)
     return MAX_FLOOD_WAIT if end is None else max(0.0, end - time.monotonic())
@@ -145,23 +167,52 @@ class Pacer:
         self._sent: dict[object, deque[float]] = {}  # chat id (or "all") -> times of recent writes
         self._stopped: dict[object, float] = {}  # chat id (or "all") -> flood stop until
 
-    def wait_for_turn(self, chat: object | None, write: bool, budget: float, paced: bool = False) -> float:
+    def wait_for_turn(
+        self,
+        chat: object | None,
+        write: bool,
+        budget: float,
+        paced: bool = False,
+        pace_budget: float | None = None,
+    ) -> float:
         """Wait (at most `budget` seconds) until a call to `chat` may go, and count it when it
-        is a write; `paced`: a new message, within the guidance's windows for one chat too.
-        Returns the seconds waited."""
-        waited = 0.0
+        is a write; `paced`: a write within the guidance's windows for one chat too, waited for
+        at most `pace_budget` seconds (None: `budget`). Returns the seconds waited."""
+        waited, pace_budget = 0.0, budget if pace_budget is None else min(budget, pace_budget)
         while True:
             with self._lock:
-                delay = self._delay(chat, write, paced)
+                stopped, pace = self._delay(chat, write, False), self._delay(chat, write, paced)
+                delay = stopped if waited >= pace_budget else pace
                 if delay <= 0 or waited >= budget:
                     if write:  # counted: all of them overall, the paced ones in their chat
                         now = self.clock()
                         for key in (chat, "all") if paced else ("all",):
                             self._sent.setdefault(key, deque(maxlen=30)).append(now)
                     return waited
+            pause = min(delay, (pace_budget if waited < pace_budget else budget) - waited)
+            time.sleep(pause)
+            waited += pause
+
+    def wait_for_room(self, chat: object, budget: float) -> float:
+        """Wait (at most `budget` seconds) until one more paced write to `chat` may go, without
+        making it: a read and the write based on it then follow each other at once."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                delay = self._delay(chat, True, True)
+            if delay <= 0 or waited >= budget:
+                return waited
             pause = min(delay, budget - waited)
             time.sleep(pause)
             waited += pause
+
+    def written_at(self, chat: object, seconds_ago: float) -> None:
+        """Another process wrote to `chat` `seconds_ago` (before this one wrote there): its
+        writes count toward the chat's windows as if this one had made them."""
+        with self._lock:
+            if chat not in self._sent and seconds_ago < 60:
+                at = self.clock() - max(0.0, seconds_ago)
+                self._sent[chat] = deque([at] * INHERITED_WRITES, maxlen=30)
 
     def stop(self, chat: object | None, seconds: float) -> None:
         """Telegram asked for `seconds` without calls (to `chat`, or at all)."""
@@ -187,7 +238,10 @@ def _window_delay(sent: deque[float] | None, windows, now: float) -> float:
     if not sent:
         return 0.0
     times = list(sent)
-    return max((times[-count] + seconds - now if len(times) >= count else 0.0) for count, seconds in windows)
+    return max(
+        (times[-count] + seconds + PACE_MARGIN - now if len(times) >= count else 0.0)
+        for count, seconds in windows
+    )
 
 
 # --- one bot's server --------------------------------------------------------------------------
@@ -238,9 +292,12 @@ class BotApi:
     def paced(self, api_method: str, chat: object | None, attempt: Callable[[], requests.Response]):
         """attempt() in its turn; after a 429, again once Telegram's stop is over, while the
         thread's time allows. Returns the last response."""
-        write, message = api_method in WRITES, api_method in MESSAGES
+        write = api_method in WRITES
         while True:
-            self.pacer.wait_for_turn(chat, write, _time_left(), message and getattr(_local, "paced", False))
+            waited = self.pacer.wait_for_turn(
+                chat, write, _time_left(), write and getattr(_local, "paced", False), _pace_budget()
+            )
+            _local.waited = time_waited() + waited
             response = attempt()
             retry_after = _retry_after(response)
             if retry_after is None:
@@ -249,6 +306,12 @@ class BotApi:
             log.warning("Telegram's flood control: %s asked to wait %d s", api_method, retry_after)
             if retry_after > _time_left():
                 return response
+
+    def wait_for_room(self, chat: object) -> None:
+        """Before a read whose write must follow it closely (a head, fenced by what it read):
+        the pace's wait comes first, not between the two."""
+        budget = _time_left() if _pace_budget() is None else min(_time_left(), _pace_budget())
+        _local.waited = time_waited() + self.pacer.wait_for_room(chat, budget)
 
     def upload(
         self, what: str, api_method: str, fields: dict, field: str, name: str, body: Callable[[], object]

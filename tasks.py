@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import schedule
 
+import bot_api
 from backup_format import shown_place
 from clock import Clock, utc_now
 from config import Settings
@@ -234,11 +235,11 @@ def backup_after_change(
     changes = db.change_count()
     if not (debouncer.due(changes) or debouncer.retry_due(behind())):
         return False
-    started = time.monotonic()
+    started, waited = time.monotonic(), bot_api.time_waited()
     try:
         create()
-    finally:
-        debouncer.done(changes, time.monotonic() - started)
+    finally:  # the backup's own cost: time spent waiting for Telegram's pace is none
+        debouncer.done(changes, time.monotonic() - started - (bot_api.time_waited() - waited))
     return True
 
 

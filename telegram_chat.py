@@ -23,6 +23,7 @@ import functools
 import io
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -140,6 +141,9 @@ class ChatIndex:
             else None
         )
         self._knock = (pinned.message_id, knock) if knock is not None else None
+        if index is not None:  # when another process last wrote here, by Telegram's date
+            written = getattr(pinned, "edit_date", None) or pinned.date
+            self.api.pacer.written_at(self.chat_id, time.time() - written - 1)  # dates are whole seconds
         if index is None and self.known is not None and self.known.message_id is not None:
             return self.known
         if index is None and pinned is not None:

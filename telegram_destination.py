@@ -269,6 +269,9 @@ class ChatLease:
 
     @paced
     def write_head(self, head: Head) -> None:
+        # Nobody else's head may land between the fence's read and this write: no pace's wait
+        # between them (a newer instance claims within a second of seeing a final backup).
+        self.index.api.wait_for_room(self.index.chat_id)
         index = self.index.read()
         fence(index.head, head.generation, head.writer)
         index.head = head
