@@ -135,6 +135,20 @@ def paced() -> Iterator[None]:
         _local.paced = previous
 
 
+_hurry = threading.Event()  # the writer is finishing: every thread's pace waits are short
+
+
+def hurry(finishing: bool = True) -> None:
+    """The writer stops (SIGTERM, a hand-over): from now on every thread waits for the
+    guidance's pace at most HURRIED_PACE_WAIT a write, as a final backup does (an on-change
+    backup still running must not hold the final one up for a minute's window); False when it
+    serves again."""
+    if finishing:
+        _hurry.set()
+    else:
+        _hurry.clear()
+
+
 def time_waited() -> float:
     """The seconds this thread has waited so far for its turn or for flood control: time spent
     on Telegram's pace, not on work (the on-change backups' spacing leaves it out)."""
@@ -146,7 +160,8 @@ def _pace_budget() -> float | None:
     is waited for at most HURRIED_PACE_WAIT, enough for its few seconds' window, not for its
     minute's: a hand-over that came too late would cost more than a minute over the guidance.
     Telegram's own stops (a 429) are still waited out, within the deadline."""
-    return HURRIED_PACE_WAIT if getattr(_local, "deadline", None) is not None else None
+    hurried = _hurry.is_set() or getattr(_local, "deadline", None) is not None
+    return HURRIED_PACE_WAIT if hurried else None
 
 
 def _time_left() -> float:

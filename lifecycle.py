@@ -62,7 +62,9 @@ SETTLE_SECONDS = 1.0  # between publishing a claim and reading it back: two clai
 WATCH_SECONDS = 5.0  # how often a passive instance looks at the heads off the machine
 KNOCK_SECONDS = 1.0  # how often a waiting instance makes itself known, and looks for the hand-over
 LONG_POLL_SECONDS = 1  # its own getUpdates: a long poll (only one ends a waiting one with 409)
-KNOCK_WATCH_SECONDS = {"webhook": 3.0, "polling": 15.0}  # how often a writer looks for a knock
+# How often a writer looks for a knock (a getChat: a read, which Telegram's pace leaves alone):
+# the waiting instance gives up after HANDOVER_WAIT_SECONDS, and the hand-over must fit in it.
+KNOCK_WATCH_SECONDS = 3.0
 # What Telegram's flood control may cost a final backup: at SIGTERM the host gives seconds (its
 # grace period is not documented: keep well within it); at a hand-over the next writer waits.
 SHUTDOWN_BACKUP_SECONDS, HANDOVER_BACKUP_SECONDS = 6.0, 60.0
@@ -312,6 +314,7 @@ class Lifecycle:
             return True
 
     def _serve(self) -> None:
+        bot_api.hurry(False)  # (serving again after a hand-over nobody took)
         self.runner.resume()
         self.state = State.SERVING
         if self.gate is not None:
@@ -330,7 +333,7 @@ class Lifecycle:
         """While serving: a newer instance that asks this writer to hand over gets its
         hand-over (in webhook mode the only way it can ask; Telegram's 409 is another sign)."""
         generation = self.lease.generation
-        while not self.stop_requested.wait(KNOCK_WATCH_SECONDS[self.mode]):
+        while not self.stop_requested.wait(KNOCK_WATCH_SECONDS):
             if self.state is not State.SERVING or self.lease.generation != generation:
                 return
             try:
@@ -372,6 +375,7 @@ class Lifecycle:
     def _finish_writing(self, reason: str, seconds: float) -> BackupInfo | None:
         """Stop taking updates, let the handlers finish, stop the jobs, take the final backup
         (published as this writer's head) within `seconds` of flood control; returns it."""
+        bot_api.hurry()  # a backup still running keeps the pace's waits short from here
         self._source.stop(DRAIN_AT[reason])  # from here no update is queued or let in
         drained = drain(self.bot, DRAIN_AT[reason])
         self.runner.pause()
