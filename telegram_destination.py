@@ -33,11 +33,12 @@ from destinations import DestinationError, TooLarge
 from i18n import Joined, Series, Size, Text, lines
 from lease import Head, Knock, fence
 from telegram_chat import DESTINATION, GONE, ChatIndex, chat_errors, paced
-from telegram_index import VISIBLE_NAME, Entry, Part, Ref, caption_with_knock, knock_in_caption
+from telegram_index import VISIBLE_NAME, Entry, Index, Part, Ref, caption_with_knock, knock_in_caption
 
 DOWNLOAD_LIMIT = 20 * 1024 * 1024  # what a bot may download from Telegram's own server
 PART_SIZE = 19 * 1024 * 1024  # a backup larger than this travels in parts a bot can fetch again
 SCRUB_AT_ONCE = 5  # rotated-out messages cleaned per write: within Telegram's pace
+FILE_GONE = ("wrong file identifier", "invalid file_id", "file reference")  # its message deleted
 
 
 class TelegramChat:
@@ -59,6 +60,8 @@ class TelegramChat:
         index is updated. Fenced by the head the index holds."""
         index = self.index.read()
         fence(index.head, info.generation, info.writer)
+        if info.delta:
+            self._check_chain(index, info)
         visible_name, size = f"{self.index.bot_username}-{info.name}", path.stat().st_size
         change, level = info.reason == "change", info.delta.level if info.delta else 0
         # A side piece (a scheduled delta: deltas.py) is history beside the chain: it retires nothing.
@@ -82,6 +85,34 @@ class TelegramChat:
         index.scrub = self._scrub([*index.scrub, *retired])
         self.index.write(index)
         return placed
+
+    def _check_chain(self, index: Index, info: BackupInfo) -> None:
+        """A change backup is worth sending only while every piece it builds on is still in the
+        chat: an administrator of a group may delete any message, the bot's backups too, and
+        Telegram tells a bot nothing of it. A piece gone refuses the delta (the engine then ends
+        the chain, and the next backup is a full one), so no restore point in the chat is left
+        needing what is not there."""
+        pieces = {entry.info.piece: entry for entry in index.entries}
+        for name in info.delta.chain:
+            entry = pieces.get(name)
+            if entry is None or not all(map(self._still_there, entry.parts)):
+                raise DestinationError(
+                    f"{name}, which this change backup builds on, is gone from the chat (someone "
+                    "deleted its message?): the next backup is a full one"
+                )
+
+    def _still_there(self, part: Part) -> bool:
+        """Whether Telegram still has a part's file (getFile: a read, no message)."""
+        try:
+            with bot_api.calling("ask Telegram about a backup in the chat"):
+                self.bot.get_file(part.file_id)
+        except BotApiError as error:
+            if any(words in error.description for words in FILE_GONE):
+                return False
+            if "too big" in error.description:  # there, over what a bot may download
+                return True
+            raise DestinationError(str(error)) from None
+        return True
 
     @paced
     def list(self) -> list[BackupInfo]:

@@ -1,0 +1,45 @@
+"""A hostile (or careless) member of the backup group: what they post, pin, forward, delete or
+send there. What must hold: nothing the bot did not send is trusted, deleted or edited; a start
+on an empty disk gets the newest state of the bot's own that verifies; the bot keeps serving; the
+admins are told once; no data is lost."""
+
+from __future__ import annotations
+
+from helpers import chat_index
+from test_offsite import CHAT, Setup, empty_disk_start
+
+ADMIN_OF_GROUP = 777  # a member the group's owner made an administrator
+
+
+def live_backups(fake):
+    return {
+        m["message_id"]: m
+        for m in fake.messages(CHAT)
+        if "-backup-2" in (m.get("document") or {}).get("file_name", "") and not m.get("deleted")
+    }
+
+
+def test_a_deleted_piece_of_the_chain_ends_it_and_the_next_backup_is_full(tmp_path, fake):
+    """An administrator of the group deletes the full backup the on-change deltas build on: a
+    delta sent after it would be unusable from the chat. The chat refuses it, the chain ends, the
+    next backup is a full one, and a start on an empty disk gets every user back."""
+    s = Setup(tmp_path, fake)
+    s.pad(1)
+    full = s.engine.create("manual").stored[-1]
+    s.add_users(1)
+    assert s.engine.create("change").stored[-1].delta is not None
+    entry = next(e for e in chat_index(fake, CHAT)["backups"] if e["name"].endswith(full.name))
+    fake.delete_message_as_admin(CHAT, entry["parts"][0]["message_id"])
+    s.add_users(2)
+    s.engine.create("change")  # the chat lacks its full backup: refused there, kept here
+    (told,) = [a for a in s.alerts if "telegram" in a]
+    assert "deleted" in told
+    s.add_users(3)
+    again = s.engine.create("change").stored[-1]
+    assert again.delta is None  # a new chain: a full backup
+    s.db.close()
+    db, report, _alerts = empty_disk_start(tmp_path, fake)
+    assert (
+        report.restored is not None and db.table_row_counts()["users"] == 4
+    )  # the padding's user and the three added
+    db.close()
