@@ -168,6 +168,9 @@ class ChatIndex:
         if posted is False:
             self._tell_once("forged", _FORGED)
             return None
+        if posted is None and (document.file_size or 0) > INDEX_LIMIT:
+            self._tell_once("forged", _FORGED)  # a post in a channel: not the bot's, by its size
+            return None
         data = self._download_index(document)
         try:
             index = parse_index(data, self.chat_id, pinned.message_id, self.seal, bool(posted))

@@ -5,6 +5,7 @@ admins are told once; no data is lost."""
 
 from __future__ import annotations
 
+import pytest
 from helpers import chat_index
 from test_offsite import CHAT, Setup, empty_disk_start
 
@@ -42,4 +43,42 @@ def test_a_deleted_piece_of_the_chain_ends_it_and_the_next_backup_is_full(tmp_pa
     assert (
         report.restored is not None and db.table_row_counts()["users"] == 4
     )  # the padding's user and the three added
+    db.close()
+
+
+def post_and_pin(fake, name, content, chat=CHAT, user=ADMIN_OF_GROUP, caption=None):
+    """A member posts a document and pins it over everything."""
+    posted = fake.send_document(user, name, content, chat_id=chat, caption=caption)
+    message = posted.get("channel_post") or posted.get("message")
+    fake.pin(chat, message["message_id"], user_id=user)
+    return message
+
+
+@pytest.mark.parametrize("kind", ["supergroup", "channel"])
+@pytest.mark.parametrize("content", ["oversized", "garbage", "a copy of the index"])
+def test_a_document_named_like_the_index_pinned_over_it_changes_nothing(kind, content, tmp_path, fake):
+    """Someone posts a document named like the bot's index and pins it on top: too large to be
+    one, not JSON, or a byte-for-byte copy of the bot's own (sealed for another message). In a
+    channel no post says who sent it. Backups still reach the chat, a start on an empty disk finds
+    the bot's own index beneath, and the admins are told once."""
+    if kind == "channel":
+        fake.make_channel(CHAT)
+    s = Setup(tmp_path, fake)
+    s.add_users(1)
+    s.engine.create("manual")
+    real = fake.pinned_message(CHAT)
+    data = {
+        "oversized": b"{" + b" " * (1 << 20) + b"}",
+        "garbage": b"\x00\xff" * 50,
+        "a copy of the index": fake.file_bytes(real["document"]["file_id"]),
+    }[content]
+    post_and_pin(fake, real["document"]["file_name"], data)
+    s.add_users(2)
+    result = s.engine.create("manual")
+    assert not result.failures, result.failures
+    s.db.close()
+    db, report, alerts = empty_disk_start(tmp_path, fake)
+    assert report.restored is not None and db.table_row_counts()["users"] == 2
+    told = [a for a in s.alerts + alerts if "named like the bot's backup index" in a]
+    assert len(told) <= 2  # once per process that saw it
     db.close()
