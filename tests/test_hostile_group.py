@@ -6,7 +6,9 @@ admins are told once; no data is lost."""
 from __future__ import annotations
 
 import pytest
+from conftest import sql
 from helpers import chat_index
+from test_handlers import ADMIN, GROUP, ME, USER, Harness
 from test_offsite import CHAT, Setup, empty_disk_start
 
 ADMIN_OF_GROUP = 777  # a member the group's owner made an administrator
@@ -82,3 +84,23 @@ def test_a_document_named_like_the_index_pinned_over_it_changes_nothing(kind, co
     told = [a for a in s.alerts + alerts if "named like the bot's backup index" in a]
     assert len(told) <= 2  # once per process that saw it
     db.close()
+
+
+@pytest.mark.parametrize(
+    "text", ["/start", "/id", f"/help@{ME}", f"/foo@{ME}", "/block 5", "/start_fresh YES"]
+)
+def test_commands_sent_in_the_backup_group_get_no_answer_there_and_register_nobody(text, db, fake):
+    """The backup group is the bot's storage: whoever writes there (a member, an admin of the
+    bot) gets no answer in it, so nobody can fill it with the bot's replies, spend the pace its
+    backups need, or be registered as a user through it. The admins' private chats (the backup
+    chat by default) are answered as ever."""
+    harness = Harness(fake, db, BACKUP_CHAT_ID=str(GROUP))
+    for user in (USER, ADMIN):
+        assert harness.say(user, text, chat_id=GROUP, seconds_later=61) == []
+    assert USER not in {row[0] for row in sql(db, "SELECT user_id FROM users")}
+    assert harness.say(ADMIN, "/id", seconds_later=61)  # in private: answered
+
+
+def test_the_admins_private_chat_as_the_backup_chat_is_answered(db, fake):
+    harness = Harness(fake, db, BACKUP_CHAT_ID=str(ADMIN))
+    assert harness.say(ADMIN, "/id")
