@@ -48,7 +48,7 @@ from telegram_index import caption as index_caption
 log = logging.getLogger(__name__)
 
 INDEX_LIMIT = 1 << 20
-MAX_COVERING = 5  # other messages pinned over the index that are looked beneath
+MAX_COVERING = 10  # other messages pinned over the index that are looked beneath (a pin is paced)
 DESTINATION = "telegram"  # the name its backups are listed under (TelegramChat.name)
 ROTATED_OUT = b"This backup was rotated out; its data is gone from this chat.\n"
 GONE = ("message to delete not found", "message to edit not found", "message not found")
@@ -105,6 +105,7 @@ class ChatIndex:
         self._told: set[str] = set()  # what the admins were told once
         self._to_repin: list[int] = []  # others' pins this process took away and owes back
         self.on_top = False  # the index is what getChat shows, as last read
+        self.bottomless: int | None = None  # the top pin, when more than MAX_COVERING covered the index
         self.known: Index | None = None  # the index as last read or written by this process
 
     @property
@@ -121,17 +122,27 @@ class ChatIndex:
     # --- reading ---
 
     @paced
-    def read(self) -> Index:
+    def read(self, writing: bool = False) -> Index:
         """The chat's index. With another message pinned over it, the index this process knows
         (it writes a fresh one on top at its next write); without one (an empty disk), the
-        messages over it are looked beneath, once, and pinned again as they were."""
+        messages over it are looked beneath, once, and pinned again as they were. When more
+        than MAX_COVERING cover it, nobody can tell what is beneath: a DestinationError, so a
+        start on an empty disk never takes the chat for empty (the pause); `writing` (a write
+        that was let go: a fresh index on top) reads it as empty."""
         pinned = self.pinned()
         index = self.trusted(pinned)
         self.on_top = index is not None
         if index is None and self.known is not None and self.known.message_id is not None:
             return self.known
-        if index is None and pinned is not None:
+        if pinned is None or self.bottomless != pinned.message_id:
+            self.bottomless = None  # looked beneath again only when the pins changed
+        if index is None and pinned is not None and self.bottomless is None:
             index = self._look_beneath()
+        if index is None and self.bottomless is not None and not writing:
+            raise DestinationError(
+                f"more than {MAX_COVERING} other messages are pinned over the backup index, so the "
+                "bot cannot see whether its backups are beneath: unpin them"
+            )
         self.known = index or Index(chat_id=self.chat_id)
         return self.known
 
@@ -198,17 +209,22 @@ class ChatIndex:
         bot could not give back is owed, and given back at the next read)."""
         covering, index = [], None
         try:
-            for _ in range(MAX_COVERING):
+            for _ in range(MAX_COVERING + 1):
                 pinned = self.pinned()
                 index = self.trusted(pinned)
-                if index is not None or pinned is None or not self.unpin(pinned.message_id):
+                if index is not None or pinned is None or len(covering) == MAX_COVERING:
+                    break
+                if not self.unpin(pinned.message_id):
                     break
                 if not self.posted_by_bot(pinned):  # a message of the bot's own stays unpinned
                     covering.append(pinned.message_id)
         finally:
             self._to_repin += reversed(covering)
             self._repin_what_is_owed()
-        self._tell_once("covered", _COVERED_FOUND if index is not None else _COVERED_LOST)
+        deep = index is None and pinned is not None  # the bottom not reached: the limit, or a refusal
+        self.bottomless = (covering[0] if covering else pinned.message_id) if deep else None
+        lost = _COVERED_DEEP if deep else _COVERED_LOST
+        self._tell_once("covered", _COVERED_FOUND if index is not None else lost)
         return index
 
     def _repin_what_is_owed(self) -> None:
@@ -404,6 +420,11 @@ _COVERED_LOST = Text(
     "📌 Someone pinned another message over the bot's backup index in the backup chat. No index "
     "was found beneath it, so the backups there cannot be found: pin the bot's backup index "
     "again if you know it; the next backup pins a new one."
+)
+_COVERED_DEEP = Text(
+    "📌 Many messages are pinned over the bot's backup index in the backup chat: more than the bot "
+    "looks beneath, so it cannot tell whether its backups are there. Nothing leaves the machine "
+    "until you unpin them, or restore a backup or start fresh."
 )
 _REPUBLISHED = Text(
     "📌 Another message was pinned over the bot's backup index in the backup chat: the bot pinned a "

@@ -58,7 +58,7 @@ class TelegramChat:
         one, or a delta a to d: deltas.py), so the chat holds at most five of them and they add
         no message between two other backups; any other full backup retires them. Then the
         index is updated. Fenced by the head the index holds."""
-        index = self.index.read()
+        index = self.index.read(writing=True)
         fence(index.head, info.generation, info.writer)
         if info.delta:
             self._check_chain(index, info)
@@ -143,7 +143,7 @@ class TelegramChat:
     def delete(self, backups: Sequence[BackupInfo]) -> None:
         """Rotate these out: out of the index, and their data out of the chat (what cannot go
         now is tried again at the next write, listed in the index meanwhile)."""
-        index = self.index.read()
+        index = self.index.read(writing=True)
         names = {info.name for info in backups}
         going = [entry for entry in index.entries if entry.info.name in names]
         if not going:
@@ -284,7 +284,7 @@ class ChatLease:
 
     @paced
     def write_head(self, head: Head) -> None:
-        index = self.index.read()
+        index = self.index.read(writing=True)
         fence(index.head, head.generation, head.writer)
         index.head = head
         self.index.write(index)

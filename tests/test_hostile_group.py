@@ -11,6 +11,8 @@ from helpers import chat_index
 from test_handlers import ADMIN, GROUP, ME, USER, Harness
 from test_offsite import CHAT, Setup, empty_disk_start
 
+from telegram_chat import MAX_COVERING
+
 ADMIN_OF_GROUP = 777  # a member the group's owner made an administrator
 
 
@@ -104,3 +106,26 @@ def test_commands_sent_in_the_backup_group_get_no_answer_there_and_register_nobo
 def test_the_admins_private_chat_as_the_backup_chat_is_answered(db, fake):
     harness = Harness(fake, db, BACKUP_CHAT_ID=str(ADMIN))
     assert harness.say(ADMIN, "/id")
+
+
+@pytest.mark.parametrize("covering", [6, MAX_COVERING + 1])
+def test_many_pins_over_the_index_never_make_an_empty_disk_start_fresh(covering, tmp_path, fake):
+    """While no instance runs (a redeploy), someone pins message after message over the index.
+    A start on an empty disk looks beneath as far as it may: it finds the index and restores, or,
+    when it cannot see the bottom, it cannot tell that nothing is there and pauses (nothing leaves
+    the machine to bury the backups), telling the admins; it never starts fresh as if the chat
+    held nothing."""
+    s = Setup(tmp_path, fake)
+    s.add_users(1, 2)
+    s.engine.create("manual")
+    s.db.close()
+    theirs = [fake.pin_by_someone(CHAT, f"rule {n}")["message_id"] for n in range(covering)]
+    db, report, alerts = empty_disk_start(tmp_path, fake, STARTUP_RESTORE_WAIT_SECONDS="0")
+    if report.restored is None:
+        assert report.paused_unreachable and db.table_row_counts()["users"] == 0  # asked again later
+        assert any("pinned" in a for a in alerts), alerts
+    else:
+        assert db.table_row_counts()["users"] == 2
+    assert set(theirs) <= {m["message_id"] for m in fake.pinned_messages(CHAT)}  # theirs stay pinned
+    assert fake.pinned_message(CHAT)["message_id"] == theirs[-1]  # in their order
+    db.close()
