@@ -129,3 +129,38 @@ def test_many_pins_over_the_index_never_make_an_empty_disk_start_fresh(covering,
     assert set(theirs) <= {m["message_id"] for m in fake.pinned_messages(CHAT)}  # theirs stay pinned
     assert fake.pinned_message(CHAT)["message_id"] == theirs[-1]  # in their order
     db.close()
+
+
+def others_untouched(fake, chat=CHAT):
+    """Nothing of anyone else's in the chat was deleted or edited by the bot."""
+    mine = {m["message_id"] for m in fake.messages(chat)}
+    theirs = [m for m in fake.history(chat) if m["message_id"] not in mine]
+    assert theirs and not [m for m in theirs if m.get("deleted") or m.get("edit_date")]
+
+
+@pytest.mark.parametrize("kind", ["supergroup", "channel"])
+def test_the_bots_own_index_and_backup_forwarded_and_pinned_over_it_are_not_trusted(kind, tmp_path, fake):
+    """A forwarded message of the bot's is the forwarder's (its from; in a channel no sender at
+    all), whatever its forward_origin says: the bot's index forwarded and pinned on top, and its
+    newest backup forwarded and pinned over that, are data. Backups go on, a start on an empty
+    disk finds the bot's own index beneath and gets the newest state, and nothing of theirs is
+    deleted or edited."""
+    if kind == "channel":
+        fake.make_channel(CHAT)
+    s = Setup(tmp_path, fake)
+    s.add_users(1)
+    s.engine.create("manual")
+    index = fake.pinned_message(CHAT)["message_id"]
+    backup = chat_index(fake, CHAT)["backups"][0]["parts"][0]["message_id"]
+    for original in (index, backup):
+        forwarded = fake.forward(ADMIN_OF_GROUP, CHAT, original, chat_id=CHAT)
+        message = forwarded.get("channel_post") or forwarded.get("message")
+        assert message["forward_origin"]["type"] == ("channel" if kind == "channel" else "user")
+        fake.pin(CHAT, message["message_id"], user_id=ADMIN_OF_GROUP)
+    s.add_users(2)
+    assert not s.engine.create("manual").failures
+    s.db.close()
+    db, report, _alerts = empty_disk_start(tmp_path, fake)
+    assert report.restored is not None and db.table_row_counts()["users"] == 2
+    others_untouched(fake)
+    db.close()

@@ -303,8 +303,7 @@ class ChatsMixin:
 
     def _store_file(self, filename, content):
         with self._cond:
-            self._files_stored += 1
-            n = self._files_stored
+            n = self._files_stored = self._files_stored + 1
             file_id, path = (
                 f"BQACAgIAAxkB-file-{n}",
                 f"documents/file_{n}{os.path.splitext(filename)[1]}",
