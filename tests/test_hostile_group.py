@@ -5,13 +5,18 @@ admins are told once; no data is lost."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import sql
-from helpers import chat_index
+from helpers import bot_for, chat_index
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_handlers import ADMIN, GROUP, ME, USER, Harness
 from test_offsite import CHAT, Setup, empty_disk_start
 
-from telegram_chat import MAX_COVERING
+from telegram_chat import MAX_COVERING, ChatIndex
+from telegram_destination import ChatLease, TelegramChat
 
 ADMIN_OF_GROUP = 777  # a member the group's owner made an administrator
 
@@ -164,3 +169,61 @@ def test_the_bots_own_index_and_backup_forwarded_and_pinned_over_it_are_not_trus
     assert report.restored is not None and db.table_row_counts()["users"] == 2
     others_untouched(fake)
     db.close()
+
+
+BOT = "backup_test_bot"
+NAMES = st.sampled_from(
+    [
+        f"{BOT}-backup-index.json",
+        f"{BOT}-backup-20261126T120000000Z-manual.db.zst",
+        f"{BOT}-backup-20261126T120000000Z-change.delta.zst",
+        f"{BOT}-backup-20261126T120000000Z-change.delta.zst.sealed",
+        f"{BOT}-backup-20261126T120000000Z-manual.db.zst.part1-of-2",
+        "backup-index.json",
+    ]
+)
+CAPTIONS = st.one_of(
+    st.none(),
+    st.text(max_size=1024),
+    st.builds(
+        lambda who, mark: (
+            f"📌 Backup index of @{BOT}\n🔔 Hand-over asked by {who} at 2026-11-26T12:00:00.000+00:00 {mark}"
+        ),
+        st.from_regex(r"[a-z0-9]{1,20}", fullmatch=True),
+        st.from_regex(r"[0-9a-f]{16}", fullmatch=True),
+    ),
+)
+CONTENTS = st.one_of(
+    st.binary(max_size=2000),
+    st.builds(
+        lambda d: json.dumps(d).encode(), st.dictionaries(st.text(max_size=10), st.integers() | st.text())
+    ),
+)
+
+
+@pytest.mark.parametrize("kind", ["supergroup", "channel"])
+def test_whatever_a_member_posts_and_pins_the_bot_reads_only_its_own(kind, tmp_path, fake):
+    """Documents named like the bot's (its index, full backups, delta pieces, parts), any
+    content, any caption (a forged hand-over request among them), pinned over the index: a
+    process on an empty disk lists exactly the bot's backups and reads no knock; nothing of
+    theirs is deleted or edited."""
+    if kind == "channel":
+        fake.make_channel(CHAT)
+    s = Setup(tmp_path, fake)
+    s.add_users(1)
+    s.engine.create("manual")
+    own = [b["name"] for b in chat_index(fake, CHAT)["backups"]]
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(name=NAMES, content=CONTENTS, caption=CAPTIONS)
+    def posted(name, content, caption):
+        message = post_and_pin(fake, name, content, caption=caption)
+        try:
+            chat = ChatIndex(bot_for(fake), CHAT)
+            assert [i.name for i in TelegramChat(chat).list()] == own
+            assert ChatLease(chat).read_knock() is None
+        finally:
+            fake.unpin_by_someone(CHAT, message["message_id"])
+
+    posted()
+    others_untouched(fake)

@@ -23,3 +23,11 @@ class MembersMixin:
                     "date": original["date"],
                 }
         return self._incoming(user_id, chat_id, dict(fields, forward_origin=origin))
+
+    def unpin_by_someone(self, chat_id, message_id):
+        """An administrator of the chat unpins a message (no service message: Telegram makes
+        none for an unpin)."""
+        with self._cond:
+            pins = self._pins.get(chat_id, [])
+            pins[:] = [m for m in pins if m["message_id"] != message_id]
+            self._changed()
