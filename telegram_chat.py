@@ -105,6 +105,7 @@ class ChatIndex:
         self._told: set[str] = set()  # what the admins were told once
         self._to_repin: list[int] = []  # others' pins this process took away and owes back
         self.on_top = False  # the index is what getChat shows, as last read
+        self.covered = False  # another message is what getChat shows, as last read (else none)
         self.bottomless: int | None = None  # the top pin, when more than MAX_COVERING covered the index
         self.known: Index | None = None  # the index as last read or written by this process
 
@@ -131,7 +132,7 @@ class ChatIndex:
         that was let go: a fresh index on top) reads it as empty."""
         pinned = self.pinned()
         index = self.trusted(pinned)
-        self.on_top = index is not None
+        self.on_top, self.covered = index is not None, index is None and pinned is not None
         if index is None and self.known is not None and self.known.message_id is not None:
             return self.known
         if pinned is None or self.bottomless != pinned.message_id:
@@ -284,8 +285,10 @@ class ChatIndex:
         if old is not None:
             self.unpin(old)
             self.delete(Ref(self.chat_id, old))
-        if covered:
+        if covered and self.covered:
             self._tell_once("republished", _REPUBLISHED)
+        elif covered:
+            self._tell_once("repinned", _REPINNED)
 
     def _send_index_document(self, index: Index):
         """A new message to hold the index (sealed once its id is known); in the supergroup a
@@ -429,6 +432,10 @@ _COVERED_DEEP = Text(
 _REPUBLISHED = Text(
     "📌 Another message was pinned over the bot's backup index in the backup chat: the bot pinned a "
     "fresh index on top, and left the other pin as it was."
+)
+_REPINNED = Text(
+    "📌 The bot's backup index was unpinned or deleted in the backup chat: the bot pinned a fresh "
+    "one that lists every backup. Leave it pinned: it is how a restart finds the backups."
 )
 _OLD_GROUP = Text(
     "🗑 Some rotated-out backups stay in the backup group's history from before its upgrade to a "

@@ -301,7 +301,7 @@ class ChatLease:
             )
         known = self.index.known
         if keep_on_top and known is not None and known.message_id is not None:
-            self.index.on_top = False
+            self.index.on_top, self.index.covered = False, pinned is not None
             self.index.write(known)
         return None
 

@@ -13,12 +13,31 @@ from helpers import bot_for, chat_index
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_handlers import ADMIN, GROUP, ME, USER, Harness
-from test_offsite import CHAT, Setup, empty_disk_start
+from test_offsite import CHAT, Setup, empty_disk_start, settings_for
 
+import database
+import startup
 from telegram_chat import MAX_COVERING, ChatIndex
 from telegram_destination import ChatLease, TelegramChat
 
 ADMIN_OF_GROUP = 777  # a member the group's owner made an administrator
+
+
+class Told(Setup):
+    """Setup, with what the chat tells the admins (its pins, forgeries) among the alerts too."""
+
+    def __init__(self, tmp_path, fake, **env):
+        self.settings = settings_for(tmp_path, fake, **env)
+        self.db = database.open_database(self.settings.db_path)
+        self.db.migrate()
+        self.alerts = []
+
+        def alert(text):
+            self.alerts.append(str(text))
+
+        self.engine = startup.backup_engine(
+            self.db, self.settings, startup.offsite(self.settings, alert=alert), alert=alert
+        )
 
 
 def live_backups(fake):
@@ -227,3 +246,26 @@ def test_whatever_a_member_posts_and_pins_the_bot_reads_only_its_own(kind, tmp_p
 
     posted()
     others_untouched(fake)
+
+
+@pytest.mark.parametrize("how", ["deleted", "unpinned"])
+def test_an_index_deleted_or_unpinned_under_a_running_writer_comes_back_whole_and_the_admins_told_so(
+    how, tmp_path, fake
+):
+    """An administrator of the group deletes or unpins the bot's index while it runs: its next
+    write pins a fresh one listing every backup, and the admins are told, once, what happened
+    (not that something was pinned over it)."""
+    s = Told(tmp_path, fake)
+    s.add_users(1)
+    s.engine.create("manual")
+    for round in range(2):
+        index = fake.pinned_message(CHAT)["message_id"]
+        if how == "deleted":
+            fake.delete_message_as_admin(CHAT, index)
+        else:
+            fake.unpin_by_someone(CHAT, index)
+        s.add_users(2 + round)
+        assert not s.engine.create("manual").failures
+        assert len(chat_index(fake, CHAT)["backups"]) == 2 + round
+    (told,) = [a for a in s.alerts if "📌" in a]
+    assert "unpinned or deleted" in told and "pinned over" not in told
