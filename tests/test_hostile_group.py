@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from bot_process import ADMIN_ID
 from conftest import sql
-from helpers import bot_for, chat_index
+from helpers import backup_by_admin, bot_for, chat_index
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_handlers import ADMIN, GROUP, ME, USER, Harness
@@ -269,3 +270,24 @@ def test_an_index_deleted_or_unpinned_under_a_running_writer_comes_back_whole_an
         assert len(chat_index(fake, CHAT)["backups"]) == 2 + round
     (told,) = [a for a in s.alerts if "📌" in a]
     assert "unpinned or deleted" in told and "pinned over" not in told
+
+
+@pytest.mark.e2e
+def test_the_running_bot_answers_nobody_in_the_backup_group_and_keeps_serving(fake, run_bot):
+    """The real bot: members and an admin send commands (the panel's too) in the backup group;
+    the bot writes nothing there but its backups and index, and serves the admin in private."""
+    bot = run_bot(BACKUP_CHAT_ID=str(CHAT))
+    for user, text in [
+        (ADMIN_OF_GROUP, "/start"),
+        (ADMIN_OF_GROUP, f"/help@{ME}"),
+        (ADMIN_OF_GROUP, "/admin"),
+        (ADMIN_ID, "/backup"),
+        (ADMIN_ID, "/start_fresh YES"),
+        (ADMIN_ID, f"/id@{ME}"),
+    ]:
+        fake.send_text(user, text, chat_id=CHAT)
+    reply = backup_by_admin(fake)  # after all of those, in private
+    assert "local, telegram" in reply
+    assert bot.stop()[0] == 0  # every handler done: the group's answers, had there been any
+    written = [m for m in fake.messages(CHAT) if not m.get("deleted")]
+    assert written and all(m.get("document") for m in written), [m.get("text") for m in written]
