@@ -291,3 +291,28 @@ def test_the_running_bot_answers_nobody_in_the_backup_group_and_keeps_serving(fa
     assert bot.stop()[0] == 0  # every handler done: the group's answers, had there been any
     written = [m for m in fake.messages(CHAT) if not m.get("deleted")]
     assert written and all(m.get("document") for m in written), [m.get("text") for m in written]
+
+
+def test_pins_over_the_index_again_and_again_cost_one_fresh_index_each_and_one_alert(tmp_path, fake):
+    """Someone pins over the index before every backup, and posts documents named like the bot's
+    oldest backups: each backup pins one fresh index on top (the one before leaves the chat),
+    theirs stay pinned, rotation takes only the bot's own messages, and the admins hear of it
+    once."""
+    s = Told(tmp_path, fake, BACKUP_KEEP="2")
+    s.add_users(1)
+    s.engine.create("manual")
+    theirs = []
+    for round in range(3):
+        oldest = chat_index(fake, CHAT)["backups"][-1]
+        fake.send_document(ADMIN_OF_GROUP, oldest["name"], b"not a backup", chat_id=CHAT)
+        theirs.append(fake.pin_by_someone(CHAT, f"notice {round}", user_id=ADMIN_OF_GROUP)["message_id"])
+        s.add_users(2 + round)
+        assert not s.engine.create("manual").failures
+        top = fake.pinned_message(CHAT)
+        assert top["document"]["file_name"].endswith("-backup-index.json") and top["message_id"] > theirs[-1]
+    pinned = [m["message_id"] for m in fake.pinned_messages(CHAT)]
+    assert set(theirs) <= set(pinned) and len(pinned) == len(theirs) + 1  # one index of the bot's
+    assert len(chat_index(fake, CHAT)["backups"]) == 2
+    assert len(live_backups(fake)) == 2  # the rotated ones left the chat; theirs did not
+    others_untouched(fake)
+    assert len([a for a in s.alerts if "📌" in a]) == 1
