@@ -9,6 +9,9 @@ Telegram's rules, as its server keeps them (tests/fake_bot_api/ follows its sour
   looks beneath once (unpinning what covers the index, and pinning it again at once).
 - Only what the bot wrote itself is trusted (telegram_index.py: the sender, and a seal only the
   token's holder can make). Anything else is data: it changes nothing, and is reported once.
+- Nobody can search a chat's history: an index unpinned or deleted is found again through a
+  sealed line the bot pins in the first admin's private chat (where no member of a backup group
+  reaches), and one deleted is a refusal to read the chat (the pause), never an empty chat.
 - A bot cannot delete a message older than 48 hours, but may edit its own forever: a backup
   rotated out is deleted, or its document replaced by a few bytes that hold no data.
 - A basic group upgraded to a supergroup answers writes with `migrate_to_chat_id`: backups
@@ -41,6 +44,8 @@ from telegram_index import (
     Ref,
     Seal,
     parse_index,
+    pointer_in,
+    pointer_text,
     serialize,
 )
 from telegram_index import caption as index_caption
@@ -91,14 +96,17 @@ class ChatIndex:
         alert: Alert | None = None,
         reader: Reader = ENGLISH,
         moved: Callable[[int, int], object] = lambda old, new: None,
+        pointer_chat: int | None = None,
     ):
         """reader: how the captions people see in the chat are written. moved(old, new): the
-        chat was upgraded to a supergroup (main.py remembers it and tells the admins)."""
+        chat was upgraded to a supergroup (main.py remembers it and tells the admins).
+        pointer_chat: the first admin's private chat, where the bot pins where its index is."""
         self.bot, self.chat_id, self.reader = bot, chat_id, reader
         self.api = bot_api.api_of(bot)
         self.seal = Seal(bot.token)
         self.alert = alert or (lambda text: None)
-        self.moved = moved
+        self.moved, self.pointer_chat = moved, pointer_chat
+        self._pointer: int | None = None  # the pointer message in pointer_chat, as last seen
         self._username: str | None = None
         self._probed = False  # whether a basic group was asked if it moved
         self.lock = threading.RLock()
@@ -139,6 +147,10 @@ class ChatIndex:
             self.bottomless = None  # looked beneath again only when the pins changed
         if index is None and pinned is not None and self.bottomless is None:
             index = self._look_beneath()
+        if index is None and self.bottomless is None:
+            index = self._by_pointer(writing)
+        if index is None and pinned is not None and self.bottomless is None:
+            self._tell_once("covered", _COVERED_LOST)
         if index is None and self.bottomless is not None and not writing:
             raise DestinationError(
                 f"more than {MAX_COVERING} other messages are pinned over the backup index, so the "
@@ -224,9 +236,65 @@ class ChatIndex:
             self._repin_what_is_owed()
         deep = index is None and pinned is not None  # the bottom not reached: the limit, or a refusal
         self.bottomless = (covering[0] if covering else pinned.message_id) if deep else None
-        lost = _COVERED_DEEP if deep else _COVERED_LOST
-        self._tell_once("covered", _COVERED_FOUND if index is not None else lost)
+        if index is not None or deep:
+            self._tell_once("covered", _COVERED_FOUND if index is not None else _COVERED_DEEP)
         return index
+
+    def _by_pointer(self, writing: bool) -> Index | None:
+        """The index neither on top nor beneath (unpinned, or deleted), where the pointer left
+        with the first admin says it is: pinned again, and read. A pointer to an index that is
+        gone is a DestinationError (nobody can tell which backups the chat holds: the pause),
+        unless `writing`."""
+        where = self._read_pointer()
+        if where is None:
+            return None
+        if self.pin(where):
+            index = self.trusted(self.pinned()) or self._look_beneath()
+            if index is not None:
+                self._tell_once("repinned", _UNPINNED)
+                return index
+        if writing:
+            return None
+        self._tell_once("gone", _GONE)
+        raise DestinationError(
+            f"the backup index (message {where}) cannot be pinned again: it was deleted from the "
+            "chat, so the bot cannot tell which backups are there"
+        )
+
+    def _pointer_target(self) -> int | None:
+        return None if self.pointer_chat in (None, self.chat_id) else self.pointer_chat
+
+    def _read_pointer(self) -> int | None:
+        chat = self._pointer_target()
+        if chat is None:
+            return None
+        try:
+            with chat_errors("read the pinned message of"):
+                pinned = self.bot.get_chat(chat).pinned_message
+        except DestinationError as error:
+            log.info("no pointer to the backup index with the admin: %s", error)
+            return None
+        if pinned is None or getattr(pinned.from_user, "id", None) != self.api.bot_id:
+            return None
+        self._pointer = pinned.message_id
+        return pointer_in(pinned.text or "", self.seal, self.chat_id)
+
+    def _point(self, message_id: int) -> None:
+        """Pin, in the first admin's private chat, where the index is now (the one before goes)."""
+        chat = self._pointer_target()
+        if chat is None:
+            return
+        text = pointer_text(self.reader(_POINTER), self.seal, self.chat_id, message_id)
+        try:
+            with chat_errors("leave where the backup index is in"):
+                sent = self.bot.send_message(chat, text, disable_notification=True)
+                self.bot.pin_chat_message(chat, sent.message_id, disable_notification=True)
+        except DestinationError as error:
+            log.warning("could not leave where the backup index is with the admin: %s", error)
+            return
+        old, self._pointer = self._pointer, sent.message_id
+        if old is not None and old != sent.message_id:
+            self.delete(Ref(chat, old))
 
     def _repin_what_is_owed(self) -> None:
         while self._to_repin and self.pin(self._to_repin[0]):
@@ -282,6 +350,7 @@ class ChatIndex:
             self.delete(Ref(self.chat_id, message.message_id))
             raise
         self.on_top, self.known = True, index
+        self._point(message.message_id)
         if old is not None:
             self.unpin(old)
             self.delete(Ref(self.chat_id, old))
@@ -436,6 +505,18 @@ _REPUBLISHED = Text(
 _REPINNED = Text(
     "📌 The bot's backup index was unpinned or deleted in the backup chat: the bot pinned a fresh "
     "one that lists every backup. Leave it pinned: it is how a restart finds the backups."
+)
+_POINTER = Text(
+    "📌 Where the bot's backup index is in the backup chat, for the bot to find it again if "
+    "someone there unpins it. Keep this message pinned."
+)
+_UNPINNED = Text(
+    "📌 The bot's backup index was not pinned in the backup chat any more: it was found where the "
+    "bot left its place with you, and pinned again."
+)
+_GONE = Text(
+    "📌 The bot's backup index was deleted from the backup chat, so the bot cannot tell which "
+    "backups are there. Nothing leaves the machine until you restore a backup or start fresh."
 )
 _OLD_GROUP = Text(
     "🗑 Some rotated-out backups stay in the backup group's history from before its upgrade to a "

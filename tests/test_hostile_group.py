@@ -20,6 +20,7 @@ import database
 import startup
 from telegram_chat import MAX_COVERING, ChatIndex
 from telegram_destination import ChatLease, TelegramChat
+from telegram_index import Seal, pointer_in, pointer_text
 
 ADMIN_OF_GROUP = 777  # a member the group's owner made an administrator
 
@@ -316,3 +317,51 @@ def test_pins_over_the_index_again_and_again_cost_one_fresh_index_each_and_one_a
     assert len(live_backups(fake)) == 2  # the rotated ones left the chat; theirs did not
     others_untouched(fake)
     assert len([a for a in s.alerts if "📌" in a]) == 1
+
+
+@pytest.mark.parametrize("how", ["unpinned", "unpinned and covered", "deleted"])
+def test_an_index_unpinned_or_deleted_while_no_instance_runs_never_makes_a_start_fresh(how, tmp_path, fake):
+    """The writer sleeps (frozen, then thrown away) and an administrator of the group unpins the
+    index, or deletes it. getChat no longer shows it, and the Bot API cannot search a chat: the
+    bot finds it again through the pointer it keeps pinned in the first admin's private chat
+    (where no member of the group reaches), pins it again and restores; an index deleted is
+    told, and the bot pauses rather than start fresh and bury the backups."""
+    s = Setup(tmp_path, fake)
+    fake.send_text(ADMIN, "/start")  # the admin has written to the bot: it may write to them
+    s.add_users(1, 2)
+    s.engine.create("manual")
+    s.db.close()
+    index = fake.pinned_message(CHAT)["message_id"]
+    if how == "deleted":
+        fake.delete_message_as_admin(CHAT, index)
+    else:
+        fake.unpin_by_someone(CHAT, index)
+    if how == "unpinned and covered":
+        fake.pin_by_someone(CHAT, "rules", user_id=ADMIN_OF_GROUP)
+    db, report, alerts = empty_disk_start(tmp_path, fake, STARTUP_RESTORE_WAIT_SECONDS="0")
+    if how == "deleted":
+        assert report.restored is None and report.paused_unreachable
+        assert any("deleted" in a for a in alerts), alerts
+    else:
+        assert report.restored is not None and db.table_row_counts()["users"] == 2
+        assert index in {m["message_id"] for m in fake.pinned_messages(CHAT)}  # pinned again
+    db.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    text=st.text(max_size=300)
+    | st.builds(
+        lambda chat, message, mark: f"index {chat}:{message} {mark}",
+        st.integers(-(10**14), 10**14),
+        st.integers(-5, 10**16),
+        st.from_regex(r"[0-9a-f]{16}", fullmatch=True),
+    )
+)
+def test_only_a_pointer_the_bot_sealed_for_its_chat_names_a_message(text):
+    seal = Seal("123456:TEST-TOKEN")
+    assert pointer_in(text, seal, CHAT) is None
+    sealed = pointer_text("📌", seal, CHAT, 42)
+    assert pointer_in(sealed, seal, CHAT) == 42
+    assert pointer_in(sealed, seal, CHAT - 1) is None and pointer_in(sealed, Seal("other"), CHAT) is None
+    assert pointer_in(sealed + "\n" + text, seal, CHAT) in (None, 42)
