@@ -285,8 +285,12 @@ class ChatIndex:
         if chat is None:
             return
         text = pointer_text(self.reader(_POINTER), self.seal, self.chat_id, message_id)
+        if self._pointer is None:
+            self._read_pointer()
         try:
             with chat_errors("leave where the backup index is in"):
+                if self._pointer is not None and self._edit_pointer(chat, text):
+                    return  # edited in place: no new message, no new pin in their chat
                 sent = self.bot.send_message(chat, text, disable_notification=True)
                 self.bot.pin_chat_message(chat, sent.message_id, disable_notification=True)
         except DestinationError as error:
@@ -295,6 +299,13 @@ class ChatIndex:
         old, self._pointer = self._pointer, sent.message_id
         if old is not None and old != sent.message_id:
             self.delete(Ref(chat, old))
+
+    def _edit_pointer(self, chat: int, text: str) -> bool:
+        try:
+            self.bot.edit_message_text(text, chat, self._pointer)
+        except telebot.apihelper.ApiTelegramException as error:
+            return "not modified" in (error.description or "")
+        return True
 
     def _repin_what_is_owed(self) -> None:
         while self._to_repin and self.pin(self._to_repin[0]):

@@ -365,3 +365,20 @@ def test_only_a_pointer_the_bot_sealed_for_its_chat_names_a_message(text):
     assert pointer_in(sealed, seal, CHAT) == 42
     assert pointer_in(sealed, seal, CHAT - 1) is None and pointer_in(sealed, Seal("other"), CHAT) is None
     assert pointer_in(sealed + "\n" + text, seal, CHAT) in (None, 42)
+
+
+def test_the_pointer_with_the_admin_is_one_message_edited_in_place(tmp_path, fake):
+    """However often someone pins over the index (a fresh index each time), the first admin's
+    private chat holds one pointer, pinned once: edited in place, no new message or pin."""
+    fake.send_text(ADMIN, "/start")
+    s = Setup(tmp_path, fake)
+    s.add_users(1)
+    s.engine.create("manual")
+    for round in range(3):
+        fake.pin_by_someone(CHAT, f"notice {round}", user_id=ADMIN_OF_GROUP)
+        s.add_users(2 + round)
+        s.engine.create("manual")
+    (pointer,) = [m for m in fake.messages(ADMIN) if not m.get("deleted")]
+    assert pointer_in(pointer["text"], Seal(fake.token), CHAT) == fake.pinned_message(CHAT)["message_id"]
+    assert fake.pinned_message(ADMIN)["message_id"] == pointer["message_id"]
+    assert len([m for m in fake.history(ADMIN) if "pinned_message" in m]) == 1
