@@ -105,8 +105,8 @@ class ChatIndex:
         self.api = bot_api.api_of(bot)
         self.seal = Seal(bot.token)
         self.alert = alert or (lambda text: None)
-        self.moved, self.pointer_chat = moved, pointer_chat
-        self._pointer: int | None = None  # the pointer message in pointer_chat, as last seen
+        self.moved = moved
+        self.pointer = Pointer(self, pointer_chat)
         self._username: str | None = None
         self._probed = False  # whether a basic group was asked if it moved
         self.lock = threading.RLock()
@@ -245,7 +245,7 @@ class ChatIndex:
         with the first admin says it is: pinned again, and read. A pointer to an index that is
         gone is a DestinationError (nobody can tell which backups the chat holds: the pause),
         unless `writing`."""
-        where = self._read_pointer()
+        where = self.pointer.read()
         if where is None:
             return None
         if self.pin(where):
@@ -260,52 +260,6 @@ class ChatIndex:
             f"the backup index (message {where}) cannot be pinned again: it was deleted from the "
             "chat, so the bot cannot tell which backups are there"
         )
-
-    def _pointer_target(self) -> int | None:
-        return None if self.pointer_chat in (None, self.chat_id) else self.pointer_chat
-
-    def _read_pointer(self) -> int | None:
-        chat = self._pointer_target()
-        if chat is None:
-            return None
-        try:
-            with chat_errors("read the pinned message of"):
-                pinned = self.bot.get_chat(chat).pinned_message
-        except DestinationError as error:
-            log.info("no pointer to the backup index with the admin: %s", error)
-            return None
-        if pinned is None or getattr(pinned.from_user, "id", None) != self.api.bot_id:
-            return None
-        self._pointer = pinned.message_id
-        return pointer_in(pinned.text or "", self.seal, self.chat_id)
-
-    def _point(self, message_id: int) -> None:
-        """Pin, in the first admin's private chat, where the index is now (the one before goes)."""
-        chat = self._pointer_target()
-        if chat is None:
-            return
-        text = pointer_text(self.reader(_POINTER), self.seal, self.chat_id, message_id)
-        if self._pointer is None:
-            self._read_pointer()
-        try:
-            with chat_errors("leave where the backup index is in"):
-                if self._pointer is not None and self._edit_pointer(chat, text):
-                    return  # edited in place: no new message, no new pin in their chat
-                sent = self.bot.send_message(chat, text, disable_notification=True)
-                self.bot.pin_chat_message(chat, sent.message_id, disable_notification=True)
-        except DestinationError as error:
-            log.warning("could not leave where the backup index is with the admin: %s", error)
-            return
-        old, self._pointer = self._pointer, sent.message_id
-        if old is not None and old != sent.message_id:
-            self.delete(Ref(chat, old))
-
-    def _edit_pointer(self, chat: int, text: str) -> bool:
-        try:
-            self.bot.edit_message_text(text, chat, self._pointer)
-        except telebot.apihelper.ApiTelegramException as error:
-            return "not modified" in (error.description or "")
-        return True
 
     def _repin_what_is_owed(self) -> None:
         while self._to_repin and self.pin(self._to_repin[0]):
@@ -361,7 +315,7 @@ class ChatIndex:
             self.delete(Ref(self.chat_id, message.message_id))
             raise
         self.on_top, self.known = True, index
-        self._point(message.message_id)
+        self.pointer.leave(message.message_id)
         if old is not None:
             self.unpin(old)
             self.delete(Ref(self.chat_id, old))
@@ -489,6 +443,63 @@ class ChatIndex:
         if what not in self._told:
             self._told.add(what)
             self.alert(text)
+
+
+class Pointer:
+    """Where the index is, pinned in the first admin's private chat (telegram_index.pointer_text):
+    one message of the bot's, edited in place as the index moves."""
+
+    def __init__(self, chat: ChatIndex, pointer_chat: int | None):
+        self.chat, self.pointer_chat = chat, pointer_chat
+        self.message: int | None = None  # the pointer message, as last seen
+
+    def _target(self) -> int | None:
+        return None if self.pointer_chat in (None, self.chat.chat_id) else self.pointer_chat
+
+    def read(self) -> int | None:
+        """The index's message the pointer names; None without a pointer of the bot's."""
+        chat, bot = self._target(), self.chat.bot
+        if chat is None:
+            return None
+        try:
+            with chat_errors("read the pinned message of"):
+                pinned = bot.get_chat(chat).pinned_message
+        except DestinationError as error:
+            log.info("no pointer to the backup index with the admin: %s", error)
+            return None
+        if pinned is None or getattr(pinned.from_user, "id", None) != self.chat.api.bot_id:
+            return None
+        self.message = pinned.message_id
+        return pointer_in(pinned.text or "", self.chat.seal, self.chat.chat_id)
+
+    def leave(self, message_id: int) -> None:
+        """Pin, in the first admin's private chat, where the index is now: the pointer edited in
+        place (no new message, no new pin in their chat), or a new one (the one before goes)."""
+        chat, bot = self._target(), self.chat.bot
+        if chat is None:
+            return
+        text = pointer_text(self.chat.reader(_POINTER), self.chat.seal, self.chat.chat_id, message_id)
+        if self.message is None:
+            self.read()
+        try:
+            with chat_errors("leave where the backup index is in"):
+                if self.message is not None and self._edit(chat, text):
+                    return
+                sent = bot.send_message(chat, text, disable_notification=True)
+                bot.pin_chat_message(chat, sent.message_id, disable_notification=True)
+        except DestinationError as error:
+            log.warning("could not leave where the backup index is with the admin: %s", error)
+            return
+        old, self.message = self.message, sent.message_id
+        if old is not None and old != sent.message_id:
+            self.chat.delete(Ref(chat, old))
+
+    def _edit(self, chat: int, text: str) -> bool:
+        try:
+            self.chat.bot.edit_message_text(text, chat, self.message)
+        except telebot.apihelper.ApiTelegramException as error:
+            return "not modified" in (error.description or "")
+        return True
 
 
 _FORGED = Text(
