@@ -52,6 +52,10 @@ class ActivityGate(BaseMiddleware):
             # Not a person writing: a channel's post, another bot, or a service message (a pin,
             # a group's upgrade), which Telegram sends the bot for its own actions too.
             return CancelUpdate()
+        if message.chat.type != "private" and message.chat.id == self.settings.backup_chat_id:
+            # The backup group is the bot's storage: no answer there (its pace is the backups'),
+            # nobody registered through it, whoever writes.
+            return CancelUpdate()
         if self.addressing.elsewhere(message):
             # "/start@OtherBot" in a group: pyTelegramBotAPI would run our /start for it.
             return CancelUpdate()

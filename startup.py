@@ -98,6 +98,7 @@ def offsite(settings: Settings, bot=None, alert: Alert | None = None) -> Offsite
             alert=alert,
             reader=Reader(settings.default_language, settings.time_zone),
             moved=moved,
+            pointer_chat=settings.admin_ids[0] if settings.admin_ids else None,
         )
         places.destinations.append(TelegramChat(places.chat, official_api=settings.telegram_file_limits))
         places.lease_stores.append(ChatLease(places.chat))

@@ -9,6 +9,9 @@ Telegram's rules, as its server keeps them (tests/fake_bot_api/ follows its sour
   looks beneath once (unpinning what covers the index, and pinning it again at once).
 - Only what the bot wrote itself is trusted (telegram_index.py: the sender, and a seal only the
   token's holder can make). Anything else is data: it changes nothing, and is reported once.
+- Nobody can search a chat's history: an index unpinned or deleted is found again through a
+  sealed line the bot pins in the first admin's private chat (where no member of a backup group
+  reaches), and one deleted is a refusal to read the chat (the pause), never an empty chat.
 - A bot cannot delete a message older than 48 hours, but may edit its own forever: a backup
   rotated out is deleted, or its document replaced by a few bytes that hold no data.
 - A basic group upgraded to a supergroup answers writes with `migrate_to_chat_id`: backups
@@ -45,6 +48,8 @@ from telegram_index import (
     caption_with_knock,
     knock_in_caption,
     parse_index,
+    pointer_in,
+    pointer_text,
     serialize,
 )
 from telegram_index import caption as index_caption
@@ -52,7 +57,7 @@ from telegram_index import caption as index_caption
 log = logging.getLogger(__name__)
 
 INDEX_LIMIT = 1 << 20
-MAX_COVERING = 5  # other messages pinned over the index that are looked beneath
+MAX_COVERING = 10  # other messages pinned over the index that are looked beneath (a pin is paced)
 DESTINATION = "telegram"  # the name its backups are listed under (TelegramChat.name)
 ROTATED_OUT = b"This backup was rotated out; its data is gone from this chat.\n"
 GONE = ("message to delete not found", "message to edit not found", "message not found")
@@ -95,20 +100,25 @@ class ChatIndex:
         alert: Alert | None = None,
         reader: Reader = ENGLISH,
         moved: Callable[[int, int], object] = lambda old, new: None,
+        pointer_chat: int | None = None,
     ):
         """reader: how the captions people see in the chat are written. moved(old, new): the
-        chat was upgraded to a supergroup (main.py remembers it and tells the admins)."""
+        chat was upgraded to a supergroup (main.py remembers it and tells the admins).
+        pointer_chat: the first admin's private chat, where the bot pins where its index is."""
         self.bot, self.chat_id, self.reader = bot, chat_id, reader
         self.api = bot_api.api_of(bot)
         self.seal = Seal(bot.token)
         self.alert = alert or (lambda text: None)
         self.moved = moved
+        self.pointer = Pointer(self, pointer_chat)
         self._username: str | None = None
         self._probed = False  # whether a basic group was asked if it moved
         self.lock = threading.RLock()
         self._told: set[str] = set()  # what the admins were told once
         self._to_repin: list[int] = []  # others' pins this process took away and owes back
         self.on_top = False  # the index is what getChat shows, as last read
+        self.covered = False  # another message is what getChat shows, as last read (else none)
+        self.bottomless: int | None = None  # the top pin, when more than MAX_COVERING covered the index
         self.known: Index | None = None  # the index as last read or written by this process
         # The request to hand over under the index's caption as last read, and on which message:
         # an edit of the index carries it, or the writer would wipe the request it must heed.
@@ -128,13 +138,16 @@ class ChatIndex:
     # --- reading ---
 
     @paced
-    def read(self) -> Index:
+    def read(self, writing: bool = False) -> Index:
         """The chat's index. With another message pinned over it, the index this process knows
         (it writes a fresh one on top at its next write); without one (an empty disk), the
-        messages over it are looked beneath, once, and pinned again as they were."""
+        messages over it are looked beneath, once, and pinned again as they were. When more
+        than MAX_COVERING cover it, nobody can tell what is beneath: a DestinationError, so a
+        start on an empty disk never takes the chat for empty (the pause); `writing` (a write
+        that was let go: a fresh index on top) reads it as empty."""
         pinned = self.pinned()
         index = self.trusted(pinned)
-        self.on_top = index is not None
+        self.on_top, self.covered = index is not None, index is None and pinned is not None
         knock = (
             knock_in_caption(pinned.caption or "", self.seal, self.chat_id, pinned.message_id)
             if index
@@ -146,8 +159,19 @@ class ChatIndex:
             self.api.pacer.written_at(self.chat_id, time.time() - written - 1)  # dates are whole seconds
         if index is None and self.known is not None and self.known.message_id is not None:
             return self.known
-        if index is None and pinned is not None:
+        if pinned is None or self.bottomless != pinned.message_id:
+            self.bottomless = None  # looked beneath again only when the pins changed
+        if index is None and pinned is not None and self.bottomless is None:
             index = self._look_beneath()
+        if index is None and self.bottomless is None:
+            index = self._by_pointer(writing)
+        if index is None and pinned is not None and self.bottomless is None:
+            self._tell_once("covered", _COVERED_LOST)
+        if index is None and self.bottomless is not None and not writing:
+            raise DestinationError(
+                f"more than {MAX_COVERING} other messages are pinned over the backup index, so the "
+                "bot cannot see whether its backups are beneath: unpin them"
+            )
         self.known = index or Index(chat_id=self.chat_id)
         return self.known
 
@@ -184,6 +208,9 @@ class ChatIndex:
         if posted is False:
             self._tell_once("forged", _FORGED)
             return None
+        if posted is None and (document.file_size or 0) > INDEX_LIMIT:
+            self._tell_once("forged", _FORGED)  # a post in a channel: not the bot's, by its size
+            return None
         data = self._download_index(document)
         try:
             index = parse_index(data, self.chat_id, pinned.message_id, self.seal, bool(posted))
@@ -211,18 +238,44 @@ class ChatIndex:
         bot could not give back is owed, and given back at the next read)."""
         covering, index = [], None
         try:
-            for _ in range(MAX_COVERING):
+            for _ in range(MAX_COVERING + 1):
                 pinned = self.pinned()
                 index = self.trusted(pinned)
-                if index is not None or pinned is None or not self.unpin(pinned.message_id):
+                if index is not None or pinned is None or len(covering) == MAX_COVERING:
+                    break
+                if not self.unpin(pinned.message_id):
                     break
                 if not self.posted_by_bot(pinned):  # a message of the bot's own stays unpinned
                     covering.append(pinned.message_id)
         finally:
             self._to_repin += reversed(covering)
             self._repin_what_is_owed()
-        self._tell_once("covered", _COVERED_FOUND if index is not None else _COVERED_LOST)
+        deep = index is None and pinned is not None  # the bottom not reached: the limit, or a refusal
+        self.bottomless = (covering[0] if covering else pinned.message_id) if deep else None
+        if index is not None or deep:
+            self._tell_once("covered", _COVERED_FOUND if index is not None else _COVERED_DEEP)
         return index
+
+    def _by_pointer(self, writing: bool) -> Index | None:
+        """The index neither on top nor beneath (unpinned, or deleted), where the pointer left
+        with the first admin says it is: pinned again, and read. A pointer to an index that is
+        gone is a DestinationError (nobody can tell which backups the chat holds: the pause),
+        unless `writing`."""
+        where = self.pointer.read()
+        if where is None:
+            return None
+        if self.pin(where):
+            index = self.trusted(self.pinned()) or self._look_beneath()
+            if index is not None:
+                self._tell_once("repinned", _UNPINNED)
+                return index
+        if writing:
+            return None
+        self._tell_once("gone", _GONE)
+        raise DestinationError(
+            f"the backup index (message {where}) cannot be pinned again: it was deleted from the "
+            "chat, so the bot cannot tell which backups are there"
+        )
 
     def _repin_what_is_owed(self) -> None:
         while self._to_repin and self.pin(self._to_repin[0]):
@@ -280,11 +333,14 @@ class ChatIndex:
             self.delete(Ref(self.chat_id, message.message_id))
             raise
         self.on_top, self.known = True, index
+        self.pointer.leave(message.message_id)
         if old is not None:
             self.unpin(old)
             self.delete(Ref(self.chat_id, old))
-        if covered:
+        if covered and self.covered:
             self._tell_once("republished", _REPUBLISHED)
+        elif covered:
+            self._tell_once("repinned", _REPINNED)
 
     def _send_index_document(self, index: Index):
         """A new message to hold the index (sealed once its id is known); in the supergroup a
@@ -407,6 +463,63 @@ class ChatIndex:
             self.alert(text)
 
 
+class Pointer:
+    """Where the index is, pinned in the first admin's private chat (telegram_index.pointer_text):
+    one message of the bot's, edited in place as the index moves."""
+
+    def __init__(self, chat: ChatIndex, pointer_chat: int | None):
+        self.chat, self.pointer_chat = chat, pointer_chat
+        self.message: int | None = None  # the pointer message, as last seen
+
+    def _target(self) -> int | None:
+        return None if self.pointer_chat in (None, self.chat.chat_id) else self.pointer_chat
+
+    def read(self) -> int | None:
+        """The index's message the pointer names; None without a pointer of the bot's."""
+        chat, bot = self._target(), self.chat.bot
+        if chat is None:
+            return None
+        try:
+            with chat_errors("read the pinned message of"):
+                pinned = bot.get_chat(chat).pinned_message
+        except DestinationError as error:
+            log.info("no pointer to the backup index with the admin: %s", error)
+            return None
+        if pinned is None or getattr(pinned.from_user, "id", None) != self.chat.api.bot_id:
+            return None
+        self.message = pinned.message_id
+        return pointer_in(pinned.text or "", self.chat.seal, self.chat.chat_id)
+
+    def leave(self, message_id: int) -> None:
+        """Pin, in the first admin's private chat, where the index is now: the pointer edited in
+        place (no new message, no new pin in their chat), or a new one (the one before goes)."""
+        chat, bot = self._target(), self.chat.bot
+        if chat is None:
+            return
+        text = pointer_text(self.chat.reader(_POINTER), self.chat.seal, self.chat.chat_id, message_id)
+        if self.message is None:
+            self.read()
+        try:
+            with chat_errors("leave where the backup index is in"):
+                if self.message is not None and self._edit(chat, text):
+                    return
+                sent = bot.send_message(chat, text, disable_notification=True)
+                bot.pin_chat_message(chat, sent.message_id, disable_notification=True)
+        except DestinationError as error:
+            log.warning("could not leave where the backup index is with the admin: %s", error)
+            return
+        old, self.message = self.message, sent.message_id
+        if old is not None and old != sent.message_id:
+            self.chat.delete(Ref(chat, old))
+
+    def _edit(self, chat: int, text: str) -> bool:
+        try:
+            self.chat.bot.edit_message_text(text, chat, self.message)
+        except telebot.apihelper.ApiTelegramException as error:
+            return "not modified" in (error.description or "")
+        return True
+
+
 _FORGED = Text(
     "📌 Someone else posted a document named like the bot's backup index in the backup chat. "
     "The bot trusts only what it wrote itself: it is ignored, and nothing changed."
@@ -420,9 +533,30 @@ _COVERED_LOST = Text(
     "was found beneath it, so the backups there cannot be found: pin the bot's backup index "
     "again if you know it; the next backup pins a new one."
 )
+_COVERED_DEEP = Text(
+    "📌 Many messages are pinned over the bot's backup index in the backup chat: more than the bot "
+    "looks beneath, so it cannot tell whether its backups are there. Nothing leaves the machine "
+    "until you unpin them, or restore a backup or start fresh."
+)
 _REPUBLISHED = Text(
     "📌 Another message was pinned over the bot's backup index in the backup chat: the bot pinned a "
     "fresh index on top, and left the other pin as it was."
+)
+_REPINNED = Text(
+    "📌 The bot's backup index was unpinned or deleted in the backup chat: the bot pinned a fresh "
+    "one that lists every backup. Leave it pinned: it is how a restart finds the backups."
+)
+_POINTER = Text(
+    "📌 Where the bot's backup index is in the backup chat, for the bot to find it again if "
+    "someone there unpins it. Keep this message pinned."
+)
+_UNPINNED = Text(
+    "📌 The bot's backup index was not pinned in the backup chat any more: it was found where the "
+    "bot left its place with you, and pinned again."
+)
+_GONE = Text(
+    "📌 The bot's backup index was deleted from the backup chat, so the bot cannot tell which "
+    "backups are there. Nothing leaves the machine until you restore a backup or start fresh."
 )
 _OLD_GROUP = Text(
     "🗑 Some rotated-out backups stay in the backup group's history from before its upgrade to a "

@@ -34,13 +34,14 @@ from destinations import DestinationError, TooLarge
 from i18n import Joined, Series, Size, Text, lines
 from lease import Head, Knock, fence
 from telegram_chat import DESTINATION, GONE, ChatIndex, chat_errors, paced
-from telegram_index import VISIBLE_NAME, Entry, Part, Ref, caption_with_knock, knock_in_caption
+from telegram_index import VISIBLE_NAME, Entry, Index, Part, Ref, caption_with_knock, knock_in_caption
 
 log = logging.getLogger("backup")
 
 DOWNLOAD_LIMIT = 20 * 1024 * 1024  # what a bot may download from Telegram's own server
 PART_SIZE = 19 * 1024 * 1024  # a backup larger than this travels in parts a bot can fetch again
 SCRUB_AT_ONCE = 5  # rotated-out messages cleaned per write: within Telegram's pace
+FILE_GONE = ("wrong file identifier", "invalid file_id", "file reference")  # its message deleted
 
 
 class TelegramChat:
@@ -60,8 +61,10 @@ class TelegramChat:
         one, or a delta a to d: deltas.py), so the chat holds at most five of them and they add
         no message between two other backups; any other full backup retires them. Then the
         index is updated. Fenced by the head the index holds."""
-        index = self.index.read()
+        index = self.index.read(writing=True)
         fence(index.head, info.generation, info.writer)
+        if info.delta:
+            self._check_chain(index, info)
         visible_name, size = f"{self.index.bot_username}-{info.name}", path.stat().st_size
         change, level = info.reason == "change", info.delta.level if info.delta else 0
         # A side piece (a scheduled delta: deltas.py) is history beside the chain: it retires nothing.
@@ -85,6 +88,34 @@ class TelegramChat:
         index.scrub = self._scrub([*index.scrub, *retired])
         self.index.write(index)
         return placed
+
+    def _check_chain(self, index: Index, info: BackupInfo) -> None:
+        """A change backup is worth sending only while every piece it builds on is still in the
+        chat: an administrator of a group may delete any message, the bot's backups too, and
+        Telegram tells a bot nothing of it. A piece gone refuses the delta (the engine then ends
+        the chain, and the next backup is a full one), so no restore point in the chat is left
+        needing what is not there."""
+        pieces = {entry.info.piece: entry for entry in index.entries}
+        for name in info.delta.chain:
+            entry = pieces.get(name)
+            if entry is None or not all(map(self._still_there, entry.parts)):
+                raise DestinationError(
+                    f"{name}, which this change backup builds on, is gone from the chat (someone "
+                    "deleted its message?): the next backup is a full one"
+                )
+
+    def _still_there(self, part: Part) -> bool:
+        """Whether Telegram still has a part's file (getFile: a read, no message)."""
+        try:
+            with bot_api.calling("ask Telegram about a backup in the chat"):
+                self.bot.get_file(part.file_id)
+        except BotApiError as error:
+            if any(words in error.description for words in FILE_GONE):
+                return False
+            if "too big" in error.description:  # there, over what a bot may download
+                return True
+            raise DestinationError(str(error)) from None
+        return True
 
     @paced
     def list(self) -> list[BackupInfo]:
@@ -115,7 +146,7 @@ class TelegramChat:
     def delete(self, backups: Sequence[BackupInfo]) -> None:
         """Rotate these out: out of the index, and their data out of the chat (what cannot go
         now is tried again at the next write, listed in the index meanwhile)."""
-        index = self.index.read()
+        index = self.index.read(writing=True)
         names = {info.name for info in backups}
         going = [entry for entry in index.entries if entry.info.name in names]
         if not going:
@@ -272,7 +303,7 @@ class ChatLease:
         # Nobody else's head may land between the fence's read and this write: no pace's wait
         # between them (a newer instance claims within a second of seeing a final backup).
         self.index.api.wait_for_room(self.index.chat_id)
-        index = self.index.read()
+        index = self.index.read(writing=True)
         fence(index.head, head.generation, head.writer)
         index.head = head
         self.index.write(index)
@@ -289,7 +320,7 @@ class ChatLease:
             )
         known = self.index.known
         if keep_on_top and known is not None and known.message_id is not None:
-            self.index.on_top = False
+            self.index.on_top, self.index.covered = False, pinned is not None
             self.index.write(known)
         return None
 

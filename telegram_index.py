@@ -376,3 +376,29 @@ def knock_in_caption(text: str, seal: Seal, chat_id: int, message_id: int) -> Kn
             except NotABackupError:
                 return None
     return None
+
+
+# Where the index is, pinned in the first admin's private chat (where no member of a backup group
+# reaches): the bot's own message, its last line sealed for the backup chat and the index's
+# message. A start that finds the index neither on top nor beneath (someone unpinned or deleted
+# it) pins that message again, or knows that it is gone.
+POINTER_LINE = re.compile(r"^index (-?[0-9]{1,20}):([0-9]{1,20}) ([0-9a-f]{16})$")
+
+
+def _pointer_seal(seal: Seal, chat_id: int, message_id: int) -> str:
+    return seal.sign(f"pointer:{chat_id}:{message_id}".encode())[:16]
+
+
+def pointer_text(text: str, seal: Seal, chat_id: int, message_id: int) -> str:
+    return f"{text}\nindex {chat_id}:{message_id} {_pointer_seal(seal, chat_id, message_id)}"
+
+
+def pointer_in(text: str, seal: Seal, chat_id: int) -> int | None:
+    """The index's message in chat `chat_id` that a pointer names, when sealed by this bot."""
+    found = POINTER_LINE.match(text.splitlines()[-1] if text else "")
+    if not found:
+        return None
+    chat, message, mark = int(found.group(1)), int(found.group(2)), found.group(3)
+    if chat != chat_id or not _message_id(message):
+        return None
+    return message if hmac.compare_digest(mark, _pointer_seal(seal, chat, message)) else None

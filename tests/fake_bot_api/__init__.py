@@ -22,7 +22,9 @@ github:tdlib/telegram-bot-api (telegram-bot-api/Client.cpp, WebhookActor.cpp) or
   others'; it deletes nothing older than 48 hours (advance_time() ages every message); pins need
   rights (set_bot_rights()); getChat's pinned_message is the highest pinned message id; every pin
   makes a service message that reaches the bot as an update, its own pins too;
-  upgrade_to_supergroup() moves a group (write calls on the old id: 400 with migrate_to_chat_id).
+  upgrade_to_supergroup() moves a group (write calls on the old id: 400 with migrate_to_chat_id);
+  forward() (members.py): a member forwards a message, the bot's own say: from is the member,
+  forward_origin who wrote it.
 - Commands (commands.py): setMyCommands, getMyCommands, deleteMyCommands per scope and
   language_code, each checked as Client.cpp and TDLib check them; commands() and menus() show them.
 - Faults: fail_next() (a Bot API error, or any raw body such as a proxy's HTML page), flood()
@@ -57,6 +59,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .chats import ChatsMixin
 from .commands import CommandsMixin
+from .members import MembersMixin
 from .polling import UpdatesMixin
 from .rules import (
     MAX_DOWNLOAD,
@@ -98,7 +101,7 @@ WRITE_METHODS = frozenset(
 )
 
 
-class FakeBotAPI(ChatsMixin, UpdatesMixin, WebhookMixin, CommandsMixin):
+class FakeBotAPI(ChatsMixin, MembersMixin, UpdatesMixin, WebhookMixin, CommandsMixin):
     def __init__(
         self,
         token="123456:TEST-TOKEN-abcdefghijklmnopqrstuvwxyz",

@@ -53,6 +53,7 @@ class ChatsMixin:
         self._pins = {}  # chat_id -> [pinned messages, in the order they were pinned]
         self._undeletable = set()  # (chat_id, message_id) that deleteMessage treats as too old
         self._files, self._paths = {}, {}
+        self._files_stored = 0  # every file ever stored: a file_id is never given twice
         self._writes = []  # (chat_id, stand-in clock) of every call that changed a chat
 
     # ---- driving: what people do ----
@@ -302,7 +303,7 @@ class ChatsMixin:
 
     def _store_file(self, filename, content):
         with self._cond:
-            n = len(self._files) + 1
+            n = self._files_stored = self._files_stored + 1
             file_id, path = (
                 f"BQACAgIAAxkB-file-{n}",
                 f"documents/file_{n}{os.path.splitext(filename)[1]}",
