@@ -59,6 +59,21 @@ def small_disk(tmp_path):
 
 
 @pytest.fixture
+def quick_pace(monkeypatch):
+    """Telegram's guidance for one chat at a hundredth of its time, in this process, for tests
+    of what the bot does in the chat rather than how fast (tests/test_flood.py and
+    test_telegram_rules.py hold the pace at full length): at full length a few rounds of
+    backups in a group wait minutes."""
+    import bot_api
+
+    def faster(windows):
+        return tuple((count, seconds / 100) for count, seconds in windows)
+
+    monkeypatch.setattr(bot_api, "PRIVATE_PACE", faster(bot_api.PRIVATE_PACE))
+    monkeypatch.setattr(bot_api, "GROUP_PACE", faster(bot_api.GROUP_PACE))
+
+
+@pytest.fixture
 def fake():
     """The local Bot API stand-in."""
     with FakeBotAPI() as api:

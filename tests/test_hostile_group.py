@@ -25,6 +25,9 @@ from telegram_index import Seal, pointer_in, pointer_text
 ADMIN_OF_GROUP = 777  # a member the group's owner made an administrator
 
 
+pytestmark = pytest.mark.usefixtures("quick_pace")  # who is trusted, not the pace
+
+
 class Told(Setup):
     """Setup, with what the chat tells the admins (its pins, forgeries) among the alerts too."""
 

@@ -35,6 +35,9 @@ def settings_for(tmp_path, fake, **env):
     )
 
 
+pytestmark = pytest.mark.usefixtures("quick_pace")  # what the bot does in the chat, not how fast
+
+
 class Setup:
     """A live database, its engine with the Telegram chat as off-site destination, and the
     alerts the admins would have received."""
