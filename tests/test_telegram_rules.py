@@ -125,7 +125,7 @@ def test_a_note_pinned_over_the_index_survives_backups_an_empty_disk_and_a_webho
 
 
 @pytest.mark.xfail(
-    strict=True,
+    strict=False,  # it sometimes keeps to the guidance, as the writes happen to spread
     raises=OverPace,
     reason="a final backup at SIGTERM waits for the pace at most 3.5 s a write (6 s in all), then "
     "writes (the data, the index, the rotation): SIGTERM right after a backup that rotated, measured "
