@@ -103,21 +103,23 @@ def test_a_note_pinned_over_the_index_survives_backups_an_empty_disk_and_a_webho
         assert fake.pinned_message(GROUP)["document"]["file_name"] == INDEX  # a fresh index on top
         assert len(indexes_pinned(fake)) == 1
     # A rolling redeploy onto an empty disk, in webhook mode: the new instance finds the index
-    # (on top again), knocks under it, and the writer hands its final backup over.
+    # (on top again), knocks under it, and the writer hands its final backup over. (A user
+    # first: a writer quiet for a while would leave nothing to wait for, and it would serve.)
+    users.one()
     second = run_bot(folder="b", **{**webhook_env(free_port()), "BACKUP_CHAT_ID": str(GROUP)})
     second.wait_for_log("may still be writing", timeout=60)
     serving(second, timeout=90)
     users.one()
     assert second.stop()[0] == 0
     assert first.stop()[0] == 0
-    assert len(users.answered) == 4 and set(users.answered) <= users_in(second.db_path)
+    assert len(users.answered) == 5 and set(users.answered) <= users_in(second.db_path)
     pinned = [m["message_id"] for m in fake.pinned_messages(GROUP)]
     assert note["message_id"] in pinned  # their note was never unpinned for good
     assert len(indexes_pinned(fake)) == 1
     listed = [
         (b["reason"], b["generation"], b["row_counts"]["users"]) for b in chat_index(fake, GROUP)["backups"]
     ]
-    assert listed[0][2] == 4 + 1, listed  # the newest holds everyone answered, and the admin
+    assert listed[0][2] == 5 + 1, listed  # the newest holds everyone answered, and the admin
     assert_paced(fake)
 
 

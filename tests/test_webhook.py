@@ -226,7 +226,8 @@ def test_idle_connections_take_no_thread_and_the_oldest_make_room(monkeypatch):
         idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(12)]
         for connection in idle[:8]:  # the oldest, closed as newer ones came, without a word
             assert connection.recv(10) == b""
-        assert threading.active_count() == threads  # waiting for headers costs no thread
+        assert threading.active_count() <= threads  # waiting for headers costs no thread (another
+        # test's leftover thread in this worker may end meanwhile: fewer is no failure)
         assert health(port)["state"] == "serving"  # and the health check is served meanwhile
         for connection in idle:
             connection.close()
