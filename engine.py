@@ -445,6 +445,9 @@ class BackupEngine:
             if by_person and not self.lease.held:
                 raise BackupError("this instance is not the writer any more: restore on the one that serves")
             unpacked = self.catalog.unpack(source, workdir, resume=not by_person)
+            if unpacked.shortfall and not by_person:  # only an older state of its chain: the
+                # startup's and a take-over's restores try the next candidate, never settle for less
+                raise BackupError(f"its chain ends early: {unpacked.shortfall.reason}")
             info, snapshot = unpacked.info, unpacked.path
             state = fingerprint(snapshot) if unpacked.everywhere else None  # before it moves
             self.last_shortfall = unpacked.shortfall

@@ -179,19 +179,20 @@ def damage_flip(path: Path) -> None:
 @pytest.mark.parametrize("damage", [damage_missing, damage_flip])
 @pytest.mark.parametrize("which", [1, 2])
 def test_a_broken_chain_restores_the_last_state_that_verifies_and_says_so(tmp_path, damage, which):
-    db, engine, told, snapshots = chain_of(tmp_path)
+    db, engine, _, snapshots = chain_of(tmp_path)
     newest = engine.local.list()[0]
     pieces = {info.piece: info for info in engine.local.list()}
     broken = pieces[newest.delta.chain[which]] if which < len(newest.delta.chain) else newest
     damage(Path(broken.location))
     previous = ([*newest.delta.chain, newest.piece])[which - 1]
     try:
-        restored = engine.restore(newest, by_person=False)
-        assert restored.piece == previous
+        with pytest.raises(BackupError, match="its chain ends early"):
+            engine.restore(newest, by_person=False)  # never less than the restore point asked for
+        outcome = engine.restore_newest()  # the startup's: the next candidate, that state whole
+        assert outcome.restored.piece == previous
         assert Path(engine.settings.db_path).exists()
-        shortfall = engine.last_shortfall
-        assert shortfall is not None and shortfall.unusable == len(newest.delta.chain) + 1 - which
-        assert any("could not be restored whole" in str(text) for text in told)
+        assert outcome.passed_over[0].info.piece == newest.piece  # and why it was passed over
+        assert "chain ends early" in outcome.passed_over[0].reason
         # the live data is that state: the people it had, no more
         (tmp_path / "expected.db").write_bytes(snapshots[previous])
         with sqlite3.connect(tmp_path / "expected.db") as expected:
@@ -204,7 +205,7 @@ def test_a_broken_chain_restores_the_last_state_that_verifies_and_says_so(tmp_pa
 def test_a_piece_out_of_its_place_ends_the_chain_before_it(tmp_path):
     """Two pieces swapped (each where the other should be): the first of them no longer builds on
     the state before it, so the chain ends there."""
-    db, engine, told, _ = chain_of(tmp_path)
+    db, engine, _, snapshots = chain_of(tmp_path)
     newest = engine.local.list()[0]
     pieces = {info.piece: info for info in engine.local.list()}
     first, second = (Path(pieces[name].location) for name in newest.delta.chain[1:3])
@@ -212,10 +213,15 @@ def test_a_piece_out_of_its_place_ends_the_chain_before_it(tmp_path):
     first.write_bytes(b)
     second.write_bytes(a)
     try:
-        restored = engine.restore(newest, by_person=False)
-        assert restored.piece == newest.delta.chain[0]  # the full backup, and what it holds
-        assert engine.last_shortfall.unusable == 3
-        assert told
+        with pytest.raises(BackupError, match="its chain ends early"):
+            engine.restore(newest, by_person=False)  # never less than the restore point asked for
+        engine.restore_newest()  # the startup's: some candidate, restored whole
+        counts = set()
+        for data in snapshots.values():
+            (tmp_path / "expected.db").write_bytes(data)
+            with sqlite3.connect(tmp_path / "expected.db") as expected:
+                counts.add(expected.execute("SELECT count(*) FROM users").fetchone()[0])
+        assert sql(db, "SELECT count(*) FROM users")[0][0] in counts  # a state a backup took, no half one
     finally:
         db.close()
 
