@@ -44,7 +44,8 @@ DESCRIPTIONS = st.one_of(
         lambda t: "Bad Request: " + t
     ),
 )
-CODES = st.sampled_from([400, 401, 403, 404, 409, 413, 429, 500, 502])
+CODE_LIST = [400, 401, 403, 404, 409, 413, 429, 500, 502]
+CODES = st.sampled_from(CODE_LIST)
 
 
 def raw_library(code, description):
@@ -66,6 +67,16 @@ def as_read(error, language):
     return Reader(language)(Text("❌ {error}", error=shown(error)))
 
 
+# The sentences the known errors read as: a description whose words happen to be in one ("too
+# big") is recognised as that error, not echoed.
+FRIENDLY = {
+    as_read(through_bot_api(code, description), language)
+    for code in CODE_LIST
+    for description in KNOWN
+    for language in ("en", "fa")
+}
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     code=CODES,
@@ -80,7 +91,7 @@ def test_a_telegram_error_reads_as_one_sentence_in_each_language(code, descripti
         assert "A request to the Telegram API" not in text and "Error code" not in text
         assert "Bad Request" not in text and "Telegram would not" not in text
         words = description.split(": ", 1)[-1].strip()
-        if description not in KNOWN and len(words) >= 4:
+        if description not in KNOWN and len(words) >= 4 and text not in FRIENDLY:
             assert words not in text  # the raw description is the log's, not the reader's
     assert english != persian and english.startswith("❌ ") and len(english) > 12
 
