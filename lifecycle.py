@@ -69,7 +69,11 @@ KNOCK_WATCH_SECONDS = 3.0
 # grace period is not documented: keep well within it); at a hand-over the next writer waits.
 SHUTDOWN_BACKUP_SECONDS, HANDOVER_BACKUP_SECONDS = 6.0, 60.0
 DRAIN_AT = {"shutdown": SHUTDOWN_DRAIN_SECONDS, "handover": HANDOVER_DRAIN_SECONDS}  # the handlers' time
-KNOCK_REFRESH_SECONDS = 3.0  # a waiting instance knocks again when its knock is older
+# A waiting instance knocks again when its knock is older: a knock counts for KNOCK_FRESH_SECONDS
+# (10 s) after the writer first sees it, at most KNOCK_WATCH_SECONDS after it was left, so one
+# every 8 s always counts. Each is a write to the chat the writer cannot foresee: seldom enough
+# to fall after a hand-over it asked for (the writer's final backup takes a few seconds).
+KNOCK_REFRESH_SECONDS = 8.0
 
 
 def instance_name() -> str:
@@ -314,7 +318,8 @@ class Lifecycle:
             return True
 
     def _serve(self) -> None:
-        bot_api.hurry(False)  # (serving again after a hand-over nobody took)
+        if not self.stop_requested.is_set():
+            bot_api.hurry(False)  # (serving again after a hand-over nobody took)
         self.runner.resume()
         self.state = State.SERVING
         if self.gate is not None:

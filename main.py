@@ -190,6 +190,7 @@ def _token_accepted(bot: telebot.TeleBot) -> bool:
 def _install_signal_handlers(stop_requested: threading.Event) -> None:
     def request_stop(signum, frame):
         log.info("received %s: shutting down", signal.Signals(signum).name)
+        bot_api.hurry()  # a backup waiting for Telegram's minute goes now: the final one is next
         stop_requested.set()
 
     signal.signal(signal.SIGTERM, request_stop)

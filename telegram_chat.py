@@ -26,7 +26,7 @@ import functools
 import io
 import logging
 import threading
-import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -123,6 +123,7 @@ class ChatIndex:
         # The request to hand over under the index's caption as last read, and on which message:
         # an edit of the index carries it, or the writer would wipe the request it must heed.
         self._knock: tuple[int, Knock] | None = None
+        self.writes = ChatWrites(self.api.pacer, lambda: self.chat_id)
 
     @property
     def bot_username(self) -> str:
@@ -154,9 +155,8 @@ class ChatIndex:
             else None
         )
         self._knock = (pinned.message_id, knock) if knock is not None else None
-        if index is not None:  # when another process last wrote here, by Telegram's date
-            written = getattr(pinned, "edit_date", None) or pinned.date
-            self.api.pacer.written_at(self.chat_id, time.time() - written - 1)  # dates are whole seconds
+        if index is not None:
+            self.writes.learn(pinned, index.writes)
         if index is None and self.known is not None and self.known.message_id is not None:
             return self.known
         if pinned is None or self.bottomless != pinned.message_id:
@@ -181,6 +181,11 @@ class ChatIndex:
         there; any other error may hide one, and is raised)."""
         self._check_moved()
         self._repin_what_is_owed()
+        return self.peek()
+
+    def peek(self):
+        """The chat's pinned message as getChat shows it, None when there is none: a read
+        only (no pin given back), which any thread may make while another holds the lock."""
         try:
             with chat_errors("read the pinned message of"):
                 return self.bot.get_chat(self.chat_id).pinned_message
@@ -188,6 +193,15 @@ class ChatIndex:
             if "chat not found" in str(error):
                 return None
             raise
+
+    def trusted_sender(self, pinned) -> bool:
+        """Whether `pinned` is a document named as the index that the bot sent (a channel's
+        posts carry no sender: there, its name and size only; what it says is not read)."""
+        document = getattr(pinned, "document", None)
+        if document is None or document.file_name != self.index_name:
+            return False
+        posted = self.posted_by_bot(pinned)
+        return bool(posted) or (posted is None and (document.file_size or 0) <= INDEX_LIMIT)
 
     def posted_by_bot(self, message) -> bool | None:
         """Whether the bot posted `message`; None where Telegram does not say (a channel's
@@ -301,12 +315,22 @@ class ChatIndex:
         self._publish(index)
 
     def _edit_index(self, index: Index) -> None:
+        # Its writes are those before it; the edit itself is learned by its version (ChatWrites).
+        # Someone else's edit since this process last looked (a knock) counts before its turn.
+        # (No wait for the pace here: a head's fence read and its write follow each other.)
+        pinned = self.peek()
+        if self.trusted_sender(pinned) and pinned.message_id == index.message_id:
+            self.writes.learn(pinned)
+            knock = knock_in_caption(pinned.caption or "", self.seal, self.chat_id, pinned.message_id)
+            if knock is not None:  # a knock left since the last read is carried, not wiped
+                self._knock = (pinned.message_id, knock)
+        index.writes = self.api.pacer.writes_in(self.chat_id)
         data, text = serialize(index, self.seal), self.reader(index_caption(index, self.bot_username))
         if self._knock is not None and self._knock[0] == index.message_id:
             text = caption_with_knock(text, self._knock[1], self.seal, self.chat_id, index.message_id)
         media = bot_api.json_field({"type": "document", "media": "attach://index", "caption": text})
         fields = {"chat_id": self.chat_id, "message_id": index.message_id, "media": media}
-        self.api.upload(
+        edited = self.api.upload(
             "edit the backup index in the chat",
             "editMessageMedia",
             fields,
@@ -314,6 +338,8 @@ class ChatIndex:
             self.index_name,
             lambda: io.BytesIO(data),
         )
+        if isinstance(edited, dict):
+            self.writes.made(edited)
 
     def _publish(self, index: Index) -> None:
         """A fresh index: sent, sealed for its own message, pinned; the one before retired."""
@@ -461,6 +487,48 @@ class ChatIndex:
         if what not in self._told:
             self._told.add(what)
             self.alert(text)
+
+
+class ChatWrites:
+    """Telegram's pace counts every process's writes to the chat; this one learns the others'
+    from the bot's index as it reads it: the writes the index lists, and an edit of the index
+    it did not make itself (a knock, another writer), told apart by the index's version."""
+
+    def __init__(self, pacer: bot_api.Pacer, chat_id: Callable[[], int]):
+        self.pacer, self.chat_id = pacer, chat_id
+        # The index as this process last wrote it (Telegram's answers): read back any other
+        # way, someone else edited it.
+        self._own: deque[tuple] = deque(maxlen=50)
+
+    def learn(self, pinned, writes=()) -> None:
+        """`pinned` is the bot's own index; `writes`, those it lists."""
+        edited = getattr(pinned, "edit_date", None) or pinned.date
+        if not isinstance(edited, int):
+            return
+        self.pacer.saw_server_time(edited)  # Telegram's clock was at least there
+        learned = list(writes)
+        if _version(pinned) not in self._own:  # whole seconds: counted at the second's end
+            learned.append((edited + 1.0, f"edit {pinned.message_id}"))
+        self.pacer.learn(self.chat_id(), learned)
+
+    def made(self, message) -> None:
+        """This process sent or edited `message` (a Message, or its JSON) in the chat: when the
+        index is read back as it is, that is not someone else's write."""
+        if isinstance(message, dict):
+            message = types.Message.de_json(message)
+        self._own.append(_version(message))
+
+
+def _version(message) -> tuple:
+    """What tells one edit of a message from another: its date is in whole seconds, so a knock
+    and the writer's edit within one second differ by caption or file."""
+    document = getattr(message, "document", None)
+    return (
+        message.message_id,
+        getattr(message, "edit_date", None) or message.date,
+        message.caption,
+        getattr(document, "file_unique_id", None),
+    )
 
 
 class Pointer:

@@ -169,7 +169,10 @@ class TelegramChat:
 
     def _scrub(self, refs: list[Ref]) -> list[Ref]:
         """Take the data of rotated-out messages out of the chat, a few at a time; returns those
-        still to do."""
+        still to do. A final backup leaves them all to the next writer's first backup: its
+        seconds are for its data, within Telegram's pace."""
+        if bot_api.hurried():
+            return list(dict.fromkeys(refs))
         left, done = [], 0
         for ref in dict.fromkeys(refs):  # each once, in order
             if done < SCRUB_AT_ONCE and self.index.delete(ref):
@@ -301,28 +304,38 @@ class ChatLease:
     @paced
     def write_head(self, head: Head) -> None:
         # Nobody else's head may land between the fence's read and this write: no pace's wait
-        # between them (a newer instance claims within a second of seeing a final backup).
-        self.index.api.wait_for_room(self.index.chat_id)
-        index = self.index.read(writing=True)
-        fence(index.head, head.generation, head.writer)
-        index.head = head
-        self.index.write(index)
+        # between them (a newer instance claims within a second of seeing a final backup). A
+        # claim cannot wait the minute's pace: the writer that handed over takes back after a while.
+        with bot_api.urgent():
+            self.index.api.wait_for_room(self.index.chat_id)
+            index = self.index.read(writing=True)
+            fence(index.head, head.generation, head.writer)
+            index.head = head
+            with bot_api.at_once():
+                self.index.write(index)
 
-    @paced
     def read_knock(self, keep_on_top: bool = False) -> Knock | None:
         """The latest knock. `keep_on_top`: the writer looks (this process's index is the chat's
         newest): with something pinned over the index, a fresh index goes on top first, so that
-        a newer instance can find it and knock there."""
-        pinned = self.index.pinned()
+        a newer instance can find it and knock there. Read without the chat's lock: a backup
+        that holds it while it waits for Telegram's pace must not hide a knock."""
+        pinned = self.index.peek()
         if self._is_index(pinned):
+            self.index.writes.learn(pinned)  # a knock is a write to the chat, by someone else
             return knock_in_caption(
                 pinned.caption or "", self.index.seal, self.index.chat_id, pinned.message_id
             )
+        if keep_on_top:
+            self._keep_on_top()
+        return None
+
+    @paced
+    def _keep_on_top(self) -> None:
+        pinned = self.index.pinned()
         known = self.index.known
-        if keep_on_top and known is not None and known.message_id is not None:
+        if not self._is_index(pinned) and known is not None and known.message_id is not None:
             self.index.on_top, self.index.covered = False, pinned is not None
             self.index.write(known)
-        return None
 
     @paced
     def knock(self, knock: Knock) -> None:
@@ -336,12 +349,15 @@ class ChatLease:
             target, text = self.index.known.message_id, ""
         else:
             raise DestinationError("no backup index of this bot in the chat to leave the request on")
-        with chat_errors("edit the caption of the backup index in"):
-            self.index.bot.edit_message_caption(
+        # The writer's latest write (a backup's data, before the index lists it) is unseen here.
+        with chat_errors("edit the caption of the backup index in"), bot_api.urgent(unseen=1):
+            edited = self.index.bot.edit_message_caption(
                 caption_with_knock(text, knock, self.index.seal, self.index.chat_id, target),
                 self.index.chat_id,
                 target,
             )
+        if isinstance(edited, types.Message):
+            self.index.writes.made(edited)
 
     def _is_index(self, pinned) -> bool:
         """The bot's index, by its name and sender (and, where the chat gives no sender, by
@@ -350,6 +366,8 @@ class ChatLease:
         if document is None or document.file_name != self.index.index_name:
             return False
         posted = self.index.posted_by_bot(pinned)
+        if posted is False:
+            self.index.trusted(pinned)  # a look-alike of someone else's: the admins are told once
         return posted or (posted is None and self.index.trusted(pinned) is not None)
 
 

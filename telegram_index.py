@@ -10,6 +10,9 @@ chat's pinned message (getChat). So that message is a document the bot keeps up 
      "levels": [[123], [124], [], [], []],    the same, by the level of the piece each holds
                                               (0: a full on-change backup, 1-4: deltas a-d)
      "scrub": [[-100123, 98], ...],           rotated-out messages that still hold a backup's data
+     "writes": [[1733390000.5, "9f3a0c1e"], ...]  the bot's writes to the chat in the minute before
+                                              this edit (Telegram's time, the process that made
+                                              each): the next process keeps Telegram's pace with them
      "backups": [{"name": "...", "size": 1234, "encrypted": false,
                   "created_at": "...", "reason": "...", "generation": 7, "writer": "...",
                   "sequence": 12, "schema_version": 2, "row_counts": {...}, "sha256": "...",
@@ -50,6 +53,7 @@ FORMAT = "telegram-bot-backup-index/2"
 FORMAT_UNSEALED = "telegram-bot-backup-index/1"  # before the seal: trusted when the bot posted it
 MAX_BYTES = 1 << 20  # an index of a thousand backups is far smaller
 MAX_ENTRIES, MAX_PARTS = 1000, 10_000
+MAX_WRITES = 100  # the recent writes an index lists (the guidance allows 20 a minute)
 FILE_ID = re.compile(r"^[A-Za-z0-9_-]{1,256}\Z")
 VISIBLE_NAME = re.compile(r"^[A-Za-z0-9_]{0,64}-?backup-\d{8}T\d{9}Z-[a-z-]+\.(?:db|delta)\.zst(\.sealed)?\Z")
 LEVELS = 5  # the messages of on-change backups: a full one, and one per level of delta
@@ -100,6 +104,8 @@ class Index:
     levels: list[list[int]] = field(default_factory=lambda: [[] for _ in range(LEVELS)])
     scrub: list[Ref] = field(default_factory=list)  # rotated-out messages still holding data
     chat_id: int = 0  # the chat the index lives in
+    # The writes to the chat in the minute before this index was written (bot_api.Pacer.writes_in).
+    writes: list[tuple[float, str]] = field(default_factory=list)
 
     @property
     def rolling(self) -> list[int]:
@@ -138,6 +144,7 @@ def serialize(index: Index, seal: Seal) -> bytes:
         "levels": index.levels,
         "scrub": [[ref.chat_id, ref.message_id] for ref in index.scrub],
         "backups": [_entry_json(entry) for entry in index.entries],
+        "writes": [[stamp, by] for stamp, by in index.writes],
     }
     return json.dumps({**body, "seal": seal.sign(_canonical(body))}, indent=1).encode()
 
@@ -193,6 +200,7 @@ def parse_index(data: bytes, chat_id: int, message_id: int, seal: Seal, posted_b
         _levels(document),
         _refs(document.get("scrub")),
         chat_id,
+        _writes(document.get("writes")),
     )
 
 
@@ -227,6 +235,24 @@ def _refs(value) -> list[Ref]:
             raise NotABackupError("the index is damaged (scrub)")
         refs.append(Ref(item[0], item[1]))
     return refs
+
+
+def _writes(value) -> list[tuple[float, str]]:
+    """The recent writes an index lists; whatever is not one is left out (only a count toward
+    Telegram's pace depends on them)."""
+    if not isinstance(value, list):
+        return []
+    return [
+        (float(item[0]), item[1])
+        for item in value[:MAX_WRITES]
+        if isinstance(item, list)
+        and len(item) == 2
+        and isinstance(item[0], int | float)
+        and not isinstance(item[0], bool)
+        and 0 < item[0] < 1e11
+        and isinstance(item[1], str)
+        and len(item[1]) <= 40
+    ]
 
 
 def _entries(document: dict) -> list[Entry]:

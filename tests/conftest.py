@@ -71,6 +71,7 @@ def quick_pace(monkeypatch):
 
     monkeypatch.setattr(bot_api, "PRIVATE_PACE", faster(bot_api.PRIVATE_PACE))
     monkeypatch.setattr(bot_api, "GROUP_PACE", faster(bot_api.GROUP_PACE))
+    monkeypatch.setattr(bot_api, "BULK_GROUP_PACE", faster(bot_api.BULK_GROUP_PACE))
 
 
 @pytest.fixture
