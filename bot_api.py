@@ -349,7 +349,7 @@ class Pacer:
             now, offset = self.clock(), self._offset()
             known = self._learned.setdefault(chat, {})
             seen: dict[tuple[float, str], int] = {}  # writes in one burst share a stamp
-            for stamp, by in list(writes)[:MAX_LEARNED]:
+            for stamp, by in list(writes)[-MAX_LEARNED:]:
                 seen[stamp, by] = seen.get((stamp, by), 0) + 1
                 at = min(now, stamp - offset)
                 if by != self.id and now - at < PACE_HORIZON:

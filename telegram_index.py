@@ -244,7 +244,7 @@ def _writes(value) -> list[tuple[float, str]]:
         return []
     return [
         (float(item[0]), item[1])
-        for item in value[:MAX_WRITES]
+        for item in value[-MAX_WRITES:]
         if isinstance(item, list)
         and len(item) == 2
         and isinstance(item[0], int | float)
