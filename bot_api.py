@@ -38,11 +38,9 @@ import hashlib
 import json
 import logging
 import re
-import secrets
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -54,6 +52,7 @@ from requests_toolbelt import MultipartEncoder
 from telebot import apihelper, types
 
 from files import CHUNK
+from pacer import Pacer
 
 log = logging.getLogger(__name__)
 
@@ -78,30 +77,7 @@ WRITES = frozenset(
         "unpinChatMessage",
     }
 )
-# Telegram's guidance (core.telegram.org/bots/faq, "My bot is hitting limits"): about one
-# message a second in a chat (short bursts pass), 20 a minute in a group, 30 a second overall.
-PRIVATE_PACE = ((3, 3.0),)
-GROUP_PACE = ((3, 3.0), (20, 60.0))
-OVERALL_PACE = ((30, 1.0),)
-# Work that can wait (backups while serving, rotation: inside paced()) keeps to 15 of a
-# group's 20 a minute, leaving room for the writes that cannot wait (inside urgent(), or with a
-# deadline: a newer instance's knock, a claim, a final backup's data and index), so that
-# together they keep the guidance.
-BULK_GROUP_PACE = ((3, 3.0), (15, 60.0))
-# A waiting instance cannot see the writer's latest write (a backup's data goes before the index
-# that lists it): its knock counts one write more than it knows of (urgent(unseen=1)).
-# Telegram counts a write when it arrives, the pacer when it lets it go: a little room for the
-# difference, so that a request that travels slower than the next still keeps the window.
-PACE_MARGIN = 0.1
-# The longest of the guidance's windows: a write older than this counts toward none of them.
-PACE_HORIZON = 60.0
-# A process does not see the writes another one made in a chat: the chat's index lists the
-# writes of its last minute, stamped by Telegram's clock (Pacer.writes_in / learn), and each
-# edit of the index by someone else counts as one more (telegram_chat.py). At most this many
-# are learned from one index (the guidance allows 20 a minute; the rest is not ours).
-MAX_LEARNED = 100
 HURRIED_PACE_WAIT = 3.5  # the most a final backup's write waits for the guidance's pace
-PACE_SLICE = 0.5  # a wait for the pace looks again this often (the writer may start finishing)
 
 
 class BotApiError(Exception):
@@ -152,13 +128,14 @@ def paced() -> Iterator[None]:
 
 
 @contextmanager
-def urgent(unseen: int = 0) -> Iterator[None]:
-    """Within this block, this thread's writes cannot wait a minute (a claim, a knock: an
-    instance waits on them): each waits for the guidance's pace at most HURRIED_PACE_WAIT, and
-    may use the minute's room bulk work leaves (BULK_GROUP_PACE). `unseen`: writes to the chat
-    this process cannot know of, counted as made just now."""
-    previous = getattr(_local, "urgent", False), getattr(_local, "unseen", 0)
-    _local.urgent, _local.unseen = True, unseen
+def urgent(unseen: int = 0, wait: float | None = None) -> Iterator[None]:
+    """Within this block, this thread's writes may use the minute's room bulk work leaves
+    (BULK_GROUP_PACE): a claim, a knock (an instance waits on them), a quiet head. Each waits
+    for the guidance's pace at most `wait` seconds (None: HURRIED_PACE_WAIT, as for what
+    cannot wait a minute; else as long as that, never over the guidance). `unseen`: writes to
+    the chat this process cannot know of, counted as made just now."""
+    previous = getattr(_local, "urgent", None), getattr(_local, "unseen", 0)
+    _local.urgent, _local.unseen = (HURRIED_PACE_WAIT if wait is None else wait), unseen
     try:
         with paced():
             yield
@@ -168,9 +145,10 @@ def urgent(unseen: int = 0) -> Iterator[None]:
 
 @contextmanager
 def at_once() -> Iterator[None]:
-    """Within this block, this thread's writes do not wait for the guidance's pace (a 429's
-    stop is still waited out): a head's write right after the read that fenced it, which a
-    wait would let another instance's claim slip between (room was made before the read)."""
+    """Within this block, this thread's writes do not wait at all: an edit of the index right
+    after the read it is based on (room was made before the read: Pacer.wait_for_room), which a
+    wait would let another instance's claim or knock slip between. A 429 is the caller's at
+    once (after Telegram's stop, it reads again before it writes)."""
     previous = getattr(_local, "at_once", False)
     _local.at_once = True
     try:
@@ -180,11 +158,17 @@ def at_once() -> Iterator[None]:
 
 
 def hurried() -> bool:
-    """Whether this thread's work cannot wait for the minute's pace: inside urgent(), within a
-    deadline (a final backup), or while the writer finishes (hurry())."""
+    """Whether this thread's work cannot wait for the minute's pace: inside urgent() (as it is
+    by default), within a deadline (a final backup), or while the writer finishes (hurry())."""
     return (
-        _hurry.is_set() or getattr(_local, "urgent", False) or getattr(_local, "deadline", None) is not None
+        _hurry.is_set()
+        or _urgent_wait() == HURRIED_PACE_WAIT
+        or getattr(_local, "deadline", None) is not None
     )
+
+
+def _urgent_wait() -> float | None:
+    return getattr(_local, "urgent", None)
 
 
 _hurry = threading.Event()  # the writer is finishing: every thread's pace waits are short
@@ -214,13 +198,15 @@ def _pace_budget() -> float | None:
     Telegram's own stops (a 429) are still waited out, within the deadline."""
     if getattr(_local, "at_once", False):
         return 0.0
-    return HURRIED_PACE_WAIT if hurried() else None
+    if _hurry.is_set() or getattr(_local, "deadline", None) is not None:
+        return HURRIED_PACE_WAIT
+    return _urgent_wait()
 
 
 def _urgent_writes() -> int | None:
     """Writes that may use the whole of a group's minute (a claim, a knock, a final backup):
     how many writes this process cannot know of; None for bulk work."""
-    if getattr(_local, "urgent", False) or getattr(_local, "deadline", None) is not None:
+    if _urgent_wait() is not None or getattr(_local, "deadline", None) is not None:
         return getattr(_local, "unseen", 0)
     return None
 
@@ -228,176 +214,6 @@ def _urgent_writes() -> int | None:
 def _time_left() -> float:
     end = getattr(_local, "deadline", None)
     return MAX_FLOOD_WAIT if end is None else max(0.0, end - time.monotonic())
-
-
-# --- pacing and flood stops --------------------------------------------------------------------
-
-
-class Pacer:
-    """When each write may go: the guidance's windows per chat and overall, and the stops a 429
-    asked for. Times are monotonic; what other processes wrote to a chat (learned from the chat
-    itself) is kept apart from this one's own writes and counted with them.
-
-    Telegram's clock: writes listed for another process are stamped by the server's clock, as
-    this process knows it: the latest Date header or message date it saw (whole seconds, never
-    later than the server's now, so the lower bound), else this machine's wall clock. A stamp
-    is written a second late rather than early, so a reader never counts a write as older than
-    it was."""
-
-    def __init__(
-        self, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], object] = time.sleep
-    ):
-        self.clock, self.sleep = clock, sleep
-        self.id = secrets.token_hex(4)  # this process, in the writes it lists in a chat
-        self._lock = threading.Lock()
-        self._sent: dict[object, deque[float]] = {}  # chat id (or "all") -> times of recent writes
-        # chat -> (stamp, by, n: the nth with that stamp and maker) -> time, of others' writes
-        self._learned: dict[object, dict[tuple[float, str, int], float]] = {}
-        self._stopped: dict[object, float] = {}  # chat id (or "all") -> flood stop until
-        self._server_offset: float | None = None  # Telegram's clock minus self.clock, at least
-
-    def wait_for_turn(
-        self,
-        chat: object | None,
-        write: bool,
-        budget: float,
-        paced: bool = False,
-        pace_budget: Callable[[], float | None] = lambda: None,
-        urgent: int | None = None,
-    ) -> float:
-        """Wait (at most `budget` seconds) until a call to `chat` may go, and count it when it
-        is a write; `paced`: a write within the guidance's windows for one chat too (`urgent`:
-        the whole minute, less that many writes it cannot see; None: bulk work's share), waited
-        for at most `pace_budget()` seconds
-        (None: `budget`; asked again at every slice of the wait: the writer may start
-        finishing meanwhile, and a backup waiting for the minute must then go). Returns the
-        seconds waited."""
-        waited = 0.0
-        while True:
-            limit = pace_budget()
-            limit = budget if limit is None else min(budget, limit)
-            with self._lock:
-                stopped = self._delay(chat, write, False)
-                pace = self._delay(chat, write, paced, urgent)
-                delay = stopped if waited >= limit else pace
-                if delay <= 0 or waited >= budget:
-                    if write:  # counted: all of them overall, the paced ones in their chat
-                        now = self.clock()
-                        for key in (chat, "all") if paced else ("all",):
-                            self._sent.setdefault(key, deque(maxlen=30)).append(now)
-                    return waited
-            pause = min(delay, (limit if waited < limit else budget) - waited, PACE_SLICE)
-            self.sleep(pause)
-            waited += pause
-
-    def wait_for_room(
-        self,
-        chat: object,
-        budget: float,
-        urgent: int | None = None,
-        pace_budget: Callable[[], float | None] = lambda: None,
-    ) -> float:
-        """Wait (at most `budget` seconds, or `pace_budget()` as in wait_for_turn) until one more
-        paced write to `chat` may go, without making it: a read and the write based on it then
-        follow each other at once."""
-        waited = 0.0
-        while True:
-            limit = pace_budget()
-            limit = budget if limit is None else min(budget, limit)
-            with self._lock:
-                delay = self._delay(chat, True, True, urgent)
-            if delay <= 0 or waited >= limit:
-                return waited
-            pause = min(delay, limit - waited, PACE_SLICE)
-            self.sleep(pause)
-            waited += pause
-
-    # --- what the chat tells the next process ---
-
-    def saw_server_time(self, server_time: float) -> None:
-        """Telegram's clock read `server_time` (a Date header, a message's date: whole seconds)
-        at the latest now."""
-        with self._lock:
-            offset = server_time - self.clock()
-            if self._server_offset is None or offset > self._server_offset:
-                self._server_offset = offset
-
-    def writes_in(self, chat: object) -> list[tuple[float, str]]:
-        """The writes to `chat` within the last minute that this process knows of (its own and
-        those it learned), each as (Telegram's time, a second late; the process that made it):
-        what the chat's index carries for the next process."""
-        with self._lock:
-            now, offset = self.clock(), self._offset()
-            own = [
-                (round(at + offset + 1, 1), self.id)
-                for at in self._sent.get(chat, ())
-                if now - at < PACE_HORIZON
-            ]
-            learned = [
-                (stamp, by)
-                for (stamp, by, _), at in self._learned.get(chat, {}).items()
-                if now - at < PACE_HORIZON
-            ]
-            return sorted(own + learned)
-
-    def learn(self, chat: object, writes: Iterable[tuple[float, str]]) -> None:
-        """Writes other processes made to `chat` (as writes_in() listed them, or an edit's date
-        with who made it): counted toward the chat's windows from now on. A stamp later than
-        Telegram's now counts as now (a clock this process cannot check); this process's own
-        are known already."""
-        with self._lock:
-            now, offset = self.clock(), self._offset()
-            known = self._learned.setdefault(chat, {})
-            seen: dict[tuple[float, str], int] = {}  # writes in one burst share a stamp
-            for stamp, by in list(writes)[-MAX_LEARNED:]:
-                seen[stamp, by] = seen.get((stamp, by), 0) + 1
-                at = min(now, stamp - offset)
-                if by != self.id and now - at < PACE_HORIZON:
-                    known.setdefault((stamp, by, seen[stamp, by]), at)
-            for key in [key for key, at in known.items() if now - at >= PACE_HORIZON]:
-                del known[key]
-
-    def server_now(self) -> float:
-        """Telegram's clock now, as far as this process knows it (at least that late)."""
-        with self._lock:
-            return self.clock() + self._offset()
-
-    def _offset(self) -> float:
-        if self._server_offset is not None:
-            return self._server_offset
-        return time.time() - self.clock()  # nothing heard from Telegram yet: this machine's clock
-
-    def stop(self, chat: object | None, seconds: float) -> None:
-        """Telegram asked for `seconds` without calls (to `chat`, or at all)."""
-        with self._lock:
-            key = "all" if chat is None else chat
-            self._stopped[key] = max(self._stopped.get(key, 0.0), self.clock() + seconds)
-
-    def _delay(self, chat: object | None, write: bool, paced: bool, urgent: int | None = None) -> float:
-        now = self.clock()
-        delays = [self._stopped.get("all", 0.0) - now]
-        if chat is not None:
-            delays.append(self._stopped.get(chat, 0.0) - now)
-            if write and paced:
-                group = BULK_GROUP_PACE if urgent is None else GROUP_PACE
-                windows = PRIVATE_PACE if isinstance(chat, int) and chat > 0 else group
-                windows = tuple((count - (urgent or 0), seconds) for count, seconds in windows)
-                learned = self._learned.get(chat, {}).values()
-                delays.append(_window_delay(sorted([*self._sent.get(chat, ()), *learned]), windows, now))
-        if write:
-            delays.append(_window_delay(self._sent.get("all"), OVERALL_PACE, now))
-        return max(delays)
-
-
-def _window_delay(sent, windows, now: float) -> float:
-    """How long until one more write keeps each window: at most `count` in any `seconds`."""
-    if not sent:
-        return 0.0
-    times = list(sent)
-    return max(
-        (times[-count] + seconds + PACE_MARGIN - now if len(times) >= count else 0.0)
-        for count, seconds in windows
-    )
 
 
 # --- one bot's server --------------------------------------------------------------------------
@@ -448,28 +264,32 @@ class BotApi:
     def paced(self, api_method: str, chat: object | None, attempt: Callable[[], requests.Response]):
         """attempt() in its turn; after a 429, again once Telegram's stop is over, while the
         thread's time allows. Returns the last response."""
-        write = api_method in WRITES
+        write, at_once = api_method in WRITES, getattr(_local, "at_once", False)
         while True:
             waited = self.pacer.wait_for_turn(
                 chat,
                 write,
-                _time_left(),
+                0.0 if at_once else _time_left(),
                 write and getattr(_local, "paced", False),
                 _pace_budget,
                 _urgent_writes(),
             )
             _local.waited = time_waited() + waited
-            response = attempt()
+            try:
+                response = attempt()
+            finally:
+                if write:
+                    self.pacer.landed()
             server_time = _server_time(response)
             if server_time is not None:
-                self.pacer.saw_server_time(server_time)
+                self.pacer.saw_server_time(server_time, "header")
             retry_after = _retry_after(response)
             if retry_after is None:
                 return response
             self.pacer.stop(chat, retry_after)
             log.warning("Telegram's flood control: %s asked to wait %d s", api_method, retry_after)
-            if retry_after > _time_left():
-                return response
+            if retry_after > _time_left() or at_once:
+                return response  # at_once: what it was based on is read again after the stop
 
     def wait_for_room(self, chat: object) -> None:
         """Before a read whose write must follow it closely (a head, fenced by what it read):

@@ -80,7 +80,9 @@ class OffsiteCopies:
             if placed and expected:
                 failed = self._read_back(destination, placed[0], expected)
                 placed = [] if failed else placed
-            if placed:
+            # A final backup leaves rotation to the next writer's first backup: its seconds
+            # (and the chat's pace) are for its data, its index and its head.
+            if placed and not info.final:
                 self.rotate(destination)
             sent += placed
             failures.update(failed)

@@ -26,7 +26,6 @@ import functools
 import io
 import logging
 import threading
-from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -37,6 +36,7 @@ from telebot import types
 import bot_api
 from backup_format import NotABackupError
 from bot_api import BotApiError
+from chat_writes import ChatWrites
 from destinations import DestinationError
 from i18n import ENGLISH, Alert, Reader, Text
 from lease import Knock
@@ -62,6 +62,7 @@ DESTINATION = "telegram"  # the name its backups are listed under (TelegramChat.
 ROTATED_OUT = b"This backup was rotated out; its data is gone from this chat.\n"
 GONE = ("message to delete not found", "message to edit not found", "message not found")
 UNDELETABLE = ("can't be deleted",)  # older than 48 hours: "for everyone" in some chats
+FLOOD_TRIES = 3  # an edit of the index refused by flood control is tried again this many times
 
 
 @contextmanager
@@ -73,6 +74,10 @@ def chat_errors(action: str) -> Iterator[None]:
             yield
     except BotApiError as error:
         raise DestinationError(str(error)) from None
+
+
+class Rewritten(DestinationError):
+    """The index changed under this process (another instance's head): not written over."""
 
 
 def paced(method):
@@ -123,7 +128,9 @@ class ChatIndex:
         # The request to hand over under the index's caption as last read, and on which message:
         # an edit of the index carries it, or the writer would wipe the request it must heed.
         self._knock: tuple[int, Knock] | None = None
+        self._document: str | None = None  # the index's document as last read or written here
         self.writes = ChatWrites(self.api.pacer, lambda: self.chat_id)
+        self.eraser = Eraser(bot, self._tell_once)
 
     @property
     def bot_username(self) -> str:
@@ -157,6 +164,7 @@ class ChatIndex:
         self._knock = (pinned.message_id, knock) if knock is not None else None
         if index is not None:
             self.writes.learn(pinned, index.writes)
+            self._document = pinned.document.file_unique_id  # as read: an edit expects it
         if index is None and self.known is not None and self.known.message_id is not None:
             return self.known
         if pinned is None or self.bottomless != pinned.message_id:
@@ -315,22 +323,52 @@ class ChatIndex:
         self._publish(index)
 
     def _edit_index(self, index: Index) -> None:
-        # Its writes are those before it; the edit itself is learned by its version (ChatWrites).
-        # Someone else's edit since this process last looked (a knock) counts before its turn.
-        # (No wait for the pace here: a head's fence read and its write follow each other.)
+        """Replace the index's document with `index`, carrying the knock under its caption.
+        Room in Telegram's pace is made first; then the index is looked at and edited at once,
+        nothing between the two: a knock left meanwhile is carried, not wiped, and an index
+        another instance rewrote since this one read it (its claim) is not written over. A 429
+        is waited out, and the look taken again."""
+        for attempt in range(FLOOD_TRIES):
+            self.api.wait_for_room(self.chat_id)
+            self._look_before_editing(index)
+            try:
+                with bot_api.at_once():
+                    edited = self._upload_index(index)
+            except BotApiError as error:
+                if error.retry_after is None or attempt == FLOOD_TRIES - 1:
+                    raise
+                continue
+            if isinstance(edited, dict):
+                self.writes.made(edited)
+                self._document = (edited.get("document") or {}).get("file_unique_id")
+            return
+
+    def _look_before_editing(self, index: Index) -> None:
+        """The index as it is now, before this process edits it: someone else's edit counts
+        toward the pace (ChatWrites), a knock is carried, and a document this process did not
+        read or write (another writer's) stops the edit."""
         pinned = self.peek()
-        if self.trusted_sender(pinned) and pinned.message_id == index.message_id:
-            self.writes.learn(pinned)
-            knock = knock_in_caption(pinned.caption or "", self.seal, self.chat_id, pinned.message_id)
-            if knock is not None:  # a knock left since the last read is carried, not wiped
-                self._knock = (pinned.message_id, knock)
+        if not self.trusted_sender(pinned) or pinned.message_id != index.message_id:
+            return
+        if self._document is not None and pinned.document.file_unique_id != self._document:
+            raise Rewritten(
+                "another instance rewrote the backup index since this one read it: nothing was "
+                "written over it (the next read tells which instance writes)"
+            )
+        self.writes.learn(pinned)
+        knock = knock_in_caption(pinned.caption or "", self.seal, self.chat_id, pinned.message_id)
+        if knock is not None:  # a knock left since the last read is carried, not wiped
+            self._knock = (pinned.message_id, knock)
+
+    def _upload_index(self, index: Index):
+        # Its writes are those before it; the edit itself is learned by its version (ChatWrites).
         index.writes = self.api.pacer.writes_in(self.chat_id)
         data, text = serialize(index, self.seal), self.reader(index_caption(index, self.bot_username))
         if self._knock is not None and self._knock[0] == index.message_id:
             text = caption_with_knock(text, self._knock[1], self.seal, self.chat_id, index.message_id)
         media = bot_api.json_field({"type": "document", "media": "attach://index", "caption": text})
         fields = {"chat_id": self.chat_id, "message_id": index.message_id, "media": media}
-        edited = self.api.upload(
+        return self.api.upload(
             "edit the backup index in the chat",
             "editMessageMedia",
             fields,
@@ -338,8 +376,6 @@ class ChatIndex:
             self.index_name,
             lambda: io.BytesIO(data),
         )
-        if isinstance(edited, dict):
-            self.writes.made(edited)
 
     def _publish(self, index: Index) -> None:
         """A fresh index: sent, sealed for its own message, pinned; the one before retired."""
@@ -356,13 +392,13 @@ class ChatIndex:
                 )
         except DestinationError:
             index.message_id = old
-            self.delete(Ref(self.chat_id, message.message_id))
+            self.eraser.delete(Ref(self.chat_id, message.message_id))
             raise
         self.on_top, self.known = True, index
         self.pointer.leave(message.message_id)
         if old is not None:
             self.unpin(old)
-            self.delete(Ref(self.chat_id, old))
+            self.eraser.delete(Ref(self.chat_id, old))
         if covered and self.covered:
             self._tell_once("republished", _REPUBLISHED)
         elif covered:
@@ -405,6 +441,51 @@ class ChatIndex:
             log.warning("cannot unpin message %s in chat %s: %s", message_id, self.chat_id, error)
             return False
 
+    # --- a group upgraded to a supergroup ---
+
+    def _check_moved(self) -> None:
+        """A basic group (a negative id not of a supergroup) that was upgraded still answers
+        reads, with its old pins: only a write says where it went. So once per process, before
+        anything is read there, a chat action asks."""
+        if self._probed or not -(10**12) < self.chat_id < 0:
+            return
+        self._probed = True
+        try:
+            self.bot.send_chat_action(self.chat_id, "upload_document")
+        except telebot.apihelper.ApiTelegramException as error:
+            new = bot_api.failure_of("", error.result_json or {}).migrate_to_chat_id
+            if new is not None:
+                self.follow(new)
+        except (telebot.apihelper.ApiException, OSError):
+            self._probed = False  # ask again next time
+
+    def follow(self, new: int) -> None:
+        """From now on the chat is `new`: what the old group holds stays readable there."""
+        if new == self.chat_id:
+            return
+        old, self.chat_id, self.on_top, self._document = self.chat_id, new, False, None
+        if self.known is not None:  # its backups stay readable in the old group (their file ids)
+            self.known.entries = [
+                Entry(e.info, tuple(replace(p, chat_id=p.chat_id or old) for p in e.parts))
+                for e in self.known.entries
+            ]
+            self.known.levels, self.known.message_id = Index().levels, None  # the old index stays there
+        log.warning("the backup chat %s was upgraded to a supergroup: backups go to %s now", old, new)
+        self.moved(old, new)
+
+    def _tell_once(self, what: str, text: Text) -> None:
+        if what not in self._told:
+            self._told.add(what)
+            self.alert(text)
+
+
+class Eraser:
+    """The data of the bot's own messages taken out of the chat (rotated-out backups, an index
+    retired): deleted, or, past the 48 hours in which a bot may delete, its document replaced."""
+
+    def __init__(self, bot: telebot.TeleBot, tell_once: Callable[[str, Text], None]):
+        self.bot, self.api, self.tell_once = bot, bot_api.api_of(bot), tell_once
+
     def delete(self, ref: Ref) -> bool:
         """Take a message of the bot's out of the chat, or at least its data: deleted, or (older
         than 48 hours: a bot may not delete it, but may edit its own forever) its document
@@ -446,89 +527,10 @@ class ChatIndex:
         """A message the bot can no longer change (the old group after an upgrade): told once,
         then let go (True); anything else is tried again later (False)."""
         if "upgraded to a supergroup" in why:
-            self._tell_once("old group", _OLD_GROUP)
+            self.tell_once("old group", _OLD_GROUP)
             return True
         log.info("message %s stays in chat %s for now: %s", ref.message_id, ref.chat_id, why)
         return False
-
-    # --- a group upgraded to a supergroup ---
-
-    def _check_moved(self) -> None:
-        """A basic group (a negative id not of a supergroup) that was upgraded still answers
-        reads, with its old pins: only a write says where it went. So once per process, before
-        anything is read there, a chat action asks."""
-        if self._probed or not -(10**12) < self.chat_id < 0:
-            return
-        self._probed = True
-        try:
-            self.bot.send_chat_action(self.chat_id, "upload_document")
-        except telebot.apihelper.ApiTelegramException as error:
-            new = bot_api.failure_of("", error.result_json or {}).migrate_to_chat_id
-            if new is not None:
-                self.follow(new)
-        except (telebot.apihelper.ApiException, OSError):
-            self._probed = False  # ask again next time
-
-    def follow(self, new: int) -> None:
-        """From now on the chat is `new`: what the old group holds stays readable there."""
-        if new == self.chat_id:
-            return
-        old, self.chat_id, self.on_top = self.chat_id, new, False
-        if self.known is not None:  # its backups stay readable in the old group (their file ids)
-            self.known.entries = [
-                Entry(e.info, tuple(replace(p, chat_id=p.chat_id or old) for p in e.parts))
-                for e in self.known.entries
-            ]
-            self.known.levels, self.known.message_id = Index().levels, None  # the old index stays there
-        log.warning("the backup chat %s was upgraded to a supergroup: backups go to %s now", old, new)
-        self.moved(old, new)
-
-    def _tell_once(self, what: str, text: Text) -> None:
-        if what not in self._told:
-            self._told.add(what)
-            self.alert(text)
-
-
-class ChatWrites:
-    """Telegram's pace counts every process's writes to the chat; this one learns the others'
-    from the bot's index as it reads it: the writes the index lists, and an edit of the index
-    it did not make itself (a knock, another writer), told apart by the index's version."""
-
-    def __init__(self, pacer: bot_api.Pacer, chat_id: Callable[[], int]):
-        self.pacer, self.chat_id = pacer, chat_id
-        # The index as this process last wrote it (Telegram's answers): read back any other
-        # way, someone else edited it.
-        self._own: deque[tuple] = deque(maxlen=50)
-
-    def learn(self, pinned, writes=()) -> None:
-        """`pinned` is the bot's own index; `writes`, those it lists."""
-        edited = getattr(pinned, "edit_date", None) or pinned.date
-        if not isinstance(edited, int):
-            return
-        self.pacer.saw_server_time(edited)  # Telegram's clock was at least there
-        learned = list(writes)
-        if _version(pinned) not in self._own:  # whole seconds: counted at the second's end
-            learned.append((edited + 1.0, f"edit {pinned.message_id}"))
-        self.pacer.learn(self.chat_id(), learned)
-
-    def made(self, message) -> None:
-        """This process sent or edited `message` (a Message, or its JSON) in the chat: when the
-        index is read back as it is, that is not someone else's write."""
-        if isinstance(message, dict):
-            message = types.Message.de_json(message)
-        self._own.append(_version(message))
-
-
-def _version(message) -> tuple:
-    """What tells one edit of a message from another: its date is in whole seconds, so a knock
-    and the writer's edit within one second differ by caption or file."""
-    document = getattr(message, "document", None)
-    return (
-        message.message_id,
-        getattr(message, "edit_date", None) or message.date,
-        message.caption,
-        getattr(document, "file_unique_id", None),
-    )
 
 
 class Pointer:

@@ -32,8 +32,8 @@ from backup_format import BackupInfo, shown_reason, shown_table
 from bot_api import BotApiError
 from destinations import DestinationError, TooLarge
 from i18n import Joined, Series, Size, Text, lines
-from lease import Head, Knock, fence
-from telegram_chat import DESTINATION, GONE, ChatIndex, chat_errors, paced
+from lease import Head, HeadState, Knock, fence
+from telegram_chat import DESTINATION, GONE, ChatIndex, Rewritten, chat_errors, paced
 from telegram_index import VISIBLE_NAME, Entry, Index, Part, Ref, caption_with_knock, knock_in_caption
 
 log = logging.getLogger("backup")
@@ -86,7 +86,12 @@ class TelegramChat:
         elif info.delta is None:
             index.levels = [[] for _ in index.levels]
         index.scrub = self._scrub([*index.scrub, *retired])
-        self.index.write(index)
+        try:
+            self.index.write(index)
+        except DestinationError:  # no index lists the new messages: their data does not stay
+            for message_id in sent - set(replaced):
+                self.index.eraser.delete(Ref(chat, message_id))
+            raise
         return placed
 
     def _check_chain(self, index: Index, info: BackupInfo) -> None:
@@ -175,7 +180,7 @@ class TelegramChat:
             return list(dict.fromkeys(refs))
         left, done = [], 0
         for ref in dict.fromkeys(refs):  # each once, in order
-            if done < SCRUB_AT_ONCE and self.index.delete(ref):
+            if done < SCRUB_AT_ONCE and self.index.eraser.delete(ref):
                 done += 1
                 continue
             left.append(ref)
@@ -211,7 +216,7 @@ class TelegramChat:
                         new.append(parts[-1].message_id)
             except DestinationError:
                 for message_id in new:  # half a backup is no backup: not left in the chat
-                    self.index.delete(Ref(self.index.chat_id, message_id))
+                    self.index.eraser.delete(Ref(self.index.chat_id, message_id))
                 raise
         return parts
 
@@ -303,16 +308,24 @@ class ChatLease:
 
     @paced
     def write_head(self, head: Head) -> None:
-        # Nobody else's head may land between the fence's read and this write: no pace's wait
-        # between them (a newer instance claims within a second of seeing a final backup). A
-        # claim cannot wait the minute's pace: the writer that handed over takes back after a while.
-        with bot_api.urgent():
-            self.index.api.wait_for_room(self.index.chat_id)
-            index = self.index.read(writing=True)
-            fence(index.head, head.generation, head.writer)
-            index.head = head
-            with bot_api.at_once():
-                self.index.write(index)
+        """A claim or a final head cannot wait the minute's pace (a newer instance waits on it;
+        the writer that handed over takes back after a while): it may use the room bulk work
+        leaves. A quiet head may use that room too (a deep sleep may come at any moment after
+        it is due), but waits for it rather than going over the guidance. The edit itself
+        follows a look at the index with no wait between (ChatIndex._edit_index): a rival's
+        claim since the fence's read is not written over."""
+        quiet = head.state is HeadState.QUIET
+        with bot_api.urgent(wait=bot_api.MAX_FLOOD_WAIT if quiet else None):
+            for _ in range(2):
+                index = self.index.read(writing=True)
+                fence(index.head, head.generation, head.writer)
+                index.head = head
+                try:
+                    self.index.write(index)
+                    return
+                except Rewritten:
+                    continue  # a rival's head since the read: read again, and the fence decides
+        raise DestinationError("the backup index kept changing while the bot wrote its head there")
 
     def read_knock(self, keep_on_top: bool = False) -> Knock | None:
         """The latest knock. `keep_on_top`: the writer looks (this process's index is the chat's
@@ -342,20 +355,24 @@ class ChatLease:
         """A sealed line under the index's caption (editMessageCaption): the document, which
         only the writer rewrites, stays as it is, so nothing the writer lists can be lost. On
         the index on top; when something covers it, on the index this process found beneath."""
-        pinned = self.index.pinned()
-        if self._is_index(pinned):
-            target, text = pinned.message_id, pinned.caption or ""
-        elif self.index.known is not None and self.index.known.message_id is not None:
-            target, text = self.index.known.message_id, ""
-        else:
-            raise DestinationError("no backup index of this bot in the chat to leave the request on")
         # The writer's latest write (a backup's data, before the index lists it) is unseen here.
-        with chat_errors("edit the caption of the backup index in"), bot_api.urgent(unseen=1):
-            edited = self.index.bot.edit_message_caption(
-                caption_with_knock(text, knock, self.index.seal, self.index.chat_id, target),
-                self.index.chat_id,
-                target,
-            )
+        # Room first, then the read and the edit at once: a caption read before a wait could
+        # be an older one than the writer's latest.
+        with bot_api.urgent(unseen=1):
+            self.index.api.wait_for_room(self.index.chat_id)
+            pinned = self.index.pinned()
+            if self._is_index(pinned):
+                target, text = pinned.message_id, pinned.caption or ""
+            elif self.index.known is not None and self.index.known.message_id is not None:
+                target, text = self.index.known.message_id, ""
+            else:
+                raise DestinationError("no backup index of this bot in the chat to leave the request on")
+            with chat_errors("edit the caption of the backup index in"), bot_api.at_once():
+                edited = self.index.bot.edit_message_caption(
+                    caption_with_knock(text, knock, self.index.seal, self.index.chat_id, target),
+                    self.index.chat_id,
+                    target,
+                )
         if isinstance(edited, types.Message):
             self.index.writes.made(edited)
 

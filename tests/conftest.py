@@ -64,14 +64,14 @@ def quick_pace(monkeypatch):
     of what the bot does in the chat rather than how fast (tests/test_flood.py and
     test_telegram_rules.py hold the pace at full length): at full length a few rounds of
     backups in a group wait minutes."""
-    import bot_api
+    import pacer
 
     def faster(windows):
         return tuple((count, seconds / 100) for count, seconds in windows)
 
-    monkeypatch.setattr(bot_api, "PRIVATE_PACE", faster(bot_api.PRIVATE_PACE))
-    monkeypatch.setattr(bot_api, "GROUP_PACE", faster(bot_api.GROUP_PACE))
-    monkeypatch.setattr(bot_api, "BULK_GROUP_PACE", faster(bot_api.BULK_GROUP_PACE))
+    monkeypatch.setattr(pacer, "PRIVATE_PACE", faster(pacer.PRIVATE_PACE))
+    monkeypatch.setattr(pacer, "GROUP_PACE", faster(pacer.GROUP_PACE))
+    monkeypatch.setattr(pacer, "BULK_GROUP_PACE", faster(pacer.BULK_GROUP_PACE))
 
 
 @pytest.fixture

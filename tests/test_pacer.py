@@ -1,4 +1,4 @@
-"""Telegram's pace across processes (bot_api.Pacer): what one process wrote to a chat, listed in
+"""Telegram's pace across processes (pacer.Pacer): what one process wrote to a chat, listed in
 the chat's index (writes_in) and learned by the next (learn), keeps the two together within
 Telegram's guidance for a group (at most 3 writes in any 3 s, 20 a minute), whatever each one
 wrote and whenever the second one starts. The clocks are made up: each process has its own
@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import bot_api
+import pacer
 from telegram_index import Index, Seal, parse_index, serialize
 
 GROUP = -1001234
@@ -24,19 +25,19 @@ class World:
         self.now = 100_000.25  # Telegram's time (small: a float keeps fractions of a microsecond)
         self.arrived: list[float] = []
 
-    def process(self, since_boot: float) -> bot_api.Pacer:
+    def process(self, since_boot: float) -> pacer.Pacer:
         """A process whose monotonic clock read `since_boot` at this moment, and which heard
         Telegram's whole-second time once."""
         boot = self.now - since_boot
-        pacer = bot_api.Pacer(clock=lambda: self.now - boot, sleep=self.sleep)
-        pacer.saw_server_time(math.floor(self.now))
-        return pacer
+        process = pacer.Pacer(clock=lambda: self.now - boot, sleep=self.sleep)
+        process.saw_server_time(math.floor(self.now))
+        return process
 
     def sleep(self, seconds: float) -> None:
         self.now += seconds
 
-    def write(self, pacer: bot_api.Pacer, urgent: int | None = None) -> None:
-        pacer.wait_for_turn(GROUP, True, 600.0, paced=True, urgent=urgent)
+    def write(self, process: pacer.Pacer, urgent: int | None = None) -> None:
+        process.wait_for_turn(GROUP, True, 600.0, paced=True, urgent=urgent)
         self.arrived.append(self.now)
 
     def most_within(self, seconds: float) -> int:
@@ -119,6 +120,47 @@ def test_a_process_does_not_learn_its_own_writes_back():
     assert len(a.writes_in(GROUP)) == 1
 
 
+def test_someone_elses_edit_in_the_same_second_as_its_own_counts_and_its_own_relisted_does_not():
+    world = World()
+    a = world.process(since_boot=10.0)
+    world.write(a)
+    edit = (math.floor(world.now) + 1.0, "edit 7")  # how any process lists an edit of message 7
+    a.made_edit(*edit)
+    a.learn(GROUP, [edit])  # another process's index lists this one's edit: known already
+    assert len(a.writes_in(GROUP)) == 1
+    a.learn(GROUP, [], seen=[edit])  # a knock in the same second: the same label, another write
+    assert len(a.writes_in(GROUP)) == 2
+
+
+def test_a_write_counts_from_when_its_answer_came_not_when_it_left():
+    world = World()
+    a = world.process(since_boot=10.0)
+    a.wait_for_turn(GROUP, True, 600.0, paced=True)
+    world.sleep(2.0)  # an upload: Telegram counts it when it arrives
+    a.landed()
+    world.arrived.append(world.now)
+    world.write(a)
+    world.write(a)
+    world.write(a)  # the fourth waits three seconds from the upload's arrival, not its start
+    assert world.most_within(3.0) <= 3
+
+
+def test_its_own_writes_keep_the_stamp_they_were_first_listed_with():
+    world = World()
+    a = world.process(since_boot=10.0)
+    world.write(a)
+    first = a.writes_in(GROUP)
+    a.saw_server_time(math.floor(world.now) + 0.9)  # Telegram's clock, known better later
+    assert a.writes_in(GROUP) == first  # a moved stamp would be learned again as another write
+
+
+def test_a_message_date_outweighs_a_date_header_a_proxy_may_have_set():
+    world = World()
+    a = world.process(since_boot=10.0)
+    a.saw_server_time(world.now + 3600, source="header")  # a proxy's clock, an hour ahead
+    assert abs(a.server_now() - world.now) <= 1.0  # the message date heard at start wins
+
+
 def test_a_stamp_from_a_clock_hours_ahead_counts_as_now_and_ends_within_the_minute():
     world = World()
     b = world.process(since_boot=3.0)
@@ -149,7 +191,7 @@ def test_every_wait_is_cut_short_when_the_writer_starts_finishing():
         return bot_api.HURRIED_PACE_WAIT if world.now >= finishing["at"] else None
 
     waited = a.wait_for_turn(GROUP, True, 600.0, paced=True, pace_budget=budget)
-    assert waited <= 2.0 + bot_api.HURRIED_PACE_WAIT + bot_api.PACE_SLICE
+    assert waited <= 2.0 + bot_api.HURRIED_PACE_WAIT + pacer.PACE_SLICE
 
 
 @settings(max_examples=200, deadline=None)

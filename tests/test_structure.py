@@ -49,6 +49,7 @@ LAYERS = {
     "backup_format": 2,  # the backup file
     "messaging": 2,
     "command_menu": 2,  # Telegram's "/" menu
+    "chat_writes": 2,  # the other processes' writes to the backup chat, as learned
     "telegram_errors": 2,  # Telegram's errors in people's words
     "readers": 2,  # talking to people, each in their language
     "panel_screens": 2,  # the admin panel's screens and buttons
@@ -64,7 +65,8 @@ LAYERS = {
     "human": 0,
     "files": 0,
     "locks": 0,
-    "chart": 0,  # foundations
+    "chart": 0,
+    "pacer": 0,  # foundations
 }
 
 SQL = re.compile(

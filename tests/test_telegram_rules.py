@@ -138,18 +138,20 @@ def test_backups_older_than_48_hours_rotate_out_leaving_no_copy_of_the_data(fake
     assert index["scrub"] == []  # while serving, rotation leaves nothing to take out later
     assert holding(fake) == kept_messages(fake)  # no other copy
     assert bot.stop()[0] == 0
-    # The final backup rotates once more, and its seconds are for its data: what it rotated out
-    # is listed for the next writer, who takes it out with its first backup.
-    left = {message for _, message in chat_index(fake, GROUP)["scrub"]}
-    assert len(left) <= 2 and holding(fake) == kept_messages(fake) | left
+    # The final backup leaves rotation to the next writer's first backup (its seconds are for
+    # its data): one backup more than kept, each listed in the index, and no other copy.
+    listed = backups_in_chat(fake, GROUP)
+    assert len(listed) == 3 and holding(fake) == kept_messages(fake)
+    left = {p["message_id"] for p in listed[-1]["parts"]}  # the oldest, past what is kept
     again = run_bot(folder="a", **settings)  # the redeploy that came with the SIGTERM
     serving(again)
     fake.wait_for(
-        lambda: left and not left & holding(fake), 90, "what the final backup rotated out, taken out"
+        lambda: not left & holding(fake), 90, "the backup past what is kept, taken out by the next writer"
     )
     assert again.stop()[0] == 0
     kept = backups_in_chat(fake, GROUP)
-    assert len(kept) == 2 and kept[0]["row_counts"]["users"] == 3 + 1
+    assert len(kept) == 2 + 1 and kept[0]["row_counts"]["users"] == 3 + 1  # its own final one more
+    assert holding(fake) == kept_messages(fake)
     blanked = [
         m for m in fake.messages(GROUP) if (m.get("document") or {}).get("file_name") == "rotated-out.txt"
     ]
