@@ -28,8 +28,8 @@ its URL to that bot's `BotApi`:
   encoder: the library would build the whole body in memory first), `download()` streams one
   to disk.
 
-Threads: any thread may call. One lock guards the pacing windows and the flood stops; nobody
-holds it while waiting or sending.
+Threads: any thread may call. The pacing windows and the flood stops are pacer.py's, under
+its one lock; nobody holds it while waiting or sending.
 """
 
 from __future__ import annotations
@@ -132,15 +132,16 @@ def urgent(unseen: int = 0, wait: float | None = None) -> Iterator[None]:
     """Within this block, this thread's writes may use the minute's room bulk work leaves
     (BULK_GROUP_PACE): a claim, a knock (an instance waits on them), a quiet head. Each waits
     for the guidance's pace at most `wait` seconds (None: HURRIED_PACE_WAIT, as for what
-    cannot wait a minute; else as long as that, never over the guidance). `unseen`: writes to
+    cannot wait a minute; else as long as that, then it goes). `unseen`: writes to
     the chat this process cannot know of, counted as made just now."""
-    previous = getattr(_local, "urgent", None), getattr(_local, "unseen", 0)
+    previous = getattr(_local, "urgent", None), getattr(_local, "unseen", 0), getattr(_local, "short", False)
     _local.urgent, _local.unseen = (HURRIED_PACE_WAIT if wait is None else wait), unseen
+    _local.short = wait is None  # cannot wait the minute (a claim, a knock): hurried()
     try:
         with paced():
             yield
     finally:
-        _local.urgent, _local.unseen = previous
+        _local.urgent, _local.unseen, _local.short = previous
 
 
 @contextmanager
@@ -160,11 +161,7 @@ def at_once() -> Iterator[None]:
 def hurried() -> bool:
     """Whether this thread's work cannot wait for the minute's pace: inside urgent() (as it is
     by default), within a deadline (a final backup), or while the writer finishes (hurry())."""
-    return (
-        _hurry.is_set()
-        or _urgent_wait() == HURRIED_PACE_WAIT
-        or getattr(_local, "deadline", None) is not None
-    )
+    return _hurry.is_set() or getattr(_local, "short", False) or getattr(_local, "deadline", None) is not None
 
 
 def _urgent_wait() -> float | None:
@@ -195,7 +192,9 @@ def _pace_budget() -> float | None:
     """Within a deadline (a final backup: the next instance waits for it) the guidance's pace
     is waited for at most HURRIED_PACE_WAIT, enough for its few seconds' window, not for its
     minute's: a hand-over that came too late would cost more than a minute over the guidance.
-    Telegram's own stops (a 429) are still waited out, within the deadline."""
+    Telegram's own stops (a 429) are still waited out, within the deadline. Inside at_once()
+    nothing is waited for (the room was made before the read); inside urgent(), its wait;
+    else (None) as long as the thread's time allows."""
     if getattr(_local, "at_once", False):
         return 0.0
     if _hurry.is_set() or getattr(_local, "deadline", None) is not None:
@@ -291,11 +290,18 @@ class BotApi:
             if retry_after > _time_left() or at_once:
                 return response  # at_once: what it was based on is read again after the stop
 
-    def wait_for_room(self, chat: object) -> None:
+    def wait_for_room(self, chat: object) -> bool:
         """Before a read whose write must follow it closely (a head, fenced by what it read):
-        the pace's wait comes first, not between the two."""
-        waited = self.pacer.wait_for_room(chat, _time_left(), _urgent_writes(), _pace_budget)
+        the pace's wait comes first, not between the two. False when the thread's budgets ran
+        out first (its write then goes over the pace, or not at all under a flood stop)."""
+        waited, room = self.pacer.wait_for_room(chat, _time_left(), _urgent_writes(), _pace_budget)
         _local.waited = time_waited() + waited
+        return room
+
+    def has_room(self, chat: object) -> bool:
+        """Whether this thread's next write to `chat` keeps the pace now (after a read that
+        learned writes, the room made before it may be gone)."""
+        return self.pacer.has_room(chat, _urgent_writes())
 
     def upload(
         self, what: str, api_method: str, fields: dict, field: str, name: str, body: Callable[[], object]

@@ -26,24 +26,23 @@ class ChatWrites:
         # The index as this process last wrote it (Telegram's answers): read back any other
         # way, someone else edited it.
         self._own: deque[tuple] = deque(maxlen=50)
-        # Versions learned as someone else's edit, and how: a thread may read this process's
-        # own edit before the thread that made it records it (made() then takes it back).
-        self._others: dict[tuple, tuple[float, str]] = {}
+        # Versions learned as someone else's edit: a thread may read this process's own edit
+        # before the thread that made it records it (made() then takes it back).
+        self._others: deque[tuple] = deque(maxlen=50)
 
     def learn(self, pinned, writes=()) -> None:
         """`pinned` is the bot's own index; `writes`, those it lists."""
-        edited = getattr(pinned, "edit_date", None) or pinned.date
+        edited = _edited(pinned)
         if not isinstance(edited, int):
             return
         self.pacer.saw_server_time(edited)  # Telegram's clock was at least there
-        seen = []
+        seen = {}
         with self._lock:
             version = _version(pinned)
             if version not in self._own:  # whole seconds: counted at the second's end
-                self._others[version] = _as_listed(pinned)
-                seen.append(self._others[version])
-                while len(self._others) > 50:
-                    del self._others[next(iter(self._others))]
+                seen[version] = (float(edited) + 1.0, f"edit {pinned.message_id}")
+                if version not in self._others:
+                    self._others.append(version)
             self.pacer.learn(self.chat_id(), writes, seen)
 
     def made(self, message) -> None:
@@ -55,16 +54,16 @@ class ChatWrites:
         with self._lock:
             version = _version(message)
             self._own.append(version)
-            self.pacer.made_edit(*_as_listed(message))
+            self.pacer.made_edit(float(_edited(message)) + 1.0, f"edit {message.message_id}")
             if version in self._others:
-                self.pacer.forget(self.chat_id(), *self._others.pop(version))
+                self._others.remove(version)
+                self.pacer.forget(self.chat_id(), version)
 
 
-def _as_listed(message) -> tuple[float, str]:
-    """An edit of the index as a process that did not make it counts and lists it: by its
-    date (whole seconds: counted at the second's end), and which message."""
-    edited = getattr(message, "edit_date", None) or message.date
-    return (float(edited) + 1.0, f"edit {message.message_id}")
+def _edited(message) -> int:
+    """When the message was last changed, in Telegram's whole seconds (an index edit is listed,
+    by a process that did not make it, as this plus one: counted at the second's end)."""
+    return getattr(message, "edit_date", None) or message.date
 
 
 def _version(message) -> tuple:
@@ -73,7 +72,7 @@ def _version(message) -> tuple:
     document = getattr(message, "document", None)
     return (
         message.message_id,
-        getattr(message, "edit_date", None) or message.date,
+        _edited(message),
         message.caption,
         getattr(document, "file_unique_id", None),
     )

@@ -19,7 +19,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 
 # The guidance's windows: at most `count` writes in any `seconds`.
 PRIVATE_PACE = ((3, 3.0),)
@@ -68,9 +68,11 @@ class Pacer:
         # (Telegram's clock is known better as time goes on: a stamp that moved would be
         # learned again as another write)
         self._stamps: dict[float, float] = {}
-        # chat -> (stamp, by, n: the nth with that stamp and maker) -> (time counted, stamp listed)
-        self._learned: dict[object, dict[tuple[float, str, int], tuple[float, float]]] = {}
-        self._own_edits: set[tuple[float, str]] = set()  # this process's edits, as others list them
+        # chat -> (stamp, by, n: the nth listed with that stamp and maker), or an edit's version
+        # as seen -> (time counted, stamp listed, which process or message)
+        self._learned: dict[object, dict[Hashable, tuple[float, float, str]]] = {}
+        # this process's edits of the index, as others list them -> how many with that label
+        self._own_edits: dict[tuple[float, str], int] = {}
         self._stopped: dict[object, float] = {}  # chat id (or "all") -> flood stop until
         # Telegram's clock minus self.clock, at least: from the dates of messages (what every
         # process sees alike), else from Date headers (a proxy on the way may set its own)
@@ -88,28 +90,10 @@ class Pacer:
         """Wait (at most `budget` seconds) until a call to `chat` may go, and count it when it
         is a write; `paced`: a write within the guidance's windows for one chat too (`urgent`:
         the whole minute, less that many writes it cannot see; None: bulk work's share), waited
-        for at most `pace_budget()` seconds
-        (None: `budget`; asked again at every slice of the wait: the writer may start
-        finishing meanwhile, and a backup waiting for the minute must then go). Returns the
-        seconds waited."""
-        waited = 0.0
-        while True:
-            limit = pace_budget()
-            limit = budget if limit is None else min(budget, limit)
-            with self._lock:
-                stopped = self._delay(chat, write, False)
-                pace = self._delay(chat, write, paced, urgent)
-                delay = stopped if waited >= limit else pace
-                if delay <= 0 or waited >= budget:
-                    if write:  # counted: all of them overall, the paced ones in their chat
-                        now, keys = self.clock(), (chat, "all") if paced else ("all",)
-                        for key in keys:
-                            self._sent.setdefault(key, deque(maxlen=30)).append(now)
-                        self._going.counted = (keys, now)
-                    return waited
-            pause = min(delay, (limit if waited < limit else budget) - waited, PACE_SLICE)
-            self.sleep(pause)
-            waited += pause
+        for at most `pace_budget()` seconds (None: `budget`; asked again at every slice of the
+        wait: the writer may start finishing meanwhile, and a backup waiting for the minute
+        must then go). Returns the seconds waited."""
+        return self._wait(chat, write, budget, paced, pace_budget, urgent, count=True)[0]
 
     def landed(self) -> None:
         """This thread's last write counted (wait_for_turn) has had its answer: Telegram counts
@@ -131,19 +115,40 @@ class Pacer:
         budget: float,
         urgent: int | None = None,
         pace_budget: Callable[[], float | None] = lambda: None,
-    ) -> float:
+    ) -> tuple[float, bool]:
         """Wait until one more paced write to `chat` may go, without making it: for the pace at
         most `pace_budget()` seconds (as in wait_for_turn), for a flood stop at most `budget`.
-        A read and the write based on it then follow each other at once (at_once())."""
+        A read and the write based on it then follow each other at once (at_once()). Returns
+        the seconds waited, and whether there is room (else the budgets ran out first)."""
+        return self._wait(chat, True, budget, True, pace_budget, urgent, count=False)
+
+    def has_room(self, chat: object, urgent: int | None = None) -> bool:
+        """Whether one more paced write to `chat` may go now: after a read that learned writes
+        (a knock), the room made before it may be gone."""
+        with self._lock:
+            return self._delay(chat, True, True, urgent) <= 0
+
+    def stopped_for(self, chat: object | None) -> float:
+        """The seconds Telegram's flood stop on `chat` (or on every call) still has to run."""
+        with self._lock:
+            return max(0.0, self._delay(chat, False, False))
+
+    def _wait(self, chat, write, budget, paced, pace_budget, urgent, count) -> tuple[float, bool]:
         waited = 0.0
         while True:
             limit = pace_budget()
             limit = budget if limit is None else min(budget, limit)
             with self._lock:
-                stopped = self._delay(chat, True, False)
-                delay = stopped if waited >= limit else self._delay(chat, True, True, urgent)
-            if delay <= 0 or waited >= budget:
-                return waited
+                stopped = self._delay(chat, write, False)
+                pace = self._delay(chat, write, paced, urgent)
+                delay = stopped if waited >= limit else pace
+                if delay <= 0 or waited >= budget:
+                    if count and write:  # counted: all of them overall, the paced ones in their chat
+                        now, keys = self.clock(), (chat, "all") if paced else ("all",)
+                        for key in keys:
+                            self._sent.setdefault(key, deque(maxlen=30)).append(now)
+                        self._going.counted = (keys, now)
+                    return waited, max(stopped, pace) <= 0
             pause = min(delay, (limit if waited < limit else budget) - waited, PACE_SLICE)
             self.sleep(pause)
             waited += pause
@@ -173,51 +178,56 @@ class Pacer:
                 del self._stamps[at]
             learned = [
                 (listed, by)
-                for (_, by, _), (at, listed) in self._learned.get(chat, {}).items()
+                for at, listed, by in self._learned.get(chat, {}).values()
                 if now - at < PACE_HORIZON
             ]
             return sorted(own + learned)
 
     def learn(
-        self, chat: object, writes: Iterable[tuple[float, str]], seen: Iterable[tuple[float, str]] = ()
+        self,
+        chat: object,
+        writes: Iterable[tuple[float, str]],
+        seen: Mapping[Hashable, tuple[float, str]] | None = None,
     ) -> None:
         """Writes other processes made to `chat`, counted toward the chat's windows from now on:
         `writes` as writes_in() listed them in the index (this process's own among them are
-        known already: its id, or an edit of the index it made), `seen` as this process saw
-        them (an edit of the index it did not make, by its date and which message: one of its
-        own edits in the same second has the same label, so these are never taken for its own).
-        A stamp later than Telegram's now counts as now, and is listed as now (a clock this
-        process cannot check: passed on as it is, it would be learned afresh by each process
-        in turn)."""
+        known already: its id, or as many edits of the index with that label as it made);
+        `seen`, edits of the index this process saw and did not make, each under its own key
+        (the message's version: two edits in one second share a label, never a version), as
+        (stamp, label). A stamp later than Telegram's now counts as now, and is listed as now
+        (a clock this process cannot check: passed on as it is, it would be learned afresh by
+        each process in turn)."""
         with self._lock:
-            now, offset = self.clock(), self._offset()
-            known = self._learned.setdefault(chat, {})
             count: dict[tuple[float, str], int] = {}  # writes in one burst share a stamp
-            listed = [(write, True) for write in list(writes)[-MAX_LEARNED:]]
-            for (stamp, by), relisted in [*listed, *((write, False) for write in seen)]:
-                count[stamp, by] = count.get((stamp, by), 0) + 1
-                at = min(now, stamp - offset)
-                mine = by == self.id or (relisted and (stamp, by) in self._own_edits)
-                if not mine and now - at < PACE_HORIZON:
-                    known.setdefault((stamp, by, count[stamp, by]), (at, round(at + offset, 1)))
-            for key in [key for key, (at, _) in known.items() if now - at >= PACE_HORIZON]:
+            for stamp, by in list(writes)[-MAX_LEARNED:]:
+                count[stamp, by] = n = count.get((stamp, by), 0) + 1
+                if by != self.id and n > self._own_edits.get((stamp, by), 0):
+                    self._learn_one(chat, (stamp, by, n), stamp, by)
+            for key, (stamp, by) in (seen or {}).items():
+                self._learn_one(chat, key, stamp, by)
+            now, known = self.clock(), self._learned.get(chat, {})
+            for key in [key for key, (at, _, _) in known.items() if now - at >= PACE_HORIZON]:
                 del known[key]
+
+    def _learn_one(self, chat: object, key: Hashable, stamp: float, by: str) -> None:
+        now, offset = self.clock(), self._offset()
+        at = min(now, stamp - offset)
+        if now - at < PACE_HORIZON:
+            self._learned.setdefault(chat, {}).setdefault(key, (at, round(at + offset, 1), by))
 
     def made_edit(self, stamp: float, label: str) -> None:
-        """This process made the write others learn and list as (stamp, label) (an edit of the
-        index, known to them only by its date): never learned back as someone else's."""
+        """This process made one of the writes others learn and list as (stamp, label) (an edit
+        of the index, known to them only by its date): never learned back as someone else's."""
         with self._lock:
-            self._own_edits.add((stamp, label))
-            if len(self._own_edits) > MAX_LEARNED:
-                self._own_edits = set(sorted(self._own_edits)[-MAX_LEARNED // 2 :])
+            self._own_edits[stamp, label] = self._own_edits.get((stamp, label), 0) + 1
+            while len(self._own_edits) > MAX_LEARNED:
+                del self._own_edits[min(self._own_edits)]
 
-    def forget(self, chat: object, stamp: float, label: str) -> None:
-        """(stamp, label) was learned as someone else's write, but this process made it (read
+    def forget(self, chat: object, key: Hashable) -> None:
+        """The edit learned under `key` (learn's `seen`) was this process's own after all (read
         back before its own answer came)."""
         with self._lock:
-            known = self._learned.get(chat, {})
-            for key in [key for key in known if key[:2] == (stamp, label)]:
-                del known[key]
+            self._learned.get(chat, {}).pop(key, None)
 
     def server_now(self) -> float:
         """Telegram's clock now, as far as this process knows it (at least that late)."""
@@ -244,7 +254,7 @@ class Pacer:
             if write and paced:
                 group = BULK_GROUP_PACE if urgent is None else GROUP_PACE
                 windows = PRIVATE_PACE if isinstance(chat, int) and chat > 0 else group
-                learned = [at for at, _ in self._learned.get(chat, {}).values()]
+                learned = [at for at, _, _ in self._learned.get(chat, {}).values()]
                 unseen = [now] * (urgent or 0)  # writes it cannot see, counted as made just now
                 times = sorted([*self._sent.get(chat, ()), *learned, *unseen])
                 delays.append(_window_delay(times, windows, now))

@@ -80,6 +80,10 @@ class Rewritten(DestinationError):
     """The index changed under this process (another instance's head): not written over."""
 
 
+class Refused(DestinationError):
+    """Telegram answered no to an edit of the index: it was not changed."""
+
+
 def paced(method):
     """Work on the chat (a method of an object with the chat's `index`, or of the ChatIndex
     itself): one at a time in this process (its threads read and rewrite one index: the backup
@@ -92,6 +96,15 @@ def paced(method):
             return method(self, *args, **kwargs)
 
     return paced
+
+
+def posted_by(message, bot_id: int) -> bool | None:
+    """Whether the bot `bot_id` posted `message`; None where Telegram does not say (a channel's
+    posts carry no sender: only the seal tells)."""
+    sender = getattr(message, "from_user", None)
+    if sender is None and getattr(message.chat, "type", "") == "channel":
+        return None
+    return sender is not None and sender.id == bot_id
 
 
 class ChatIndex:
@@ -208,16 +221,8 @@ class ChatIndex:
         document = getattr(pinned, "document", None)
         if document is None or document.file_name != self.index_name:
             return False
-        posted = self.posted_by_bot(pinned)
+        posted = posted_by(pinned, self.api.bot_id)
         return bool(posted) or (posted is None and (document.file_size or 0) <= INDEX_LIMIT)
-
-    def posted_by_bot(self, message) -> bool | None:
-        """Whether the bot posted `message`; None where Telegram does not say (a channel's
-        posts carry no sender: only the seal tells)."""
-        sender = getattr(message, "from_user", None)
-        if sender is None and getattr(message.chat, "type", "") == "channel":
-            return None
-        return sender is not None and sender.id == self.api.bot_id
 
     def trusted(self, pinned) -> Index | None:
         """The index in `pinned` when the bot wrote it; None when `pinned` is anything else
@@ -226,7 +231,7 @@ class ChatIndex:
         document = getattr(pinned, "document", None)
         if document is None or document.file_name != self.index_name:
             return None
-        posted = self.posted_by_bot(pinned)
+        posted = posted_by(pinned, self.api.bot_id)
         if posted is False:
             self._tell_once("forged", _FORGED)
             return None
@@ -267,7 +272,7 @@ class ChatIndex:
                     break
                 if not self.unpin(pinned.message_id):
                     break
-                if not self.posted_by_bot(pinned):  # a message of the bot's own stays unpinned
+                if not posted_by(pinned, self.api.bot_id):  # a message of the bot's own stays unpinned
                     covering.append(pinned.message_id)
         finally:
             self._to_repin += reversed(covering)
@@ -318,7 +323,8 @@ class ChatIndex:
                 return
             except BotApiError as error:
                 if not any(gone in error.description for gone in GONE):
-                    raise DestinationError(str(error)) from None
+                    refused = error.code is not None and 400 <= error.code < 500  # (else it may have)
+                    raise (Refused if refused else DestinationError)(str(error)) from None
                 log.warning("the backup index's message is gone; pinning a new one")
         self._publish(index)
 
@@ -327,10 +333,9 @@ class ChatIndex:
         Room in Telegram's pace is made first; then the index is looked at and edited at once,
         nothing between the two: a knock left meanwhile is carried, not wiped, and an index
         another instance rewrote since this one read it (its claim) is not written over. A 429
-        is waited out, and the look taken again."""
+        is waited out (while the thread's time allows), and the look taken again."""
         for attempt in range(FLOOD_TRIES):
-            self.api.wait_for_room(self.chat_id)
-            self._look_before_editing(index)
+            self._room_and_look(index)
             try:
                 with bot_api.at_once():
                     edited = self._upload_index(index)
@@ -343,18 +348,41 @@ class ChatIndex:
                 self._document = (edited.get("document") or {}).get("file_unique_id")
             return
 
+    def _room_and_look(self, index: Index) -> None:
+        """Room for the edit, then the look (_look_before_editing); room again when the look
+        learned writes that took it (a knock), a few times. Under a flood stop the thread's
+        time cannot wait out, nothing is edited."""
+        for _ in range(FLOOD_TRIES):
+            room = self.api.wait_for_room(self.chat_id)
+            if self.api.pacer.stopped_for(self.chat_id) > 0:
+                raise BotApiError(
+                    "Telegram's flood control asks for a longer wait than this work has: the "
+                    "backup index was not edited",
+                    code=429,
+                )
+            self._look_before_editing(index)
+            if not room or self.api.has_room(self.chat_id):
+                return
+
     def _look_before_editing(self, index: Index) -> None:
         """The index as it is now, before this process edits it: someone else's edit counts
         toward the pace (ChatWrites), a knock is carried, and a document this process did not
-        read or write (another writer's) stops the edit."""
+        read or write (another writer's), or a newer index of the bot's pinned above it, stops
+        the edit."""
         pinned = self.peek()
-        if not self.trusted_sender(pinned) or pinned.message_id != index.message_id:
+        if not self.trusted_sender(pinned):
             return
-        if self._document is not None and pinned.document.file_unique_id != self._document:
+        rewritten = pinned.message_id > index.message_id or (
+            pinned.message_id == index.message_id
+            and self._document not in (None, pinned.document.file_unique_id)
+        )
+        if rewritten:
             raise Rewritten(
                 "another instance rewrote the backup index since this one read it: nothing was "
                 "written over it (the next read tells which instance writes)"
             )
+        if pinned.message_id != index.message_id:
+            return
         self.writes.learn(pinned)
         knock = knock_in_caption(pinned.caption or "", self.seal, self.chat_id, pinned.message_id)
         if knock is not None:  # a knock left since the last read is carried, not wiped
@@ -580,7 +608,7 @@ class Pointer:
             return
         old, self.message = self.message, sent.message_id
         if old is not None and old != sent.message_id:
-            self.chat.delete(Ref(chat, old))
+            self.chat.eraser.delete(Ref(chat, old))
 
     def _edit(self, chat: int, text: str) -> bool:
         try:

@@ -33,7 +33,17 @@ from bot_api import BotApiError
 from destinations import DestinationError, TooLarge
 from i18n import Joined, Series, Size, Text, lines
 from lease import Head, HeadState, Knock, fence
-from telegram_chat import DESTINATION, GONE, ChatIndex, Rewritten, chat_errors, paced
+from telegram_chat import (
+    DESTINATION,
+    FLOOD_TRIES,
+    GONE,
+    ChatIndex,
+    Refused,
+    Rewritten,
+    chat_errors,
+    paced,
+    posted_by,
+)
 from telegram_index import VISIBLE_NAME, Entry, Index, Part, Ref, caption_with_knock, knock_in_caption
 
 log = logging.getLogger("backup")
@@ -88,9 +98,11 @@ class TelegramChat:
         index.scrub = self._scrub([*index.scrub, *retired])
         try:
             self.index.write(index)
-        except DestinationError:  # no index lists the new messages: their data does not stay
+        except (Refused, Rewritten) as error:  # no index lists the new messages: their data goes
             for message_id in sent - set(replaced):
                 self.index.eraser.delete(Ref(chat, message_id))
+            if isinstance(error, Rewritten):  # a newer instance's claim: this one is stale
+                fence(self.index.read(writing=True).head, info.generation, info.writer)
             raise
         return placed
 
@@ -359,8 +371,7 @@ class ChatLease:
         # Room first, then the read and the edit at once: a caption read before a wait could
         # be an older one than the writer's latest.
         with bot_api.urgent(unseen=1):
-            self.index.api.wait_for_room(self.index.chat_id)
-            pinned = self.index.pinned()
+            pinned = self._room_and_look()
             if self._is_index(pinned):
                 target, text = pinned.message_id, pinned.caption or ""
             elif self.index.known is not None and self.index.known.message_id is not None:
@@ -376,13 +387,26 @@ class ChatLease:
         if isinstance(edited, types.Message):
             self.index.writes.made(edited)
 
+    def _room_and_look(self):
+        """Room for the knock, then what is on top; room again when what it read (another
+        edit of the index: its pace counts it) took the room, a few times."""
+        api, chat = self.index.api, self.index.chat_id
+        for _ in range(FLOOD_TRIES):
+            room = api.wait_for_room(chat)
+            pinned = self.index.pinned()
+            if self._is_index(pinned):
+                self.index.writes.learn(pinned)
+            if not room or api.has_room(chat):
+                break
+        return pinned
+
     def _is_index(self, pinned) -> bool:
         """The bot's index, by its name and sender (and, where the chat gives no sender, by
         its seal): what a knock may be read from or left on."""
         document = getattr(pinned, "document", None)
         if document is None or document.file_name != self.index.index_name:
             return False
-        posted = self.index.posted_by_bot(pinned)
+        posted = posted_by(pinned, self.index.api.bot_id)
         if posted is False:
             self.index.trusted(pinned)  # a look-alike of someone else's: the admins are told once
         return posted or (posted is None and self.index.trusted(pinned) is not None)

@@ -128,7 +128,7 @@ class Bench:
         seen = len(self.fake.messages(ADMIN_ID))
         self.fake.send_text(ADMIN_ID, "📊 Statistics")
         text = self.fake.wait_for_message(ADMIN_ID, "Users:", after=seen, timeout=timeout)["text"]
-        return int(re.search(r"Users: (\d+)", text).group(1))
+        return int(re.search(r"Users: ([\d,]+)", text).group(1).replace(",", ""))
 
     def conflicts(self) -> int:
         return sum(call["status"] == 409 for call in self.fake.requests("getUpdates"))

@@ -385,3 +385,20 @@ def test_the_pointer_with_the_admin_is_one_message_edited_in_place(tmp_path, fak
     assert pointer_in(pointer["text"], Seal(fake.token), CHAT) == fake.pinned_message(CHAT)["message_id"]
     assert fake.pinned_message(ADMIN)["message_id"] == pointer["message_id"]
     assert len([m for m in fake.history(ADMIN) if "pinned_message" in m]) == 1
+
+
+def test_a_pointer_the_admin_deleted_is_left_again_when_the_index_moves(tmp_path, fake):
+    """The admin deleted the bot's pointer in their private chat; then someone pinned over the
+    index: the next backup publishes a fresh index, and a new pointer names it."""
+    fake.send_text(ADMIN, "/start")
+    s = Setup(tmp_path, fake)
+    s.add_users(1)
+    s.engine.create("manual")
+    (pointer,) = [m for m in fake.messages(ADMIN) if not m.get("deleted")]
+    fake.delete_message_as_admin(ADMIN, pointer["message_id"])
+    fake.pin_by_someone(CHAT, "notice", user_id=ADMIN_OF_GROUP)
+    s.add_users(2)
+    result = s.engine.create("manual")
+    assert [i.destination for i in result.stored] == ["local", "telegram"]
+    (again,) = [m for m in fake.messages(ADMIN) if not m.get("deleted")]
+    assert pointer_in(again["text"], Seal(fake.token), CHAT) == fake.pinned_message(CHAT)["message_id"]

@@ -120,7 +120,7 @@ def test_a_process_does_not_learn_its_own_writes_back():
     assert len(a.writes_in(GROUP)) == 1
 
 
-def test_someone_elses_edit_in_the_same_second_as_its_own_counts_and_its_own_relisted_does_not():
+def test_edits_in_the_same_second_as_its_own_count_each_and_its_own_relisted_does_not():
     world = World()
     a = world.process(since_boot=10.0)
     world.write(a)
@@ -128,8 +128,14 @@ def test_someone_elses_edit_in_the_same_second_as_its_own_counts_and_its_own_rel
     a.made_edit(*edit)
     a.learn(GROUP, [edit])  # another process's index lists this one's edit: known already
     assert len(a.writes_in(GROUP)) == 1
-    a.learn(GROUP, [], seen=[edit])  # a knock in the same second: the same label, another write
+    a.learn(GROUP, [edit, edit])  # its edit and someone else's, with one label: one is new
     assert len(a.writes_in(GROUP)) == 2
+    a.learn(GROUP, [], seen={"a knock": edit})  # seen: its own version, whatever the label
+    a.learn(GROUP, [], seen={"another knock": edit})  # seen by another read, another version
+    a.learn(GROUP, [], seen={"a knock": edit})  # the same one read again
+    assert len(a.writes_in(GROUP)) == 4
+    a.forget(GROUP, "a knock")  # it was this process's own edit after all: only that one goes
+    assert len(a.writes_in(GROUP)) == 3
 
 
 def test_a_write_counts_from_when_its_answer_came_not_when_it_left():
