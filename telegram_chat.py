@@ -376,7 +376,9 @@ class ChatIndex:
             pinned.message_id == index.message_id
             and self._document not in (None, pinned.document.file_unique_id)
         )
-        if rewritten:
+        # Only an index the bot sealed counts (a channel's admin may post or edit a look-alike:
+        # that is written over, or told once, never a reason to stop backing up).
+        if rewritten and self.trusted(pinned) is not None:
             raise Rewritten(
                 "another instance rewrote the backup index since this one read it: nothing was "
                 "written over it (the next read tells which instance writes)"

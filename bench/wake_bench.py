@@ -3,7 +3,7 @@ of Koyeb's, with a 10 MB backup. Real `python main.py` processes against the Bot
 (tests/fake_bot_api), behind a stand-in for the host's proxy (tests/edge_proxy.py) that holds a
 request while the instance it wakes comes up, as Koyeb does for a sleeping service.
 
-    python bench/wake_bench.py [--runs 5] [--tenth] [--sleep shutdown deep light]
+    python bench/wake_bench.py [--runs 5] [--tenth] [--sleep shutdown deep light] [--asleep 0]
 
 The kinds of sleep, each run ending the way the next one begins:
   shutdown  the instance got SIGTERM (its final backup is in the chat); the request starts a
@@ -12,7 +12,9 @@ The kinds of sleep, each run ending the way the next one begins:
             thrown away without SIGTERM; the request starts a new instance on an empty disk
   light     the instance was frozen (SIGSTOP) for --freeze seconds, and the request thaws it
             (SIGCONT): the same process, its disk kept
-Measured until the user has the answer; for a new instance split into the process's start
+--asleep: seconds between falling asleep and the wake (Koyeb sleeps after minutes without
+traffic: with 65 the chat's last write is over a minute old, as it would be, and Telegram's
+pace has nothing left to wait for). Measured until the user has the answer; for a new instance split into the process's start
 (imports, config, getMe), the restore, and the rest. --tenth also runs the woken instance with
 a tenth of a core (a cgroup v1 cpu quota, as Koyeb's free instance; needs root). Koyeb's own
 part (about 200 ms to thaw, 1 to 5 s to start from deep sleep, by its documentation) is not in
@@ -75,8 +77,8 @@ def logged_at(bot: BotProcess, text: str) -> float:
 class Bench:
     """The stand-ins, the instances started, and one wake at a time."""
 
-    def __init__(self, work: Path, database_file: Path, freeze: float):
-        self.work, self.database_file, self.freeze = work, database_file, freeze
+    def __init__(self, work: Path, database_file: Path, freeze: float, asleep: float = 0.0):
+        self.work, self.database_file, self.freeze, self.asleep = work, database_file, freeze, asleep
         self.fake, self.proxy = FakeBotAPI().start(), EdgeProxy(hold_seconds=300).start()
         self.port = _free_port()
         self.env = {
@@ -121,6 +123,8 @@ class Bench:
             self.wait_quiet(bot, 0)
             os.kill(bot.process.pid, signal.SIGSTOP)
             bot.kill()  # thrown away while frozen: no SIGTERM, and its disk is gone
+        if kind != "light":
+            time.sleep(self.asleep)  # asleep this long before the request that wakes it
         else:
             self.wait_quiet(bot, 0)
             os.kill(bot.process.pid, signal.SIGSTOP)
@@ -212,13 +216,14 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--sleep", nargs="+", default=["shutdown", "deep", "light"])
     parser.add_argument("--freeze", type=float, default=10.0, help="seconds a light sleep lasts")
+    parser.add_argument("--asleep", type=float, default=0.0, help="seconds asleep before a wake")
     args = parser.parse_args()
     if args.tenth and os.geteuid() != 0:
         sys.exit("--tenth needs root (a cgroup of its own)")
     work = Path(tempfile.mkdtemp(prefix="wake-bench-"))
     print(f"work folder: {work}")
     build(work / "bot.db", args.megabytes)
-    bench = Bench(work, work / "bot.db", args.freeze)
+    bench = Bench(work, work / "bot.db", args.freeze, args.asleep)
     try:
         run(bench, args.sleep, args.runs, args.tenth)
     finally:
