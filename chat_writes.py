@@ -59,6 +59,15 @@ class ChatWrites:
                 self._others.remove(version)
                 self.pacer.forget(self.chat_id(), version)
 
+    def unknown(self) -> None:
+        """This process is about to write to the chat before it has read the index (unpinning
+        what covers it): the writes of the last seconds are unknown to it, so as many as the
+        guidance's few seconds allow count as made now, once."""
+        with self._lock:
+            now = self.pacer.server_now()
+            unknown = {("unknown", n): (now, "unknown") for n in range(3)}
+            self.pacer.learn(self.chat_id(), (), unknown)
+
 
 def _edited(message) -> int:
     """When the message was last changed, in Telegram's whole seconds (an index edit is listed,

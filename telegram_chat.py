@@ -142,8 +142,9 @@ class ChatIndex:
         # an edit of the index carries it, or the writer would wipe the request it must heed.
         self._knock: tuple[int, Knock] | None = None
         self._document: str | None = None  # the index's document as last read or written here
+        self._looked_under: int | None = None  # the covering message last looked beneath
         self.writes = ChatWrites(self.api.pacer, lambda: self.chat_id)
-        self.eraser = Eraser(bot, self._tell_once)
+        self.messages = Messages(bot, self._tell_once)
 
     @property
     def bot_username(self) -> str:
@@ -178,10 +179,10 @@ class ChatIndex:
         if index is not None:
             self.writes.learn(pinned, index.writes)
             self._document = pinned.document.file_unique_id  # as read: an edit expects it
-        if index is None and self.known is not None and self.known.message_id is not None:
-            return self.known
         if pinned is None or self.bottomless != pinned.message_id:
             self.bottomless = None  # looked beneath again only when the pins changed
+        if index is None and self.known is not None and self.known.message_id is not None:
+            return self._beneath_once(pinned)
         if index is None and pinned is not None and self.bottomless is None:
             index = self._look_beneath()
         if index is None and self.bottomless is None:
@@ -194,6 +195,18 @@ class ChatIndex:
                 "bot cannot see whether its backups are beneath: unpin them"
             )
         self.known = index or Index(chat_id=self.chat_id)
+        return self.known
+
+    def _beneath_once(self, pinned) -> Index:
+        """The index as it is beneath what covers it, looked at once per cover (what this
+        process knows may be older: another instance's claim, a final head, made before the
+        cover came); after that, what this process knows (it writes a fresh index on top at
+        its next write)."""
+        if pinned is not None and self._looked_under != pinned.message_id and self.bottomless is None:
+            self._looked_under = pinned.message_id
+            beneath = self._look_beneath(found_told=False)
+            if beneath is not None:
+                self.known = beneath
         return self.known
 
     def pinned(self):
@@ -259,18 +272,22 @@ class ChatIndex:
         return data.getvalue()
 
     @paced
-    def _look_beneath(self) -> Index | None:
+    def _look_beneath(self, found_told: bool = True) -> Index | None:
         """Unpin what covers the index, to see beneath it, and pin others' messages again at
         once (pins are ordered by message id: theirs come back on top as they were; a pin the
-        bot could not give back is owed, and given back at the next read)."""
+        bot could not give back is owed, and given back at the next read). `found_told`: the
+        admins hear that it was found there (not when the bot pins a fresh index on top next,
+        which it tells)."""
         covering, index = [], None
+        if self.known is None:
+            self.writes.unknown()  # its first writes here come before it could learn any
         try:
             for _ in range(MAX_COVERING + 1):
                 pinned = self.pinned()
                 index = self.trusted(pinned)
                 if index is not None or pinned is None or len(covering) == MAX_COVERING:
                     break
-                if not self.unpin(pinned.message_id):
+                if not self.messages.unpin(self.chat_id, pinned.message_id):
                     break
                 if not posted_by(pinned, self.api.bot_id):  # a message of the bot's own stays unpinned
                     covering.append(pinned.message_id)
@@ -279,7 +296,7 @@ class ChatIndex:
             self._repin_what_is_owed()
         deep = index is None and pinned is not None  # the bottom not reached: the limit, or a refusal
         self.bottomless = (covering[0] if covering else pinned.message_id) if deep else None
-        if index is not None or deep:
+        if deep or (index is not None and found_told):
             self._tell_once("covered", _COVERED_FOUND if index is not None else _COVERED_DEEP)
         return index
 
@@ -291,7 +308,7 @@ class ChatIndex:
         where = self.pointer.read()
         if where is None:
             return None
-        if self.pin(where):
+        if self.messages.pin(self.chat_id, where):
             index = self.trusted(self.pinned()) or self._look_beneath()
             if index is not None:
                 self._tell_once("repinned", _UNPINNED)
@@ -305,7 +322,7 @@ class ChatIndex:
         )
 
     def _repin_what_is_owed(self) -> None:
-        while self._to_repin and self.pin(self._to_repin[0]):
+        while self._to_repin and self.messages.pin(self.chat_id, self._to_repin[0]):
             self._to_repin.pop(0)
 
     # --- writing ---
@@ -415,20 +432,20 @@ class ChatIndex:
         try:
             with chat_errors("seal the backup index in"):
                 self._edit_index(index)  # now it names its own message
-            if not self.pin(message.message_id):
+            if not self.messages.pin(self.chat_id, message.message_id):
                 raise DestinationError(
                     "cannot pin the backup index, so a start on an empty disk could not find the "
                     "backups: let the bot pin messages in the chat"
                 )
         except DestinationError:
             index.message_id = old
-            self.eraser.delete(Ref(self.chat_id, message.message_id))
+            self.messages.delete(Ref(self.chat_id, message.message_id))
             raise
         self.on_top, self.known = True, index
         self.pointer.leave(message.message_id)
         if old is not None:
-            self.unpin(old)
-            self.eraser.delete(Ref(self.chat_id, old))
+            self.messages.unpin(self.chat_id, old)
+            self.messages.delete(Ref(self.chat_id, old))
         if covered and self.covered:
             self._tell_once("republished", _REPUBLISHED)
         elif covered:
@@ -452,24 +469,6 @@ class ChatIndex:
                 self.follow(error.migrate_to_chat_id)
                 index.message_id, index.chat_id = None, self.chat_id
         raise DestinationError("the backup chat moved twice while the bot wrote to it")
-
-    def pin(self, message_id: int) -> bool:
-        try:
-            with chat_errors("pin a message in"):
-                self.bot.pin_chat_message(self.chat_id, message_id, disable_notification=True)
-            return True
-        except DestinationError as error:
-            log.warning("could not pin message %s in chat %s: %s", message_id, self.chat_id, error)
-            return False
-
-    def unpin(self, message_id: int) -> bool:
-        try:
-            with chat_errors("unpin a message in"):
-                self.bot.unpin_chat_message(self.chat_id, message_id)
-            return True
-        except DestinationError as error:
-            log.warning("cannot unpin message %s in chat %s: %s", message_id, self.chat_id, error)
-            return False
 
     # --- a group upgraded to a supergroup ---
 
@@ -509,12 +508,31 @@ class ChatIndex:
             self.alert(text)
 
 
-class Eraser:
-    """The data of the bot's own messages taken out of the chat (rotated-out backups, an index
-    retired): deleted, or, past the 48 hours in which a bot may delete, its document replaced."""
+class Messages:
+    """The bot's own messages in the chat: pinned, unpinned, and taken out (rotated-out
+    backups, an index retired): deleted, or, past the 48 hours in which a bot may delete, its
+    document replaced."""
 
     def __init__(self, bot: telebot.TeleBot, tell_once: Callable[[str, Text], None]):
         self.bot, self.api, self.tell_once = bot, bot_api.api_of(bot), tell_once
+
+    def pin(self, chat_id: int, message_id: int) -> bool:
+        try:
+            with chat_errors("pin a message in"):
+                self.bot.pin_chat_message(chat_id, message_id, disable_notification=True)
+            return True
+        except DestinationError as error:
+            log.warning("could not pin message %s in chat %s: %s", message_id, chat_id, error)
+            return False
+
+    def unpin(self, chat_id: int, message_id: int) -> bool:
+        try:
+            with chat_errors("unpin a message in"):
+                self.bot.unpin_chat_message(chat_id, message_id)
+            return True
+        except DestinationError as error:
+            log.warning("cannot unpin message %s in chat %s: %s", message_id, chat_id, error)
+            return False
 
     def delete(self, ref: Ref) -> bool:
         """Take a message of the bot's out of the chat, or at least its data: deleted, or (older
@@ -610,7 +628,7 @@ class Pointer:
             return
         old, self.message = self.message, sent.message_id
         if old is not None and old != sent.message_id:
-            self.chat.eraser.delete(Ref(chat, old))
+            self.chat.messages.delete(Ref(chat, old))
 
     def _edit(self, chat: int, text: str) -> bool:
         try:

@@ -100,7 +100,7 @@ class TelegramChat:
             self.index.write(index)
         except (Refused, Rewritten) as error:  # no index lists the new messages: their data goes
             for message_id in sent - set(replaced):
-                self.index.eraser.delete(Ref(chat, message_id))
+                self.index.messages.delete(Ref(chat, message_id))
             if isinstance(error, Rewritten):  # a newer instance's claim: this one is stale
                 fence(self.index.read(writing=True).head, info.generation, info.writer)
             raise
@@ -192,7 +192,7 @@ class TelegramChat:
             return list(dict.fromkeys(refs))
         left, done = [], 0
         for ref in dict.fromkeys(refs):  # each once, in order
-            if done < SCRUB_AT_ONCE and self.index.eraser.delete(ref):
+            if done < SCRUB_AT_ONCE and self.index.messages.delete(ref):
                 done += 1
                 continue
             left.append(ref)
@@ -228,7 +228,7 @@ class TelegramChat:
                         new.append(parts[-1].message_id)
             except DestinationError:
                 for message_id in new:  # half a backup is no backup: not left in the chat
-                    self.index.eraser.delete(Ref(self.index.chat_id, message_id))
+                    self.index.messages.delete(Ref(self.index.chat_id, message_id))
                 raise
         return parts
 

@@ -160,6 +160,19 @@ class ChatsMixin:
         with self._cond:
             self._files[file_id]["bytes"] = bytes(content)
 
+    def edit_post_as_admin(self, chat_id, message_id, caption=None, content=None):
+        """An administrator of a channel edits a post of someone else's (the bot's): its caption,
+        or its document replaced by `content` under the same file name. Only in a channel: the
+        Bot API's ChatAdministratorRights.can_edit_messages, "True, if the administrator can
+        edit messages of other users and can pin messages; for channels only"."""
+        with self._cond:
+            message = self._by_id[(chat_id, message_id)]
+            new = {} if caption is None else {"caption": caption}
+            if content is not None:
+                new["document"] = self._store_file(message["document"]["file_name"], content)
+            message.update(new, edit_date=int(time.time()))
+            self._changed()
+
     def delete_message_as_admin(self, chat_id, message_id):
         """An admin of the chat deletes a message, and its document is gone from Telegram's
         servers with it: getFile on its file_id fails from then on."""
