@@ -9,22 +9,15 @@ from datetime import timedelta
 
 import pytest
 from conftest import NOW
-from helpers import bot_for, chat_index
+from helpers import chat_index
+from test_hostile_probe import process
 from test_offsite import CHAT
 
 from backup_format import BackupInfo, file_name
 from destinations import Stale
 from lease import Head, HeadState, Knock
-from telegram_chat import ChatIndex
-from telegram_destination import ChatLease, TelegramChat
 
 pytestmark = pytest.mark.usefixtures("quick_pace")  # what is written, not how fast
-
-
-def process(fake):
-    """One instance of the bot: its own view of the chat (its memory of the index)."""
-    chat = ChatIndex(bot_for(fake), CHAT)
-    return chat, TelegramChat(chat), ChatLease(chat)
 
 
 def backup(tmp_path, generation, writer, seconds):
